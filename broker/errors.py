@@ -1,0 +1,135 @@
+"""Typed errors shared by the storage engine, the wire protocol and the client library.
+
+Every error carries a stable numeric ``code`` (sent on the wire, see docs/PROTOCOL.md) and a
+human-readable reason that names what was wrong. Invariants are checked with these errors,
+never with ``assert`` (which vanishes under ``python -O``).
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base class. ``code`` is the wire error code; ``retriable`` tells clients to back off and retry."""
+
+    code = 1
+    retriable = False
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class CorruptBatchError(BrokerError):
+    """A record batch failed validation (bad magic, version, length or CRC)."""
+
+    code = 2
+
+
+class CorruptIndexError(BrokerError):
+    """An offset or time index is inconsistent with its segment; it is rebuilt from the log."""
+
+    code = 3
+
+
+class InvalidTopicError(BrokerError):
+    """A topic name is empty, too long, or could escape the data directory."""
+
+    code = 4
+
+
+class UnknownTopicError(BrokerError):
+    code = 5
+
+
+class UnknownPartitionError(BrokerError):
+    code = 6
+
+
+class OffsetOutOfRangeError(BrokerError):
+    code = 7
+
+
+class RecordTooLargeError(BrokerError):
+    code = 8
+
+
+class UnknownCodecError(BrokerError):
+    code = 9
+
+
+class TopicExistsError(BrokerError):
+    code = 10
+
+
+class InvalidRequestError(BrokerError):
+    """A request was malformed: wrong frame count, bad header, bad field value."""
+
+    code = 11
+
+
+class UnsupportedVersionError(BrokerError):
+    code = 12
+
+
+class DiskFullError(BrokerError):
+    """The disk has no room for the write; nothing was appended. Retriable once space is freed."""
+
+    code = 13
+    retriable = True
+
+
+class BrokerUnavailableError(BrokerError):
+    """The broker did not answer in time (down, restarting or overloaded)."""
+
+    code = 14
+    retriable = True
+
+
+class InvalidConfigError(BrokerError):
+    code = 15
+
+
+class UnknownGroupMemberError(BrokerError):
+    """A group member's session expired or it never joined; it must join again."""
+
+    code = 16
+    retriable = True
+
+
+class StorageError(BrokerError):
+    """An I/O error in the storage engine other than a full disk."""
+
+    code = 17
+
+
+ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
+    cls.code: cls
+    for cls in (
+        BrokerError,
+        CorruptBatchError,
+        CorruptIndexError,
+        InvalidTopicError,
+        UnknownTopicError,
+        UnknownPartitionError,
+        OffsetOutOfRangeError,
+        RecordTooLargeError,
+        UnknownCodecError,
+        TopicExistsError,
+        InvalidRequestError,
+        UnsupportedVersionError,
+        DiskFullError,
+        BrokerUnavailableError,
+        InvalidConfigError,
+        UnknownGroupMemberError,
+        StorageError,
+    )
+}
+
+
+def error_from_code(code: int, message: str) -> BrokerError:
+    """Rebuild the typed error a peer sent; an unknown code becomes a plain BrokerError."""
+    cls = ERRORS_BY_CODE.get(code, BrokerError)
+    err = cls(message)
+    if cls is BrokerError:
+        err.code = code
+    return err

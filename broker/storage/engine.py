@@ -1,0 +1,254 @@
+"""The storage engine: the topics and partitions of one data directory.
+
+Guarantees:
+- Topic configs are stored in ``<topic>/topic.json`` (atomic write); partitions only grow.
+- Deleting a topic renames its directory first (``.deleted`` suffix, then removed), so a
+  crash mid-delete never leaves a half topic that looks alive; leftovers are removed on open.
+- ``recovery-points.json`` records each partition's durable offset, written atomically at
+  most every ``RECOVERY_CHECKPOINT_INTERVAL_S`` and at close; after a crash only data above
+  it is CRC-scanned (see ``partition_log``).
+- Flush policy ``interval`` is driven by ``flush_due`` (the server calls it on a timer).
+- Deletions by retention and the disk guard are counted by reason in ``deletion_counts``.
+
+Not thread-safe: one event loop owns a Storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import (
+    InvalidConfigError,
+    StorageError,
+    TopicExistsError,
+    UnknownPartitionError,
+    UnknownTopicError,
+)
+from ..logs import log_event
+from ..topic_config import TopicConfig
+from .layout import (
+    DELETED_SUFFIX,
+    RECOVERY_POINTS_FILE,
+    TOPIC_CONFIG_FILE,
+    atomic_write,
+    fsync_dir,
+    partition_dir,
+    topic_dir,
+    validate_topic_name,
+)
+from .partition_log import AppendResult, PartitionLog, RecoveryReport
+from .retention import Deletion, DiskGuard, enforce_disk_guard, enforce_topic_retention
+
+logger = logging.getLogger("broker.storage")
+
+RECOVERY_CHECKPOINT_INTERVAL_S = 5.0
+
+__all__ = ["AppendResult", "DiskGuard", "Storage"]
+
+
+class Storage:
+    def __init__(self, data_dir: str | Path, defaults: TopicConfig | None = None, disk_guard: DiskGuard | None = None):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.defaults = defaults or TopicConfig()
+        self.disk_guard = disk_guard or DiskGuard()
+        self._configs: dict[str, TopicConfig] = {}
+        self._logs: dict[str, list[PartitionLog]] = {}
+        self.deletion_counts: dict[str, int] = {}
+        self.unshipped_deleted_bytes = 0
+        self.recovery_reports: list[RecoveryReport] = []
+        self._checkpointed: dict[str, int] = {}
+        self._last_checkpoint = time.monotonic()
+        self._closed = False
+        self._open_existing()
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _read_recovery_points(self) -> dict[str, int]:
+        path = self.data_dir / RECOVERY_POINTS_FILE
+        try:
+            points = json.loads(path.read_text())
+            if not isinstance(points, dict):
+                raise ValueError("not an object")
+            return {str(k): int(v) for k, v in points.items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, TypeError) as exc:
+            log_event(logger, logging.WARNING, "recovery_points_unreadable", path=path, reason=exc,
+                      effect="active segments are fully scanned")
+            return {}
+
+    def _open_existing(self) -> None:
+        points = self._read_recovery_points()
+        for entry in sorted(os.listdir(self.data_dir)):
+            path = self.data_dir / entry
+            if DELETED_SUFFIX in entry and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            config_path = path / TOPIC_CONFIG_FILE
+            if not config_path.is_file():
+                continue
+            try:
+                validate_topic_name(entry)
+                config = TopicConfig.model_validate_json(config_path.read_text())
+            except Exception as exc:  # noqa: BLE001 - one bad topic must not stop the broker
+                log_event(logger, logging.ERROR, "topic_skipped", topic=entry, path=config_path, reason=exc)
+                continue
+            self._configs[entry] = config
+            self._logs[entry] = [
+                self._open_partition(entry, p, config, points.get(f"{entry}/{p}"))
+                for p in range(config.partitions)
+            ]
+
+    def _open_partition(self, topic: str, partition: int, config: TopicConfig, recovery_point: int | None) -> PartitionLog:
+        log = PartitionLog(partition_dir(self.data_dir, topic, partition), topic, partition, config,
+                           recovery_point=recovery_point)
+        self.recovery_reports.append(log.report)
+        return log
+
+    # -- topics --------------------------------------------------------------------------
+
+    def topics(self) -> dict[str, TopicConfig]:
+        return dict(self._configs)
+
+    def has_topic(self, name: str) -> bool:
+        return name in self._configs
+
+    def topic_config(self, name: str) -> TopicConfig:
+        try:
+            return self._configs[name]
+        except KeyError:
+            raise UnknownTopicError(f"unknown topic {name!r}") from None
+
+    def create_topic(self, name: str, config: TopicConfig | None = None) -> TopicConfig:
+        validate_topic_name(name)
+        if name in self._configs:
+            raise TopicExistsError(f"topic {name!r} already exists")
+        config = config or self.defaults
+        directory = topic_dir(self.data_dir, name)
+        try:
+            directory.mkdir(exist_ok=True)
+            atomic_write(directory / TOPIC_CONFIG_FILE, config.model_dump_json(by_alias=True).encode())
+            logs = [self._open_partition(name, p, config, None) for p in range(config.partitions)]
+            fsync_dir(self.data_dir)
+        except OSError as exc:
+            raise StorageError(f"creating topic {name!r}: {exc}") from None
+        self._configs[name] = config
+        self._logs[name] = logs
+        log_event(logger, logging.INFO, "topic_created", topic=name, partitions=config.partitions, codec=config.codec)
+        return config
+
+    def delete_topic(self, name: str) -> None:
+        self.topic_config(name)
+        for log in self._logs.pop(name):
+            log.close(clean=False)
+        del self._configs[name]
+        directory = topic_dir(self.data_dir, name)
+        doomed = directory.with_name(f"{name}{DELETED_SUFFIX}-{time.time_ns()}")
+        os.rename(directory, doomed)
+        fsync_dir(self.data_dir)
+        shutil.rmtree(doomed, ignore_errors=True)
+        self.checkpoint_recovery_points()  # a re-created topic must not inherit old points
+        log_event(logger, logging.INFO, "topic_deleted", topic=name)
+
+    def configure_topic(self, name: str, overrides: dict) -> TopicConfig:
+        old = self.topic_config(name)
+        try:
+            new = old.merged(overrides)
+        except Exception as exc:  # pydantic ValidationError: say which key was wrong
+            raise InvalidConfigError(f"invalid config for topic {name!r}: {exc}") from None
+        if new.partitions < old.partitions:
+            raise InvalidConfigError(
+                f"topic {name!r} has {old.partitions} partitions; partitions can only grow"
+            )
+        atomic_write(topic_dir(self.data_dir, name) / TOPIC_CONFIG_FILE, new.model_dump_json(by_alias=True).encode())
+        logs = self._logs[name]
+        for log in logs:
+            log.config = new
+            for seg in log.segments:
+                seg.index_interval_bytes = max(1, new.index_interval_bytes)
+        for p in range(old.partitions, new.partitions):
+            logs.append(self._open_partition(name, p, new, None))
+        self._configs[name] = new
+        log_event(logger, logging.INFO, "topic_configured", topic=name, changes=",".join(sorted(overrides)))
+        return new
+
+    def log(self, topic: str, partition: int) -> PartitionLog:
+        logs = self._logs.get(topic)
+        if logs is None:
+            raise UnknownTopicError(f"unknown topic {topic!r}")
+        if not isinstance(partition, int) or not 0 <= partition < len(logs):
+            raise UnknownPartitionError(f"topic {topic!r} has partitions 0..{len(logs) - 1}, not {partition!r}")
+        return logs[partition]
+
+    def partition_logs(self, topic: str | None = None) -> list[PartitionLog]:
+        if topic is not None:
+            self.topic_config(topic)
+            return list(self._logs[topic])
+        return [log for logs in self._logs.values() for log in logs]
+
+    # -- flushing ------------------------------------------------------------------------
+
+    def flush_due(self, now_ns: int | None = None) -> list[tuple[str, int, int]]:
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        flushed = []
+        for log in self.partition_logs():
+            if log.dirty and log.config.flush == "interval" and now - log.last_flush_ns >= log.config.flush_interval_ns:
+                flushed.append((log.topic, log.partition, log.flush()))
+        if time.monotonic() - self._last_checkpoint >= RECOVERY_CHECKPOINT_INTERVAL_S:
+            self.checkpoint_recovery_points()
+        return flushed
+
+    def next_flush_delay_s(self) -> float | None:
+        now = time.monotonic_ns()
+        delays = [
+            (log.last_flush_ns + log.config.flush_interval_ns - now) / 1e9
+            for log in self.partition_logs()
+            if log.dirty and log.config.flush == "interval"
+        ]
+        return max(0.0, min(delays)) if delays else None
+
+    def flush_all(self) -> None:
+        for log in self.partition_logs():
+            log.flush()
+        self.checkpoint_recovery_points()
+
+    def checkpoint_recovery_points(self) -> None:
+        points = {f"{log.topic}/{log.partition}": log.durable_offset for log in self.partition_logs()}
+        self._last_checkpoint = time.monotonic()
+        if points == self._checkpointed:
+            return
+        atomic_write(self.data_dir / RECOVERY_POINTS_FILE, json.dumps(points, sort_keys=True).encode())
+        self._checkpointed = points
+
+    # -- retention -----------------------------------------------------------------------
+
+    def set_protected_offset(self, topic: str, partition: int, offset: int | None) -> None:
+        """Records at or above ``offset`` are kept by retention (the mirror has not shipped them)."""
+        self.log(topic, partition).protected_offset = offset
+
+    def enforce_retention(self, now_ns: int | None = None) -> list[Deletion]:
+        now = time.time_ns() if now_ns is None else now_ns
+        logs = self.partition_logs()
+        deleted = enforce_topic_retention(logs, now)
+        deleted += enforce_disk_guard(logs, self.data_dir, self.disk_guard, now)
+        for d in deleted:
+            self.deletion_counts[d.reason] = self.deletion_counts.get(d.reason, 0) + 1
+            if d.unshipped:
+                self.unshipped_deleted_bytes += d.size_bytes
+        return deleted
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        for log in self.partition_logs():
+            log.close(clean=True)
+        self.checkpoint_recovery_points()
+        self._closed = True

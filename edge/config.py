@@ -1,0 +1,124 @@
+"""The appliance config file: one TOML schema for every process (broker, drivers, mirror, API).
+
+``load_config(path)`` parses and validates the whole file with pydantic; an invalid file
+raises ConfigError whose message names the file, each bad key (dotted path) and what was
+expected. Unknown keys are errors. Sizes ("256MiB") and durations ("72h", "200ms") are
+accepted as strings wherever a size or duration is expected.
+
+The embedded default is ``configs/sim.toml`` (simulated sensors; works on any machine).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from broker.errors import BrokerError, InvalidConfigError
+from broker.storage.layout import validate_topic_name
+from broker.storage.retention import DiskGuard
+from broker.topic_config import TopicConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "sim.toml"
+
+
+class ConfigError(InvalidConfigError):
+    """A config file is missing, not TOML, or does not match the schema."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class VehicleConfig(_Section):
+    id: str = Field("sim-vehicle", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class BrokerConfig(_Section):
+    data_dir: Path = Field(Path("data"), description="where segments live; relative to the config file")
+    endpoint: str | None = Field(None, description="default ipc://<data_dir>/broker.sock")
+    auto_create_topics: bool = True
+    defaults: TopicConfig = Field(default_factory=TopicConfig)
+    disk_guard: DiskGuard = Field(default_factory=DiskGuard)
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ipc://", "tcp://")):
+            raise ValueError(f"expected an endpoint like ipc:///path/broker.sock or tcp://127.0.0.1:5555, got {value!r}")
+        return value
+
+    def resolved_endpoint(self) -> str:
+        return self.endpoint or f"ipc://{self.data_dir.resolve()}/broker.sock"
+
+
+class AppConfig(_Section):
+    vehicle: VehicleConfig = Field(default_factory=VehicleConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    topics: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-topic overrides of broker.defaults, by topic name"
+    )
+    source: Path | None = Field(None, exclude=True, description="the file this was loaded from")
+
+    @field_validator("topics")
+    @classmethod
+    def _check_topics(cls, topics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name in topics:
+            try:
+                validate_topic_name(name)
+            except BrokerError as exc:  # InvalidTopicError is not a ValueError
+                raise ValueError(exc.message) from None
+        return topics
+
+    def topic_config(self, name: str) -> TopicConfig:
+        """The broker defaults with this topic's overrides applied."""
+        return self.broker.defaults.merged(self.topics.get(name, {}))
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid config ({exc.error_count()} error{'s' if exc.error_count() != 1 else ''}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the schema)"
+        got = err.get("input")
+        got_text = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], path: Path) -> AppConfig:
+    try:
+        config = AppConfig.model_validate(data)
+        for name in config.topics:
+            config.topic_config(name)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+    except InvalidConfigError as exc:
+        raise ConfigError(f"{path}: invalid config: {exc}") from None
+    config.source = path
+    if not config.broker.data_dir.is_absolute():
+        config.broker.data_dir = (path.parent / config.broker.data_dir).resolve()
+    return config
+
+
+def load_config(path: str | os.PathLike | None = None) -> AppConfig:
+    """Load and validate a config file (default: the embedded configs/sim.toml)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)
