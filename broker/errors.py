@@ -102,6 +102,13 @@ class StorageError(BrokerError):
     code = 17
 
 
+class ProducerBufferFullError(BrokerError):
+    """The producer's buffer is full (the broker is slow or down); the record was not taken."""
+
+    code = 18
+    retriable = True
+
+
 ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
     cls.code: cls
     for cls in (
@@ -122,6 +129,7 @@ ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
         InvalidConfigError,
         UnknownGroupMemberError,
         StorageError,
+        ProducerBufferFullError,
     )
 }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -57,9 +57,51 @@ class BrokerConfig(_Section):
         return self.endpoint or f"ipc://{self.data_dir.resolve()}/broker.sock"
 
 
+SensorName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Rate = Annotated[str, Field(pattern=r"^(recorded|max|\d+(\.\d+)?)$")]
+Policy = Literal["drop_oldest", "drop_newest", "block"]
+
+
+class CameraConfig(_Section):
+    name: SensorName
+    topic: str | None = Field(None, description="default camera.<name>")
+    source: str = Field("sim", description="sim | N | /dev/videoN | rtsp://… | http://… | a video file")
+    fps: float | None = Field(None, gt=0, le=1000, description="capture rate for sim and devices")
+    width: int | None = Field(None, ge=16, le=16384)
+    height: int | None = Field(None, ge=16, le=16384)
+    encoding: Literal["jpeg", "png", "bgr8"] = "jpeg"
+    quality: int = Field(85, ge=1, le=100, description="JPEG quality")
+    rate: Rate = Field("recorded", description="file sources: recorded | max | Hz")
+    loop: bool = False
+    keep_timestamps: bool = False
+    queue_size: int = Field(8, ge=1, le=1024)
+    overload: Policy = "drop_oldest"
+
+    def resolved_topic(self) -> str:
+        return self.topic or f"camera.{self.name}"
+
+
+class LidarConfig(_Section):
+    name: SensorName
+    topic: str | None = Field(None, description="default lidar.<name>")
+    source: str = Field("sim", description="sim | udp://HOST:PORT | pcap:PATH | pcd-dir:PATH")
+    model: Literal["VLP-16", "HDL-32E"] = "VLP-16"
+    calibration: Path | None = Field(None, description="VeloView XML; default: built-in table")
+    rate: Rate = Field("recorded", description="file sources: recorded | max | Hz; sim: Hz")
+    loop: bool = False
+    keep_timestamps: bool = False
+    queue_size: int = Field(4, ge=1, le=1024)
+    overload: Policy = "drop_oldest"
+
+    def resolved_topic(self) -> str:
+        return self.topic or f"lidar.{self.name}"
+
+
 class AppConfig(_Section):
     vehicle: VehicleConfig = Field(default_factory=VehicleConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    lidars: list[LidarConfig] = Field(default_factory=list)
     topics: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-topic overrides of broker.defaults, by topic name"
     )
@@ -74,6 +116,29 @@ class AppConfig(_Section):
             except BrokerError as exc:  # InvalidTopicError is not a ValueError
                 raise ValueError(exc.message) from None
         return topics
+
+    @field_validator("cameras", "lidars")
+    @classmethod
+    def _unique_names(cls, sensors: list) -> list:
+        names = [s.name for s in sensors]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"sensor names must be unique, repeated: {', '.join(duplicates)}")
+        return sensors
+
+    def camera(self, name: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise ConfigError(f"{self.source}: no [[cameras]] entry named {name!r} "
+                          f"(have: {', '.join(c.name for c in self.cameras) or 'none'})")
+
+    def lidar(self, name: str) -> LidarConfig:
+        for lidar in self.lidars:
+            if lidar.name == name:
+                return lidar
+        raise ConfigError(f"{self.source}: no [[lidars]] entry named {name!r} "
+                          f"(have: {', '.join(l.name for l in self.lidars) or 'none'})")
 
     def topic_config(self, name: str) -> TopicConfig:
         """The broker defaults with this topic's overrides applied."""

@@ -1,0 +1,14 @@
+"""The client library every part of the appliance uses to talk to the broker.
+
+    from broker.client import Producer, Consumer, Admin
+
+Producer (batching, partitioning, bounded buffer, delivery futures), Consumer (assign or
+group subscribe, seek by offset/time, poll, commit), Admin (topics, offsets, groups).
+"""
+
+from .admin import Admin
+from .connection import Connection
+from .consumer import Consumer
+from .producer import DeliveryResult, Producer
+
+__all__ = ["Admin", "Connection", "Consumer", "DeliveryResult", "Producer"]

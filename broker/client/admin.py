@@ -1,0 +1,81 @@
+"""Admin client: topics, offsets, groups and broker metadata (synchronous requests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import protocol as P
+from .connection import Connection
+
+
+class Admin:
+    def __init__(self, endpoint: str, *, timeout_s: float = 10.0):
+        self.connection = Connection(endpoint, timeout_s=timeout_s)
+
+    def _call(self, kind: int, meta: dict[str, Any]) -> dict[str, Any]:
+        return self.connection.request(kind, meta).meta
+
+    def ping(self) -> dict[str, Any]:
+        return self._call(P.PING, {})
+
+    def metadata(self, topics: list[str] | None = None) -> dict[str, Any]:
+        """{"topics": {name: {"config", "partitions": [...]}}, "broker": {...}}."""
+        return self._call(P.METADATA, {"topics": topics})
+
+    def list_topics(self) -> dict[str, Any]:
+        return self.metadata()["topics"]
+
+    def describe_topic(self, name: str) -> dict[str, Any]:
+        return self.metadata([name])["topics"][name]
+
+    def create_topic(self, name: str, partitions: int | None = None, config: dict[str, Any] | None = None,
+                     *, if_not_exists: bool = False) -> dict[str, Any]:
+        overrides = dict(config or {})
+        if partitions is not None:
+            overrides["partitions"] = partitions
+        return self._call(P.CREATE_TOPIC, {"topic": name, "config": overrides, "if_not_exists": if_not_exists})
+
+    def delete_topic(self, name: str) -> None:
+        self._call(P.DELETE_TOPIC, {"topic": name})
+
+    def configure_topic(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        return self._call(P.CONFIGURE_TOPIC, {"topic": name, "config": config})["config"]
+
+    def list_offset(self, topic: str, partition: int, spec: str = "latest", timestamp: int | None = None) -> int:
+        """Offset for ``spec`` earliest / latest / timestamp (first batch with capture time
+        >= timestamp; the log end when there is none)."""
+        meta: dict[str, Any] = {"topic": topic, "partition": partition, "spec": spec}
+        if timestamp is not None:
+            meta["timestamp"] = int(timestamp)
+        return self._call(P.LIST_OFFSETS, meta)["offset"]
+
+    def list_groups(self) -> dict[str, Any]:
+        return self._call(P.LIST_GROUPS, {})["groups"]
+
+    def group_offsets(self, group: str) -> dict[tuple[str, int], int]:
+        raw = self._call(P.FETCH_OFFSETS, {"group": group})["offsets"]
+        return {(t, p): o for t, p, o in raw}
+
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        self._call(P.COMMIT_OFFSETS, {"group": group, "offsets": [[t, p, o] for (t, p), o in offsets.items()]})
+
+    def group_lag(self, group: str) -> dict[tuple[str, int], dict[str, int]]:
+        """Per partition: committed offset, log end and lag (records)."""
+        committed = self.group_offsets(group)
+        topics = self.list_topics()
+        out = {}
+        for (topic, partition), offset in committed.items():
+            parts = topics.get(topic, {}).get("partitions", [])
+            if partition < len(parts):
+                end = parts[partition]["next_offset"]
+                out[(topic, partition)] = {"committed": offset, "end": end, "lag": max(0, end - offset)}
+        return out
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "Admin":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

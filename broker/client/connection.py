@@ -1,0 +1,108 @@
+"""One client connection to the broker: a ZeroMQ DEALER with request ids.
+
+Guarantees:
+- ``ZMQ_IMMEDIATE``: while the broker is down nothing is queued towards it; a send fails at
+  once with BrokerUnavailableError, which is what lets producers apply back-pressure and
+  drivers count drops instead of buffering without bound. ZeroMQ reconnects by itself
+  (every 100 ms) when the broker comes back.
+- ``request`` matches replies by request id and discards stale replies (from requests that
+  timed out earlier); a reply with an error status raises the typed error the broker sent.
+- Payload frames are sent and received without copies (``copy=False`` / memoryviews).
+
+Not thread-safe (ZeroMQ sockets are not): one owner thread per Connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import zmq
+
+from .. import protocol as P
+from ..errors import BrokerUnavailableError, error_from_code
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class Reply:
+    __slots__ = ("header", "meta", "payloads")
+
+    def __init__(self, header: P.Header, meta: dict[str, Any], payloads: list):
+        self.header = header
+        self.meta = meta
+        self.payloads = payloads
+
+    def raise_for_error(self) -> None:
+        if self.header.status:
+            raise error_from_code(self.header.status, str(self.meta.get("message", "broker error")))
+
+
+class Connection:
+    def __init__(self, endpoint: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, context: zmq.Context | None = None):
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.context = context or zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self.socket = self._open()
+
+    def _open(self) -> zmq.Socket:
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 1000)
+        sock.setsockopt(zmq.RCVHWM, 1000)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.connect(self.endpoint)
+        return sock
+
+    def reset(self) -> None:
+        """Drop the socket (and any reply still on its way) and connect afresh."""
+        self.socket.close(linger=0)
+        self.socket = self._open()
+
+    def send(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
+        """Send a request; returns its id. Raises BrokerUnavailableError when not connected
+        (after waiting up to ``wait_s`` for the connection to come up)."""
+        request_id = next(self._ids)
+        frames = [P.encode_header(kind, request_id), P.encode_metadata(meta), *payloads]
+        if wait_s > 0 and not self.socket.poll(int(wait_s * 1000), zmq.POLLOUT):
+            raise BrokerUnavailableError(f"broker at {self.endpoint} is not reachable")
+        try:
+            self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise BrokerUnavailableError(f"broker at {self.endpoint} is not reachable") from None
+        return request_id
+
+    def recv(self, timeout_s: float) -> Reply | None:
+        """The next reply, or None when none arrives within ``timeout_s``."""
+        if not self.socket.poll(max(0, int(timeout_s * 1000))):
+            return None
+        frames = self.socket.recv_multipart(copy=False)
+        header = P.decode_header(frames[0].bytes)
+        meta = P.decode_metadata(frames[1].bytes) if len(frames) > 1 else {}
+        return Reply(header, meta, [f.buffer for f in frames[2:]])
+
+    def request(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, timeout_s: float | None = None) -> Reply:
+        """Send and wait for the matching reply; raises the broker's typed error."""
+        import time
+
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        request_id = self.send(kind, meta, payloads, wait_s=min(timeout, 1.0))
+        while True:
+            remaining = deadline - time.monotonic()
+            reply = self.recv(remaining) if remaining > 0 else None
+            if reply is None:
+                self.reset()  # a late reply must not be mistaken for the next request's
+                raise BrokerUnavailableError(
+                    f"no reply from the broker at {self.endpoint} within {timeout:.1f}s "
+                    f"({P.REQUEST_TYPES.get(kind, kind)})"
+                )
+            if reply.header.request_id == request_id:
+                reply.raise_for_error()
+                return reply
+
+    def close(self) -> None:
+        self.socket.close(linger=0)

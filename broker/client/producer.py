@@ -1,0 +1,411 @@
+"""Producer: batches records per partition and ships them to the broker from one I/O thread.
+
+Guarantees:
+- ``send`` never talks to the network: it appends to the partition's open batch and returns
+  a Future (result: DeliveryResult with the record's offset). A batch is sealed when it
+  reaches ``max_batch_bytes`` or ``linger_ms`` has passed, then encoded whole
+  (broker.records.encode_batch: the numpy bulk path when records carry no keys/headers).
+- Per partition at most ``max_in_flight`` batches are outstanding, sent in order; batches
+  are never retried, so a record is written at most once and acknowledged records of a
+  partition are in send order. A failed batch fails its futures with the typed error.
+- Bounded memory: ``buffer_bytes`` caps what is buffered plus in flight. When it is full,
+  ``on_full="block"`` waits up to ``block_timeout_s`` and ``"fail"`` raises
+  ProducerBufferFullError at once (what a real-time driver wants).
+- Broker down: sends fail fast with BrokerUnavailableError (ZMQ_IMMEDIATE), in-flight
+  batches time out after ``request_timeout_s``; ZeroMQ reconnects by itself and the
+  producer goes on when the broker is back.
+- ``send_many`` is the bulk call for many small records: one encode per batch-sized chunk
+  in the caller's thread, no per-record Python work beyond building the value list.
+
+Thread-safe: any thread may call send/send_many/flush; only the I/O thread touches ZeroMQ.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import zmq
+from crc32c import crc32c
+
+from .. import protocol as P
+from ..errors import BrokerError, BrokerUnavailableError, ProducerBufferFullError, UnknownTopicError
+from ..records import encode_batch
+from .connection import Connection
+
+RECORD_OVERHEAD = 20
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    topic: str
+    partition: int
+    offset: int | None  # None with acks="none"
+    count: int = 1
+    durable_offset: int | None = None
+
+
+@dataclass
+class _OpenBatch:
+    opened: float
+    values: list = field(default_factory=list)
+    keys: list = field(default_factory=list)
+    headers: list = field(default_factory=list)
+    timestamps: list = field(default_factory=list)
+    futures: list = field(default_factory=list)
+    nbytes: int = 0
+    plain: bool = True  # no keys and no headers: the bulk encode path applies
+
+
+@dataclass
+class _Batch:
+    topic: str
+    partition: int
+    count: int
+    nbytes: int
+    futures: list  # one per record, or one for a whole send_many chunk
+    data: bytes | None = None
+    open_batch: _OpenBatch | None = None
+    sent_at: float = 0.0
+
+
+class Producer:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        linger_ms: float = 5.0,
+        max_batch_bytes: int = 1024 * 1024,
+        acks: str = "written",
+        max_in_flight: int = 5,
+        codec: str = "none",
+        partitioner: str = "key",
+        buffer_bytes: int = 64 * 1024 * 1024,
+        on_full: str = "block",
+        block_timeout_s: float = 10.0,
+        request_timeout_s: float = 10.0,
+    ):
+        if acks not in P.ACKS:
+            raise ValueError(f"acks must be one of {', '.join(P.ACKS)}, not {acks!r}")
+        if on_full not in ("block", "fail"):
+            raise ValueError(f"on_full must be 'block' or 'fail', not {on_full!r}")
+        if partitioner not in ("key", "round_robin"):
+            raise ValueError(f"partitioner must be 'key' or 'round_robin', not {partitioner!r}")
+        self.endpoint = endpoint
+        self.linger_s = linger_ms / 1000
+        self.max_batch_bytes = max_batch_bytes
+        self.acks = P.ACKS[acks]
+        self.max_in_flight = max(1, max_in_flight)
+        self.codec = codec
+        self.partitioner = partitioner
+        self.buffer_bytes = buffer_bytes
+        self.on_full = on_full
+        self.block_timeout_s = block_timeout_s
+        self.request_timeout_s = request_timeout_s
+
+        self._cond = threading.Condition()
+        self._open: dict[tuple[str, int], _OpenBatch] = {}
+        self._sealed: dict[tuple[str, int], collections.deque[_Batch]] = collections.defaultdict(collections.deque)
+        self._in_flight: dict[int, _Batch] = {}
+        self._in_flight_per_tp: collections.Counter = collections.Counter()
+        self._buffered = 0
+        self._closing = False
+        self._closed = False
+        self._flush_requested = False
+        self._io_idle = False
+        self._rr = itertools.count()
+        self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._meta_lock = threading.Lock()
+        self._meta_conn: Connection | None = None
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._thread = threading.Thread(target=self._io_loop, name="edge-producer-io", daemon=True)
+        self._thread.start()
+
+    # -- partitioning --------------------------------------------------------------------
+
+    def partitions_of(self, topic: str) -> int:
+        cached = self._partition_counts.get(topic)
+        if cached is not None and (cached[0] > 1 or time.monotonic() - cached[1] < 5.0):
+            return cached[0]
+        with self._meta_lock:
+            if self._meta_conn is None:
+                self._meta_conn = Connection(self.endpoint, timeout_s=2.0)
+            try:
+                meta = self._meta_conn.request(P.METADATA, {"topics": [topic]}).meta
+                count = len(meta["topics"][topic]["partitions"])
+            except UnknownTopicError:
+                count = 1  # auto-created on first produce with the broker's defaults
+            except BrokerError:
+                count = cached[0] if cached else 1
+        self._partition_counts[topic] = (count, time.monotonic())
+        return count
+
+    def _choose_partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
+        if partition is not None:
+            return partition
+        count = self.partitions_of(topic)
+        if count == 1:
+            return 0
+        if key is not None and self.partitioner == "key":
+            return crc32c(key) % count
+        return next(self._rr) % count
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _reserve(self, size: int) -> None:
+        """Called with the lock held: wait for (or refuse) buffer space."""
+        if self._closing:
+            raise BrokerError("producer is closed")
+        if self._buffered == 0 or self._buffered + size <= self.buffer_bytes:
+            self._buffered += size
+            return
+        if self.on_full == "fail":
+            raise ProducerBufferFullError(
+                f"producer buffer full ({self._buffered} of {self.buffer_bytes} bytes): broker at {self.endpoint} slow or down"
+            )
+        deadline = time.monotonic() + self.block_timeout_s
+        while self._buffered and self._buffered + size > self.buffer_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closing:
+                raise ProducerBufferFullError(
+                    f"producer buffer stayed full for {self.block_timeout_s:.1f}s: broker at {self.endpoint} slow or down"
+                )
+            self._cond.wait(remaining)
+        self._buffered += size
+
+    def _wake(self) -> None:
+        os.eventfd_write(self._wake_fd, 1)
+
+    def send(self, topic: str, value, key: bytes | None = None, headers: Mapping[str, bytes | str] | None = None,
+             partition: int | None = None, timestamp_ns: int | None = None) -> Future:
+        partition = self._choose_partition(topic, key, partition)
+        size = len(value) + RECORD_OVERHEAD + (len(key) if key else 0) + (
+            sum(len(k) + len(v) + 6 for k, v in headers.items()) if headers else 0)
+        future: Future = Future()
+        tp = (topic, partition)
+        with self._cond:
+            self._reserve(size)
+            batch = self._open.get(tp)
+            if batch is None:
+                batch = self._open[tp] = _OpenBatch(time.monotonic())
+            batch.values.append(value)
+            batch.keys.append(key)
+            batch.headers.append(headers)
+            batch.timestamps.append(time.time_ns() if timestamp_ns is None else timestamp_ns)
+            batch.futures.append(future)
+            batch.nbytes += size
+            if key is not None or headers:
+                batch.plain = False
+            if batch.nbytes >= self.max_batch_bytes:
+                self._seal(tp)
+            wake = self._io_idle
+        if wake:
+            self._wake()
+        return future
+
+    def send_many(self, topic: str, values: Sequence, timestamps=None, *, partition: int | None = None) -> list[Future]:
+        """Bulk send of key-less, header-less records; one Future per batch-sized chunk
+        (result: DeliveryResult with the first offset and the chunk's count)."""
+        partition = self._choose_partition(topic, None, partition)
+        now = time.time_ns()
+        futures: list[Future] = []
+        start = 0
+        n = len(values)
+        while start < n:
+            end, size = start, 0
+            while end < n and (end == start or size + len(values[end]) + RECORD_OVERHEAD <= self.max_batch_bytes):
+                size += len(values[end]) + RECORD_OVERHEAD
+                end += 1
+            chunk_ts = now if timestamps is None else (
+                timestamps if isinstance(timestamps, int) else timestamps[start:end])
+            data = encode_batch(values[start:end], chunk_ts, codec=self.codec)
+            future: Future = Future()
+            with self._cond:
+                self._reserve(len(data))
+                self._sealed[(topic, partition)].append(
+                    _Batch(topic, partition, end - start, len(data), [future], data=data))
+                wake = self._io_idle
+            if wake:
+                self._wake()
+            futures.append(future)
+            start = end
+        return futures
+
+    def _seal(self, tp: tuple[str, int]) -> None:
+        batch = self._open.pop(tp)
+        self._sealed[tp].append(_Batch(tp[0], tp[1], len(batch.values), batch.nbytes, batch.futures, open_batch=batch))
+
+    # -- the I/O thread ------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        conn = Connection(self.endpoint, timeout_s=self.request_timeout_s)
+        poller = zmq.Poller()
+        poller.register(conn.socket, zmq.POLLIN)
+        poller.register(self._wake_fd, zmq.POLLIN)
+        try:
+            while True:
+                with self._cond:
+                    now = time.monotonic()
+                    for tp, batch in list(self._open.items()):
+                        if self._flush_requested or self._closing or now - batch.opened >= self.linger_s:
+                            self._seal(tp)
+                    self._flush_requested = False
+                    to_send = []
+                    for tp, queue in self._sealed.items():
+                        while queue and self._in_flight_per_tp[tp] < self.max_in_flight:
+                            batch = queue.popleft()
+                            self._in_flight_per_tp[tp] += 1
+                            to_send.append(batch)
+                    if self._closing and not self._open and not any(self._sealed.values()) \
+                            and not self._in_flight and not to_send:
+                        return
+                    waits = [b.opened + self.linger_s - now for b in self._open.values()]
+                    if self._in_flight:
+                        waits.append(min(b.sent_at for b in self._in_flight.values()) + self.request_timeout_s - now)
+                    timeout = max(0.0, min(waits)) if waits else 0.5
+                    self._io_idle = not to_send
+                for batch in to_send:
+                    self._send_batch(conn, batch)
+                if to_send:
+                    continue
+                events = dict(poller.poll(int(timeout * 1000) + 1))
+                self._io_idle = False
+                if self._wake_fd in events:
+                    try:
+                        os.eventfd_read(self._wake_fd)
+                    except BlockingIOError:
+                        pass
+                if conn.socket in events:
+                    self._drain_replies(conn)
+                self._expire()
+        finally:
+            conn.close()
+
+    def _send_batch(self, conn: Connection, batch: _Batch) -> None:
+        try:
+            if batch.data is None:
+                ob = batch.open_batch
+                batch.data = encode_batch(
+                    ob.values, ob.timestamps, keys=None if ob.plain else ob.keys,
+                    headers=None if ob.plain else ob.headers, codec=self.codec)
+                batch.open_batch = None
+            meta = {"topic": batch.topic, "partition": batch.partition, "acks": self.acks}
+            request_id = conn.send(P.PRODUCE, meta, [batch.data])
+        except BrokerError as exc:
+            self._finish(batch, error=exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. a record too large: fail its batch only
+            self._finish(batch, error=BrokerError(f"could not encode batch: {exc}"))
+            return
+        if self.acks == P.ACKS_NONE:
+            self._finish(batch, base_offset=None)
+            return
+        batch.sent_at = time.monotonic()
+        self._in_flight[request_id] = batch
+
+    def _drain_replies(self, conn: Connection) -> None:
+        while True:
+            try:
+                reply = conn.recv(0)
+            except BrokerError:
+                continue
+            if reply is None:
+                return
+            batch = self._in_flight.pop(reply.header.request_id, None)
+            if batch is None:
+                continue  # a reply to a request that already timed out
+            if reply.header.status:
+                try:
+                    reply.raise_for_error()
+                except BrokerError as exc:
+                    self._finish(batch, error=exc)
+            else:
+                self._finish(batch, base_offset=reply.meta["base_offset"],
+                             durable_offset=reply.meta.get("durable_offset"))
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        expired = [rid for rid, b in self._in_flight.items() if now - b.sent_at >= self.request_timeout_s]
+        for rid in expired:
+            batch = self._in_flight.pop(rid)
+            self._finish(batch, error=BrokerUnavailableError(
+                f"no acknowledgement from the broker at {self.endpoint} within {self.request_timeout_s:.1f}s"))
+
+    def _finish(self, batch: _Batch, *, base_offset: int | None = None, durable_offset: int | None = None,
+                error: BrokerError | None = None) -> None:
+        with self._cond:
+            self._buffered -= batch.nbytes
+            tp = (batch.topic, batch.partition)
+            self._in_flight_per_tp[tp] -= 1
+            self._cond.notify_all()
+        if error is not None:
+            for future in batch.futures:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        if len(batch.futures) == 1 and batch.count > 1:
+            batch.futures[0].set_result(DeliveryResult(batch.topic, batch.partition, base_offset, batch.count, durable_offset))
+            return
+        for i, future in enumerate(batch.futures):
+            offset = None if base_offset is None else base_offset + i
+            future.set_result(DeliveryResult(batch.topic, batch.partition, offset, 1, durable_offset))
+
+    # -- flushing and closing ------------------------------------------------------------
+
+    def pending(self) -> int:
+        with self._cond:
+            return (sum(len(b.values) for b in self._open.values()) + sum(len(q) for q in self._sealed.values())
+                    + len(self._in_flight))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything buffered and wait for every outstanding acknowledgement."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._flush_requested = True
+        self._wake()
+        with self._cond:
+            while self._buffered:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise BrokerUnavailableError(
+                        f"flush timed out with {self._buffered} bytes not acknowledged by {self.endpoint}")
+                self._cond.wait(remaining if remaining is not None else 0.5)
+                if self._open:
+                    self._flush_requested = True
+                    self._wake()
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush(timeout)
+        except BrokerError:
+            pass  # the undelivered futures fail below
+        with self._cond:
+            self._closing = True
+        self._wake()
+        self._thread.join(timeout)
+        with self._cond:
+            leftovers = [b for q in self._sealed.values() for b in q] + list(self._in_flight.values())
+            self._sealed.clear()
+            self._in_flight.clear()
+        for batch in leftovers:
+            for future in batch.futures:
+                if not future.done():
+                    future.set_exception(BrokerUnavailableError("producer closed before delivery"))
+        os.close(self._wake_fd)
+        if self._meta_conn is not None:
+            self._meta_conn.close()
+        self._closed = True
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,549 @@
+"""The broker process: a ZeroMQ ROUTER serving the storage engine (protocol: broker/protocol.py).
+
+Guarantees:
+- One event loop owns the storage engine and the group coordinator; requests are handled
+  in arrival order per client, pipelined across clients.
+- Hot path: produce hands the batch frame (a zero-copy view of the ZeroMQ message) to
+  ``PartitionLog.append``, which checks header and CRC and writes it as-is; fetch sends the
+  bytes read from the segment file with ``copy=False``. Records are never decoded here.
+- Every malformed request gets an error reply with a code and a reason; an exception in a
+  handler never stops the loop and never leaves a partial write (the storage layer cuts
+  a failed write back).
+- acks: ``none`` gets no reply, ``written`` a reply after the write, ``durable`` a reply
+  once the batch is fsynced (at once for flush=batch/os, at the next interval flush for
+  flush=interval).
+- Long-poll fetches are parked until data arrives for one of their partitions or their
+  wait expires.
+- Commits of group ``_mirror`` set the storage's protected offsets: retention keeps what
+  the mirror has not shipped.
+- SIGTERM/SIGINT: stop reading requests, flush, answer parked durable acks, close storage
+  cleanly (clean-shutdown markers), remove the ipc socket file, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import zmq
+
+from . import protocol as P
+from .errors import (
+    BrokerError,
+    DiskFullError,
+    InvalidConfigError,
+    InvalidRequestError,
+    UnknownTopicError,
+)
+from .groups import GroupCoordinator
+from .logs import log_event, setup_logging
+from .storage import DiskGuard, Storage
+from .topic_config import TopicConfig
+
+logger = logging.getLogger("broker.server")
+
+MIRROR_GROUP = "_mirror"
+HARD_MAX_FRAME_BYTES = 1024 * 1024 * 1024
+RETENTION_INTERVAL_S = 10.0
+GROUP_EXPIRY_INTERVAL_S = 0.5
+MAX_FETCH_WAIT_MS = 60_000
+
+
+@dataclass
+class ParkedFetch:
+    deadline: float
+    identity: bytes
+    request_id: int
+    meta: dict[str, Any]
+
+
+@dataclass
+class DurableWaiter:
+    identity: bytes
+    request_id: int
+    topic: str
+    partition: int
+    needed: int
+    reply: dict[str, Any]
+
+
+class BrokerServer:
+    def __init__(self, storage: Storage, endpoint: str, *, auto_create_topics: bool = True,
+                 topic_config_for: Callable[[str], TopicConfig] | None = None):
+        self.storage = storage
+        self.endpoint = endpoint
+        self.auto_create_topics = auto_create_topics
+        self.topic_config_for = topic_config_for or (lambda name: storage.defaults)
+        self.groups = GroupCoordinator(storage.data_dir, self._partition_count)
+        self.context = zmq.Context.instance()
+        self.socket: zmq.Socket | None = None
+        self._stopping = False
+        self._parked: list[ParkedFetch] = []
+        self._durable_waiters: list[DurableWaiter] = []
+        self._last_retention = 0.0
+        self._last_expiry = 0.0
+        self.last_loop = time.monotonic()
+        self.requests_handled = 0
+        self._apply_mirror_protection()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _partition_count(self, topic: str) -> int:
+        return self.storage.topic_config(topic).partitions if self.storage.has_topic(topic) else 0
+
+    def _apply_mirror_protection(self) -> None:
+        for (topic, partition), offset in self.groups.fetch(MIRROR_GROUP).items():
+            if self.storage.has_topic(topic) and partition < self._partition_count(topic):
+                self.storage.set_protected_offset(topic, partition, offset)
+
+    def bind(self) -> None:
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME_BYTES)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        sock.setsockopt(zmq.RCVHWM, 10_000)
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        if self.endpoint.startswith("ipc://"):
+            path = Path(self.endpoint[len("ipc://"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)  # a stale socket from a killed broker
+        sock.bind(self.endpoint)
+        if self.endpoint.startswith("ipc://"):
+            os.chmod(self.endpoint[len("ipc://"):], 0o660)
+        self.socket = sock
+        log_event(logger, logging.INFO, "broker_listening", endpoint=self.endpoint,
+                  data_dir=self.storage.data_dir, topics=len(self.storage.topics()))
+
+    def stop(self, *_args: object) -> None:
+        self._stopping = True
+
+    def serve_forever(self) -> None:
+        if self.socket is None:
+            self.bind()
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while not self._stopping:
+            self.last_loop = time.monotonic()
+            timeout_ms = self._next_timeout_ms()
+            if poller.poll(timeout_ms):
+                for _ in range(256):  # drain a burst, then look at timers
+                    try:
+                        frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._handle(frames)
+            self._run_timers()
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self.storage.flush_all()
+        self._complete_durable_waiters()
+        for fetch in self._parked:
+            self._answer_fetch(fetch)
+        self._parked.clear()
+        self.storage.close()
+        if self.socket is not None:
+            self.socket.close(linger=1000)
+            self.socket = None
+            if self.endpoint.startswith("ipc://"):
+                Path(self.endpoint[len("ipc://"):]).unlink(missing_ok=True)
+        log_event(logger, logging.INFO, "broker_stopped", requests=self.requests_handled)
+
+    # -- timers --------------------------------------------------------------------------
+
+    def _next_timeout_ms(self) -> int:
+        now = time.monotonic()
+        waits = [GROUP_EXPIRY_INTERVAL_S]
+        flush = self.storage.next_flush_delay_s()
+        if flush is not None:
+            waits.append(flush)
+        if self._parked:
+            waits.append(min(f.deadline for f in self._parked) - now)
+        return max(0, int(min(waits) * 1000) + 1)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        if self.storage.flush_due():
+            self._complete_durable_waiters()
+        if self._parked:
+            due = [f for f in self._parked if f.deadline <= now]
+            if due:
+                self._parked = [f for f in self._parked if f.deadline > now]
+                for fetch in due:
+                    self._answer_fetch(fetch)
+        if now - self._last_expiry >= GROUP_EXPIRY_INTERVAL_S:
+            self.groups.expire(now)
+            self._last_expiry = now
+        if now - self._last_retention >= RETENTION_INTERVAL_S:
+            self._last_retention = now
+            self._enforce_retention()
+
+    def _enforce_retention(self) -> None:
+        try:
+            self.storage.enforce_retention()
+        except OSError as exc:
+            log_event(logger, logging.ERROR, "retention_failed", error=exc)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _send(self, identity: bytes, frames: list) -> None:
+        try:
+            self.socket.send_multipart([identity, *frames], copy=False)
+        except zmq.ZMQError as exc:
+            log_event(logger, logging.WARNING, "reply_failed", error=exc)
+
+    def _handle(self, frames: list) -> None:
+        self.requests_handled += 1
+        identity = frames[0].bytes
+        kind, request_id = 0, 0
+        try:
+            if len(frames) >= 2 and len(frames[1]) == P.HEADER_SIZE:
+                # learn kind and id early so even a bad request gets a matching error reply
+                try:
+                    early = P.decode_header(frames[1].bytes)
+                    kind, request_id = early.request_kind, early.request_id
+                except BrokerError:
+                    pass
+            header, meta, payloads = P.parse_request(
+                [frames[1].bytes if len(frames) > 1 else b"", *(f.bytes for f in frames[2:3]), *frames[3:]]
+            )
+            handler = self._handlers[header.request_kind]
+            reply = handler(self, identity, header, meta, payloads)
+            if reply is not None:
+                self._send(identity, reply)
+        except BrokerError as exc:
+            self._reply_error(identity, kind, request_id, exc)
+        except Exception as exc:  # noqa: BLE001 - the loop must survive any request
+            log_event(logger, logging.ERROR, "request_failed", kind=P.REQUEST_TYPES.get(kind, kind), error=repr(exc))
+            self._reply_error(identity, kind, request_id, BrokerError(f"internal error: {type(exc).__name__}: {exc}"))
+
+    def _reply_error(self, identity: bytes, kind: int, request_id: int, exc: BrokerError) -> None:
+        # errors are answered even for acks=none: a client ignores replies it does not await
+        self._send(identity, P.error_reply(kind, request_id, exc))
+
+    # -- produce -------------------------------------------------------------------------
+
+    def _log_for_produce(self, topic: str, partition: int):
+        if not self.storage.has_topic(topic):
+            if not self.auto_create_topics:
+                raise UnknownTopicError(f"unknown topic {topic!r} (auto-creation is off)")
+            self.storage.create_topic(topic, self.topic_config_for(topic))
+        return self.storage.log(topic, partition)
+
+    def _produce(self, identity, header, meta, payloads):
+        topic = P.field(meta, "topic", str)
+        partition = P.field(meta, "partition", int, minimum=0)
+        acks = P.field(meta, "acks", int, default=P.ACKS_WRITTEN, minimum=0, maximum=2)
+        log = self._log_for_produce(topic, partition)
+        batch = payloads[0]
+        view = batch.buffer if hasattr(batch, "buffer") else memoryview(batch)
+        try:
+            result = log.append(view)
+        except DiskFullError:
+            self._enforce_retention()  # the disk guard may free space; try once more
+            result = log.append(view)
+        self._wake_fetches(topic, partition)
+        if acks == P.ACKS_NONE:
+            return None
+        reply = {"base_offset": result.base_offset, "last_offset": result.last_offset,
+                 "append_time": result.append_time_ns}
+        if acks == P.ACKS_DURABLE and not result.durable:
+            if log.config.flush != "interval":
+                log.flush()
+            else:
+                self._durable_waiters.append(
+                    DurableWaiter(identity, header.request_id, topic, partition, result.last_offset + 1, reply))
+                return None
+        reply["durable_offset"] = log.durable_offset
+        return P.ok_reply(P.PRODUCE, header.request_id, reply)
+
+    def _complete_durable_waiters(self) -> None:
+        pending = []
+        for waiter in self._durable_waiters:
+            try:
+                durable = self.storage.log(waiter.topic, waiter.partition).durable_offset
+            except BrokerError as exc:
+                self._send(waiter.identity, P.error_reply(P.PRODUCE, waiter.request_id, exc))
+                continue
+            if durable >= waiter.needed:
+                self._send(waiter.identity, P.ok_reply(P.PRODUCE, waiter.request_id,
+                                                       {**waiter.reply, "durable_offset": durable}))
+            else:
+                pending.append(waiter)
+        self._durable_waiters = pending
+
+    # -- fetch ---------------------------------------------------------------------------
+
+    def _fetch(self, identity, header, meta, payloads):
+        parts = P.field(meta, "partitions", list)
+        if not parts or len(parts) > 4096:
+            raise InvalidRequestError("fetch needs 1..4096 partitions")
+        for part in parts:
+            if not isinstance(part, list) or len(part) != 3:
+                raise InvalidRequestError("each fetch partition is [topic, partition, offset]")
+            P.field({"topic": part[0]}, "topic", str)
+            P.field({"partition": part[1]}, "partition", int, minimum=0)
+            P.field({"offset": part[2]}, "offset", int, minimum=0)
+        P.field(meta, "max_bytes", int, default=4 * 1024 * 1024, minimum=1)
+        wait_ms = P.field(meta, "max_wait_ms", int, default=0, minimum=0, maximum=MAX_FETCH_WAIT_MS)
+        fetch = ParkedFetch(time.monotonic() + wait_ms / 1000, identity, header.request_id, meta)
+        reply, has_data = self._read_fetch(fetch)
+        if has_data or wait_ms == 0:
+            return reply
+        self._parked.append(fetch)
+        return None
+
+    def _read_fetch(self, fetch: ParkedFetch) -> tuple[list, bool]:
+        budget = fetch.meta.get("max_bytes", 4 * 1024 * 1024)
+        out_meta, payloads, has_data = [], [], False
+        for topic, partition, offset in fetch.meta["partitions"]:
+            entry: dict[str, Any] = {"topic": topic, "partition": partition, "error": 0}
+            data = b""
+            try:
+                log = self.storage.log(topic, partition)
+                entry.update(log_start=log.log_start_offset, next_offset=log.next_offset,
+                             durable_offset=log.durable_offset)
+                if budget > 0:
+                    data = log.read(offset, budget)
+                    budget -= len(data)
+            except BrokerError as exc:
+                entry.update(error=exc.code, message=exc.message)
+                has_data = True  # errors are news: answer now
+            if len(data):
+                has_data = True
+            entry["bytes"] = len(data)
+            out_meta.append(entry)
+            payloads.append(data)
+        return P.ok_reply(P.FETCH, fetch.request_id, {"partitions": out_meta}, payloads), has_data
+
+    def _answer_fetch(self, fetch: ParkedFetch) -> None:
+        reply, _ = self._read_fetch(fetch)
+        self._send(fetch.identity, reply)
+
+    def _wake_fetches(self, topic: str, partition: int) -> None:
+        if not self._parked:
+            return
+        keep = []
+        for fetch in self._parked:
+            if any(t == topic and p == partition for t, p, _ in fetch.meta["partitions"]):
+                self._answer_fetch(fetch)
+            else:
+                keep.append(fetch)
+        self._parked = keep
+
+    # -- offsets, metadata, topics -------------------------------------------------------
+
+    def _list_offsets(self, identity, header, meta, payloads):
+        topic = P.field(meta, "topic", str)
+        partition = P.field(meta, "partition", int, minimum=0)
+        spec = P.field(meta, "spec", str)
+        log = self.storage.log(topic, partition)
+        if spec == "earliest":
+            offset, found = log.log_start_offset, True
+        elif spec == "latest":
+            offset, found = log.next_offset, True
+        elif spec == "timestamp":
+            ts = P.field(meta, "timestamp", int)
+            found_offset = log.offset_for_time(ts)
+            offset, found = (found_offset, True) if found_offset is not None else (log.next_offset, False)
+        else:
+            raise InvalidRequestError(f"spec must be earliest, latest or timestamp, not {spec!r}")
+        return P.ok_reply(P.LIST_OFFSETS, header.request_id, {"offset": offset, "found": found})
+
+    def _metadata(self, identity, header, meta, payloads):
+        wanted = P.field(meta, "topics", (list, type(None)), default=None)
+        topics = {}
+        for name, config in sorted(self.storage.topics().items()):
+            if wanted is not None and name not in wanted:
+                continue
+            topics[name] = {
+                "config": config.to_json_dict(),
+                "partitions": [
+                    {"partition": log.partition, "log_start": log.log_start_offset, "next_offset": log.next_offset,
+                     "durable_offset": log.durable_offset, "size_bytes": log.size_bytes,
+                     "segments": len(log.segments), "protected_offset": log.protected_offset}
+                    for log in self.storage.partition_logs(name)
+                ],
+            }
+        if wanted:
+            missing = [t for t in wanted if t not in topics]
+            if missing:
+                raise UnknownTopicError(f"unknown topic {missing[0]!r}")
+        usage = os.statvfs(self.storage.data_dir)
+        broker = {
+            "endpoint": self.endpoint, "data_dir": str(self.storage.data_dir), "pid": os.getpid(),
+            "disk_total_bytes": usage.f_blocks * usage.f_frsize, "disk_free_bytes": usage.f_bavail * usage.f_frsize,
+            "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
+            "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
+            "time_ns": time.time_ns(),
+        }
+        return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})
+
+    def _topic_config_from(self, base: TopicConfig, meta: dict) -> TopicConfig:
+        overrides = P.field(meta, "config", dict, default={})
+        try:
+            return base.merged(overrides)
+        except Exception as exc:  # pydantic ValidationError names the bad key
+            raise InvalidConfigError(f"invalid topic config: {exc}") from None
+
+    def _create_topic(self, identity, header, meta, payloads):
+        topic = P.field(meta, "topic", str)
+        config = self._topic_config_from(self.topic_config_for(topic), meta)
+        if P.field(meta, "if_not_exists", bool, default=False) and self.storage.has_topic(topic):
+            return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": False})
+        self.storage.create_topic(topic, config)
+        return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": True, "config": config.to_json_dict()})
+
+    def _delete_topic(self, identity, header, meta, payloads):
+        topic = P.field(meta, "topic", str)
+        self.storage.delete_topic(topic)
+        self.groups.forget_topic(topic)
+        self._parked = [f for f in self._parked if all(t != topic for t, _, _ in f.meta["partitions"])]
+        return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
+
+    def _configure_topic(self, identity, header, meta, payloads):
+        topic = P.field(meta, "topic", str)
+        overrides = P.field(meta, "config", dict)
+        config = self.storage.configure_topic(topic, overrides)
+        return P.ok_reply(P.CONFIGURE_TOPIC, header.request_id, {"config": config.to_json_dict()})
+
+    # -- groups --------------------------------------------------------------------------
+
+    def _commit_offsets(self, identity, header, meta, payloads):
+        group = P.field(meta, "group", str)
+        raw = P.field(meta, "offsets", list)
+        offsets = {}
+        for item in raw:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item[1:])):
+                raise InvalidRequestError("each offset is [topic, partition, offset] with non-negative integers")
+            offsets[(item[0], item[1])] = item[2]
+        self.groups.commit(group, offsets)
+        if group == MIRROR_GROUP:
+            for (topic, partition), offset in offsets.items():
+                if self.storage.has_topic(topic) and partition < self._partition_count(topic):
+                    self.storage.set_protected_offset(topic, partition, offset)
+        return P.ok_reply(P.COMMIT_OFFSETS, header.request_id, {"committed": len(offsets)})
+
+    def _fetch_offsets(self, identity, header, meta, payloads):
+        group = P.field(meta, "group", str)
+        parts = P.field(meta, "partitions", (list, type(None)), default=None)
+        wanted = None if parts is None else [(str(t), int(p)) for t, p in parts]
+        offsets = self.groups.fetch(group, wanted)
+        return P.ok_reply(P.FETCH_OFFSETS, header.request_id,
+                          {"offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())]})
+
+    def _join_group(self, identity, header, meta, payloads):
+        group = P.field(meta, "group", str)
+        topics = P.field(meta, "topics", list)
+        if not topics or not all(isinstance(t, str) for t in topics):
+            raise InvalidRequestError("join needs a non-empty list of topic names")
+        member_id = P.field(meta, "member_id", (str, type(None)), default=None)
+        timeout_ms = P.field(meta, "session_timeout_ms", int, default=10_000, minimum=100, maximum=600_000)
+        member_id, generation, assignment = self.groups.join(group, member_id, topics, timeout_ms / 1000)
+        return P.ok_reply(P.JOIN_GROUP, header.request_id,
+                          {"member_id": member_id, "generation": generation, "assignment": [list(a) for a in assignment]})
+
+    def _heartbeat(self, identity, header, meta, payloads):
+        group = P.field(meta, "group", str)
+        member_id = P.field(meta, "member_id", str)
+        generation = P.field(meta, "generation", int)
+        rebalance, generation, assignment = self.groups.heartbeat(group, member_id, generation)
+        return P.ok_reply(P.HEARTBEAT, header.request_id,
+                          {"rebalance": rebalance, "generation": generation, "assignment": [list(a) for a in assignment]})
+
+    def _leave_group(self, identity, header, meta, payloads):
+        self.groups.leave(P.field(meta, "group", str), P.field(meta, "member_id", str))
+        return P.ok_reply(P.LEAVE_GROUP, header.request_id, {"left": True})
+
+    def _list_groups(self, identity, header, meta, payloads):
+        return P.ok_reply(P.LIST_GROUPS, header.request_id, {"groups": self.groups.describe()})
+
+    def _ping(self, identity, header, meta, payloads):
+        return P.ok_reply(P.PING, header.request_id, {"time_ns": time.time_ns(), "version": P.VERSION})
+
+    _handlers = {
+        P.PRODUCE: _produce, P.FETCH: _fetch, P.LIST_OFFSETS: _list_offsets, P.METADATA: _metadata,
+        P.CREATE_TOPIC: _create_topic, P.DELETE_TOPIC: _delete_topic, P.CONFIGURE_TOPIC: _configure_topic,
+        P.COMMIT_OFFSETS: _commit_offsets, P.FETCH_OFFSETS: _fetch_offsets, P.JOIN_GROUP: _join_group,
+        P.HEARTBEAT: _heartbeat, P.LEAVE_GROUP: _leave_group, P.LIST_GROUPS: _list_groups, P.PING: _ping,
+    }
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | None = None,
+               disk_guard: DiskGuard | None = None, auto_create_topics: bool = True,
+               topic_config_for: Callable[[str], TopicConfig] | None = None) -> int:
+    from edge import sdnotify  # small, no heavy imports
+
+    _raise_fd_limit()
+    started = time.perf_counter()
+    storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
+    endpoint = endpoint or f"ipc://{Path(data_dir).resolve()}/broker.sock"
+    server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for)
+    signal.signal(signal.SIGTERM, server.stop)
+    signal.signal(signal.SIGINT, server.stop)
+    try:
+        server.bind()
+    except zmq.ZMQError as exc:
+        storage.close()
+        log_event(logger, logging.ERROR, "bind_failed", endpoint=endpoint, error=exc)
+        return 2
+    log_event(logger, logging.INFO, "broker_ready", seconds=f"{time.perf_counter() - started:.3f}")
+    sdnotify.ready(f"serving {endpoint}")
+    watchdog = sdnotify.Watchdog(alive=lambda: time.monotonic() - server.last_loop < 10).start()
+    try:
+        server.serve_forever()
+    finally:
+        watchdog.stop()
+        sdnotify.stopping()
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="appliance config file (TOML); flags override it")
+    parser.add_argument("--data-dir", help="directory holding the segments")
+    parser.add_argument("--endpoint", help="ipc:///path/broker.sock (default: <data-dir>/broker.sock) or tcp://HOST:PORT")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    if args.config:
+        from edge.config import load_config
+
+        config = load_config(args.config)
+        broker = config.broker
+        data_dir = Path(args.data_dir) if args.data_dir else broker.data_dir
+        endpoint = args.endpoint or broker.endpoint
+        setup_logging(args.log_level or broker.log_level, "broker")
+        return run_broker(data_dir, endpoint or f"ipc://{data_dir.resolve()}/broker.sock",
+                          defaults=broker.defaults, disk_guard=broker.disk_guard,
+                          auto_create_topics=broker.auto_create_topics, topic_config_for=config.topic_config)
+    if not args.data_dir:
+        raise SystemExit("edge broker: give --data-dir DIR or --config FILE")
+    setup_logging(args.log_level or "INFO", "broker")
+    return run_broker(Path(args.data_dir), args.endpoint)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edge broker", description="Run the local log broker.")
+    add_arguments(parser)
+    return main_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

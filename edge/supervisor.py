@@ -1,0 +1,142 @@
+"""Supervisor of the appliance's processes for ``edge up``.
+
+Guarantees:
+- Children are started in dependency order (broker first, and only once it answers), each
+  in its own process group with its log in ``<data_dir>/logs/<name>.log``.
+- A child that exits unexpectedly is restarted with exponential backoff (0.5 s doubling to
+  30 s; reset after 30 s of healthy uptime); restarts are counted and logged.
+- ``stop()`` ends children in reverse layers: drivers, then mirror and API, then the broker,
+  each with SIGTERM and, after a grace period, SIGKILL; nothing is left behind.
+- A finite child (e.g. a file-source driver) that exits 0 is not restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from broker.logs import log_event
+
+logger = logging.getLogger("edge.supervisor")
+
+LAYER_BROKER, LAYER_SERVICES, LAYER_DRIVERS = 0, 1, 2
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    argv: list[str]
+    layer: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = 0.5
+    restart_at: float | None = None
+    finished: bool = False
+    last_exit: int | None = None
+
+
+class Supervisor:
+    def __init__(self, specs: list[ChildSpec], log_dir: Path, *, grace_s: float = 15.0,
+                 max_backoff_s: float = 30.0, healthy_after_s: float = 30.0):
+        self.children = {spec.name: Child(spec) for spec in specs}
+        self.log_dir = log_dir
+        self.grace_s = grace_s
+        self.max_backoff_s = max_backoff_s
+        self.healthy_after_s = healthy_after_s
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- starting ------------------------------------------------------------------------
+
+    def _spawn(self, child: Child) -> None:
+        spec = child.spec
+        log_file = open(self.log_dir / f"{spec.name}.log", "ab", buffering=0)
+        try:
+            child.proc = subprocess.Popen(
+                spec.argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                env={**os.environ, **spec.env}, start_new_session=True,
+            )
+        finally:
+            log_file.close()
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        log_event(logger, logging.INFO, "child_started", child=spec.name, pid=child.proc.pid, restarts=child.restarts)
+
+    def start(self, wait_ready: Callable[[], None] | None = None) -> None:
+        """Start the broker layer, wait for it (``wait_ready``), then every other child."""
+        for layer in (LAYER_BROKER, LAYER_SERVICES, LAYER_DRIVERS):
+            for child in self.children.values():
+                if child.spec.layer == layer:
+                    self._spawn(child)
+            if layer == LAYER_BROKER and wait_ready is not None:
+                wait_ready()
+
+    # -- watching ------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Reap exited children and restart them when due. Call it a few times a second."""
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.finished:
+                continue
+            if child.proc is not None:
+                code = child.proc.poll()
+                if code is None:
+                    if now - child.started_at > self.healthy_after_s:
+                        child.backoff = 0.5
+                    continue
+                child.last_exit = code
+                child.proc = None
+                if code == 0 and child.spec.layer == LAYER_DRIVERS:
+                    child.finished = True  # a file source that reached its end
+                    log_event(logger, logging.INFO, "child_finished", child=child.spec.name)
+                    continue
+                child.restart_at = now + child.backoff
+                log_event(logger, logging.WARNING, "child_exited", child=child.spec.name, code=code,
+                          restart_in_s=f"{child.backoff:.1f}")
+                child.backoff = min(child.backoff * 2, self.max_backoff_s)
+            elif child.restart_at is not None and now >= child.restart_at:
+                child.restarts += 1
+                self._spawn(child)
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: (c.proc.pid if c.proc else None) for name, c in self.children.items()}
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop drivers, then services, then the broker. Returns each child's exit code."""
+        codes: dict[str, int | None] = {}
+        for layer in (LAYER_DRIVERS, LAYER_SERVICES, LAYER_BROKER):
+            group = [c for c in self.children.values() if c.spec.layer == layer]
+            for child in group:
+                child.restart_at = None
+                if child.proc is not None and child.proc.poll() is None:
+                    child.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            for child in group:
+                if child.proc is None:
+                    codes[child.spec.name] = child.last_exit
+                    continue
+                try:
+                    codes[child.spec.name] = child.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log_event(logger, logging.ERROR, "child_killed", child=child.spec.name,
+                              reason=f"no exit {self.grace_s:.0f}s after SIGTERM")
+                    os.killpg(child.proc.pid, signal.SIGKILL)
+                    codes[child.spec.name] = child.proc.wait()
+                child.proc = None
+                child.finished = True
+        return codes
