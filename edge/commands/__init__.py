@@ -1,0 +1,1 @@
+"""Subcommands of ``edge``; each module exposes ``add_parser(subparsers)``."""

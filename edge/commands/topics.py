@@ -1,0 +1,67 @@
+"""``edge topics list|describe|create|delete``."""
+
+from __future__ import annotations
+
+import json
+
+from .common import add_endpoint_args, parse_key_values, resolve_endpoint
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("topics", help="list, describe, create or delete topics")
+    sub = parser.add_subparsers(dest="action", required=True)
+    ls = sub.add_parser("list", help="topics with partitions, records and bytes")
+    ls.add_argument("--json", action="store_true")
+    describe = sub.add_parser("describe", help="config and per-partition offsets of a topic")
+    describe.add_argument("name")
+    describe.add_argument("--json", action="store_true")
+    create = sub.add_parser("create", help="create a topic")
+    create.add_argument("name")
+    create.add_argument("--partitions", type=int, default=None)
+    create.add_argument("--config", dest="topic_config", action="append", metavar="KEY=VALUE",
+                        help="topic setting, e.g. codec=zstd retention_age=72h (repeatable)")
+    delete = sub.add_parser("delete", help="delete a topic and its data")
+    delete.add_argument("name")
+    for p in (ls, describe, delete):
+        add_endpoint_args(p)
+    add_endpoint_args(create, config_option="--config-file")  # --config is the topic's k=v here
+    parser.set_defaults(func=run)
+
+
+def _records(topic: dict) -> int:
+    return sum(p["next_offset"] - p["log_start"] for p in topic["partitions"])
+
+
+def run(args) -> int:
+    from broker.client import Admin
+
+    with Admin(resolve_endpoint(args)) as admin:
+        if args.action == "list":
+            topics = admin.list_topics()
+            if args.json:
+                print(json.dumps(topics, indent=2))
+                return 0
+            print(f"{'TOPIC':<32} {'PARTS':>5} {'RECORDS':>12} {'BYTES':>14}")
+            for name, topic in topics.items():
+                size = sum(p["size_bytes"] for p in topic["partitions"])
+                print(f"{name:<32} {len(topic['partitions']):>5} {_records(topic):>12} {size:>14}")
+        elif args.action == "describe":
+            topic = admin.describe_topic(args.name)
+            if args.json:
+                print(json.dumps(topic, indent=2))
+                return 0
+            print(f"topic {args.name}")
+            for key, value in topic["config"].items():
+                print(f"  {key} = {value}")
+            print(f"  {'PART':>4} {'EARLIEST':>12} {'LATEST':>12} {'DURABLE':>12} {'BYTES':>14} {'SEGMENTS':>8}")
+            for p in topic["partitions"]:
+                print(f"  {p['partition']:>4} {p['log_start']:>12} {p['next_offset']:>12} {p['durable_offset']:>12} "
+                      f"{p['size_bytes']:>14} {p['segments']:>8}")
+        elif args.action == "create":
+            config = parse_key_values(args.topic_config, "--config")
+            result = admin.create_topic(args.name, args.partitions, config)
+            print(f"created topic {args.name} with {result['config']['partitions']} partition(s)")
+        elif args.action == "delete":
+            admin.delete_topic(args.name)
+            print(f"deleted topic {args.name}")
+    return 0
