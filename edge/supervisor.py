@@ -116,10 +116,13 @@ class Supervisor:
 
     # -- stopping ------------------------------------------------------------------------
 
-    def stop(self) -> dict[str, int | None]:
-        """Stop drivers, then services, then the broker. Returns each child's exit code."""
+    def stop(self, before_broker: Callable[[], None] | None = None) -> dict[str, int | None]:
+        """Stop drivers, then services, then (after ``before_broker``) the broker.
+        Returns each child's exit code."""
         codes: dict[str, int | None] = {}
         for layer in (LAYER_DRIVERS, LAYER_SERVICES, LAYER_BROKER):
+            if layer == LAYER_BROKER and before_broker is not None:
+                before_broker()
             group = [c for c in self.children.values() if c.spec.layer == layer]
             for child in group:
                 child.restart_at = None

@@ -1,0 +1,117 @@
+"""Entry points of the driver processes: a camera or a LiDAR, from its config entry.
+
+Each wires a source (drivers/camera, drivers/lidar) to the shared runtime
+(drivers/runtime.py) and the client library's Producer, speaks the systemd notify
+protocol, and returns the process exit code (0: stopped or finite source done; 1: the
+source could not be read at all).
+
+File sources are finite and a missing file is fatal (exit 1 with the reason); live
+sources (devices, streams, UDP) are retried with backoff forever, since a sensor plugged in
+later must be picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+from broker.client import Producer
+from broker.logs import log_event
+from edge import sdnotify
+
+from .runtime import DriverRuntime, Sample, SensorError
+
+logger = logging.getLogger("drivers")
+
+
+def _producer(endpoint: str, codec: str = "none") -> Producer:
+    # Real-time data: fail fast when the broker is slow or down (the runtime counts drops)
+    return Producer(endpoint, linger_ms=2, max_batch_bytes=8 * 1024 * 1024, acks="written",
+                    on_full="fail", buffer_bytes=128 * 1024 * 1024, request_timeout_s=5.0, codec=codec)
+
+
+def _is_file_source(source: str) -> bool:
+    return not (source == "sim" or source.isdigit() or source.startswith(("/dev/", "rtsp://", "http://", "https://", "udp://")))
+
+
+def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]]) -> int:
+    runtime.install_signal_handlers()
+    sdnotify.ready(f"{runtime.kind} {runtime.name} -> {runtime.topic}")
+    last = {"t": time.monotonic()}
+    watchdog = sdnotify.Watchdog(alive=lambda: runtime.stopping or runtime.counters.state != "running"
+                                 or time.monotonic() - last["t"] < 30).start()
+
+    def tracked():
+        for sample in open_source():
+            last["t"] = time.monotonic()
+            yield sample
+
+    try:
+        code = runtime.run(tracked)
+    finally:
+        watchdog.stop()
+        runtime.producer.close(timeout=5.0)
+    c = runtime.counters
+    log_event(logger, logging.INFO, "driver_stopped", sensor=runtime.name, captured=c.captured,
+              published=c.published, acknowledged=c.acknowledged, dropped=sum(c.dropped.values()), code=code)
+    return code
+
+
+def run_camera(camera: Any, endpoint: str) -> int:
+    """Run a camera driver for a ``CameraConfig`` until SIGTERM or the file ends."""
+    from .camera.encoding import encode_frame
+    from .camera.sources import CameraSourceError, open_camera_source
+
+    if _is_file_source(camera.source) and not os.path.exists(camera.source):
+        print(f"camera {camera.name}: video file {camera.source!r} not found", file=sys.stderr)
+        return 1
+
+    def open_source():
+        try:
+            frames = open_camera_source(camera.source, fps=camera.fps, width=camera.width, height=camera.height,
+                                        rate=camera.rate, loop=camera.loop, keep_timestamps=camera.keep_timestamps)
+            for frame in frames:
+                yield Sample(frame.capture_ns, frame.image)
+        except CameraSourceError as exc:
+            raise SensorError(str(exc)) from None
+
+    runtime = DriverRuntime(
+        name=camera.name, kind="camera", topic=camera.resolved_topic(), producer=_producer(endpoint),
+        encode=lambda image: encode_frame(image, camera.encoding, camera.quality),
+        queue_size=camera.queue_size, policy=camera.overload,
+    )
+    return _run(runtime, open_source)
+
+
+def run_lidar(lidar: Any, endpoint: str) -> int:
+    """Run a LiDAR driver for a ``LidarConfig`` until SIGTERM or the capture ends."""
+    from .lidar.sources import open_lidar_source
+    from .pointcloud import encode_cloud
+
+    source = lidar.source
+    if source.startswith(("pcap:", "pcd-dir:")) and not os.path.exists(source.split(":", 1)[1]):
+        print(f"lidar {lidar.name}: {source!r} not found", file=sys.stderr)
+        return 1
+
+    def open_source():
+        try:
+            for frame in open_lidar_source(source, model=lidar.model, calibration=lidar.calibration,
+                                           rate=lidar.rate, loop=lidar.loop, keep_timestamps=lidar.keep_timestamps):
+                yield Sample(frame.capture_ns, frame)
+        except (OSError, ValueError) as exc:
+            raise SensorError(f"lidar {lidar.name} ({source}): {exc}") from None
+
+    def encode(frame):
+        value, headers = encode_cloud(frame.points)
+        headers["model"] = frame.model
+        headers["frame"] = lidar.name
+        return value, headers
+
+    runtime = DriverRuntime(
+        name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
+        encode=encode, queue_size=lidar.queue_size, policy=lidar.overload,
+    )
+    return _run(runtime, open_source)

@@ -1,0 +1,134 @@
+"""``edge up``: the whole appliance from one config, supervised, with a live status view.
+
+Starts the broker, waits until it answers, records a drive start, starts the HTTP API and
+the mirror (when configured) and every configured driver; restarts crashed children with
+backoff; on Ctrl-C / SIGTERM stops drivers, then mirror and API, records the drive stop,
+stops the broker, and exits 0 when every child exited cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("up", help="run the whole appliance (broker, drivers, API, mirror)")
+    parser.add_argument("--config", help="appliance config (default: the embedded configs/sim.toml)")
+    parser.add_argument("--data-dir", help="override [broker] data_dir")
+    parser.add_argument("--status-interval", type=float, default=2.0, help="seconds between status refreshes")
+    parser.add_argument("--no-status", action="store_true", help="do not print the live status")
+    parser.set_defaults(func=run)
+
+
+def _has_command(name: str) -> bool:
+    return importlib.util.find_spec(f"edge.commands.{name}") is not None
+
+
+def build_specs(config, config_path: str, data_dir: Path, endpoint: str):
+    from edge.supervisor import LAYER_BROKER, LAYER_DRIVERS, LAYER_SERVICES, ChildSpec
+
+    edge = [sys.executable, "-m", "edge.cli"]
+    common = ["--config", config_path, "--endpoint", endpoint]
+    specs = [ChildSpec("broker", [*edge, "broker", "--config", config_path, "--data-dir", str(data_dir),
+                                  "--endpoint", endpoint], LAYER_BROKER)]
+    if getattr(config, "api", None) is not None and _has_command("api"):
+        specs.append(ChildSpec("api", [*edge, "api", *common], LAYER_SERVICES))
+    if getattr(config, "mirror", None) is not None and _has_command("mirror"):
+        specs.append(ChildSpec("mirror", [*edge, "mirror", *common], LAYER_SERVICES))
+    for camera in config.cameras:
+        specs.append(ChildSpec(f"camera-{camera.name}", [*edge, "driver", "camera", "--name", camera.name, *common],
+                               LAYER_DRIVERS))
+    for lidar in config.lidars:
+        specs.append(ChildSpec(f"lidar-{lidar.name}", [*edge, "driver", "lidar", "--name", lidar.name, *common],
+                               LAYER_DRIVERS))
+    return specs
+
+
+def wait_for_broker(endpoint: str, supervisor, timeout_s: float = 30.0) -> None:
+    from broker.client import Admin
+    from broker.errors import BrokerError
+
+    deadline = time.monotonic() + timeout_s
+    with Admin(endpoint, timeout_s=0.5) as admin:
+        while True:
+            try:
+                admin.ping()
+                return
+            except BrokerError:
+                supervisor.poll()
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"edge up: the broker did not answer on {endpoint} within {timeout_s:.0f}s "
+                                     f"(see {supervisor.log_dir / 'broker.log'})")
+                time.sleep(0.1)
+
+
+def run(args: argparse.Namespace) -> int:
+    from broker.errors import BrokerError
+    from broker.logs import log_event, setup_logging
+    from edge.config import DEFAULT_CONFIG, load_config
+    from edge.drives import new_drive_name, record_event
+    from edge.status import StatusTracker, format_status
+    from edge.supervisor import Supervisor
+
+    config_path = str(Path(args.config or DEFAULT_CONFIG).resolve())
+    config = load_config(config_path)
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else config.broker.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    endpoint = config.broker.endpoint if config.broker.endpoint and not args.data_dir else f"ipc://{data_dir}/broker.sock"
+    setup_logging(config.broker.log_level, "edge-up")
+    import logging
+
+    logger = logging.getLogger("edge.up")
+    supervisor = Supervisor(build_specs(config, config_path, data_dir, endpoint), data_dir / "logs")
+    stopping = {"flag": False}
+
+    def request_stop(*_):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"edge up: config {config_path}, data {data_dir}, broker {endpoint}", flush=True)
+    supervisor.start(wait_ready=lambda: wait_for_broker(endpoint, supervisor))
+    drive = new_drive_name()
+    try:
+        record_event(endpoint, "start", drive, reason="edge up", vehicle=config.vehicle.id)
+    except BrokerError as exc:
+        log_event(logger, logging.WARNING, "drive_start_not_recorded", drive=drive, error=exc)
+    print(f"edge up: running {len(supervisor.children)} processes, drive {drive}; Ctrl-C stops", flush=True)
+    tracker = StatusTracker(endpoint, min_free_bytes=config.broker.disk_guard.min_free_bytes, include_drives=False)
+    tty = sys.stdout.isatty()
+    next_status = time.monotonic() + args.status_interval
+    while not stopping["flag"]:
+        supervisor.poll()
+        if not args.no_status and time.monotonic() >= next_status:
+            next_status = time.monotonic() + args.status_interval
+            try:
+                view = format_status(tracker.sample())
+                restarts = sum(c.restarts for c in supervisor.children.values())
+                view += f"\nprocesses: {sum(1 for p in supervisor.pids().values() if p)}/{len(supervisor.children)} up, {restarts} restart(s)"
+                print(("\x1b[H\x1b[2J" if tty else "") + view + ("" if tty else "\n"), flush=True)
+            except BrokerError as exc:
+                print(f"edge up: status unavailable: {exc}", flush=True)
+        time.sleep(0.2)
+
+    print("edge up: stopping drivers, then services, then the broker", flush=True)
+
+    def close_drive():
+        try:
+            record_event(endpoint, "stop", drive, reason="edge up stopped", vehicle=config.vehicle.id)
+        except BrokerError as exc:
+            log_event(logger, logging.WARNING, "drive_stop_not_recorded", drive=drive, error=exc)
+
+    codes = supervisor.stop(before_broker=close_drive)
+    bad = {name: code for name, code in codes.items() if code not in (0, None)}
+    if bad:
+        print(f"edge up: stopped; non-zero exits: {bad}", file=sys.stderr)
+        return 1
+    print("edge up: stopped cleanly", flush=True)
+    return 0

@@ -1,0 +1,156 @@
+"""What the appliance is doing, gathered over the broker protocol only.
+
+``StatusTracker.sample()`` returns one dict used by ``edge status``, the live display of
+``edge up`` and the HTTP API: topics (records, bytes, rates from the previous sample),
+disk use and the retention horizon, driver health and the mirror's state (the latest
+``_health`` record per sender), consumer groups with lag, and drives.
+
+Retention horizon: hours of data the disk can hold at the current write rate,
+``(bytes held + free - min_free) / bytes per second``; None while nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from broker.client import Admin, Consumer
+from broker.errors import BrokerError, UnknownTopicError
+
+HEALTH_TOPIC = "_health"
+HEALTH_LOOKBACK = 64  # records per partition read from the end of _health
+
+
+def latest_health(endpoint: str, admin: Admin) -> dict[str, dict[str, Any]]:
+    """The newest ``_health`` record per sender key (sensor name, or ``mirror``)."""
+    try:
+        partitions = admin.describe_topic(HEALTH_TOPIC)["partitions"]
+    except UnknownTopicError:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    consumer = Consumer(endpoint, max_wait_ms=0)
+    try:
+        for p in partitions:
+            end = p["next_offset"]
+            start = max(p["log_start"], end - HEALTH_LOOKBACK)
+            consumer.assign([(HEALTH_TOPIC, p["partition"])])
+            consumer.seek(HEALTH_TOPIC, p["partition"], start)
+            while consumer.position(HEALTH_TOPIC, p["partition"]) < end:
+                records = consumer.poll(1.0)
+                if not records:
+                    break
+                for record in records:
+                    if record.key is None:
+                        continue
+                    try:
+                        out[record.key.decode()] = json.loads(bytes(record.value))
+                    except ValueError:
+                        continue
+    finally:
+        consumer.close()
+    return out
+
+
+class StatusTracker:
+    def __init__(self, endpoint: str, *, min_free_bytes: int = 0, include_drives: bool = True):
+        self.endpoint = endpoint
+        self.min_free_bytes = min_free_bytes
+        self.include_drives = include_drives
+        self._previous: tuple[float, dict[str, tuple[int, int]]] | None = None
+
+    def sample(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with Admin(self.endpoint, timeout_s=5.0) as admin:
+            meta = admin.metadata()
+            health = latest_health(self.endpoint, admin)
+            groups = admin.list_groups()
+        broker = meta["broker"]
+        counters = {}
+        topics = {}
+        for name, topic in meta["topics"].items():
+            records = sum(p["next_offset"] for p in topic["partitions"])
+            size = sum(p["size_bytes"] for p in topic["partitions"])
+            held = sum(p["next_offset"] - p["log_start"] for p in topic["partitions"])
+            counters[name] = (records, size)
+            topics[name] = {"partitions": topic["partitions"], "records": held, "total_records": records,
+                            "bytes": size, "records_per_s": None, "bytes_per_s": None,
+                            "codec": topic["config"]["codec"]}
+        if self._previous is not None:
+            then, before = self._previous
+            dt = max(now - then, 1e-3)
+            for name, (records, size) in counters.items():
+                old_records, old_size = before.get(name, (records, size))
+                topics[name]["records_per_s"] = round(max(0, records - old_records) / dt, 2)
+                topics[name]["bytes_per_s"] = round(max(0, size - old_size) / dt, 1)
+        self._previous = (now, counters)
+        write_rate = sum(t["bytes_per_s"] or 0 for t in topics.values())
+        held_bytes = sum(t["bytes"] for t in topics.values())
+        usable = held_bytes + broker["disk_free_bytes"] - self.min_free_bytes
+        horizon_h = round(usable / write_rate / 3600, 2) if write_rate > 0 else None
+        group_lag = {}
+        for group, info in groups.items():
+            lag = 0
+            for t, p, offset in info["offsets"]:
+                parts = meta["topics"].get(t, {}).get("partitions", [])
+                if p < len(parts):
+                    lag += max(0, parts[p]["next_offset"] - offset)
+            group_lag[group] = {"members": len(info["members"]), "generation": info["generation"], "lag": lag}
+        drivers = {k: v for k, v in health.items() if k != "mirror"}
+        status = {
+            "time_ns": time.time_ns(),
+            "broker": broker,
+            "disk": {"total_bytes": broker["disk_total_bytes"], "free_bytes": broker["disk_free_bytes"],
+                     "data_bytes": held_bytes, "write_bytes_per_s": write_rate, "retention_horizon_h": horizon_h},
+            "topics": topics,
+            "drivers": drivers,
+            "mirror": health.get("mirror"),
+            "groups": group_lag,
+        }
+        if self.include_drives:
+            from edge.drives import list_drives
+
+            try:
+                status["drives"] = [d.to_json() for d in list_drives(self.endpoint)]
+            except BrokerError:
+                status["drives"] = []
+        return status
+
+
+def collect_status(endpoint: str, *, min_free_bytes: int = 0, interval_s: float = 1.0) -> dict[str, Any]:
+    """Two samples ``interval_s`` apart, so rates are filled in."""
+    tracker = StatusTracker(endpoint, min_free_bytes=min_free_bytes)
+    tracker.sample()
+    time.sleep(interval_s)
+    return tracker.sample()
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The compact one-screen view for ``edge status`` and ``edge up``."""
+    from broker.units import format_size
+
+    lines = []
+    disk = status["disk"]
+    horizon = disk["retention_horizon_h"]
+    lines.append(
+        f"disk: {format_size(disk['data_bytes'])} data, {format_size(disk['free_bytes'])} free of "
+        f"{format_size(disk['total_bytes'])}; writing {format_size(disk['write_bytes_per_s'])}/s; "
+        f"horizon {'-' if horizon is None else f'{horizon:.1f} h'}"
+    )
+    lines.append(f"{'TOPIC':<24} {'REC/S':>8} {'MB/S':>7} {'RECORDS':>10} {'SIZE':>10}")
+    for name, t in sorted(status["topics"].items()):
+        rps = "-" if t["records_per_s"] is None else f"{t['records_per_s']:.1f}"
+        mbps = "-" if t["bytes_per_s"] is None else f"{t['bytes_per_s'] / 1e6:.2f}"
+        lines.append(f"{name:<24} {rps:>8} {mbps:>7} {t['records']:>10} {format_size(t['bytes']):>10}")
+    if status["drivers"]:
+        lines.append(f"{'SENSOR':<16} {'STATE':<12} {'HZ':>6} {'CAPTURED':>9} {'PUBLISHED':>9} {'DROPPED':>8}")
+        for name, d in sorted(status["drivers"].items()):
+            dropped = sum((d.get("dropped") or {}).values())
+            lines.append(f"{name:<16} {d.get('state', '?'):<12} {d.get('rate_hz', 0):>6.1f} "
+                         f"{d.get('captured', 0):>9} {d.get('published', 0):>9} {dropped:>8}")
+    mirror = status.get("mirror")
+    if mirror:
+        lines.append(f"mirror: {mirror.get('link', mirror.get('state', '?'))}, lag {mirror.get('lag_records', '?')} records")
+    for group, g in sorted(status["groups"].items()):
+        lines.append(f"group {group}: {g['members']} member(s), lag {g['lag']} records")
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""``edge up`` on configs/sim.toml: topics grow, a killed driver is restarted, SIGTERM stops
+everything cleanly (exit 0, no process left), and a second run continues the offsets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from broker.client import Admin
+from broker.errors import BrokerError
+
+REPO = Path(__file__).resolve().parents[2]
+SIM = REPO / "configs" / "sim.toml"
+SENSOR_TOPICS = {"camera.front", "camera.rear", "lidar.top"}
+
+
+def start_up(data_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "up", "--config", str(SIM), "--data-dir", str(data_dir),
+                             "--status-interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def topic_ends(endpoint: str) -> dict[str, int]:
+    with Admin(endpoint, timeout_s=2) as admin:
+        return {name: sum(p["next_offset"] for p in t["partitions"]) for name, t in admin.list_topics().items()}
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except BrokerError as exc:
+            last_error = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
+
+
+def children_of(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_edge_up_runs_restarts_and_stops_cleanly(tmp_path):
+    data_dir = tmp_path / "data"
+    endpoint = f"ipc://{data_dir}/broker.sock"
+    proc = start_up(data_dir)
+    try:
+        first = wait_for(lambda: (e := topic_ends(endpoint)) and SENSOR_TOPICS <= set(e) and e, 30, "sensor topics")
+        grown = wait_for(lambda: (e := topic_ends(endpoint)) and all(e[t] > first[t] for t in SENSOR_TOPICS) and e,
+                         20, "every sensor topic to grow")
+        assert grown["_drives"] >= 1
+
+        # kill a driver child: the supervisor restarts it and the topic keeps growing
+        drivers = [c for c in children_of(proc) if "camera" in " ".join(c.cmdline()) and "front" in c.cmdline()]
+        assert drivers, [c.cmdline() for c in children_of(proc)]
+        drivers[0].kill()
+        before = topic_ends(endpoint)["camera.front"]
+        wait_for(lambda: any(c.pid != drivers[0].pid and "front" in c.cmdline() for c in children_of(proc)),
+                 20, "the camera driver to be restarted")
+        wait_for(lambda: topic_ends(endpoint)["camera.front"] > before + 5, 20, "camera.front to grow again")
+        kids = children_of(proc)
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out[-3000:]
+    assert "stopped cleanly" in out
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "no child left behind"
+
+    # a second run on the same data dir continues the offsets
+    ends = {}
+    with subprocess.Popen([sys.executable, "-m", "edge.cli", "broker", "--data-dir", str(data_dir)],
+                          stderr=subprocess.DEVNULL) as broker:
+        ends = wait_for(lambda: topic_ends(endpoint), 15, "the broker")
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(20)
+    proc = start_up(data_dir)
+    try:
+        wait_for(lambda: topic_ends(endpoint)["camera.front"] > ends["camera.front"], 30, "offsets to continue")
+        with Admin(endpoint) as admin:
+            assert admin.list_offset("camera.front", 0, "earliest") == 0
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out[-3000:]
