@@ -80,7 +80,7 @@ class StatusTracker:
             then, before = self._previous
             dt = max(now - then, 1e-3)
             for name, (records, size) in counters.items():
-                old_records, old_size = before.get(name, (records, size))
+                old_records, old_size = before.get(name, (0, 0))  # a new topic grew from nothing
                 topics[name]["records_per_s"] = round(max(0, records - old_records) / dt, 2)
                 topics[name]["bytes_per_s"] = round(max(0, size - old_size) / dt, 1)
         self._previous = (now, counters)

@@ -1,0 +1,71 @@
+"""Drives (start/stop records, listing, windows) and status (rates, horizon, health, lag)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from broker.client import Consumer, Producer
+from broker.errors import BrokerError
+from edge.drives import DRIVES_TOPIC, list_drives, record_event, resolve_drive
+from edge.status import StatusTracker, format_status
+
+
+def test_drives_are_listed_with_windows_and_topics(broker):
+    ep = broker.endpoint
+    record_event(ep, "start", "drive-a", reason="test", time_ns=1_000)
+    with Producer(ep, linger_ms=0) as producer:
+        for i in range(5):
+            producer.send("camera.front", b"x" * 100, timestamp_ns=2_000 + i)
+        producer.flush(5)
+    record_event(ep, "stop", "drive-a", time_ns=10_000)
+    record_event(ep, "start", "drive-b", time_ns=20_000)  # power cut: never stopped
+    record_event(ep, "start", "drive-c", time_ns=30_000)
+    drives = list_drives(ep)
+    assert [d.name for d in drives] == ["drive-a", "drive-b", "drive-c"]
+    a, b, c = drives
+    assert (a.start_ns, a.end_ns, a.open, a.interrupted) == (1_000, 10_000, False, False)
+    assert a.topics["camera.front"]["records"] == 5 and a.topics["camera.front"]["bytes"] > 500
+    assert (b.end_ns, b.interrupted) == (30_000, True)
+    assert c.open and c.end_ns is None
+    assert resolve_drive(ep, "drive-a") == (1_000, 10_000)
+    with pytest.raises(BrokerError, match="no drive named 'nope'"):
+        resolve_drive(ep, "nope")
+
+
+def test_garbage_on_the_drives_topic_is_ignored(broker):
+    with Producer(broker.endpoint, linger_ms=0) as producer:
+        producer.send(DRIVES_TOPIC, b"not json").result(5)
+        producer.send(DRIVES_TOPIC, json.dumps({"event": "start"}).encode()).result(5)
+    record_event(broker.endpoint, "start", "ok", time_ns=5)
+    assert [d.name for d in list_drives(broker.endpoint)] == ["ok"]
+
+
+def test_status_rates_health_horizon_and_lag(broker):
+    ep = broker.endpoint
+    tracker = StatusTracker(ep, min_free_bytes=0)
+    with Producer(ep, linger_ms=0) as producer:
+        producer.send("_health", json.dumps({"state": "running", "captured": 7, "rate_hz": 10.0,
+                                             "dropped": {"queue_full": 1}}).encode(), key=b"front").result(5)
+        producer.send("_health", json.dumps({"link": "up", "lag_records": 3}).encode(), key=b"mirror").result(5)
+        first = tracker.sample()
+        for _ in range(20):
+            producer.send("camera.front", b"y" * 10_000)
+        producer.flush(5)
+    consumer = Consumer(ep, group="viewers")
+    consumer.assign([("camera.front", 0)])
+    consumer.commit({("camera.front", 0): 5})
+    consumer.close()
+    time.sleep(0.2)
+    status = tracker.sample()
+    front = status["topics"]["camera.front"]
+    assert first["topics"].get("camera.front") is None
+    assert front["records"] == 20 and front["records_per_s"] > 0 and front["bytes_per_s"] > 100_000
+    assert status["drivers"]["front"]["captured"] == 7
+    assert status["mirror"] == {"link": "up", "lag_records": 3}
+    assert status["groups"]["viewers"]["lag"] == 15
+    assert status["disk"]["retention_horizon_h"] > 0
+    text = format_status(status)
+    assert "camera.front" in text and "front" in text and "lag 15 records" in text and "mirror: up" in text
