@@ -317,14 +317,16 @@ def encode_batch(
             parts.append(values[i])
         section_parts = [table.tobytes(), *parts]
 
-    section = b"".join(section_parts)
     if codec == CODEC_ZSTD:
-        section = _compressor.compress(section)
-    batch_length = HEADER_SIZE + len(section)
-    tail = RECORD_COUNT.pack(n) + FIRST_TIMESTAMP.pack(first_ts) + MAX_TIMESTAMP.pack(max_ts)
-    crc = crc32c(section, crc32c(tail))
-    head = HEADER.pack(0, batch_length, MAGIC, VERSION, codec, 0, 0, crc, n, first_ts, max_ts)
-    return b"".join((head, section))
+        section_parts = [_compressor.compress(b"".join(section_parts))]
+    # CRC over the parts as they are, then one join: the payload is copied exactly once
+    crc = crc32c(RECORD_COUNT.pack(n) + FIRST_TIMESTAMP.pack(first_ts) + MAX_TIMESTAMP.pack(max_ts))
+    section_length = 0
+    for part in section_parts:
+        crc = crc32c(part, crc)
+        section_length += len(part)
+    head = HEADER.pack(0, HEADER_SIZE + section_length, MAGIC, VERSION, codec, 0, 0, crc, n, first_ts, max_ts)
+    return b"".join((head, *section_parts))
 
 
 def encode_records(records: Iterable[Record], *, codec: int | str = CODEC_NONE) -> bytes:
