@@ -119,7 +119,7 @@ def _latency_producer(endpoint: str, topic: str, size: int, rate_mb_s: float, se
 
 
 def latency(endpoint: str, size: int = 64 * 1024, rate_mb_s: float = 100.0, seconds: float = 10.0) -> tuple[float, float, int]:
-    topic = "latency"
+    topic = f"latency-{size}-{rate_mb_s:g}"
     with Admin(endpoint) as admin:
         admin.create_topic(topic, config={"flush": "os"})
     consumer = Consumer(endpoint, max_wait_ms=100)

@@ -34,7 +34,14 @@ def _producer(endpoint: str, codec: str = "none") -> Producer:
 
 
 def _is_file_source(source: str) -> bool:
+    if source.startswith(("pcap:", "pcd-dir:")):
+        return True
     return not (source == "sim" or source.isdigit() or source.startswith(("/dev/", "rtsp://", "http://", "https://", "udp://")))
+
+
+def _overload_policy(sensor: Any) -> str:
+    # A file played "as fast as possible" is paced by the broker, not by a sensor: no drops.
+    return "block" if _is_file_source(sensor.source) and sensor.rate == "max" else sensor.overload
 
 
 def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]]) -> int:
@@ -81,7 +88,7 @@ def run_camera(camera: Any, endpoint: str) -> int:
     runtime = DriverRuntime(
         name=camera.name, kind="camera", topic=camera.resolved_topic(), producer=_producer(endpoint),
         encode=lambda image: encode_frame(image, camera.encoding, camera.quality),
-        queue_size=camera.queue_size, policy=camera.overload,
+        queue_size=camera.queue_size, policy=_overload_policy(camera),
     )
     return _run(runtime, open_source)
 
@@ -112,6 +119,6 @@ def run_lidar(lidar: Any, endpoint: str) -> int:
 
     runtime = DriverRuntime(
         name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
-        encode=encode, queue_size=lidar.queue_size, policy=lidar.overload,
+        encode=encode, queue_size=lidar.queue_size, policy=_overload_policy(lidar),
     )
     return _run(runtime, open_source)

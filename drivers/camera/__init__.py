@@ -1,0 +1,1 @@
+"""Camera sources and frame encodings (OpenCV is imported only inside this package)."""
