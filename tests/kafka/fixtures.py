@@ -1,0 +1,29 @@
+"""Session-scoped fixtures: import them into a conftest with
+``from tests.kafka.fixtures import kafka_cluster, kafka_single``."""
+
+from __future__ import annotations
+
+import pytest
+
+from .harness import KafkaCluster, KafkaHarnessError
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory):
+    """Three KRaft nodes on loopback (RF 3, min.insync.replicas 2)."""
+    try:
+        cluster = KafkaCluster(nodes=3, base_dir=tmp_path_factory.mktemp("kafka3")).start()
+    except KafkaHarnessError as exc:
+        pytest.fail(f"could not start the Kafka test cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_single(tmp_path_factory):
+    try:
+        cluster = KafkaCluster(nodes=1, base_dir=tmp_path_factory.mktemp("kafka1")).start()
+    except KafkaHarnessError as exc:
+        pytest.fail(f"could not start the Kafka test cluster: {exc}")
+    yield cluster
+    cluster.stop()
