@@ -44,7 +44,7 @@ def _overload_policy(sensor: Any) -> str:
     return "block" if _is_file_source(sensor.source) and sensor.rate == "max" else sensor.overload
 
 
-def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]]) -> int:
+def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]], *, finite: bool) -> int:
     runtime.install_signal_handlers()
     sdnotify.ready(f"{runtime.kind} {runtime.name} -> {runtime.topic}")
     last = {"t": time.monotonic()}
@@ -57,7 +57,7 @@ def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]]) ->
             yield sample
 
     try:
-        code = runtime.run(tracked)
+        code = runtime.run(tracked, finite=finite)
     finally:
         watchdog.stop()
         runtime.producer.close(timeout=5.0)
@@ -90,7 +90,7 @@ def run_camera(camera: Any, endpoint: str) -> int:
         encode=lambda image: encode_frame(image, camera.encoding, camera.quality),
         queue_size=camera.queue_size, policy=_overload_policy(camera),
     )
-    return _run(runtime, open_source)
+    return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
 
 
 def run_lidar(lidar: Any, endpoint: str) -> int:
@@ -121,4 +121,4 @@ def run_lidar(lidar: Any, endpoint: str) -> int:
         name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
         encode=encode, queue_size=lidar.queue_size, policy=_overload_policy(lidar),
     )
-    return _run(runtime, open_source)
+    return _run(runtime, open_source, finite=_is_file_source(source) and not lidar.loop)

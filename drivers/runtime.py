@@ -152,9 +152,11 @@ class DriverRuntime:
             self.queue.append(sample)
             self._cond.notify_all()
 
-    def run(self, open_source: Callable[[], Iterable[Sample]]) -> int:
+    def run(self, open_source: Callable[[], Iterable[Sample]], *, finite: bool = False) -> int:
         """Capture from ``open_source()`` until stopped or the source is exhausted.
 
+        ``finite`` sources (files) are not reopened on errors: a damaged file ends the run
+        with what could be read (exit 0), or exit 1 when nothing could be read at all.
         Returns the process exit code: 0 on SIGTERM or a finite source's end, 1 when the
         source could never be opened or read at all."""
         publisher = threading.Thread(target=self._publish_loop, name=f"{self.name}-publish", daemon=True)
@@ -182,6 +184,12 @@ class DriverRuntime:
                         exit_code = 1
                     break
                 except SensorError as exc:
+                    if finite:
+                        self.counters.last_error = str(exc)
+                        log_event(logger, logging.ERROR if not ever_captured else logging.WARNING, "source_failed",
+                                  sensor=self.name, error=exc, captured=self.counters.captured)
+                        exit_code = 0 if ever_captured else 1
+                        break
                     c = self.counters
                     c.sensor_errors += 1
                     c.state = "sensor_lost"

@@ -64,3 +64,34 @@ def test_missing_video_fails_clearly(broker, tmp_path):
     result = subprocess.run([*EDGE, "driver", "camera", "--name", "x", "--source", str(tmp_path / "none.mp4"),
                              "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "not found" in result.stderr
+
+
+def test_corrupt_video_exits_nonzero_with_the_reason(broker, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x01garbage" * 1000)
+    result = subprocess.run([*EDGE, "driver", "camera", "--name", "bad", "--source", str(bad),
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "bad.mp4" in result.stderr and ("cannot open" in result.stderr or "no decodable" in result.stderr)
+
+
+def test_lidar_driver_records_the_real_capture(broker, shared_data):
+    pcap = shared_data / "vlp16-90deg-50frames.pcap"
+    result = subprocess.run([*EDGE, "driver", "lidar", "--name", "top", "--source", f"pcap:{pcap}", "--rate", "max",
+                             "--calibration", str(shared_data / "VLP-16.xml"), "--endpoint", broker.endpoint],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_topic(broker.endpoint, "lidar.top", 52)
+    from drivers.pointcloud import decode_cloud
+
+    counts = [len(decode_cloud(r.value, r.headers)) for r in records]
+    assert len(counts) == 52 and counts[0] == 5736 and counts[2] == 13898 and counts[16] == 13860 and counts[51] == 274
+    assert records[16].header("encoding") == "pointcloud" and records[16].header("sensor") == "top"
+
+
+def test_lidar_driver_refuses_a_non_pcap(broker, tmp_path):
+    bad = tmp_path / "x.pcap"
+    bad.write_bytes(b"not a capture at all" * 10)
+    result = subprocess.run([*EDGE, "driver", "lidar", "--name", "x", "--source", f"pcap:{bad}",
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "x.pcap" in result.stderr

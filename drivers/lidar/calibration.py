@@ -1,0 +1,185 @@
+"""Velodyne laser calibration: VeloView XML files and built-in default tables.
+
+Owns: the per-laser corrections the decoder applies and where they come from. A
+``Calibration`` is immutable and holds one row per laser, in laser-id order (the order of
+the channels in a firing sequence). Guarantees:
+
+- ``load_veloview_xml`` reads VeloView's boost-serialisation XML (``share/VLP-16.xml`` and
+  friends) the way VeloView does: ``distLSB_`` in cm, angles in degrees, distances and
+  offsets in cm (stored here in metres); the number of lasers is the count of
+  ``enabled_`` items equal to 1 (VeloView's rule), the model follows from it (16: VLP-16,
+  32: HDL-32E) unless given. A missing, unreadable or malformed file, or a laser count
+  that is neither, raises ``CalibrationError`` naming the file.
+- ``default_calibration("VLP-16" | "HDL-32E")`` is the nominal table from the sensors'
+  manuals (VLP-16: -15°..15° every 2°, interleaved; HDL-32E: -30.67°..10.67° every 4/3°,
+  interleaved), no distance or offset corrections: what VeloView ships.
+
+Corrections used by the decoder (VeloView's legacy model, per laser):
+
+    vertical_deg          elevation of the beam
+    rotational_deg        azimuth correction, subtracted from the firing azimuth
+    distance_offset_m     added to every measured distance
+    vertical_offset_m     height of the beam origin above the sensor origin
+    horizontal_offset_m   sideways offset of the beam origin
+
+``distCorrectionX_/Y_``, ``focalDistance_`` and ``focalSlope_`` (HDL-64 two-point distance
+and intensity corrections) are read but unused: VLP-16 and HDL-32E files leave them at 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger("drivers.lidar.calibration")
+
+SUPPORTED_MODELS = ("VLP-16", "HDL-32E")
+LASERS_PER_MODEL = {"VLP-16": 16, "HDL-32E": 32}
+DEFAULT_DISTANCE_RESOLUTION_M = 0.002
+
+_VLP16_VERTICAL_DEG = [-15, 1, -13, 3, -11, 5, -9, 7, -7, 9, -5, 11, -3, 13, -1, 15]
+_HDL32E_VERTICAL_DEG = [
+    -30.67, -9.33, -29.33, -8.00, -28.00, -6.67, -26.67, -5.33,
+    -25.33, -4.00, -24.00, -2.67, -22.67, -1.33, -21.33, 0.00,
+    -20.00, 1.33, -18.67, 2.67, -17.33, 4.00, -16.00, 5.33,
+    -14.67, 6.67, -13.33, 8.00, -12.00, 9.33, -10.67, 10.67,
+]
+
+
+class CalibrationError(ValueError):
+    """A calibration file that cannot be used; names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    model: str
+    vertical_deg: np.ndarray  # (lasers,) float64
+    rotational_deg: np.ndarray
+    distance_offset_m: np.ndarray
+    vertical_offset_m: np.ndarray
+    horizontal_offset_m: np.ndarray
+    distance_resolution_m: float = DEFAULT_DISTANCE_RESOLUTION_M
+    origin: str = "built-in"  # file path or "built-in"
+
+    @property
+    def num_lasers(self) -> int:
+        return int(self.vertical_deg.shape[0])
+
+    def __post_init__(self) -> None:
+        if self.model not in SUPPORTED_MODELS:
+            raise CalibrationError(f"{self.origin}: model {self.model!r} is not supported ({', '.join(SUPPORTED_MODELS)})")
+        lasers = LASERS_PER_MODEL[self.model]
+        for name in ("vertical_deg", "rotational_deg", "distance_offset_m", "vertical_offset_m", "horizontal_offset_m"):
+            column = np.asarray(getattr(self, name), dtype=np.float64)
+            if column.shape != (lasers,) or not np.all(np.isfinite(column)):
+                raise CalibrationError(
+                    f"{self.origin}: {name} must hold {lasers} finite values for a {self.model}, got shape {column.shape}"
+                )
+            column.setflags(write=False)
+            object.__setattr__(self, name, column)
+        if not (0 < self.distance_resolution_m < 1):
+            raise CalibrationError(f"{self.origin}: distance resolution {self.distance_resolution_m} m is not plausible")
+
+
+def default_calibration(model: str) -> Calibration:
+    """The nominal table of a model (what VeloView ships for it)."""
+    if model == "VLP-16":
+        vertical = np.asarray(_VLP16_VERTICAL_DEG, np.float64)
+    elif model == "HDL-32E":
+        vertical = np.asarray(_HDL32E_VERTICAL_DEG, np.float64)
+    else:
+        raise CalibrationError(f"no built-in calibration for model {model!r} (have: {', '.join(SUPPORTED_MODELS)})")
+    zeros = np.zeros_like(vertical)
+    return Calibration(model, vertical, zeros, zeros, zeros, zeros, DEFAULT_DISTANCE_RESOLUTION_M, f"built-in {model}")
+
+
+def _number(element: ElementTree.Element | None, path: str, what: str) -> float:
+    if element is None or element.text is None:
+        raise CalibrationError(f"{path}: {what} is missing")
+    try:
+        return float(element.text.strip())
+    except ValueError:
+        raise CalibrationError(f"{path}: {what} is {element.text.strip()!r}, not a number") from None
+
+
+def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Calibration:
+    """Read a VeloView calibration XML file (e.g. ``VLP-16.xml``)."""
+    path = Path(path)
+    try:
+        root = ElementTree.parse(path).getroot()
+    except FileNotFoundError:
+        raise CalibrationError(f"calibration file {path} not found") from None
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc.strerror or exc}") from None
+    except ElementTree.ParseError as exc:
+        raise CalibrationError(f"calibration file {path} is not well-formed XML: {exc}") from None
+    db = root.find("DB")
+    if db is None:
+        raise CalibrationError(f"{path} is not a VeloView calibration: no boost_serialization/DB element")
+
+    distance_lsb = db.find("distLSB_")
+    resolution_m = (_number(distance_lsb, str(path), "distLSB_") / 100.0) if distance_lsb is not None else DEFAULT_DISTANCE_RESOLUTION_M
+
+    lasers: dict[int, dict[str, float]] = {}
+    for px in db.iter("px"):
+        laser_id = int(_number(px.find("id_"), str(path), "a laser's id_"))
+        if laser_id in lasers:
+            raise CalibrationError(f"{path}: laser id {laser_id} appears twice")
+        lasers[laser_id] = {
+            tag: (_number(px.find(tag), str(path), f"laser {laser_id} {tag}") if px.find(tag) is not None else 0.0)
+            for tag in ("rotCorrection_", "vertCorrection_", "distCorrection_", "vertOffsetCorrection_", "horizOffsetCorrection_")
+        }
+    if not lasers:
+        raise CalibrationError(f"{path}: no laser corrections (points_/item/px) found")
+
+    enabled = db.find("enabled_")
+    if enabled is not None and enabled.findall("item"):
+        count = sum(1 for item in enabled.findall("item") if (item.text or "").strip() == "1")
+    else:
+        count = len(lasers)
+    if model is None:
+        model = {16: "VLP-16", 32: "HDL-32E"}.get(count)
+        if model is None:
+            raise CalibrationError(
+                f"{path}: {count} enabled lasers; only VLP-16 (16) and HDL-32E (32) are supported (pass model= to override)"
+            )
+    elif model not in SUPPORTED_MODELS:
+        raise CalibrationError(f"{path}: model {model!r} is not supported ({', '.join(SUPPORTED_MODELS)})")
+    elif count != LASERS_PER_MODEL[model]:
+        logger.warning("calibration %s enables %d lasers but the model is %s: using its lasers 0..%d",
+                       path, count, model, LASERS_PER_MODEL[model] - 1)
+    needed = LASERS_PER_MODEL[model]
+    missing = [i for i in range(needed) if i not in lasers]
+    if missing:
+        raise CalibrationError(f"{path}: a {model} needs lasers 0..{needed - 1}; missing ids {missing[:8]}")
+
+    def column(tag: str, scale: float = 1.0) -> np.ndarray:
+        return np.asarray([lasers[i][tag] * scale for i in range(needed)], np.float64)
+
+    return Calibration(
+        model=model,
+        vertical_deg=column("vertCorrection_"),
+        rotational_deg=column("rotCorrection_"),
+        distance_offset_m=column("distCorrection_", 0.01),
+        vertical_offset_m=column("vertOffsetCorrection_", 0.01),
+        horizontal_offset_m=column("horizOffsetCorrection_", 0.01),
+        distance_resolution_m=resolution_m,
+        origin=str(path),
+    )
+
+
+def resolve_calibration(calibration: Calibration | str | os.PathLike | None, model: str | None) -> Calibration | None:
+    """A Calibration from what a caller passed: an object, a file path, or nothing (then the
+    model's built-in table, or None when the model is not known yet either)."""
+    if isinstance(calibration, Calibration):
+        if model is not None and model != calibration.model:
+            raise CalibrationError(f"calibration {calibration.origin} is for a {calibration.model}, not a {model}")
+        return calibration
+    if calibration is not None:
+        return load_veloview_xml(calibration, model)
+    return default_calibration(model) if model is not None else None
