@@ -97,11 +97,18 @@ class LidarConfig(_Section):
         return self.topic or f"lidar.{self.name}"
 
 
+def _mirror_model():
+    from edge.mirror.config import MirrorConfig
+
+    return MirrorConfig
+
+
 class AppConfig(_Section):
     vehicle: VehicleConfig = Field(default_factory=VehicleConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
     lidars: list[LidarConfig] = Field(default_factory=list)
+    mirror: _mirror_model() | None = Field(None, description="ship topics to a cloud Kafka cluster")
     topics: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-topic overrides of broker.defaults, by topic name"
     )

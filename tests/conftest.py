@@ -24,3 +24,7 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+# The real Kafka cluster (session-scoped, shared by every directory that uses it).
+from tests.kafka.fixtures import kafka_cluster, kafka_single  # noqa: E402,F401

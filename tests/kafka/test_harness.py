@@ -33,15 +33,12 @@ def consume(cluster, topic, count, timeout=60):
     return out
 
 
-def test_round_trip_and_losing_a_node(kafka_cluster):
+def test_three_node_round_trip(kafka_cluster):
+    """Node loss and rejoin are exercised by the mirror's exactly-once test."""
     topic = f"harness-{uuid.uuid4().hex[:8]}"
     kafka_cluster.create_topic(topic, partitions=1, replication=3)
-    produce(kafka_cluster, topic, [b"a", b"b"])
-    kafka_cluster.kill_node(2)
-    produce(kafka_cluster, topic, [b"c"])  # acks=all with min.insync.replicas=2 still works
+    produce(kafka_cluster, topic, [b"a", b"b", b"c"])
     got = consume(kafka_cluster, topic, 3)
     assert [m.value() for m in got] == [b"a", b"b", b"c"]
     assert dict(got[0].headers())["n"] == b"0"
-    kafka_cluster.start_node(2)
-    kafka_cluster.wait_ready(120)
     assert len(kafka_cluster.admin().list_topics(timeout=10).brokers) == 3

@@ -1,0 +1,1 @@
+"""The mirror: ships chosen local topics to a cloud Apache Kafka cluster, exactly once."""

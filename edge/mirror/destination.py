@@ -1,0 +1,103 @@
+"""The cloud side: destination topics, and where to resume from what they actually hold.
+
+Resume point of a source partition = 1 + the largest ``edge.source.offset`` header among
+the last committed records of its destination partition (read with
+``isolation.level=read_committed``: records of a transaction the previous mirror did not
+commit are invisible, and ``init_transactions`` has aborted them). An empty destination
+partition resumes at the local log start. The local checkpoint is never consulted for
+this: it only feeds lag figures and retention protection.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from broker.errors import BrokerError
+
+HEADER_VEHICLE = "edge.vehicle"
+HEADER_TOPIC = "edge.source.topic"
+HEADER_PARTITION = "edge.source.partition"
+HEADER_OFFSET = "edge.source.offset"
+HEADER_CAPTURE = "edge.capture_ns"
+TAIL_RECORDS = 50  # read this many of the last records (aborted markers and controls take offsets too)
+
+
+class MirrorError(BrokerError):
+    """The mirror cannot proceed (destination missing and not creatable, record too large)."""
+
+
+def kafka_settings(bootstrap: str, extra: dict) -> dict:
+    return {"bootstrap.servers": bootstrap, **{k: v for k, v in extra.items()}}
+
+
+def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, replication: int,
+                  max_message_bytes: int, timeout: float = 30.0) -> dict[str, int]:
+    """Make sure each destination topic exists with the source's partition count; returns
+    each topic's max.message.bytes. Raises MirrorError naming what is wrong."""
+    metadata = admin.list_topics(timeout=timeout)
+    brokers = max(1, len(metadata.brokers))
+    missing = {t: n for t, n in wanted.items() if t not in metadata.topics}
+    if missing and not create:
+        raise MirrorError(f"destination topics missing and create_topics is off: {', '.join(sorted(missing))}")
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(t, n, min(replication, brokers), config={"max.message.bytes": str(max_message_bytes)})
+             for t, n in missing.items()], operation_timeout=timeout)
+        for topic, future in futures.items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise MirrorError(f"cannot create destination topic {topic}: {exc}") from None
+        metadata = admin.list_topics(timeout=timeout)
+    for topic, count in wanted.items():
+        have = len(metadata.topics[topic].partitions)
+        if have < count:
+            raise MirrorError(f"destination {topic} has {have} partitions, the source has {count}: partitions must match")
+    limits = {}
+    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
+    for resource, future in futures.items():
+        config = future.result(timeout)
+        limits[resource.name] = int(config["max.message.bytes"].value)
+    return limits
+
+
+def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], timeout: float = 30.0) -> dict:
+    """``partitions``: (dest topic, dest partition, source topic, source partition).
+    Returns {(source topic, source partition): next offset to ship, or None if empty}."""
+    consumer = Consumer({**settings, "group.id": f"edge-mirror-resume-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                         "enable.partition.eof": True})
+    result: dict[tuple[str, int], int | None] = {}
+    try:
+        for dest_topic, dest_partition, src_topic, src_partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(dest_topic, dest_partition), timeout=timeout)
+            result[(src_topic, src_partition)] = None
+            if high <= low:
+                continue
+            start = max(low, high - TAIL_RECORDS)
+            consumer.assign([TopicPartition(dest_topic, dest_partition, start)])
+            best = None
+            while True:
+                msg = consumer.poll(timeout)
+                if msg is None:
+                    raise MirrorError(f"reading the tail of {dest_topic}[{dest_partition}] timed out")
+                if msg.error():
+                    if msg.error().code() == -191:  # _PARTITION_EOF
+                        break
+                    raise MirrorError(f"reading {dest_topic}[{dest_partition}]: {msg.error()}")
+                headers = dict(msg.headers() or [])
+                if headers.get(HEADER_TOPIC, b"").decode() == src_topic and \
+                        headers.get(HEADER_PARTITION, b"").decode() == str(src_partition):
+                    offset = int(headers[HEADER_OFFSET])
+                    best = offset if best is None else max(best, offset)
+            if best is None and start > low:
+                raise MirrorError(f"{dest_topic}[{dest_partition}] holds records without mirror headers in its last "
+                                  f"{TAIL_RECORDS}: another writer? (one mirror per vehicle)")
+            result[(src_topic, src_partition)] = None if best is None else best + 1
+    finally:
+        consumer.close()
+    return result

@@ -1,0 +1,338 @@
+"""The mirror process: local topics → cloud Apache Kafka, exactly once per partition.
+
+Guarantee (docs/MIRROR.md has the long form): every record of a mirrored partition that is
+still in the local log when its turn comes appears exactly once, in offset order, in the
+destination partition of the same number, as seen by read_committed consumers. How:
+- a transactional producer (``transactional.id = edge-mirror-<vehicle>``): records are
+  shipped in transactions committed every ``transaction_interval``; on start,
+  ``init_transactions`` fences a previous instance and aborts what it had not committed;
+- the resume point of each partition is read from what the destination holds (the last
+  committed records' ``edge.source.offset`` headers), never from a local file alone;
+- after an aborted transaction the local positions go back to the last commit.
+Limits: one mirror per vehicle (the transactional id is the fence); records deleted by the
+vehicle's disk guard before they were shipped cannot be shipped (counted as
+``lost_to_retention``); consumers must read with isolation.level=read_committed (the
+librdkafka default).
+
+Offline is normal: when the cluster is unreachable, commits are retried with backoff and no
+more records are pulled from the local broker (memory stays bounded by
+``max_buffer_bytes`` plus librdkafka's queue); shipping resumes when the link returns.
+Progress is committed to the local broker as group ``_mirror`` (retention keeps what is not
+shipped) and written to ``<data_dir>/.mirror/checkpoint.json`` for lag figures; status goes
+to the ``_health`` topic with key ``mirror`` every second.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer as KafkaProducer
+from confluent_kafka.admin import AdminClient
+
+from broker.client import Admin, Consumer, Producer
+from broker.errors import BrokerError
+from broker.logs import log_event
+from broker.storage.layout import atomic_write
+
+from .bandwidth import TokenBucket
+from .config import MirrorConfig
+from .destination import (HEADER_CAPTURE, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC, HEADER_VEHICLE, MirrorError,
+                          ensure_topics, kafka_settings, resume_offsets)
+
+logger = logging.getLogger("edge.mirror")
+MIRROR_GROUP = "_mirror"
+HEALTH_TOPIC = "_health"
+TP = tuple[str, int]
+
+
+class MirrorService:
+    def __init__(self, config: MirrorConfig, vehicle: str, endpoint: str, state_dir: Path):
+        self.config = config
+        self.vehicle = vehicle
+        self.endpoint = endpoint
+        self.state_dir = state_dir
+        self.stop_event = threading.Event()
+        self.bucket = TokenBucket(config.bandwidth) if config.bandwidth else None
+        self.link = "starting"
+        self.shipped_records = 0
+        self.shipped_bytes = 0
+        self.skipped_too_large = 0
+        self.sampled_out = 0
+        self.lost_to_retention = 0
+        self.sessions = 0
+        self.last_error: str | None = None
+        self.committed: dict[TP, int] = {}
+        self.ends: dict[TP, tuple[int, int, int]] = {}  # log_start, next_offset, size_bytes
+        self._rate_window: collections.deque = collections.deque(maxlen=30)
+        self._health = Producer(endpoint, linger_ms=0, on_full="fail", request_timeout_s=2.0)
+
+    # -- outside view --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        partitions = {}
+        lag_records = lag_bytes = 0
+        for (topic, partition), (start, end, size) in self.ends.items():
+            position = max(self.committed.get((topic, partition), start), start)
+            lag = max(0, end - position)
+            held = max(1, end - start)
+            lag_b = int(size * lag / held)
+            partitions[f"{topic}/{partition}"] = {"shipped_to": position, "end": end, "lag_records": lag, "lag_bytes": lag_b}
+            lag_records += lag
+            lag_bytes += lag_b
+        window = list(self._rate_window)
+        rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 and window[-1][0] > window[0][0] else 0.0
+        return {"state": "running", "link": self.link, "vehicle": self.vehicle, "lag_records": lag_records,
+                "lag_bytes": lag_bytes, "partitions": partitions, "shipped_records": self.shipped_records,
+                "shipped_bytes": self.shipped_bytes, "throughput_bytes_per_s": round(rate, 1),
+                "skipped_too_large": self.skipped_too_large, "sampled_out": self.sampled_out,
+                "lost_to_retention": self.lost_to_retention, "sessions": self.sessions, "last_error": self.last_error,
+                "time_ns": time.time_ns()}
+
+    def publish_health(self) -> None:
+        try:
+            self._health.send(HEALTH_TOPIC, json.dumps(self.status()).encode(), key=b"mirror",
+                              headers={"sensor": "mirror", "encoding": "json"})
+        except BrokerError:
+            pass
+
+    # -- main loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        backoff = 1.0
+        while not self.stop_event.is_set():
+            try:
+                self.sessions += 1
+                self._session()
+                backoff = 1.0
+            except MirrorError as exc:
+                if self.config.too_large == "stop" and "too large" in str(exc):
+                    log_event(logger, logging.ERROR, "mirror_stopped", reason=exc)
+                    return 1
+                self._link_down(exc)
+            except (KafkaException, BrokerError) as exc:
+                self._link_down(exc)
+            if self.stop_event.wait(backoff):
+                break
+            backoff = min(backoff * 2, 30.0)
+        self.publish_health()
+        self._health.close(timeout=2)
+        return 0
+
+    def _link_down(self, exc: Exception) -> None:
+        self.link = "down"
+        self.last_error = str(exc)
+        log_event(logger, logging.WARNING, "mirror_link_down", error=exc)
+        self.publish_health()
+
+    def _source_partitions(self, admin: Admin) -> dict[str, int]:
+        topics = admin.list_topics()
+        self.ends = {(t, p["partition"]): (p["log_start"], p["next_offset"], p["size_bytes"])
+                     for t, info in topics.items() if self.config.selects(t) for p in info["partitions"]}
+        return {t: len(info["partitions"]) for t, info in topics.items() if self.config.selects(t)}
+
+    def _session(self) -> None:
+        cfg = self.config
+        settings = kafka_settings(cfg.bootstrap_servers, cfg.kafka)
+        with Admin(self.endpoint) as admin:
+            sources = self._source_partitions(admin)
+        if not sources:
+            self.link = "idle"
+            self.stop_event.wait(2.0)
+            return
+        dest = {t: cfg.destination_topic(self.vehicle, t) for t in sources}
+        kadmin = AdminClient(settings)
+        limits = ensure_topics(kadmin, {dest[t]: n for t, n in sources.items()}, create=cfg.create_topics,
+                               replication=cfg.replication_factor, max_message_bytes=72 * 1024 * 1024)
+        producer = KafkaProducer({
+            **settings, "transactional.id": f"edge-mirror-{self.vehicle}", "enable.idempotence": True,
+            "acks": "all", "compression.type": settings.get("compression.type", "zstd"),
+            "linger.ms": settings.get("linger.ms", 20), "message.max.bytes": max(limits.values()) + 1024,
+            "queue.buffering.max.kbytes": settings.get("queue.buffering.max.kbytes", 65536),
+            "transaction.timeout.ms": settings.get("transaction.timeout.ms", 300_000),
+        })
+        producer.init_transactions(60)  # fences a previous mirror and aborts its open transaction
+        resume = resume_offsets(settings, [(dest[t], p, t, p) for t, n in sources.items() for p in range(n)])
+        positions: dict[TP, int] = {}
+        for tp, (start, end, _size) in self.ends.items():
+            wanted = resume.get(tp)
+            if wanted is None:
+                wanted = start
+            if wanted < start:
+                self.lost_to_retention += start - wanted
+                log_event(logger, logging.ERROR, "mirror_lost_to_retention", topic=tp[0], partition=tp[1],
+                          first_missing=wanted, log_start=start)
+                wanted = start
+            positions[tp] = min(wanted, end)
+        self.committed = dict(positions)
+        consumer = Consumer(self.endpoint, fetch_max_bytes=8 * 1024 * 1024, max_wait_ms=200)
+        consumer.assign(list(positions))
+        for (t, p), o in positions.items():
+            consumer.seek(t, p, o)
+        log_event(logger, logging.INFO, "mirror_session", partitions=len(positions), bootstrap=cfg.bootstrap_servers)
+        try:
+            self._ship(producer, consumer, dest, limits, positions)
+        finally:
+            consumer.close()
+
+    def _ship(self, producer: KafkaProducer, consumer: Consumer, dest: dict[str, str], limits: dict[str, int],
+              positions: dict[TP, int]) -> None:
+        cfg = self.config
+        buffers: dict[TP, collections.deque] = collections.defaultdict(collections.deque)
+        buffered = 0
+        pending: dict[TP, int] = {}
+        in_txn = False
+        txn_started = time.monotonic()
+        last_refresh = time.monotonic()
+        order = sorted(positions, key=lambda tp: -cfg.priority(tp[0]))
+        while True:
+            stopping = self.stop_event.is_set()
+            if not stopping and buffered < cfg.max_buffer_bytes:
+                for record in consumer.poll(0.05 if any(buffers.values()) else 0.2):
+                    buffers[(record.topic, record.partition)].append(record)
+                    buffered += len(record.value)
+            for tp in order:
+                if cfg.is_latest_only(tp[0]) and len(buffers[tp]) > 1:
+                    newest = buffers[tp].pop()
+                    skipped = buffers[tp]
+                    buffered -= sum(len(r.value) for r in skipped)
+                    pending[tp] = newest.offset  # skipped records count as passed over
+                    buffers[tp] = collections.deque([newest])
+            # ship from the highest-priority partition with records, oldest first
+            interval_s = cfg.transaction_interval / 1e9
+            for tp in order:
+                queue = buffers[tp]
+                while queue and not (in_txn and time.monotonic() - txn_started >= interval_s):
+                    record = queue.popleft()
+                    buffered -= len(record.value)
+                    if not in_txn:
+                        producer.begin_transaction()
+                        in_txn, txn_started = True, time.monotonic()
+                    self._ship_one(producer, record, dest[tp[0]], limits[dest[tp[0]]])
+                    pending[tp] = record.offset + 1
+            now = time.monotonic()
+            if in_txn and (now - txn_started >= cfg.transaction_interval / 1e9 or stopping):
+                self._commit(producer, consumer, pending, buffers)
+                buffered = sum(len(r.value) for q in buffers.values() for r in q)
+                in_txn = False
+            if stopping and not in_txn:
+                return
+            if now - last_refresh >= 1.0:
+                last_refresh = now
+                with Admin(self.endpoint) as admin:
+                    sources = self._source_partitions(admin)
+                self._seek_latest_only(consumer, positions)
+                self.publish_health()
+                if set(sources) - set(dest) or any(tp not in positions for tp in self.ends):
+                    if in_txn:
+                        self._commit(producer, consumer, pending, buffers)
+                    return  # new topics or partitions: a new session picks them up
+            producer.poll(0)
+
+    def _ship_one(self, producer: KafkaProducer, record, dest_topic: str, limit: int) -> None:
+        every = self.config.every(record.topic)
+        if every > 1 and record.offset % every:
+            self.sampled_out += 1
+            return
+        value = bytes(record.value)
+        if len(value) + (len(record.key) if record.key else 0) + 512 > limit:
+            self.skipped_too_large += 1
+            message = (f"record {record.topic}/{record.partition}@{record.offset} of {len(value)} bytes is too large "
+                       f"for {dest_topic} (max.message.bytes {limit})")
+            log_event(logger, logging.ERROR, "mirror_record_too_large", topic=record.topic, partition=record.partition,
+                      offset=record.offset, bytes=len(value), limit=limit, action=self.config.too_large)
+            if self.config.too_large == "stop":
+                raise MirrorError(message)
+            return
+        if self.bucket is not None:
+            self.bucket.acquire(len(value))
+        headers = [(HEADER_VEHICLE, self.vehicle.encode()), (HEADER_TOPIC, record.topic.encode()),
+                   (HEADER_PARTITION, str(record.partition).encode()), (HEADER_OFFSET, str(record.offset).encode()),
+                   (HEADER_CAPTURE, str(record.timestamp).encode()), *((k, bytes(v)) for k, v in record.headers.items())]
+        while True:
+            try:
+                producer.produce(dest_topic, value, key=record.key, partition=record.partition,
+                                 timestamp=record.timestamp // 1_000_000, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.1)  # librdkafka's queue is full: the link is slow or down
+        self.shipped_records += 1
+        self.shipped_bytes += len(value)
+
+    def _commit(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers) -> None:
+        delay = 1.0
+        while True:
+            try:
+                producer.commit_transaction(30)
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                self.link = "down"
+                self.last_error = str(error)
+                if error.txn_requires_abort():
+                    log_event(logger, logging.WARNING, "mirror_transaction_aborted", error=error)
+                    self._abort(producer)
+                    for (t, p), o in self.committed.items():
+                        consumer.seek(t, p, o)
+                    for queue in buffers.values():
+                        queue.clear()
+                    pending.clear()
+                    return
+                if not error.retriable():
+                    raise
+                self.publish_health()
+                if self.stop_event.wait(delay) and delay > 8:
+                    raise
+                delay = min(delay * 2, 30.0)
+        self.link = "up"
+        self.committed.update(pending)
+        pending.clear()
+        self._rate_window.append((time.monotonic(), self.shipped_bytes))
+        self._checkpoint()
+
+    def _abort(self, producer: KafkaProducer) -> None:
+        while True:
+            try:
+                producer.abort_transaction(30)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                time.sleep(1.0)
+
+    def _seek_latest_only(self, consumer: Consumer, positions: dict[TP, int]) -> None:
+        for tp, (_start, end, _size) in self.ends.items():
+            if self.config.is_latest_only(tp[0]) and tp in consumer.positions and end - consumer.position(*tp) > 1:
+                consumer.seek(tp[0], tp[1], end - 1)
+
+    def _checkpoint(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        body = {f"{t}/{p}": o for (t, p), o in sorted(self.committed.items())}
+        atomic_write(self.state_dir / "checkpoint.json", json.dumps(body).encode())
+        try:
+            with Admin(self.endpoint, timeout_s=2.0) as admin:
+                admin.commit_offsets(MIRROR_GROUP, dict(self.committed))
+        except BrokerError as exc:
+            log_event(logger, logging.WARNING, "mirror_local_commit_failed", error=exc)
+
+
+def run_mirror(app, endpoint: str) -> int:
+    from edge import sdnotify
+
+    if app.mirror is None:
+        raise MirrorError(f"{app.source}: no [mirror] section: nothing to mirror")
+    service = MirrorService(app.mirror, app.vehicle.id, endpoint, app.broker.data_dir / ".mirror")
+    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: service.stop_event.set())
+    sdnotify.ready("mirror running")
+    watchdog = sdnotify.Watchdog().start()
+    try:
+        return service.run()
+    finally:
+        watchdog.stop()
