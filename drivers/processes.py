@@ -36,7 +36,7 @@ def _producer(endpoint: str, codec: str = "none") -> Producer:
 def _is_file_source(source: str) -> bool:
     if source.startswith(("pcap:", "pcd-dir:")):
         return True
-    return not (source == "sim" or source.isdigit() or source.startswith(("/dev/", "rtsp://", "http://", "https://", "udp://")))
+    return not (source == "sim" or source.isdigit() or source.startswith(("/dev/", "rtsp://", "rtsps://", "http://", "https://", "udp://")))
 
 
 def _overload_policy(sensor: Any) -> str:

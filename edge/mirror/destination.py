@@ -10,6 +10,7 @@ this: it only feeds lag figures and retention protection.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -52,7 +53,15 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise MirrorError(f"cannot create destination topic {topic}: {exc}") from None
-        metadata = admin.list_topics(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:  # a new topic takes a moment to appear in the metadata
+            metadata = admin.list_topics(timeout=timeout)
+            if all(t in metadata.topics and metadata.topics[t].partitions for t in wanted):
+                break
+            if time.monotonic() > deadline:
+                raise MirrorError(f"destination topics not visible {timeout:.0f}s after creation: "
+                                  f"{', '.join(sorted(t for t in wanted if t not in metadata.topics))}")
+            time.sleep(0.2)
     for topic, count in wanted.items():
         have = len(metadata.topics[topic].partitions)
         if have < count:

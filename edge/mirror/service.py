@@ -118,6 +118,9 @@ class MirrorService:
                 self._link_down(exc)
             except (KafkaException, BrokerError) as exc:
                 self._link_down(exc)
+            except Exception as exc:  # noqa: BLE001 - never die on an unexpected error: back off and retry
+                log_event(logger, logging.ERROR, "mirror_session_failed", error=repr(exc))
+                self._link_down(exc)
             if self.stop_event.wait(backoff):
                 break
             backoff = min(backoff * 2, 30.0)
