@@ -1,0 +1,105 @@
+"""The systems compared by ``python -m benchmarks``: one adapter module per broker, plus the disk.
+
+Every broker adapter gives the harness the same three things, so a workload runs unchanged
+on each system:
+
+- a ``BrokerSystem`` (in the harness process): start/stop the broker for one durability
+  mode, create topics with raised message-size limits, and name the broker's process ids
+  (psutil samples their RSS and CPU);
+- a ``ProducerClient`` and a ``ConsumerClient`` built in the producer and consumer child
+  processes from the picklable ``connection`` dict of the running system.
+
+Durability modes, the same for every system:
+- ``written``: acknowledged once the broker has written the record (page cache);
+- ``durable``: acknowledged once the broker has fsynced it (per batch / per message).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Sequence
+
+MODES = ("written", "durable")
+BROKER_SYSTEMS = ("edge", "kafka", "nats")
+ALL_SYSTEMS = BROKER_SYSTEMS + ("disk",)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # raised limit given to every peer (raw frames are 3.75 MB)
+
+
+class SystemUnavailable(RuntimeError):
+    """The system cannot run on this machine (binary missing, download failed...)."""
+
+
+class ProducerClient:
+    """Sends records to (topic, partition); ``errors`` counts records the broker refused."""
+
+    errors = 0
+
+    def send(self, topic: str, partition: int, value: bytes) -> None:
+        raise NotImplementedError
+
+    def send_many(self, topic: str, partition: int, values: Sequence[bytes]) -> None:
+        for value in values:
+            self.send(topic, partition, value)
+
+    def flush(self, timeout: float = 120.0) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ConsumerClient:
+    """Reads (topic, partitions) from the beginning; ``poll`` returns record values."""
+
+    def assign(self, topics: dict[str, int]) -> None:
+        """``topics``: topic name -> number of partitions; read all of them from offset 0."""
+        raise NotImplementedError
+
+    def poll(self, timeout: float) -> list:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class BrokerSystem:
+    """A broker started by the harness in a scratch directory for one durability mode."""
+
+    name = ""
+
+    def __init__(self, base_dir, mode: str, options: dict[str, Any] | None = None):
+        self.base_dir = base_dir
+        self.mode = mode
+        self.options = options or {}
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def broker_pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def create_topic(self, topic: str, partitions: int) -> None:
+        raise NotImplementedError
+
+    def connection(self) -> dict[str, Any]:
+        """Picklable: what ``producer_client``/``consumer_client`` need in a child process."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Version and settings, printed in the report."""
+        return self.name
+
+
+def system_module(name: str):
+    return importlib.import_module(f"benchmarks.systems.{name}")
+
+
+def producer_client(name: str, connection: dict[str, Any]) -> ProducerClient:
+    return system_module(name).producer_client(connection)
+
+
+def consumer_client(name: str, connection: dict[str, Any]) -> ConsumerClient:
+    return system_module(name).consumer_client(connection)

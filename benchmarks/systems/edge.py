@@ -1,0 +1,136 @@
+"""The appliance's own broker (``python -m broker.server``) and client library over ipc.
+
+written: topic ``flush="os"``, producer ``acks="written"``;
+durable: topic ``flush="batch"`` (fsync per batch), producer ``acks="durable"``.
+Producer: linger 1 ms, 1 MiB batches, 8 batches in flight, 256 MiB buffer (blocks when full).
+With the ``profile_dir`` option the broker runs under cProfile and writes
+``edge-<mode>.prof`` there when it stops (SIGTERM shuts it down cleanly).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from broker.client import Admin, Consumer, Producer
+
+from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient
+
+MiB = 1024 * 1024
+
+
+class EdgeBroker(BrokerSystem):
+    name = "edge"
+
+    def start(self) -> None:
+        data_dir = Path(self.base_dir) / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoint = f"ipc://{data_dir}/broker.sock"
+        server = ["-m", "broker.server", "--data-dir", str(data_dir), "--endpoint", self.endpoint,
+                  "--log-level", "WARNING"]
+        profile_dir = self.options.get("profile_dir")
+        if profile_dir:
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            server = ["-m", "cProfile", "-o", str(Path(profile_dir) / f"edge-{self.mode}.prof")] + server
+        self.process = subprocess.Popen([sys.executable] + server)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with Admin(self.endpoint, timeout_s=0.5) as admin:
+                    admin.ping()
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def broker_pids(self) -> list[int]:
+        return [self.process.pid]
+
+    def create_topic(self, topic: str, partitions: int) -> None:
+        flush = "batch" if self.mode == "durable" else "os"
+        with Admin(self.endpoint) as admin:
+            admin.create_topic(topic, partitions=partitions, config={
+                "flush": flush, "segment_bytes": "512MiB", "max_record_bytes": MAX_MESSAGE_BYTES})
+
+    def connection(self) -> dict:
+        return {"endpoint": self.endpoint, "mode": self.mode}
+
+    def describe(self) -> str:
+        flush = "flush=batch, acks=durable" if self.mode == "durable" else "flush=os, acks=written"
+        return f"edge broker over ipc ({flush})"
+
+
+class EdgeProducer(ProducerClient):
+    def __init__(self, connection: dict):
+        self.producer = Producer(connection["endpoint"], linger_ms=1, max_batch_bytes=MiB, acks=connection["mode"],
+                                 max_in_flight=8, buffer_bytes=256 * MiB, block_timeout_s=60)
+        self.futures: list = []
+        self.errors = 0
+
+    def _collect(self, keep: int) -> None:
+        # count failed deliveries of finished futures; keep the list short
+        if len(self.futures) > keep:
+            pending = []
+            for future, count in self.futures:
+                if future.done():
+                    if future.exception() is not None:
+                        self.errors += count
+                else:
+                    pending.append((future, count))
+            self.futures = pending
+
+    def send(self, topic: str, partition: int, value: bytes) -> None:
+        self.futures.append((self.producer.send(topic, value, partition=partition), 1))
+        self._collect(4096)
+
+    def send_many(self, topic: str, partition: int, values: Sequence[bytes]) -> None:
+        futures = self.producer.send_many(topic, values, partition=partition)
+        per_chunk = max(1, len(values) // max(1, len(futures)))  # chunk sizes, near enough for counting
+        self.futures.extend((future, per_chunk) for future in futures)
+        self._collect(4096)
+
+    def flush(self, timeout: float = 120.0) -> None:
+        self.producer.flush(timeout)
+        self._collect(0)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+class EdgeConsumer(ConsumerClient):
+    def __init__(self, connection: dict):
+        self.consumer = Consumer(connection["endpoint"], fetch_max_bytes=16 * MiB, max_wait_ms=100)
+
+    def assign(self, topics: dict[str, int]) -> None:
+        self.consumer.assign([(topic, p) for topic, n in topics.items() for p in range(n)])
+
+    def poll(self, timeout: float) -> list:
+        return [record.value for record in self.consumer.poll(timeout)]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def system(base_dir, mode: str, options: dict | None = None) -> EdgeBroker:
+    return EdgeBroker(base_dir, mode, options)
+
+
+def producer_client(connection: dict) -> ProducerClient:
+    return EdgeProducer(connection)
+
+
+def consumer_client(connection: dict) -> ConsumerClient:
+    return EdgeConsumer(connection)
