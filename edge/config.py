@@ -97,6 +97,12 @@ class LidarConfig(_Section):
         return self.topic or f"lidar.{self.name}"
 
 
+def _api_model():
+    from edge.api.config import ApiConfig
+
+    return ApiConfig
+
+
 def _mirror_model():
     from edge.mirror.config import MirrorConfig
 
@@ -108,6 +114,7 @@ class AppConfig(_Section):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
     lidars: list[LidarConfig] = Field(default_factory=list)
+    api: _api_model() | None = Field(None, description="HTTP API and dashboard (run by `edge up` when enabled)")
     mirror: _mirror_model() | None = Field(None, description="ship topics to a cloud Kafka cluster")
     topics: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-topic overrides of broker.defaults, by topic name"

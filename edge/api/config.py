@@ -57,6 +57,7 @@ class ApiConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    enabled: bool = Field(True, description="run the API as part of `edge up`")
     host: str = Field("127.0.0.1", min_length=1, description="bind address; non-loopback needs a token")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
     token: SecretStr | None = Field(None, description=f"access token; default ${TOKEN_ENV}")
@@ -65,7 +66,7 @@ class ApiConfig(BaseModel):
         default_factory=list,
         description="extra Host header names accepted without a token (DNS-rebinding guard on loopback)",
     )
-    status_interval: Seconds = Field(1.0, alias="status_interval", gt=0.05, le=60,
+    status_interval: Seconds = Field(1.0, gt=0.05, le=60,
                                      description="how often the status is sampled and pushed live")
     frame_fps: float = Field(10.0, gt=0, le=60, description="max camera frames per second per live client")
     history: int = Field(120, ge=2, le=3600, description="samples kept per topic for the rate sparklines")

@@ -115,12 +115,13 @@ class Monitor:
         return self._kinds.get(topic, "other")
 
     def ready(self) -> tuple[bool, str]:
-        """Ready when the broker answered within the last three intervals."""
+        """Ready when the broker answered within the last three intervals. The reason is
+        fit for a public probe: no endpoint, path or error text (those are in /api/status)."""
         if self._last_ok_monotonic is None:
-            return False, self._snapshot.get("error") or "status not sampled yet"
+            return False, "the broker has not answered yet"
         age = time.monotonic() - self._last_ok_monotonic
         if age > max(3 * self.interval_s, 5.0):
-            return False, f"no answer from the broker for {age:.0f}s: {self._snapshot.get('error')}"
+            return False, f"no answer from the broker for {age:.0f}s"
         return True, "ok"
 
     # -- sampling ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from functools import lru_cache
 
 import numpy as np
 
@@ -38,7 +39,19 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return (_TURBO[lo] * (1 - frac) + _TURBO[hi] * frac).astype(np.uint8)
 
 
+@lru_cache(maxsize=8)
+def _grid_cached(size: int, range_m: float, ring_m: float) -> np.ndarray:
+    image = _draw_grid(size, range_m, ring_m)
+    image.flags.writeable = False
+    return image
+
+
 def _grid(size: int, range_m: float, ring_m: float) -> np.ndarray:
+    """A fresh copy of the background with range rings and axes (drawn once per geometry)."""
+    return _grid_cached(size, float(range_m), float(ring_m)).copy()
+
+
+def _draw_grid(size: int, range_m: float, ring_m: float) -> np.ndarray:
     image = np.empty((size, size, 3), dtype=np.uint8)
     image[:] = BACKGROUND
     centre = (size - 1) / 2
@@ -91,7 +104,8 @@ def birdseye(points: np.ndarray, *, size: int = 512, range_m: float = 40.0, colo
             np.maximum.at(winner, flat[is_top], value[is_top])
             shade = winner[hit]
             lo, hi = 0.0, float(max(np.percentile(value, 99), 1e-6))
-        norm = (shade - lo) / max(hi - lo, 1e-6)
+        # start the map above its darkest blues so ground points stand out from the background
+        norm = 0.12 + 0.88 * np.clip((shade - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
         image.reshape(-1, 3)[np.flatnonzero(hit)] = colormap(norm)
     c = size // 2
     image[max(c - 2, 0):c + 3, max(c - 2, 0):c + 3] = SENSOR_COLOUR

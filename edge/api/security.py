@@ -12,7 +12,9 @@ Guarantees:
   through DNS rebinding. In both modes a cross-origin ``Origin`` on a WebSocket or on a
   state-changing request is refused (no cross-site WebSocket hijacking or CSRF).
 - Refusals are JSON ``{"error", "message"}`` (HTTP) or a close with code 1008 (WebSocket).
-- Query strings never reach the logs: the access log line has method, path, status, time.
+- Tokens never reach the logs: the access log line has method, path, status and time (no
+  query), and ``RedactTokens`` masks ``token=…`` in uvicorn's own lines (it logs WebSocket
+  paths with their query string).
 - Topic names in paths go through ``broker.storage.layout.validate_topic_name``; no
   endpoint takes a file path.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -142,6 +145,28 @@ class AccessGuard:
         if access_log.isEnabledFor(level):
             access_log.log(level, "%s %s %d %.1fms", scope.get("method"), path, status,
                            (time.perf_counter() - started) * 1000)
+
+
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
+
+
+class RedactTokens(logging.Filter):
+    """Masks ``token=…`` in log records (uvicorn logs WebSocket paths with their query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(_TOKEN_IN_TEXT.sub(r"\1***", a) if isinstance(a, str) else a for a in args)
+        if isinstance(record.msg, str) and "token=" in record.msg.lower():
+            record.msg = _TOKEN_IN_TEXT.sub(r"\1***", record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "edge.api", "edge.api.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 # -- dependencies: documented in the OpenAPI schema, enforced again per route -------------

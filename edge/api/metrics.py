@@ -1,0 +1,211 @@
+"""Prometheus metrics (``/metrics``): the appliance's counters and gauges, per topic and process.
+
+Built from the monitor's last snapshot at scrape time, so a scrape never waits on the
+broker and every figure in one scrape comes from one sample. Each app has its own
+registry (no global state; several apps can live in one test process). Names:
+
+- per topic: ``edge_topic_records_total`` (offsets assigned), ``edge_topic_held_records``, ``edge_topic_bytes``, ``edge_topic_records_per_second``,
+  ``edge_topic_bytes_per_second``, ``edge_topic_oldest_record_age_seconds``,
+  ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``;
+- disk: ``edge_disk_total_bytes``, ``edge_disk_free_bytes``, ``edge_disk_data_bytes``,
+  ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
+  ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``;
+- per driver process: ``edge_driver_{captured,published,acknowledged}_total``,
+  ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
+  ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
+- mirror: ``edge_mirror_up`` and every numeric field it reports as ``edge_mirror_<field>``,
+  per-partition lag as ``edge_mirror_lag_<field>{topic,partition}``;
+- groups: ``edge_group_lag_records``, ``edge_group_members``;
+- this API process: ``edge_api_status_ok``, ``edge_api_status_age_seconds``,
+  ``edge_api_live_clients``, ``edge_api_jobs{state}`` and the standard ``process_*``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+class SnapshotCollector:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], extras: Callable[[], dict[str, Any]] | None = None):
+        self.snapshot = snapshot
+        self.extras = extras or (lambda: {})
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # unchecked collector: families depend on what is running
+
+    def collect(self) -> Iterable[Metric]:
+        snap = self.snapshot()
+        yield from self._topics(snap.get("topics") or {})
+        yield from self._disk(snap.get("disk"), snap.get("broker"))
+        yield from self._drivers(snap.get("drivers") or {})
+        yield from self._mirror(snap.get("mirror"))
+        yield from self._groups(snap.get("groups") or {})
+        yield from self._api(snap)
+
+    def _topics(self, topics: dict[str, Any]) -> Iterable[Metric]:
+        total = CounterMetricFamily("edge_topic_records", "records ever appended (sum of next offsets)", labels=["topic"])
+        held = GaugeMetricFamily("edge_topic_held_records", "records held on disk", labels=["topic"])
+        size = GaugeMetricFamily("edge_topic_bytes", "bytes held on disk", labels=["topic"])
+        rps = GaugeMetricFamily("edge_topic_records_per_second", "append rate", labels=["topic"])
+        bps = GaugeMetricFamily("edge_topic_bytes_per_second", "append rate in bytes", labels=["topic"])
+        age = GaugeMetricFamily("edge_topic_oldest_record_age_seconds", "age of the oldest held record", labels=["topic"])
+        next_off = GaugeMetricFamily("edge_partition_next_offset", "next offset", labels=["topic", "partition"])
+        start = GaugeMetricFamily("edge_partition_log_start_offset", "first held offset", labels=["topic", "partition"])
+        now = time.time_ns()
+        for name, t in sorted(topics.items()):
+            parts = t.get("partitions") or []
+            total.add_metric([name], float(sum(p.get("next_offset", 0) for p in parts)))
+            held.add_metric([name], float(t.get("records") or 0))
+            size.add_metric([name], float(t.get("bytes") or 0))
+            rps.add_metric([name], float(t.get("records_per_s") or 0))
+            bps.add_metric([name], float(t.get("bytes_per_s") or 0))
+            if t.get("oldest_ns"):
+                age.add_metric([name], max(0.0, (now - t["oldest_ns"]) / 1e9))
+            for p in parts:
+                next_off.add_metric([name, str(p.get("partition"))], float(p.get("next_offset", 0)))
+                start.add_metric([name, str(p.get("partition"))], float(p.get("log_start", 0)))
+        return [total, held, size, rps, bps, age, next_off, start]
+
+    def _disk(self, disk: dict[str, Any] | None, broker: dict[str, Any] | None) -> Iterable[Metric]:
+        if not disk:
+            return []
+        out: list[Metric] = []
+        for key, name, doc in (("total_bytes", "edge_disk_total_bytes", "size of the data directory's filesystem"),
+                               ("free_bytes", "edge_disk_free_bytes", "free space for the broker"),
+                               ("data_bytes", "edge_disk_data_bytes", "bytes of all topics"),
+                               ("write_bytes_per_s", "edge_disk_write_bytes_per_second", "write rate, all topics"),
+                               ("retention_horizon_h", "edge_disk_retention_horizon_hours",
+                                "hours of data the disk holds at the current rate"),
+                               ("min_free_bytes", "edge_disk_guard_min_free_bytes", "disk guard threshold")):
+            value = _num(disk.get(key))
+            if value is not None:
+                g = GaugeMetricFamily(name, doc)
+                g.add_metric([], value)
+                out.append(g)
+        if broker:
+            deletions = CounterMetricFamily("edge_broker_segment_deletions", "segments deleted", labels=["reason"])
+            for reason, count in sorted((broker.get("deletions") or {}).items()):
+                deletions.add_metric([str(reason)], float(count))
+            out.append(deletions)
+            unshipped = CounterMetricFamily("edge_broker_unshipped_deleted_bytes",
+                                            "bytes deleted before the mirror shipped them")
+            unshipped.add_metric([], float(broker.get("unshipped_deleted_bytes") or 0))
+            out.append(unshipped)
+        return out
+
+    def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:
+        labels = ["sensor", "kind", "topic"]
+        fams = {
+            "captured": CounterMetricFamily("edge_driver_captured", "frames/clouds captured", labels=labels),
+            "published": CounterMetricFamily("edge_driver_published", "records handed to the producer", labels=labels),
+            "acknowledged": CounterMetricFamily("edge_driver_acknowledged", "records acknowledged", labels=labels),
+            "sensor_errors": CounterMetricFamily("edge_driver_sensor_errors", "sensor failures", labels=labels),
+            "reopens": CounterMetricFamily("edge_driver_reopens", "sensor reopen attempts", labels=labels),
+        }
+        dropped = CounterMetricFamily("edge_driver_dropped", "records dropped, by reason", labels=labels + ["reason"])
+        rate = GaugeMetricFamily("edge_driver_rate_hz", "measured capture rate", labels=labels)
+        depth = GaugeMetricFamily("edge_driver_queue_depth", "frames waiting to publish", labels=labels)
+        up = GaugeMetricFamily("edge_driver_up", "1 when the driver reports state running", labels=labels)
+        age = GaugeMetricFamily("edge_driver_last_capture_age_seconds", "time since the last capture", labels=labels)
+        now = time.time_ns()
+        for sensor, h in sorted(drivers.items()):
+            if not isinstance(h, dict):
+                continue
+            lv = [str(sensor), str(h.get("kind", "")), str(h.get("topic", ""))]
+            for key, fam in fams.items():
+                value = _num(h.get(key))
+                if value is not None:
+                    fam.add_metric(lv, value)
+            for reason, count in sorted((h.get("dropped") or {}).items()):
+                if _num(count) is not None:
+                    dropped.add_metric(lv + [str(reason)], float(count))
+            for key, fam in (("rate_hz", rate), ("queue_depth", depth)):
+                value = _num(h.get(key))
+                if value is not None:
+                    fam.add_metric(lv, value)
+            up.add_metric(lv, 1.0 if h.get("state") == "running" else 0.0)
+            if _num(h.get("last_capture_ns")):
+                age.add_metric(lv, max(0.0, (now - h["last_capture_ns"]) / 1e9))
+        return [*fams.values(), dropped, rate, depth, up, age]
+
+    def _mirror(self, mirror: Any) -> Iterable[Metric]:
+        if not isinstance(mirror, dict):
+            return []
+        out: list[Metric] = []
+        link = mirror.get("link", mirror.get("link_state", mirror.get("state")))
+        up = GaugeMetricFamily("edge_mirror_up", "1 when the mirror's link to Kafka is up")
+        up.add_metric([], 1.0 if link in (True, "up", "connected", "online", "running") else 0.0)
+        out.append(up)
+        for key, value in sorted(mirror.items()):
+            num = _num(value)
+            if num is not None and key not in ("time_ns",):
+                g = GaugeMetricFamily(f"edge_mirror_{_NAME_SAFE.sub('_', key)}", f"mirror {key}")
+                g.add_metric([], num)
+                out.append(g)
+        lag = mirror.get("lag") or mirror.get("partitions")
+        rows = lag if isinstance(lag, list) else []
+        fams: dict[str, GaugeMetricFamily] = {}
+        for row in rows:
+            if not isinstance(row, dict) or "topic" not in row:
+                continue
+            lv = [str(row.get("topic")), str(row.get("partition", 0))]
+            for key, value in row.items():
+                num = _num(value)
+                if num is None or key in ("partition",):
+                    continue
+                name = f"edge_mirror_lag_{_NAME_SAFE.sub('_', key)}"
+                fam = fams.setdefault(name, GaugeMetricFamily(name, f"mirror lag: {key}", labels=["topic", "partition"]))
+                fam.add_metric(lv, num)
+        out.extend(fams.values())
+        return out
+
+    def _groups(self, groups: dict[str, Any]) -> Iterable[Metric]:
+        lag = GaugeMetricFamily("edge_group_lag_records", "records not yet consumed by the group", labels=["group"])
+        members = GaugeMetricFamily("edge_group_members", "live members", labels=["group"])
+        for name, g in sorted(groups.items()):
+            lag.add_metric([name], float(g.get("lag") or 0))
+            members.add_metric([name], float(g.get("members") or 0))
+        return [lag, members]
+
+    def _api(self, snap: dict[str, Any]) -> Iterable[Metric]:
+        ok = GaugeMetricFamily("edge_api_status_ok", "1 when the last status sample reached the broker")
+        ok.add_metric([], 1.0 if snap.get("ok") else 0.0)
+        age = GaugeMetricFamily("edge_api_status_age_seconds", "age of the last status sample")
+        age.add_metric([], max(0.0, (time.time_ns() - (snap.get("time_ns") or time.time_ns())) / 1e9))
+        out: list[Metric] = [ok, age]
+        extras = self.extras()
+        clients = GaugeMetricFamily("edge_api_live_clients", "connected live (WebSocket) clients")
+        clients.add_metric([], float(extras.get("live_clients", 0)))
+        jobs = GaugeMetricFamily("edge_api_jobs", "jobs by state", labels=["state"])
+        for state, count in sorted((extras.get("jobs") or {}).items()):
+            jobs.add_metric([state], float(count))
+        out += [clients, jobs]
+        return out
+
+
+def build_registry(snapshot: Callable[[], dict[str, Any]],
+                   extras: Callable[[], dict[str, Any]] | None = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot, extras))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
