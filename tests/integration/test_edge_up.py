@@ -21,8 +21,19 @@ SIM = REPO / "configs" / "sim.toml"
 SENSOR_TOPICS = {"camera.front", "camera.rear", "lidar.top"}
 
 
+def sim_config(tmp: Path) -> Path:
+    """configs/sim.toml as shipped, except the API binds any free port (8080 may be taken)."""
+    text = SIM.read_text()
+    if "port = 8080" not in text:
+        raise AssertionError("configs/sim.toml no longer sets the API port the README promises")
+    path = tmp / "sim.toml"
+    path.write_text(text.replace("port = 8080", "port = 0"))
+    return path
+
+
 def start_up(data_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "up", "--config", str(SIM), "--data-dir", str(data_dir),
+    config = sim_config(data_dir.parent)
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "up", "--config", str(config), "--data-dir", str(data_dir),
                              "--status-interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
