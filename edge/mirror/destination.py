@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from broker.errors import BrokerError
@@ -74,9 +74,35 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
     return limits
 
 
+def _last_source_offset(consumer: Consumer, dest_topic: str, dest_partition: int, src_topic: str,
+                        src_partition: int, start: int, timeout: float) -> tuple[int | None, bool]:
+    """(largest edge.source.offset in [start, LSO), whether any committed record was seen)."""
+    consumer.assign([TopicPartition(dest_topic, dest_partition, start)])
+    best, seen = None, False
+    while True:
+        msg = consumer.poll(timeout)
+        if msg is None:
+            raise MirrorError(f"reading the tail of {dest_topic}[{dest_partition}] timed out")
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                return best, seen
+            raise MirrorError(f"reading {dest_topic}[{dest_partition}]: {msg.error()}")
+        seen = True
+        headers = dict(msg.headers() or [])
+        if headers.get(HEADER_TOPIC, b"").decode() == src_topic and \
+                headers.get(HEADER_PARTITION, b"").decode() == str(src_partition):
+            offset = int(headers[HEADER_OFFSET])
+            best = offset if best is None else max(best, offset)
+
+
 def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], timeout: float = 30.0) -> dict:
     """``partitions``: (dest topic, dest partition, source topic, source partition).
-    Returns {(source topic, source partition): next offset to ship, or None if empty}."""
+    Returns {(source topic, source partition): next offset to ship, or None if nothing of
+    it was ever committed}.
+
+    The last offsets of a partition may all belong to a transaction that a killed mirror
+    left open (aborted by the fencing, invisible to read_committed): the window read grows
+    backwards until a committed record is found or the partition's start is reached."""
     consumer = Consumer({**settings, "group.id": f"edge-mirror-resume-{uuid.uuid4().hex}", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                          "enable.partition.eof": True})
@@ -85,28 +111,20 @@ def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], 
         for dest_topic, dest_partition, src_topic, src_partition in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(dest_topic, dest_partition), timeout=timeout)
             result[(src_topic, src_partition)] = None
-            if high <= low:
-                continue
-            start = max(low, high - TAIL_RECORDS)
-            consumer.assign([TopicPartition(dest_topic, dest_partition, start)])
-            best = None
-            while True:
-                msg = consumer.poll(timeout)
-                if msg is None:
-                    raise MirrorError(f"reading the tail of {dest_topic}[{dest_partition}] timed out")
-                if msg.error():
-                    if msg.error().code() == -191:  # _PARTITION_EOF
-                        break
-                    raise MirrorError(f"reading {dest_topic}[{dest_partition}]: {msg.error()}")
-                headers = dict(msg.headers() or [])
-                if headers.get(HEADER_TOPIC, b"").decode() == src_topic and \
-                        headers.get(HEADER_PARTITION, b"").decode() == str(src_partition):
-                    offset = int(headers[HEADER_OFFSET])
-                    best = offset if best is None else max(best, offset)
-            if best is None and start > low:
-                raise MirrorError(f"{dest_topic}[{dest_partition}] holds records without mirror headers in its last "
-                                  f"{TAIL_RECORDS}: another writer? (one mirror per vehicle)")
-            result[(src_topic, src_partition)] = None if best is None else best + 1
+            window = TAIL_RECORDS
+            while high > low:
+                start = max(low, high - window)
+                best, seen = _last_source_offset(consumer, dest_topic, dest_partition, src_topic, src_partition,
+                                                 start, timeout)
+                if best is not None:
+                    result[(src_topic, src_partition)] = best + 1
+                    break
+                if seen:
+                    raise MirrorError(f"{dest_topic}[{dest_partition}] holds committed records without this "
+                                      f"vehicle's mirror headers: another writer? (one mirror per vehicle)")
+                if start == low:
+                    break  # nothing committed at all: ship from the local log start
+                window *= 8
     finally:
         consumer.close()
     return result

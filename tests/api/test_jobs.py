@@ -77,3 +77,36 @@ def test_queue_limit_and_cancel_before_start(manager):
     for job in running:
         manager.cancel(job.id)
     assert _wait_state(manager, queued[1].id, ("running",)).state == "running"
+
+
+def test_runner_adapter_passes_what_the_library_declares(monkeypatch, tmp_path):
+    import multiprocessing as mp
+    import sys
+    import types
+
+    from edge.api import job_runners
+    from edge.api.jobs import JobCancelled, Reporter
+
+    calls = {}
+
+    def run_export(endpoint, topics, start_ns, end_ns, format, out_dir, progress):
+        calls.update(endpoint=endpoint, topics=topics, window=(start_ns, end_ns), format=format)
+        progress(1.0, "written")
+        (out_dir / "drive.mcap").write_bytes(b"mcap")
+        return {"records": 7}
+
+    fake = types.ModuleType("edge.export")
+    fake.run_export = run_export
+    monkeypatch.setitem(sys.modules, "edge.export", fake)
+    assert job_runners.available("export") and not job_runners.available("nope")
+    receive, send = mp.Pipe(duplex=False)
+    cancel = mp.Event()
+    params = {"endpoint": "ipc:///x", "topics": ["camera.front"], "start_ns": 1, "end_ns": 2, "format": "mcap"}
+    assert job_runners.run_export(params, tmp_path, Reporter(send, cancel)) == {"records": 7}
+    assert calls == {"endpoint": "ipc:///x", "topics": ["camera.front"], "window": (1, 2), "format": "mcap"}
+    assert receive.recv() == ("progress", 1.0, "written")
+    cancel.set()
+    with pytest.raises(JobCancelled):
+        job_runners.run_export(params, tmp_path, Reporter(send, cancel))
+    receive.close()
+    send.close()
