@@ -41,6 +41,7 @@ from ..records import encode_batch
 from .connection import Connection
 
 RECORD_OVERHEAD = 20
+CONNECT_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class Producer:
         self._partition_counts: dict[str, tuple[int, float]] = {}
         self._meta_lock = threading.Lock()
         self._meta_conn: Connection | None = None
+        self._connected = False  # whether a send ever went through (see _send_batch)
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._thread = threading.Thread(target=self._io_loop, name="edge-producer-io", daemon=True)
         self._thread.start()
@@ -297,7 +299,10 @@ class Producer:
                     headers=None if ob.plain else ob.headers, codec=self.codec)
                 batch.open_batch = None
             meta = {"topic": batch.topic, "partition": batch.partition, "acks": self.acks}
-            request_id = conn.send(P.PRODUCE, meta, [batch.data])
+            # a fresh socket needs a moment for its handshake: the first send waits for it
+            # (up to CONNECT_GRACE_S) so a producer made just before sending does not fail
+            request_id = conn.send(P.PRODUCE, meta, [batch.data], wait_s=0.0 if self._connected else CONNECT_GRACE_S)
+            self._connected = True
         except BrokerError as exc:
             self._finish(batch, error=exc)
             return

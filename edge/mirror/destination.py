@@ -83,10 +83,14 @@ def _last_source_offset(consumer: Consumer, dest_topic: str, dest_partition: int
         msg = consumer.poll(timeout)
         if msg is None:
             raise MirrorError(f"reading the tail of {dest_topic}[{dest_partition}] timed out")
+        if msg.topic() != dest_topic or msg.partition() != dest_partition:
+            continue  # not this read's partition (defensive: the consumer is fresh)
         if msg.error():
             if msg.error().code() == KafkaError._PARTITION_EOF:
                 return best, seen
             raise MirrorError(f"reading {dest_topic}[{dest_partition}]: {msg.error()}")
+        if msg.offset() < start:
+            continue
         seen = True
         headers = dict(msg.headers() or [])
         if headers.get(HEADER_TOPIC, b"").decode() == src_topic and \
@@ -103,28 +107,35 @@ def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], 
     The last offsets of a partition may all belong to a transaction that a killed mirror
     left open (aborted by the fencing, invisible to read_committed): the window read grows
     backwards until a committed record is found or the partition's start is reached."""
-    consumer = Consumer({**settings, "group.id": f"edge-mirror-resume-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                         "enable.partition.eof": True})
+    conf = {**settings, "enable.auto.commit": False, "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest", "enable.partition.eof": True}
     result: dict[tuple[str, int], int | None] = {}
-    try:
-        for dest_topic, dest_partition, src_topic, src_partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(dest_topic, dest_partition), timeout=timeout)
-            result[(src_topic, src_partition)] = None
-            window = TAIL_RECORDS
-            while high > low:
-                start = max(low, high - window)
+    for dest_topic, dest_partition, src_topic, src_partition in partitions:
+        probe = Consumer({**conf, "group.id": f"edge-mirror-resume-{uuid.uuid4().hex}"})
+        try:
+            low, high = probe.get_watermark_offsets(TopicPartition(dest_topic, dest_partition), timeout=timeout)
+        finally:
+            probe.close()
+        result[(src_topic, src_partition)] = None
+        window = TAIL_RECORDS
+        while high > low:
+            start = max(low, high - window)
+            # a fresh consumer per read: an end-of-partition event or a record still queued
+            # from an earlier assignment must never be taken for this window's answer (it
+            # once made a resume ship a partition again from its start)
+            consumer = Consumer({**conf, "group.id": f"edge-mirror-resume-{uuid.uuid4().hex}"})
+            try:
                 best, seen = _last_source_offset(consumer, dest_topic, dest_partition, src_topic, src_partition,
                                                  start, timeout)
-                if best is not None:
-                    result[(src_topic, src_partition)] = best + 1
-                    break
-                if seen:
-                    raise MirrorError(f"{dest_topic}[{dest_partition}] holds committed records without this "
-                                      f"vehicle's mirror headers: another writer? (one mirror per vehicle)")
-                if start == low:
-                    break  # nothing committed at all: ship from the local log start
-                window *= 8
-    finally:
-        consumer.close()
+            finally:
+                consumer.close()
+            if best is not None:
+                result[(src_topic, src_partition)] = best + 1
+                break
+            if seen:
+                raise MirrorError(f"{dest_topic}[{dest_partition}] holds committed records without this "
+                                  f"vehicle's mirror headers: another writer? (one mirror per vehicle)")
+            if start == low:
+                break  # nothing committed at all: ship from the local log start
+            window *= 8
     return result

@@ -128,9 +128,13 @@ def _run_writer_and_kill(data_dir, flush, seconds):
         [sys.executable, "-m", "tests.broker.storage.crash_writer", str(data_dir), flush],
         stdout=subprocess.PIPE, cwd=REPO_ROOT, text=True,
     )
+    # the kill timer starts at the first acknowledged batch: on a loaded machine the
+    # writer's start-up alone can take longer than the random delay
+    first = proc.stdout.readline()
     time.sleep(seconds)
     proc.send_signal(signal.SIGKILL)
     out, _ = proc.communicate()
+    out = first + out
     acked: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
     for line in out.splitlines():
         parts = line.split()

@@ -129,3 +129,34 @@ def test_bandwidth_cap_sampling_and_priorities(broker, kafka_cluster, mirror_set
     assert len(telemetry) == 200 and telemetry_done < camera_done
     # 200 records x 50 kB = 10 MB at a 1 MB/s cap: about 10 s (generous bounds against 10%)
     assert 8.5 < camera_done < 16, camera_done
+
+
+def test_offline_cluster_bounded_memory_then_everything_arrives(broker, kafka_cluster, mirror_setup):
+    """Runs last: it stops the whole cluster and starts it again."""
+    import psutil
+
+    make, vehicle = mirror_setup
+    mirror = make(topics='["telemetry.*"]', transaction_interval='"300ms"', max_buffer_bytes='"4MiB"',
+                  kafka='{"queue.buffering.max.kbytes" = 4096}').start()
+    try:
+        produce_local(broker.endpoint, "telemetry.imu", 100, size=10_000)
+        assert len(cloud_records(kafka_cluster, f"vehicles.{vehicle}.telemetry.imu", 100, timeout=60)) == 100
+        for node in range(kafka_cluster.nodes):
+            kafka_cluster.stop_node(node)
+        rss = []
+        for round_ in range(6):  # 60 MB produced locally while the link is down
+            produce_local(broker.endpoint, "telemetry.imu", 1000, size=10_000, start=100 + round_ * 1000)
+            rss.append(psutil.Process(mirror.proc.pid).memory_info().rss / 1e6)
+            time.sleep(1)
+        assert mirror.proc.poll() is None, mirror.log()
+        assert max(rss) < 400 and max(rss) - rss[0] < 100, f"mirror RSS grew while offline: {rss}"
+        for node in range(kafka_cluster.nodes):
+            kafka_cluster.start_node(node)
+        kafka_cluster.wait_ready(180)
+        got = cloud_records(kafka_cluster, f"vehicles.{vehicle}.telemetry.imu", 6100, timeout=180)
+    finally:
+        for node in range(kafka_cluster.nodes):
+            kafka_cluster.start_node(node)
+        assert mirror.stop() == 0, mirror.log()
+    offsets = [int(dict(m.headers())["edge.source.offset"]) for m in got]
+    assert offsets == list(range(6100)), "everything arrived once, in order, after the outage"

@@ -1,0 +1,516 @@
+"""Record sources for replay and export: the vehicle's broker or the cloud Kafka cluster.
+
+A ``RecordSource`` knows the topics it holds and opens one stream per partition over a
+window; ``open_window`` merges them by capture time (edge.replay.merge). Both sources
+yield ``broker.records.Record`` objects that look the same: the vehicle's topic name,
+partition and offset, the capture time as ``timestamp`` and the record's own headers.
+
+Guarantees:
+- Bounded read-ahead: each partition stream holds at most the records of its current
+  fetch plus one prefetched fetch, each at most ``read_ahead_bytes`` (or one record batch
+  when a single batch is larger, e.g. a 6 MB raw frame). Nothing is read before it is
+  needed, and nothing is kept after it was yielded.
+- A stream yields the records of ``[window.start_ns, window.end_ns)`` in partition order
+  (offset order) and ends at the first record at or past the end, or at the log end as it
+  was when the stream opened: a replay of a live topic ends instead of following it.
+  Partitions named by an offset start / stop at exactly that offset.
+- Kafka (the mirror's layout, ``vehicles.{vehicle}.{topic}`` by default): records carry
+  ``edge.source.topic``, ``edge.source.partition``, ``edge.source.offset`` and
+  ``edge.capture_ns`` headers; the stream restores topic, partition, offset and capture
+  time from them and drops every ``edge.*`` header, so a Kafka record is indistinguishable
+  from the vehicle's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+import uuid
+from abc import ABC, abstractmethod
+from typing import Any, Iterator, Sequence
+
+from broker.errors import BrokerError, OffsetOutOfRangeError, UnknownTopicError
+from broker.records import Record
+
+from .errors import SourceError
+from .merge import MergedStream
+from .timespec import OffsetPoint, Window, WindowSpec
+
+TopicPartition = tuple[str, int]
+
+DEFAULT_READ_AHEAD_BYTES = 2 * 1024 * 1024
+DEFAULT_KAFKA_TEMPLATE = "vehicles.{vehicle}.{topic}"
+MIRROR_HEADER_PREFIX = "edge."
+_STALL_S = 30.0  # no record for this long while the log says there are more: give up
+
+
+class PartitionStream(ABC):
+    """The records of one partition over a window, in offset order. Iterate once."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Record]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class RecordSource(ABC):
+    """Where replay and export read from. Not thread-safe: use from one thread."""
+
+    description: str = ""
+
+    @abstractmethod
+    def topics(self) -> dict[str, int]:
+        """Topic name (as on the vehicle) -> partition count."""
+
+    def topic_config(self, topic: str) -> dict[str, Any] | None:
+        """The topic's broker config (codec, ...) when the source knows it."""
+        return None
+
+    @abstractmethod
+    def timestamp_at(self, tp: TopicPartition, offset: int) -> int | None:
+        """Capture time of the record at ``offset``; None at the log end; SourceError
+        outside the log."""
+
+    @abstractmethod
+    def count_between(self, tp: TopicPartition, start_ns: int, end_ns: int) -> int:
+        """About how many records of ``tp`` fall in ``[start_ns, end_ns)`` (from the
+        time indexes, without reading the records)."""
+
+    @abstractmethod
+    def stream(self, tp: TopicPartition, window: Window, *,
+               read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> PartitionStream: ...
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "RecordSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- selection and windows -------------------------------------------------------------------
+
+
+def select_partitions(source: RecordSource, patterns: Sequence[str], *,
+                      exclude_prefixes: Sequence[str] = ()) -> list[TopicPartition]:
+    """The partitions named by ``patterns``: topic names or shell patterns (``camera.*``),
+    each optionally with ``:PARTITION``. Patterns never match internal topics (``_...``)
+    nor topics under ``exclude_prefixes`` (a replay's own output); exact names do."""
+    available = source.topics()
+    chosen: list[TopicPartition] = []
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern:
+            continue
+        only: int | None = None
+        head, sep, tail = pattern.rpartition(":")
+        if sep and tail.isdigit():
+            pattern, only = head, int(tail)
+        if any(ch in pattern for ch in "*?["):
+            names = [t for t in sorted(available) if fnmatch.fnmatchcase(t, pattern) and not t.startswith("_")
+                     and not any(p and t.startswith(p) for p in exclude_prefixes)]
+            if not names:
+                raise SourceError(f"no topic of {source.description} matches {raw!r}")
+        else:
+            if pattern not in available:
+                raise SourceError(f"{source.description} has no topic {pattern!r}"
+                                  + (f" (topics: {', '.join(sorted(available)[:20])})" if available else ""))
+            names = [pattern]
+        for name in names:
+            count = available[name]
+            if only is not None and only >= count:
+                raise SourceError(f"topic {name!r} has {count} partition(s), no partition {only}")
+            for p in [only] if only is not None else range(count):
+                if (name, p) not in chosen:
+                    chosen.append((name, p))
+    if not chosen:
+        raise SourceError("no topics chosen (give --topics)")
+    return chosen
+
+
+def resolve_window(source: RecordSource, spec: WindowSpec, partitions: Sequence[TopicPartition]) -> Window:
+    """Turn offset bounds into capture times (reading the one record each names)."""
+    start_offsets: dict[TopicPartition, int] = {}
+    end_offsets: dict[TopicPartition, int] = {}
+    start, end = spec.start, spec.end
+    if isinstance(start, OffsetPoint):
+        tp = (start.topic, start.partition)
+        _check_named(tp, partitions, start)
+        ts = source.timestamp_at(tp, start.offset)
+        if ts is None:
+            raise SourceError(f"start {start}: there is no record at that offset yet (the log ends there)")
+        start_offsets[tp] = start.offset
+        start = ts
+    if isinstance(end, OffsetPoint):
+        tp = (end.topic, end.partition)
+        _check_named(tp, partitions, end)
+        ts = source.timestamp_at(tp, end.offset)
+        end_offsets[tp] = end.offset
+        end = time.time_ns() if ts is None else ts
+    if end <= start and not (end == start and end_offsets):
+        raise SourceError("the window is empty: its end is not after its start")
+    return Window(int(start), int(end), start_offsets, end_offsets, spec.drive)
+
+
+def _check_named(tp: TopicPartition, partitions: Sequence[TopicPartition], point: OffsetPoint) -> None:
+    if tp not in partitions:
+        raise SourceError(f"offset {point} names a partition that is not among the chosen topics")
+
+
+def open_window(source: RecordSource, partitions: Sequence[TopicPartition], window: Window, *,
+                read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> MergedStream:
+    """The chosen partitions over ``window``, merged by capture time."""
+    return MergedStream(source.stream(tp, window, read_ahead_bytes=read_ahead_bytes) for tp in partitions)
+
+
+def _in_window(records: list[Record], window: Window, tp: TopicPartition, stop_offset: int) -> Iterator[Record]:
+    """Shared filter: yields the window's records of one fetch; raises StopIteration-like
+    ``_End`` when the window's end is reached."""
+    start_ns, end_ns = window.start_ns, window.end_ns
+    from_offset = window.start_offsets.get(tp)
+    for record in records:
+        if record.offset >= stop_offset or record.timestamp >= end_ns:
+            raise _End
+        if from_offset is None and record.timestamp < start_ns:
+            continue
+        yield record
+
+
+class _End(Exception):
+    pass
+
+
+# -- the vehicle broker ----------------------------------------------------------------------
+
+
+class BrokerSource(RecordSource):
+    """The vehicle's broker at ``endpoint`` (through broker.client)."""
+
+    def __init__(self, endpoint: str, *, timeout_s: float = 10.0):
+        from broker.client import Admin
+
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.description = f"the broker at {endpoint}"
+        self.admin = Admin(endpoint, timeout_s=timeout_s)
+        self._metadata: dict[str, Any] | None = None
+
+    def _topics_meta(self) -> dict[str, Any]:
+        if self._metadata is None:
+            self._metadata = self.admin.list_topics()
+        return self._metadata
+
+    def topics(self) -> dict[str, int]:
+        return {name: len(t["partitions"]) for name, t in self._topics_meta().items()}
+
+    def topic_config(self, topic: str) -> dict[str, Any] | None:
+        meta = self._topics_meta().get(topic)
+        return dict(meta.get("config") or {}) if meta else None
+
+    def timestamp_at(self, tp: TopicPartition, offset: int) -> int | None:
+        from broker.client import Consumer
+
+        start = self.admin.list_offset(tp[0], tp[1], "earliest")
+        end = self.admin.list_offset(tp[0], tp[1], "latest")
+        if offset == end:
+            return None
+        if not start <= offset < end:
+            raise SourceError(f"offset {offset} is outside {tp[0]}:{tp[1]}, which holds [{start}, {end})")
+        consumer = Consumer(self.endpoint, fetch_max_bytes=1, max_wait_ms=0, timeout_s=self.timeout_s)
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp[0], tp[1], offset)
+            records = consumer.poll(self.timeout_s)
+        finally:
+            consumer.close()
+        if not records:
+            raise SourceError(f"could not read {tp[0]}:{tp[1]}:{offset}")
+        return records[0].timestamp
+
+    def count_between(self, tp: TopicPartition, start_ns: int, end_ns: int) -> int:
+        first = self.admin.list_offset(tp[0], tp[1], "timestamp", max(0, start_ns))
+        last = self.admin.list_offset(tp[0], tp[1], "timestamp", end_ns)
+        return max(0, last - first)
+
+    def stream(self, tp: TopicPartition, window: Window, *,
+               read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> PartitionStream:
+        return _BrokerPartitionStream(self, tp, window, read_ahead_bytes)
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+class _BrokerPartitionStream(PartitionStream):
+    def __init__(self, source: BrokerSource, tp: TopicPartition, window: Window, read_ahead_bytes: int):
+        self.source = source
+        self.tp = tp
+        self.window = window
+        self.read_ahead_bytes = max(1, int(read_ahead_bytes))
+        self.consumer = None
+
+    def __iter__(self) -> Iterator[Record]:
+        from broker.client import Consumer
+
+        topic, partition = self.tp
+        admin = self.source.admin
+        try:
+            stop = admin.list_offset(topic, partition, "latest")
+        except UnknownTopicError:
+            raise SourceError(f"{self.source.description} has no topic {topic!r}") from None
+        if self.tp in self.window.end_offsets:
+            stop = min(stop, self.window.end_offsets[self.tp])
+        self.consumer = consumer = Consumer(self.source.endpoint, fetch_max_bytes=self.read_ahead_bytes,
+                                            max_wait_ms=100, timeout_s=self.source.timeout_s)
+        consumer.assign([self.tp])
+        start_offset = self.window.start_offsets.get(self.tp)
+        if start_offset is not None:
+            consumer.seek(topic, partition, start_offset)
+        else:
+            consumer.seek_to_time(self.window.start_ns, [self.tp])
+        last_progress = time.monotonic()
+        try:
+            while consumer.position(topic, partition) < stop:
+                try:
+                    records = consumer.poll(1.0)
+                except OffsetOutOfRangeError:
+                    raise SourceError(f"{topic}:{partition}: the window's records were deleted by retention") from None
+                if not records:
+                    if time.monotonic() - last_progress > _STALL_S:
+                        raise SourceError(f"{topic}:{partition}: no records for {_STALL_S:.0f}s below offset {stop}")
+                    continue
+                last_progress = time.monotonic()
+                yield from _in_window(records, self.window, self.tp, stop)
+                del records
+        except _End:
+            return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
+
+
+# -- the cloud Kafka cluster -----------------------------------------------------------------
+
+
+def _template_regex(template: str, vehicle: str) -> re.Pattern:
+    if "{topic}" not in template:
+        raise SourceError(f"Kafka topic template {template!r} lacks {{topic}}")
+    pattern = re.escape(template).replace(re.escape("{vehicle}"), re.escape(vehicle))
+    return re.compile("^" + pattern.replace(re.escape("{topic}"), "(?P<topic>.+)") + "$")
+
+
+def _text_int(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(bytes(raw).decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+class KafkaSource(RecordSource):
+    """A Kafka cluster holding the mirror's copy of a vehicle's topics."""
+
+    def __init__(self, bootstrap: str, vehicle: str, *, template: str = DEFAULT_KAFKA_TEMPLATE,
+                 config: dict[str, Any] | None = None, timeout_s: float = 15.0):
+        try:
+            import confluent_kafka
+        except ImportError:
+            raise SourceError("reading from Kafka needs confluent-kafka (pip install edge-appliance[mirror])") from None
+        self._ck = confluent_kafka
+        self.bootstrap = bootstrap
+        self.vehicle = vehicle
+        self.template = template
+        self.extra = dict(config or {})
+        self.timeout_s = timeout_s
+        self.description = f"Kafka at {bootstrap} (vehicle {vehicle})"
+        self._regex = _template_regex(template, vehicle)
+        self._meta = self._consumer()
+        self._topics: dict[str, tuple[str, int]] | None = None
+
+    def _consumer(self, **overrides: Any):
+        conf = {"bootstrap.servers": self.bootstrap, "group.id": f"edge-replay-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                "client.id": "edge-replay", **self.extra, **overrides}
+        return self._ck.Consumer(conf)
+
+    def kafka_topic(self, topic: str) -> str:
+        return self.template.format(vehicle=self.vehicle, topic=topic)
+
+    def topics(self) -> dict[str, int]:
+        if self._topics is None:
+            try:
+                meta = self._meta.list_topics(timeout=self.timeout_s)
+            except self._ck.KafkaException as exc:
+                raise SourceError(f"{self.description}: {exc}") from None
+            found = {}
+            for name, topic in meta.topics.items():
+                match = self._regex.match(name)
+                if match and topic.error is None:
+                    found[match["topic"]] = (name, len(topic.partitions))
+            self._topics = found
+        return {name: count for name, (_k, count) in self._topics.items()}
+
+    def _tp(self, tp: TopicPartition):
+        return self._ck.TopicPartition(self.kafka_topic(tp[0]), tp[1])
+
+    def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
+        try:
+            return self._meta.get_watermark_offsets(self._tp(tp), timeout=self.timeout_s)
+        except self._ck.KafkaException as exc:
+            raise SourceError(f"{self.description}: {tp[0]}:{tp[1]}: {exc}") from None
+
+    def offset_for_time(self, tp: TopicPartition, ts_ns: int) -> int:
+        """First Kafka offset whose Kafka timestamp reaches ``ts_ns`` (ms precision); the
+        high watermark when there is none. The mirror stamps capture time, and any later
+        stamp (append time) only makes this earlier, never past a record in the window."""
+        query = self._ck.TopicPartition(self.kafka_topic(tp[0]), tp[1], max(0, ts_ns // 1_000_000))
+        try:
+            found = self._meta.offsets_for_times([query], timeout=self.timeout_s)[0]
+        except self._ck.KafkaException as exc:
+            raise SourceError(f"{self.description}: {tp[0]}:{tp[1]}: {exc}") from None
+        return found.offset if found.offset >= 0 else self._watermarks(tp)[1]
+
+    def _read_one(self, tp: TopicPartition, kafka_offset: int):
+        consumer = self._consumer(**{"queued.max.messages.kbytes": 1024})
+        try:
+            consumer.assign([self._ck.TopicPartition(self.kafka_topic(tp[0]), tp[1], kafka_offset)])
+            deadline = time.monotonic() + self.timeout_s
+            while time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error():
+                    if msg.error().code() == self._ck.KafkaError._PARTITION_EOF:
+                        return None
+                    raise SourceError(f"{self.description}: {tp[0]}:{tp[1]}: {msg.error()}")
+                return msg
+            raise SourceError(f"{self.description}: no answer for {tp[0]}:{tp[1]} within {self.timeout_s:.0f}s")
+        finally:
+            consumer.close()
+
+    def kafka_offset_for_source(self, tp: TopicPartition, source_offset: int) -> int:
+        """The first Kafka offset whose ``edge.source.offset`` is >= ``source_offset``
+        (binary search: the mirror keeps source order within a partition)."""
+        lo, hi = self._watermarks(tp)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            msg = self._read_one(tp, mid)
+            if msg is None:
+                hi = mid
+                continue
+            found = _text_int(dict(msg.headers() or ()).get("edge.source.offset"))
+            if (found if found is not None else msg.offset()) < source_offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def timestamp_at(self, tp: TopicPartition, offset: int) -> int | None:
+        kafka_offset = self.kafka_offset_for_source(tp, offset)
+        msg = self._read_one(tp, kafka_offset)
+        if msg is None:
+            return None
+        return self.to_record(msg, tp[0]).timestamp
+
+    def count_between(self, tp: TopicPartition, start_ns: int, end_ns: int) -> int:
+        return max(0, self.offset_for_time(tp, end_ns) - self.offset_for_time(tp, start_ns))
+
+    def to_record(self, msg: Any, topic: str) -> Record:
+        headers: dict[str, bytes] = {}
+        mirror: dict[str, bytes] = {}
+        for name, value in msg.headers() or ():
+            (mirror if name.startswith(MIRROR_HEADER_PREFIX) else headers)[name] = value if value is not None else b""
+        capture = _text_int(mirror.get("edge.capture_ns"))
+        if capture is None:
+            capture = msg.timestamp()[1] * 1_000_000
+        offset = _text_int(mirror.get("edge.source.offset"))
+        partition = _text_int(mirror.get("edge.source.partition"))
+        return Record(msg.offset() if offset is None else offset, capture, msg.key(), msg.value() or b"", headers,
+                      topic, msg.partition() if partition is None else partition)
+
+    def stream(self, tp: TopicPartition, window: Window, *,
+               read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> PartitionStream:
+        return _KafkaPartitionStream(self, tp, window, read_ahead_bytes)
+
+    def close(self) -> None:
+        self._meta.close()
+
+
+class _KafkaPartitionStream(PartitionStream):
+    def __init__(self, source: KafkaSource, tp: TopicPartition, window: Window, read_ahead_bytes: int):
+        self.source = source
+        self.tp = tp
+        self.window = window
+        self.read_ahead_bytes = max(1024, int(read_ahead_bytes))
+        self.consumer = None
+
+    def __iter__(self) -> Iterator[Record]:
+        src, ck = self.source, self.source._ck
+        if self.tp[0] not in src.topics():
+            raise SourceError(f"{src.description} has no topic {src.kafka_topic(self.tp[0])!r}")
+        _low, stop = src._watermarks(self.tp)
+        start_offset = self.window.start_offsets.get(self.tp)
+        first = (src.kafka_offset_for_source(self.tp, start_offset) if start_offset is not None
+                 else src.offset_for_time(self.tp, self.window.start_ns))
+        end_offset = self.window.end_offsets.get(self.tp)
+        if first >= stop:
+            return
+        kb = max(1, self.read_ahead_bytes // 1024)
+        self.consumer = consumer = src._consumer(**{
+            "queued.max.messages.kbytes": kb, "max.partition.fetch.bytes": self.read_ahead_bytes,
+            "fetch.max.bytes": max(self.read_ahead_bytes, 1_048_576)})
+        consumer.assign([ck.TopicPartition(src.kafka_topic(self.tp[0]), self.tp[1], first)])
+        window = self.window
+        last_progress = time.monotonic()
+        try:
+            while True:
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    if time.monotonic() - last_progress > _STALL_S:
+                        raise SourceError(f"{src.description}: {self.tp[0]}:{self.tp[1]}: no records for {_STALL_S:.0f}s")
+                    continue
+                last_progress = time.monotonic()
+                if msg.error():
+                    if msg.error().code() == ck.KafkaError._PARTITION_EOF:
+                        return
+                    raise SourceError(f"{src.description}: {self.tp[0]}:{self.tp[1]}: {msg.error()}")
+                record = src.to_record(msg, self.tp[0])
+                if record.timestamp >= window.end_ns or (end_offset is not None and record.offset >= end_offset):
+                    return
+                if start_offset is None and record.timestamp < window.start_ns:
+                    continue
+                yield record
+                if msg.offset() + 1 >= stop:
+                    return
+        except ck.KafkaException as exc:
+            raise SourceError(f"{src.description}: {exc}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
+
+
+def open_source(*, endpoint: str | None = None, kafka: str | None = None, vehicle: str | None = None,
+                template: str = DEFAULT_KAFKA_TEMPLATE, kafka_config: dict[str, Any] | None = None) -> RecordSource:
+    """The source a command line names: ``kafka`` (with ``vehicle``) or the broker."""
+    if kafka:
+        if not vehicle:
+            raise SourceError("--kafka needs --vehicle (the mirror's topics are per vehicle)")
+        return KafkaSource(kafka, vehicle, template=template, config=kafka_config)
+    if not endpoint:
+        raise SourceError("no source: give --endpoint or --kafka")
+    try:
+        return BrokerSource(endpoint)
+    except BrokerError as exc:
+        raise SourceError(f"broker at {endpoint}: {exc.message}") from None
