@@ -37,6 +37,8 @@ class CameraFrame:
     height: int
 
 
+# drivers/camera/encoding.py parses the same headers, but importing it loads OpenCV, which an
+# MCAP export does not need.
 def _side(record: Record, name: str) -> int:
     text = record.header(name)
     if text is None:

@@ -1,6 +1,7 @@
-"""Replay from the cloud copy: what the mirror shipped to the real Kafka cluster reads back
-as the vehicle's own records (topic, partition, offset, capture time, headers), and
-`edge replay --kafka` republishes a window of it into a broker."""
+"""Replay and export from the cloud copy: what the mirror shipped to the real Kafka cluster
+reads back as the vehicle's own records (topic, partition, offset, capture time, headers),
+`edge replay --kafka` republishes a window of it into a broker, and `edge export --kafka`
+writes it to an MCAP file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import json
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
+from mcap.reader import make_reader
 
 from broker.client import Admin, Consumer, Producer
 from edge.replay.sources import KafkaSource, open_window, resolve_window, select_partitions
@@ -22,14 +26,20 @@ T0 = 1_795_000_000_000_000_000
 MS = 1_000_000
 
 
-def test_kafka_source_restores_vehicle_records_and_replays_them(broker, kafka_cluster, mirror_setup):
+def _jpeg(i: int) -> bytes:
+    image = np.full((48, 64, 3), i * 4, dtype=np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def test_kafka_source_restores_vehicle_records_and_replays_them(broker, kafka_cluster, mirror_setup, tmp_path):
     make, vehicle = mirror_setup
     with Admin(broker.endpoint) as admin:
         admin.create_topic("camera.front", 2)
     with Producer(broker.endpoint, linger_ms=2) as producer:
         for i in range(60):  # 2 s at 30 Hz, alternating partitions
-            producer.send("camera.front", b"frame-%03d" % i, key=b"k%d" % i, partition=i % 2,
-                          headers={"encoding": "jpeg", "seq": str(i)}, timestamp_ns=T0 + i * 33 * MS)
+            producer.send("camera.front", _jpeg(i), key=b"k%d" % i, partition=i % 2,
+                          headers={"encoding": "jpeg", "width": "64", "height": "48", "seq": str(i)},
+                          timestamp_ns=T0 + i * 33 * MS)
         producer.flush(30)
     mirror = make(topics='["camera.*"]', transaction_interval='"200ms"').start()
     try:
@@ -48,8 +58,9 @@ def test_kafka_source_restores_vehicle_records_and_replays_them(broker, kafka_cl
         assert [r.timestamp for r in records] == [T0 + i * 33 * MS for i in range(10, 40)]
         first = records[0]
         assert (first.topic, first.partition, first.offset, first.key) == ("camera.front", 0, 5, b"k10")
-        assert bytes(first.value) == b"frame-010"
-        assert first.headers == {"encoding": b"jpeg", "seq": b"10"}  # no edge.* mirror headers
+        assert bytes(first.value) == _jpeg(10)
+        # no edge.* mirror headers
+        assert first.headers == {"encoding": b"jpeg", "width": b"64", "height": b"48", "seq": b"10"}
         assert source.timestamp_at(("camera.front", 1), 7) == T0 + 15 * 33 * MS
     finally:
         source.close()
@@ -72,3 +83,15 @@ def test_kafka_source_restores_vehicle_records_and_replays_them(broker, kafka_cl
     assert sorted(int(r.headers["seq"]) for r in got) == list(range(30))
     assert all(r.headers["replay.source.topic"] == b"camera.front" for r in got)
     assert {r.partition for r in got} == {0, 1}
+
+    out = tmp_path / "cloud.mcap"
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "export", "--kafka", kafka_cluster.bootstrap_servers,
+                           "--vehicle", vehicle, "--topics", "camera.*", "--start", str(T0 + 10 * 33 * MS),
+                           "--end", str(T0 + 40 * 33 * MS), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open(out, "rb") as fh:
+        messages = [(channel.topic, schema.name, message.log_time)
+                    for schema, channel, message in make_reader(fh).iter_messages()]
+    assert [m[2] for m in messages] == [T0 + i * 33 * MS for i in range(10, 40)]
+    assert {(m[0], m[1]) for m in messages} == {("camera.front", "foxglove.CompressedImage")}
