@@ -30,8 +30,24 @@ class MirrorError(BrokerError):
     """The mirror cannot proceed (destination missing and not creatable, record too large)."""
 
 
+# librdkafka properties that only a producer understands: [mirror.kafka] may set them for the
+# shipping producer, but a consumer given one logs a CONFWARN on every start
+PRODUCER_ONLY = frozenset({
+    "acks", "request.required.acks", "compression.type", "compression.codec", "compression.level", "linger.ms",
+    "queue.buffering.max.ms", "queue.buffering.max.kbytes", "queue.buffering.max.messages", "batch.size",
+    "batch.num.messages", "enable.idempotence", "transactional.id", "transaction.timeout.ms", "message.timeout.ms",
+    "delivery.timeout.ms", "retries", "message.send.max.retries", "partitioner", "sticky.partitioning.linger.ms",
+    "enable.gapless.guarantee", "request.timeout.ms",
+})
+
+
 def kafka_settings(bootstrap: str, extra: dict) -> dict:
     return {"bootstrap.servers": bootstrap, **{k: v for k, v in extra.items()}}
+
+
+def consumer_settings(settings: dict) -> dict:
+    """``settings`` without the producer-only properties."""
+    return {k: v for k, v in settings.items() if k not in PRODUCER_ONLY}
 
 
 def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, replication: int,
@@ -107,7 +123,7 @@ def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], 
     The last offsets of a partition may all belong to a transaction that a killed mirror
     left open (aborted by the fencing, invisible to read_committed): the window read grows
     backwards until a committed record is found or the partition's start is reached."""
-    conf = {**settings, "enable.auto.commit": False, "isolation.level": "read_committed",
+    conf = {**consumer_settings(settings), "enable.auto.commit": False, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest", "enable.partition.eof": True}
     result: dict[tuple[str, int], int | None] = {}
     for dest_topic, dest_partition, src_topic, src_partition in partitions:
