@@ -85,6 +85,12 @@ class BrokerUnavailableError(BrokerError):
     retriable = True
 
 
+class BrokerAuthError(BrokerUnavailableError):
+    """The broker refused this client's CURVE handshake (client-side only, never on the wire)."""
+
+    retriable = False
+
+
 class InvalidConfigError(BrokerError):
     code = 15
 

@@ -12,8 +12,13 @@ import sys
 _SECRET_KEYS = ("password", "secret", "token", "sasl.password", "api_key")
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a setting or log field named ``key`` holds a secret (its value is never shown)."""
+    return any(s in key.lower() for s in _SECRET_KEYS)
+
+
 def _format_value(key: str, value: object) -> str:
-    if any(s in key.lower() for s in _SECRET_KEYS):
+    if is_secret_key(key):
         return "***"
     text = str(value)
     if not text or any(c in text for c in ' ="\n'):

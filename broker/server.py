@@ -18,6 +18,9 @@ Guarantees:
   the mirror has not shipped.
 - SIGTERM/SIGINT: stop reading requests, flush, answer parked durable acks, close storage
   cleanly (clean-shutdown markers), remove the ipc socket file, exit 0.
+- Transport security: an ipc socket is mode 0660 (owner and group only); tcp is opt-in and
+  a non-loopback tcp bind is refused unless CURVE is configured (broker/curve.py: only
+  authorized client keys get through) or ``allow_insecure_tcp`` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any, Callable
 import zmq
 
 from . import protocol as P
+from .curve import CurveError, ServerCurve, is_loopback_tcp
 from .errors import (
     BrokerError,
     DiskFullError,
@@ -76,9 +80,10 @@ class DurableWaiter:
 
 class BrokerServer:
     def __init__(self, storage: Storage, endpoint: str, *, auto_create_topics: bool = True,
-                 topic_config_for: Callable[[str], TopicConfig] | None = None):
+                 topic_config_for: Callable[[str], TopicConfig] | None = None, curve: ServerCurve | None = None):
         self.storage = storage
         self.endpoint = endpoint
+        self.curve = curve if endpoint.startswith("tcp://") else None
         self.auto_create_topics = auto_create_topics
         self.topic_config_for = topic_config_for or (lambda name: storage.defaults)
         self.groups = GroupCoordinator(storage.data_dir, self._partition_count)
@@ -110,6 +115,9 @@ class BrokerServer:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
         sock.setsockopt(zmq.RCVHWM, 10_000)
         sock.setsockopt(zmq.SNDHWM, 10_000)
+        if self.curve is not None:
+            self.curve.start(self.context)
+            self.curve.apply(sock)
         if self.endpoint.startswith("ipc://"):
             path = Path(self.endpoint[len("ipc://"):])
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +127,7 @@ class BrokerServer:
             os.chmod(self.endpoint[len("ipc://"):], 0o660)
         self.socket = sock
         log_event(logger, logging.INFO, "broker_listening", endpoint=self.endpoint,
+                  curve=f"{self.curve.clients} authorized clients" if self.curve else "off",
                   data_dir=self.storage.data_dir, topics=len(self.storage.topics()))
 
     def stop(self, *_args: object) -> None:
@@ -154,6 +163,8 @@ class BrokerServer:
             self.socket = None
             if self.endpoint.startswith("ipc://"):
                 Path(self.endpoint[len("ipc://"):]).unlink(missing_ok=True)
+        if self.curve is not None:
+            self.curve.stop()
         log_event(logger, logging.INFO, "broker_stopped", requests=self.requests_handled)
 
     # -- timers --------------------------------------------------------------------------
@@ -487,14 +498,30 @@ def _raise_fd_limit() -> None:
 
 def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | None = None,
                disk_guard: DiskGuard | None = None, auto_create_topics: bool = True,
-               topic_config_for: Callable[[str], TopicConfig] | None = None) -> int:
+               topic_config_for: Callable[[str], TopicConfig] | None = None,
+               curve: tuple[Path, Path] | None = None, allow_insecure_tcp: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; ``curve``: (server .key_secret file, authorized-clients
+    directory). Returns the exit code (2: cannot start, with the reason logged)."""
     from edge import sdnotify  # small, no heavy imports
 
     _raise_fd_limit()
     started = time.perf_counter()
-    storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
     endpoint = endpoint or f"ipc://{Path(data_dir).resolve()}/broker.sock"
-    server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for)
+    server_curve = None
+    if endpoint.startswith("tcp://"):
+        try:
+            server_curve = ServerCurve(*curve) if curve is not None else None
+        except CurveError as exc:
+            log_event(logger, logging.ERROR, "broker_refused", reason=exc.message)
+            return 2
+        if server_curve is None and not allow_insecure_tcp and not is_loopback_tcp(endpoint):
+            log_event(logger, logging.ERROR, "broker_refused",
+                      reason=f"{endpoint} is reachable from other hosts: configure [broker.curve] (keys from "
+                             "`edge keys`) or set allow_insecure_tcp = true")
+            return 2
+    storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
+    server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for,
+                          curve=server_curve)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     try:
@@ -530,9 +557,12 @@ def main_from_args(args: argparse.Namespace) -> int:
         data_dir = Path(args.data_dir) if args.data_dir else broker.data_dir
         endpoint = args.endpoint or broker.endpoint
         setup_logging(args.log_level or broker.log_level, "broker")
+        curve = broker.curve
         return run_broker(data_dir, endpoint or f"ipc://{data_dir.resolve()}/broker.sock",
                           defaults=broker.defaults, disk_guard=broker.disk_guard,
-                          auto_create_topics=broker.auto_create_topics, topic_config_for=config.topic_config)
+                          auto_create_topics=broker.auto_create_topics, topic_config_for=config.topic_config,
+                          curve=(curve.server_secret_key, curve.authorized_keys) if curve else None,
+                          allow_insecure_tcp=broker.allow_insecure_tcp)
     if not args.data_dir:
         raise SystemExit("edge broker: give --data-dir DIR or --config FILE")
     setup_logging(args.log_level or "INFO", "broker")

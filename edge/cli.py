@@ -14,7 +14,7 @@ import sys
 from broker.errors import BrokerError
 
 COMMANDS = ["up", "broker", "driver", "topics", "produce", "consume", "status", "drives",
-            "mirror", "api", "replay", "export"]
+            "mirror", "api", "replay", "export", "keys"]
 
 
 def build_parser() -> argparse.ArgumentParser:

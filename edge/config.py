@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from broker.errors import BrokerError, InvalidConfigError
+from broker.logs import is_secret_key
 from broker.storage.layout import validate_topic_name
 from broker.storage.retention import DiskGuard
 from broker.topic_config import TopicConfig
@@ -38,9 +39,22 @@ class VehicleConfig(_Section):
     id: str = Field("sim-vehicle", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
 
 
+class CurveConfig(_Section):
+    """``[broker.curve]``: ZeroMQ CURVE for a tcp endpoint (key files from ``edge keys``;
+    paths relative to the config file)."""
+
+    server_secret_key: Path = Field(description="the broker's NAME.key_secret")
+    authorized_keys: Path = Field(description="directory of the public NAME.key files of accepted clients")
+    client_secret_key: Path | None = Field(None, description="this appliance's own client NAME.key_secret "
+                                                             "(used by edge up, drivers, mirror, API)")
+    server_public_key: Path | None = Field(None, description="the broker's public NAME.key, for the clients")
+
+
 class BrokerConfig(_Section):
     data_dir: Path = Field(Path("data"), description="where segments live; relative to the config file")
     endpoint: str | None = Field(None, description="default ipc://<data_dir>/broker.sock")
+    curve: CurveConfig | None = None
+    allow_insecure_tcp: bool = Field(False, description="allow a non-loopback tcp endpoint without CURVE")
     auto_create_topics: bool = True
     defaults: TopicConfig = Field(default_factory=TopicConfig)
     disk_guard: DiskGuard = Field(default_factory=DiskGuard)
@@ -167,7 +181,12 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not part of the schema)"
         got = err.get("input")
-        got_text = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
+        if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict):
+            got_text = ""
+        elif any(is_secret_key(str(p)) for p in err["loc"]):
+            got_text = " (value not shown: it is a secret)"
+        else:
+            got_text = f" (got {got!r})"
         lines.append(f"  {key}: {msg}{got_text}")
     return "\n".join(lines)
 
@@ -184,6 +203,12 @@ def parse_config(data: dict[str, Any], path: Path) -> AppConfig:
     config.source = path
     if not config.broker.data_dir.is_absolute():
         config.broker.data_dir = (path.parent / config.broker.data_dir).resolve()
+    curve = config.broker.curve
+    if curve is not None:
+        for name in ("server_secret_key", "authorized_keys", "client_secret_key", "server_public_key"):
+            value = getattr(curve, name)
+            if value is not None and not value.is_absolute():
+                setattr(curve, name, (path.parent / value).resolve())
     return config
 
 

@@ -8,6 +8,8 @@ Guarantees:
 - ``request`` matches replies by request id and discards stale replies (from requests that
   timed out earlier); a reply with an error status raises the typed error the broker sent.
 - Payload frames are sent and received without copies (``copy=False`` / memoryviews).
+- tcp endpoints use CURVE when keys are given (``curve``, else ``$EDGE_CURVE_*``, see
+  broker/curve.py); a refused handshake raises BrokerAuthError instead of "not reachable".
 
 Not thread-safe (ZeroMQ sockets are not): one owner thread per Connection.
 """
@@ -20,7 +22,8 @@ from typing import Any
 import zmq
 
 from .. import protocol as P
-from ..errors import BrokerUnavailableError, error_from_code
+from ..curve import SERVER_KEY_ENV, ClientCurve
+from ..errors import BrokerAuthError, BrokerUnavailableError, error_from_code
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -39,10 +42,13 @@ class Reply:
 
 
 class Connection:
-    def __init__(self, endpoint: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, context: zmq.Context | None = None,
+                 curve: ClientCurve | None = None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.context = context or zmq.Context.instance()
+        self.curve = curve if curve is not None or not endpoint.startswith("tcp://") else ClientCurve.from_env()
+        self._monitor: zmq.Socket | None = None
         self._ids = itertools.count(1)
         self.socket = self._open()
 
@@ -54,12 +60,37 @@ class Connection:
         sock.setsockopt(zmq.RCVHWM, 1000)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        if self.curve is not None:
+            self.curve.apply(sock)
+            self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         sock.connect(self.endpoint)
         return sock
 
+    def _unreachable(self) -> BrokerUnavailableError:
+        """The error for a send that found no connection: an auth refusal if the monitor saw one."""
+        if self._monitor is not None and self._monitor.poll(0):
+            from zmq.utils.monitor import recv_monitor_message
+
+            event = recv_monitor_message(self._monitor)
+            what = getattr(event["event"], "name", event["event"])
+            return BrokerAuthError(
+                f"the broker at {self.endpoint} refused the CURVE handshake ({what}, status {int(event['value'])}): "
+                f"is this client's public key in the broker's authorized directory, "
+                f"and is ${SERVER_KEY_ENV} the broker's public key?")
+        return BrokerUnavailableError(f"broker at {self.endpoint} is not reachable")
+
+    def _close_socket(self) -> None:
+        if self._monitor is not None:
+            self.socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+        self.socket.close(linger=0)
+
     def reset(self) -> None:
         """Drop the socket (and any reply still on its way) and connect afresh."""
-        self.socket.close(linger=0)
+        self._close_socket()
         self.socket = self._open()
 
     def send(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
@@ -68,11 +99,11 @@ class Connection:
         request_id = next(self._ids)
         frames = [P.encode_header(kind, request_id), P.encode_metadata(meta), *payloads]
         if wait_s > 0 and not self.socket.poll(int(wait_s * 1000), zmq.POLLOUT):
-            raise BrokerUnavailableError(f"broker at {self.endpoint} is not reachable")
+            raise self._unreachable()
         try:
             self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            raise BrokerUnavailableError(f"broker at {self.endpoint} is not reachable") from None
+            raise self._unreachable() from None
         return request_id
 
     def recv(self, timeout_s: float) -> Reply | None:
@@ -105,4 +136,4 @@ class Connection:
                 return reply
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        self._close_socket()

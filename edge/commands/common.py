@@ -18,7 +18,20 @@ def add_endpoint_args(parser: argparse.ArgumentParser, config_option: str = "--c
 def load_app_config(args: argparse.Namespace):
     from edge.config import load_config
 
-    return load_config(getattr(args, "config", None))
+    config = load_config(getattr(args, "config", None))
+    export_client_keys(config)
+    return config
+
+
+def export_client_keys(config) -> None:
+    """Put the config's CURVE client keys in ``$EDGE_CURVE_*`` (unless already set), where
+    every client of this process and of its children finds them (broker/curve.py)."""
+    from broker.curve import CLIENT_KEY_ENV, SERVER_KEY_ENV
+
+    curve = config.broker.curve
+    if curve is not None and curve.client_secret_key is not None and curve.server_public_key is not None:
+        os.environ.setdefault(CLIENT_KEY_ENV, str(curve.client_secret_key))
+        os.environ.setdefault(SERVER_KEY_ENV, str(curve.server_public_key))
 
 
 def resolve_endpoint(args: argparse.Namespace) -> str:

@@ -42,6 +42,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--vehicle", help="vehicle id of the Kafka copy (with --kafka)")
     parser.add_argument("--kafka-template", default="vehicles.{vehicle}.{topic}",
                         help="the mirror's topic naming (default vehicles.{vehicle}.{topic})")
+    parser.add_argument("--max-gap", default="10s", metavar="DURATION",
+                        help="cut out jumps in capture time longer than this (a clock step, all sensors silent); "
+                             "0 keeps every gap (default 10s)")
     parser.add_argument("--restamp", action="store_true",
                         help="stamp replayed records with the host clock (original time in replay.capture_ns)")
     parser.add_argument("--no-control", action="store_true", help="ignore stdin")
@@ -167,7 +170,15 @@ def run(args) -> int:
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2
     source = open_source(endpoint=endpoint, kafka=args.kafka, vehicle=args.vehicle, template=args.kafka_template)
-    options = ReplayOptions(speed=None if args.max else args.speed, loop=args.loop, restamp=args.restamp)
+    from broker.units import parse_duration_ns
+
+    try:
+        max_gap_s = parse_duration_ns(args.max_gap) / 1e9
+    except ValueError:
+        print(f"edge replay: --max-gap {args.max_gap!r} is not a duration (e.g. 10s, 500ms, 0)", file=sys.stderr)
+        return 2
+    options = ReplayOptions(speed=None if args.max else args.speed, loop=args.loop, restamp=args.restamp,
+                            max_gap_s=max_gap_s)
     err = sys.stderr
     show = not args.quiet
 

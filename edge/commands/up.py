@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
     config_path = str(Path(args.config or DEFAULT_CONFIG).resolve())
     config = load_config(config_path)
+    from .common import export_client_keys
+
+    export_client_keys(config)  # this process and every child reach a CURVE broker with them
     data_dir = Path(args.data_dir).resolve() if args.data_dir else config.broker.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     endpoint = config.broker.endpoint if config.broker.endpoint and not args.data_dir else f"ipc://{data_dir}/broker.sock"

@@ -5,8 +5,12 @@ monotonic clock, from one anchor per run of playback: errors never add up from r
 record (no drift), and the wait is cut short by any control command. The anchor moves only
 when playback changes: start, resume, speed change (the virtual position is kept), seek,
 loop, and a stall longer than ``max_lag_s`` (the sink or the source was slower than real
-time: playback goes on from where it is instead of bursting to catch up; counted in
-``reanchors``). ``speed=None`` publishes as fast as the sink takes records.
+time, or the recording's clock stepped backwards: playback goes on from where it is
+instead of bursting to catch up; counted in ``reanchors``). A jump forward in capture time
+longer than ``max_gap_s`` (the recording clock stepped forwards, or every sensor was
+silent) is cut out: the next record follows at once instead of after an hour of waiting
+(counted in ``gaps``; ``max_gap_s=0`` keeps every gap). ``speed=None`` publishes as fast
+as the sink takes records.
 
 Records are republished with their key, partition, headers and capture timestamp, plus the
 headers ``replay.source.topic``, ``replay.source.partition``, ``replay.source.offset`` and
@@ -64,6 +68,7 @@ class ReplayOptions:
     replay_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     restamp: bool = False
     max_lag_s: float = 1.0
+    max_gap_s: float = 10.0
     progress_interval_s: float = 0.2
 
 
@@ -124,6 +129,7 @@ class ReplayStatus:
     rate_rps: float
     elapsed_s: float
     reanchors: int
+    gaps: int
     lateness: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +167,7 @@ class Player:
         self._pass = 1
         self._position: int | None = None
         self._reanchors = 0
+        self._gaps = 0
         self._started = 0.0
         self._rate = 0.0
         self._rate_mark = (0.0, 0)
@@ -220,7 +227,7 @@ class Player:
             window_start_ns=first, window_end_ns=last, position_ns=pos, fraction=fraction,
             records=self._records, bytes=self._bytes, rate_rps=self._rate,
             elapsed_s=(self.clock() - self._started) if self._started else 0.0,
-            reanchors=self._reanchors, lateness=self.lateness.summary())
+            reanchors=self._reanchors, gaps=self._gaps, lateness=self.lateness.summary())
 
     # -- playing -------------------------------------------------------------------------
 
@@ -272,6 +279,8 @@ class Player:
         lateness_add = self.lateness.add
         restamp = self.options.restamp
         max_lag = self.options.max_lag_s
+        max_gap_ns = int(self.options.max_gap_s * 1e9)
+        latest_ns: int | None = None
         rid = self._id
         topic_bytes = self._topic_bytes
         speed = self._speed
@@ -282,6 +291,11 @@ class Player:
         for record in stream:
             ts = record.timestamp
             due = 0.0
+            if latest_ns is None or ts > latest_ns:
+                if anchored and max_gap_ns and latest_ns is not None and ts - latest_ns > max_gap_ns:
+                    anchor_ns, anchor_mono = ts, clock()
+                    self._gaps += 1
+                latest_ns = ts
             if wake.is_set() or speed is not None:
                 while True:
                     if wake.is_set():

@@ -72,3 +72,11 @@ def test_invalid_files_name_file_key_and_expectation(tmp_path, text, expected):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_a_secret_with_a_bad_value_is_named_but_not_shown(tmp_path):
+    path = write(tmp_path, '[api]\ntoken = 271828182845904523536\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "api.token" in str(err.value) and "not shown" in str(err.value)
+    assert "271828182845904523536" not in str(err.value)

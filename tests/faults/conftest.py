@@ -20,3 +20,12 @@ def small_disk(tmp_path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def broker(data_dir):
+    """A real broker process on the test's data directory."""
+    from tests.support.broker_process import BrokerProcess
+
+    with BrokerProcess(data_dir) as process:
+        yield process

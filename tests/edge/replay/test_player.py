@@ -164,3 +164,41 @@ def test_a_failing_sink_fails_the_replay():
     with pytest.raises(ReplayError, match="disk full"):
         player.run()
     assert player.status().state == "failed"
+
+
+def _stepped_clock_records():
+    """A camera at 20 Hz whose recording clock steps back 2 s after 1 s, then forward 1 h."""
+    stamps = [T0 + i * 50 * MS for i in range(20)]                        # 1 s
+    stamps += [T0 - 1000 * MS + i * 50 * MS for i in range(20)]           # back 2 s, 1 s more
+    stamps += [T0 + 3600 * 10**9 + i * 50 * MS for i in range(20)]       # forward 1 h, 1 s more
+    return [Record(i, ts, None, b"x", {}, "camera.front", 0) for i, ts in enumerate(stamps)]
+
+
+def test_clock_steps_in_the_recording_neither_burst_nor_stall():
+    records = _stepped_clock_records()
+    sink = MemorySink()
+    window = Window(T0 - 10 * 10**9, T0 + 3700 * 10**9)
+    started = time.monotonic()
+    status = make_player([records], sink, window=window, speed=1.0).run()
+    wall = time.monotonic() - started
+    assert [r.offset for r, *_ in sink.out] == list(range(60)), "offset order kept across the steps"
+    assert status.gaps == 1 and status.reanchors >= 1
+    assert 2.6 < wall < 4.0, f"three seconds of recording took {wall:.2f}s"
+    emitted = [t for *_x, t in sink.out]
+    # each second of recording takes a second to play (a burst after the backward step would
+    # take none); the first record of a second may go at once, so measure from the second one
+    for start in (0, 20, 40):
+        span = emitted[start + 19] - emitted[start + 1]
+        assert 0.8 < span < 1.1, (start, span)
+
+
+def test_max_gap_zero_keeps_gaps():
+    records = [Record(i, T0 + i * 700 * MS, None, b"x", {}, "lidar.top", 0) for i in range(3)]
+    sink = MemorySink()
+    started = time.monotonic()
+    status = make_player([records], sink, speed=1.0, max_gap_s=0.5).run()
+    assert status.gaps == 2 and time.monotonic() - started < 0.5
+    sink = MemorySink()
+    started = time.monotonic()
+    status = make_player([records], sink, speed=1.0, max_gap_s=0).run()
+    assert status.gaps == 0 and time.monotonic() - started > 1.3

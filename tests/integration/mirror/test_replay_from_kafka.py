@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ from .test_mirror import cloud_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-T0 = 1_795_000_000_000_000_000
+T0 = (time.time_ns() - 3600 * 10**9) // 10**9 * 10**9  # recent: Kafka retention works on capture times
 MS = 1_000_000
 
 
