@@ -80,3 +80,10 @@ def test_a_secret_with_a_bad_value_is_named_but_not_shown(tmp_path):
         load_config(path)
     assert "api.token" in str(err.value) and "not shown" in str(err.value)
     assert "271828182845904523536" not in str(err.value)
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_bytes(b'[vehicle]\nid = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"edge.toml: not UTF-8 text \(byte 19 is 0xe9\)"):
+        load_config(path)

@@ -177,6 +177,8 @@ def test_power_cuts_lose_nothing_acknowledged(tmp_path):
     assert len(values) == len(set(values)), "no record twice"
     assert values == sorted(values), "in order"
     missing = set(writer.acked) - set(values)
+    print(f"power cuts: {ROUNDS} rounds, {len(writer.acked)} acknowledged-durable records at risk, "
+          f"{writer.failed} refused while down, {len(values)} in the log, {len(missing)} lost")
     assert not missing, f"{len(missing)} acknowledged-durable records lost, e.g. {sorted(missing)[:5]}"
     assert len(writer.acked) > 100 * ROUNDS and writer.failed > 0, (len(writer.acked), writer.failed)
     for topic, got in sensors.items():
