@@ -6,6 +6,7 @@ ValueError naming the bad text and the accepted forms, so pydantic reports it pe
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -20,11 +21,19 @@ _DURATION_NS = {
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
+def _finite_int(number: float, value: object, what: str) -> int:
+    if not math.isfinite(number):
+        raise ValueError(f"{what} {value!r} is too large")
+    return int(number)
+
+
 def parse_size(value: int | float | str) -> int:
     """Bytes from an int or a string like "256MiB" / "2GB" / "4096"."""
     if isinstance(value, bool):
         raise ValueError(f"expected a size such as 4096 or '256MiB', got {value!r}")
     if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"size must be a finite number, got {value}")
         if value < 0:
             raise ValueError(f"size must not be negative, got {value}")
         return int(value)
@@ -34,7 +43,7 @@ def parse_size(value: int | float | str) -> int:
         raise ValueError(
             f"expected a size such as 4096, '64KiB', '256MiB' or '2GB', got {value!r}"
         )
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    return _finite_int(float(match.group(1)) * _SIZE_UNITS[unit], value, "size")
 
 
 def parse_duration_ns(value: int | float | str) -> int:
@@ -42,9 +51,11 @@ def parse_duration_ns(value: int | float | str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as '200ms' or '72h', got {value!r}")
     if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"duration must be a finite number of seconds, got {value}")
         if value < 0:
             raise ValueError(f"duration must not be negative, got {value}")
-        return int(value * 1_000_000_000)
+        return _finite_int(value * 1_000_000_000, value, "duration")
     match = _NUMBER_UNIT.match(str(value))
     unit = match.group(2).lower() if match else None
     if match and unit == "":
@@ -53,7 +64,7 @@ def parse_duration_ns(value: int | float | str) -> int:
         raise ValueError(
             f"expected a duration such as '200ms', '30s', '10m', '72h' or '7d', got {value!r}"
         )
-    return int(float(match.group(1)) * _DURATION_NS[unit])
+    return _finite_int(float(match.group(1)) * _DURATION_NS[unit], value, "duration")
 
 
 def format_size(n: int | float) -> str:

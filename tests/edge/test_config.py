@@ -87,3 +87,10 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     path.write_bytes(b'[vehicle]\nid = "caf\xe9"\n')
     with pytest.raises(ConfigError, match=r"edge.toml: not UTF-8 text \(byte 19 is 0xe9\)"):
         load_config(path)
+
+
+@pytest.mark.parametrize("key", ["segment_bytes", "retention_age"])
+def test_infinite_sizes_and_durations_are_named(tmp_path, key):
+    path = write(tmp_path, f"[broker.defaults]\n{key} = inf\n")
+    with pytest.raises(ConfigError, match=rf"broker.defaults.{key}: .*finite"):
+        load_config(path)
