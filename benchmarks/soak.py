@@ -197,7 +197,6 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"soak-{stamp}.json").write_text(json.dumps({"summary": summary, "points": points}, indent=1))
-    chart(points, RESULTS / f"soak-{stamp}.png")
     rows = [("duration", f"{summary['duration_s'] / 60:.1f} min", f"{len(points)} samples"),
             ("RSS first → last", f"{points[0]['rss_mb']:.0f} → {points[-1]['rss_mb']:.0f} MB",
              f"max {summary['rss_mb_max']:.0f} MB"),
@@ -207,7 +206,12 @@ def main() -> None:
             ("latency p99 per quarter", " / ".join(f"{v:.0f}" for v in summary["latency_p99_by_quarter_ms"]) + " ms",
              "capture → consumer")]
     print_table("soak: edge up on configs/sim.toml", rows)
-    print(f"\nresults: {RESULTS / f'soak-{stamp}.json'} and .png")
+    print(f"\nresults: {RESULTS / f'soak-{stamp}.json'}")
+    try:
+        chart(points, RESULTS / f"soak-{stamp}.png")
+        print(f"chart: {RESULTS / f'soak-{stamp}.png'}")
+    except ImportError:
+        print("no chart: matplotlib is in the bench extra (pip install -e '.[bench]')")
 
 
 if __name__ == "__main__":

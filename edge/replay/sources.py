@@ -46,13 +46,23 @@ _STALL_S = 30.0  # no record for this long while the log says there are more: gi
 
 
 class PartitionStream(ABC):
-    """The records of one partition over a window, in offset order. Iterate once."""
+    """The records of one partition over a window, in offset order. Iterate once; the
+    consumer it opens lives from the first ``next`` to the end or ``close``."""
+
+    def __init__(self, source: "RecordSource", tp: TopicPartition, window: Window, read_ahead_bytes: int):
+        self.source = source
+        self.tp = tp
+        self.window = window
+        self.read_ahead_bytes = read_ahead_bytes
+        self.consumer: Any = None
 
     @abstractmethod
     def __iter__(self) -> Iterator[Record]: ...
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
 
 
 class RecordSource(ABC):
@@ -245,12 +255,10 @@ class BrokerSource(RecordSource):
 
 
 class _BrokerPartitionStream(PartitionStream):
+    source: BrokerSource
+
     def __init__(self, source: BrokerSource, tp: TopicPartition, window: Window, read_ahead_bytes: int):
-        self.source = source
-        self.tp = tp
-        self.window = window
-        self.read_ahead_bytes = max(1, int(read_ahead_bytes))
-        self.consumer = None
+        super().__init__(source, tp, window, max(1, int(read_ahead_bytes)))
 
     def __iter__(self) -> Iterator[Record]:
         from broker.client import Consumer
@@ -289,11 +297,6 @@ class _BrokerPartitionStream(PartitionStream):
             return
         finally:
             self.close()
-
-    def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close()
-            self.consumer = None
 
 
 # -- the cloud Kafka cluster -----------------------------------------------------------------
@@ -445,12 +448,10 @@ class KafkaSource(RecordSource):
 
 
 class _KafkaPartitionStream(PartitionStream):
+    source: KafkaSource
+
     def __init__(self, source: KafkaSource, tp: TopicPartition, window: Window, read_ahead_bytes: int):
-        self.source = source
-        self.tp = tp
-        self.window = window
-        self.read_ahead_bytes = max(1024, int(read_ahead_bytes))
-        self.consumer = None
+        super().__init__(source, tp, window, max(1024, int(read_ahead_bytes)))
 
     def __iter__(self) -> Iterator[Record]:
         src, ck = self.source, self.source._ck
@@ -494,11 +495,6 @@ class _KafkaPartitionStream(PartitionStream):
             raise SourceError(f"{src.description}: {exc}") from None
         finally:
             self.close()
-
-    def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close()
-            self.consumer = None
 
 
 def open_source(*, endpoint: str | None = None, kafka: str | None = None, vehicle: str | None = None,

@@ -162,4 +162,5 @@ def test_sigkill_at_random_points_loses_no_acknowledged_batch(data_dir, flush):
                 assert log.next_offset >= base + count
                 all_acked[partition] = base + count
         storage.close()
+    print(f"storage SIGKILL (flush={flush}): 4 rounds, {sum(all_acked.values())} acknowledged records, 0 lost")
     assert all_acked[0] > 0 and all_acked[1] > 0
