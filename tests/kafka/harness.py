@@ -113,10 +113,15 @@ class KafkaCluster:
         return subprocess.run(["java", "-cp", f"{self.libs}/*", *args], capture_output=True, text=True, **kw)
 
     def _random_uuid(self) -> str:
-        # Kafka cluster ids are 16 random bytes, base64url without padding
+        # Kafka cluster ids are 16 random bytes, base64url without padding; like Kafka's own
+        # Uuid.randomUuid, never one starting with "-", which the format tool's argument
+        # parser takes for an option (1 start in 32 failed with "expected one argument")
         import base64
 
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        while True:
+            text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            if not text.startswith("-"):
+                return text
 
     @property
     def bootstrap_servers(self) -> str:

@@ -42,3 +42,11 @@ def test_three_node_round_trip(kafka_cluster):
     assert [m.value() for m in got] == [b"a", b"b", b"c"]
     assert dict(got[0].headers())["n"] == b"0"
     assert len(kafka_cluster.admin().list_topics(timeout=10).brokers) == 3
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch):
+    from tests.kafka import harness
+
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(harness.uuid, "uuid4", lambda: next(draws))
+    assert harness.KafkaCluster._random_uuid(None) == "AQEBAQEBAQEBAQEBAQEBAQ"
