@@ -20,7 +20,7 @@ from pathlib import Path
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("up", help="run the whole appliance (broker, drivers, API, mirror)")
     parser.add_argument("--config", help="appliance config (default: the embedded configs/sim.toml)")
-    parser.add_argument("--data-dir", help="override [broker] data_dir")
+    parser.add_argument("--data-dir", help="override [broker] data_dir (and an ipc endpoint: its socket goes there)")
     parser.add_argument("--status-interval", type=float, default=2.0, help="seconds between status refreshes")
     parser.add_argument("--no-status", action="store_true", help="do not print the live status")
     parser.set_defaults(func=run)
@@ -83,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     export_client_keys(config)  # this process and every child reach a CURVE broker with them
     data_dir = Path(args.data_dir).resolve() if args.data_dir else config.broker.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    endpoint = config.broker.endpoint if config.broker.endpoint and not args.data_dir else f"ipc://{data_dir}/broker.sock"
+    # --data-dir moves the ipc socket with the data; a tcp endpoint (and its CURVE) is kept
+    configured = config.broker.endpoint
+    keep = configured and (configured.startswith("tcp://") or not args.data_dir)
+    endpoint = configured if keep else f"ipc://{data_dir}/broker.sock"
     setup_logging(config.broker.log_level, "edge-up")
     import logging
 
