@@ -2,9 +2,9 @@
 
     python -m benchmarks [--quick] [--workloads camera,...] [--systems edge,kafka,nats,disk]
 
-Per system and durability mode the broker is started once in a fresh directory on the
-same filesystem as the ``dd`` ceiling, every phase of that mode runs against it, then it is
-stopped. Per phase:
+Per system the broker is started once in a fresh directory on the same filesystem as the
+``dd`` ceiling (once per durability mode for NATS, where the mode is the server's setting;
+edge and Kafka set it per topic), every phase runs against it, then it is stopped. Per phase:
 
 - one consumer process assigns every partition of the phase's topics from offset 0 and
   signals ready; then one producer process per stream group starts (multiprocessing spawn);
@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ LATE_TOLERANCE_S = 0.020  # a slot missed by more than this (or one period, if l
 SMALL_RECORD_BYTES = 1024  # at maximum rate, records up to this size go through send_many
 CHUNK_RECORDS = 5000
 LATENCY_SAMPLES_KEPT = 20_000
-WARMUP = Phase("warmup", "camera-like, not measured", "any",
+WARMUP = Phase("warmup", "camera-like, not measured", "written",
                [Stream("warmup", s.partition, s.size, s.rate_hz, s.producer) for s in camera_streams()], 2.0)
 
 
@@ -77,18 +78,20 @@ def _sizes(stream: Stream, rng: np.random.Generator):
 
 
 def producer_main(system: str, connection: dict, streams: list[Stream], stream_ids: list[int], duration_s: float,
-                  replay_bytes: int, max_records: int, start_at: float, results: mp.Queue) -> None:
+                  replay_bytes: int, max_records: int, ready: mp.Queue, go, results: mp.Queue) -> None:
     """Sends the streams (paced, or at maximum rate) for ``duration_s`` (at most ``max_records``
-    at maximum rate, 0: no cap); reports what it did."""
+    at maximum rate, 0: no cap) once ``go`` is set; reports what it did."""
+    announced = False
     try:
         client = producer_client(system, connection)
         pool = _payload_source(stream_ids[0])
         rng = np.random.default_rng(stream_ids[0])
         sizes = [_sizes(s, rng) for s in streams]
         sent = skipped = bytes_sent = 0
-        delay = start_at - time.time()
-        if delay > 0:
-            time.sleep(delay)
+        ready.put(True)  # imported, connected, payloads made: the clock starts for all at once
+        announced = True
+        if not go.wait(120):
+            raise RuntimeError("no start signal from the harness")
         started = time.time()
         end = time.perf_counter() + duration_s
         if replay_bytes:
@@ -109,6 +112,8 @@ def producer_main(system: str, connection: dict, streams: list[Stream], stream_i
                      "started": started, "finished": finished})
     except Exception:  # noqa: BLE001 - reported to the harness, which shows it
         results.put({"error": traceback.format_exc()})
+        if not announced:
+            ready.put(False)  # the harness need not wait for this one
 
 
 def _max_rate(client, pool, streams, stream_ids, sizes, end, max_records: int) -> tuple[int, int]:
@@ -175,16 +180,15 @@ def consumer_main(system: str, connection: dict, topics: dict[str, int], ready, 
         last_progress = time.monotonic()
         drain_started = None
         while True:
-            values = client.poll(0.2)
+            n, size, probe = client.poll_counted(0.2, 64)
             now_ns = time.time_ns()
-            if values:
+            if n:
                 if first is None:
                     first = now_ns
                 last = now_ns
-                count += len(values)
-                nbytes += sum(map(len, values))
+                count += n
+                nbytes += size
                 last_progress = time.monotonic()
-                probe = values if len(values) <= 64 else (values[0], values[-1])
                 for value in probe:
                     if len(value) >= STAMP.size and bytes(value[:4]) == MAGIC:
                         latencies.append(now_ns - STAMP.unpack_from(value)[2])
@@ -269,11 +273,12 @@ def run_phase(name: str, broker, phase: Phase) -> dict:
     ctx = mp.get_context("spawn")
     phase = _own_topics(phase)
     for topic, partitions in phase.topics.items():
-        broker.create_topic(topic, partitions)
-    connection = broker.connection()
+        broker.create_topic(topic, partitions, phase.mode)
+    connection = broker.connection(phase.mode)
     results: mp.Queue = ctx.Queue()
     consumed: mp.Queue = ctx.Queue()
-    ready, producers_done = ctx.Event(), ctx.Event()
+    ready, producers_done, go = ctx.Event(), ctx.Event(), ctx.Event()
+    producers_ready: mp.Queue = ctx.Queue()
     expected = ctx.Value("q", 1 << 62)
     consumer = ctx.Process(target=consumer_main, args=(name, connection, phase.topics, ready, producers_done,
                                                        expected, consumed), daemon=True)
@@ -283,14 +288,16 @@ def run_phase(name: str, broker, phase: Phase) -> dict:
     with ResourceSampler(broker.broker_pids()) as sampler:
         if not phase.replay_bytes:
             consumer.start()
-            if not ready.wait(60):
-                raise RuntimeError("consumer did not start")
-        start_at = time.time() + 1.5  # every producer process imported and connected by then
         for group in groups:
             producers.append(ctx.Process(target=producer_main, args=(
                 name, connection, group, [ids[s] for s in group], phase.duration_s, phase.replay_bytes,
-                phase.max_records, start_at, results), daemon=True))
+                phase.max_records, producers_ready, go, results), daemon=True))
             producers[-1].start()
+        if not phase.replay_bytes and not ready.wait(60):
+            raise RuntimeError("consumer did not start")
+        for _ in producers:
+            _get(producers_ready, 60, "producer (start-up)")
+        go.set()
         sent = [_get(results, 300 + phase.duration_s, "producer") for _ in producers]
         for p in producers:
             p.join(30)
@@ -358,9 +365,14 @@ def _figures(phase: Phase, sent: list[dict], got: dict, sampler: ResourceSampler
 # -- runs per system and mode ---------------------------------------------------------------
 
 def run_system(name: str, plan, base: Path, options: dict, results: dict) -> None:
-    for mode in plan.modes():
-        phases = [p for p in plan.phases if p.mode == mode]
-        broker = system_module(name).system(base / f"{name}-{mode}", mode, options)
+    module = system_module(name)
+    modes = plan.modes()
+    # one broker for every mode where durability is a topic setting, else one per mode
+    per_topic = module.system(base / name, modes[0] if modes else "written", options).modes_per_topic
+    for group in ([modes] if per_topic else [[m] for m in modes]):
+        phases = [p for p in plan.phases if p.mode in group]
+        label = "+".join(group)
+        broker = module.system(base / f"{name}-{'-'.join(group)}", group[0], options)
         started = time.monotonic()
         try:
             broker.start()
@@ -370,11 +382,13 @@ def run_system(name: str, plan, base: Path, options: dict, results: dict) -> Non
         except Exception as exc:  # noqa: BLE001 - reported, not fatal to the run
             _missing(name, phases, results, f"failed to start: {exc!r}"[:500])
             continue
-        results["systems"][f"{name}/{mode}"] = broker.describe()
-        print(f"[{name}/{mode}] {broker.describe()} up in {time.monotonic() - started:.1f}s", flush=True)
+        for mode in group:
+            results["systems"][f"{name}/{mode}"] = broker.describe(mode)
+        print(f"[{name}/{label}] {'; '.join(broker.describe(m) for m in group)} up in "
+              f"{time.monotonic() - started:.1f}s", flush=True)
         try:
             try:
-                run_phase(name, broker, WARMUP)  # JIT, page cache, connections: not measured
+                run_phase(name, broker, replace(WARMUP, mode=group[0]))  # JIT, page cache, connections: not measured
             except Exception as exc:  # noqa: BLE001
                 print(f"  warm-up failed: {exc}"[:300], flush=True)
             for phase in phases:
@@ -389,7 +403,7 @@ def run_system(name: str, plan, base: Path, options: dict, results: dict) -> Non
                 print(f"  {phase.key}: {report.one_line(figures)} ({time.monotonic() - t0:.0f}s)", flush=True)
         finally:
             broker.stop()
-            _remove(base / f"{name}-{mode}")
+            _remove(base / f"{name}-{'-'.join(group)}")
 
 
 def _missing(name: str, phases: list[Phase], results: dict, reason: str) -> None:
@@ -409,7 +423,7 @@ def _remove(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short phases, 1 GiB replay (< 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short phases, durable mode for telemetry only, 512 MiB replay and dd (< 3 minutes)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {','.join(WORKLOADS)}")
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help=f"comma list of {','.join(ALL_SYSTEMS)}")
     parser.add_argument("--profile-edge", metavar="DIR", help="run the edge broker under cProfile, .prof files to DIR")
@@ -428,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": _machine(base),
                      "systems": {}, "missing": {}, "phases": {}, "disk": {}}
     if "disk" in systems:
-        results["disk"] = disk_system.measure(base / "dd", 1024 if args.quick else 2048)
+        results["disk"] = disk_system.measure(base / "dd", 512 if args.quick else 2048)
         print("[disk] " + ", ".join(f"{k} {v:,.0f}" for k, v in results["disk"].items()), flush=True)
     else:
         results["missing"]["disk"] = "not selected (--systems): no dd ceiling"

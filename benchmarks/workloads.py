@@ -9,8 +9,8 @@ the phase from the beginning, a duration and a durability mode.
 - raw_camera: 6 × 3.75 MB at 24 Hz (540 MB/s offered), and the same 6 streams at maximum rate;
 - lidar: 1 × 3.2 MB at 10 Hz plus 4 × 160 KB at 25 Hz; and packet mode 5 × 754 packets/s × 1,206 B;
 - telemetry: 100-byte records at maximum rate; 2,000 records/s of 50-2,000 B (written and durable);
-- replay_read: a 2 GiB topic (1 GiB with --quick) of 1 MiB records, read from the beginning;
-- mixed: camera + lidar + lidar packets + telemetry at their real rates together (60 s, 10 s
+- replay_read: a 2 GiB topic (512 MiB with --quick) of 1 MiB records, read from the beginning;
+- mixed: camera + lidar + lidar packets + telemetry at their real rates together (60 s, 6 s
   with --quick). Raw camera is left out: raw frames and JPEG frames are two outputs of the
   same cameras, and 540 MB/s of raw frames alone is the raw_camera workload.
 
@@ -108,11 +108,12 @@ class Plan:
 
 
 def build_plan(workloads: list[str], quick: bool) -> Plan:
-    """Phases for the chosen workloads; --quick shortens every phase and halves the replay."""
+    """Phases for the chosen workloads; --quick shortens every phase, runs the durable mode for
+    telemetry only and reads a 512 MiB replay."""
     unknown = set(workloads) - set(WORKLOADS)
     if unknown:
         raise ValueError(f"unknown workloads: {', '.join(sorted(unknown))} (known: {', '.join(WORKLOADS)})")
-    run = 3.0 if quick else 8.0
+    run = 2.0 if quick else 8.0
     full_only_durable = [] if quick else ["durable"]
     plan = Plan()
     add = plan.phases.append
@@ -133,15 +134,16 @@ def build_plan(workloads: list[str], quick: bool) -> Plan:
         elif workload == "telemetry":
             # capped: a fast producer would otherwise queue minutes of records for the consumer
             add(Phase("telemetry", "100B max rate", "written", [Stream("telemetry_small", 0, 100, None, "t")], run,
-                      latency_matters=False, max_records=500_000 if quick else 1_500_000))
+                      latency_matters=False, max_records=1_000_000 if quick else 4_000_000))
             for mode in ("written", "durable"):
                 add(Phase("telemetry", "2000/s x 50-2000B", mode, telemetry_mixed_streams(), run))
         elif workload == "replay_read":
-            size = (1 if quick else 2) * 1024 * MiB
-            add(Phase("replay_read", f"read {size // (1024 * MiB)} GiB of 1MiB records", "written",
+            size = (512 if quick else 2048) * MiB
+            label = f"{size // (1024 * MiB)} GiB" if size >= 1024 * MiB else f"{size // MiB} MiB"
+            add(Phase("replay_read", f"read {label} of 1MiB records", "written",
                       [Stream("replay", 0, MiB, None, "fill")], 0.0, replay_bytes=size, latency_matters=False))
         elif workload == "mixed":
             streams = camera_streams() + lidar_streams() + packet_streams() + telemetry_mixed_streams()
-            add(Phase("mixed", "camera+lidar+packets+telemetry", "written", streams, 10.0 if quick else 60.0,
+            add(Phase("mixed", "camera+lidar+packets+telemetry", "written", streams, 6.0 if quick else 60.0,
                       notes="all at real rates, one producer process per sensor class"))
     return plan

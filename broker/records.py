@@ -159,7 +159,10 @@ def parse_header(buf, pos: int = 0) -> BatchHeader:
         raise CorruptBatchError(f"unsupported batch format version {header.version}")
     if header.codec not in CODEC_NAMES:
         raise UnknownCodecError(f"unknown batch codec {header.codec}")
-    if header.batch_length < HEADER_SIZE + ENTRY_SIZE or header.record_count < 1:
+    # an uncompressed section holds at least one table entry; a zstd one can be shorter
+    # (one empty record compresses below ENTRY_SIZE) and is checked once decompressed
+    min_length = HEADER_SIZE + (ENTRY_SIZE if header.codec == CODEC_NONE else 1)
+    if header.batch_length < min_length or header.record_count < 1:
         raise CorruptBatchError(
             f"bad batch length {header.batch_length} or record count {header.record_count}"
         )
@@ -362,20 +365,28 @@ def record_table(section: memoryview, count: int) -> np.ndarray:
     return np.frombuffer(section, dtype=ENTRY_DTYPE, count=count)
 
 
-def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
-    """Decode every record of a validated batch. Values are views into the batch (or into
-    the decompressed section); keys and headers are copied because they are small."""
+def _record_layout(batch) -> tuple[BatchHeader, memoryview, np.ndarray, np.ndarray, np.ndarray]:
+    """Header, records section, record table, key lengths (i64) and each record's start in
+    the section, with the table checked against the section's length."""
     header = parse_header(batch)
     section = records_section(batch, header)
     table = record_table(section, header.record_count)
     key_lens = table["key_len"].astype(np.int64)
     sizes = np.maximum(key_lens, 0) + table["headers_len"] + table["value_len"]
-    starts = header.record_count * ENTRY_SIZE + np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    if header.record_count and int(starts[-1] + sizes[-1]) != len(section):
+    ends = np.cumsum(sizes)
+    starts = header.record_count * ENTRY_SIZE + ends - sizes
+    if int(starts[-1] + sizes[-1]) != len(section):
         raise CorruptBatchError(
             f"records section of batch at offset {header.base_offset} has "
             f"{len(section)} bytes, its table accounts for {int(starts[-1] + sizes[-1])}"
         )
+    return header, section, table, key_lens, starts
+
+
+def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
+    """Decode every record of a validated batch. Values are views into the batch (or into
+    the decompressed section); keys and headers are copied because they are small."""
+    header, section, table, key_lens, starts = _record_layout(batch)
     timestamps = (table["ts_delta"] + header.first_timestamp).tolist()
     out = []
     base = header.base_offset
@@ -393,6 +404,55 @@ def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class BatchValues:
+    """The values of one batch's records as columns, with no Python object per record:
+    ``section`` holds the bytes, ``starts``/``lengths`` locate each value in it, and
+    ``offsets``/``timestamps`` are per record (numpy int64). Keys and headers stay
+    undecoded in the section; use ``decode_batch`` (``Consumer.poll``) when you need them."""
+
+    topic: str
+    partition: int
+    section: memoryview
+    offsets: np.ndarray
+    timestamps: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all the values."""
+        return int(self.lengths.sum())
+
+    def value(self, i: int) -> memoryview:
+        start = int(self.starts[i])
+        return self.section[start : start + int(self.lengths[i])]
+
+    def values(self) -> list[memoryview]:
+        section = self.section
+        return [section[s : s + n] for s, n in zip(self.starts.tolist(), self.lengths.tolist())]
+
+    def select(self, keep: np.ndarray) -> "BatchValues":
+        """The records where the boolean mask ``keep`` is set."""
+        return BatchValues(self.topic, self.partition, self.section, self.offsets[keep], self.timestamps[keep],
+                           self.starts[keep], self.lengths[keep])
+
+
+def decode_batch_values(batch, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> BatchValues:
+    """The values of a validated batch as columns (see BatchValues), from ``min_offset`` on:
+    one numpy pass over the record table, whatever the record count."""
+    header, section, table, key_lens, starts = _record_layout(batch)
+    skip = max(0, min_offset - header.base_offset)
+    value_starts = (starts + np.maximum(key_lens, 0) + table["headers_len"])[skip:]
+    offsets = np.arange(header.base_offset + skip, header.next_offset, dtype=np.int64)
+    timestamps = table["ts_delta"][skip:] + header.first_timestamp
+    return BatchValues(topic, partition, section, offsets, timestamps, value_starts,
+                       table["value_len"][skip:].astype(np.int64))
+
+
 def decode_batches(buf, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[Record]:
     """Validate and decode a buffer of consecutive batches, dropping records below ``min_offset``
     (a fetch starts at the batch containing the requested offset)."""
@@ -404,4 +464,14 @@ def decode_batches(buf, *, topic: str = "", partition: int = 0, min_offset: int 
         if header.base_offset < min_offset:
             records = records[min_offset - header.base_offset :]
         out.extend(records)
+    return out
+
+
+def decode_batches_values(buf, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[BatchValues]:
+    """``decode_batches`` as columns: one BatchValues per batch holding records at or above
+    ``min_offset``."""
+    out: list[BatchValues] = []
+    for header, batch in iter_batches(buf):
+        if header.next_offset > min_offset:
+            out.append(decode_batch_values(batch, topic=topic, partition=partition, min_offset=min_offset))
     return out

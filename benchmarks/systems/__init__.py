@@ -58,14 +58,26 @@ class ConsumerClient:
     def poll(self, timeout: float) -> list:
         raise NotImplementedError
 
+    def poll_counted(self, timeout: float, probe_limit: int) -> tuple[int, int, list]:
+        """(records, bytes, values to read stamps from): every value when at most
+        ``probe_limit`` arrived, else the first and the last. A client with a bulk read path
+        overrides this to count without a Python object per record."""
+        values = self.poll(timeout)
+        probe = values if len(values) <= probe_limit else [values[0], values[-1]]
+        return len(values), sum(map(len, values)), probe
+
     def close(self) -> None:
         pass
 
 
 class BrokerSystem:
-    """A broker started by the harness in a scratch directory for one durability mode."""
+    """A broker started by the harness in a scratch directory. With ``modes_per_topic`` the
+    durability mode is a topic and client setting, so one broker serves the phases of both
+    modes (``mode`` is then just the first); otherwise it is the broker's own setting and
+    the harness starts one broker per mode."""
 
     name = ""
+    modes_per_topic = False
 
     def __init__(self, base_dir, mode: str, options: dict[str, Any] | None = None):
         self.base_dir = base_dir
@@ -81,16 +93,20 @@ class BrokerSystem:
     def broker_pids(self) -> list[int]:
         raise NotImplementedError
 
-    def create_topic(self, topic: str, partitions: int) -> None:
+    def create_topic(self, topic: str, partitions: int, mode: str) -> None:
         raise NotImplementedError
 
-    def connection(self) -> dict[str, Any]:
+    def connection(self, mode: str) -> dict[str, Any]:
         """Picklable: what ``producer_client``/``consumer_client`` need in a child process."""
         raise NotImplementedError
 
-    def describe(self) -> str:
-        """Version and settings, printed in the report."""
+    def describe(self, mode: str) -> str:
+        """Version and settings of ``mode``, printed in the report."""
         return self.name
+
+    def check_mode(self, mode: str) -> None:
+        if not self.modes_per_topic and mode != self.mode:
+            raise ValueError(f"{self.name} was started for {self.mode!r} phases, not {mode!r}")
 
 
 def system_module(name: str):

@@ -3,6 +3,7 @@
 written: topic ``flush="os"``, producer ``acks="written"``;
 durable: topic ``flush="batch"`` (fsync per batch), producer ``acks="durable"``.
 Producer: linger 1 ms, 1 MiB batches, 8 batches in flight, 256 MiB buffer (blocks when full).
+Consumer: the bulk read path, ``Consumer.poll_values`` (no Python object per record).
 With the ``profile_dir`` option the broker runs under cProfile and writes
 ``edge-<mode>.prof`` there when it stops (SIGTERM shuts it down cleanly).
 """
@@ -25,6 +26,7 @@ MiB = 1024 * 1024
 
 class EdgeBroker(BrokerSystem):
     name = "edge"
+    modes_per_topic = True  # topic flush policy + producer acks
 
     def start(self) -> None:
         data_dir = Path(self.base_dir) / "data"
@@ -35,7 +37,7 @@ class EdgeBroker(BrokerSystem):
         profile_dir = self.options.get("profile_dir")
         if profile_dir:
             Path(profile_dir).mkdir(parents=True, exist_ok=True)
-            server = ["-m", "cProfile", "-o", str(Path(profile_dir) / f"edge-{self.mode}.prof")] + server
+            server = ["-m", "cProfile", "-o", str(Path(profile_dir) / "edge.prof")] + server
         self.process = subprocess.Popen([sys.executable] + server)
         deadline = time.monotonic() + 20
         while True:
@@ -59,17 +61,17 @@ class EdgeBroker(BrokerSystem):
     def broker_pids(self) -> list[int]:
         return [self.process.pid]
 
-    def create_topic(self, topic: str, partitions: int) -> None:
-        flush = "batch" if self.mode == "durable" else "os"
+    def create_topic(self, topic: str, partitions: int, mode: str) -> None:
+        flush = "batch" if mode == "durable" else "os"
         with Admin(self.endpoint) as admin:
             admin.create_topic(topic, partitions=partitions, config={
                 "flush": flush, "segment_bytes": "512MiB", "max_record_bytes": MAX_MESSAGE_BYTES})
 
-    def connection(self) -> dict:
-        return {"endpoint": self.endpoint, "mode": self.mode}
+    def connection(self, mode: str) -> dict:
+        return {"endpoint": self.endpoint, "mode": mode}
 
-    def describe(self) -> str:
-        flush = "flush=batch, acks=durable" if self.mode == "durable" else "flush=os, acks=written"
+    def describe(self, mode: str) -> str:
+        flush = "flush=batch, acks=durable" if mode == "durable" else "flush=os, acks=written"
         return f"edge broker over ipc ({flush})"
 
 
@@ -77,34 +79,24 @@ class EdgeProducer(ProducerClient):
     def __init__(self, connection: dict):
         self.producer = Producer(connection["endpoint"], linger_ms=1, max_batch_bytes=MiB, acks=connection["mode"],
                                  max_in_flight=8, buffer_bytes=256 * MiB, block_timeout_s=60)
-        self.futures: list = []
         self.errors = 0
 
-    def _collect(self, keep: int) -> None:
-        # count failed deliveries of finished futures; keep the list short
-        if len(self.futures) > keep:
-            pending = []
-            for future, count in self.futures:
-                if future.done():
-                    if future.exception() is not None:
-                        self.errors += count
-                else:
-                    pending.append((future, count))
-            self.futures = pending
+    def _count_failure(self, future, count: int = 1) -> None:
+        # runs in the producer's I/O thread when the delivery is settled
+        if future.exception() is not None:
+            self.errors += count
 
     def send(self, topic: str, partition: int, value: bytes) -> None:
-        self.futures.append((self.producer.send(topic, value, partition=partition), 1))
-        self._collect(4096)
+        self.producer.send(topic, value, partition=partition).add_done_callback(self._count_failure)
 
     def send_many(self, topic: str, partition: int, values: Sequence[bytes]) -> None:
         futures = self.producer.send_many(topic, values, partition=partition)
         per_chunk = max(1, len(values) // max(1, len(futures)))  # chunk sizes, near enough for counting
-        self.futures.extend((future, per_chunk) for future in futures)
-        self._collect(4096)
+        for future in futures:
+            future.add_done_callback(lambda f: self._count_failure(f, per_chunk))
 
     def flush(self, timeout: float = 120.0) -> None:
         self.producer.flush(timeout)
-        self._collect(0)
 
     def close(self) -> None:
         self.producer.close()
@@ -119,6 +111,16 @@ class EdgeConsumer(ConsumerClient):
 
     def poll(self, timeout: float) -> list:
         return [record.value for record in self.consumer.poll(timeout)]
+
+    def poll_counted(self, timeout: float, probe_limit: int) -> tuple[int, int, list]:
+        # the bulk read path (Consumer.poll_values): counts and sizes from numpy columns
+        chunks = self.consumer.poll_values(timeout)
+        count = sum(map(len, chunks))
+        if count <= probe_limit:
+            probe = [v for chunk in chunks for v in chunk.values()]
+        else:
+            probe = [chunks[0].value(0), chunks[-1].value(len(chunks[-1]) - 1)]
+        return count, sum(chunk.nbytes for chunk in chunks), probe
 
     def close(self) -> None:
         self.consumer.close()

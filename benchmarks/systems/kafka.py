@@ -60,6 +60,7 @@ class _quiet_stderr:
 
 class KafkaBroker(BrokerSystem):
     name = "kafka"
+    modes_per_topic = True  # flush.messages is a topic config
 
     def start(self) -> None:
         cluster_class, harness_error = _cluster_class()
@@ -76,17 +77,17 @@ class KafkaBroker(BrokerSystem):
     def broker_pids(self) -> list[int]:
         return [proc.pid for proc in self.cluster.procs.values() if proc is not None]
 
-    def create_topic(self, topic: str, partitions: int) -> None:
+    def create_topic(self, topic: str, partitions: int, mode: str) -> None:
         config = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "segment.bytes": str(512 * MiB)}
-        if self.mode == "durable":
+        if mode == "durable":
             config["flush.messages"] = "1"
         self.cluster.create_topic(topic, partitions=partitions, replication=1, config=config)
 
-    def connection(self) -> dict:
+    def connection(self, mode: str) -> dict:
         return {"bootstrap": self.cluster.bootstrap_servers}
 
-    def describe(self) -> str:
-        flush = "flush.messages=1" if self.mode == "durable" else "page cache"
+    def describe(self, mode: str) -> str:
+        flush = "flush.messages=1" if mode == "durable" else "page cache"
         return f"Apache Kafka {os.environ.get('EDGE_KAFKA_VERSION', '4.1.1')} KRaft 1 node, confluent-kafka ({flush})"
 
 

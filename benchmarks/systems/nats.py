@@ -119,7 +119,8 @@ class NatsServer(BrokerSystem):
     def broker_pids(self) -> list[int]:
         return [self.process.pid]
 
-    def create_topic(self, topic: str, partitions: int) -> None:
+    def create_topic(self, topic: str, partitions: int, mode: str) -> None:
+        self.check_mode(mode)  # sync_interval is the server's setting
         async def create() -> None:
             import nats
             from nats.js.api import StorageType, StreamConfig
@@ -132,11 +133,12 @@ class NatsServer(BrokerSystem):
 
         asyncio.run(create())
 
-    def connection(self) -> dict:
+    def connection(self, mode: str) -> dict:
+        self.check_mode(mode)
         return {"url": self.url}
 
-    def describe(self) -> str:
-        sync = "sync_interval: always" if self.mode == "durable" else "default sync (page cache)"
+    def describe(self, mode: str) -> str:
+        sync = "sync_interval: always" if mode == "durable" else "default sync (page cache)"
         version = ".".join(map(str, self.version))
         return f"NATS JetStream {version} file storage, nats-py ({sync})"
 

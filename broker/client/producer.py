@@ -2,9 +2,12 @@
 
 Guarantees:
 - ``send`` never talks to the network: it appends to the partition's open batch and returns
-  a Future (result: DeliveryResult with the record's offset). A batch is sealed when it
+  a RecordFuture (result: DeliveryResult with the record's offset), a view of the batch's
+  one Future (broker.client.delivery): no lock or condition is made per record. A batch is sealed when it
   reaches ``max_batch_bytes`` or ``linger_ms`` has passed, then encoded whole
   (broker.records.encode_batch: the numpy bulk path when records carry no keys/headers).
+- A partition whose ``max_in_flight`` slots are all taken keeps its open batch open past
+  ``linger_ms`` (up to ``max_batch_bytes``): under load batches grow instead of queueing.
 - Per partition at most ``max_in_flight`` batches are outstanding, sent in order; batches
   are never retried, so a record is written at most once and acknowledged records of a
   partition are in send order. A failed batch fails its futures with the typed error.
@@ -39,18 +42,10 @@ from .. import protocol as P
 from ..errors import BrokerError, BrokerUnavailableError, ProducerBufferFullError, UnknownTopicError
 from ..records import encode_batch
 from .connection import Connection
+from .delivery import DeliveryResult, RecordFuture
 
 RECORD_OVERHEAD = 20
 CONNECT_GRACE_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    topic: str
-    partition: int
-    offset: int | None  # None with acks="none"
-    count: int = 1
-    durable_offset: int | None = None
 
 
 @dataclass
@@ -60,7 +55,7 @@ class _OpenBatch:
     keys: list = field(default_factory=list)
     headers: list = field(default_factory=list)
     timestamps: list = field(default_factory=list)
-    futures: list = field(default_factory=list)
+    future: Future = field(default_factory=Future)  # the whole batch's; records hold RecordFutures of it
     nbytes: int = 0
     plain: bool = True  # no keys and no headers: the bulk encode path applies
 
@@ -71,7 +66,7 @@ class _Batch:
     partition: int
     count: int
     nbytes: int
-    futures: list  # one per record, or one for a whole send_many chunk
+    future: Future  # resolves to the DeliveryResult of the whole batch (or send_many chunk)
     data: bytes | None = None
     open_batch: _OpenBatch | None = None
     sent_at: float = 0.0
@@ -186,28 +181,31 @@ class Producer:
         os.eventfd_write(self._wake_fd, 1)
 
     def send(self, topic: str, value, key: bytes | None = None, headers: Mapping[str, bytes | str] | None = None,
-             partition: int | None = None, timestamp_ns: int | None = None) -> Future:
+             partition: int | None = None, timestamp_ns: int | None = None) -> RecordFuture:
         partition = self._choose_partition(topic, key, partition)
         size = len(value) + RECORD_OVERHEAD + (len(key) if key else 0) + (
             sum(len(k) + len(v) + 6 for k, v in headers.items()) if headers else 0)
-        future: Future = Future()
         tp = (topic, partition)
         with self._cond:
             self._reserve(size)
             batch = self._open.get(tp)
-            if batch is None:
+            opened = batch is None
+            if opened:
                 batch = self._open[tp] = _OpenBatch(time.monotonic())
+            future = RecordFuture(batch.future, len(batch.values))
             batch.values.append(value)
             batch.keys.append(key)
             batch.headers.append(headers)
             batch.timestamps.append(time.time_ns() if timestamp_ns is None else timestamp_ns)
-            batch.futures.append(future)
             batch.nbytes += size
             if key is not None or headers:
                 batch.plain = False
-            if batch.nbytes >= self.max_batch_bytes:
+            sealed = batch.nbytes >= self.max_batch_bytes
+            if sealed:
                 self._seal(tp)
-            wake = self._io_idle
+            # the I/O thread needs news only of a new linger deadline or a batch to send,
+            # not of every record joining an open batch
+            wake = self._io_idle and (opened or sealed)
         if wake:
             self._wake()
         return future
@@ -232,7 +230,7 @@ class Producer:
             with self._cond:
                 self._reserve(len(data))
                 self._sealed[(topic, partition)].append(
-                    _Batch(topic, partition, end - start, len(data), [future], data=data))
+                    _Batch(topic, partition, end - start, len(data), future, data=data))
                 wake = self._io_idle
             if wake:
                 self._wake()
@@ -242,7 +240,7 @@ class Producer:
 
     def _seal(self, tp: tuple[str, int]) -> None:
         batch = self._open.pop(tp)
-        self._sealed[tp].append(_Batch(tp[0], tp[1], len(batch.values), batch.nbytes, batch.futures, open_batch=batch))
+        self._sealed[tp].append(_Batch(tp[0], tp[1], len(batch.values), batch.nbytes, batch.future, open_batch=batch))
 
     # -- the I/O thread ------------------------------------------------------------------
 
@@ -255,9 +253,19 @@ class Producer:
             while True:
                 with self._cond:
                     now = time.monotonic()
+                    waits = []
                     for tp, batch in list(self._open.items()):
-                        if self._flush_requested or self._closing or now - batch.opened >= self.linger_s:
+                        if self._flush_requested or self._closing:
                             self._seal(tp)
+                        elif self._sealed[tp] or self._in_flight_per_tp[tp] >= self.max_in_flight:
+                            # the partition's pipeline is full: the open batch keeps growing until
+                            # an acknowledgement frees a slot, so a busy partition sends fewer,
+                            # larger batches instead of queueing one tiny batch per linger period
+                            continue
+                        elif now - batch.opened >= self.linger_s:
+                            self._seal(tp)
+                        else:
+                            waits.append(batch.opened + self.linger_s - now)
                     self._flush_requested = False
                     to_send = []
                     for tp, queue in self._sealed.items():
@@ -268,7 +276,6 @@ class Producer:
                     if self._closing and not self._open and not any(self._sealed.values()) \
                             and not self._in_flight and not to_send:
                         return
-                    waits = [b.opened + self.linger_s - now for b in self._open.values()]
                     if self._in_flight:
                         waits.append(min(b.sent_at for b in self._in_flight.values()) + self.request_timeout_s - now)
                     timeout = max(0.0, min(waits)) if waits else 0.5
@@ -351,16 +358,10 @@ class Producer:
             self._in_flight_per_tp[tp] -= 1
             self._cond.notify_all()
         if error is not None:
-            for future in batch.futures:
-                if not future.done():
-                    future.set_exception(error)
+            if not batch.future.done():
+                batch.future.set_exception(error)
             return
-        if len(batch.futures) == 1 and batch.count > 1:
-            batch.futures[0].set_result(DeliveryResult(batch.topic, batch.partition, base_offset, batch.count, durable_offset))
-            return
-        for i, future in enumerate(batch.futures):
-            offset = None if base_offset is None else base_offset + i
-            future.set_result(DeliveryResult(batch.topic, batch.partition, offset, 1, durable_offset))
+        batch.future.set_result(DeliveryResult(batch.topic, batch.partition, base_offset, batch.count, durable_offset))
 
     # -- flushing and closing ------------------------------------------------------------
 
@@ -402,9 +403,8 @@ class Producer:
             self._sealed.clear()
             self._in_flight.clear()
         for batch in leftovers:
-            for future in batch.futures:
-                if not future.done():
-                    future.set_exception(BrokerUnavailableError("producer closed before delivery"))
+            if not batch.future.done():
+                batch.future.set_exception(BrokerUnavailableError("producer closed before delivery"))
         os.close(self._wake_fd)
         if self._meta_conn is not None:
             self._meta_conn.close()

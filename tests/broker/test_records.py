@@ -117,6 +117,40 @@ def test_decode_batches_skips_below_min_offset():
     assert [(r.offset, bytes(r.value)) for r in out] == [(2, b"2"), (3, b"3"), (4, b"4")]
 
 
+def test_one_empty_record_compressed_below_an_entry_still_round_trips():
+    # found by hypothesis: zstd made the section 17 bytes, under the 20-byte table entry
+    batch = rec.encode_batch([b""], 0, keys=[b""], headers=[{}], codec="zstd")  # a table of 20 zero bytes
+    assert len(batch) < rec.HEADER_SIZE + rec.ENTRY_SIZE
+    rec.validate_batch(batch)
+    assert [(r.key, bytes(r.value)) for r in rec.decode_batch(batch)] == [(b"", b"")]
+
+
+def test_batch_values_skip_below_min_offset_and_locate_each_value():
+    a = bytearray(rec.encode_batch([b"0", b"11", b"222"], [10, 20, 30], keys=[b"k", None, b"kk"],
+                                   headers=[{"h": "v"}, None, None]))
+    rec.stamp_batch(a, 0, 0)
+    b = bytearray(rec.encode_batch([b"3", b"44"], 40))
+    rec.stamp_batch(b, 3, 0)
+    chunks = rec.decode_batches_values(bytes(a + b), topic="t", partition=2, min_offset=1)
+    assert [len(c) for c in chunks] == [2, 2]
+    assert [bytes(v) for c in chunks for v in c.values()] == [b"11", b"222", b"3", b"44"]
+    assert chunks[0].offsets.tolist() == [1, 2] and chunks[1].offsets.tolist() == [3, 4]
+    assert chunks[0].timestamps.tolist() == [20, 30] and chunks[1].timestamps.tolist() == [40, 40]
+    assert (chunks[0].topic, chunks[0].partition, chunks[0].nbytes) == ("t", 2, 5)
+    assert bytes(chunks[1].value(1)) == b"44"
+    late = chunks[0].select(chunks[0].timestamps >= 25)
+    assert late.offsets.tolist() == [2] and [bytes(v) for v in late.values()] == [b"222"]
+    assert rec.decode_batches_values(bytes(a + b), min_offset=5) == []
+
+
+def test_inconsistent_table_is_corrupt_for_the_bulk_decoder_too():
+    batch = bytearray(rec.encode_batch([b"abc", b"def"], 1))
+    batch[rec.HEADER_SIZE + 16] = 200
+    rec.CRC.pack_into(batch, rec.CRC_OFFSET, crc32c(bytes(batch[rec.CRC_START :])))
+    with pytest.raises(CorruptBatchError):
+        rec.decode_batch_values(batch)
+
+
 record_strategy = st.tuples(
     st.binary(max_size=300),
     st.integers(min_value=-(2**62), max_value=2**62),
@@ -135,6 +169,25 @@ def test_any_records_round_trip(records, codec):
     assert [r.timestamp for r in out] == ts
     assert [r.key for r in out] == keys
     assert [r.headers for r in out] == headers
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(record_strategy, min_size=1, max_size=20), st.sampled_from(["none", "zstd"]),
+       st.integers(min_value=0, max_value=25))
+def test_bulk_values_equal_decoded_records(records, codec, min_offset):
+    values, ts, keys, headers = map(list, zip(*records))
+    batch = bytearray(rec.encode_batch(values, ts, keys=keys, headers=headers, codec=codec))
+    rec.stamp_batch(batch, 3, 0)
+    expected = [r for r in rec.decode_batch(batch) if r.offset >= min_offset]
+    got = rec.decode_batches_values(bytes(batch), min_offset=min_offset)
+    if not expected:
+        assert got == []
+        return
+    (chunk,) = got
+    assert [bytes(v) for v in chunk.values()] == [bytes(r.value) for r in expected]
+    assert chunk.offsets.tolist() == [r.offset for r in expected]
+    assert chunk.timestamps.tolist() == [r.timestamp for r in expected]
+    assert chunk.nbytes == sum(len(r.value) for r in expected)
 
 
 @settings(max_examples=200, deadline=None)

@@ -87,6 +87,32 @@ def test_offsets_by_time_and_errors(broker):
     consumer.close()
 
 
+def test_poll_values_reads_in_bulk_what_poll_reads(broker):
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("bulk", partitions=2)
+    values = [i.to_bytes(4, "little") * (i % 7) for i in range(20_000)]
+    with Producer(broker.endpoint, linger_ms=1) as producer:
+        for p in (0, 1):
+            producer.send_many("bulk", values, timestamps=list(range(1_000, 21_000)), partition=p)
+        producer.flush(10)
+    consumer = Consumer(broker.endpoint, fetch_max_bytes=64 * 1024)
+    consumer.assign([("bulk", 0), ("bulk", 1)])
+    consumer.seek("bulk", 1, 5)
+    got: dict[int, list] = {0: [], 1: []}
+    offsets: dict[int, list] = {0: [], 1: []}
+    deadline = time.monotonic() + 10
+    while sum(map(len, got.values())) < 2 * 20_000 - 5 and time.monotonic() < deadline:
+        for chunk in consumer.poll_values(0.5):
+            got[chunk.partition] += [bytes(v) for v in chunk.values()]
+            offsets[chunk.partition] += chunk.offsets.tolist()
+    assert got[0] == values and got[1] == values[5:]
+    assert offsets[0] == list(range(20_000)) and offsets[1] == list(range(5, 20_000))
+    consumer.seek_to_time(20_990, [("bulk", 0)])
+    tail = [c for c in consumer.poll_values(2) if c.partition == 0]
+    assert [int(t) for c in tail for t in c.timestamps] == list(range(20_990, 21_000))
+    consumer.close()
+
+
 def test_durable_acks_and_acks_none(data_dir):
     with BrokerProcess(data_dir) as broker:
         with Admin(broker.endpoint) as admin:
