@@ -48,6 +48,7 @@ from .errors import (
 )
 from .groups import GroupCoordinator
 from .logs import log_event, setup_logging
+from .memory import bound_heap
 from .storage import DiskGuard, Storage
 from .topic_config import TopicConfig
 
@@ -519,6 +520,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
                       reason=f"{endpoint} is reachable from other hosts: configure [broker.curve] (keys from "
                              "`edge keys`) or set allow_insecure_tcp = true")
             return 2
+    heap_bounded = bound_heap()
     storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
     server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for,
                           curve=server_curve)
@@ -530,7 +532,8 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
         storage.close()
         log_event(logger, logging.ERROR, "bind_failed", endpoint=endpoint, error=exc)
         return 2
-    log_event(logger, logging.INFO, "broker_ready", seconds=f"{time.perf_counter() - started:.3f}")
+    log_event(logger, logging.INFO, "broker_ready", seconds=f"{time.perf_counter() - started:.3f}",
+              heap="bounded" if heap_bounded else "libc default")
     sdnotify.ready(f"serving {endpoint}")
     watchdog = sdnotify.Watchdog(alive=lambda: time.monotonic() - server.last_loop < 10).start()
     try:
