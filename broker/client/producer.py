@@ -122,6 +122,10 @@ class Producer:
         self._meta_conn: Connection | None = None
         self._connected = False  # whether a send ever went through (see _send_batch)
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # close() gives the eventfd to a still-running I/O thread to close when it ends,
+        # never closing it under the thread's poll (a reused fd number would be worse)
+        self._io_done = False
+        self._wake_fd_handed_over = False
         self._thread = threading.Thread(target=self._io_loop, name="edge-producer-io", daemon=True)
         self._thread.start()
 
@@ -296,6 +300,10 @@ class Producer:
                 self._expire()
         finally:
             conn.close()
+            with self._cond:
+                self._io_done = True
+                if self._wake_fd_handed_over:
+                    os.close(self._wake_fd)
 
     def _send_batch(self, conn: Connection, batch: _Batch) -> None:
         try:
@@ -405,7 +413,11 @@ class Producer:
         for batch in leftovers:
             if not batch.future.done():
                 batch.future.set_exception(BrokerUnavailableError("producer closed before delivery"))
-        os.close(self._wake_fd)
+        with self._cond:
+            if self._io_done:
+                os.close(self._wake_fd)
+            else:
+                self._wake_fd_handed_over = True
         if self._meta_conn is not None:
             self._meta_conn.close()
         self._closed = True

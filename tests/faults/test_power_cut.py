@@ -11,8 +11,10 @@ group commits offsets; after every restart:
 - committed group offsets survive and never point past the log end.
 
 ``EDGE_FAULT_ROUNDS`` (default 4) sets the rounds; ``scripts/faults`` runs many more.
-The mirror's own kill rounds against the real Kafka cluster are in
-tests/integration/mirror/test_mirror.py (exactly once across mirror kills).
+The same power cuts with a ``[mirror]`` configured (the mirror is one of the processes cut,
+and every acknowledged record must reach the real Kafka cluster exactly once, in order) are
+in tests/integration/mirror/test_power_cut_mirror.py; SIGKILLs of the mirror alone and the
+loss of a Kafka node are in tests/integration/mirror/test_mirror.py.
 """
 
 from __future__ import annotations

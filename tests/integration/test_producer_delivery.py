@@ -72,3 +72,27 @@ def test_a_full_pipeline_grows_the_open_batch(broker):
         got += [int.from_bytes(bytes(r.value), "big") for r in consumer.poll(1)]
     consumer.close()
     assert got == list(range(n))
+
+
+def test_close_while_the_io_thread_still_waits_leaves_its_fd_to_it(broker):
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("stuck")
+    producer = Producer(broker.endpoint, linger_ms=0, request_timeout_s=1.0)
+    producer.send("stuck", b"first").result(10)
+    os.kill(broker.proc.pid, signal.SIGSTOP)  # no acknowledgement will come in time
+    try:
+        future = producer.send("stuck", b"second")
+        started = time.monotonic()
+        producer.close(timeout=0.2)  # returns while the I/O thread is still inside its poll
+        assert time.monotonic() - started < 2
+        with pytest.raises(BrokerError):
+            future.result(5)
+        fd = producer._wake_fd
+        deadline = time.monotonic() + 5
+        while producer._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not producer._thread.is_alive()
+        with pytest.raises(OSError):  # closed by the thread on its way out, exactly once
+            os.fstat(fd)
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
