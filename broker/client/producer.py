@@ -15,8 +15,9 @@ Guarantees:
   ``on_full="block"`` waits up to ``block_timeout_s`` and ``"fail"`` raises
   ProducerBufferFullError at once (what a real-time driver wants).
 - Broker down: sends fail fast with BrokerUnavailableError (ZMQ_IMMEDIATE), in-flight
-  batches time out after ``request_timeout_s``; ZeroMQ reconnects by itself and the
-  producer goes on when the broker is back.
+  batches time out after ``request_timeout_s``; a timeout drops the connection with all it
+  holds (a hung broker would otherwise pile requests up in it) and fails every in-flight
+  batch; ZeroMQ reconnects by itself and the producer goes on when the broker is back.
 - ``send_many`` is the bulk call for many small records: one encode per batch-sized chunk
   in the caller's thread, no per-record Python work beyond building the value list.
 
@@ -297,7 +298,7 @@ class Producer:
                         pass
                 if conn.socket in events:
                     self._drain_replies(conn)
-                self._expire()
+                self._expire(conn, poller)
         finally:
             conn.close()
             with self._cond:
@@ -350,13 +351,23 @@ class Producer:
                 self._finish(batch, base_offset=reply.meta["base_offset"],
                              durable_offset=reply.meta.get("durable_offset"))
 
-    def _expire(self) -> None:
+    def _expire(self, conn: Connection, poller: zmq.Poller) -> None:
         now = time.monotonic()
-        expired = [rid for rid, b in self._in_flight.items() if now - b.sent_at >= self.request_timeout_s]
-        for rid in expired:
-            batch = self._in_flight.pop(rid)
-            self._finish(batch, error=BrokerUnavailableError(
-                f"no acknowledgement from the broker at {self.endpoint} within {self.request_timeout_s:.1f}s"))
+        if not any(now - b.sent_at >= self.request_timeout_s for b in self._in_flight.values()):
+            return
+        # A broker that holds its connection open but answers nothing (hung, SIGSTOPped)
+        # defeats ZMQ_IMMEDIATE: sends go on, and each timed-out request, payload and all,
+        # stays queued in the socket, outside buffer_bytes (a LiDAR driver grew 3 MiB/s).
+        # Drop the socket with what is queued on it and connect afresh: memory stays within
+        # buffer_bytes, and the broker, once back, does not write late the batches already
+        # reported failed (only what the kernel had taken).
+        poller.unregister(conn.socket)
+        conn.reset()
+        poller.register(conn.socket, zmq.POLLIN)
+        error = BrokerUnavailableError(
+            f"no acknowledgement from the broker at {self.endpoint} within {self.request_timeout_s:.1f}s")
+        for rid in list(self._in_flight):  # their replies would come on the dropped socket
+            self._finish(self._in_flight.pop(rid), error=error)
 
     def _finish(self, batch: _Batch, *, base_offset: int | None = None, durable_offset: int | None = None,
                 error: BrokerError | None = None) -> None:

@@ -3,8 +3,10 @@ reading keeps every process's memory bounded (the broker holds no per-consumer b
 producer's buffer is capped and blocks or fails instead of growing), and the stalled
 consumer, when it reads again, gets everything in order.
 
-The broker gone under live drivers is in tests/drivers/test_runtime.py (capture goes on,
-drops counted, publishing resumes); Kafka gone under the mirror in
+The broker gone (killed, or hung by SIGSTOP) for EDGE_OUTAGE_S seconds under the real driver
+processes is in tests/faults/test_broker_outage.py (driver memory bounded, drops counted,
+every sensor topic resumes by itself; the in-process version with a fake producer in
+tests/drivers/test_runtime.py); Kafka gone under the mirror in
 tests/integration/mirror/test_mirror.py (bounded memory, everything arrives after)."""
 
 from __future__ import annotations
