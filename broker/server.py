@@ -48,7 +48,7 @@ from .errors import (
 )
 from .groups import GroupCoordinator
 from .logs import log_event, setup_logging
-from .memory import bound_heap
+from .memory import HeapTrimmer
 from .storage import DiskGuard, Storage
 from .topic_config import TopicConfig
 
@@ -94,6 +94,7 @@ class BrokerServer:
         self._parked: list[ParkedFetch] = []
         self._durable_waiters: list[DurableWaiter] = []
         self._last_retention = 0.0
+        self.heap = HeapTrimmer()  # freed batches back to the OS once a second (broker.memory)
         self._last_expiry = 0.0
         self.last_loop = time.monotonic()
         self.requests_handled = 0
@@ -196,6 +197,7 @@ class BrokerServer:
         if now - self._last_retention >= RETENTION_INTERVAL_S:
             self._last_retention = now
             self._enforce_retention()
+        self.heap.maybe_trim(now)
 
     def _enforce_retention(self) -> None:
         try:
@@ -520,7 +522,6 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
                       reason=f"{endpoint} is reachable from other hosts: configure [broker.curve] (keys from "
                              "`edge keys`) or set allow_insecure_tcp = true")
             return 2
-    heap_bounded = bound_heap()
     storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
     server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for,
                           curve=server_curve)
@@ -533,7 +534,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
         log_event(logger, logging.ERROR, "bind_failed", endpoint=endpoint, error=exc)
         return 2
     log_event(logger, logging.INFO, "broker_ready", seconds=f"{time.perf_counter() - started:.3f}",
-              heap="bounded" if heap_bounded else "libc default")
+              heap_trim="every 1s" if server.heap.available else "unavailable")
     sdnotify.ready(f"serving {endpoint}")
     watchdog = sdnotify.Watchdog(alive=lambda: time.monotonic() - server.last_loop < 10).start()
     try:
