@@ -7,7 +7,8 @@ Runs ``python -m benchmarks --systems edge`` on the chosen workloads under ``py-
 sample to a role (the broker, a producer, the consumer) and prints, per role, its share of
 all samples and the functions where its samples land (leaf frames, "self" time). Threads
 parked in ``zmq.Poller.poll``, pyzmq's garbage-collector thread and condition waits are
-left out of the per-function lists: py-spy reports them as active while they sleep in C.
+left out of the per-function lists: py-spy reports them as active while they sleep in C
+(so are the paced producers' ``time.sleep`` lines, which show as their own function).
 The summary goes to ``<out>/profile-<date>.json`` (default ``benchmarks/results``).
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 PROCESS_FRAME = re.compile(r'process (\d+):"(?:[^"\\]|\\.)*";?')
+PHASE_LINE = re.compile(r"^\s+\w+/[^:]+/(written|durable): ")  # the harness's one line per phase
 PRIORITY = ("broker", "consumer", "producer", "harness", "other")
 SLEEPING = ("Poller.poll", "garbage.py", "Condition.wait", "Event.wait", "select (selectors")
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             command.append("--quick")
         run = subprocess.run(command, capture_output=True, text=True)
-        phases = [line.strip() for line in run.stdout.splitlines() if "MB/s" in line and "/" in line.split(":")[0]]
+        phases = [line.strip() for line in run.stdout.splitlines() if PHASE_LINE.match(line)]
         if run.returncode != 0 or not raw.exists():
             print(run.stdout[-2000:] + run.stderr[-2000:], file=sys.stderr)
             return 1
