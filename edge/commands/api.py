@@ -14,6 +14,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--host", help="bind address (default: api.host, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default: api.port, 8080)")
     parser.add_argument("--endpoint", help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
+    parser.add_argument("--data-dir", help="override [broker] data_dir (exports go to <data_dir>/exports)")
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 from broker.units import parse_duration_ns
@@ -19,6 +20,9 @@ def load_app_config(args: argparse.Namespace):
     from edge.config import load_config
 
     config = load_config(getattr(args, "config", None))
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir:  # `edge up --data-dir` hands its override to every child that keeps files
+        config.broker.data_dir = Path(data_dir).resolve()
     export_client_keys(config)
     return config
 

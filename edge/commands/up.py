@@ -38,9 +38,9 @@ def build_specs(config, config_path: str, data_dir: Path, endpoint: str):
     specs = [ChildSpec("broker", [*edge, "broker", "--config", config_path, "--data-dir", str(data_dir),
                                   "--endpoint", endpoint], LAYER_BROKER)]
     if config.api is not None and config.api.enabled and _has_command("api"):
-        specs.append(ChildSpec("api", [*edge, "api", *common], LAYER_SERVICES))
+        specs.append(ChildSpec("api", [*edge, "api", *common, "--data-dir", str(data_dir)], LAYER_SERVICES))
     if config.mirror is not None and _has_command("mirror"):
-        specs.append(ChildSpec("mirror", [*edge, "mirror", *common], LAYER_SERVICES))
+        specs.append(ChildSpec("mirror", [*edge, "mirror", *common, "--data-dir", str(data_dir)], LAYER_SERVICES))
     for camera in config.cameras:
         specs.append(ChildSpec(f"camera-{camera.name}", [*edge, "driver", "camera", "--name", camera.name, *common],
                                LAYER_DRIVERS))
