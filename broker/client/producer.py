@@ -3,8 +3,8 @@
 Guarantees:
 - ``send`` never talks to the network: it appends to the partition's open batch and returns
   a RecordFuture (result: DeliveryResult with the record's offset), a view of the batch's
-  one Future (broker.client.delivery): no lock or condition is made per record. A batch is sealed when it
-  reaches ``max_batch_bytes`` or ``linger_ms`` has passed, then encoded whole
+  one Future (broker.client.delivery): no lock or condition is made per record. A batch is
+  sealed when it reaches ``max_batch_bytes`` or ``linger_ms`` has passed, then encoded whole
   (broker.records.encode_batch: the numpy bulk path when records carry no keys/headers).
 - A partition whose ``max_in_flight`` slots are all taken keeps its open batch open past
   ``linger_ms`` (up to ``max_batch_bytes``): under load batches grow instead of queueing.

@@ -106,9 +106,10 @@ class DurableWriter:
         self._thread.join(30)
 
 
-def read_everything(endpoint: str, topic: str) -> list:
-    """Every record of ``topic`` partition 0 from its first offset to its end; a corrupt
-    batch raises (the broker refuses to serve damaged data)."""
+def read_everything(endpoint: str, topic: str, keep=lambda record: record) -> list:
+    """``keep(record)`` of every record of ``topic`` partition 0 from its first offset to its
+    end (a summary keeps memory small); a corrupt batch raises (the broker refuses to serve
+    damaged data)."""
     with Admin(endpoint) as admin:
         start = admin.list_offset(topic, 0, "earliest")
         end = admin.list_offset(topic, 0, "latest")
@@ -119,10 +120,10 @@ def read_everything(endpoint: str, topic: str) -> list:
         out: list = []
         deadline = time.monotonic() + 60
         while consumer.position(topic, 0) < end:
-            out += consumer.poll(1.0)
+            out += [keep(r) for r in consumer.poll(1.0) if r.offset < end]
             if time.monotonic() > deadline:
                 raise AssertionError(f"{topic}: stuck at {consumer.position(topic, 0)} of {end}")
-        return [r for r in out if r.offset < end]
+        return out
     finally:
         consumer.close()
 

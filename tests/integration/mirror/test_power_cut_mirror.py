@@ -32,10 +32,10 @@ import psutil
 import pytest
 from confluent_kafka import Consumer as KafkaConsumer, KafkaError, TopicPartition
 
-from broker.client import Admin, Consumer, Producer
+from broker.client import Admin, Producer
 from broker.errors import BrokerError
 from edge.mirror.service import MIRROR_GROUP
-from tests.faults.test_power_cut import SEQ_TOPIC, DurableWriter, power_cut, start_appliance
+from tests.faults.test_power_cut import SEQ_TOPIC, DurableWriter, power_cut, read_everything, start_appliance
 from tests.integration.test_edge_up import SIM, topic_ends, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -127,24 +127,9 @@ def summary(value) -> tuple[bytes, bytes | None]:
 
 
 def local_copy(endpoint: str, topic: str) -> list[tuple[int, bytes, bytes | None]]:
-    """(offset, *summary) of every record of ``topic`` partition 0 from its first offset to
-    its end (read_everything of tests/faults, without holding ~300 MB of point clouds)."""
-    with Admin(endpoint) as admin:
-        start = admin.list_offset(topic, 0, "earliest")
-        end = admin.list_offset(topic, 0, "latest")
-    consumer = Consumer(endpoint, max_wait_ms=50)
-    try:
-        consumer.assign([(topic, 0)])
-        consumer.seek(topic, 0, start)
-        out = []
-        deadline = time.monotonic() + 60
-        while consumer.position(topic, 0) < end:
-            out += [(r.offset, *summary(r.value)) for r in consumer.poll(1.0) if r.offset < end]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: stuck at {consumer.position(topic, 0)} of {end}")
-        return out
-    finally:
-        consumer.close()
+    """(offset, *summary) of every record of ``topic`` partition 0, without holding ~300 MB
+    of point clouds."""
+    return read_everything(endpoint, topic, keep=lambda r: (r.offset, *summary(r.value)))
 
 
 def cloud_copy(bootstrap: str, topic: str, want: dict[int, int], timeout: float) -> list[tuple]:
