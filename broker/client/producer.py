@@ -47,6 +47,7 @@ from .delivery import DeliveryResult, RecordFuture
 
 RECORD_OVERHEAD = 20
 CONNECT_GRACE_S = 1.0
+METADATA_REFRESH_TIMEOUT_S = 0.2
 
 
 @dataclass
@@ -140,7 +141,10 @@ class Producer:
             if self._meta_conn is None:
                 self._meta_conn = Connection(self.endpoint, timeout_s=2.0)
             try:
-                meta = self._meta_conn.request(P.METADATA, {"topics": [topic]}).meta
+                # a refresh keeps the cached count when the broker does not answer at once:
+                # the caller is a sensor's publish loop, which must not stall on a dead broker
+                wait = METADATA_REFRESH_TIMEOUT_S if cached is not None else None
+                meta = self._meta_conn.request(P.METADATA, {"topics": [topic]}, timeout_s=wait).meta
                 count = len(meta["topics"][topic]["partitions"])
             except UnknownTopicError:
                 count = 1  # auto-created on first produce with the broker's defaults

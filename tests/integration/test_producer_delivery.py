@@ -96,3 +96,20 @@ def test_close_while_the_io_thread_still_waits_leaves_its_fd_to_it(broker):
             os.fstat(fd)
     finally:
         os.kill(broker.proc.pid, signal.SIGCONT)
+
+
+def test_a_partition_count_refresh_does_not_stall_send_on_a_hung_broker(broker):
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("meta")
+    with Producer(broker.endpoint, linger_ms=0, request_timeout_s=1.0) as producer:
+        producer.send("meta", b"x").result(10)  # caches the partition count (1)
+        count, _ = producer._partition_counts["meta"]
+        producer._partition_counts["meta"] = (count, time.monotonic() - 60)  # due for a refresh
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            producer.send("meta", b"y")  # refresh fails fast, the cached count is used
+            assert time.monotonic() - started < 0.6
+            assert producer._partition_counts["meta"][0] == count
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
