@@ -370,8 +370,10 @@ def _figures(phase: Phase, sent: list[dict], got: dict, sampler: ResourceSampler
 def run_system(name: str, plan, base: Path, options: dict, results: dict) -> None:
     module = system_module(name)
     modes = plan.modes()
+    if not modes:
+        return
     # one broker for every mode where durability is a topic setting, else one per mode
-    per_topic = module.system(base / name, modes[0] if modes else "written", options).modes_per_topic
+    per_topic = module.system(base / name, modes[0], options).modes_per_topic
     for group in ([modes] if per_topic else [[m] for m in modes]):
         phases = [p for p in plan.phases if p.mode in group]
         label = "+".join(group)

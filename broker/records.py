@@ -375,10 +375,11 @@ def _record_layout(batch) -> tuple[BatchHeader, memoryview, np.ndarray, np.ndarr
     sizes = np.maximum(key_lens, 0) + table["headers_len"] + table["value_len"]
     ends = np.cumsum(sizes)
     starts = header.record_count * ENTRY_SIZE + ends - sizes
-    if int(starts[-1] + sizes[-1]) != len(section):
+    accounted = header.record_count * ENTRY_SIZE + int(ends[-1])
+    if accounted != len(section):
         raise CorruptBatchError(
             f"records section of batch at offset {header.base_offset} has "
-            f"{len(section)} bytes, its table accounts for {int(starts[-1] + sizes[-1])}"
+            f"{len(section)} bytes, its table accounts for {accounted}"
         )
     return header, section, table, key_lens, starts
 
