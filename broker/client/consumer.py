@@ -6,6 +6,8 @@ Guarantees:
   CRC-checked on decode, so a damaged record raises CorruptBatchError, never bad data.
 - One fetch is kept in flight ahead of the application (prefetch), so reading overlaps
   processing; a seek discards the prefetched data.
+- Fair across partitions: each fetch lists the partitions that returned data last, so a
+  backlog on some partitions cannot starve the others of ``fetch_max_bytes``.
 - Group mode: ``subscribe`` joins the group; heartbeats go out from ``poll`` (call it at
   least every session timeout); on rebalance the assignment changes and new partitions
   start at the group's committed offset, else at ``auto_offset_reset``.
@@ -218,20 +220,27 @@ class Consumer:
             if columns:
                 chunks = decode_batches_values(data, topic=tp[0], partition=tp[1], min_offset=snapshot[tp])
                 if chunks:
-                    self.positions[tp] = int(chunks[-1].offsets[-1]) + 1
+                    self._served(tp, int(chunks[-1].offsets[-1]) + 1)
                     if floor is not None:
                         chunks = [c.select(c.timestamps >= floor) for c in chunks]
                     out.extend(c for c in chunks if len(c))
                 continue
             records = decode_batches(data, topic=tp[0], partition=tp[1], min_offset=snapshot[tp])
             if records:
-                self.positions[tp] = records[-1].offset + 1
+                self._served(tp, records[-1].offset + 1)
                 if floor is not None:
                     records = [r for r in records if r.timestamp >= floor]
                 out.extend(records)
         if floor is not None and out:
             self._time_floor = None
         return out
+
+    def _served(self, tp: TopicPartition, next_position: int) -> None:
+        # a partition that returned data moves to the end of the next fetch's list: the
+        # broker fills max_bytes in list order, so a fixed order would let the first
+        # partitions' backlog starve the rest for as long as it lasts (Kafka's KIP-74 rotation)
+        del self.positions[tp]
+        self.positions[tp] = next_position
 
     # -- commits -------------------------------------------------------------------------
 

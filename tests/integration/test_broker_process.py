@@ -113,6 +113,29 @@ def test_poll_values_reads_in_bulk_what_poll_reads(broker):
     consumer.close()
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["poll", "poll_values"])
+def test_a_backlog_on_one_partition_does_not_starve_the_others(broker, bulk):
+    # the broker fills fetch_max_bytes in the order the fetch lists partitions: the consumer
+    # must move partitions that returned data to the back, or "slow" waits for "busy" to drain
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("busy", partitions=1)
+        admin.create_topic("slow", partitions=1)
+    with Producer(broker.endpoint, linger_ms=1) as producer:
+        producer.send_many("busy", [bytes(64 * 1024)] * 64, partition=0)  # 4 MiB backlog
+        producer.send("slow", b"late", partition=0)
+        producer.flush(10)
+    consumer = Consumer(broker.endpoint, fetch_max_bytes=256 * 1024)  # 16 fetches to drain "busy"
+    consumer.assign([("busy", 0), ("slow", 0)])
+    polls_until_slow = None
+    for n in range(1, 20):
+        got = consumer.poll_values(2) if bulk else consumer.poll(2)
+        if any(c.topic == "slow" for c in got):
+            polls_until_slow = n
+            break
+    consumer.close()
+    assert polls_until_slow is not None and polls_until_slow <= 3, polls_until_slow
+
+
 def test_durable_acks_and_acks_none(data_dir):
     with BrokerProcess(data_dir) as broker:
         with Admin(broker.endpoint) as admin:
