@@ -73,40 +73,37 @@ def test_fast_producer_and_stalled_consumer_stay_bounded(broker):
           f"{rss_broker[0]:.0f} -> max {max(rss_broker):.0f} MiB, producer {rss_me[0]:.0f} -> {max(rss_me):.0f} MiB")
 
 
-def test_requests_wait_in_the_producers_not_in_the_broker(data_dir):
+def test_requests_wait_in_the_producers_not_in_the_broker(broker):
     # Three producers, each with 8 partitions x max_in_flight batches of 1 MiB on the wire,
     # meet a broker that was frozen for a second. While it catches up, the broker reads ahead
     # only a few requests per client (server.REQUESTS_QUEUED_PER_CLIENT); the rest wait in the
     # producers' sockets, which hold the very bytes the producers keep for retry anyway.
-    from tests.support.broker_process import BrokerProcess
-
-    with BrokerProcess(data_dir) as broker:
-        with Admin(broker.endpoint) as admin:
-            admin.create_topic("frames", 8, config={"segment_bytes": "256MiB"})
-        broker_proc = psutil.Process(broker.proc.pid)
-        baseline = broker_proc.memory_info().rss / MiB
-        producers = [Producer(broker.endpoint, linger_ms=0, buffer_bytes=96 * MiB) for _ in range(3)]
-        payload = os.urandom(MiB)
-        per_producer = 64
-        broker_proc.suspend()
-        try:
-            for producer in producers:
-                for i in range(per_producer):
-                    producer.send("frames", payload, partition=i % 8)
-            time.sleep(1.0)  # every window fills while the broker is away
-        finally:
-            broker_proc.resume()
-        peak = baseline
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            peak = max(peak, broker_proc.memory_info().rss / MiB)
-            if not any(p.pending() for p in producers):
-                break
-            time.sleep(0.02)
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("frames", 8, config={"segment_bytes": "256MiB"})
+    broker_proc = psutil.Process(broker.proc.pid)
+    baseline = broker_proc.memory_info().rss / MiB
+    producers = [Producer(broker.endpoint, linger_ms=0, buffer_bytes=96 * MiB) for _ in range(3)]
+    payload = os.urandom(MiB)
+    per_producer = 64
+    broker_proc.suspend()
+    try:
         for producer in producers:
-            producer.close()
-        with Admin(broker.endpoint) as admin:
-            stored = sum(admin.list_offset("frames", partition) for partition in range(8))
+            for i in range(per_producer):
+                producer.send("frames", payload, partition=i % 8)
+        time.sleep(1.0)  # every window fills while the broker is away
+    finally:
+        broker_proc.resume()
+    peak = baseline
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        peak = max(peak, broker_proc.memory_info().rss / MiB)
+        if not any(p.pending() for p in producers):
+            break
+        time.sleep(0.02)
+    for producer in producers:
+        producer.close()
+    with Admin(broker.endpoint) as admin:
+        stored = sum(admin.list_offset("frames", partition) for partition in range(8))
     print(f"read-ahead: broker RSS {baseline:.0f} -> max {peak:.0f} MiB while {3 * per_producer} MiB waited")
     assert stored == 3 * per_producer, f"{stored} of {3 * per_producer} records stored"
     # read-ahead bound: 3 clients x 8 requests x 1 MiB, plus the loop's own working set
