@@ -8,7 +8,9 @@ replayed at 1x; the error of each output inter-record interval against the recor
 is reported (p50/p99/max, ms), next to the same figure for ``time.sleep``-paced emission
 (the floor the OS gives a Python process) — the ratio says what the player costs.
 Throughput: the same window at ``--max``, in MB/s, next to the broker's own consumer
-reading it (the ceiling replay can reach) as a ratio. Issue 7's goal: p99 within a few ms.
+reading it and a producer with the replay sink's settings writing the same records; replay
+does both through one broker, so its ceiling is the two one after the other
+(1 / (1/read + 1/write)), reported as a ratio. Issue 7's goal: p99 within a few ms.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import time
 import numpy as np
 
 from broker.client import Consumer, Producer
+from broker.records import Record
 from edge.replay import BrokerSource, ReplayOptions, TopicNaming, prepare_replay
+from edge.replay.player import REPLAY_ID, REPLAY_OFFSET, REPLAY_PARTITION, REPLAY_TOPIC
+from edge.replay.sinks import BrokerSink
 from edge.replay.timespec import WindowSpec
 
 from .broker import start_broker, stop_broker
@@ -76,6 +81,30 @@ def replay_once(endpoint: str, speed: float | None, prefix: str):
     return status, emitted, time.perf_counter() - started
 
 
+def replay_headers(topic: str) -> dict[str, bytes]:
+    """The headers the player adds to every record, at their usual sizes."""
+    return {REPLAY_TOPIC: topic.encode(), REPLAY_PARTITION: b"0", REPLAY_OFFSET: b"123456", REPLAY_ID: b"0123456789ab"}
+
+
+def producer_write_mb_s(endpoint: str, seconds: int) -> float:
+    """The write half of the ceiling: the same records (count, sizes, headers) published
+    as fast as the replay sink's producer settings allow, into topics of their own."""
+    sink = BrokerSink(endpoint, TopicNaming("ceiling."))
+    sink.prepare({topic: 1 for topic, *_ in SENSORS}, {}, same_broker=True)
+    payloads = {topic: os.urandom(size) for topic, _hz, _phase, size in SENSORS}
+    order = sorted((phase + i * 10**9 // hz, topic) for topic, hz, phase, _size in SENSORS for i in range(seconds * hz))
+    started, total = time.perf_counter(), 0
+    try:
+        for ts, topic in order:
+            record = Record(offset=0, timestamp=T0 + ts, key=None, value=payloads[topic], topic=topic)
+            sink.emit(record, {"seq": b"0", **replay_headers(topic)}, T0 + ts)
+            total += len(record.value)
+        sink.flush()
+    finally:
+        sink.close()
+    return total / (time.perf_counter() - started) / 1e6
+
+
 def consumer_read_mb_s(endpoint: str) -> float:
     consumer = Consumer(endpoint, max_wait_ms=50)
     consumer.assign([(t, 0) for t, *_ in SENSORS])
@@ -104,9 +133,13 @@ def main() -> None:
         floor = sleep_paced_errors_ms([ts for ts, _ in emitted])
         max_status, _e, max_wall = replay_once(endpoint, None, "fast.")
         read = consumer_read_mb_s(endpoint)
+        write = producer_write_mb_s(endpoint, seconds)
     finally:
         stop_broker(proc)
     replay_mb_s = max_status.bytes / max_wall / 1e6
+    # replay reads every byte and writes it again through the one broker: its ceiling is
+    # the read and the write done one after the other
+    read_then_write = 1 / (1 / read + 1 / write)
     results = {
         "recorded_s": seconds, "records": status.records, "bytes": nbytes,
         "interval_error_ms": {"p50": float(np.percentile(errors, 50)), "p99": float(np.percentile(errors, 99)),
@@ -115,6 +148,8 @@ def main() -> None:
                            "max": float(floor.max())},
         "wall_s_at_1x": wall, "reanchors": status.reanchors, "player_lateness": status.lateness,
         "max_speed_mb_s": replay_mb_s, "consumer_read_mb_s": read, "max_vs_read": replay_mb_s / read,
+        "producer_write_mb_s": write, "read_then_write_mb_s": read_then_write,
+        "max_vs_read_then_write": replay_mb_s / read_then_write,
     }
     print_table(f"replay timing at 1x over {seconds} s of mixed camera + LiDAR ({status.records} records)", [
         ("interval error p50", f"{results['interval_error_ms']['p50']:.2f} ms",
@@ -128,6 +163,9 @@ def main() -> None:
     print_table("replay at max speed", [
         ("replay", f"{replay_mb_s:.0f} MB/s", "read + republish"),
         ("consumer read", f"{read:.0f} MB/s", f"ratio {results['max_vs_read']:.2f}"),
+        ("producer write", f"{write:.0f} MB/s", "the same records, the sink's producer settings"),
+        ("read, then write", f"{read_then_write:.0f} MB/s",
+         f"ratio {results['max_vs_read_then_write']:.2f} (the ceiling: every byte is read and written)"),
     ])
     print(f"\nresults: {save_results('replay', results)}")
 
