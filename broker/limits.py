@@ -28,12 +28,15 @@ soft limit to the hard one at start; the systemd unit sets 65,536):
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import resource
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BrokerBusyError, ResourceLimitError
+
+logger = logging.getLogger("broker.server")
 
 FDS_PER_SEGMENT = 3
 SEGMENTS_BUDGETED_PER_PARTITION = 2
@@ -126,6 +129,24 @@ class ClientTable:
         self.capacity = capacity
         self.connections = 0
         self._recent: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+
+    def read_monitor(self, monitor, stats: BrokerStats, limiter) -> None:
+        """Apply the ROUTER monitor's pending events: connection count, refused accepts."""
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        from .logs import log_event_limited
+
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_ACCEPTED:
+                self.connections += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.connections = max(0, self.connections - 1)
+            elif event == zmq.EVENT_ACCEPT_FAILED:
+                stats.accept_failures += 1
+                log_event_limited(limiter, logger, logging.ERROR, "accept_failed", connections=self.connections,
+                                  effect="the client retries its connection")
 
     def admit(self, identity: bytes) -> bool:
         """Record a request from ``identity``; False when it must be refused (too many clients)."""

@@ -38,7 +38,6 @@ Guarantees:
 from __future__ import annotations
 
 import argparse
-import errno
 import heapq
 import logging
 import os
@@ -72,7 +71,8 @@ from .limits import (
     ClientTable,
     ReplyBacklog,
 )
-from .logs import RateLimiter, RateLimitFilter, log_event, log_event_limited, setup_logging
+from .background import REPEATED_LOG_INTERVAL_S, BackgroundTasks, DiskFullState
+from .logs import RateLimitFilter, log_event, log_event_limited, setup_logging
 from .memory import HeapTrimmer
 from .storage import DiskGuard, Storage
 from .topic_config import TopicConfig
@@ -94,9 +94,6 @@ REQUESTS_QUEUED_PER_CLIENT = 8
 # dropped reply is a request timeout and a retried batch for the client.
 REPLIES_QUEUED_PER_CLIENT = 10_000
 MAX_FETCH_WAIT_MS = 60_000
-REPEATED_LOG_INTERVAL_S = 60.0  # a lasting condition (full disk, stuck guard) logs once a minute
-DISK_FULL_RETENTION_INTERVAL_S = 1.0  # a refused produce runs the disk guard at most this often
-DISK_SPACE_BACK_BYTES = 4 * 1024 * 1024  # free space that clears ``disk_full`` without a write
 
 
 @dataclass
@@ -141,9 +138,8 @@ class BrokerServer:
         self.stats = BrokerStats()
         self.clients = ClientTable(self.limits.max_clients)
         self.reply_backlog = ReplyBacklog()
-        self.disk_full_since_ns: int | None = None
-        self._last_disk_full_retention = float("-inf")
-        self._log_limiter = RateLimiter(REPEATED_LOG_INTERVAL_S)
+        self.disk = DiskFullState(storage.data_dir, self.stats)
+        self.background = BackgroundTasks(self.stats, self.disk)
         self._monitor: zmq.Socket | None = None
         self._apply_mirror_protection()
 
@@ -194,7 +190,7 @@ class BrokerServer:
             self.last_loop = time.monotonic()
             timeout_ms = self._next_timeout_ms()
             if poller.poll(timeout_ms):
-                self._connection_events()
+                self.clients.read_monitor(self._monitor, self.stats, self.background.limiter)
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
                         frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -249,7 +245,7 @@ class BrokerServer:
         if now - self._last_retention >= RETENTION_INTERVAL_S:
             self._last_retention = now
             self._enforce_retention()
-            self._guarded("disk_check", self._check_disk_space_back)
+            self._guarded("disk_check", self.disk.check_space_back)
             self.reply_backlog.prune()
         self._guarded("heap_trim", self.heap.maybe_trim, now)
 
@@ -264,80 +260,19 @@ class BrokerServer:
         self._guarded("retention", self.storage.enforce_retention)
 
     def _guarded(self, task: str, run: Callable, *args: Any) -> Any:
-        """Run a background task; an error is logged (rate-limited), counted, and the task
-        tried again on its next turn. None when it failed."""
-        try:
-            return run(*args)
-        except Exception as exc:  # noqa: BLE001 - no background task may stop the broker
-            errors = self.stats.background_errors
-            errors[task] = errors.get(task, 0) + 1
-            if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-                self._note_disk_full()
-            log_event_limited(self._log_limiter, logger, logging.ERROR, "background_task_failed", key=task,
-                              task=task, error=repr(exc), failures=errors[task], effect="retried on its next turn")
-            return None
-
-    # -- disk full -----------------------------------------------------------------------
-
-    def _note_disk_full(self) -> None:
-        if self.disk_full_since_ns is None:
-            self.disk_full_since_ns = time.time_ns()
-            log_event(logger, logging.ERROR, "disk_full", data_dir=self.storage.data_dir,
-                      effect="writes refused with DiskFullError until space is back; reads go on")
-
-    def _disk_space_back(self, how: str) -> None:
-        log_event(logger, logging.INFO, "disk_space_back", how=how,
-                  full_for_s=f"{(time.time_ns() - self.disk_full_since_ns) / 1e9:.1f}")
-        self.disk_full_since_ns = None
-
-    def _check_disk_space_back(self) -> None:
-        if self.disk_full_since_ns is not None:
-            usage = os.statvfs(self.storage.data_dir)
-            if usage.f_bavail * usage.f_frsize >= DISK_SPACE_BACK_BYTES:
-                self._disk_space_back("free space")
+        return self.background.run(task, run, *args)  # errors logged, counted, retried next turn
 
     def _append_when_disk_full(self, log, view):
-        """The append after a DiskFullError: once the disk guard has had a chance to free
+        """The append after a DiskFullError: again once the disk guard had a chance to free
         space (at most once a second, not per refused request); else refused."""
-        self._note_disk_full()
-        now = time.monotonic()
-        if now - self._last_disk_full_retention >= DISK_FULL_RETENTION_INTERVAL_S:
-            self._last_disk_full_retention = now
+        self.disk.note()
+        if self.disk.retry_due():
             self._enforce_retention()
             try:
                 return log.append(view)
             except DiskFullError:
                 pass
-        self.stats.disk_full_refusals += 1
-        raise DiskFullError(f"disk full: nothing was written to {log.topic}/{log.partition}; "
-                            "the broker takes writes again as soon as space is freed")
-
-    def _storage_failure(self, exc: OSError) -> BrokerError:
-        """The typed error for an OSError that reached a request handler."""
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            self._note_disk_full()
-            self.stats.disk_full_refusals += 1
-            return DiskFullError(f"disk full: nothing was written ({exc.strerror})")
-        if exc.errno in (errno.EMFILE, errno.ENFILE):
-            return ResourceLimitError(f"out of file descriptors (limit {self.limits.fd_limit}): {exc.strerror}")
-        return StorageError(f"I/O error: {exc.strerror or exc}")
-
-    # -- clients -------------------------------------------------------------------------
-
-    def _connection_events(self) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-
-        while self._monitor.poll(0):
-            event = recv_monitor_message(self._monitor)["event"]
-            if event == zmq.EVENT_ACCEPTED:
-                self.clients.connections += 1
-            elif event == zmq.EVENT_DISCONNECTED:
-                self.clients.connections = max(0, self.clients.connections - 1)
-            elif event == zmq.EVENT_ACCEPT_FAILED:
-                self.stats.accept_failures += 1
-                log_event_limited(self._log_limiter, logger, logging.ERROR, "accept_failed",
-                                  connections=self.clients.connections, fd_limit=self.limits.fd_limit,
-                                  effect="the client retries its connection")
+        raise self.disk.refusal(f"{log.topic}/{log.partition}")
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -373,9 +308,9 @@ class BrokerServer:
         except BrokerError as exc:
             self._reply_error(identity, kind, request_id, exc)
         except OSError as exc:
-            log_event_limited(self._log_limiter, logger, logging.ERROR, "request_io_failed",
+            log_event_limited(self.background.limiter, logger, logging.ERROR, "request_io_failed",
                               key=f"io-{kind}-{exc.errno}", kind=P.REQUEST_TYPES.get(kind, kind), error=repr(exc))
-            self._reply_error(identity, kind, request_id, self._storage_failure(exc))
+            self._reply_error(identity, kind, request_id, self.disk.error_for(exc, self.limits.fd_limit))
         except Exception as exc:  # noqa: BLE001 - the loop must survive any request
             log_event(logger, logging.ERROR, "request_failed", kind=P.REQUEST_TYPES.get(kind, kind), error=repr(exc))
             self._reply_error(identity, kind, request_id, BrokerError(f"internal error: {type(exc).__name__}: {exc}"))
@@ -406,8 +341,8 @@ class BrokerServer:
             result = log.append(view)
         except DiskFullError:
             result = self._append_when_disk_full(log, view)  # the disk guard may free space
-        if self.disk_full_since_ns is not None:
-            self._disk_space_back("a write succeeded")
+        if self.disk.full:
+            self.disk.clear("a write succeeded")
         self._wake_fetches(topic, partition)
         if acks == P.ACKS_NONE:
             return None
@@ -592,7 +527,7 @@ class BrokerServer:
     def _stats_json(self) -> dict[str, Any]:
         """The broker's limits, the counters of what they refused, and the gauges beside them."""
         return {
-            "disk_full": self.disk_full_since_ns is not None, "disk_full_since_ns": self.disk_full_since_ns,
+            "disk_full": self.disk.full, "disk_full_since_ns": self.disk.since_ns,
             "limits": self.limits.to_json(),
             "stats": {**self.stats.to_json(), "connections": self.clients.connections,
                       "parked_fetches": len(self._parked), "unread_reply_bytes": self.reply_backlog.total,
