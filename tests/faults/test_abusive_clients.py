@@ -72,6 +72,7 @@ def test_fetch_reply_is_capped_and_repeats_refused(broker):
     finally:
         sock.close()
     growth = rss(broker) - before
+    print(f"\nfetch of 2**40 bytes: reply {sum(sizes) / MiB:.1f} MiB, broker RSS +{growth / MiB:.0f} MiB")
     assert growth < 2 * MAX_FETCH_REPLY_BYTES, f"broker RSS grew {growth / MiB:.0f} MiB"
     with Admin(broker.endpoint) as admin:
         assert admin.metadata()["broker"]["stats"]["fetch_max_bytes_clamped"] == 1
@@ -92,8 +93,10 @@ def test_parked_fetches_are_capped_per_client_and_in_total(broker):
         assert header.status == BrokerBusyError.code, meta
         busy += 1
     assert not greedy.poll(300), "the parked ones wait for data"
-    assert ping_s(broker.endpoint) < 1.0, "other clients are served at once"
+    latency = ping_s(broker.endpoint)
+    assert latency < 1.0, "other clients are served at once"
     growth = rss(broker) - before
+    print(f"\n{n} long polls: {busy} refused, ping {latency * 1000:.0f} ms, broker RSS +{growth / MiB:.0f} MiB")
     assert growth < 100 * MiB, f"broker RSS grew {growth / MiB:.0f} MiB"
 
     # many clients, each within its own cap, together past the broker's: answered at once, empty
@@ -140,6 +143,7 @@ def test_unread_replies_are_bounded_and_answered_with_errors(broker):
             else:
                 assert header.status == BrokerBusyError.code and "unread" in meta["message"], meta
                 busy += 1
+        print(f"\n{n} unread fetches: peak broker RSS +{peak / MiB:.0f} MiB, {data} answered with data, {busy} BrokerBusy")
         assert busy > 0 and data + busy == n
         assert data * MiB <= 2 * MAX_FETCH_REPLY_BYTES
     finally:

@@ -86,6 +86,9 @@ def test_broker_stays_up_on_a_full_disk_and_writes_resume(small_disk, tmp_path):
             meta = admin.metadata()
         assert meta["broker"]["disk_full"] is False
         assert broker.proc.poll() is None
+        print(f"\nfull disk: {len(acked)} acked before full, refusals {status['broker']['stats']['disk_full_refusals']}, "
+              f"background errors {status['broker']['stats']['background_errors']}, driver drops "
+              f"{runtime.counters.dropped}, next offset after space came back {offset}")
     finally:
         code = broker.stop()
     assert code == 0, broker.log()

@@ -81,6 +81,7 @@ def test_partition_limits_and_fd_exhaustion_never_kill_the_broker(data_dir):
                 assert time.monotonic() < deadline, "clients stay refused after the others left"
                 time.sleep(0.2)
         assert stats["clients_refused"] >= busy
+        print(f"\nfd limit {FD_LIMIT}: {limits}, created {created} partitions, {busy} of {answered} clients refused")
         assert broker.proc.poll() is None
     finally:
         code = broker.stop()

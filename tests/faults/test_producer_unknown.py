@@ -76,6 +76,9 @@ def test_frozen_broker_outcomes_are_delivered_unknown_or_really_failed(broker):
             assert isinstance(exc, BrokerError)
             failed.add(i)
     present = read_all(broker.endpoint, "seq")
+    print(f"\nfrozen broker: {len(futures)} sent, {len(delivered)} delivered, {len(unknown)} unknown "
+          f"({len(unknown & set(present))} of them written), {len(failed)} failed, {len(refused)} refused; "
+          f"{len(present)} in the log")
     assert not failed & set(present), f"{len(failed & set(present))} records reported failed are in the log"
     assert set(present) <= delivered | unknown
     assert unknown, "the freeze outlasted the request timeout: some outcomes were unknown"
