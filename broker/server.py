@@ -659,7 +659,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
 
     _raise_fd_limit()
     # conditions that last (a full disk the guard cannot clear) log once a minute, with counts
-    logging.getLogger("broker.storage").addFilter(RateLimitFilter(("disk_guard_stuck",), REPEATED_LOG_INTERVAL_S))
+    logging.getLogger("broker.retention").addFilter(RateLimitFilter(("disk_guard_stuck",), REPEATED_LOG_INTERVAL_S))
     started = time.perf_counter()
     endpoint = endpoint or f"ipc://{Path(data_dir).resolve()}/broker.sock"
     server_curve = None
