@@ -148,6 +148,22 @@ class ClientTable:
                 log_event_limited(limiter, logger, logging.ERROR, "accept_failed", connections=self.connections,
                                   effect="the client retries its connection")
 
+    def reconcile(self) -> None:
+        """Correct the connection count from the sockets the process holds (all but the
+        listener are client connections): monitor events dropped in a burst cannot leave it
+        wrong for longer than one call."""
+        try:
+            fds = os.listdir("/proc/self/fd")
+        except OSError:
+            return
+        sockets = 0
+        for fd in fds:
+            try:
+                sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            except OSError:
+                continue  # closed meanwhile
+        self.connections = max(0, sockets - 1)
+
     def admit(self, identity: bytes) -> bool:
         """Record a request from ``identity``; False when it must be refused (too many clients)."""
         recent = self._recent

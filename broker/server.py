@@ -247,6 +247,7 @@ class BrokerServer:
             self._enforce_retention()
             self._guarded("disk_check", self.disk.check_space_back)
             self.reply_backlog.prune()
+            self._guarded("connection_count", self.clients.reconcile)
         self._guarded("heap_trim", self.heap.maybe_trim, now)
 
     def _expire_parked(self, now: float) -> None:
