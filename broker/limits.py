@@ -31,6 +31,7 @@ import collections
 import logging
 import os
 import resource
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,32 +180,63 @@ class ClientTable:
 
 
 class ReplyBacklog:
-    """Fetch reply bytes given to ZeroMQ and not yet written to each client's socket."""
+    """Fetch reply bytes given to ZeroMQ and not yet written to each client's socket.
 
-    def __init__(self):
+    ZeroMQ writes one client's messages in order, so one tracked reply (its tracker is done
+    once ZeroMQ has written it) vouches for every reply before it. Replies of
+    ``TRACK_FROM_BYTES`` or more (already zero-copy) are each tracked; smaller ones are
+    counted untracked until ``TRACK_FROM_BYTES`` of them have gathered, then the next one is
+    tracked for them all: small fetches do not pay for a tracker each."""
+
+    TRACK_FROM_BYTES = 64 * 1024  # zmq.COPY_THRESHOLD: larger replies are sent zero-copy anyway
+    UNTRACKED_FORGET_S = 60.0  # untracked bytes of a client that stopped fetching: written or gone
+
+    def __init__(self, clock=time.monotonic):
         self._pending: dict[bytes, collections.deque] = {}
+        self._untracked: dict[bytes, list] = {}  # identity -> [bytes, last added]
+        self._clock = clock
         self.total = 0
 
-    def add(self, identity: bytes, tracker, nbytes: int) -> None:
-        if tracker.done:
-            return
-        self._pending.setdefault(identity, collections.deque()).append((tracker, nbytes))
+    def wants_tracker(self, identity: bytes, nbytes: int) -> bool:
+        untracked = self._untracked.get(identity)
+        return nbytes + (untracked[0] if untracked else 0) >= self.TRACK_FROM_BYTES
+
+    def add_untracked(self, identity: bytes, nbytes: int) -> None:
+        entry = self._untracked.setdefault(identity, [0, 0.0])
+        entry[0] += nbytes
+        entry[1] = self._clock()
         self.total += nbytes
 
+    def add(self, identity: bytes, tracker, nbytes: int) -> None:
+        """A tracked reply of ``nbytes``; it vouches for the untracked ones sent before it."""
+        folded = self._untracked.pop(identity, [0])[0]
+        self.total += nbytes
+        if tracker.done:
+            self.total -= nbytes + folded
+            return
+        self._pending.setdefault(identity, collections.deque()).append((tracker, nbytes + folded))
+
     def unread(self, identity: bytes) -> int:
+        untracked = self._untracked.get(identity)
+        unread = untracked[0] if untracked else 0
         pending = self._pending.get(identity)
         if not pending:
-            return 0
+            return unread
         while pending and pending[0][0].done:  # ZeroMQ writes a client's replies in order
             self.total -= pending.popleft()[1]
         if not pending:
             del self._pending[identity]
-            return 0
-        return sum(n for _, n in pending)
+            return unread
+        return unread + sum(n for _, n in pending)
 
     def prune(self) -> None:
         for identity in list(self._pending):
             self.unread(identity)
+        stale = self._clock() - self.UNTRACKED_FORGET_S
+        for identity, (nbytes, last) in list(self._untracked.items()):
+            if last < stale:
+                del self._untracked[identity]
+                self.total -= nbytes
 
     def check(self, identity: bytes) -> None:
         """Raise BrokerBusyError when ``identity`` may not be sent more fetch data now."""

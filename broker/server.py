@@ -415,15 +415,20 @@ class BrokerServer:
         return True
 
     def _send_fetch_reply(self, identity: bytes, reply: list) -> None:
-        """Send a fetch reply, its data tracked as unread until ZeroMQ has written it (the
-        tracker of its last frame with data: ZeroMQ writes a message's frames in order)."""
-        last = max((i for i in range(2, len(reply)) if len(reply[i])), default=None)
-        if last is None:
+        """Send a fetch reply, its data counted as unread until ZeroMQ has written it (see
+        ReplyBacklog: the tracker of its last frame with data, for large replies and one in
+        many small ones; ZeroMQ writes a message's frames, and a client's messages, in order)."""
+        nbytes = sum(len(f) for f in reply[2:])
+        if not nbytes:
             self._send(identity, reply)
-            return
-        tracked = zmq.Frame(reply[last], copy=False, track=True)
-        self._send(identity, [*reply[:last], tracked, *reply[last + 1:]])
-        self.reply_backlog.add(identity, tracked.tracker, sum(len(f) for f in reply[2:]))
+        elif not self.reply_backlog.wants_tracker(identity, nbytes):
+            self._send(identity, reply)
+            self.reply_backlog.add_untracked(identity, nbytes)
+        else:
+            last = max(i for i in range(2, len(reply)) if len(reply[i]))
+            tracked = zmq.Frame(reply[last], copy=False, track=True)
+            self._send(identity, [*reply[:last], tracked, *reply[last + 1:]])
+            self.reply_backlog.add(identity, tracked.tracker, nbytes)
 
     def _read_fetch(self, fetch: ParkedFetch) -> tuple[list, bool]:
         budget = fetch.meta.get("max_bytes", 4 * 1024 * 1024)
