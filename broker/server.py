@@ -201,12 +201,14 @@ class BrokerServer:
         self.shutdown()
 
     def shutdown(self) -> None:
-        self.storage.flush_all()
+        # a full disk must not turn a clean stop into a traceback: what fails is logged, the
+        # next start recovers from the files as after a crash
+        self._guarded("shutdown_flush", self.storage.flush_all)
         self._complete_durable_waiters()
         for fetch in self._parked:
-            self._answer_fetch(fetch)
+            self._guarded("shutdown_fetch", self._answer_fetch, fetch)
         self._parked.clear()
-        self.storage.close()
+        self._guarded("shutdown_close", self.storage.close)
         if self._monitor is not None and self.socket is not None:
             self.socket.disable_monitor()
             self._monitor.close(linger=0)
