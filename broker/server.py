@@ -128,6 +128,10 @@ class BrokerServer:
         self.socket: zmq.Socket | None = None
         self._stopping = False
         self._parked: list[ParkedFetch] = []
+        # (topic, partition) -> parked fetches listing it; may count fetches already gone
+        # (then a produce scans for nothing), never misses one: a produce to a partition no
+        # fetch waits for costs one lookup, however many fetches are parked
+        self._parked_on: dict[tuple[str, int], int] = {}
         self._durable_waiters: list[DurableWaiter] = []
         self._last_retention = 0.0
         self.heap = HeapTrimmer()  # freed batches back to the OS once a second (broker.memory)
@@ -256,6 +260,7 @@ class BrokerServer:
         due = [f for f in self._parked if f.deadline <= now]
         if due:
             self._parked = [f for f in self._parked if f.deadline > now]
+            self._unpark(due)
             for fetch in due:
                 self._answer_fetch(fetch)
 
@@ -401,6 +406,8 @@ class BrokerServer:
         reply, has_data = self._read_fetch(fetch)
         if not has_data and wait_ms > 0 and self._may_park(identity, len(parts)):
             self._parked.append(fetch)
+            for key in listed:
+                self._parked_on[key] = self._parked_on.get(key, 0) + 1
         else:
             self._send_fetch_reply(identity, reply)
         return None
@@ -473,15 +480,25 @@ class BrokerServer:
         self._send_fetch_reply(fetch.identity, reply)
 
     def _wake_fetches(self, topic: str, partition: int) -> None:
-        if not self._parked:
+        if not self._parked or (topic, partition) not in self._parked_on:
             return
-        keep = []
+        keep, woken = [], []
         for fetch in self._parked:
             if any(t == topic and p == partition for t, p, _ in fetch.meta["partitions"]):
-                self._answer_fetch(fetch)
+                woken.append(fetch)
             else:
                 keep.append(fetch)
         self._parked = keep
+        self._unpark(woken)
+        for fetch in woken:
+            self._answer_fetch(fetch)
+
+    def _unpark(self, fetches: list[ParkedFetch]) -> None:
+        for fetch in fetches:
+            for t, p, _ in fetch.meta["partitions"]:
+                left = self._parked_on.pop((t, p), 0) - 1
+                if left > 0:
+                    self._parked_on[(t, p)] = left
 
     # -- offsets, metadata, topics -------------------------------------------------------
 
