@@ -32,6 +32,10 @@ class TopicConfig(BaseModel):
         "interval", description="fsync after every batch, every flush_interval, or leave it to the OS"
     )
     flush_interval_ns: DurationNs = Field(200 * 10**6, alias="flush_interval")
+    max_future_skew_ns: DurationNs = Field(
+        3600 * 10**9, alias="max_future_skew",
+        description="a record stamped more than this after its append is flagged and left out of time lookups",
+    )
     max_record_bytes: Size = Field(DEFAULT_MAX_RECORD_BYTES, description="largest record accepted")
     priority: int = Field(
         5, ge=0, le=100, description="disk guard deletes from low-priority topics first"
@@ -44,7 +48,7 @@ class TopicConfig(BaseModel):
         # one record may carry up to max_record_bytes plus key, headers and framing
         return self.max_record_bytes + 1024 * 1024
 
-    @field_serializer("segment_ns", "retention_ns", "flush_interval_ns")
+    @field_serializer("segment_ns", "retention_ns", "flush_interval_ns", "max_future_skew_ns")
     def _serialize_duration(self, ns: int | None) -> str | None:
         # durations leave as exact strings ("200ms") so that dumps validate back unchanged
         return None if ns is None else format_duration_ns(ns)

@@ -14,6 +14,10 @@ Guarantees:
   Closed segments were fsynced when rolled; their indexes get a cheap structural check and
   are rebuilt from the log when missing or inconsistent.
 - Retention never removes the active segment, so ``next_offset`` survives any deletion.
+- ``offset_for_time(T)``: Kafka's rule, the first offset whose capture time is >= T (then
+  everything after it), robust to clocks stepping back (the time index keeps the running
+  maximum) and to far-future stamps (flagged, counted in ``future_records``, logged as
+  ``future_timestamp`` and left out of lookups: see segment.py).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self._bases: list[int] = []
         self.protected_offset: int | None = None
+        self.future_records = 0  # future-stamped records appended since open (segment.py): kept, flagged
         directory.mkdir(parents=True, exist_ok=True)
         self.report = self._load(recovery_point)
         self.durable_offset = self.next_offset
@@ -112,11 +117,11 @@ class PartitionLog:
         bases = segment_base_offsets(self.directory)
         interval = self.config.index_interval_bytes
         if not bases:
-            self._add_segment(Segment.create(self.directory, 0, interval))
+            self._add_segment(self._configured(Segment.create(self.directory, 0, interval)))
             fsync_dir(self.directory)
             return report
         for i, base in enumerate(bases):
-            seg = Segment(self.directory, base, interval)
+            seg = self._configured(Segment(self.directory, base, interval))
             seg.size = os.path.getsize(seg.log_path)
             if i < len(bases) - 1:
                 self._load_closed(seg, bases[i + 1], report)
@@ -204,6 +209,10 @@ class PartitionLog:
         if not clean:
             seg.flush()  # what survived the crash is now durable
 
+    def _configured(self, seg: Segment) -> Segment:
+        seg.future_skew_ns = self.config.max_future_skew_ns
+        return seg
+
     def _add_segment(self, seg: Segment) -> None:
         self.segments.append(seg)
         self._bases.append(seg.base_offset)
@@ -222,7 +231,14 @@ class PartitionLog:
         now = append_time_ns if append_time_ns is not None else time.time_ns()
         self._maybe_roll(header.batch_length, now)
         base = self.next_offset
+        future_before = self.active.future_records
         self.active.append(view, header, base, now)
+        future = self.active.future_records - future_before
+        if future:
+            self.future_records += future
+            log_event(logger, logging.WARNING, "future_timestamp", topic=self.topic, partition=self.partition,
+                      base_offset=base, records=future, max_timestamp=header.max_timestamp, append_time=now,
+                      max_future_skew_ns=self.config.max_future_skew_ns)
         self._dirty = True
         durable = False
         if self.config.flush == "batch":
@@ -241,7 +257,7 @@ class PartitionLog:
 
     def roll(self) -> None:
         old = self.active
-        new = Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes)
+        new = self._configured(Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes))
         old.close_for_append()  # fsyncs: everything in closed segments is durable
         self._add_segment(new)
         fsync_dir(self.directory)
