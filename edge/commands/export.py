@@ -40,6 +40,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--vehicle", help="the vehicle whose topics to read from Kafka (with --kafka)")
     parser.add_argument("--kafka-template", default=None,
                         help="Kafka topic name template (default: vehicles.{vehicle}.{topic})")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="exit 0 even when records of the window were no longer in the log (still reported)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_endpoint_args(parser)
@@ -135,4 +137,20 @@ def run(args) -> int:
         bar.clear()
         source.close()
     print(json.dumps(result, indent=2) if args.json else summary(result))
-    return 0
+    return _missing_status(result, args.allow_gaps)
+
+
+def _missing_status(result: dict, allow_gaps: bool) -> int:
+    """Exit status of a finished export: 3 when records of the window were no longer in
+    the log (deleted by retention), unless ``--allow-gaps``; the stderr line says which."""
+    from edge.replay.sources import MISSING_RECORDS_EXIT, describe_missing
+
+    missing = result.get("missing") or {}
+    if not missing.get("records"):
+        return 0
+    line = describe_missing(missing)
+    if allow_gaps:
+        print(f"edge export: warning: {line} (--allow-gaps)", file=sys.stderr)
+        return 0
+    print(f"edge export: incomplete: {line}; the export holds the rest (--allow-gaps accepts this)", file=sys.stderr)
+    return MISSING_RECORDS_EXIT

@@ -49,6 +49,8 @@ def add_parser(subparsers) -> None:
                         help="stamp replayed records with the host clock (original time in replay.capture_ns)")
     parser.add_argument("--no-control", action="store_true", help="ignore stdin")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="exit 0 even when records of the window were no longer in the log (still reported)")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
 
@@ -224,5 +226,15 @@ def run(args) -> int:
         err.write(_progress_line(status) + "\n")
     summary = status.to_json()
     summary["destinations"] = session.destinations
+    summary["missing"] = session.missing.to_json()
     print(json.dumps(summary), flush=True)
+    if session.missing.count:
+        from edge.replay.sources import MISSING_RECORDS_EXIT, describe_missing
+
+        line = describe_missing(summary["missing"])
+        if args.allow_gaps:
+            err.write(f"edge replay: warning: {line} (--allow-gaps)\n")
+            return 0
+        err.write(f"edge replay: incomplete: {line}; the rest was replayed (--allow-gaps accepts this)\n")
+        return MISSING_RECORDS_EXIT
     return 0
