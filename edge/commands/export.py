@@ -111,7 +111,7 @@ def summary(result: dict) -> str:
 def run(args) -> int:
     from edge.drives import resolve_drive
     from edge.export import ExportError, export_window, infer_format, plan_export
-    from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, open_source
+    from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, missing_exit_status, open_source
     from edge.replay.timespec import TimeSpecError, parse_window
 
     fmt = infer_format(args.out, args.format)
@@ -137,20 +137,5 @@ def run(args) -> int:
         bar.clear()
         source.close()
     print(json.dumps(result, indent=2) if args.json else summary(result))
-    return _missing_status(result, args.allow_gaps)
+    return missing_exit_status("export", result["missing"], args.allow_gaps, sys.stderr)
 
-
-def _missing_status(result: dict, allow_gaps: bool) -> int:
-    """Exit status of a finished export: 3 when records of the window were no longer in
-    the log (deleted by retention), unless ``--allow-gaps``; the stderr line says which."""
-    from edge.replay.sources import MISSING_RECORDS_EXIT, describe_missing
-
-    missing = result.get("missing") or {}
-    if not missing.get("records"):
-        return 0
-    line = describe_missing(missing)
-    if allow_gaps:
-        print(f"edge export: warning: {line} (--allow-gaps)", file=sys.stderr)
-        return 0
-    print(f"edge export: incomplete: {line}; the export holds the rest (--allow-gaps accepts this)", file=sys.stderr)
-    return MISSING_RECORDS_EXIT

@@ -158,6 +158,7 @@ def _control_keys(player, done: threading.Event) -> None:
 def run(args) -> int:
     from edge.drives import resolve_drive
     from edge.replay import ReplayOptions, TopicNaming, open_source, parse_remap, parse_window, prepare_replay
+    from edge.replay.sources import missing_exit_status
 
     endpoint = resolve_endpoint(args)
     remap = parse_remap(args.remap)
@@ -228,13 +229,4 @@ def run(args) -> int:
     summary["destinations"] = session.destinations
     summary["missing"] = session.missing.to_json()
     print(json.dumps(summary), flush=True)
-    if session.missing.count:
-        from edge.replay.sources import MISSING_RECORDS_EXIT, describe_missing
-
-        line = describe_missing(summary["missing"])
-        if args.allow_gaps:
-            err.write(f"edge replay: warning: {line} (--allow-gaps)\n")
-            return 0
-        err.write(f"edge replay: incomplete: {line}; the rest was replayed (--allow-gaps accepts this)\n")
-        return MISSING_RECORDS_EXIT
-    return 0
+    return missing_exit_status("replay", summary["missing"], args.allow_gaps, err)

@@ -154,7 +154,7 @@ def export_window(source: RecordSource, partitions: Sequence[TopicPartition], wi
         if counts.written == 0:
             names = ", ".join(sorted({tp[0] for tp in partitions}))
             span = f"{format_ns(window.start_ns)} .. {format_ns(window.end_ns)}"
-            if counts.records == 0 and counts.missing.count:
+            if counts.records == 0 and counts.missing:
                 raise ExportError(f"the window {span} of {names}: {counts.missing.describe()}: nothing exported")
             if counts.records == 0:
                 raise ExportError(f"the window {span} holds no records of {names}: nothing exported")

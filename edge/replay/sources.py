@@ -45,7 +45,7 @@ from broker.records import Record
 
 from .errors import SourceError
 from .merge import MergedStream
-from .timespec import OffsetPoint, Window, WindowSpec
+from .timespec import EARLIEST_NS, OffsetPoint, Window, WindowSpec
 
 TopicPartition = tuple[str, int]
 
@@ -62,6 +62,9 @@ class MissingRecords:
 
     def __init__(self) -> None:
         self.ranges: dict[TopicPartition, list[tuple[int, int]]] = {}
+        # partitions whose window starts before the oldest record kept: retention deleted
+        # records before ``log_start`` that may have been in the window (how many is unknown)
+        self.before_log_start: dict[TopicPartition, int] = {}
 
     def note(self, tp: TopicPartition, start: int, end: int) -> None:
         if end <= start:
@@ -74,15 +77,24 @@ class MissingRecords:
                 merged.append((lo, hi))
         self.ranges[tp] = merged
 
+    def note_before_log_start(self, tp: TopicPartition, log_start: int) -> None:
+        self.before_log_start[tp] = log_start
+
     @property
     def count(self) -> int:
+        """Records known to be missing (``before_log_start`` adds an unknown number)."""
         return sum(hi - lo for ranges in self.ranges.values() for lo, hi in ranges)
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges or self.before_log_start)
 
     def to_json(self) -> dict[str, Any]:
         """``{"records": N, "ranges": [{"topic", "partition", "start", "end"}]}`` (end exclusive)."""
         return {"records": self.count,
                 "ranges": [{"topic": tp[0], "partition": tp[1], "start": lo, "end": hi}
-                           for tp, ranges in sorted(self.ranges.items()) for lo, hi in ranges]}
+                           for tp, ranges in sorted(self.ranges.items()) for lo, hi in ranges],
+                "before_log_start": [{"topic": tp[0], "partition": tp[1], "log_start": start}
+                                     for tp, start in sorted(self.before_log_start.items())]}
 
     def describe(self) -> str:
         return describe_missing(self.to_json())
@@ -90,10 +102,31 @@ class MissingRecords:
 
 def describe_missing(missing: dict[str, Any], limit: int = 5) -> str:
     """One line for ``MissingRecords.to_json()`` (also as found in a result or summary)."""
+    parts = []
     spans = [f"{r['topic']}:{r['partition']}:{r['start']}-{r['end'] - 1}" for r in missing["ranges"]]
-    more = f" and {len(spans) - limit} more" if len(spans) > limit else ""
-    return (f"{missing['records']} records of the window were no longer in the log (deleted by retention): "
-            f"offsets {', '.join(spans[:limit])}{more}")
+    if spans:
+        more = f" and {len(spans) - limit} more" if len(spans) > limit else ""
+        parts.append(f"{missing['records']} records of the window were no longer in the log (deleted by "
+                     f"retention): offsets {', '.join(spans[:limit])}{more}")
+    before = [f"{b['topic']}:{b['partition']} (log starts at {b['log_start']})" for b in missing.get("before_log_start", ())]
+    if before:
+        parts.append(f"the window starts before the oldest record kept of {', '.join(before[:limit])}: "
+                     f"older records that may belong to it were deleted by retention")
+    return "; ".join(parts)
+
+
+def missing_exit_status(command: str, missing: dict[str, Any], allow_gaps: bool, err: Any) -> int:
+    """Exit status of a replay or export that finished: ``MISSING_RECORDS_EXIT`` when
+    ``missing`` (``MissingRecords.to_json()``) reports anything, unless ``allow_gaps``;
+    either way a line on ``err`` says what was missing."""
+    if not (missing.get("ranges") or missing.get("before_log_start")):
+        return 0
+    line = describe_missing(missing)
+    if allow_gaps:
+        err.write(f"edge {command}: warning: {line} (--allow-gaps)\n")
+        return 0
+    err.write(f"edge {command}: incomplete: {line}; the rest was {command}ed (--allow-gaps accepts this)\n")
+    return MISSING_RECORDS_EXIT
 
 
 class PartitionStream(ABC):
@@ -336,7 +369,7 @@ class _BrokerPartitionStream(PartitionStream):
         self.consumer = consumer = Consumer(self.source.endpoint, fetch_max_bytes=self.read_ahead_bytes,
                                             max_wait_ms=100, timeout_s=self.source.timeout_s)
         consumer.assign([self.tp])
-        expected = self._skip_deleted(expected, stop)
+        expected = self._skip_deleted(expected, stop, at_open=True)
         consumer.seek(topic, partition, expected)
         last_progress = time.monotonic()
         try:
@@ -365,13 +398,17 @@ class _BrokerPartitionStream(PartitionStream):
         finally:
             self.close()
 
-    def _skip_deleted(self, expected: int, stop: int) -> int:
+    def _skip_deleted(self, expected: int, stop: int, *, at_open: bool = False) -> int:
         """Where reading continues: ``expected``, or the log start when retention removed
-        the records from ``expected`` on (the hole is noted)."""
+        the records from ``expected`` on (the hole is noted). At open, a time window whose
+        first record is the oldest one kept may have lost older ones: noted too."""
         log_start = self.source.admin.list_offset(self.tp[0], self.tp[1], "earliest")
         if log_start > expected:
             self.missing.note(self.tp, expected, min(log_start, stop))
             return min(log_start, stop)
+        if (at_open and expected == log_start > 0 and self.tp not in self.window.start_offsets
+                and self.window.start_ns > EARLIEST_NS):
+            self.missing.note_before_log_start(self.tp, log_start)
         return expected
 
 
