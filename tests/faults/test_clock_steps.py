@@ -25,9 +25,12 @@ STAMPS = ([T0 + i * 50 * MS for i in range(20)] + [T0 - 1000 * MS + i * 50 * MS 
 def record_stepped_clock(endpoint: str, *, one_batch: bool = False) -> None:
     with Admin(endpoint) as admin:
         admin.create_topic("camera.front", 1)
-    with Producer(endpoint, linger_ms=0 if not one_batch else 1000, acks="durable") as producer:
-        pending = [producer.send("camera.front", b"frame-%02d" % i, headers={"i": str(i)}, timestamp_ns=ts)
-                   for i, ts in enumerate(STAMPS)]
+    with Producer(endpoint, linger_ms=1000 if one_batch else 0, acks="durable") as producer:
+        pending = []
+        for i, ts in enumerate(STAMPS):
+            pending.append(producer.send("camera.front", b"frame-%02d" % i, headers={"i": str(i)}, timestamp_ns=ts))
+            if not one_batch:  # one batch per record
+                pending[-1].result(10)
         producer.flush(10)
         for future in pending:
             future.result(10)
