@@ -109,7 +109,7 @@ def summary(result: dict) -> str:
 
 
 def run(args) -> int:
-    from edge.drives import resolve_drive
+    from edge.drives import drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
     from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, missing_exit_status, open_source
     from edge.replay.timespec import TimeSpecError, parse_window
@@ -119,7 +119,7 @@ def run(args) -> int:
         endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
     else:
         endpoint = resolve_endpoint(args)
-    resolver = partial(resolve_drive, endpoint) if endpoint else None
+    resolver = partial(drive_resolution, endpoint) if endpoint else None
     try:
         spec = parse_window(args.start, args.end, drive=args.drive, resolver=resolver)
     except TimeSpecError as exc:

@@ -156,7 +156,7 @@ def _control_keys(player, done: threading.Event) -> None:
 
 
 def run(args) -> int:
-    from edge.drives import resolve_drive
+    from edge.drives import drive_resolution
     from edge.replay import ReplayOptions, TopicNaming, open_source, parse_remap, parse_window, prepare_replay
     from edge.replay.sources import missing_exit_status
 
@@ -168,7 +168,7 @@ def run(args) -> int:
         return 2
     try:
         spec = parse_window(args.start, args.end, drive=args.drive,
-                            resolver=lambda name: resolve_drive(endpoint, name))
+                            resolver=lambda name: drive_resolution(endpoint, name))
     except ValueError as exc:  # TimeSpecError: a time argument that is not one of the forms
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2

@@ -233,8 +233,8 @@ def select_partitions(source: RecordSource, patterns: Sequence[str], *,
 
 def resolve_window(source: RecordSource, spec: WindowSpec, partitions: Sequence[TopicPartition]) -> Window:
     """Turn offset bounds into capture times (reading the one record each names)."""
-    start_offsets: dict[TopicPartition, int] = {}
-    end_offsets: dict[TopicPartition, int] = {}
+    start_offsets = {tp: off for tp, off in spec.drive_start_offsets.items() if tp in partitions}
+    end_offsets = {tp: off for tp, off in spec.drive_end_offsets.items() if tp in partitions}
     start, end = spec.start, spec.end
     if isinstance(start, OffsetPoint):
         tp = (start.topic, start.partition)

@@ -99,3 +99,30 @@ def test_a_far_future_stamp_neither_ends_a_drive_nor_hides_the_next(broker, tmp_
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["records"] == 50 and result["written"] == 50 and result["missing"]["records"] == 0
+
+
+def test_drives_are_delimited_by_offsets_not_by_sensor_clocks(broker, tmp_path):
+    """A camera whose clock is two days behind (no GNSS fix yet) and one that jumps back
+    mid-drive: by capture time drive A would hold none of its records and drive B some of
+    A's; by the offsets in the drive records each holds exactly its own 40."""
+    ep = broker.endpoint
+    day = 24 * 3600 * 10**9
+    frame = {"encoding": "bgr8", "width": "2", "height": "2"}
+    with Producer(ep, linger_ms=0, acks="durable") as producer:
+        for name, skew in (("drive-a", -2 * day), ("drive-b", 0)):
+            record_event(ep, "start", name)
+            for i in range(40):
+                producer.send("camera.front", bytes(12), headers={**frame, "drive": name},
+                              timestamp_ns=time.time_ns() + skew - (10**9 if i == 20 else 0))
+            producer.flush(10)
+            record_event(ep, "stop", name)
+    a, b = list_drives(ep)
+    assert a.topics["camera.front"]["records"] == 40 and b.topics["camera.front"]["records"] == 40
+    assert a.start_offsets == {} and a.end_offsets == {"camera.front": [40]} and b.start_offsets == a.end_offsets
+    for name in ("drive-a", "drive-b"):
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "export", "--topics", "camera.front", "--drive", name,
+                               "--out", str(out), "--json", "--quiet", "--endpoint", ep],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["records"] == 40
