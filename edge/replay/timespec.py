@@ -18,7 +18,8 @@ Accepted forms (``parse_point``):
 
 Guarantees: parsing never touches the broker except through ``resolver``; every refusal
 is a ``TimeSpecError`` (a ``ValueError``) naming the text and the accepted forms. Windows
-are half-open: ``[start, end)`` in capture time.
+are half-open, ``[start, end)``: per partition, the offsets from the first whose capture time
+is >= start to the first whose capture time is >= end (Kafka's rule, edge.replay.sources).
 """
 
 from __future__ import annotations
