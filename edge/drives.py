@@ -7,7 +7,8 @@ stopped (power cut) ends where the next one starts, or is ``open`` if it is the 
 
 A drive is delimited by offsets, not by capture times (which a sensor clock can step or
 stamp years ahead): ``offsets`` is ``{topic: [next offset per partition]}`` of every
-non-internal topic when the event was written, so a drive holds, per partition, the
+non-internal topic when the event was written (events written with an explicit time,
+i.e. backfilled, carry none), so a drive holds, per partition, the
 records from its start event's offset to its end's (the next start's for an interrupted
 drive, the log end for an open one); a topic that is missing from the start event was
 created during the drive and counts from offset 0. Records written before this field
@@ -58,8 +59,8 @@ class Drive:
     def offset_range(self, topic: str, partition: int, log_end: int) -> tuple[int, int] | None:
         """This drive's offsets ``[start, end)`` of a partition (module docstring), or None
         when its events carry no offsets (then times decide)."""
-        if self.start_offsets is None:
-            return None
+        if self.start_offsets is None or (self.end_offsets is None and self.end_ns is not None):
+            return None  # an event without offsets: the drive is a time window
         start = _offset_at(self.start_offsets, topic, partition, default=0)
         end = log_end if self.end_offsets is None else _offset_at(self.end_offsets, topic, partition, default=0)
         return min(start, log_end), min(max(start, end), log_end)
@@ -67,12 +68,13 @@ class Drive:
     def offset_bounds(self, topics: dict[str, list[int]]) -> tuple[dict, dict] | None:
         """Start and end offsets per (topic, partition) of ``topics`` (name -> log end per
         partition), as a window takes them; None when the events carry no offsets."""
-        if self.start_offsets is None:
-            return None
         starts, ends = {}, {}
         for name, log_ends in topics.items():
             for partition, log_end in enumerate(log_ends):
-                starts[(name, partition)], ends[(name, partition)] = self.offset_range(name, partition, log_end)
+                bounds = self.offset_range(name, partition, log_end)
+                if bounds is None:
+                    return None
+                starts[(name, partition)], ends[(name, partition)] = bounds
         return starts, ends
 
 
@@ -100,10 +102,10 @@ def record_event(endpoint: str, event: str, name: str, *, reason: str = "", vehi
     """Write a start or stop record durably; returns its offset."""
     if event not in ("start", "stop"):
         raise ValueError("event must be 'start' or 'stop'")
-    with Admin(endpoint, timeout_s=5.0) as admin:
-        offsets = _log_ends(admin)
-    body = {"event": event, "drive": name, "time_ns": time_ns or time.time_ns(), "reason": reason, "vehicle": vehicle,
-            "offsets": offsets}
+    body = {"event": event, "drive": name, "time_ns": time_ns or time.time_ns(), "reason": reason, "vehicle": vehicle}
+    if time_ns is None:  # an event of this moment; a given time (a backfill) is a time, not these offsets
+        with Admin(endpoint, timeout_s=5.0) as admin:
+            body["offsets"] = _log_ends(admin)
     with Producer(endpoint, acks="durable", linger_ms=0, request_timeout_s=5.0) as producer:
         return producer.send(DRIVES_TOPIC, json.dumps(body).encode(), key=name.encode(),
                              timestamp_ns=body["time_ns"]).result(10).offset

@@ -46,16 +46,9 @@ def data_span(source: RecordSource, partitions: Sequence[TopicPartition], window
     even for ``--start earliest --end now``."""
     if not isinstance(source, BrokerSource):
         return window.start_ns, window.end_ns
-    admin = source.admin
     firsts, lasts = [], []
-    for topic, partition in partitions:
-        tp = (topic, partition)
-        first = window.start_offsets.get(tp)
-        if first is None:
-            first = admin.list_offset(topic, partition, "timestamp", max(0, window.start_ns))
-        stop = window.end_offsets.get(tp)
-        if stop is None:
-            stop = admin.list_offset(topic, partition, "timestamp", window.end_ns)
+    for tp in partitions:
+        first, stop = source.offset_range(tp, window)
         if stop <= first:
             continue
         ts_first = source.timestamp_at(tp, first)

@@ -575,8 +575,12 @@ class _KafkaPartitionStream(PartitionStream):
         first = (src.kafka_offset_for_source(self.tp, start_offset) if start_offset is not None
                  else src.offset_for_time(self.tp, self.window.start_ns))
         end_offset = self.window.end_offsets.get(self.tp)
-        if end_offset is None:  # Kafka's rule for the end too (module docstring)
-            stop = min(stop, src.offset_for_time(self.tp, self.window.end_ns))
+        # Kafka's rule at the capture time's ns precision (module docstring): Kafka's own
+        # lookups are in ms, so each bound is found from the ms answer on, which is at or
+        # before the exact one: skip until the first record at or after the start, stop at
+        # the first record from the end's ms answer on that is at or after the end
+        end_from = stop if end_offset is not None else src.offset_for_time(self.tp, self.window.end_ns)
+        started = start_offset is not None
         if first >= stop:
             return
         kb = max(1, self.read_ahead_bytes // 1024)
@@ -598,8 +602,14 @@ class _KafkaPartitionStream(PartitionStream):
                         return
                     raise SourceError(f"{src.description}: {self.tp[0]}:{self.tp[1]}: {msg.error()}")
                 record = src.to_record(msg, self.tp[0])
-                if msg.offset() >= stop or (end_offset is not None and record.offset >= end_offset):
+                if end_offset is not None and record.offset >= end_offset:
                     return
+                if msg.offset() >= end_from and record.timestamp >= self.window.end_ns:
+                    return
+                if not started:
+                    if record.timestamp < self.window.start_ns:
+                        continue
+                    started = True
                 yield record
                 if msg.offset() + 1 >= stop:
                     return
