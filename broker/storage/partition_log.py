@@ -83,6 +83,17 @@ class PartitionLog:
     # -- properties ----------------------------------------------------------------------
 
     @property
+    def config(self) -> TopicConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: TopicConfig) -> None:
+        # a reconfigured max_future_skew applies to the next appends and lookups (FORMAT.md)
+        self._config = value
+        for seg in getattr(self, "segments", ()):
+            self._configured(seg)
+
+    @property
     def active(self) -> Segment:
         return self.segments[-1]
 

@@ -79,5 +79,8 @@ def test_future_skew_is_configurable(tmp_path):
     lenient = open_log(tmp_path / "lenient")  # default 1 h: 10 minutes is a clock, not a lie
     fill(lenient, stamps, 1)
     assert lenient.future_records == 0 and lenient.offset_for_time(now + MS) == 1
+    lenient.config = TopicConfig(max_future_skew="1m")  # reconfigured: from now on
+    fill(lenient, [now + 20 * 60 * 10**9], 1)
+    assert lenient.future_records == 1 and lenient.offset_for_time(now + 11 * 60 * 10**9) is None
     with pytest.raises(ValueError):
         TopicConfig(max_future_skew="soon")
