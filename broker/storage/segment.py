@@ -342,10 +342,14 @@ class Segment:
         return None
 
     def _batch_timestamps(self, position: int, header: rec.BatchHeader):
-        """Capture time of each record of the batch at ``position`` (numpy int64)."""
-        batch = os.pread(self.fd, header.batch_length, position)
-        table = rec.record_table(rec.records_section(batch, header), header.record_count)
-        return table["ts_delta"] + header.first_timestamp
+        """Capture time of each record of the batch at ``position`` (numpy int64), from
+        its record table: an uncompressed batch's values (e.g. a 6 MB frame) are not read."""
+        if header.codec == rec.CODEC_NONE:
+            table_bytes = min(header.record_count * rec.ENTRY_SIZE, header.batch_length - rec.HEADER_SIZE)
+            section = memoryview(os.pread(self.fd, table_bytes, position + rec.HEADER_SIZE))
+        else:
+            section = rec.records_section(os.pread(self.fd, header.batch_length, position), header)
+        return rec.record_table(section, header.record_count)["ts_delta"] + header.first_timestamp
 
 
 def _storage_error(exc: OSError, what: str) -> Exception:
