@@ -12,6 +12,7 @@ import time
 
 import psutil
 import pytest
+from mcap.reader import make_reader
 
 from broker.client import Admin, Consumer, Producer
 from edge.drives import record_event
@@ -237,6 +238,9 @@ def test_records_deleted_by_retention_are_reported_and_fail_the_export_and_repla
     assert manifest["missing"]["before_log_start"] == [{"topic": "camera.front", "partition": 0, "log_start": log_start}]
     done = edge("export", *window, "--out", str(tmp_path / "w2.mcap"), "--quiet", "--allow-gaps")
     assert done.returncode == 0 and "warning" in done.stderr, done.stderr
+    with open(tmp_path / "w2.mcap", "rb") as fh:
+        meta = {m.name: m.metadata for m in make_reader(fh).iter_metadata()}
+    assert json.loads(meta["edge.export"]["missing_records"])["before_log_start"][0]["log_start"] == log_start
     done = edge("replay", *window, "--max", "--no-control", "--quiet")
     assert done.returncode == 3, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
