@@ -364,12 +364,12 @@ class _BrokerPartitionStream(PartitionStream):
 
         topic, partition = self.tp
         expected, stop = self.source.offset_range(self.tp, self.window)
+        expected = self._skip_deleted(expected, stop, at_open=True)
         if expected >= stop:
             return
         self.consumer = consumer = Consumer(self.source.endpoint, fetch_max_bytes=self.read_ahead_bytes,
                                             max_wait_ms=100, timeout_s=self.source.timeout_s)
         consumer.assign([self.tp])
-        expected = self._skip_deleted(expected, stop, at_open=True)
         consumer.seek(topic, partition, expected)
         last_progress = time.monotonic()
         try:

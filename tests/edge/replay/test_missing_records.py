@@ -126,6 +126,8 @@ def test_a_window_older_than_the_log_is_flagged_and_a_complete_one_is_not(monkey
     assert offsets == list(range(400, 600))
     assert missing.before_log_start == {TP: 400} and missing.count == 0 and missing
     assert "log starts at 400" in describe_missing(missing.to_json())
+    offsets, missing = read_window(monkeypatch, log, Window(T0 + 100 * MS, T0 + 300 * MS))  # all deleted
+    assert offsets == [] and missing.before_log_start == {TP: 400}
     offsets, missing = read_window(monkeypatch, FakeLog(), Window(T0 + 100 * MS, T0 + 600 * MS))
     assert offsets == list(range(100, 600)) and not missing
 
