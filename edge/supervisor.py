@@ -50,7 +50,9 @@ _prctl = _load_prctl()
 
 def die_with_parent_hook(signal_number: int = signal.SIGKILL) -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the child receive ``signal_number`` when this process
-    exits, and exit at once if this process is already gone (the fork/prctl race)."""
+    exits, and exit at once if this process is already gone (the fork/prctl race). The
+    kernel sends it when the *thread* that forked exits: spawn from a thread that lives as
+    long as the supervisor (``edge up`` uses its main thread)."""
     if _prctl is None:
         return None
     parent = os.getpid()
