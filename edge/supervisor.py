@@ -40,7 +40,10 @@ def _load_prctl():
     try:
         import ctypes
 
-        return ctypes.CDLL(None, use_errno=True).prctl
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4  # unsigned long args, as the kernel reads them
+        prctl.restype = ctypes.c_int
+        return prctl
     except (OSError, AttributeError):
         return None
 
@@ -63,6 +66,7 @@ def die_with_parent_hook(signal_number: int = signal.SIGKILL) -> Callable[[], No
             os._exit(1)
 
     return hook
+
 
 LAYER_BROKER, LAYER_SERVICES, LAYER_DRIVERS = 0, 1, 2
 
