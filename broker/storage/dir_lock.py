@@ -11,7 +11,8 @@ Invariants:
   dies, so a stale lock file never blocks a restart: only a living holder does.
 - A second holder is refused with ``DataDirLockedError`` whose message names the lock
   file and the holder's pid (from the file; "unknown" when the holder has not written it
-  yet).
+  yet). A lock file that cannot be opened (another user's directory) is the same error,
+  naming the file and the reason.
 - Locks are per open file, so the same process asking twice for one path is refused as
   well; ``hold_for_process`` answers a repeat call from the holding process from its own
   table instead.
@@ -49,14 +50,18 @@ class DirLock:
     def acquire(cls, path: Path, what: str) -> "DirLock":
         """Lock ``path`` (created 0640 if missing) or raise DataDirLockedError; ``what``
         names the holder kind in the message ("broker", "edge up")."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:  # e.g. another user's data directory
+            raise DataDirLockedError(f"cannot lock data directory {path.parent}: {path}: "
+                                     f"{exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
+                raise DataDirLockedError(f"cannot lock {path}: {exc.strerror or exc}") from None
             raise DataDirLockedError(
                 f"data directory {path.parent} is in use: {path} is held by pid {holder_pid(path) or 'unknown'} "
                 f"(another {what} on this directory; stop it first)") from None

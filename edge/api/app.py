@@ -47,7 +47,8 @@ DESCRIPTION = """HTTP API of the in-vehicle sensor ingestion appliance.
 Writes (POST, PUT, PATCH, DELETE) always need the token. Reads (`/api` GETs, the live
 WebSocket, `/metrics`) are open on a loopback bind unless `api.open_loopback_reads` is
 false, and need the token on any other bind: `Authorization: Bearer TOKEN`, or
-`?token=TOKEN` where a header cannot be set (WebSocket, image links). Errors are JSON: `{"error": CODE, "message": TEXT}`.
+`?token=TOKEN` where a header cannot be set (WebSocket, image links). Errors are JSON:
+`{"error": CODE, "message": TEXT}`.
 
 Live updates: WebSocket `/api/live`. The server sends JSON text messages `hello`, `status`
 (every sample), `records` (new-record notices per topic) and `jobs`, and binary frame

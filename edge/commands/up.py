@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
                 view = format_status(tracker.sample())
                 restarts = sum(c.restarts for c in supervisor.children.values())
                 view += f"\nprocesses: {sum(1 for p in supervisor.pids().values() if p)}/{len(supervisor.children)} up, {restarts} restart(s)"
+                if tty and dashboard is not None:  # the screen is redrawn: keep the link on it
+                    view = f"dashboard: {dashboard}\n{view}"
                 print(("\x1b[H\x1b[2J" if tty else "") + view + ("" if tty else "\n"), flush=True)
             except BrokerError as exc:
                 print(f"edge up: status unavailable: {exc}", flush=True)

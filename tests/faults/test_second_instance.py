@@ -183,3 +183,14 @@ def test_edge_export_output_is_not_world_readable(data_dir, broker, tmp_path):
     assert files, result.stdout
     assert world_or_group_writable(target) == [], "export output readable by others"
     assert stat.S_IMODE(target.stat().st_mode) & stat.S_IRWXO == 0
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_clear_refusal(tmp_path):
+    if os.geteuid() == 0:  # root opens any file: make the lock path a directory instead
+        (tmp_path / BROKER_LOCK_FILE).mkdir()
+    else:
+        (tmp_path / BROKER_LOCK_FILE).touch(mode=0o400)
+    result = run_second_broker(tmp_path, f"ipc://{tmp_path}/broker.sock")
+    assert result.returncode == 2, result.stderr
+    assert "broker_refused" in result.stderr and str(tmp_path / BROKER_LOCK_FILE) in result.stderr
+    assert "Traceback" not in result.stderr
