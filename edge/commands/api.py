@@ -19,7 +19,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "api", help="serve the HTTP API and the live dashboard",
         description="Serve the HTTP API and dashboard. Binds 127.0.0.1:8080 by default; any other bind "
-                    "needs a token (api.token, api.token_file or $EDGE_API_TOKEN).")
+                    "needs a token (api.token, api.token_file or $EDGE_API_TOKEN). Writes always need the "
+                    "token: without a configured one it is generated into <data_dir>/.api-token (0600).")
     parser.add_argument("--config", help="appliance config file (default: configs/sim.toml)")
     parser.add_argument("--host", help="bind address (default: api.host, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default: api.port, 8080)")
