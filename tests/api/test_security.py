@@ -1,5 +1,6 @@
-"""Security: token enforcement (HTTP and WebSocket), refusal to start a public bind without a
-token, DNS-rebinding and cross-origin guards, and no path or topic injection."""
+"""Security: token enforcement (HTTP and WebSocket; writes always, reads off loopback or when
+configured), the generated token file, refusal to start a public bind without a token,
+DNS-rebinding and cross-origin guards, and no path or topic injection."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from starlette.datastructures import Headers
 
 from edge.api.config import TOKEN_FILE_NAME, ApiConfig, ApiConfigError, is_loopback, read_or_create_token
 from edge.api.security import AccessGuard
 from edge.api.server import run_api
-from starlette.datastructures import Headers
-
 from tests.api.conftest import WRITE_TOKEN, start_env, stop_env
 from tests.api.support import app_config
 
