@@ -87,7 +87,10 @@ def world_or_group_writable(root: Path) -> list[str]:
     """Files under root that others may read, or the group may write (sockets excepted)."""
     found = []
     for path in root.rglob("*"):
-        mode = path.lstat().st_mode
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:  # a temp file renamed away by the running broker
+            continue
         if stat.S_ISSOCK(mode) or stat.S_ISLNK(mode):
             continue
         if mode & (stat.S_IRWXO | stat.S_IWGRP):
