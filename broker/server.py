@@ -52,6 +52,7 @@ from .groups import GroupCoordinator
 from .logs import log_event, setup_logging
 from .memory import HeapTrimmer
 from .storage import DiskGuard, Storage
+from .storage.dir_lock import lock_broker_data_dir
 from .topic_config import TopicConfig
 
 logger = logging.getLogger("broker.server")
@@ -534,6 +535,8 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
                       reason=f"{endpoint} is reachable from other hosts: configure [broker.curve] (keys from "
                              "`edge keys`) or set allow_insecure_tcp = true")
             return 2
+    if not lock_broker_data_dir(data_dir, logger):  # one broker per data directory, held until exit
+        return 2
     storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
     server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for,
                           curve=server_curve)
