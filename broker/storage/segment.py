@@ -223,18 +223,12 @@ class Segment:
         if self._fd is not None:
             os.fdatasync(self._fd)
 
-    def sync(self) -> None:
-        """fsync the log and both indexes (before a roll makes this segment read-only)."""
-        if self._fd is not None:
-            os.fsync(self._fd)
-        self.offset_index.flush()
-        self.time_index.flush()
-
     def reopen_for_append(self) -> None:
         """Undo ``close_for_append`` (a failed roll, or truncation back into this segment)."""
         self.closed = False
-        self.offset_index.load_unchecked()
-        self.time_index.load_unchecked()
+        for index in (self.offset_index, self.time_index):
+            index.close()  # drop the read-only map
+            index.load_unchecked()
 
     def close_for_append(self) -> None:
         """Make this segment read-only: final time-index entry, fsync everything, mmap indexes."""
