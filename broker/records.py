@@ -465,6 +465,24 @@ def check_batch_records(batch, *, max_record_bytes: int, max_section_bytes: int)
     return header
 
 
+def find_damaged_batch(buf, *, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES
+                       ) -> tuple[int, BatchHeader, str] | None:
+    """The first batch of a buffer of consecutive batches that would not decode, as (its
+    byte position, its header, why), or None when all would. Raises CorruptBatchError when
+    a header itself is unreadable (then there is no length to skip it by)."""
+    view = memoryview(buf)
+    pos = 0
+    while pos < len(view):
+        header = parse_header(view, pos)
+        try:
+            validate_batch(view, pos)
+            _record_layout(view[pos : pos + header.batch_length], max_section_bytes)
+        except CorruptBatchError as exc:
+            return pos, header, exc.message
+        pos += header.batch_length
+    return None
+
+
 def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
     """Decode every record of a validated batch. Values are views into the batch (or into
     the decompressed section); keys and headers are copied because they are small."""

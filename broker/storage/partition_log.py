@@ -334,13 +334,8 @@ class PartitionLog:
         return memoryview(b"")
 
     def _damage_found(self, seg: Segment, offset: int, exc: CorruptBatchError) -> CorruptBatchError:
-        """Report a damaged spot met by a read (once per offset) and name where to resume:
-        the next index entry past ``offset`` (its batch is checked again when read), else
-        the end of the segment."""
-        entries = seg.offset_index.entries()
-        later = entries["relative_offset"].astype(int) + seg.base_offset
-        later = later[later > offset]
-        resume = int(later[0]) if len(later) else seg.next_offset
+        """Report a damaged spot met by a read (once per offset) and name where to resume."""
+        resume = seg.resume_offset_after_damage(offset)
         if offset not in self._reported_damage:
             self._reported_damage.add(offset)
             self.corrupt_batches += 1

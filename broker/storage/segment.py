@@ -317,10 +317,19 @@ class Segment:
             entry_offset, start = self._read_hint
         else:
             entry_offset, start = self.offset_index.lookup(offset)
-        for position, header in self.scan(start, expect_offset=entry_offset):
-            if header.next_offset > offset:
-                return position, header
-        return None
+        while True:
+            try:
+                for position, header in self.scan(start, expect_offset=entry_offset):
+                    if header.next_offset > offset:
+                        return position, header
+                return None
+            except CorruptBatchError:
+                # a batch with a wrong base offset is never served, but a read past it may
+                # go on once its true extent is known
+                span = self._damage_span(entry_offset, start)
+                if span is None or offset < span[1]:
+                    raise
+                entry_offset, start = span[1], span[2]
 
     def read(self, offset: int, max_bytes: int) -> memoryview:
         """Whole batches from the one containing ``offset``, up to ``max_bytes`` (always at
@@ -350,6 +359,41 @@ class Segment:
             end += length
         self._read_hint = (last_next, start + end)
         return view[:end]
+
+    def _damage_span(self, entry_offset: int, start: int) -> tuple[int, int, int] | None:
+        """Walk from a batch start to the first batch that breaks the offset chain. When
+        only its base offset is wrong (its CRC holds and the batch after it continues from
+        its true end) return (its true first offset, its true next offset, the position
+        after it); None for any other damage, which has no safe way past."""
+        expected = entry_offset
+        try:
+            for position, header in self.scan(start):
+                if header.base_offset != expected:
+                    count = rec.validate_batch(os.pread(self.fd, header.batch_length, position)).record_count
+                    after, following = expected + count, position + header.batch_length
+                    if following >= self.size:
+                        continues = after == self.next_offset
+                    else:
+                        continues = rec.parse_header(os.pread(self.fd, rec.HEADER_SIZE, following)).base_offset == after
+                    return (expected, after, following) if continues else None
+                expected = header.next_offset
+        except CorruptBatchError:
+            pass
+        return None
+
+    def resume_offset_after_damage(self, offset: int) -> int:
+        """Where reading can go on after the damage met reading ``offset``: right after a
+        batch whose base offset alone is wrong, else the next index entry past ``offset``
+        (checked again when read), else this segment's end."""
+        span = self._damage_span(*self.offset_index.lookup(offset))
+        while span is not None and span[1] <= offset:
+            span = self._damage_span(span[1], span[2])
+        if span is not None:
+            return span[1]
+        entries = self.offset_index.entries()
+        later = entries["relative_offset"].astype(int) + self.base_offset
+        later = later[later > offset]
+        return int(later[0]) if len(later) else self.next_offset
 
     def check_tail(self, expected_next_offset: int) -> str:
         """Cheap check of a closed segment's end: walk the headers from the last index
