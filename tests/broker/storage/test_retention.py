@@ -114,3 +114,32 @@ def test_disk_guard_critical_deletes_unshipped_and_counts_it(data_dir, monkeypat
     calls["n"] = 0
     assert storage.enforce_retention() == []
     assert log.log_start_offset == deleted[-1].next_offset
+
+
+def test_disk_guard_deletes_shipped_data_before_unshipped_whatever_the_priority(data_dir, monkeypatch, caplog):
+    """Critically full: a low-priority topic the mirror has not shipped keeps its data while
+    a high-priority topic still has shipped segments; unshipped deletions are reported."""
+    caplog.set_level("INFO", logger="broker.retention")
+    storage = Storage(data_dir, disk_guard=DiskGuard(min_free="10MB", critical_free="8MB"))
+    unshipped = fill(storage, "telemetry", 30, priority=1)
+    shipped = fill(storage, "camera", 30, priority=9)
+    storage.set_protected_offset("telemetry", 0, 0)  # mirrored, nothing shipped yet
+    storage.set_protected_offset("camera", 0, shipped.segments[3].base_offset)  # 3 segments shipped
+    deletions = {"left": 5}
+
+    def free():
+        return 50_000_000 if deletions["left"] <= 0 else 1_000_000
+
+    monkeypatch.setattr(shutil, "disk_usage", _fake_usage(free))
+    original_delete = type(unshipped).delete_oldest_segment
+
+    def counting_delete(self):
+        deletions["left"] -= 1
+        return original_delete(self)
+
+    monkeypatch.setattr(type(unshipped), "delete_oldest_segment", counting_delete)
+    deleted = storage.enforce_retention()
+    assert [(d.topic, d.unshipped) for d in deleted] == [("camera", False)] * 3 + [("telemetry", True)] * 2
+    assert storage.unshipped_deleted_bytes == sum(d.size_bytes for d in deleted if d.unshipped)
+    assert caplog.text.count("event=unshipped_deleted") == 2
+    assert "topic=telemetry" in caplog.text.split("event=unshipped_deleted")[1]
