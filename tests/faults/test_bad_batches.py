@@ -18,7 +18,7 @@ from crc32c import crc32c
 
 from broker import protocol as P
 from broker import records as rec
-from broker.client import Consumer, Producer
+from broker.client import Admin, Consumer, Producer
 from broker.client.connection import Connection
 from broker.errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
 from broker.storage.partition_log import PartitionLog
@@ -171,6 +171,9 @@ def test_the_broker_refuses_a_bad_batch_and_the_consumer_skips_damage_on_request
             if consumer.position("t", 0) >= 20:
                 break
         consumer.close()
+        with Admin(broker.endpoint) as admin:
+            stats = admin.metadata()["broker"]
+        assert stats["corrupt_batches"] == 1  # the broker saw the base offset; the CRC is the client's
     finally:
         assert broker.stop() == 0
     assert [r.offset for r in got] == [i for i in range(20) if i not in (5, 12)]
