@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import random
+import shutil
 
 import pytest
 
@@ -241,3 +243,55 @@ def test_a_roll_that_cannot_create_the_next_segment_keeps_appending_to_the_old(t
     assert log.active is old and not old.closed
     assert log.append(make_batch(6, 2, size=150)).base_offset == 6
     assert values_of(read_all(log)) == list(range(8))
+
+
+ROUNDS = int(os.environ.get("EDGE_FAULT_ROUNDS", "4"))
+
+
+def test_enospc_rounds_on_a_small_tmpfs(small_disk):
+    """Random batch sizes, index spacing and segment sizes; three times the disk fills at a
+    random point, appends go on until refused five times and space comes back; then a
+    crash (no clean close): every acknowledged record is read back, in order, once."""
+    rng = random.Random(int(os.environ.get("EDGE_FAULT_SEED", "7")))
+    totals = {"acked": 0, "refused_log": 0, "refused_index": 0, "lost": 0}
+    for round_no in range(ROUNDS):
+        directory = small_disk / f"round-{round_no}"
+        config = TopicConfig(index_interval_bytes=rng.choice([1, 512, 4096]),
+                             segment_bytes=rng.choice([64 * 1024, 256 * 1024, 1024 * 1024]), flush="batch")
+        log = PartitionLog(directory, "t", 0, config)
+        size = rng.choice([rng.randint(60, 300), rng.randint(300, 6_000)])
+        next_value = 0
+
+        def append_one():
+            nonlocal next_value
+            count = rng.randint(1, 4)
+            result = log.append(make_batch(next_value, count, size=size, ts=rng.randint(0, 10**6)))
+            assert result.base_offset == next_value
+            next_value += count
+
+        for _ in range(rng.randint(1, 300)):
+            append_one()
+        filler = small_disk / "filler"
+        for _cycle in range(3):  # the disk fills, appends are refused, space comes back
+            fill_until_enospc(filler)
+            refusals = 0
+            while refusals < 5:
+                try:
+                    append_one()
+                except DiskFullError as exc:
+                    refusals += 1
+                    totals["refused_index" if "indexing" in str(exc) else "refused_log"] += 1
+                    assert os.path.getsize(log.active.log_path) == log.active.size
+            filler.unlink()
+            for _ in range(rng.randint(1, 600)):
+                append_one()
+        again = PartitionLog(directory, "t", 0, config)  # the writer "crashed": no close
+        values = values_of(read_all(again))
+        totals["acked"] += next_value
+        totals["lost"] += next_value - len(set(values) & set(range(next_value)))
+        assert values == list(range(next_value))
+        again.close()
+        log.close(clean=False)
+        shutil.rmtree(directory)
+    print(f"ENOSPC rounds: {ROUNDS}, {totals}")
+    assert totals["lost"] == 0 and totals["refused_log"] + totals["refused_index"] == 15 * ROUNDS
