@@ -237,10 +237,10 @@ def _encode_headers(headers: Mapping[str, bytes | str] | None) -> bytes:
 def _decode_headers(block: memoryview) -> dict[str, bytes]:
     if not len(block):
         return {}
-    (count,) = HEADER_COUNT.unpack_from(block, 0)
-    pos = HEADER_COUNT.size
     out: dict[str, bytes] = {}
     try:
+        (count,) = HEADER_COUNT.unpack_from(block, 0)
+        pos = HEADER_COUNT.size
         for _ in range(count):
             (nlen,) = HEADER_NAME_LENGTH.unpack_from(block, pos)
             pos += HEADER_NAME_LENGTH.size
@@ -456,13 +456,83 @@ def check_batch_records(batch, *, max_record_bytes: int, max_section_bytes: int)
         )
     with_headers = np.flatnonzero(table["headers_len"])
     if len(with_headers):
-        header_starts = (starts + np.maximum(key_lens, 0))[with_headers].tolist()
-        for i, start, length in zip(with_headers.tolist(), header_starts, table["headers_len"][with_headers].tolist()):
+        block_starts = (starts + np.maximum(key_lens, 0))[with_headers]
+        block_lens = table["headers_len"][with_headers].astype(np.int64)
+        bad = _first_bad_headers_block(section, block_starts, block_lens)
+        if bad is not None:
+            start, length = int(block_starts[bad]), int(block_lens[bad])
             try:
                 _decode_headers(section[start : start + length])
+                reason = "malformed headers block"
             except CorruptBatchError as exc:
-                raise CorruptBatchError(f"{where}: record {i}: {exc}") from None
+                reason = str(exc)
+            raise CorruptBatchError(f"{where}: record {int(with_headers[bad])}: {reason}")
     return header
+
+
+_HEADERS_VECTOR_LIMIT = 64  # blocks with more headers than this are walked one by one
+
+
+def _first_bad_headers_block(section: memoryview, starts: np.ndarray, lengths: np.ndarray) -> int | None:
+    """Index of the first headers block (given by start and length in ``section``) that
+    would not decode, or None. Walks all blocks at once, one numpy step per header
+    position (not per record); names must be UTF-8 (checked in bulk when all are ASCII)."""
+    if len(section) < ENTRY_SIZE:  # never in a real batch (the table comes first)
+        return next((i for i in range(len(starts)) if not _headers_decode(section, starts[i], lengths[i])), None)
+    raw = np.frombuffer(section, dtype=np.uint8)
+    pos = starts.astype(np.int64)
+    end = pos + lengths
+
+    def u16(at: np.ndarray) -> np.ndarray:
+        return raw[at].astype(np.int64) | (raw[at + 1].astype(np.int64) << 8)
+
+    def u32(at: np.ndarray) -> np.ndarray:
+        return u16(at) | (u16(at + 2) << 16)
+
+    bad = lengths < HEADER_COUNT.size
+    count = np.where(bad, 0, u16(np.where(bad, 0, pos)))
+    # each header takes at least 6 bytes: a count the block cannot hold is bad right away
+    bad |= (count * 6 > lengths - HEADER_COUNT.size)
+    slow = ~bad & (count > _HEADERS_VECTOR_LIMIT)
+    count = np.where(bad | slow, 0, count)
+    pos = pos + HEADER_COUNT.size
+    name_starts, name_lens = [], []
+    for k in range(int(count.max()) if len(count) else 0):
+        act = (count > k) & ~bad
+        bad |= act & (pos + HEADER_NAME_LENGTH.size > end)
+        act &= ~bad
+        nlen = np.where(act, u16(np.where(act, pos, 0)), 0)
+        name_at = pos + HEADER_NAME_LENGTH.size
+        pos = np.where(act, name_at + nlen, pos)
+        bad |= act & (pos + HEADER_VALUE_LENGTH.size > end)
+        act &= ~bad
+        vlen = np.where(act, u32(np.where(act, pos, 0)), 0)
+        pos = np.where(act, pos + HEADER_VALUE_LENGTH.size + vlen, pos)
+        bad |= act & (pos > end)
+        act &= ~bad  # only names known to lie inside their block
+        name_starts.append(name_at[act])
+        name_lens.append(nlen[act])
+    bad |= ~slow & (pos != end)
+    if name_starts:
+        lens = np.concatenate(name_lens)
+        if int(lens.sum()):
+            firsts = np.concatenate(name_starts)
+            # every name byte at once: start of its name plus its index within the name
+            index = np.repeat(firsts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+            if int(raw[index].max()) >= 0x80:
+                slow |= ~bad  # non-ASCII names: let the exact decoder judge those blocks
+    for i in np.flatnonzero(slow).tolist():
+        bad[i] = not _headers_decode(section, starts[i], lengths[i])
+    found = np.flatnonzero(bad)
+    return int(found[0]) if len(found) else None
+
+
+def _headers_decode(section: memoryview, start, length) -> bool:
+    try:
+        _decode_headers(section[int(start) : int(start) + int(length)])
+        return True
+    except CorruptBatchError:
+        return False
 
 
 def find_damaged_batch(buf, *, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES
