@@ -9,6 +9,7 @@ from collections import namedtuple
 import pytest
 
 from broker.storage import DiskGuard, Storage
+from broker.storage.partition_log import PartitionLog
 from broker.topic_config import TopicConfig
 
 from .helpers import make_batch, read_all, values_of
@@ -69,25 +70,26 @@ def _fake_usage(free_after):
     return lambda path: Usage(10**12, 0, free_after())
 
 
+def free_after_deletions(monkeypatch, deletions: int, short: int, enough: int) -> None:
+    """Simulate the free space: ``short`` until ``deletions`` segments were deleted, then ``enough``."""
+    left = {"n": deletions}
+    monkeypatch.setattr(shutil, "disk_usage", _fake_usage(lambda: enough if left["n"] <= 0 else short))
+    original_delete = PartitionLog.delete_oldest_segment
+
+    def counting_delete(self):
+        left["n"] -= 1
+        return original_delete(self)
+
+    monkeypatch.setattr(PartitionLog, "delete_oldest_segment", counting_delete)
+
+
 def test_disk_guard_deletes_low_priority_first_and_respects_protection(data_dir, monkeypatch):
     # The free-space figure is the one thing simulated here (a real full disk is in tests/faults).
     storage = Storage(data_dir, disk_guard=DiskGuard(min_free="10MB", critical_free="1MB"))
     low = fill(storage, "telemetry", 30, priority=1)
     high = fill(storage, "camera", 30, priority=9)
     storage.set_protected_offset("telemetry", 0, low.segments[1].base_offset)
-    budget = {"missing": 3}
-
-    def free():
-        return 20_000_000 if budget["missing"] <= 0 else 5_000_000
-
-    monkeypatch.setattr(shutil, "disk_usage", _fake_usage(free))
-    original_delete = type(low).delete_oldest_segment
-
-    def counting_delete(self):
-        budget["missing"] -= 1
-        return original_delete(self)
-
-    monkeypatch.setattr(type(low), "delete_oldest_segment", counting_delete)
+    free_after_deletions(monkeypatch, 3, short=5_000_000, enough=20_000_000)
     deleted = storage.enforce_retention()
     # telemetry (priority 1) loses only its one unprotected segment, then camera pays
     assert [d.topic for d in deleted] == ["telemetry", "camera", "camera"]
@@ -125,19 +127,7 @@ def test_disk_guard_deletes_shipped_data_before_unshipped_whatever_the_priority(
     shipped = fill(storage, "camera", 30, priority=9)
     storage.set_protected_offset("telemetry", 0, 0)  # mirrored, nothing shipped yet
     storage.set_protected_offset("camera", 0, shipped.segments[3].base_offset)  # 3 segments shipped
-    deletions = {"left": 5}
-
-    def free():
-        return 50_000_000 if deletions["left"] <= 0 else 1_000_000
-
-    monkeypatch.setattr(shutil, "disk_usage", _fake_usage(free))
-    original_delete = type(unshipped).delete_oldest_segment
-
-    def counting_delete(self):
-        deletions["left"] -= 1
-        return original_delete(self)
-
-    monkeypatch.setattr(type(unshipped), "delete_oldest_segment", counting_delete)
+    free_after_deletions(monkeypatch, 5, short=1_000_000, enough=50_000_000)
     deleted = storage.enforce_retention()
     assert [(d.topic, d.unshipped) for d in deleted] == [("camera", False)] * 3 + [("telemetry", True)] * 2
     assert storage.unshipped_deleted_bytes == sum(d.size_bytes for d in deleted if d.unshipped)
