@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable
 from .. import protocol as P
 from ..errors import BrokerError, CorruptBatchError, OffsetOutOfRangeError, UnknownGroupMemberError, error_from_code
 from ..logs import log_event
-from ..records import BatchValues, Record, decode_batches, decode_batches_values, find_damaged_batch
+from ..batch_checks import find_damaged_batch
+from ..records import BatchValues, Record, decode_batches, decode_batches_values
 from .connection import Connection
 
 TopicPartition = tuple[str, int]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import records as rec
+from ..batch_checks import check_batch_records
 from ..errors import CorruptBatchError, CorruptIndexError, OffsetOutOfRangeError
 from ..logs import log_event
 from ..topic_config import TopicConfig
@@ -237,7 +238,7 @@ class PartitionLog:
                 f"frame holds {len(view)} bytes but the batch header says {header.batch_length}"
             )
         # CRC-valid is not enough: a batch no consumer could decode would stall them all
-        rec.check_batch_records(view, max_record_bytes=self.config.max_record_bytes,
+        check_batch_records(view, max_record_bytes=self.config.max_record_bytes,
                                 max_section_bytes=self.config.max_section_bytes)
         now = append_time_ns if append_time_ns is not None else time.time_ns()
         self._maybe_roll(header.batch_length, now)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from crc32c import crc32c
 
+from broker import batch_checks as checks
 from broker import records as rec
 from broker.errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
 
@@ -219,9 +220,9 @@ def test_bulk_headers_check_agrees_with_the_decoder(blocks):
             block[where % len(block)] = value
         starts.append(len(section))
         lengths.append(len(block))
-        expected.append(rec._headers_decode(memoryview(bytes(block)), 0, len(block)))
+        expected.append(checks._headers_decode(memoryview(bytes(block)), 0, len(block)))
         section += bytes(block)
-    found = rec._first_bad_headers_block(memoryview(section), np.array(starts), np.array(lengths, dtype=np.int64))
+    found = checks._first_bad_headers_block(memoryview(section), np.array(starts), np.array(lengths, dtype=np.int64))
     first_bad = next((i for i, ok in enumerate(expected) if not ok), None)
     assert found == first_bad
 
@@ -231,5 +232,5 @@ def test_blocks_with_many_headers_are_checked_one_by_one_and_agree():
     section = b"\0" * rec.ENTRY_SIZE + many + many[:-1] + many
     starts = np.array([rec.ENTRY_SIZE, rec.ENTRY_SIZE + len(many), rec.ENTRY_SIZE + 2 * len(many) - 1])
     lengths = np.array([len(many), len(many) - 1, len(many)], dtype=np.int64)
-    assert rec._first_bad_headers_block(memoryview(section), starts, lengths) == 1
-    assert rec._first_bad_headers_block(memoryview(section), starts[[0, 2]], lengths[[0, 2]]) is None
+    assert checks._first_bad_headers_block(memoryview(section), starts, lengths) == 1
+    assert checks._first_bad_headers_block(memoryview(section), starts[[0, 2]], lengths[[0, 2]]) is None
