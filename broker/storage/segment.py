@@ -231,18 +231,23 @@ class Segment:
             index.load_unchecked()
 
     def close_for_append(self) -> None:
-        """Make this segment read-only: final time-index entry, fsync everything, mmap indexes."""
+        """Make this segment read-only: final time-index entry, fsync everything, mmap indexes.
+        On an I/O error (a full disk) the segment stays open for appends and the error is
+        raised typed."""
         if self.closed:
             return
-        last_ts = self.time_index.last_timestamp()
-        if self.max_timestamp is not None and (last_ts is None or self.max_timestamp > last_ts):
-            if self.time_index.last_offset() == self.last_batch_offset:
-                self.time_index.truncate_entries(len(self.time_index) - 1)
-            self.time_index.append_time(self.max_timestamp, self.last_batch_offset)
-        if self._fd is not None:
-            os.fsync(self._fd)
-        self.offset_index.flush()
-        self.time_index.flush()
+        try:
+            last_ts = self.time_index.last_timestamp()
+            if self.max_timestamp is not None and (last_ts is None or self.max_timestamp > last_ts):
+                if self.time_index.last_offset() == self.last_batch_offset:
+                    self.time_index.truncate_entries(len(self.time_index) - 1)
+                self.time_index.append_time(self.max_timestamp, self.last_batch_offset)
+            if self._fd is not None:
+                os.fsync(self._fd)
+            self.offset_index.flush()
+            self.time_index.flush()
+        except OSError as exc:
+            raise _storage_error(exc, f"sealing {self.log_path}") from None
         self.offset_index.map_readonly()
         self.time_index.map_readonly()
         self.closed = True

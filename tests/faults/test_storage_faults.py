@@ -295,3 +295,20 @@ def test_enospc_rounds_on_a_small_tmpfs(small_disk):
         shutil.rmtree(directory)
     print(f"ENOSPC rounds: {ROUNDS}, {totals}")
     assert totals["lost"] == 0 and totals["refused_log"] + totals["refused_index"] == 15 * ROUNDS
+
+
+def test_a_roll_that_cannot_seal_the_old_segment_is_a_typed_error_and_appends_go_on(tmp_path, monkeypatch):
+    log = sealed_log(tmp_path, batches=3)
+    old = log.active
+    original = TimeIndex.append_time
+
+    def full_disk(self, timestamp, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(TimeIndex, "append_time", full_disk)
+    with pytest.raises(DiskFullError, match="sealing"):
+        log.roll()
+    monkeypatch.setattr(TimeIndex, "append_time", original)
+    assert log.active is old and not old.closed and len(log.segments) == 1
+    assert log.append(make_batch(6, 2, size=150)).base_offset == 6
+    assert values_of(read_all(log)) == list(range(8))
