@@ -23,14 +23,14 @@ Not thread-safe: use a Consumer from one thread.
 
 from __future__ import annotations
 
-import time
 import logging
+import time
 from typing import Any, Callable, Iterable
 
 from .. import protocol as P
+from ..batch_checks import find_damaged_batch
 from ..errors import BrokerError, CorruptBatchError, OffsetOutOfRangeError, UnknownGroupMemberError, error_from_code
 from ..logs import log_event
-from ..batch_checks import find_damaged_batch
 from ..records import BatchValues, Record, decode_batches, decode_batches_values
 from .connection import Connection
 
