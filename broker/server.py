@@ -409,6 +409,7 @@ class BrokerServer:
             "disk_total_bytes": usage.f_blocks * usage.f_frsize, "disk_free_bytes": usage.f_bavail * usage.f_frsize,
             "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
             "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
+            "corrupt_batches": self.storage.corrupt_batch_count,
             "time_ns": time.time_ns(),
         }
         return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})
