@@ -51,7 +51,7 @@ def test_far_future_stamp_is_flagged_counted_and_never_hides_later_records(tmp_p
     now = time.time_ns()
     stamps = [now + i * MS for i in range(50)]
     stamps[20] = now + 10 * YEAR  # one bad clock reading
-    log = open_log(tmp_path, index_interval_bytes=1, segment_bytes=600)
+    log = open_log(tmp_path, index_interval_bytes=1, segment_bytes=1024)
     fill(log, stamps, 5)
     assert len(log.segments) > 1
     assert log.future_records == 1
@@ -63,7 +63,7 @@ def test_far_future_stamp_is_flagged_counted_and_never_hides_later_records(tmp_p
     # the rule reads stored bytes only: rebuilt indexes give the same answers
     for seg in log.segments:
         seg.time_index.path.unlink()
-    again = open_log(tmp_path, index_interval_bytes=1, segment_bytes=600)
+    again = open_log(tmp_path, index_interval_bytes=1, segment_bytes=1024)
     assert again.report.rebuilt_indexes
     assert again.offset_for_time(now + 30 * MS) == 30
     assert again.future_records == 0  # counted once, when appended
