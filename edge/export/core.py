@@ -157,7 +157,9 @@ def export_window(source: RecordSource, partitions: Sequence[TopicPartition], wi
             if counts.records == 0 and counts.missing:
                 raise ExportError(f"the window {span} of {names}: {counts.missing.describe()}: nothing exported")
             if counts.records == 0:
-                raise ExportError(f"the window {span} holds no records of {names}: nothing exported")
+                raise ExportError(f"the window {span} holds no records of {names}: nothing exported (a window is "
+                                  "the offsets from the first record stamped at or after its start to the first "
+                                  "at or after its end; records a clock stamped back into it come later)")
             raise ExportError(f"none of the {counts.records} records of {names} in {span} could be exported "
                               f"(skipped: {counts.skipped or 0}, corrupt: {counts.corrupt or 0})")
         final = output.commit()
