@@ -376,8 +376,11 @@ class _BrokerPartitionStream(PartitionStream):
             while expected < stop and consumer.position(topic, partition) < stop:
                 try:
                     records = consumer.poll(1.0)
-                except OffsetOutOfRangeError:  # deleted under us, and the consumer said so
-                    expected = self._skip_deleted(expected, stop)
+                except OffsetOutOfRangeError as exc:  # deleted under us, and the consumer said so
+                    resumed = self._skip_deleted(expected, stop)
+                    if resumed == expected:  # not retention (e.g. the log was cut below us): no way on
+                        raise SourceError(f"{topic}:{partition}: {exc.message}") from None
+                    expected = resumed
                     consumer.seek(topic, partition, expected)
                     continue
                 if not records:

@@ -10,6 +10,7 @@ import pytest
 import broker.client as client
 from broker.errors import OffsetOutOfRangeError
 from broker.records import Record
+from edge.replay.errors import SourceError
 from edge.replay.sources import BrokerSource, MissingRecords, describe_missing, open_window
 from edge.replay.timespec import Window
 
@@ -145,3 +146,14 @@ def test_ranges_noted_twice_count_once():
     for start, end in [(10, 20), (15, 30), (10, 20), (40, 41)]:
         missing.note(TP, start, end)
     assert missing.ranges[TP] == [(10, 30), (40, 41)] and missing.count == 21
+
+
+def test_out_of_range_that_is_not_retention_is_an_error_not_a_loop(monkeypatch):
+    log = FakeLog()
+
+    def truncated(offset):  # e.g. a torn tail cut below the reader: the log start did not move
+        raise OffsetOutOfRangeError(f"offset {offset} is past the log end")
+
+    monkeypatch.setattr(log, "fetch", truncated)
+    with pytest.raises(SourceError, match="past the log end"):
+        read_window(monkeypatch, log, Window(T0, T0 + 100 * MS), reset="error")
