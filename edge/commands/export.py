@@ -111,7 +111,8 @@ def summary(result: dict) -> str:
 def run(args) -> int:
     from edge.drives import drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
-    from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, missing_exit_status, open_source
+    from edge.replay.missing import missing_exit_status
+    from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, open_source
     from edge.replay.timespec import TimeSpecError, parse_window
 
     fmt = infer_format(args.out, args.format)

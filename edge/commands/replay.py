@@ -158,7 +158,7 @@ def _control_keys(player, done: threading.Event) -> None:
 def run(args) -> int:
     from edge.drives import drive_resolution
     from edge.replay import ReplayOptions, TopicNaming, open_source, parse_remap, parse_window, prepare_replay
-    from edge.replay.sources import missing_exit_status
+    from edge.replay.missing import missing_exit_status
 
     endpoint = resolve_endpoint(args)
     remap = parse_remap(args.remap)

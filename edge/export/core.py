@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edge.replay.sources import (DEFAULT_READ_AHEAD_BYTES, MissingRecords, RecordSource, TopicPartition,
-                                 open_source, open_window, resolve_window, select_partitions)
+from edge.replay.missing import MissingRecords
+from edge.replay.sources import (DEFAULT_READ_AHEAD_BYTES, RecordSource, TopicPartition, open_source, open_window,
+                                 resolve_window, select_partitions)
 from edge.replay.timespec import Window, WindowSpec, format_ns
 
 from .atomic import AtomicOutput, fsync_path

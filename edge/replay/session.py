@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 from .errors import ReplayError
 from .player import Player, ReplayOptions, ReplayStatus, check_speed
 from .sinks import BrokerSink, TopicNaming
-from .sources import (BrokerSource, MissingRecords, RecordSource, TopicPartition, open_window, resolve_window,
+from .missing import MissingRecords
+from .sources import (BrokerSource, RecordSource, TopicPartition, open_window, resolve_window,
                       select_partitions)
 from .timespec import Window, WindowSpec
 

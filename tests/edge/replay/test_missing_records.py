@@ -11,7 +11,8 @@ import broker.client as client
 from broker.errors import OffsetOutOfRangeError
 from broker.records import Record
 from edge.replay.errors import SourceError
-from edge.replay.sources import BrokerSource, MissingRecords, describe_missing, open_window
+from edge.replay.missing import MissingRecords, describe_missing
+from edge.replay.sources import BrokerSource, open_window
 from edge.replay.timespec import Window
 
 T0 = 1_795_000_000_000_000_000
