@@ -395,7 +395,8 @@ class BrokerServer:
                 "partitions": [
                     {"partition": log.partition, "log_start": log.log_start_offset, "next_offset": log.next_offset,
                      "durable_offset": log.durable_offset, "size_bytes": log.size_bytes,
-                     "segments": len(log.segments), "protected_offset": log.protected_offset}
+                     "segments": len(log.segments), "protected_offset": log.protected_offset,
+                     "future_records": log.future_records}
                     for log in self.storage.partition_logs(name)
                 ],
             }
