@@ -40,6 +40,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--vehicle", help="the vehicle whose topics to read from Kafka (with --kafka)")
     parser.add_argument("--kafka-template", default=None,
                         help="Kafka topic name template (default: vehicles.{vehicle}.{topic})")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="exit 0 even when records of the window were no longer in the log (still reported)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_endpoint_args(parser)
@@ -107,8 +109,9 @@ def summary(result: dict) -> str:
 
 
 def run(args) -> int:
-    from edge.drives import resolve_drive
+    from edge.drives import drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
+    from edge.replay.missing import missing_exit_status
     from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, open_source
     from edge.replay.timespec import TimeSpecError, parse_window
 
@@ -117,7 +120,7 @@ def run(args) -> int:
         endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
     else:
         endpoint = resolve_endpoint(args)
-    resolver = partial(resolve_drive, endpoint) if endpoint else None
+    resolver = partial(drive_resolution, endpoint) if endpoint else None
     try:
         spec = parse_window(args.start, args.end, drive=args.drive, resolver=resolver)
     except TimeSpecError as exc:
@@ -135,4 +138,5 @@ def run(args) -> int:
         bar.clear()
         source.close()
     print(json.dumps(result, indent=2) if args.json else summary(result))
-    return 0
+    return missing_exit_status("export", result["missing"], args.allow_gaps, sys.stderr)
+

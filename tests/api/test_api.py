@@ -202,6 +202,7 @@ def test_metrics_are_valid_prometheus_text(api_env):
     assert samples[("edge_broker_limit", (("name", "max_partitions_total"),))] > 0
     assert samples[("edge_broker_connections", ())] >= 1
     assert samples[("edge_topic_records_total", (("topic", "camera.front"),))] > 0
+    assert samples[("edge_partition_future_records_total", (("partition", "0"), ("topic", "camera.front")))] == 0
     assert samples[("edge_api_status_ok", ())] == 1.0
     front = [v for (n, labels), v in samples.items() if n == "edge_driver_captured_total" and ("sensor", "front") in labels]
     assert front and front[0] > 0
