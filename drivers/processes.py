@@ -86,20 +86,28 @@ def run_camera(camera: Any, endpoint: str) -> int:
         print(f"camera {camera.name}: video file {camera.source!r} not found", file=sys.stderr)
         return 1
 
+    passthrough = camera.encoding == "passthrough"  # record the camera's own compressed frames
+
     def open_source():
         try:
             frames = open_camera_source(camera.source, fps=camera.fps, width=camera.width, height=camera.height,
-                                        rate=camera.rate, loop=camera.loop, keep_timestamps=camera.keep_timestamps)
+                                        rate=camera.rate, loop=camera.loop, keep_timestamps=camera.keep_timestamps,
+                                        passthrough=passthrough)
             for frame in frames:
-                yield Sample(frame.capture_ns, frame.image)
+                yield Sample(frame.capture_ns, frame if passthrough else frame.image)
         except CameraSourceError as exc:
             raise SensorError(str(exc)) from None
+
+    if passthrough:
+        from .camera.passthrough import encode_passthrough as encode
+    else:
+        def encode(image):
+            return encode_frame(image, camera.encoding, camera.quality)
 
     runtime = DriverRuntime(
         name=camera.name, kind="camera", topic=camera.resolved_topic(),
         producer=_producer(endpoint, live=not _paced_by_broker(camera)),
-        encode=lambda image: encode_frame(image, camera.encoding, camera.quality),
-        queue_size=camera.queue_size, policy=_overload_policy(camera),
+        encode=encode, queue_size=camera.queue_size, policy=_overload_policy(camera),
     )
     return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
 

@@ -453,6 +453,7 @@ def open_camera_source(
     loop: bool = False,
     keep_timestamps: bool = False,
     epoch_ns: int | None = None,
+    passthrough: bool = False,
     stop: threading.Event | None = None,
 ) -> CameraSource:
     """Open the source named by ``spec`` (``sim``, ``N``, ``/dev/videoN``, a stream URL or
@@ -462,11 +463,18 @@ def open_camera_source(
     ``fps``/``width``/``height`` apply to ``sim`` and devices; ``rate``/``loop``/
     ``keep_timestamps``/``epoch_ns`` to files (``rate="max"`` also renders ``sim``
     unpaced, and a rate in Hz is the ``sim`` rate when ``fps`` is not given). Bad
-    arguments raise ValueError."""
+    arguments raise ValueError.
+
+    ``passthrough``: a ``PassthroughSource`` (``passthrough.py``) that yields the
+    camera's compressed frames (H.264/H.265, MJPEG) undecoded instead of images; not for
+    ``sim``, not with ``loop``."""
     spec = str(spec) if isinstance(spec, int) and not isinstance(spec, bool) else os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"camera source spec must be a non-empty string, not {spec!r}")
     kind = source_kind(spec)
+    if passthrough:
+        return _open_passthrough(spec, kind, fps=fps, width=width, height=height, rate=rate, loop=loop,
+                                 keep_timestamps=keep_timestamps, epoch_ns=epoch_ns, stop=stop)
     if kind == "sim":
         rate = parse_rate(rate, "sim")
         sim_fps = fps or (rate if isinstance(rate, float) else DEFAULT_FPS)
@@ -486,3 +494,17 @@ def open_camera_source(
                   fps=fps, width=width, height=height)
     return VideoFileSource(spec, rate=rate, loop=loop, keep_timestamps=keep_timestamps, epoch_ns=epoch_ns,
                            stop=stop)
+
+
+def _open_passthrough(spec: str, kind: str, *, rate: Rate, loop: bool, **options) -> CameraSource:
+    from .passthrough import PassthroughSource
+
+    if kind == "sim":
+        raise ValueError("camera sim: pass-through records a camera's own compressed video; "
+                         "the simulator draws images (use encoding jpeg)")
+    if loop:
+        raise ValueError(f"camera {redact_credentials(spec)}: loop is not offered with pass-through "
+                         f"(its timestamps would need rewriting)")
+    name = f"/dev/video{spec}" if _DEVICE_INDEX.match(spec) else redact_credentials(spec)
+    target = f"/dev/video{spec}" if _DEVICE_INDEX.match(spec) else spec
+    return PassthroughSource(target, kind=kind, name=name, rate=parse_rate(rate, name), **options)

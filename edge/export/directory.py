@@ -17,6 +17,9 @@ Guarantees:
   whose size differs from the topic's first frame is resized to it (counted in
   ``resized``); the manifest gives ``codec``, ``duration_s``, ``fps`` (frames over
   duration) and ``retimed`` (frames whose capture time did not increase).
+- H.264/H.265 records (drivers/camera/video.py) are decoded in offset order, starting at
+  the topic's first keyframe: delta frames before it cannot be decoded, are refused as
+  corrupt (ValueError, reported) and counted in ``skipped_before_keyframe``.
 - A PCD/PLY file holds every point of its cloud: ``x, y, z`` as positions (float32) and
   every other field as a named attribute of its own type; its name carries the capture
   time in ns (zero padded, so names sort by time).
@@ -36,7 +39,7 @@ import numpy as np
 from broker.records import Record
 
 from .errors import ExportError
-from .kinds import CAMERA, POINTCLOUD
+from .kinds import CAMERA, POINTCLOUD, VIDEO_ENCODINGS
 from .mp4 import Mp4Writer
 
 CLOUD_FORMATS = ("pcd", "ply")
@@ -67,12 +70,26 @@ class VideoTrack:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.video: dict[str, Any] = {}
+        self.decoder: Any = None  # a VideoDecoder once the topic holds H.264/H.265 records
 
     def add(self, record: Record) -> None:
+        encoding = record.header("encoding")
+        if encoding in VIDEO_ENCODINGS:
+            from drivers.camera.video import VideoDecoder
+
+            if self.decoder is None:
+                self.decoder = VideoDecoder(encoding)
+            # decoded frames may come out later than their record: each carries its record's time and offset
+            for image, (ts, offset) in self.decoder.decode(record.value, record.headers,
+                                                           (int(record.timestamp), record.offset)):
+                self._write(image, ts, offset)
+            return
         from drivers.camera.encoding import decode_frame
 
         image = decode_frame(record.value, record.headers)  # a corrupt frame is refused here, before any row
-        ts = int(record.timestamp)
+        self._write(image, int(record.timestamp), record.offset)
+
+    def _write(self, image: np.ndarray, ts: int, offset: int) -> None:
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])
             self.writer = Mp4Writer(self.video_path, *self.size)
@@ -82,13 +99,16 @@ class VideoTrack:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
             self.resized += 1
         self.writer.add(image, ts)
-        self._csv.writerow([self.frames, ts, record.offset])
+        self._csv.writerow([self.frames, ts, offset])
         self.frames += 1
         if self.first_ns is None:
             self.first_ns = ts
         self.last_ns = ts
 
     def finish(self) -> dict[str, Any]:
+        if self.decoder is not None:
+            for image, (ts, offset) in self.decoder.flush():
+                self._write(image, ts, offset)
         if self.writer is not None:
             self.video = self.writer.finish()
             self.writer = None
@@ -99,7 +119,8 @@ class VideoTrack:
                 "fps": round(self.frames / duration, 3) if duration else None,
                 "retimed": self.video.get("retimed", 0),
                 "width": self.size[0] if self.size else None, "height": self.size[1] if self.size else None,
-                "resized": self.resized, "first_ns": self.first_ns, "last_ns": self.last_ns}
+                "resized": self.resized, "first_ns": self.first_ns, "last_ns": self.last_ns,
+                "skipped_before_keyframe": self.decoder.skipped_before_keyframe if self.decoder else 0}
 
     def close(self) -> None:
         if self.writer is not None:
