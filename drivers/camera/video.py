@@ -59,6 +59,11 @@ class VideoDecoder:
         self._started = False
         self.skipped_before_keyframe = 0
 
+    @property
+    def decode_started(self) -> bool:
+        """Whether a keyframe has been decoded (delta frames are accepted from then on)."""
+        return self._started
+
     def decode(self, value: bytes | memoryview, headers: Mapping[str, Any], tag: Any = None) -> list[tuple[np.ndarray, Any]]:
         import av
 
