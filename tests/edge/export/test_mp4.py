@@ -139,3 +139,17 @@ def test_chromium_plays_the_mp4(exported):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_records_outside_the_window_are_reported(recorded, tmp_path, capsys):
+    out = tmp_path / "part"
+    assert main(["export", "--topics", "camera.front", "--start", str(recorded.start_ns), "--end",
+                 str(recorded.end_ns), "--out", str(out), "--endpoint", recorded.endpoint, "-q", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    inside = len(recorded.topics["camera.front"].timestamps)
+    assert result["written"] == inside < SOURCE_FRAMES
+    assert result["outside_window"] == SOURCE_FRAMES - inside
+    assert main(["export", "--topics", "camera.front", "--start", str(recorded.start_ns), "--end",
+                 str(recorded.end_ns), "--out", str(tmp_path / "again"), "--endpoint", recorded.endpoint,
+                 "-q"]) == 0
+    assert f"outside the window (not exported): {SOURCE_FRAMES - inside} records" in capsys.readouterr().out
