@@ -97,18 +97,23 @@ def test_records_decode_back_to_the_footage(transport_stream, footage):
     assert len(late.decode(*records[first_key])) == 1 and late.skipped_before_keyframe == 1
 
 
-def test_mjpeg_is_recorded_as_jpeg_records(footage, tmp_path):
-    path = tmp_path / "cam.mkv"  # what a UVC camera's MJPEG looks like in a file
+def reencode(footage, path, codec, pix_fmt, frames):
+    """The footage's first ``frames`` frames encoded with ``codec`` into ``path``."""
     with av.open(str(footage)) as src, av.open(str(path), "w") as dst:
-        stream = dst.add_stream("mjpeg", rate=12)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuvj420p"
+        stream = dst.add_stream(codec, rate=12)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, pix_fmt
         for index, frame in enumerate(src.decode(video=0)):
-            if index == 5:
+            if index == frames:
                 break
-            for packet in stream.encode(frame.reformat(format="yuvj420p")):
+            for packet in stream.encode(frame.reformat(format=pix_fmt)):
                 dst.mux(packet)
         for packet in stream.encode(None):
             dst.mux(packet)
+    return path
+
+
+def test_mjpeg_is_recorded_as_jpeg_records(footage, tmp_path):
+    path = reencode(footage, tmp_path / "cam.mkv", "mjpeg", "yuvj420p", 5)  # a UVC camera's MJPEG, in a file
     packets = demuxed(path)
     with open_camera_source(path, rate="max", passthrough=True) as source:
         frames = list(source)
@@ -119,17 +124,7 @@ def test_mjpeg_is_recorded_as_jpeg_records(footage, tmp_path):
 
 
 def test_uncompressed_or_other_codecs_are_refused_by_name(footage, tmp_path):
-    path = tmp_path / "part2.mkv"
-    with av.open(str(footage)) as src, av.open(str(path), "w") as dst:
-        stream = dst.add_stream("mpeg4", rate=12)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for index, frame in enumerate(src.decode(video=0)):
-            if index == 3:
-                break
-            for packet in stream.encode(frame):
-                dst.mux(packet)
-        for packet in stream.encode(None):
-            dst.mux(packet)
+    path = reencode(footage, tmp_path / "part2.mkv", "mpeg4", "yuv420p", 3)
     with pytest.raises(CameraInputError, match="mpeg4.*use encoding jpeg") as info:
         open_camera_source(path, passthrough=True)
     assert str(path) in str(info.value)
