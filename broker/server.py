@@ -395,7 +395,8 @@ class BrokerServer:
                 "partitions": [
                     {"partition": log.partition, "log_start": log.log_start_offset, "next_offset": log.next_offset,
                      "durable_offset": log.durable_offset, "size_bytes": log.size_bytes,
-                     "segments": len(log.segments), "protected_offset": log.protected_offset}
+                     "segments": len(log.segments), "protected_offset": log.protected_offset,
+                     "future_records": log.future_records}
                     for log in self.storage.partition_logs(name)
                 ],
             }
@@ -409,6 +410,7 @@ class BrokerServer:
             "disk_total_bytes": usage.f_blocks * usage.f_frsize, "disk_free_bytes": usage.f_bavail * usage.f_frsize,
             "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
             "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
+            "corrupt_batches": self.storage.corrupt_batch_count,
             "time_ns": time.time_ns(),
         }
         return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})

@@ -13,17 +13,24 @@ Guarantees:
   start at the group's committed offset, else at ``auto_offset_reset``.
 - A position below the log start (deleted by retention) is reset by ``auto_offset_reset``
   and counted in ``reset_count``.
+- A corrupt batch (found by the broker, or failing its CRC or decoding here) raises
+  CorruptBatchError on every poll, unless ``skip_corrupt=True``: then it is reported
+  (``on_corrupt(topic, partition, first_offset, next_offset, reason)``, the list
+  ``skipped_corrupt`` and a log line) and reading goes on after it.
 
 Not thread-safe: use a Consumer from one thread.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .. import protocol as P
-from ..errors import BrokerError, OffsetOutOfRangeError, UnknownGroupMemberError, error_from_code
+from ..batch_checks import find_damaged_batch
+from ..errors import BrokerError, CorruptBatchError, OffsetOutOfRangeError, UnknownGroupMemberError, error_from_code
+from ..logs import log_event
 from ..records import BatchValues, Record, decode_batches, decode_batches_values
 from .connection import Connection
 
@@ -33,7 +40,9 @@ TopicPartition = tuple[str, int]
 class Consumer:
     def __init__(self, endpoint: str, *, group: str | None = None, auto_offset_reset: str = "earliest",
                  fetch_max_bytes: int = 8 * 1024 * 1024, max_wait_ms: int = 500,
-                 session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 1_000, timeout_s: float = 10.0):
+                 session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 1_000, timeout_s: float = 10.0,
+                 skip_corrupt: bool = False,
+                 on_corrupt: Callable[[str, int, int, int, str], None] | None = None):
         if auto_offset_reset not in ("earliest", "latest"):
             raise ValueError("auto_offset_reset must be 'earliest' or 'latest'")
         self.endpoint = endpoint
@@ -51,7 +60,9 @@ class Consumer:
         self.reset_count = 0
         self._last_heartbeat = 0.0
         self._prefetch: tuple[int, dict[TopicPartition, int]] | None = None
-        self._time_floor: int | None = None  # set by seek_to_time until the first records
+        self.skip_corrupt = skip_corrupt
+        self.on_corrupt = on_corrupt
+        self.skipped_corrupt: list[tuple[str, int, int, int, str]] = []
 
     # -- assignment ----------------------------------------------------------------------
 
@@ -135,9 +146,9 @@ class Consumer:
         self._prefetch = None
 
     def seek_to_time(self, timestamp_ns: int, partitions: Iterable[TopicPartition] | None = None) -> None:
-        """Position each partition at the first batch whose capture time reaches
-        ``timestamp_ns`` (records before it in that batch are skipped by ``poll``)."""
-        self._time_floor = int(timestamp_ns)
+        """Position each partition at its first offset whose capture time is >= ``timestamp_ns``
+        (Kafka's offsetsForTimes); ``poll`` then returns everything from there, also records
+        stamped earlier by a clock that stepped back, whatever the fetch size."""
         for tp in list(partitions or self.positions):
             self.positions[tp] = self._list_offset(tp, "timestamp", timestamp_ns)
         self._prefetch = None
@@ -203,7 +214,6 @@ class Consumer:
 
     def _apply_fetch(self, reply, snapshot: dict[TopicPartition, int], columns: bool) -> list:
         out: list = []
-        floor = self._time_floor
         for entry, data in zip(reply.meta["partitions"], reply.payloads):
             tp = (entry["topic"], entry["partition"])
             if tp not in self.positions or self.positions[tp] != snapshot.get(tp):
@@ -214,26 +224,46 @@ class Consumer:
                     self.positions[tp] = self._reset_offset(tp)
                     self.reset_count += 1
                     continue
+                if self.skip_corrupt and isinstance(err, CorruptBatchError) and err.resume_offset is not None:
+                    self._skip_corrupt(tp, snapshot[tp], err.resume_offset, err.message)
+                    continue
                 raise err
+            if self.skip_corrupt and len(data):
+                data = self._without_damage(tp, data, snapshot[tp])
             if not len(data):
                 continue
             if columns:
                 chunks = decode_batches_values(data, topic=tp[0], partition=tp[1], min_offset=snapshot[tp])
                 if chunks:
                     self._served(tp, int(chunks[-1].offsets[-1]) + 1)
-                    if floor is not None:
-                        chunks = [c.select(c.timestamps >= floor) for c in chunks]
                     out.extend(c for c in chunks if len(c))
                 continue
             records = decode_batches(data, topic=tp[0], partition=tp[1], min_offset=snapshot[tp])
             if records:
                 self._served(tp, records[-1].offset + 1)
-                if floor is not None:
-                    records = [r for r in records if r.timestamp >= floor]
                 out.extend(records)
-        if floor is not None and out:
-            self._time_floor = None
         return out
+
+    def _without_damage(self, tp: TopicPartition, data, position: int):
+        """The batches before the first damaged one; a damaged first batch is skipped."""
+        found = find_damaged_batch(data)
+        if found is None:
+            return data
+        at, header, reason = found
+        if at:
+            return memoryview(data)[:at]  # served now; the damaged batch is skipped next time
+        self._skip_corrupt(tp, max(position, header.base_offset), header.next_offset, reason)
+        return b""
+
+    def _skip_corrupt(self, tp: TopicPartition, first: int, resume: int, reason: str) -> None:
+        if resume <= first:
+            raise CorruptBatchError(f"{tp[0]}/{tp[1]}: corrupt batch at offset {first} and no offset to resume at: {reason}")
+        self.skipped_corrupt.append((tp[0], tp[1], first, resume, reason))
+        log_event(logging.getLogger("broker.client"), logging.ERROR, "corrupt_batch_skipped", topic=tp[0],
+                  partition=tp[1], first_offset=first, resume_offset=resume, reason=reason)
+        if self.on_corrupt is not None:
+            self.on_corrupt(tp[0], tp[1], first, resume, reason)
+        self.positions[tp] = resume
 
     def _served(self, tp: TopicPartition, next_position: int) -> None:
         # a partition that returned data moves to the end of the next fetch's list: the

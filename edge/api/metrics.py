@@ -6,10 +6,12 @@ registry (no global state; several apps can live in one test process). Names:
 
 - per topic: ``edge_topic_records_total`` (offsets assigned), ``edge_topic_held_records``, ``edge_topic_bytes``, ``edge_topic_records_per_second``,
   ``edge_topic_bytes_per_second``, ``edge_topic_oldest_record_age_seconds``,
-  ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``;
+  ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``,
+  ``edge_partition_future_records_total`` (stamped over ``max_future_skew`` ahead, since the broker started);
 - disk: ``edge_disk_total_bytes``, ``edge_disk_free_bytes``, ``edge_disk_data_bytes``,
   ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
-  ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``;
+  ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``,
+  ``edge_broker_corrupt_batches_total``;
 - per driver process: ``edge_driver_{captured,published,acknowledged}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
   ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
@@ -67,6 +69,9 @@ class SnapshotCollector:
         age = GaugeMetricFamily("edge_topic_oldest_record_age_seconds", "age of the oldest held record", labels=["topic"])
         next_off = GaugeMetricFamily("edge_partition_next_offset", "next offset", labels=["topic", "partition"])
         start = GaugeMetricFamily("edge_partition_log_start_offset", "first held offset", labels=["topic", "partition"])
+        future = CounterMetricFamily("edge_partition_future_records",
+                                     "records stamped more than max_future_skew ahead (flagged, left out of time lookups)",
+                                     labels=["topic", "partition"])
         now = time.time_ns()
         for name, t in sorted(topics.items()):
             parts = t.get("partitions") or []
@@ -80,7 +85,8 @@ class SnapshotCollector:
             for p in parts:
                 next_off.add_metric([name, str(p.get("partition"))], float(p.get("next_offset", 0)))
                 start.add_metric([name, str(p.get("partition"))], float(p.get("log_start", 0)))
-        return [total, held, size, rps, bps, age, next_off, start]
+                future.add_metric([name, str(p.get("partition"))], float(p.get("future_records", 0)))
+        return [total, held, size, rps, bps, age, next_off, start, future]
 
     def _disk(self, disk: dict[str, Any] | None, broker: dict[str, Any] | None) -> Iterable[Metric]:
         if not disk:
@@ -107,6 +113,10 @@ class SnapshotCollector:
                                             "bytes deleted before the mirror shipped them")
             unshipped.add_metric([], float(broker.get("unshipped_deleted_bytes") or 0))
             out.append(unshipped)
+            corrupt = CounterMetricFamily("edge_broker_corrupt_batches",
+                                          "damaged batches met by reads (bad header chain or offsets)")
+            corrupt.add_metric([], float(broker.get("corrupt_batches") or 0))
+            out.append(corrupt)
         return out
 
     def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:

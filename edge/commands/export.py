@@ -42,6 +42,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--vehicle", help="the vehicle whose topics to read from Kafka (with --kafka)")
     parser.add_argument("--kafka-template", default=None,
                         help="Kafka topic name template (default: vehicles.{vehicle}.{topic})")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="exit 0 even when records of the window were no longer in the log (still reported)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_endpoint_args(parser)
@@ -120,8 +122,9 @@ def outside_window(source, plan, result: dict) -> int:
 
 
 def run(args) -> int:
-    from edge.drives import resolve_drive
+    from edge.drives import drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
+    from edge.replay.missing import missing_exit_status
     from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, open_source
     from edge.replay.timespec import END_OF_LOG_NS, TimeSpecError, parse_window
 
@@ -130,7 +133,7 @@ def run(args) -> int:
         endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
     else:
         endpoint = resolve_endpoint(args)
-    resolver = partial(resolve_drive, endpoint) if endpoint else None
+    resolver = partial(drive_resolution, endpoint) if endpoint else None
     try:
         spec = parse_window(args.start, args.end, drive=args.drive, resolver=resolver)
     except TimeSpecError as exc:
@@ -153,4 +156,5 @@ def run(args) -> int:
         bar.clear()
         source.close()
     print(json.dumps(result, indent=2) if args.json else summary(result))
-    return 0
+    return missing_exit_status("export", result["missing"], args.allow_gaps, sys.stderr)
+

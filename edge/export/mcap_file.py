@@ -178,6 +178,10 @@ class McapFileWriter:
         _stamp(message, int(record.timestamp))
         return message
 
+    def set_metadata(self, name: str, value: str) -> None:
+        """Add or replace one field of the ``edge.export`` metadata record (written by ``finish``)."""
+        self._metadata[name] = value
+
     def finish(self) -> None:
         if self._metadata:
             self.writer.add_metadata("edge.export", {str(k): str(v) for k, v in self._metadata.items()})

@@ -197,6 +197,7 @@ def test_metrics_are_valid_prometheus_text(api_env):
             "edge_disk_free_bytes", "edge_disk_total_bytes", "edge_driver_captured_total",
             "edge_driver_dropped_total", "edge_api_status_ok", "process_cpu_seconds_total"} <= names
     assert samples[("edge_topic_records_total", (("topic", "camera.front"),))] > 0
+    assert samples[("edge_partition_future_records_total", (("partition", "0"), ("topic", "camera.front")))] == 0
     assert samples[("edge_api_status_ok", ())] == 1.0
     front = [v for (n, labels), v in samples.items() if n == "edge_driver_captured_total" and ("sensor", "front") in labels]
     assert front and front[0] > 0
