@@ -12,7 +12,10 @@ What it yields (see ``video.py`` for the record format):
   store length-prefixed NAL units, which FFmpeg's ``h264_mp4toannexb`` /
   ``hevc_mp4toannexb`` filter rewrites to Annex B (start codes, parameter sets in front
   of each keyframe) — the same bytes ``ffmpeg -c copy -bsf:v h264_mp4toannexb`` writes.
-  ``keyframe`` is FFmpeg's keyframe flag of the packet.
+  ``keyframe`` is FFmpeg's keyframe flag of the packet. A keyframe without an SPS (an
+  RTSP camera that sends its parameter sets only in the SDP) gets the stream header's
+  parameter sets in front, so decoding can start at every keyframe (counted in
+  ``parameter_sets_added``); nothing else is changed.
 - MJPEG: every packet is a whole JPEG image, passed as an ordinary ``jpeg`` record
   (``keyframe`` always 1), so everything that reads JPEG records reads these.
 - Anything else (raw YUYV from a webcam, MPEG-4 part 2, VP9, ...) is refused at open with
@@ -40,7 +43,7 @@ from broker.logs import log_event
 from .container import recorded_start_ns
 from .frame import CameraInputError, CameraSource, CameraUnavailableError
 from .pacing import FramePacer
-from .video import KEYFRAME_HEADER
+from .video import ANNEX_B_START, KEYFRAME_HEADER, with_parameter_sets
 
 logger = logging.getLogger("drivers.camera")
 
@@ -99,8 +102,12 @@ class PassthroughSource(CameraSource):
         self._time_base = self._stream.time_base
         extradata = self._stream.codec_context.extradata or b""
         self._filter = None
+        self._parameter_sets = b""  # Annex B SPS/PPS from the stream's header, for keyframes without them
+        self.parameter_sets_added = 0
         if codec in TO_ANNEX_B and extradata[:1] == b"\x01":  # avcC / hvcC: length-prefixed NAL units
             self._filter = av.bitstream.BitStreamFilterContext(TO_ANNEX_B[codec], self._stream)
+        elif codec in TO_ANNEX_B and extradata.startswith(ANNEX_B_START):
+            self._parameter_sets = bytes(extradata)
         self._packets = self._container.demux(self._stream)
         if kind == "file":
             self.epoch_ns = int(epoch_ns) if epoch_ns is not None else self._file_epoch_ns(keep_timestamps)
@@ -219,5 +226,13 @@ class PassthroughSource(CameraSource):
         else:
             capture_ns, source_ts_ns = time.time_ns(), media_ns
         self._seq += 1
-        return EncodedFrame(capture_ns, bytes(packet), self.encoding, bool(packet.is_keyframe) or self.encoding == "jpeg",
-                            self.width, self.height, seq, source_ts_ns)
+        data, keyframe = bytes(packet), bool(packet.is_keyframe) or self.encoding == "jpeg"
+        if keyframe and self._parameter_sets:
+            completed = with_parameter_sets(data, self._parameter_sets, self.encoding)
+            if completed is not data:
+                self.parameter_sets_added += 1
+                if self.parameter_sets_added == 1:
+                    log_event(logger, logging.INFO, "camera_parameter_sets_added", source=self.name,
+                              reason="keyframes arrive without SPS/PPS: the stream header's are put in front")
+                data = completed
+        return EncodedFrame(capture_ns, data, self.encoding, keyframe, self.width, self.height, seq, source_ts_ns)

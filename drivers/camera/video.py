@@ -5,7 +5,9 @@ the ``encoding`` header its ``format``):
 
 - value: one access unit (the packets of exactly one frame) in Annex B form (start
   codes, not length prefixes), exactly as the camera or file delivered it; a keyframe
-  carries its parameter sets (SPS/PPS, and VPS for H.265) so decoding can start there.
+  carries its parameter sets (SPS/PPS, and VPS for H.265) so decoding can start there
+  (``with_parameter_sets`` adds them from the stream's header when the camera sends them
+  only out of band, as some RTSP cameras do in the SDP).
 - headers: ``encoding`` ``h264`` | ``h265``, ``width``, ``height`` (coded picture size),
   ``keyframe`` ``1`` | ``0`` (``KEYFRAME_HEADER``: replay and export start at a record
   with ``keyframe: 1``, the frames before the first one cannot be decoded), plus the
@@ -31,6 +33,25 @@ VIDEO_ENCODINGS = ("h264", "h265")
 KEYFRAME_HEADER = "keyframe"
 FFMPEG_DECODERS = {"h264": "h264", "h265": "hevc"}
 ANNEX_B_START = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
+SPS_NAL_TYPE = {"h264": 7, "h265": 33}
+
+
+def nal_unit_types(data: bytes, encoding: str) -> list[int]:
+    """The NAL unit types of an Annex B access unit, in order."""
+    types, at = [], data.find(b"\x00\x00\x01")
+    while at >= 0 and at + 3 < len(data):
+        first = data[at + 3]
+        types.append(first & 0x1F if encoding == "h264" else (first >> 1) & 0x3F)
+        at = data.find(b"\x00\x00\x01", at + 3)
+    return types
+
+
+def with_parameter_sets(data: bytes, parameter_sets: bytes, encoding: str) -> bytes:
+    """A keyframe as a decoder can start at it: when it carries no SPS (an RTSP camera that
+    sends its parameter sets only in the SDP), the stream's Annex B parameter sets in front."""
+    if SPS_NAL_TYPE[encoding] in nal_unit_types(data, encoding):
+        return data
+    return parameter_sets + data
 
 
 def header_text(headers: Mapping[str, Any], name: str) -> str | None:

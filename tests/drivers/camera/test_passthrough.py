@@ -132,3 +132,23 @@ def test_uncompressed_or_other_codecs_are_refused_by_name(footage, tmp_path):
         open_camera_source(tmp_path / "none.mp4", passthrough=True)
     with pytest.raises(ValueError, match="loop"):
         open_camera_source(footage, passthrough=True, loop=True)
+
+
+def test_keyframes_without_parameter_sets_get_the_stream_header_ones(transport_stream):
+    """What an RTSP camera that announces SPS/PPS only in its SDP sends: the same keyframe
+    without them. They are put back from the stream header, byte for byte."""
+    from drivers.camera.video import nal_unit_types, with_parameter_sets
+
+    keyframe = demuxed(transport_stream)[0][0]
+    assert nal_unit_types(keyframe, "h264")[:3] == [9, 7, 8]  # access unit delimiter, SPS, PPS, then the IDR
+    starts = [keyframe.find(b"\x00\x00\x00\x01", 1), keyframe.find(b"\x00\x00\x01\x65")]
+    sps_pps = keyframe[starts[0]:starts[1]]
+    bare = keyframe[:starts[0]] + keyframe[starts[1]:]
+    assert 7 not in nal_unit_types(bare, "h264")
+    completed = with_parameter_sets(bare, sps_pps, "h264")
+    assert completed == sps_pps + bare and nal_unit_types(completed, "h264").count(7) == 1
+    assert with_parameter_sets(keyframe, sps_pps, "h264") is keyframe  # in-band already: untouched
+    decoder = VideoDecoder("h264")
+    assert len(decoder.decode(completed, {"encoding": "h264", "keyframe": "1"})) == 1
+    with pytest.raises(ValueError):
+        VideoDecoder("h264").decode(bare, {"encoding": "h264", "keyframe": "1"})
