@@ -186,15 +186,16 @@ class PassthroughSource(CameraSource):
         return self._pending.pop(0)
 
     def _media_ns(self, packet: Any) -> int:
-        """The packet's presentation time from the first one, forced to increase."""
-        pts = packet.pts if packet.pts is not None else packet.dts
-        if pts is None:
+        """The packet's presentation time from the first packet's. Packets come in decoding
+        order, so with B-frames these times go back and forth: each record keeps its own
+        frame's time (a decoder puts them in order again)."""
+        pts = packet.pts
+        if pts is None:  # no time in the container: one nanosecond after the last
             media = self._last_media_ns + 1
         else:
             if self._first_pts is None:
                 self._first_pts = pts
             media = round((pts - self._first_pts) * self._time_base * 1_000_000_000)
-            media = max(media, self._last_media_ns + 1)
         self._last_media_ns = media
         return media
 

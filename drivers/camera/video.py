@@ -12,8 +12,10 @@ the ``encoding`` header its ``format``):
   ``keyframe`` ``1`` | ``0`` (``KEYFRAME_HEADER``: replay and export start at a record
   with ``keyframe: 1``, the frames before the first one cannot be decoded), plus the
   runtime's ``sensor``, ``seq``, ``capture_ns``. The record timestamp is the capture time.
-- frames are in decoding order; without B-frames (what cameras send) that is also the
-  presentation order.
+- records are in decoding order, each stamped with its own frame's presentation time:
+  without B-frames (what cameras send) the stamps increase; with B-frames (some files)
+  they go back and forth, and a decoder puts the frames in presentation order again
+  (Foxglove's CompressedVideo panel does not take B-frames; the MP4 export does).
 
 ``VideoDecoder`` turns such records back into BGR images for the dashboard and MP4
 export. It is stateful (a delta frame needs the frames before it): feed one topic's

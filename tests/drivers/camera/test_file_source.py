@@ -199,3 +199,34 @@ def test_truncated_file_plays_up_to_the_damage(footage, tmp_path, caplog):
     assert 0 < count < FRAMES
     assert any("camera_file_ended_early" in r.getMessage() and str(truncated) in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_variable_frame_rate_file_keeps_its_timing(tmp_path):
+    """Frames 40, 40, 200, 40, 120 ms apart (H.264 with B-frames), read as fast as possible,
+    decoded or passed through: stamped as recorded."""
+    from edge.export.mp4 import Mp4Writer
+
+    path = tmp_path / "vfr.mp4"
+    offsets_ms = [0, 40, 80, 280, 320, 440]
+    writer = Mp4Writer(path, 64, 48)
+    rng = np.random.default_rng(5)
+    for ms in offsets_ms:
+        writer.add(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), ms * 1_000_000)
+    writer.finish()
+    for passthrough in (False, True):
+        with open_camera_source(path, rate="max", epoch_ns=0, passthrough=passthrough) as source:
+            stamps = sorted(frame.capture_ns for frame in source)  # pass-through: in decoding order
+        assert np.allclose(np.array(stamps) / 1e6, offsets_ms, atol=0.05), (passthrough, stamps)
+    # the records of a B-frame stream decode back in presentation order, each with its own time
+    from drivers.camera.passthrough import encode_passthrough
+    from drivers.camera.video import VideoDecoder
+
+    with open_camera_source(path, rate="max", epoch_ns=0, passthrough=True) as source:
+        frames = list(source)
+    assert [f.capture_ns for f in frames] != sorted(f.capture_ns for f in frames)  # B-frames: decoding order
+    decoder = VideoDecoder("h264")
+    decoded = []
+    for frame in frames:
+        decoded += decoder.decode(*encode_passthrough(frame), frame.capture_ns)
+    decoded += decoder.flush()
+    assert np.allclose(np.array([ts for _image, ts in decoded]) / 1e6, offsets_ms, atol=0.05)
