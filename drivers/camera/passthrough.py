@@ -137,7 +137,8 @@ class PassthroughSource(CameraSource):
             container = av.open(self.spec, format=fmt, options=options, timeout=open_timeout_s)
         except (av.FFmpegError, OSError) as exc:
             error = CameraInputError if self.kind == "file" else CameraUnavailableError
-            raise error(self.name, f"cannot open for pass-through: {exc}") from None
+            problem = str(exc).replace(self.spec, self.name)  # the name hides a stream's password
+            raise error(self.name, f"cannot open for pass-through: {problem}") from None
         if not container.streams.video:
             container.close()
             raise CameraInputError(self.name, "has no video stream")

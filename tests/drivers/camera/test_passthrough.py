@@ -152,3 +152,12 @@ def test_keyframes_without_parameter_sets_get_the_stream_header_ones(transport_s
     assert len(decoder.decode(completed, {"encoding": "h264", "keyframe": "1"})) == 1
     with pytest.raises(ValueError):
         VideoDecoder("h264").decode(bare, {"encoding": "h264", "keyframe": "1"})
+
+
+def test_an_unreachable_stream_is_unavailable_and_its_password_hidden():
+    from drivers.camera.frame import CameraUnavailableError
+
+    with pytest.raises(CameraUnavailableError, match="cannot open for pass-through") as info:
+        open_camera_source("rtsp://user:secret@127.0.0.1:9/stream", passthrough=True)
+    assert "secret" not in str(info.value) and "user:***@127.0.0.1" in str(info.value)
+    assert info.value.retryable
