@@ -153,3 +153,32 @@ def test_records_outside_the_window_are_reported(recorded, tmp_path, capsys):
                  str(recorded.end_ns), "--out", str(tmp_path / "again"), "--endpoint", recorded.endpoint,
                  "-q"]) == 0
     assert f"outside the window (not exported): {SOURCE_FRAMES - inside} records" in capsys.readouterr().out
+
+
+def test_h264_records_starting_mid_gop_export_from_the_first_keyframe(shared_data, tmp_path):
+    """A window that starts between keyframes: the deltas before the first keyframe cannot
+    be decoded; they are refused (reported as corrupt by the export) and counted."""
+    from broker.records import Record
+    from drivers.camera.passthrough import encode_passthrough
+    from drivers.camera.sources import open_camera_source
+    from edge.export.directory import DirectoryWriter
+    from edge.export.kinds import CAMERA
+
+    with open_camera_source(shared_data / "car-detection.mp4", rate="max", passthrough=True, epoch_ns=0) as source:
+        frames = [f for _, f in zip(range(130), source)]
+    writer = DirectoryWriter(tmp_path)
+    refused = []
+    for frame in frames[5:]:  # keyframes at 0, 60, 120
+        value, headers = encode_passthrough(frame)
+        record = Record(frame.seq, frame.capture_ns, None, value, {k: v.encode() for k, v in headers.items()},
+                        "camera.h264", 0)
+        try:
+            writer.write(record, CAMERA)
+        except ValueError as exc:
+            refused.append((frame.seq, str(exc)))
+    topic = writer.finish()["camera.h264"]
+    assert [seq for seq, _ in refused] == list(range(5, 60)) and "before the first keyframe" in refused[0][1]
+    assert topic["skipped_before_keyframe"] == 55 and topic["frames"] == 70 and topic["first_ns"] == 60 * 80_000_000
+    info = ffprobe(tmp_path / "camera.h264.mp4")
+    assert int(info["streams"][0]["nb_read_frames"]) == 70
+    assert abs(float(info["streams"][0]["duration"]) - 70 * PERIOD_S) < PERIOD_S
