@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.topic_config import DurationNs, Size
 
@@ -16,6 +16,10 @@ class MirrorConfig(BaseModel):
     bootstrap_servers: str = Field(..., min_length=1, description="the cloud cluster, host:port[,host:port]")
     topics: list[str] = Field(..., min_length=1, description="local topic names or glob patterns (camera.*)")
     destination: str = Field("vehicles.{vehicle}.{topic}", description="cloud topic name template")
+    shared_destination: bool = Field(False, description="the destination template has no {vehicle}: several "
+                                     "vehicles write the same topics (resume still counts only this vehicle's)")
+    resume_scan_records: int = Field(10_000, ge=1, description="how far back (offsets) resume looks for this "
+                                     "vehicle's last record per destination partition before it trusts the local commit")
     create_topics: bool = Field(True, description="create missing destination topics (else a clear error)")
     replication_factor: int = Field(3, ge=1, le=10)
     kafka: dict[str, str | int | float | bool] = Field(
@@ -38,6 +42,13 @@ class MirrorConfig(BaseModel):
         except (KeyError, IndexError) as exc:
             raise ValueError(f"unknown placeholder {exc} (use {{vehicle}} and {{topic}})") from None
         return value
+
+    @model_validator(mode="after")
+    def _vehicle_in_destination(self) -> "MirrorConfig":
+        if "{vehicle}" not in self.destination and not self.shared_destination:
+            raise ValueError(f"destination {self.destination!r} has no {{vehicle}}: every vehicle would write the "
+                             "same topics; add {vehicle} or declare shared_destination = true")
+        return self
 
     @field_validator("sampling")
     @classmethod

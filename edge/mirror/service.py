@@ -43,8 +43,9 @@ from broker.storage.layout import atomic_write
 
 from .bandwidth import TokenBucket
 from .config import MirrorConfig
-from .destination import (HEADER_CAPTURE, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC, HEADER_VEHICLE, MirrorError,
-                          ensure_topics, kafka_settings, resume_offsets)
+from .destination import (HEADER_CAPTURE, HEADER_EPOCH, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC, HEADER_VEHICLE,
+                          Identity, MirrorError, ensure_topics, kafka_settings, resume_offsets)
+from .resume import choose_start, load_or_create_identity
 
 logger = logging.getLogger("edge.mirror")
 MIRROR_GROUP = "_mirror"
@@ -66,6 +67,9 @@ class MirrorService:
         self.skipped_too_large = 0
         self.sampled_out = 0
         self.lost_to_retention = 0
+        self.lost_ranges: collections.deque = collections.deque(maxlen=20)  # newest [topic, partition, first, last]
+        self.identity: Identity | None = None
+        self._read_to: dict[TP, int] = {}
         self.sessions = 0
         self.last_error: str | None = None
         self.committed: dict[TP, int] = {}
@@ -92,7 +96,8 @@ class MirrorService:
                 "lag_bytes": lag_bytes, "partitions": partitions, "shipped_records": self.shipped_records,
                 "shipped_bytes": self.shipped_bytes, "throughput_bytes_per_s": round(rate, 1),
                 "skipped_too_large": self.skipped_too_large, "sampled_out": self.sampled_out,
-                "lost_to_retention": self.lost_to_retention, "sessions": self.sessions, "last_error": self.last_error,
+                "lost_to_retention": self.lost_to_retention, "lost_ranges": list(self.lost_ranges),
+                "epoch": self.identity.epoch if self.identity else None, "sessions": self.sessions, "last_error": self.last_error,
                 "time_ns": time.time_ns()}
 
     def publish_health(self) -> None:
@@ -128,6 +133,19 @@ class MirrorService:
         self._health.close(timeout=2)
         return 0
 
+    def _load_identity(self, *, shipped_before: bool) -> None:
+        if self.identity is None:
+            self.identity, created = load_or_create_identity(self.state_dir, self.vehicle, shipped_before=shipped_before)
+            log_event(logger, logging.INFO, "mirror_epoch", epoch=self.identity.epoch, created=created,
+                      adopts_unmarked=self.identity.adopts_unmarked)
+
+    def _count_lost(self, tp: TP, first: int, next_held: int) -> None:
+        """Offsets [first, next_held) of ``tp`` were deleted locally before they were shipped."""
+        self.lost_to_retention += next_held - first
+        self.lost_ranges.append([tp[0], tp[1], first, next_held - 1])
+        log_event(logger, logging.ERROR, "mirror_lost_to_retention", topic=tp[0], partition=tp[1],
+                  first_missing=first, last_missing=next_held - 1, records=next_held - first)
+
     def _link_down(self, exc: Exception) -> None:
         self.link = "down"
         self.last_error = str(exc)
@@ -161,19 +179,27 @@ class MirrorService:
             "transaction.timeout.ms": settings.get("transaction.timeout.ms", 300_000),
         })
         producer.init_transactions(60)  # fences a previous mirror and aborts its open transaction
-        resume = resume_offsets(settings, [(dest[t], p, t, p) for t, n in sources.items() for p in range(n)])
+        with Admin(self.endpoint) as admin:
+            local = admin.group_offsets(MIRROR_GROUP)
+        self._load_identity(shipped_before=bool(local))
+        probes = resume_offsets(settings, [(dest[t], p, t, p) for t, n in sources.items() for p in range(n)],
+                                self.identity, shared=cfg.shared_destination, scan_limit=cfg.resume_scan_records)
         positions: dict[TP, int] = {}
         for tp, (start, end, _size) in self.ends.items():
-            wanted = resume.get(tp)
-            if wanted is None:
-                wanted = start
+            chosen = choose_start(probes.get(tp), local.get(tp), cfg.resume_scan_records)
+            wanted = start if chosen is None else chosen.offset
+            if chosen is not None and chosen.source != "destination":
+                log_event(logger, logging.WARNING, "mirror_resume_from_local", topic=tp[0], partition=tp[1],
+                          offset=chosen.offset, reason=chosen.reason)
             if wanted < start:
-                self.lost_to_retention += start - wanted
-                log_event(logger, logging.ERROR, "mirror_lost_to_retention", topic=tp[0], partition=tp[1],
-                          first_missing=wanted, log_start=start)
+                self._count_lost(tp, wanted, start)
                 wanted = start
+            if wanted > end:
+                log_event(logger, logging.ERROR, "mirror_resume_beyond_local_end", topic=tp[0], partition=tp[1],
+                          resume=wanted, local_end=end, epoch=self.identity.epoch)
             positions[tp] = min(wanted, end)
         self.committed = dict(positions)
+        self._read_to = dict(positions)  # next offset expected from the local consumer, per partition
         consumer = Consumer(self.endpoint, fetch_max_bytes=8 * 1024 * 1024, max_wait_ms=200)
         consumer.assign(list(positions))
         for (t, p), o in positions.items():
@@ -198,7 +224,12 @@ class MirrorService:
             stopping = self.stop_event.is_set()
             if not stopping and buffered < cfg.max_buffer_bytes:
                 for record in consumer.poll(0.05 if any(buffers.values()) else 0.2):
-                    buffers[(record.topic, record.partition)].append(record)
+                    tp = (record.topic, record.partition)
+                    expected = self._read_to.get(tp, record.offset)
+                    if record.offset > expected and not cfg.is_latest_only(tp[0]):
+                        self._count_lost(tp, expected, record.offset)  # the disk guard deleted them meanwhile
+                    self._read_to[tp] = record.offset + 1
+                    buffers[tp].append(record)
                     buffered += len(record.value)
             for tp in order:
                 if cfg.is_latest_only(tp[0]) and len(buffers[tp]) > 1:
@@ -257,7 +288,8 @@ class MirrorService:
             self.bucket.acquire(len(value))
         headers = [(HEADER_VEHICLE, self.vehicle.encode()), (HEADER_TOPIC, record.topic.encode()),
                    (HEADER_PARTITION, str(record.partition).encode()), (HEADER_OFFSET, str(record.offset).encode()),
-                   (HEADER_CAPTURE, str(record.timestamp).encode()), *((k, bytes(v)) for k, v in record.headers.items())]
+                   (HEADER_CAPTURE, str(record.timestamp).encode()),
+                   (HEADER_EPOCH, self.identity.epoch.encode()), *((k, bytes(v)) for k, v in record.headers.items())]
         while True:
             try:
                 producer.produce(dest_topic, value, key=record.key, partition=record.partition,
@@ -283,6 +315,7 @@ class MirrorService:
                     self._abort(producer)
                     for (t, p), o in self.committed.items():
                         consumer.seek(t, p, o)
+                    self._read_to.update(self.committed)
                     for queue in buffers.values():
                         queue.clear()
                     pending.clear()
