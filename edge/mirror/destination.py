@@ -21,6 +21,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from broker.errors import BrokerError
 
+from .reject import DestinationLimits
+
 HEADER_VEHICLE = "edge.vehicle"
 HEADER_TOPIC = "edge.source.topic"
 HEADER_PARTITION = "edge.source.partition"
@@ -32,6 +34,10 @@ TAIL_RECORDS = 50  # read this many of the last records (aborted markers and con
 
 class MirrorError(BrokerError):
     """The mirror cannot proceed (destination missing and not creatable, record too large)."""
+
+
+class RecordTooLargeError(MirrorError):
+    """A record above the destination's max.message.bytes with ``too_large = "stop"``."""
 
 
 # librdkafka properties that only a producer understands: [mirror.kafka] may set them for the
@@ -55,9 +61,9 @@ def consumer_settings(settings: dict) -> dict:
 
 
 def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, replication: int,
-                  max_message_bytes: int, timeout: float = 30.0) -> dict[str, int]:
+                  max_message_bytes: int, timeout: float = 30.0) -> dict[str, DestinationLimits]:
     """Make sure each destination topic exists with the source's partition count; returns
-    each topic's max.message.bytes. Raises MirrorError naming what is wrong."""
+    what each topic refuses (from its configs). Raises MirrorError naming what is wrong."""
     metadata = admin.list_topics(timeout=timeout)
     brokers = max(1, len(metadata.brokers))
     missing = {t: n for t, n in wanted.items() if t not in metadata.topics}
@@ -71,7 +77,7 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
             try:
                 future.result(timeout)
             except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise MirrorError(f"cannot create destination topic {topic}: {exc}") from None
         deadline = time.monotonic() + timeout
         while True:  # a new topic takes a moment to appear in the metadata
@@ -89,8 +95,7 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
     limits = {}
     futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
     for resource, future in futures.items():
-        config = future.result(timeout)
-        limits[resource.name] = int(config["max.message.bytes"].value)
+        limits[resource.name] = DestinationLimits.from_configs(future.result(timeout))
     return limits
 
 

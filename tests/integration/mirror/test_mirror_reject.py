@@ -1,0 +1,94 @@
+"""A record the destination refuses stops at most its own partition, by its topic's policy,
+reported with its offset and Kafka's error (issue 28 case 4), against a real Kafka node."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+from broker.client import Admin, Producer
+from edge.status import latest_health
+
+from .test_mirror import BASE_NS, cloud_records, produce_local
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def wait_status(endpoint, predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    status = {}
+    while time.monotonic() < deadline:
+        with Admin(endpoint) as admin:
+            status = latest_health(endpoint, admin).get("mirror") or {}
+        if predicate(status):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"mirror status never matched: {status}")
+
+
+def source_offsets(records):
+    out = []
+    for m in records:
+        offset = int(dict(m.headers())["edge.source.offset"])
+        assert m.value()[:8] == f"{offset:08d}".encode() or len(m.value()) > 2000, f"altered record at {offset}"
+        out.append(offset)
+    return out
+
+
+def test_refused_records_follow_their_policy_and_block_no_other_partition(broker, kafka_single, mirror_single):
+    make, vehicle = mirror_single
+    admin = AdminClient({"bootstrap.servers": kafka_single.bootstrap_servers})
+    keys_dest, lidar_dest = f"vehicles.{vehicle}.telemetry.keys", f"vehicles.{vehicle}.lidar.top"
+    for future in admin.create_topics([NewTopic(keys_dest, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        future.result(30)
+    # telemetry.keys: offset 50 has no key (compacted destination: INVALID_RECORD), offset 60 a
+    # capture time 2 h ahead (Kafka 4 refuses > 1 h: INVALID_TIMESTAMP)
+    with Producer(broker.endpoint, linger_ms=2) as producer:
+        for i in range(100):
+            ts = BASE_NS + i * 1000 + (3 * 3600 * 10**9 if i == 60 else 0)
+            producer.send("telemetry.keys", f"{i:08d}".encode().ljust(200, b"."), key=None if i == 50 else b"k%d" % i,
+                          timestamp_ns=ts)
+        producer.flush(30)
+    produce_local(broker.endpoint, "lidar.top", 20)
+    produce_local(broker.endpoint, "camera.front", 100)
+    mirror = make(topics='["telemetry.*", "lidar.*", "camera.*"]', transaction_interval='"200ms"',
+                  on_reject='{"telemetry.*" = "skip", "lidar.*" = "stop-partition"}').start()
+    try:
+        keys = cloud_records(kafka_single, keys_dest, 99, timeout=60)
+        lidar = cloud_records(kafka_single, lidar_dest, 20, timeout=60)
+        # Kafka itself refuses what the mirror could not know at start: the lidar destination's
+        # size limit lowered while it runs; a 3000-byte incompressible record at offset 20
+        lower = ConfigEntry("max.message.bytes", "2500", incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, lidar_dest, incremental_configs=[lower])
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(30)
+        time.sleep(2)
+        with Producer(broker.endpoint, linger_ms=0) as producer:
+            producer.send("lidar.top", os.urandom(3000), key=b"big", partition=0, timestamp_ns=BASE_NS).result(10)
+        produce_local(broker.endpoint, "lidar.top", 10, start=21)
+        produce_local(broker.endpoint, "camera.front", 100, start=100)
+        camera = cloud_records(kafka_single, f"vehicles.{vehicle}.camera.front", 200, timeout=60)
+        status = wait_status(broker.endpoint, lambda s: "lidar.top/0" in (s.get("stopped_partitions") or {}))
+        status = wait_status(broker.endpoint, lambda s: s.get("partitions", {}).get("camera.front/0", {})
+                             .get("shipped_to") == 200)
+    finally:
+        assert mirror.stop() == 0, mirror.log()
+    # before: every transaction aborted, 0 of these records shipped, link "down" without an offset
+    assert source_offsets(keys) == [i for i in range(100) if i != 50], mirror.log()
+    ahead = [m for m in keys if dict(m.headers())["edge.source.offset"] == b"60"][0]
+    assert dict(ahead.headers())["edge.capture_ns"] == str(BASE_NS + 60_000 + 3 * 3600 * 10**9).encode()
+    assert abs(ahead.timestamp()[1] / 1000 - time.time()) < 600, "sent with the producer's time"
+    assert source_offsets(camera) == list(range(200)), "other partitions never blocked"
+    assert source_offsets(lidar) == list(range(20))
+    assert source_offsets(cloud_records(kafka_single, lidar_dest, 20, timeout=5)) == list(range(20)), \
+        "the stopped partition shipped nothing past the refused record"
+    stopped = status["stopped_partitions"]["lidar.top/0"]
+    assert stopped["offset"] == 20 and stopped["code"] == 10, status  # MSG_SIZE_TOO_LARGE from Kafka
+    skipped = [r for r in status["rejections"] if r["topic"] == "telemetry.keys"]
+    assert [(r["offset"], r["code"], r["action"]) for r in skipped] == [(50, 87, "skip")], status
+    assert status["retimed"] == 1
+    # counters count what Kafka committed: 99 + 20 + 200 records, nothing attempted twice
+    assert status["shipped_records"] == 99 + 20 + 200, status
