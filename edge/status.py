@@ -8,8 +8,9 @@ disk use and the retention horizon, driver health and the mirror's state (the la
 Mirror condition (``mirror_condition``), from its last report and the ``_mirror`` group:
 ``down`` when the report is older than ``MIRROR_DOWN_AFTER_S`` (it reports every second,
 also while Kafka calls block) or its process is gone (same host); ``stopped``/``failed``
-with the reason of its final report; ``stalled`` (since the last commit) when nothing was
-committed for ``stall_after_ns`` while the ``_mirror`` group has records to ship; else the
+with the reason of its final report; ``stalled`` (since its last progress: a commit, or a
+moment with nothing to ship) when nothing was committed for ``stall_after_ns`` while the
+``_mirror`` group has records to ship; else the
 link state it reports (up, down, idle, starting).
 
 Retention horizon: hours of data the disk can hold at the current write rate,
@@ -59,7 +60,7 @@ def mirror_condition(report: dict[str, Any] | None, group_lag: int | None, now_n
         return {**out, "condition": "down", "condition_since_ns": reported,
                 "condition_reason": f"no report for {age_s:.0f}s" if age_s > MIRROR_DOWN_AFTER_S else
                 "its process is gone"}
-    since = report.get("last_commit_ns") or report.get("started_ns") or reported
+    since = report.get("last_progress_ns") or report.get("last_commit_ns") or report.get("started_ns") or reported
     stall_after = report.get("stall_after_ns") or 10**10
     waiting = group_lag if group_lag is not None else report.get("lag_records", 0)
     if waiting and now_ns - since > stall_after:

@@ -76,6 +76,7 @@ class MirrorService:
         self.state = "running"
         self.stop_reason: str | None = None
         self.last_commit_ns: int | None = None
+        self.last_progress_ns: int | None = None  # last commit, or last moment nothing waited to be shipped
         self.retimed = 0  # sent with the producer's time: capture time beyond the destination's tolerance
         self.rejected = 0
         self.rejections: collections.deque = collections.deque(maxlen=20)
@@ -121,6 +122,7 @@ class MirrorService:
                 "epoch": self.identity.epoch if self.identity else None, "retimed": self.retimed,
                 "rejected": self.rejected, "rejections": list(self.rejections),
                 "stopped_partitions": dict(self.stopped_partitions), "last_commit_ns": self.last_commit_ns,
+                "last_progress_ns": self.last_progress_ns,
                 "started_ns": self.started_ns, "stall_after_ns": self.config.stall_after_ns(),
                 "pid": os.getpid(), "host": socket.gethostname(), "sessions": self.sessions, "last_error": self.last_error,
                 "time_ns": time.time_ns()}
@@ -321,6 +323,8 @@ class MirrorService:
                 in_txn = False
             if stopping and not in_txn:
                 return
+            if not in_txn and not any(buffers.values()):
+                self.last_progress_ns = time.time_ns()  # caught up: nothing waits for a commit
             if now - last_refresh >= 1.0:
                 last_refresh = now
                 with Admin(self.endpoint) as admin:
@@ -449,7 +453,7 @@ class MirrorService:
                     raise
                 delay = min(delay * 2, 30.0)
         self.link = "up"
-        self.last_commit_ns = time.time_ns()
+        self.last_commit_ns = self.last_progress_ns = time.time_ns()
         self.shipped_records += self._txn_records  # what Kafka committed, not what was attempted
         self.shipped_bytes += self._txn_bytes
         self._txn_records = self._txn_bytes = 0
