@@ -63,19 +63,20 @@ def mirror_factory(tmp_path: Path, broker, cluster, vehicle: str | None = None):
     return make, vehicle, started
 
 
-@pytest.fixture
-def mirror_setup(tmp_path, broker, kafka_cluster):
-    """(write_config(**mirror_settings) -> MirrorProcess factory, vehicle id)."""
-    make, vehicle, started = mirror_factory(tmp_path, broker, kafka_cluster)
+def _mirrors(tmp_path: Path, broker, cluster):
+    make, vehicle, started = mirror_factory(tmp_path, broker, cluster)
     yield make, vehicle
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def mirror_setup(tmp_path, broker, kafka_cluster):
+    """(write_config(**mirror_settings) -> MirrorProcess factory, vehicle id)."""
+    yield from _mirrors(tmp_path, broker, kafka_cluster)
 
 
 @pytest.fixture
 def mirror_single(tmp_path, broker, kafka_single):
     """Like ``mirror_setup``, against the single-node Kafka."""
-    make, vehicle, started = mirror_factory(tmp_path, broker, kafka_single)
-    yield make, vehicle
-    for proc in started:
-        proc.kill()
+    yield from _mirrors(tmp_path, broker, kafka_single)
