@@ -92,3 +92,26 @@ def test_refused_records_follow_their_policy_and_block_no_other_partition(broker
     assert status["retimed"] == 1
     # counters count what Kafka committed: 99 + 20 + 200 records, nothing attempted twice
     assert status["shipped_records"] == 99 + 20 + 200, status
+
+
+def test_dead_letter_policy_moves_the_refused_record_aside(broker, kafka_single, mirror_single):
+    make, vehicle = mirror_single
+    admin = AdminClient({"bootstrap.servers": kafka_single.bootstrap_servers})
+    dest, dead_letter = f"vehicles.{vehicle}.gps.fix", f"rejected.{vehicle}"
+    for future in admin.create_topics([NewTopic(dest, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        future.result(30)
+    with Producer(broker.endpoint, linger_ms=2) as producer:
+        for i in range(10):
+            producer.send("gps.fix", f"{i:08d}".encode(), key=None if i == 5 else b"k%d" % i, timestamp_ns=BASE_NS)
+        producer.flush(30)
+    mirror = make(topics='["gps.*"]', transaction_interval='"200ms"', on_reject=f'"dead-letter {dead_letter}"').start()
+    try:
+        shipped = cloud_records(kafka_single, dest, 9, timeout=60)
+        aside = cloud_records(kafka_single, dead_letter, 1, timeout=30)
+    finally:
+        assert mirror.stop() == 0, mirror.log()
+    assert source_offsets(shipped) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert len(aside) == 1 and aside[0].value() == b"00000005" and aside[0].key() is None
+    headers = dict(aside[0].headers())
+    assert headers["edge.source.offset"] == b"5" and headers["edge.reject.topic"] == dest.encode()
+    assert b"null key" in headers["edge.reject.error"]
