@@ -101,3 +101,14 @@ def test_mirror_condition_is_never_a_stale_up():
     assert final["condition"] == "stopped" and final["condition_reason"].startswith("too_large")
     assert format_mirror(mirror_condition(None, None, now)).startswith("mirror: no report")
     assert "stalled since" in format_mirror({**report, **stalled})
+
+
+def test_metrics_show_the_condition_not_the_link():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edge.api.metrics import SnapshotCollector
+
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: {"mirror": {"link": "up", "condition": "stalled", "lag_records": 9}}))
+    text = generate_latest(registry).decode()
+    assert 'edge_mirror_condition{condition="stalled"} 1.0' in text and "edge_mirror_up 0.0" in text
