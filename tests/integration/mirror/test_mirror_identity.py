@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from broker.client import Admin
 from tests.support.broker_process import BrokerProcess
 
 from .conftest import mirror_factory
@@ -124,3 +125,46 @@ def test_emptied_destination_resumes_from_the_local_commit(broker, kafka_single,
     assert shipped_offsets(after, vehicle) == list(range(200, 250)), mirror.log()
     log = mirror.log()
     assert "mirror_resume_from_local" in log and "retention or DeleteRecords" in log, log
+
+
+def test_two_vehicles_share_a_destination_through_mirror_kills_and_a_kafka_node_loss(tmp_path, broker, kafka_cluster):
+    """Three nodes (min.insync.replicas 2): both vehicles ship into the same two-partition
+    topics at once; vehicle A's mirror is SIGKILLed and a Kafka node killed meanwhile. Per
+    vehicle and partition: every offset once, in order, unaltered."""
+    dest = f"fleet{uuid.uuid4().hex[:6]}.{{topic}}"
+    settings = dict(topics='["lidar.*"]', transaction_interval='"300ms"', destination=f'"{dest}"',
+                    shared_destination="true")
+    (tmp_path / "b").mkdir()
+    with BrokerProcess(tmp_path / "b" / "data") as broker_b:
+        brokers = {"a": broker, "b": broker_b}
+        makers = {name: mirror_factory(tmp_path, b, kafka_cluster) for name, b in brokers.items()}
+        for b in brokers.values():
+            with Admin(b.endpoint) as admin:
+                admin.create_topic("lidar.top", partitions=2)
+        try:
+            for p in (0, 1):  # payloads numbered by source offset
+                produce_local(broker.endpoint, "lidar.top", 300, partition=p)
+                produce_local(broker_b.endpoint, "lidar.top", 200, partition=p)
+            mirrors = {name: make(**settings).start() for name, (make, _v, _s) in makers.items()}
+            time.sleep(2.0)
+            kafka_cluster.kill_node(1)
+            mirrors["a"].kill()
+            produce_local(broker.endpoint, "lidar.top", 100, start=300, partition=0)
+            mirrors["a"] = makers["a"][0](**settings).start()
+            time.sleep(2.0)
+            kafka_cluster.start_node(1)
+            kafka_cluster.wait_ready(120)
+            got = cloud_records(kafka_cluster, dest.format(topic="lidar.top"), 1100, timeout=120, partitions=2)
+            for proc in mirrors.values():
+                assert proc.stop() == 0, proc.log()
+        finally:
+            kafka_cluster.start_node(1)
+            for _make, _vehicle, started in makers.values():
+                for proc in started:
+                    proc.kill()
+    for name, ends in (("a", [400, 300]), ("b", [200, 200])):
+        vehicle = makers[name][1]
+        for p in (0, 1):
+            offsets = shipped_offsets([m for m in got if m.partition() == p], vehicle)
+            assert offsets == list(range(ends[p])), (name, p, offsets[:5], len(offsets))
+    kafka_cluster.wait_ready(120)
