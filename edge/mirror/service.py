@@ -2,24 +2,32 @@
 
 Guarantee (docs/MIRROR.md has the long form): every record of a mirrored partition that is
 still in the local log when its turn comes appears exactly once, in offset order, in the
-destination partition of the same number, as seen by read_committed consumers. How:
+destination partition of the same number, as seen by read_committed consumers, or is
+reported (refused by the destination and handled by ``on_reject``; deleted locally first).
+How:
 - a transactional producer (``transactional.id = edge-mirror-<vehicle>``): records are
   shipped in transactions committed every ``transaction_interval``; on start,
   ``init_transactions`` fences a previous instance and aborts what it had not committed;
-- the resume point of each partition is read from what the destination holds (the last
-  committed records' ``edge.source.offset`` headers), never from a local file alone;
-- after an aborted transaction the local positions go back to the last commit.
+- identity: records carry ``edge.vehicle`` and ``edge.epoch`` (this data directory's epoch,
+  edge/mirror/resume.py); resume counts only records of both, from the destination while it
+  holds them, else from the local ``_mirror`` commit (the choice and its reason are logged);
+- after an aborted transaction the local positions go back to the last commit; records
+  Kafka refused (by error code) are remembered and handled by their topic's policy when they
+  come again (edge/mirror/reject.py), so one bad record never blocks other partitions;
+- ``shipped_records``/``shipped_bytes`` count what Kafka committed.
 Limits: one mirror per vehicle (the transactional id is the fence); records deleted by the
-vehicle's disk guard before they were shipped cannot be shipped (counted as
-``lost_to_retention``); consumers must read with isolation.level=read_committed (the
-librdkafka default).
+vehicle's disk guard before they were shipped cannot be shipped: each gap is counted as it is
+met (``lost_to_retention``, ``lost_ranges``, ``event=mirror_lost_to_retention``);
+consumers must read with isolation.level=read_committed (the librdkafka default).
 
 Offline is normal: when the cluster is unreachable, commits are retried with backoff and no
 more records are pulled from the local broker (memory stays bounded by
 ``max_buffer_bytes`` plus librdkafka's queue); shipping resumes when the link returns.
 Progress is committed to the local broker as group ``_mirror`` (retention keeps what is not
-shipped) and written to ``<data_dir>/.mirror/checkpoint.json`` for lag figures; status goes
-to the ``_health`` topic with key ``mirror`` every second.
+shipped) and written to ``<data_dir>/.mirror/checkpoint.json`` for lag figures. Status goes
+to the ``_health`` topic with key ``mirror`` every second from a thread of its own (so it
+keeps coming while a Kafka call blocks), with its time, pid and last commit; every exit
+leaves a final report with the reason (``state`` stopped or failed).
 """
 
 from __future__ import annotations
