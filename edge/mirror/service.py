@@ -257,6 +257,11 @@ class MirrorService:
             if chosen is not None and chosen.source != "destination":
                 log_event(logger, logging.WARNING, "mirror_resume_from_local", topic=tp[0], partition=tp[1],
                           offset=chosen.offset, reason=chosen.reason)
+            probe = probes.get(tp)
+            if chosen is None and probe is not None and not probe.scanned_to_start:
+                log_event(logger, logging.WARNING, "mirror_resume_from_log_start", topic=tp[0], partition=tp[1],
+                          offset=start, reason=f"no local commit and none of this epoch's records in the last "
+                          f"{cfg.resume_scan_records} destination offsets: records shipped before may ship again")
             if wanted < start:
                 self._count_lost(tp, wanted, start)
                 wanted = start

@@ -168,3 +168,27 @@ def test_two_vehicles_share_a_destination_through_mirror_kills_and_a_kafka_node_
             offsets = shipped_offsets([m for m in got if m.partition() == p], vehicle)
             assert offsets == list(range(ends[p])), (name, p, offsets[:5], len(offsets))
     kafka_cluster.wait_ready(120)
+
+
+def test_own_records_beyond_the_scan_bound_fall_back_to_the_local_commit(tmp_path, broker, kafka_single,
+                                                                          mirror_single):
+    """A busy shared destination: 100 of vehicle B's records after A's last one, A scans back
+    only 20: A resumes from its `_mirror` commit (logged with the reason), ships nothing twice."""
+    make_a, vehicle_a = mirror_single
+    dest = f"fleet{uuid.uuid4().hex[:6]}.{{topic}}"
+    settings = dict(destination=f'"{dest}"', shared_destination="true", resume_scan_records="20")
+    produce_local(broker.endpoint, "camera.front", 50)
+    ship(make_a, dest.format(topic="camera.front"), 50, kafka_single, **settings)
+    (tmp_path / "b").mkdir()
+    with BrokerProcess(tmp_path / "b" / "data") as broker_b:
+        produce_local(broker_b.endpoint, "camera.front", 100)
+        make_b, _vehicle_b, started = mirror_factory(tmp_path, broker_b, kafka_single)
+        try:
+            ship(make_b, dest.format(topic="camera.front"), 150, kafka_single, **settings)
+        finally:
+            for proc in started:
+                proc.kill()
+    produce_local(broker.endpoint, "camera.front", 10, start=50)
+    got, mirror = ship(make_a, dest.format(topic="camera.front"), 160, kafka_single, **settings)
+    assert shipped_offsets(got, vehicle_a) == list(range(60)), mirror.log()
+    assert "mirror_resume_from_local" in mirror.log() and "scan bound" in mirror.log(), mirror.log()
