@@ -38,20 +38,30 @@ def source_offsets(records):
     return out
 
 
+def create_compacted(cluster, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    for future in admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        future.result(30)
+
+
+def produce_keyed(endpoint, topic: str, n: int, *, null_key_at: int, ahead_at: int | None = None, size: int = 8):
+    """Records numbered by offset, keyed but one; ``ahead_at`` captured 3 h in the future."""
+    with Producer(endpoint, linger_ms=2) as producer:
+        for i in range(n):
+            ts = BASE_NS + i * 1000 + (3 * 3600 * 10**9 if i == ahead_at else 0)
+            producer.send(topic, f"{i:08d}".encode().ljust(size, b"."), key=None if i == null_key_at else b"k%d" % i,
+                          timestamp_ns=ts)
+        producer.flush(30)
+
+
 def test_refused_records_follow_their_policy_and_block_no_other_partition(broker, kafka_single, mirror_single):
     make, vehicle = mirror_single
     admin = AdminClient({"bootstrap.servers": kafka_single.bootstrap_servers})
     keys_dest, lidar_dest = f"vehicles.{vehicle}.telemetry.keys", f"vehicles.{vehicle}.lidar.top"
-    for future in admin.create_topics([NewTopic(keys_dest, 1, 1, config={"cleanup.policy": "compact"})]).values():
-        future.result(30)
+    create_compacted(kafka_single, keys_dest)
     # telemetry.keys: offset 50 has no key (compacted destination: INVALID_RECORD), offset 60 a
-    # capture time 2 h ahead (Kafka 4 refuses > 1 h: INVALID_TIMESTAMP)
-    with Producer(broker.endpoint, linger_ms=2) as producer:
-        for i in range(100):
-            ts = BASE_NS + i * 1000 + (3 * 3600 * 10**9 if i == 60 else 0)
-            producer.send("telemetry.keys", f"{i:08d}".encode().ljust(200, b"."), key=None if i == 50 else b"k%d" % i,
-                          timestamp_ns=ts)
-        producer.flush(30)
+    # capture time 3 h ahead (Kafka 4 refuses > 1 h: INVALID_TIMESTAMP)
+    produce_keyed(broker.endpoint, "telemetry.keys", 100, null_key_at=50, ahead_at=60, size=200)
     produce_local(broker.endpoint, "lidar.top", 20)
     produce_local(broker.endpoint, "camera.front", 100)
     mirror = make(topics='["telemetry.*", "lidar.*", "camera.*"]', transaction_interval='"200ms"',
@@ -96,14 +106,9 @@ def test_refused_records_follow_their_policy_and_block_no_other_partition(broker
 
 def test_dead_letter_policy_moves_the_refused_record_aside(broker, kafka_single, mirror_single):
     make, vehicle = mirror_single
-    admin = AdminClient({"bootstrap.servers": kafka_single.bootstrap_servers})
     dest, dead_letter = f"vehicles.{vehicle}.gps.fix", f"rejected.{vehicle}"
-    for future in admin.create_topics([NewTopic(dest, 1, 1, config={"cleanup.policy": "compact"})]).values():
-        future.result(30)
-    with Producer(broker.endpoint, linger_ms=2) as producer:
-        for i in range(10):
-            producer.send("gps.fix", f"{i:08d}".encode(), key=None if i == 5 else b"k%d" % i, timestamp_ns=BASE_NS)
-        producer.flush(30)
+    create_compacted(kafka_single, dest)
+    produce_keyed(broker.endpoint, "gps.fix", 10, null_key_at=5)
     mirror = make(topics='["gps.*"]', transaction_interval='"200ms"', on_reject=f'"dead-letter {dead_letter}"').start()
     try:
         shipped = cloud_records(kafka_single, dest, 9, timeout=60)
