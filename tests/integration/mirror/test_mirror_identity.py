@@ -192,3 +192,26 @@ def test_own_records_beyond_the_scan_bound_fall_back_to_the_local_commit(tmp_pat
     got, mirror = ship(make_a, dest.format(topic="camera.front"), 160, kafka_single, **settings)
     assert shipped_offsets(got, vehicle_a) == list(range(60)), mirror.log()
     assert "mirror_resume_from_local" in mirror.log() and "scan bound" in mirror.log(), mirror.log()
+
+
+def test_an_upgraded_mirror_adopts_the_records_shipped_before_epochs(broker, kafka_single, mirror_single):
+    """Records shipped by a mirror without epochs (no `edge.epoch`) from this data directory,
+    whose `_mirror` group says 30: the first epoch adopts them and ships from 30, not 0 (the
+    local commit alone would also say 30; the adoption keeps the destination's evidence)."""
+    from confluent_kafka import Producer as KafkaProducer
+
+    make, vehicle = mirror_single
+    dest = f"vehicles.{vehicle}.camera.front"
+    produce_local(broker.endpoint, "camera.front", 40)
+    old_mirror = KafkaProducer({"bootstrap.servers": kafka_single.bootstrap_servers})
+    for i in range(30):
+        old_mirror.produce(dest, f"{i:08d}".encode().ljust(1000, b"."), key=b"k%d" % i, partition=0, headers=[
+            ("edge.vehicle", vehicle.encode()), ("edge.source.topic", b"camera.front"),
+            ("edge.source.partition", b"0"), ("edge.source.offset", str(i).encode())])
+    old_mirror.flush(30)
+    with Admin(broker.endpoint) as admin:
+        admin.commit_offsets("_mirror", {("camera.front", 0): 30})
+    got, mirror = ship(make, dest, 40, kafka_single)
+    # without the adoption: a new epoch would ship offsets 0..39 again (70 records)
+    assert shipped_offsets(got, vehicle) == list(range(40)), mirror.log()
+    assert "adopts_unmarked=True" in mirror.log()
