@@ -17,7 +17,7 @@ from broker.errors import BrokerError
 PRIVATE_UMASK = 0o027  # files we create: 0640 at most, directories 0750; never world-readable
 
 COMMANDS = ["up", "broker", "driver", "topics", "produce", "consume", "status", "drives",
-            "mirror", "api", "replay", "export", "keys"]
+            "mirror", "api", "replay", "export", "keys", "events"]
 
 
 def build_parser() -> argparse.ArgumentParser:

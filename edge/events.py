@@ -1,0 +1,127 @@
+"""Events: the seconds around an incident, kept whatever happens to the rest of the disk.
+
+An event is a broker pin (broker/storage/pins.py) over a window ``[now - before, now + after]``
+of some topics (all recorded, i.e. non-internal, topics when none are named). The broker owns
+the event's whole state in its data directory (``pins.json``, atomically written): id, label,
+window, topics and per-partition offset ranges; this module only names and reports it, so there
+is one copy to keep consistent and it survives restarts and power cuts with the records.
+
+State: ``recording`` while the after-window is still open (the pin's ranges are open),
+``complete`` once the broker closed them, ``shipped`` once the mirror's committed offsets passed
+every range's end. ``lost_bytes`` > 0 says the disk guard's critical level deleted pinned records
+(also logged ``event=pinned_deleted`` and counted in ``pinned_deleted_bytes``).
+
+Overlapping events *stack*: each keeps its own pin; deleting one never releases records another
+still pins. Storage cost: ``pinned_bytes`` per event (whole segments holding its records) and in
+total (shared segments counted once).
+
+Config (``[events]``): ``before``/``after`` defaults and ``topics`` (default: all recorded).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.client import Admin
+from broker.errors import InvalidRequestError
+from broker.topic_config import DurationNs
+
+MAX_LABEL_LENGTH = 200
+
+
+class EventsConfig(BaseModel):
+    """``[events]``: defaults of ``edge events create``, ``POST /api/events`` and the dashboard."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    before_ns: DurationNs = Field(30 * 10**9, alias="before", description="window before the trigger")
+    after_ns: DurationNs = Field(10 * 10**9, alias="after", description="window after the trigger (keeps recording)")
+    topics: list[str] | None = Field(None, description="topics an event pins; default: every recorded topic")
+
+
+def iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_event_id(now_ns: int) -> str:
+    moment = datetime.fromtimestamp(now_ns / 1e9, tz=timezone.utc)
+    return f"ev-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def recorded_topics(admin: Admin) -> list[str]:
+    return sorted(name for name in admin.list_topics() if not name.startswith("_"))
+
+
+def event_state(pin: dict) -> str:
+    if not pin["closed"]:
+        return "recording"
+    return "shipped" if pin.get("shipped") else "complete"
+
+
+def event_json(pin: dict) -> dict:
+    """The user-facing view of a broker pin (as listed, with mirror progress)."""
+    return {
+        "id": pin["id"], "label": pin["label"], "state": event_state(pin),
+        "start": iso(pin["start_ns"]), "end": iso(pin["end_ns"]), "start_ns": pin["start_ns"], "end_ns": pin["end_ns"],
+        "created": iso(pin["created_ns"]), "topics": pin["topics"],
+        "pinned_bytes": pin.get("pinned_bytes", 0),
+        "records": pin.get("records", 0), "shipped_records": pin.get("shipped_records", 0),
+        "lost_bytes": sum(x[4] for x in pin.get("lost", [])), "lost": pin.get("lost", []),
+        "ranges": [{"topic": t, "partition": p, "first_offset": a, "end_offset": b} for t, p, a, b in pin["ranges"]],
+    }
+
+
+def create_event(endpoint: str, *, label: str = "", before_ns: int, after_ns: int, topics: list[str] | None = None,
+                 now_ns: int | None = None) -> dict:
+    """Pin ``[now - before, now + after]`` of ``topics`` (default: all recorded); the event's JSON."""
+    now = time.time_ns() if now_ns is None else now_ns
+    if len(label) > MAX_LABEL_LENGTH:
+        raise InvalidRequestError(f"event label is {len(label)} characters, the maximum is {MAX_LABEL_LENGTH}")
+    with Admin(endpoint) as admin:
+        names = list(topics) if topics else recorded_topics(admin)
+        if not names:
+            raise InvalidRequestError("no recorded topics to pin yet (name them with --topics)")
+        event_id = new_event_id(now)
+        admin.set_pin(event_id, names, now - before_ns, now + after_ns, label=label)
+        return find_event(admin, event_id)
+
+
+def list_events(endpoint: str) -> dict:
+    """``{"events": [...], "pinned_bytes": total, "pinned_deleted_bytes": ...}``."""
+    with Admin(endpoint) as admin:
+        report = admin.list_pins()
+    return {"events": [event_json(p) for p in report["pins"]], "pinned_bytes": report["pinned_bytes"],
+            "pinned_deleted_bytes": report["pinned_deleted_bytes"]}
+
+
+def find_event(admin: Admin, event_id: str) -> dict:
+    for pin in admin.list_pins()["pins"]:
+        if pin["id"] == event_id:
+            return event_json(pin)
+    raise InvalidRequestError(f"no event with id {event_id!r} (see `edge events list`)")
+
+
+def show_event(endpoint: str, event_id: str) -> dict:
+    with Admin(endpoint) as admin:
+        return find_event(admin, event_id)
+
+
+def delete_event(endpoint: str, event_id: str) -> None:
+    with Admin(endpoint) as admin:
+        admin.clear_pin(event_id)
+
+
+def event_resolution(endpoint: str, event_id: str) -> tuple:
+    """``(start_ns, end_ns, topics, (start_offsets, end_offsets))`` for edge.replay.timespec's
+    resolver: exactly the event's pinned offsets (an event still recording ends by time)."""
+    event = show_event(endpoint, event_id)
+    starts, ends = {}, {}
+    for r in event["ranges"]:
+        starts[(r["topic"], r["partition"])] = r["first_offset"]
+        if r["end_offset"] is not None:
+            ends[(r["topic"], r["partition"])] = r["end_offset"]
+    return event["start_ns"], event["end_ns"] + 1, tuple(event["topics"]), (starts, ends)
