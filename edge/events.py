@@ -75,50 +75,50 @@ def event_json(pin: dict) -> dict:
     }
 
 
-def create_event(endpoint: str, *, label: str = "", before_ns: int, after_ns: int, topics: list[str] | None = None,
+def create_event(admin: Admin, *, label: str = "", before_ns: int, after_ns: int, topics: list[str] | None = None,
                  now_ns: int | None = None) -> dict:
     """Pin ``[now - before, now + after]`` of ``topics`` (default: all recorded); the event's JSON."""
     now = time.time_ns() if now_ns is None else now_ns
     if len(label) > MAX_LABEL_LENGTH:
         raise InvalidRequestError(f"event label is {len(label)} characters, the maximum is {MAX_LABEL_LENGTH}")
-    with Admin(endpoint) as admin:
-        names = list(topics) if topics else recorded_topics(admin)
-        if not names:
-            raise InvalidRequestError("no recorded topics to pin yet (name them with --topics)")
-        event_id = new_event_id(now)
-        admin.set_pin(event_id, names, now - before_ns, now + after_ns, label=label)
-        return find_event(admin, event_id)
+    names = list(dict.fromkeys(topics)) if topics else recorded_topics(admin)
+    if not names:
+        raise InvalidRequestError("no recorded topics to pin yet (name them with --topics)")
+    event_id = new_event_id(now)
+    admin.set_pin(event_id, names, now - before_ns, now + after_ns, label=label)
+    return show_event(admin, event_id)
 
 
-def list_events(endpoint: str) -> dict:
+def list_events(admin: Admin) -> dict:
     """``{"events": [...], "pinned_bytes": total, "pinned_deleted_bytes": ...}``."""
-    with Admin(endpoint) as admin:
-        report = admin.list_pins()
+    report = admin.list_pins()
     return {"events": [event_json(p) for p in report["pins"]], "pinned_bytes": report["pinned_bytes"],
             "pinned_deleted_bytes": report["pinned_deleted_bytes"]}
 
 
-def find_event(admin: Admin, event_id: str) -> dict:
+def find_event(admin: Admin, event_id: str) -> dict | None:
     for pin in admin.list_pins()["pins"]:
         if pin["id"] == event_id:
             return event_json(pin)
-    raise InvalidRequestError(f"no event with id {event_id!r} (see `edge events list`)")
+    return None
 
 
-def show_event(endpoint: str, event_id: str) -> dict:
-    with Admin(endpoint) as admin:
-        return find_event(admin, event_id)
+def show_event(admin: Admin, event_id: str) -> dict:
+    event = find_event(admin, event_id)
+    if event is None:
+        raise InvalidRequestError(f"no event with id {event_id!r} (see `edge events list`)")
+    return event
 
 
-def delete_event(endpoint: str, event_id: str) -> None:
-    with Admin(endpoint) as admin:
-        admin.clear_pin(event_id)
+def delete_event(admin: Admin, event_id: str) -> None:
+    admin.clear_pin(event_id)
 
 
 def event_resolution(endpoint: str, event_id: str) -> tuple:
     """``(start_ns, end_ns, topics, (start_offsets, end_offsets))`` for edge.replay.timespec's
     resolver: exactly the event's pinned offsets (an event still recording ends by time)."""
-    event = show_event(endpoint, event_id)
+    with Admin(endpoint) as admin:
+        event = show_event(admin, event_id)
     starts, ends = {}, {}
     for r in event["ranges"]:
         starts[(r["topic"], r["partition"])] = r["first_offset"]

@@ -40,28 +40,34 @@ def _mb(n: int) -> str:
 
 
 def run(args) -> int:
-    from edge.events import create_event, delete_event, list_events, show_event
+    from broker.client import Admin
 
-    endpoint = resolve_endpoint(args)
     if args.action in ("show", "delete") and not args.id:
         raise SystemExit(f"edge events {args.action}: name the event (see `edge events list`)")
+    with Admin(resolve_endpoint(args)) as admin:
+        return _run(args, admin)
+
+
+def _run(args, admin) -> int:
+    from edge.events import create_event, delete_event, list_events, show_event
+
     if args.action == "create":
         defaults = load_app_config(args).events
         topics = ([t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else defaults.topics)
         event = create_event(
-            endpoint, label=args.label, topics=topics,
+            admin, label=args.label, topics=topics,
             before_ns=_duration(args.before, "--before") if args.before else defaults.before_ns,
             after_ns=_duration(args.after, "--after") if args.after else defaults.after_ns)
         print(json.dumps(event))
         return 0
     if args.action == "show":
-        print(json.dumps(show_event(endpoint, args.id), indent=2))
+        print(json.dumps(show_event(admin, args.id), indent=2))
         return 0
     if args.action == "delete":
-        delete_event(endpoint, args.id)
+        delete_event(admin, args.id)
         print(f"deleted {args.id}")
         return 0
-    report = list_events(endpoint)
+    report = list_events(admin)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
