@@ -448,6 +448,41 @@ function renderGroups(groups) {
   setRows($("groups").tBodies[0], rows, "No groups.", 3);
 }
 
+// -- events (pinned windows, /api/events) ---------------------------------------------
+async function loadEvents() {
+  try { S.events = await api("/api/events"); renderEvents(); } catch (err) { /* shown by the status pills */ }
+}
+async function createEvent(button) {
+  button.disabled = true;
+  try {
+    const ev = await api("/api/events", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ label: $("event-label").value.trim() }) });
+    toast(`event ${ev.id} pinned (${ev.start} to ${ev.end})`);
+    $("event-label").value = "";
+    await loadEvents();
+  } catch (err) { toast("event: " + err.message); } finally { button.disabled = false; }
+}
+async function deleteEvent(id) {
+  try { await api(`/api/events/${encodeURIComponent(id)}`, { method: "DELETE" }); await loadEvents(); }
+  catch (err) { toast("event: " + err.message); }
+}
+function renderEvents() {
+  const report = S.events || { events: [], pinned_bytes: 0 };
+  if (!changed("events", report)) return;
+  $("events-summary").textContent = `${report.events.length} pinned · ${fmtBytes(report.pinned_bytes)} in total`;
+  const rows = [...report.events].reverse().map((e) => {
+    const b = h("button", { type: "button" }, "Delete");
+    b.addEventListener("click", () => deleteEvent(e.id));
+    return h("tr", { dataset: { event: e.id } },
+      h("td", { class: "mono", title: e.topics.join(", ") }, e.id, e.label ? h("span", { class: "muted" }, " ", e.label) : null),
+      h("td", {}, h("span", { class: "state state-" + (e.lost_bytes ? "bad" : e.state === "recording" ? "warn" : "ok"),
+        title: e.lost_bytes ? `${fmtBytes(e.lost_bytes)} deleted by the disk guard (disk critically full)` : "" }, e.state)),
+      h("td", {}, `${e.start.slice(0, 19).replace("T", " ")} → ${e.end.slice(11, 19)}`),
+      h("td", { class: "num" }, fmtBytes(e.pinned_bytes)), h("td", {}, b));
+  });
+  setRows($("events").tBodies[0], rows, "No events.", 5);
+}
+
 // -- start ---------------------------------------------------------------------------
 function tick() {
   if (S.statusAt) {
@@ -455,6 +490,7 @@ function tick() {
     $("updated").textContent = `updated ${age < 2 ? "just now" : fmtDur(age) + " ago"} · ${new Date().toLocaleTimeString(undefined, { hour12: false })}`;
   }
   for (const tile of S.tiles.values()) updateTileStats(tile);
+  if (S.opened && (S.eventsTick = (S.eventsTick || 0) + 1) % 5 === 1) loadEvents();
 }
 function main() {
   initToken();
@@ -465,6 +501,7 @@ function main() {
     $("token-panel").classList.add("hidden");
     if (S.ws) S.ws.close();
   });
+  $("event-create").addEventListener("click", (ev) => createEvent(ev.currentTarget));
   $("lidar-select").addEventListener("change", (ev) => { S.lidarTopic = ev.target.value; sendWatch(); });
   $("fps-select").addEventListener("change", (ev) => { S.fps = Number(ev.target.value); sendWatch(); });
   document.addEventListener("visibilitychange", sendWatch);
