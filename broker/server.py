@@ -561,7 +561,8 @@ class BrokerServer:
             "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
             "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
             "corrupt_batches": self.storage.corrupt_batch_count,
-            "pins": len(self.storage.pins), "pinned_deleted_bytes": self.storage.pinned_deleted_bytes,
+            "pins": len(self.storage.pins), "pinned_bytes": self.storage.total_pinned_bytes(),
+            "pinned_deleted_bytes": self.storage.pinned_deleted_bytes,
             "time_ns": time.time_ns(),
             **self._stats_json(),
         }

@@ -139,6 +139,8 @@ class StatusTracker:
         held_bytes = sum(t["bytes"] for t in topics.values())
         usable = held_bytes + broker["disk_free_bytes"] - self.min_free_bytes
         horizon_h = round(usable / write_rate / 3600, 2) if write_rate > 0 else None
+        pinned = broker.get("pinned_bytes", 0)  # events' pins (edge/events.py): kept out of the rolling window
+        rolling_h = round(max(0, usable - pinned) / write_rate / 3600, 2) if write_rate > 0 else None
         group_lag = {}
         for group, info in groups.items():
             lag = 0
@@ -153,7 +155,9 @@ class StatusTracker:
             "broker": broker,
             "disk": {"total_bytes": broker["disk_total_bytes"], "free_bytes": broker["disk_free_bytes"],
                      "data_bytes": held_bytes, "write_bytes_per_s": write_rate, "retention_horizon_h": horizon_h,
-                     "full": bool(broker.get("disk_full")), "full_since_ns": broker.get("disk_full_since_ns")},
+                     "full": bool(broker.get("disk_full")), "full_since_ns": broker.get("disk_full_since_ns"),
+                     "events": broker.get("pins", 0), "pinned_bytes": pinned, "rolling_horizon_h": rolling_h,
+                     "pinned_deleted_bytes": broker.get("pinned_deleted_bytes", 0)},
             "topics": topics,
             "drivers": drivers,
             "mirror": None if not health.get("mirror") else {**health["mirror"], **mirror_condition(
@@ -190,6 +194,14 @@ def format_status(status: dict[str, Any]) -> str:
         f"{format_size(disk['total_bytes'])}; writing {format_size(disk['write_bytes_per_s'])}/s; "
         f"horizon {'-' if horizon is None else f'{horizon:.1f} h'}"
     )
+    if disk.get("events"):
+        rolling = disk.get("rolling_horizon_h")
+        lines.append(f"events: {disk['events']} pinning {format_size(disk['pinned_bytes'])}"
+                     + ("" if rolling is None or horizon is None else
+                        f"; rolling window now {rolling:.1f} h instead of {horizon:.1f} h"))
+    if disk.get("pinned_deleted_bytes"):
+        lines.append(f"EVENTS DAMAGED: {format_size(disk['pinned_deleted_bytes'])} of pinned records deleted by the "
+                     "disk guard (disk critically full); see `edge events list`")
     if disk.get("full"):
         since = time.strftime("%H:%M:%S", time.localtime((disk.get("full_since_ns") or time.time_ns()) / 1e9))
         lines.append(f"DISK FULL since {since}: the broker refuses writes (drivers drop with disk_full) "

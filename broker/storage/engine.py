@@ -321,6 +321,9 @@ class Storage:
                     held[(r.topic, r.partition, seg.base_offset)] = seg.size
         return sum(held.values())
 
+    def total_pinned_bytes(self) -> int:
+        return self.pinned_bytes([r for pin in self.pins.all() for r in pin.ranges])
+
     def pins_report(self) -> dict:
         """Every pin with the bytes it holds, and the total (overlaps counted once)."""
         pins = []
@@ -328,8 +331,7 @@ class Storage:
             body = pin.to_json()
             body["pinned_bytes"] = self.pinned_bytes(pin.ranges)
             pins.append(body)
-        all_ranges = [r for pin in self.pins.all() for r in pin.ranges]
-        return {"pins": pins, "pinned_bytes": self.pinned_bytes(all_ranges),
+        return {"pins": pins, "pinned_bytes": self.total_pinned_bytes(),
                 "pinned_deleted_bytes": self.pinned_deleted_bytes}
 
     # -- shutdown ------------------------------------------------------------------------

@@ -11,7 +11,8 @@ registry (no global state; several apps can live in one test process). Names:
 - disk: ``edge_disk_total_bytes``, ``edge_disk_free_bytes``, ``edge_disk_data_bytes``,
   ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
   ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``,
-  ``edge_broker_corrupt_batches_total``;
+  ``edge_broker_corrupt_batches_total``; events (pins): ``edge_events``, ``edge_events_pinned_bytes``,
+  ``edge_broker_pinned_deleted_bytes_total`` (pinned records the disk guard's critical level deleted);
 - broker limits (broker/limits.py): ``edge_broker_disk_full`` (1 while writes are refused),
   ``edge_broker_<counter>_total`` for each BrokerStats counter (refusals, clamps, accept
   failures), ``edge_broker_background_errors_total{task}``, gauges ``edge_broker_connections``,
@@ -119,6 +120,14 @@ class SnapshotCollector:
                                             "bytes deleted before the mirror shipped them")
             unshipped.add_metric([], float(broker.get("unshipped_deleted_bytes") or 0))
             out.append(unshipped)
+            events = GaugeMetricFamily("edge_events", "events (pinned windows) held")
+            events.add_metric([], float(broker.get("pins") or 0))
+            pinned = GaugeMetricFamily("edge_events_pinned_bytes", "bytes pinned by events (shared segments once)")
+            pinned.add_metric([], float(broker.get("pinned_bytes") or 0))
+            pinned_lost = CounterMetricFamily("edge_broker_pinned_deleted_bytes",
+                                              "events' pinned bytes deleted by the disk guard's critical level")
+            pinned_lost.add_metric([], float(broker.get("pinned_deleted_bytes") or 0))
+            out += [events, pinned, pinned_lost]
             corrupt = CounterMetricFamily("edge_broker_corrupt_batches",
                                           "damaged batches met by reads (bad header chain or offsets)")
             corrupt.add_metric([], float(broker.get("corrupt_batches") or 0))

@@ -3,7 +3,10 @@ topics, bad input is named (400/404), delete releases it."""
 
 from __future__ import annotations
 
+import time
+
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def _auth(env) -> dict:
@@ -25,6 +28,16 @@ def test_create_list_show_delete_event(api_env):
     assert api_env.get(f"/api/events/{event['id']}").json()["id"] == event["id"]
     everything = api_env.post("/api/events", json={}).json()  # defaults: every recorded topic
     assert {"camera.front", "lidar.top"} <= set(everything["topics"]) and "_health" not in everything["topics"]
+
+    deadline = time.monotonic() + 10
+    while True:  # the monitor's next sample carries the pins into /metrics
+        families = {f.name: f for f in text_string_to_metric_families(api_env.get("/metrics").text)}
+        if families.get("edge_events") and families["edge_events"].samples[0].value >= 2:
+            break
+        assert time.monotonic() < deadline, "edge_events never reached 2"
+        time.sleep(0.2)
+    assert families["edge_events_pinned_bytes"].samples[0].value >= listed["pinned_bytes"]
+    assert families["edge_broker_pinned_deleted_bytes"].samples[0].value == 0
 
     assert api_env.post("/api/events", json={"topics": ["no.such"]}).status_code == 404
     bad = api_env.post("/api/events", json={"before": "soon"})

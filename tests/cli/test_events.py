@@ -53,6 +53,8 @@ def test_create_list_show_delete_and_bad_input(broker):
     listed = json.loads(edge(ep, "events", "list", "--format", "json").stdout)
     assert [e["id"] for e in listed["events"]] == [created["id"]] and listed["pinned_bytes"] == created["pinned_bytes"]
     assert created["id"] in edge(ep, "events", "list").stdout
+    disk = json.loads(edge(ep, "status", "--json", "--interval", "0.1").stdout)["disk"]
+    assert disk["events"] == 1 and disk["pinned_bytes"] == created["pinned_bytes"] and disk["pinned_deleted_bytes"] == 0
     shown = json.loads(edge(ep, "events", "show", created["id"]).stdout)
     assert shown["ranges"] == created["ranges"]
 
