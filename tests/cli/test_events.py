@@ -73,10 +73,14 @@ def test_create_list_show_delete_and_bad_input(broker):
     assert json.loads(edge(ep, "events", "list", "--format", "json").stdout)["events"] == []
 
 
-def test_pins_survive_a_broker_restart(data_dir):
-    with BrokerProcess(data_dir) as first:
+@pytest.mark.parametrize("stop", ["stop", "kill"])
+def test_pins_survive_a_broker_restart_and_a_power_cut(data_dir, stop):
+    first = BrokerProcess(data_dir).start()
+    try:
         produce(first.endpoint, "camera.front", [time.time_ns() - S + i for i in range(5)])
         created = json.loads(edge(first.endpoint, "events", "create", "--label", "x").stdout)
+    finally:
+        getattr(first, stop)()  # kill: SIGKILL right after the reply, nothing flushed at exit
     with BrokerProcess(data_dir) as second:
         shown = json.loads(edge(second.endpoint, "events", "show", created["id"]).stdout)
         assert shown["ranges"] == created["ranges"] and shown["label"] == "x"
