@@ -129,13 +129,13 @@ _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tr
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every documented method of this path (several routes may share a path)."""
-    methods: set[str] = set()
-    for template, item in request.app.openapi().get("paths", {}).items():
-        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
-        if re.match(pattern, request.url.path):
-            methods |= {m.upper() for m in item if m in _HTTP_METHODS}
-    return ", ".join(sorted(methods))
+    """Every documented method of this path (several routes may share a path); a literal
+    path (``/api/jobs/export``) wins over a template that also matches it (``/api/jobs/{id}``)."""
+    paths = request.app.openapi().get("paths", {})
+    items = [paths[request.url.path]] if request.url.path in paths else [
+        item for template, item in paths.items()
+        if re.match("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$", request.url.path)]
+    return ", ".join(sorted({m.upper() for item in items for m in item if m in _HTTP_METHODS}))
 
 
 def install_error_handlers(app: FastAPI) -> None:
