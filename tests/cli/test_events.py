@@ -101,3 +101,18 @@ def test_export_event_exports_exactly_its_window(broker, tmp_path):
     assert result["records"] == 16 and result["written"] == 16 and out.is_file()
     wrong = edge(ep, "export", "--event", "ev-nope", "--out", str(tmp_path / "x.mcap"), check=False)
     assert wrong.returncode != 0 and "--event ev-nope: no event with id 'ev-nope'" in wrong.stderr
+
+
+def test_event_state_complete_then_shipped_by_the_mirror_commits(broker):
+    ep = broker.endpoint
+    now = time.time_ns()
+    produce(ep, "camera.front", [now - 40 * S + i * S for i in range(10)])  # stamps -40 s .. -31 s
+    with Admin(ep) as admin:  # a window that ended long enough ago is closed at once
+        admin.set_pin("ev-past", ["camera.front"], now - 38 * S, now - 34 * S - 1, label="past")
+        admin.commit_offsets("_mirror", {("camera.front", 0): 5})
+    event = json.loads(edge(ep, "events", "show", "ev-past").stdout)
+    assert event["state"] == "complete" and event["ranges"][0]["first_offset"] == 2
+    assert event["ranges"][0]["end_offset"] == 6 and (event["records"], event["shipped_records"]) == (4, 3)
+    with Admin(ep) as admin:
+        admin.commit_offsets("_mirror", {("camera.front", 0): 6})
+    assert json.loads(edge(ep, "events", "show", "ev-past").stdout)["state"] == "shipped"
