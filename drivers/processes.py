@@ -77,7 +77,14 @@ def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]], *,
     return code
 
 
-def run_camera(camera: Any, endpoint: str) -> int:
+def _nominal_hz(rate: Any) -> float | None:
+    try:
+        return float(rate) or None
+    except (TypeError, ValueError):
+        return None  # "recorded", "max": no nominal rate
+
+
+def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None) -> int:
     """Run a camera driver for a ``CameraConfig`` until SIGTERM or the file ends."""
     from .camera.encoding import encode_frame
     from .camera.sources import CameraSourceError, open_camera_source
@@ -108,11 +115,12 @@ def run_camera(camera: Any, endpoint: str) -> int:
         name=camera.name, kind="camera", topic=camera.resolved_topic(),
         producer=_producer(endpoint, live=not _paced_by_broker(camera)),
         encode=encode, queue_size=camera.queue_size, policy=_overload_policy(camera),
+        nominal_hz=camera.fps or _nominal_hz(camera.rate), on_gap=on_gap,
     )
     return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
 
 
-def run_lidar(lidar: Any, endpoint: str) -> int:
+def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None) -> int:
     """Run a LiDAR driver for a ``LidarConfig`` until SIGTERM or the capture ends."""
     from .lidar.sources import open_lidar_source
     from .pointcloud import encode_cloud
@@ -139,5 +147,6 @@ def run_lidar(lidar: Any, endpoint: str) -> int:
     runtime = DriverRuntime(
         name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
         encode=encode, queue_size=lidar.queue_size, policy=_overload_policy(lidar),
+        nominal_hz=_nominal_hz(lidar.rate), on_gap=on_gap,
     )
     return _run(runtime, open_source, finite=_is_file_source(source) and not lidar.loop)

@@ -15,22 +15,31 @@ Overlapping events *stack*: each keeps its own pin; deleting one never releases 
 still pins. Storage cost: ``pinned_bytes`` per event (whole segments holding its records) and in
 total (shared segments counted once).
 
-Config (``[events]``): ``before``/``after`` defaults and ``topics`` (default: all recorded).
+Config (``[events]``): ``before``/``after`` defaults and ``topics`` (default: all recorded);
+``on_gap = true`` makes a driver create an event (label ``gap:<sensor>``) when its stream has
+a gap (drivers/continuity.py), the window reaching back over the gap, at most one per sensor
+every ``on_gap_min_interval``; creating it never blocks capture (a thread of its own) and a
+failure is logged, not raised.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
 import time
 from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.client import Admin
-from broker.errors import InvalidRequestError
+from broker.errors import BrokerError, InvalidRequestError
+from broker.logs import log_event
 from broker.topic_config import DurationNs
 
 MAX_LABEL_LENGTH = 200
+
+logger = logging.getLogger("edge.events")
 
 
 class EventsConfig(BaseModel):
@@ -41,6 +50,9 @@ class EventsConfig(BaseModel):
     before_ns: DurationNs = Field(30 * 10**9, alias="before", description="window before the trigger")
     after_ns: DurationNs = Field(10 * 10**9, alias="after", description="window after the trigger (keeps recording)")
     topics: list[str] | None = Field(None, description="topics an event pins; default: every recorded topic")
+    on_gap: bool = Field(False, description="a gap in a sensor's stream (drivers/continuity.py) creates an event")
+    on_gap_min_interval_ns: DurationNs = Field(60 * 10**9, alias="on_gap_min_interval",
+                                               description="at most one gap event per sensor this often")
 
 
 def iso(ns: int) -> str:
@@ -125,3 +137,37 @@ def event_resolution(endpoint: str, event_id: str) -> tuple:
         if r["end_offset"] is not None:
             ends[(r["topic"], r["partition"])] = r["end_offset"]
     return event["start_ns"], event["end_ns"] + 1, tuple(event["topics"]), (starts, ends)
+
+
+class GapTrigger:
+    """``on_gap`` callback of a driver: an event around each gap (rate-limited per sensor)."""
+
+    def __init__(self, endpoint: str, sensor: str, config: EventsConfig):
+        self.endpoint = endpoint
+        self.sensor = sensor
+        self.config = config
+        self._last_ns: int | None = None
+        self.created: list[str] = []
+
+    def __call__(self, gap: dict) -> threading.Thread | None:
+        now = time.time_ns()
+        if self._last_ns is not None and now - self._last_ns < self.config.on_gap_min_interval_ns:
+            log_event(logger, logging.INFO, "gap_event_skipped", sensor=self.sensor, reason="on_gap_min_interval")
+            return None
+        self._last_ns = now
+        thread = threading.Thread(target=self._create, args=(gap, now), name=f"gap-event-{self.sensor}", daemon=True)
+        thread.start()
+        return thread
+
+    def _create(self, gap: dict, now: int) -> None:
+        reach = self.config.before_ns + max(0, now - int(gap["start_ns"]))  # back over the gap, then `before`
+        try:
+            with Admin(self.endpoint) as admin:
+                event = create_event(admin, label=f"gap:{self.sensor}", before_ns=reach,
+                                     after_ns=self.config.after_ns, topics=self.config.topics, now_ns=now)
+        except BrokerError as exc:
+            log_event(logger, logging.ERROR, "gap_event_failed", sensor=self.sensor, reason=exc.message)
+            return
+        self.created.append(event["id"])
+        log_event(logger, logging.WARNING, "gap_event", sensor=self.sensor, id=event["id"],
+                  gap_start_ns=gap["start_ns"], gap_ms=gap["length_ms"])

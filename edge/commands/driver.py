@@ -63,12 +63,17 @@ def run(args: argparse.Namespace) -> int:
     from broker.logs import setup_logging
     from drivers.processes import run_camera, run_lidar
 
-    settings, _config = _settings(args)
+    settings, config = _settings(args)
     setup_logging(args.log_level, f"{args.kind}-{args.name}")
     endpoint = resolve_endpoint(args)
     runner = run_camera if args.kind == "camera" else run_lidar
+    on_gap = None
+    if config is not None and config.events.on_gap:
+        from edge.events import GapTrigger
+
+        on_gap = GapTrigger(endpoint, settings.name, config.events)
     try:
-        return runner(settings, endpoint)
+        return runner(settings, endpoint, on_gap=on_gap)
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback

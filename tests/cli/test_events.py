@@ -116,3 +116,17 @@ def test_event_state_complete_then_shipped_by_the_mirror_commits(broker):
     with Admin(ep) as admin:
         admin.commit_offsets("_mirror", {("camera.front", 0): 6})
     assert json.loads(edge(ep, "events", "show", "ev-past").stdout)["state"] == "shipped"
+
+
+def test_a_gap_creates_an_event_reaching_back_over_it_once_per_interval(broker):
+    from edge.events import EventsConfig, GapTrigger
+
+    ep = broker.endpoint
+    now = time.time_ns()
+    produce(ep, "camera.front", [now - 20 * S + i * S for i in range(20)])
+    trigger = GapTrigger(ep, "front", EventsConfig(before="5s", after="1s", on_gap=True, topics=["camera.front"]))
+    trigger({"start_ns": now - 10 * S, "length_ms": 4000.0}).join(10)
+    assert trigger({"start_ns": now - 2 * S, "length_ms": 900.0}) is None  # within on_gap_min_interval
+    [event] = json.loads(edge(ep, "events", "list", "--format", "json").stdout)["events"]
+    assert event["id"] == trigger.created[0] and event["label"] == "gap:front"
+    assert event["start_ns"] <= now - 15 * S and event["ranges"][0]["first_offset"] <= 5
