@@ -46,7 +46,14 @@ class UnknownPartitionError(BrokerError):
 
 
 class OffsetOutOfRangeError(BrokerError):
+    """The offset is not in the log: below its start (deleted) or beyond its end.
+
+    Raised by a Consumer whose ``auto_offset_reset`` is ``error``/``none``; then ``reset``
+    holds the OffsetReset it refused (topic, partition, from/to offset, records skipped).
+    """
+
     code = 7
+    reset = None
 
 
 class RecordTooLargeError(BrokerError):
@@ -108,6 +115,18 @@ class StorageError(BrokerError):
     code = 17
 
 
+class LogTruncatedError(OffsetOutOfRangeError):
+    """Crash recovery took back offsets a reader was already served (its log epoch ended
+    before its position); the fetch entry's ``truncated_to`` is where the log now goes on."""
+
+    code = 19
+
+
+class TopicRecreatedError(OffsetOutOfRangeError):
+    """The topic was deleted and created again (its id changed) under a reader's position
+    (client-side only, never on the wire)."""
+
+
 class ProducerBufferFullError(BrokerError):
     """The producer's buffer is full (the broker is slow or down); the record was not taken."""
 
@@ -136,6 +155,7 @@ ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
         UnknownGroupMemberError,
         StorageError,
         ProducerBufferFullError,
+        LogTruncatedError,
     )
 }
 

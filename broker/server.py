@@ -13,7 +13,9 @@ Guarantees:
   once the batch is fsynced (at once for flush=batch/os, at the next interval flush for
   flush=interval).
 - Long-poll fetches are parked until data arrives for one of their partitions or their
-  wait expires.
+  wait expires; deleting a topic answers the fetches parked on it at once (unknown topic).
+- Fetch entries carry the topic id and the partition's log epoch; a fetch that names the
+  reader's epoch and a position past that epoch's end gets LOG_TRUNCATED (``truncated_to``).
 - Memory: ZeroMQ reads ahead at most REQUESTS_QUEUED_PER_CLIENT requests per client; a
   producer's further batches wait in its own socket and bounded buffer (back-pressure).
 - Commits of group ``_mirror`` set the storage's protected offsets: retention keeps what
@@ -46,6 +48,7 @@ from .errors import (
     DiskFullError,
     InvalidConfigError,
     InvalidRequestError,
+    LogTruncatedError,
     UnknownTopicError,
 )
 from .groups import GroupCoordinator
@@ -312,11 +315,14 @@ class BrokerServer:
         if not parts or len(parts) > 4096:
             raise InvalidRequestError("fetch needs 1..4096 partitions")
         for part in parts:
-            if not isinstance(part, list) or len(part) != 3:
-                raise InvalidRequestError("each fetch partition is [topic, partition, offset]")
+            if not isinstance(part, list) or len(part) not in (3, 4):
+                raise InvalidRequestError("each fetch partition is [topic, partition, offset] or "
+                                          "[topic, partition, offset, log_epoch]")
             P.field({"topic": part[0]}, "topic", str)
             P.field({"partition": part[1]}, "partition", int, minimum=0)
             P.field({"offset": part[2]}, "offset", int, minimum=0)
+            if len(part) == 4:
+                P.field({"log_epoch": part[3]}, "log_epoch", int, minimum=0)
         P.field(meta, "max_bytes", int, default=4 * 1024 * 1024, minimum=1)
         wait_ms = P.field(meta, "max_wait_ms", int, default=0, minimum=0, maximum=MAX_FETCH_WAIT_MS)
         fetch = ParkedFetch(time.monotonic() + wait_ms / 1000, identity, header.request_id, meta)
@@ -329,13 +335,21 @@ class BrokerServer:
     def _read_fetch(self, fetch: ParkedFetch) -> tuple[list, bool]:
         budget = fetch.meta.get("max_bytes", 4 * 1024 * 1024)
         out_meta, payloads, has_data = [], [], False
-        for topic, partition, offset in fetch.meta["partitions"]:
+        for topic, partition, offset, *epoch in fetch.meta["partitions"]:
             entry: dict[str, Any] = {"topic": topic, "partition": partition, "error": 0}
             data = b""
             try:
                 log = self.storage.log(topic, partition)
+                epochs = self.storage.log_epochs(topic, partition)
                 entry.update(log_start=log.log_start_offset, next_offset=log.next_offset,
-                             durable_offset=log.durable_offset)
+                             durable_offset=log.durable_offset, topic_id=self.storage.topic_id(topic),
+                             log_epoch=epochs.current)
+                if epoch and epoch[0] != epochs.current:
+                    end = epochs.end_offset(epoch[0], log.next_offset)
+                    if offset > end:  # recovery took back [end, offset): the reader must hear it
+                        entry["truncated_to"] = end
+                        raise LogTruncatedError(f"{topic}/{partition}: offsets from {end} up to {offset} were "
+                                                f"taken back by crash recovery (log epoch {epoch[0]} ended at {end})")
                 if budget > 0:
                     data = log.read(offset, budget)
                     budget -= len(data)
@@ -358,7 +372,7 @@ class BrokerServer:
             return
         keep = []
         for fetch in self._parked:
-            if any(t == topic and p == partition for t, p, _ in fetch.meta["partitions"]):
+            if any(part[0] == topic and part[1] == partition for part in fetch.meta["partitions"]):
                 self._answer_fetch(fetch)
             else:
                 keep.append(fetch)
@@ -391,8 +405,10 @@ class BrokerServer:
                 continue
             topics[name] = {
                 "config": config.to_json_dict(),
+                "id": self.storage.topic_id(name),
                 "partitions": [
                     {"partition": log.partition, "log_start": log.log_start_offset, "next_offset": log.next_offset,
+                     "log_epoch": self.storage.log_epochs(name, log.partition).current,
                      "durable_offset": log.durable_offset, "size_bytes": log.size_bytes,
                      "segments": len(log.segments), "protected_offset": log.protected_offset}
                     for log in self.storage.partition_logs(name)
@@ -431,7 +447,11 @@ class BrokerServer:
         topic = P.field(meta, "topic", str)
         self.storage.delete_topic(topic)
         self.groups.forget_topic(topic)
-        self._parked = [f for f in self._parked if all(t != topic for t, _, _ in f.meta["partitions"])]
+        # readers waiting on the topic hear "unknown topic" now (their other partitions too)
+        waiting = [f for f in self._parked if any(part[0] == topic for part in f.meta["partitions"])]
+        self._parked = [f for f in self._parked if f not in waiting]
+        for fetch in waiting:
+            self._answer_fetch(fetch)
         return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
 
     def _configure_topic(self, identity, header, meta, payloads):
