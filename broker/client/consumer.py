@@ -20,10 +20,11 @@ Guarantees:
 - A deleted topic: its partitions leave the assignment and ``poll`` raises
   UnknownTopicError once, after returning the records the same fetch brought for others.
 - Broker restarts and lost replies: the fetch in flight is dropped (a dropped connection is
-  noticed at once, a silent loss after ``timeout_s``), and ``poll`` fetches again from the
-  positions with bounded backoff; it returns nothing meanwhile rather than raising, and
-  positions move only with records returned, so nothing is skipped or duplicated.
-  ``broker_lost_since`` says since when the broker has been out of reach.
+  noticed at once, a silent loss after ``timeout_s``) and ``poll`` fetches again from the
+  positions with bounded backoff. A broker back within the poll's timeout is invisible to
+  the caller; one still away at its end raises BrokerUnavailableError (retriable) and the
+  next ``poll`` goes on from the same positions: positions move only with records
+  returned, so nothing is skipped or duplicated. ``broker_lost_since`` says since when.
 - ``auto_commit_interval_ms``: in group mode commit the positions (what ``poll`` returned)
   periodically, before giving up partitions in a rebalance, and at ``close``.
 
@@ -239,7 +240,8 @@ class Consumer:
             try:
                 if self._prefetch is None:
                     snapshot = dict(self.positions)
-                    rid = self.connection.send(P.FETCH, self._fetch_meta(snapshot, wait_ms), wait_s=1.0)
+                    connect_s = min(1.0, max(deadline - time.monotonic(), 0.01))
+                    rid = self.connection.send(P.FETCH, self._fetch_meta(snapshot, wait_ms), wait_s=connect_s)
                     self._prefetch = (rid, snapshot)
                 rid, snapshot = self._prefetch
                 self._prefetch = None  # taken: a reply lost from here on is never awaited again
@@ -250,7 +252,8 @@ class Consumer:
                 self._lost_broker(exc)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return []
+                    raise BrokerUnavailableError(f"{exc.message} (retried for {timeout:.1f}s; positions are kept: "
+                                                 "poll again to resume)") from None
                 time.sleep(min(self._backoff_s, remaining))
                 self._backoff_s = min(self._backoff_s * 2, RETRY_BACKOFF_MAX_S)
                 continue

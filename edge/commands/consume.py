@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import sys
 import time
 
@@ -78,7 +79,7 @@ def _start_positions(consumer, args, partitions) -> None:
 
 def run(args) -> int:
     from broker.client import Admin, Consumer
-    from broker.errors import OffsetOutOfRangeError
+    from broker.errors import BrokerUnavailableError, OffsetOutOfRangeError
 
     endpoint = resolve_endpoint(args)
     if args.group and (args.partition is not None or args.start not in ("earliest", "latest")):
@@ -96,6 +97,14 @@ def run(args) -> int:
     seen = 0
     batch: list = []
     printed_in_batch = 0
+    stop: list[int] = []
+
+    def interrupted(signum, _frame) -> None:
+        if stop:
+            raise KeyboardInterrupt  # a second Ctrl-C: at once
+        stop.append(signum)  # checked between records, so a record is printed and counted whole
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.group:
             consumer.subscribe([args.topic])
@@ -107,12 +116,16 @@ def run(args) -> int:
         last_record = time.monotonic()
         waiting_said = False
         out = sys.stdout.buffer
-        while args.limit is None or seen < args.limit:
+        while (args.limit is None or seen < args.limit) and not stop:
             try:
                 batch, printed_in_batch = consumer.poll(0.5), 0
             except OffsetOutOfRangeError as exc:
                 _say(str(exc))
                 return EXIT_OFFSET_RESET
+            except BrokerUnavailableError as exc:
+                if not exc.retriable:
+                    raise
+                batch = []  # the consumer goes on from its positions at the next poll
             if consumer.broker_lost_since is not None and not waiting_said:
                 _say(f"broker at {endpoint} not reachable; retrying from the current positions")
                 waiting_said = True
@@ -125,7 +138,7 @@ def run(args) -> int:
                 continue
             last_record = time.monotonic()
             for record in batch:
-                if args.limit is not None and seen >= args.limit:
+                if (args.limit is not None and seen >= args.limit) or stop:
                     break
                 if args.format == "value":
                     out.write(bytes(record.value) + b"\n")
@@ -139,4 +152,6 @@ def run(args) -> int:
         for record in reversed(batch[printed_in_batch:]):
             consumer.seek(record.topic, record.partition, record.offset)
         consumer.close()  # commits the positions (group mode)
-    return 0
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 130 if stop else 0

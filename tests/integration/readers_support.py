@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from broker.client import Consumer, Producer
+from broker.errors import BrokerUnavailableError
 from broker.storage import Storage
 from broker.topic_config import TopicConfig
 
@@ -24,7 +25,10 @@ def read_numbers(consumer: Consumer, count: int, timeout: float = 10.0) -> list[
     got: list[int] = []
     deadline = time.monotonic() + timeout
     while len(got) < count and time.monotonic() < deadline:
-        got += [int(bytes(r.value)) for r in consumer.poll(0.3)]
+        try:
+            got += [int(bytes(r.value)) for r in consumer.poll(0.3)]
+        except BrokerUnavailableError:
+            continue  # the broker is (re)starting: the consumer goes on from its positions
     return got
 
 
