@@ -189,11 +189,13 @@ class Consumer:
     def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         for tp in list(partitions or self.positions):
             self.positions[tp] = self._list_offset(tp, "earliest")
+            self._log_epochs.pop(tp, None)
         self._prefetch = None
 
     def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         for tp in list(partitions or self.positions):
             self.positions[tp] = self._list_offset(tp, "latest")
+            self._log_epochs.pop(tp, None)
         self._prefetch = None
 
     def seek_to_time(self, timestamp_ns: int, partitions: Iterable[TopicPartition] | None = None) -> None:
@@ -202,6 +204,7 @@ class Consumer:
         self._time_floor = int(timestamp_ns)
         for tp in list(partitions or self.positions):
             self.positions[tp] = self._list_offset(tp, "timestamp", timestamp_ns)
+            self._log_epochs.pop(tp, None)
         self._prefetch = None
 
     def position(self, topic: str, partition: int) -> int:

@@ -84,6 +84,7 @@ def test_two_group_consumers_at_once_share_the_partitions(broker):
     everything = {p * 1000 + i for p in range(4) for i in range(1000)}
     assert not set(a) & set(b), f"{len(set(a) & set(b))} records printed by both"
     assert len(a) + len(b) == len(everything) and set(a) | set(b) == everything
+    print(f"two group members printed {len(a)} + {len(b)} of {len(everything)}")
     with Admin(broker.endpoint) as admin:
         assert admin.group_offsets("g") == {("shared", p): 1000 for p in range(4)}
 

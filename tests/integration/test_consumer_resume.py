@@ -55,6 +55,7 @@ def test_a_slow_consumer_hears_of_records_retention_deleted(data_dir):
         got += read_numbers(consumer, 2000 - log_start, timeout=15)
         consumer.close()
     assert got == list(range(1100)) + list(range(log_start, 2000))
+    print(f"retention: reader at 1100, log start {log_start}: {log_start - 1100} skipped, reported")
     assert len(resets) == 1
     event = resets[0]
     assert (event.reason, event.from_offset, event.to_offset, event.skipped) == ("retention", 1100, log_start,
@@ -107,6 +108,7 @@ def test_deleting_a_topic_answers_its_waiting_readers_and_others_keep_flowing(br
     assert outcome, "the reader of a deleted topic heard nothing"
     seconds, error = outcome[0]
     assert seconds < 3 and "doomed" in error.message
+    print(f"deleted topic: the parked reader heard it after {seconds:.2f}s")
     assert consumer.assignment() == [("live", 0)]
     produce_numbers(broker.endpoint, "live", range(10, 20))
     assert read_numbers(consumer, 10) == list(range(10, 20))
@@ -167,6 +169,7 @@ def test_a_tail_taken_back_by_recovery_below_the_readers_position_is_detected(da
         got = read_numbers(consumer, 150)
         consumer.close()
     assert got == list(range(1000, 1150)), "records written at the recovered offsets were skipped"
+    print(f"torn tail: reader at 200, recovered end {recovered_end}: {200 - recovered_end} taken back, reported")
     if policy == "earliest":
         assert [(r.reason, r.from_offset, r.to_offset, r.taken_back) for r in resets] == [
             ("truncated", 200, recovered_end, 200 - recovered_end)]
