@@ -35,9 +35,10 @@ def numbers(stdout: bytes) -> list[int]:
     return [int(line) for line in stdout.splitlines()]
 
 
-def test_consume_survives_a_broker_restart(broker):
+@pytest.mark.parametrize("group", [[], ["--group", "g"]], ids=["assigned", "group"])
+def test_consume_survives_a_broker_restart(broker, group):
     produce_numbers(broker.endpoint, "r", range(500))
-    proc = consume(broker, "r", "--timeout", "4")
+    proc = consume(broker, "r", "--timeout", "4", *group)
     time.sleep(1.0)
     broker.kill()
     time.sleep(0.3)
@@ -46,6 +47,9 @@ def test_consume_survives_a_broker_restart(broker):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     assert numbers(out) == list(range(1000))
+    if group:
+        with Admin(broker.endpoint) as admin:
+            assert admin.group_offsets("g") == {("r", 0): 1000}
 
 
 def test_consume_from_an_offset_retention_deleted_says_so(data_dir):

@@ -173,3 +173,22 @@ def test_a_tail_taken_back_by_recovery_below_the_readers_position_is_detected(da
     if policy == "earliest":
         assert [(r.reason, r.from_offset, r.to_offset, r.taken_back) for r in resets] == [
             ("truncated", 200, recovered_end, 200 - recovered_end)]
+
+
+def test_a_seek_after_recovery_is_not_mistaken_for_a_truncation(data_dir):
+    resets = []
+    with BrokerProcess(data_dir) as broker:
+        produce_numbers(broker.endpoint, "fresh", range(100))
+        consumer = Consumer(broker.endpoint, on_reset=resets.append, timeout_s=3.0)
+        consumer.assign([("fresh", 0)])
+        assert read_numbers(consumer, 100) == list(range(100))
+        broker.kill()
+        _tear_tail(data_dir, "fresh", 0.5)
+        broker.start()
+        produce_numbers(broker.endpoint, "fresh", range(1000, 1100))
+        consumer.seek_to_end()  # a position from the recovered log, past the old epoch's end
+        end = consumer.position("fresh", 0)
+        produce_numbers(broker.endpoint, "fresh", range(2000, 2010))
+        assert read_numbers(consumer, 10) == list(range(2000, 2010))
+        consumer.close()
+    assert end > 100 and resets == []
