@@ -60,6 +60,10 @@ TopicPartition = tuple[str, int]
 RETRY_BACKOFF_MIN_S = 0.05
 RETRY_BACKOFF_MAX_S = 1.0
 DISCONNECT_CHECK_S = 0.25  # a lost connection is noticed within this while awaiting a reply
+# after a rebalance, heartbeat often for a while: a partition moving between members is handed
+# over at the old owner's next request and picked up at the new owner's next (broker.groups)
+REBALANCE_SETTLE_S = 3.0
+REBALANCE_HEARTBEAT_S = 0.1
 POSITION_ERRORS = (OffsetOutOfRangeError.code, LogTruncatedError.code)
 GONE_ERRORS = (UnknownTopicError.code, UnknownPartitionError.code)
 
@@ -99,6 +103,7 @@ class Consumer:
         self._log_epochs: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
         self._last_heartbeat = 0.0
+        self._settle_until = 0.0  # heartbeat fast until then: partitions are being handed over
         self._prefetch: tuple[int, dict[TopicPartition, int]] | None = None
         self._time_floor: int | None = None  # set by seek_to_time until the first records
 
@@ -149,11 +154,15 @@ class Consumer:
         self.positions = keep
         self.assign(new)
         self._last_heartbeat = time.monotonic()
+        self._settle_until = self._last_heartbeat + REBALANCE_SETTLE_S
 
     def _heartbeat(self) -> None:
         if not self.group or self.member_id is None or self.broker_lost_since is not None:
             return  # while the broker is away the fetch path finds out when it is back
-        if time.monotonic() - self._last_heartbeat < self.heartbeat_interval_s:
+        now = time.monotonic()
+        interval = self.heartbeat_interval_s if now >= self._settle_until else min(self.heartbeat_interval_s,
+                                                                                    REBALANCE_HEARTBEAT_S)
+        if now - self._last_heartbeat < interval:
             return
         try:
             meta = self._request(P.HEARTBEAT, {"group": self.group, "member_id": self.member_id,

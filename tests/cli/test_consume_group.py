@@ -76,9 +76,13 @@ def test_two_group_consumers_at_once_share_the_partitions(broker):
         admin.create_topic("shared", partitions=4)
     first = consume(broker, "shared", "--group", "g", "--timeout", "3")
     second = consume(broker, "shared", "--group", "g", "--timeout", "3")
-    for p in range(4):  # records keep coming while the two join and rebalance
+    for p in range(4):  # records come while the two join and rebalance
         produce_numbers(broker.endpoint, "shared", range(p * 1000, p * 1000 + 500), partition=p)
-    time.sleep(1.0)
+    with Admin(broker.endpoint) as admin:
+        deadline = time.monotonic() + 20
+        while len(admin.list_groups().get("g", {}).get("members", {})) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    time.sleep(1.0)  # the hand-over
     for p in range(4):
         produce_numbers(broker.endpoint, "shared", range(p * 1000 + 500, p * 1000 + 1000), partition=p)
     out_a, err_a = first.communicate(timeout=60)
@@ -89,6 +93,7 @@ def test_two_group_consumers_at_once_share_the_partitions(broker):
     assert not set(a) & set(b), f"{len(set(a) & set(b))} records printed by both"
     assert len(a) + len(b) == len(everything) and set(a) | set(b) == everything
     print(f"two group members printed {len(a)} + {len(b)} of {len(everything)}")
+    assert a and b, "the partitions were not shared"
     with Admin(broker.endpoint) as admin:
         assert admin.group_offsets("g") == {("shared", p): 1000 for p in range(4)}
 
