@@ -7,6 +7,8 @@ never with ``assert`` (which vanishes under ``python -O``).
 
 from __future__ import annotations
 
+import re
+
 
 class BrokerError(Exception):
     """Base class. ``code`` is the wire error code; ``retriable`` tells clients to back off and retry."""
@@ -20,9 +22,23 @@ class BrokerError(Exception):
 
 
 class CorruptBatchError(BrokerError):
-    """A record batch failed validation (bad magic, version, length or CRC)."""
+    """A record batch failed validation (bad magic, version, length, CRC, offsets, records).
+
+    ``resume_offset``, when known, is the first offset after the damage where reading can
+    go on (a consumer may skip there on purpose). It travels in the message as the suffix
+    `` [resume at offset N]`` so that the wire format stays code + message."""
 
     code = 2
+    _RESUME = re.compile(r" \[resume at offset (\d+)\]$")
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        found = self._RESUME.search(message)
+        self.resume_offset: int | None = int(found.group(1)) if found else None
+
+    @classmethod
+    def at(cls, message: str, resume_offset: int) -> "CorruptBatchError":
+        return cls(f"{message} [resume at offset {resume_offset}]")
 
 
 class CorruptIndexError(BrokerError):

@@ -1,9 +1,10 @@
 """Record batch format, version 1: the unit that is written to disk and sent on the wire.
 
 This module is the one definition of the batch layout; docs/FORMAT.md describes the same
-bytes. A batch is produced by the client, validated (header + CRC) by the broker, stamped
-with its base offset and append time in place, written to a segment as-is, and served to
-consumers byte for byte. The broker never decodes the records inside.
+bytes. A batch is produced by the client, validated by the broker (header and CRC here,
+the records' consistency in ``broker.batch_checks``), stamped with its base offset and
+append time in place, written to a segment as-is, and served to consumers byte for byte.
+Decoders never inflate a zstd section beyond a bound (``DEFAULT_MAX_SECTION_BYTES``).
 
 Batch header (52 bytes, little-endian)::
 
@@ -101,6 +102,15 @@ HEADER_NAME_LENGTH = struct.Struct("<H")
 HEADER_VALUE_LENGTH = struct.Struct("<I")
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024 * 1024
+# The largest max_record_bytes a topic may set (broker.topic_config checks it).
+MAX_RECORD_BYTES_CEILING = 128 * 1024 * 1024
+# Framing allowance of a batch beyond its largest record (keys, headers, table, header).
+BATCH_FRAMING_BYTES = 1024 * 1024
+# Client decoders never decompress a records section beyond this (decompression bombs):
+# a producer seals a batch at up to max_batch_bytes of records plus the one record that
+# crossed it, so twice the largest batch any topic may accept.
+DEFAULT_MAX_SECTION_BYTES = 2 * (MAX_RECORD_BYTES_CEILING + BATCH_FRAMING_BYTES)
+MIN_BATCH_LENGTH = HEADER_SIZE + 1  # a header and at least one byte of (compressed) records
 
 _compressor = zstandard.ZstdCompressor(level=3)
 
@@ -161,7 +171,7 @@ def parse_header(buf, pos: int = 0) -> BatchHeader:
         raise UnknownCodecError(f"unknown batch codec {header.codec}")
     # an uncompressed section holds at least one table entry; a zstd one can be shorter
     # (one empty record compresses below ENTRY_SIZE) and is checked once decompressed
-    min_length = HEADER_SIZE + (ENTRY_SIZE if header.codec == CODEC_NONE else 1)
+    min_length = HEADER_SIZE + ENTRY_SIZE if header.codec == CODEC_NONE else MIN_BATCH_LENGTH
     if header.batch_length < min_length or header.record_count < 1:
         raise CorruptBatchError(
             f"bad batch length {header.batch_length} or record count {header.record_count}"
@@ -225,13 +235,13 @@ def _encode_headers(headers: Mapping[str, bytes | str] | None) -> bytes:
     return b"".join(parts)
 
 
-def _decode_headers(block: memoryview) -> dict[str, bytes]:
+def decode_headers(block: memoryview) -> dict[str, bytes]:
     if not len(block):
         return {}
-    (count,) = HEADER_COUNT.unpack_from(block, 0)
-    pos = HEADER_COUNT.size
     out: dict[str, bytes] = {}
     try:
+        (count,) = HEADER_COUNT.unpack_from(block, 0)
+        pos = HEADER_COUNT.size
         for _ in range(count):
             (nlen,) = HEADER_NAME_LENGTH.unpack_from(block, pos)
             pos += HEADER_NAME_LENGTH.size
@@ -344,18 +354,44 @@ def encode_records(records: Iterable[Record], *, codec: int | str = CODEC_NONE) 
     )
 
 
-def records_section(batch, header: BatchHeader | None = None, *, max_bytes: int | None = None) -> memoryview:
-    """The uncompressed records section of a batch (a view when the codec is none)."""
+def records_section(batch, header: BatchHeader | None = None, *,
+                    max_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> memoryview:
+    """The uncompressed records section of a batch (a view when the codec is none).
+
+    A compressed section is never inflated beyond ``max_bytes``: a frame that declares a
+    larger size is refused before any allocation, one without a declared size is read in
+    bounded steps (CorruptBatchError either way)."""
     view = memoryview(batch)
     header = header or parse_header(view)
     body = view[HEADER_SIZE : header.batch_length]
     if header.codec == CODEC_NONE:
         return body
-    limit = max_bytes or max(DEFAULT_MAX_RECORD_BYTES * 2, header.record_count * 1024 * 1024)
+    return memoryview(_inflate_bounded(body, max_bytes, header.base_offset))
+
+
+def _inflate_bounded(body: memoryview, max_bytes: int, base_offset: int) -> bytes:
+    where = f"zstd records section of the batch at offset {base_offset}"
     try:
-        return memoryview(zstandard.ZstdDecompressor().decompress(body, max_output_size=limit))
+        declared = zstandard.frame_content_size(body)
+        if declared > max_bytes:
+            raise CorruptBatchError(f"{where} declares {declared} bytes, above the bound of {max_bytes}")
+        decompressor = zstandard.ZstdDecompressor()
+        if declared >= 0:
+            # the frame says its size: one allocation of exactly that, and nothing after it
+            return decompressor.decompress(body, allow_extra_data=False)
+        parts, total = [], 0
+        with decompressor.stream_reader(body, read_across_frames=False) as reader:
+            while True:
+                chunk = reader.read(min(4 * 1024 * 1024, max_bytes + 1 - total))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+                if total > max_bytes:
+                    raise CorruptBatchError(f"{where} inflates beyond the bound of {max_bytes} bytes")
+        return b"".join(parts)
     except zstandard.ZstdError as exc:
-        raise CorruptBatchError(f"zstd records section at offset {header.base_offset}: {exc}") from None
+        raise CorruptBatchError(f"{where}: {exc}") from None
 
 
 def record_table(section: memoryview, count: int) -> np.ndarray:
@@ -365,13 +401,19 @@ def record_table(section: memoryview, count: int) -> np.ndarray:
     return np.frombuffer(section, dtype=ENTRY_DTYPE, count=count)
 
 
-def _record_layout(batch) -> tuple[BatchHeader, memoryview, np.ndarray, np.ndarray, np.ndarray]:
+def record_layout(batch, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES
+                   ) -> tuple[BatchHeader, memoryview, np.ndarray, np.ndarray, np.ndarray]:
     """Header, records section, record table, key lengths (i64) and each record's start in
     the section, with the table checked against the section's length."""
     header = parse_header(batch)
-    section = records_section(batch, header)
+    section = records_section(batch, header, max_bytes=max_section_bytes)
     table = record_table(section, header.record_count)
     key_lens = table["key_len"].astype(np.int64)
+    if int(key_lens.min()) < -1:
+        raise CorruptBatchError(
+            f"batch at offset {header.base_offset}: record {int(np.argmin(key_lens))} has key length "
+            f"{int(key_lens.min())} (-1 means no key)"
+        )
     sizes = np.maximum(key_lens, 0) + table["headers_len"] + table["value_len"]
     ends = np.cumsum(sizes)
     starts = header.record_count * ENTRY_SIZE + ends - sizes
@@ -379,7 +421,7 @@ def _record_layout(batch) -> tuple[BatchHeader, memoryview, np.ndarray, np.ndarr
     if accounted != len(section):
         raise CorruptBatchError(
             f"records section of batch at offset {header.base_offset} has "
-            f"{len(section)} bytes, its table accounts for {accounted}"
+            f"{len(section)} bytes, its table of {header.record_count} records accounts for {accounted}"
         )
     return header, section, table, key_lens, starts
 
@@ -387,7 +429,7 @@ def _record_layout(batch) -> tuple[BatchHeader, memoryview, np.ndarray, np.ndarr
 def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
     """Decode every record of a validated batch. Values are views into the batch (or into
     the decompressed section); keys and headers are copied because they are small."""
-    header, section, table, key_lens, starts = _record_layout(batch)
+    header, section, table, key_lens, starts = record_layout(batch)
     timestamps = (table["ts_delta"] + header.first_timestamp).tolist()
     out = []
     base = header.base_offset
@@ -399,7 +441,7 @@ def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
         if klen >= 0:
             key = bytes(section[pos : pos + klen])
             pos += klen
-        hdrs = _decode_headers(section[pos : pos + hlen]) if hlen else {}
+        hdrs = decode_headers(section[pos : pos + hlen]) if hlen else {}
         pos += hlen
         out.append(Record(base + i, timestamps[i], key, section[pos : pos + vlen], hdrs, topic, partition))
     return out
@@ -445,7 +487,7 @@ class BatchValues:
 def decode_batch_values(batch, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> BatchValues:
     """The values of a validated batch as columns (see BatchValues), from ``min_offset`` on:
     one numpy pass over the record table, whatever the record count."""
-    header, section, table, key_lens, starts = _record_layout(batch)
+    header, section, table, key_lens, starts = record_layout(batch)
     skip = max(0, min_offset - header.base_offset)
     value_starts = (starts + np.maximum(key_lens, 0) + table["headers_len"])[skip:]
     offsets = np.arange(header.base_offset + skip, header.next_offset, dtype=np.int64)

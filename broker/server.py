@@ -55,6 +55,7 @@ from .groups import GroupCoordinator
 from .logs import log_event, setup_logging
 from .memory import HeapTrimmer
 from .storage import DiskGuard, Storage
+from .storage.dir_lock import lock_broker_data_dir
 from .topic_config import TopicConfig
 
 logger = logging.getLogger("broker.server")
@@ -424,6 +425,7 @@ class BrokerServer:
             "disk_total_bytes": usage.f_blocks * usage.f_frsize, "disk_free_bytes": usage.f_bavail * usage.f_frsize,
             "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
             "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
+            "corrupt_batches": self.storage.corrupt_batch_count,
             "time_ns": time.time_ns(),
         }
         return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})
@@ -554,6 +556,8 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
                       reason=f"{endpoint} is reachable from other hosts: configure [broker.curve] (keys from "
                              "`edge keys`) or set allow_insecure_tcp = true")
             return 2
+    if not lock_broker_data_dir(data_dir, logger):  # one broker per data directory, held until exit
+        return 2
     storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
     server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for,
                           curve=server_curve)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from broker.errors import BrokerError
+
+PRIVATE_UMASK = 0o027  # files we create: 0640 at most, directories 0750; never world-readable
 
 COMMANDS = ["up", "broker", "driver", "topics", "produce", "consume", "status", "drives",
             "mirror", "api", "replay", "export", "keys"]
@@ -49,6 +52,7 @@ def _join_relative_times(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # tighten what we inherit, never loosen it
     parser = build_parser()
     args = parser.parse_args(_join_relative_times(sys.argv[1:] if argv is None else list(argv)))
     try:

@@ -8,6 +8,11 @@ Guarantees:
 - ``stop()`` ends children in reverse layers: drivers, then mirror and API, then the broker,
   each with SIGTERM and, after a grace period, SIGKILL; nothing is left behind.
 - A finite child (e.g. a file-source driver) that exits 0 is not restarted.
+- Children die with the supervisor, however it dies (even SIGKILL): each child asks the
+  kernel for SIGKILL when its parent exits (``prctl(PR_SET_PDEATHSIG)``, set between fork
+  and exec) and exits at once if the supervisor was already gone by then. No orphaned
+  broker keeps the data directory while a new ``edge up`` starts.
+- Child logs are created (or tightened to) 0640: readable by the appliance's group only.
 """
 
 from __future__ import annotations
@@ -24,6 +29,44 @@ from typing import Callable
 from broker.logs import log_event
 
 logger = logging.getLogger("edge.supervisor")
+
+LOG_FILE_MODE = 0o640
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _load_prctl():
+    """libc's prctl, loaded once in the supervisor (the child between fork and exec only
+    calls it); None where there is no such call (not Linux)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4  # unsigned long args, as the kernel reads them
+        prctl.restype = ctypes.c_int
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def die_with_parent_hook(signal_number: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive ``signal_number`` when this process
+    exits, and exit at once if this process is already gone (the fork/prctl race). The
+    kernel sends it when the *thread* that forked exits: spawn from a thread that lives as
+    long as the supervisor (``edge up`` uses its main thread)."""
+    if _prctl is None:
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        _prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
 
 LAYER_BROKER, LAYER_SERVICES, LAYER_DRIVERS = 0, 1, 2
 
@@ -64,9 +107,10 @@ class Supervisor:
         spec = child.spec
         log_file = open(self.log_dir / f"{spec.name}.log", "ab", buffering=0)
         try:
+            os.fchmod(log_file.fileno(), LOG_FILE_MODE)  # also a log created 0644 by an older version
             child.proc = subprocess.Popen(
                 spec.argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env={**os.environ, **spec.env}, start_new_session=True,
+                env={**os.environ, **spec.env}, start_new_session=True, preexec_fn=die_with_parent_hook(),
             )
         finally:
             log_file.close()

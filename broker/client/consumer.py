@@ -27,6 +27,10 @@ Guarantees:
   returned, so nothing is skipped or duplicated. ``broker_lost_since`` says since when.
 - ``auto_commit_interval_ms``: in group mode commit the positions (what ``poll`` returned)
   periodically, before giving up partitions in a rebalance, and at ``close``.
+- A corrupt batch (found by the broker, or failing its CRC or decoding here) raises
+  CorruptBatchError on every poll, unless ``skip_corrupt=True``: then it is reported
+  (``on_corrupt(topic, partition, first_offset, next_offset, reason)``, the list
+  ``skipped_corrupt`` and a log line) and reading goes on after it.
 
 Not thread-safe: use a Consumer from one thread.
 """
@@ -39,9 +43,11 @@ from collections import deque
 from typing import Any, Callable, Iterable
 
 from .. import protocol as P
+from ..batch_checks import find_damaged_batch
 from ..errors import (
     BrokerError,
     BrokerUnavailableError,
+    CorruptBatchError,
     LogTruncatedError,
     OffsetOutOfRangeError,
     UnknownGroupMemberError,
@@ -72,6 +78,8 @@ class Consumer:
     def __init__(self, endpoint: str, *, group: str | None = None, auto_offset_reset: str = "earliest",
                  fetch_max_bytes: int = 8 * 1024 * 1024, max_wait_ms: int = 500,
                  session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 1_000, timeout_s: float = 10.0,
+                 skip_corrupt: bool = False,
+                 on_corrupt: Callable[[str, int, int, int, str], None] | None = None,
                  on_reset: Callable[[OffsetReset], None] | None = None, auto_commit_interval_ms: int | None = None):
         """``auto_offset_reset``: earliest | latest | error | none (see broker.client.resets);
         with error/none a partition with no committed offset and no seek starts at the log
@@ -106,6 +114,9 @@ class Consumer:
         self._settle_until = 0.0  # heartbeat fast until then: partitions are being handed over
         self._prefetch: tuple[int, dict[TopicPartition, int]] | None = None
         self._time_floor: int | None = None  # set by seek_to_time until the first records
+        self.skip_corrupt = skip_corrupt
+        self.on_corrupt = on_corrupt
+        self.skipped_corrupt: list[tuple[str, int, int, int, str]] = []
 
     @property
     def reset_count(self) -> int:
@@ -333,6 +344,8 @@ class Consumer:
                 continue
             if "log_epoch" in entry:
                 self._log_epochs[tp] = entry["log_epoch"]
+            if self.skip_corrupt and len(data):
+                data = self._without_damage(tp, data, snapshot[tp])
             if not len(data):
                 continue
             if columns:
@@ -359,6 +372,27 @@ class Consumer:
                 self._pending_error = error  # deliver what the others brought first
         return out
 
+    def _without_damage(self, tp: TopicPartition, data, position: int):
+        """The batches before the first damaged one; a damaged first batch is skipped."""
+        found = find_damaged_batch(data)
+        if found is None:
+            return data
+        at, header, reason = found
+        if at:
+            return memoryview(data)[:at]  # served now; the damaged batch is skipped next time
+        self._skip_corrupt(tp, max(position, header.base_offset), header.next_offset, reason)
+        return b""
+
+    def _skip_corrupt(self, tp: TopicPartition, first: int, resume: int, reason: str) -> None:
+        if resume <= first:
+            raise CorruptBatchError(f"{tp[0]}/{tp[1]}: corrupt batch at offset {first} and no offset to resume at: {reason}")
+        self.skipped_corrupt.append((tp[0], tp[1], first, resume, reason))
+        log_event(logging.getLogger("broker.client"), logging.ERROR, "corrupt_batch_skipped", topic=tp[0],
+                  partition=tp[1], first_offset=first, resume_offset=resume, reason=reason)
+        if self.on_corrupt is not None:
+            self.on_corrupt(tp[0], tp[1], first, resume, reason)
+        self.positions[tp] = resume
+
     def _handle_problems(self, entries: list[dict]) -> BrokerError | None:
         """Resets, lost topics and other per-partition errors of one fetch reply; returns the
         first error to raise (after the records of the other partitions are delivered)."""
@@ -382,7 +416,13 @@ class Consumer:
                 event = reset_for(entry, self.positions[tp], self.auto_offset_reset, recreated=code == 0)
                 error = self._reset(tp, event)
             else:
-                error = error_from_code(code, f"{tp[0]}/{tp[1]}: {entry.get('message', '')}")
+                error = error_from_code(code, entry.get("message", ""))
+                if self.skip_corrupt and isinstance(error, CorruptBatchError) and error.resume_offset is not None:
+                    try:
+                        self._skip_corrupt(tp, self.positions[tp], error.resume_offset, error.message)
+                        error = None
+                    except CorruptBatchError as exc:
+                        error = exc
             first_error = first_error or error
         self._topic_ids.update(new_ids)  # under error/none the re-creation is raised once
         return first_error

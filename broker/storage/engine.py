@@ -12,7 +12,8 @@ Guarantees:
   most every ``RECOVERY_CHECKPOINT_INTERVAL_S`` and at close; after a crash only data above
   it is CRC-scanned (see ``partition_log``).
 - Flush policy ``interval`` is driven by ``flush_due`` (the server calls it on a timer).
-- Deletions by retention and the disk guard are counted by reason in ``deletion_counts``.
+- Deletions by retention and the disk guard are counted by reason in ``deletion_counts``;
+  damage met by reads in ``corrupt_batch_count``.
 
 Not thread-safe: one event loop owns a Storage.
 """
@@ -276,6 +277,14 @@ class Storage:
             return
         atomic_write(self.data_dir / RECOVERY_POINTS_FILE, json.dumps(points, sort_keys=True).encode())
         self._checkpointed = points
+
+    # -- stats ---------------------------------------------------------------------------
+
+    @property
+    def corrupt_batch_count(self) -> int:
+        """Damaged spots met by reads since start (bad header chain or offset continuity),
+        each also logged once as ``event=corrupt_batch``."""
+        return sum(log.corrupt_batches for log in self.partition_logs())
 
     # -- retention -----------------------------------------------------------------------
 

@@ -11,8 +11,16 @@ Guarantees:
      entry at or below the recovery point (the durable offset checkpointed by the engine)
      with every batch's length, base-offset continuity and CRC checked; the first bad batch
      and everything after it is cut, and indexes are rebuilt for the scanned part.
-  Closed segments were fsynced when rolled; their indexes get a cheap structural check and
-  are rebuilt from the log when missing or inconsistent.
+  Closed segments were fsynced (log and indexes) before the next segment was created.
+  Each gets two tiers too: a fast check (index structure, then the header chain from the
+  last index entry must end exactly at the file end with the next segment's base offset);
+  when that fails (a zero-filled or damaged tail, a missing index) a full scan with CRCs
+  rebuilds the indexes and cuts the segment at its last valid batch. The bytes cut and the
+  offsets that became unreadable (``dropped``) are reported and logged.
+- Reads never serve a batch under a wrong offset: a broken header chain or offset
+  continuity raises CorruptBatchError naming topic, partition and offset and the offset
+  where reading can resume (``resume_offset``); each damaged spot is logged once
+  (``event=corrupt_batch``) and counted in ``corrupt_batches``.
 - Retention never removes the active segment, so ``next_offset`` survives any deletion.
 """
 
@@ -26,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import records as rec
+from ..batch_checks import check_batch_records
 from ..errors import CorruptBatchError, CorruptIndexError, OffsetOutOfRangeError
 from ..logs import log_event
 from ..topic_config import TopicConfig
@@ -53,6 +62,7 @@ class RecoveryReport:
     truncated_bytes: int = 0
     rebuilt_indexes: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    dropped: list[tuple[int, int]] = field(default_factory=list)  # [first, next) offsets lost
     seconds: float = 0.0
 
     @property
@@ -69,6 +79,8 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self._bases: list[int] = []
         self.protected_offset: int | None = None
+        self.corrupt_batches = 0
+        self._reported_damage: set[int] = set()
         directory.mkdir(parents=True, exist_ok=True)
         self.report = self._load(recovery_point)
         self.durable_offset = self.next_offset
@@ -131,6 +143,7 @@ class PartitionLog:
                 logger, level, "partition_recovered", topic=self.topic, partition=self.partition,
                 clean=clean, segments=report.segments, scanned_bytes=report.scanned_bytes,
                 truncated_bytes=report.truncated_bytes, rebuilt_indexes=",".join(report.rebuilt_indexes) or "none",
+                dropped_offsets=",".join(f"{a}-{b - 1}" for a, b in report.dropped) or "none",
                 next_offset=self.next_offset, reason="; ".join(report.reasons) or "none",
                 seconds=f"{report.seconds:.3f}",
             )
@@ -142,20 +155,25 @@ class PartitionLog:
             self._check_index_files(seg)
             seg.offset_index.map_readonly()
             seg.time_index.map_readonly()
-            seg.max_timestamp = seg.time_index.last_timestamp()
-            seg.closed = True
-            return
+            damage = seg.check_tail(next_base)  # tier 1: the chain from the last index entry
+            if not damage:
+                seg.max_timestamp = seg.time_index.last_timestamp()
+                seg.closed = True
+                return
+            report.reasons.append(damage)
         except CorruptIndexError as exc:
             report.rebuilt_indexes.append(seg.log_path.name)
             report.reasons.append(str(exc))
-        # Rebuild from the log (header chain; batches are CRC-checked when read by clients).
+        # Tier 2: rebuild from the log with every CRC checked; cut at the last valid batch.
         seg.offset_index.reset()
         seg.time_index.reset()
-        cut, _kept, reason = seg.rebuild_tail(0, validate_crc=False)
+        cut, _kept, reason = seg.rebuild_tail(0, validate_crc=True)
         report.scanned_bytes += seg.size + cut
         if cut:
             report.truncated_bytes += cut
-            report.reasons.append(f"{seg.log_path.name}: {reason}; cut {cut} bytes")
+            report.reasons.append(f"{seg.log_path.name}: {reason}; cut {cut} bytes at position {seg.size}")
+        if seg.next_offset < next_base:
+            report.dropped.append((seg.next_offset, next_base))
         seg.close_for_append()
 
     @staticmethod
@@ -219,6 +237,9 @@ class PartitionLog:
             raise CorruptBatchError(
                 f"frame holds {len(view)} bytes but the batch header says {header.batch_length}"
             )
+        # CRC-valid is not enough: a batch no consumer could decode would stall them all
+        check_batch_records(view, max_record_bytes=self.config.max_record_bytes,
+                                max_section_bytes=self.config.max_section_bytes)
         now = append_time_ns if append_time_ns is not None else time.time_ns()
         self._maybe_roll(header.batch_length, now)
         base = self.next_offset
@@ -241,8 +262,14 @@ class PartitionLog:
 
     def roll(self) -> None:
         old = self.active
-        new = Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes)
-        old.close_for_append()  # fsyncs: everything in closed segments is durable
+        # Seal (fsync log and indexes) before the next segment exists: a crash must never
+        # find a newer segment after an old one whose tail was still in the page cache.
+        old.close_for_append()
+        try:
+            new = Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes)
+        except BaseException:
+            old.reopen_for_append()
+            raise
         self._add_segment(new)
         fsync_dir(self.directory)
         self.durable_offset = max(self.durable_offset, old.next_offset)
@@ -267,9 +294,7 @@ class PartitionLog:
             seg = self.segments.pop()
             self._bases.pop()
             seg.delete()
-            self.active.closed = False
-            self.active.offset_index.load_unchecked()
-            self.active.time_index.load_unchecked()
+            self.active.reopen_for_append()
         self.active.truncate_to(offset)
         self.active.flush()
         fsync_dir(self.directory)
@@ -298,13 +323,27 @@ class PartitionLog:
             )
         i = bisect.bisect_right(self._bases, offset) - 1
         while i < len(self.segments):
-            data = self.segments[i].read(offset, max_bytes)
+            try:
+                data = self.segments[i].read(offset, max_bytes)
+            except CorruptBatchError as exc:
+                raise self._damage_found(self.segments[i], offset, exc) from None
             if len(data):
                 return data
             i += 1  # a gap left by a damaged segment: continue at the next one
             if i < len(self.segments):
                 offset = self.segments[i].base_offset
         return memoryview(b"")
+
+    def _damage_found(self, seg: Segment, offset: int, exc: CorruptBatchError) -> CorruptBatchError:
+        """Report a damaged spot met by a read (once per offset) and name where to resume."""
+        resume = seg.resume_offset_after_damage(offset)
+        if offset not in self._reported_damage:
+            self._reported_damage.add(offset)
+            self.corrupt_batches += 1
+            log_event(logger, logging.ERROR, "corrupt_batch", topic=self.topic, partition=self.partition,
+                      offset=offset, resume_offset=resume, segment=seg.log_path.name, reason=exc.message)
+        return CorruptBatchError.at(
+            f"{self.topic}/{self.partition}: corrupt batch at offset {offset}: {exc.message}", resume)
 
     def offset_for_time(self, timestamp_ns: int) -> int | None:
         for seg in self.segments:

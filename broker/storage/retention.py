@@ -9,9 +9,12 @@ Guarantees:
 - Every deletion is logged (one line, with its reason) and returned for the counters.
 
 Disk guard: when free space on the data directory's filesystem drops below
-``min_free_bytes``, segments are deleted across all topics, lowest ``priority`` first, then
-oldest first, until the minimum is free again. Below ``critical_free_bytes`` the mirror's
-protection is overridden (policy ``delete_unshipped_when_critical`` may forbid even that).
+``min_free_bytes``, segments are deleted across all topics until the minimum is free
+again: data the mirror has already shipped first (lowest ``priority`` first, then oldest
+first), and only when none is left and free space is below ``critical_free_bytes``,
+unshipped data in the same order (policy ``delete_unshipped_when_critical`` may forbid
+even that). Every unshipped deletion is logged as ``event=unshipped_deleted`` with its
+offsets and bytes, and counted (``Storage.unshipped_deleted_bytes``).
 """
 
 from __future__ import annotations
@@ -127,10 +130,11 @@ def enforce_disk_guard(logs: list[PartitionLog], data_dir: Path, guard: DiskGuar
             return deleted
         critical = free < guard.critical_free_bytes
         allow_unshipped = critical and guard.delete_unshipped_when_critical
-        candidates = [
-            log for log in logs
-            if len(log.segments) > 1 and (allow_unshipped or not is_unshipped(log, log.segments[0]))
-        ]
+        deletable = [log for log in logs if len(log.segments) > 1]
+        # shipped data goes first, whatever its priority: it is safe in the cloud already
+        candidates = [log for log in deletable if not is_unshipped(log, log.segments[0])]
+        if not candidates and allow_unshipped:
+            candidates = deletable
         if not candidates:
             log_event(
                 logger, logging.ERROR, "disk_guard_stuck", free_bytes=free,
@@ -140,4 +144,13 @@ def enforce_disk_guard(logs: list[PartitionLog], data_dir: Path, guard: DiskGuar
             return deleted
         victim = min(candidates, key=lambda log: (log.config.priority, os.stat(log.segments[0].log_path).st_mtime_ns))
         reason = "disk_guard_critical" if critical else "disk_guard"
-        deleted += delete_old_segments(victim, always, reason, now_ns=now_ns, allow_unshipped=allow_unshipped, limit=1)
+        gone = delete_old_segments(victim, always, reason, now_ns=now_ns, allow_unshipped=allow_unshipped, limit=1)
+        for d in gone:
+            if d.unshipped:
+                log_event(
+                    logger, logging.ERROR, "unshipped_deleted", topic=d.topic, partition=d.partition,
+                    first_offset=d.base_offset, last_offset=d.next_offset - 1, bytes=d.size_bytes,
+                    free_bytes=free, critical_free_bytes=guard.critical_free_bytes,
+                    reason="disk critically full and no shipped data left to delete",
+                )
+        deleted += gone

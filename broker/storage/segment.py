@@ -1,16 +1,24 @@
 """One segment: a ``.log`` file of record batches back to back, plus its two sparse indexes.
 
 Guarantees:
-- A batch is written whole or not at all: a failed or partial write is cut back with
-  ``ftruncate`` to the previous size and raised (DiskFullError for ENOSPC), so the file
-  never holds a half batch while the broker runs. (A crash mid-write can; recovery in
-  ``partition_log`` cuts it.)
+- An append is all or nothing: a failed or partial write of the batch, or a failed write
+  of its index entries, cuts the log (``ftruncate``) and the indexes back to what they
+  held before and raises (DiskFullError for ENOSPC); the segment's size and next offset
+  only move once the batch is written and indexed, so an error never leaves a batch on
+  disk that the next append would shadow. (A crash mid-write can leave a half batch;
+  recovery in ``partition_log`` cuts it.)
 - The broker-assigned base offset and append time are written with ``os.writev`` as a new
   28-byte prefix in front of the producer's bytes: the payload is never copied or decoded.
 - Reads return whole batches exactly as stored, found via the offset index and a short
-  scan of batch headers (at most ``index_interval_bytes``).
+  scan of batch headers (at most ``index_interval_bytes``). Every header walked must be
+  well formed (magic, a length of at least a header, inside the file) and continue the
+  offsets (its base offset is the previous batch's next offset, the first one's is the
+  index entry's): base offsets are outside the CRC, so a flipped bit there is caught here
+  (CorruptBatchError), never served as another offset, and no length can make a read loop.
 - Only the active (last) segment is written. A closed segment has been fsynced, its time
   index ends with its maximum timestamp, and its indexes are mmapped read-only.
+  ``check_tail`` verifies cheaply that a closed segment's header chain from its last index
+  entry ends exactly at the file end with the expected next offset.
 
 Not thread-safe: the broker's single event loop owns every segment.
 """
@@ -24,7 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import records as rec
-from ..errors import CorruptBatchError, DiskFullError, StorageError
+from ..errors import CorruptBatchError, CorruptIndexError, DiskFullError, StorageError
 from .layout import LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, segment_path
 from .offset_index import OffsetIndex
 from .time_index import TimeIndex
@@ -109,11 +117,35 @@ class Segment:
             except OSError:
                 pass
             raise _storage_error(exc, f"appending {header.batch_length} bytes to {self.log_path}") from None
+        before = self._index_state()
+        try:
+            self._index_batch(position, base_offset, header)
+        except (OSError, CorruptIndexError) as exc:
+            # all or nothing: without its index entries the batch must not stay on disk,
+            # or it would sit at this position under an offset the next append reuses
+            self._restore_index_state(before)
+            try:
+                os.ftruncate(self.fd, position)
+            except OSError as cut_exc:
+                raise StorageError(f"cannot undo a half-indexed append to {self.log_path}: {cut_exc}") from None
+            if isinstance(exc, OSError):
+                raise _storage_error(exc, f"indexing {header.batch_length} bytes in {self.log_path}") from None
+            raise
         self.size += header.batch_length
         if self.first_append_ns is None:
             self.first_append_ns = append_time
-        self._index_batch(position, base_offset, header)
         return position
+
+    def _index_state(self) -> tuple:
+        return (len(self.offset_index), len(self.time_index), self.max_timestamp,
+                self._bytes_since_index_entry, self.last_batch_offset, self.next_offset)
+
+    def _restore_index_state(self, state: tuple) -> None:
+        offset_entries, time_entries, max_ts, since_entry, last_batch, next_offset = state
+        self.offset_index.truncate_entries(offset_entries)
+        self.time_index.truncate_entries(time_entries)
+        self.max_timestamp, self._bytes_since_index_entry = max_ts, since_entry
+        self.last_batch_offset, self.next_offset = last_batch, next_offset
 
     def _index_batch(
         self, position: int, base_offset: int, header: rec.BatchHeader, *, add_entries: bool = True
@@ -158,12 +190,8 @@ class Segment:
         kept = 0
         reason = ""
         try:
-            for position, header in self.scan(start, file_size, validate_crc=validate_crc):
-                if header.base_offset != self.next_offset:
-                    raise CorruptBatchError(
-                        f"batch at position {position} has base offset {header.base_offset}, "
-                        f"expected {self.next_offset}"
-                    )
+            for position, header in self.scan(start, file_size, validate_crc=validate_crc,
+                                              expect_offset=start_offset):
                 self._index_batch(
                     position, header.base_offset, header,
                     add_entries=not (keep_index_entries and position == start),
@@ -195,19 +223,31 @@ class Segment:
         if self._fd is not None:
             os.fdatasync(self._fd)
 
+    def reopen_for_append(self) -> None:
+        """Undo ``close_for_append`` (a failed roll, or truncation back into this segment)."""
+        self.closed = False
+        for index in (self.offset_index, self.time_index):
+            index.close()  # drop the read-only map
+            index.load_unchecked()
+
     def close_for_append(self) -> None:
-        """Make this segment read-only: final time-index entry, fsync everything, mmap indexes."""
+        """Make this segment read-only: final time-index entry, fsync everything, mmap indexes.
+        On an I/O error (a full disk) the segment stays open for appends and the error is
+        raised typed."""
         if self.closed:
             return
-        last_ts = self.time_index.last_timestamp()
-        if self.max_timestamp is not None and (last_ts is None or self.max_timestamp > last_ts):
-            if self.time_index.last_offset() == self.last_batch_offset:
-                self.time_index.truncate_entries(len(self.time_index) - 1)
-            self.time_index.append_time(self.max_timestamp, self.last_batch_offset)
-        if self._fd is not None:
-            os.fsync(self._fd)
-        self.offset_index.flush()
-        self.time_index.flush()
+        try:
+            last_ts = self.time_index.last_timestamp()
+            if self.max_timestamp is not None and (last_ts is None or self.max_timestamp > last_ts):
+                if self.time_index.last_offset() == self.last_batch_offset:
+                    self.time_index.truncate_entries(len(self.time_index) - 1)
+                self.time_index.append_time(self.max_timestamp, self.last_batch_offset)
+            if self._fd is not None:
+                os.fsync(self._fd)
+            self.offset_index.flush()
+            self.time_index.flush()
+        except OSError as exc:
+            raise _storage_error(exc, f"sealing {self.log_path}") from None
         self.offset_index.map_readonly()
         self.time_index.map_readonly()
         self.closed = True
@@ -226,11 +266,13 @@ class Segment:
 
     # -- reading -------------------------------------------------------------------------
 
-    def scan(self, start: int, end: int | None = None, *, validate_crc: bool = False) -> Iterator[tuple[int, rec.BatchHeader]]:
+    def scan(self, start: int, end: int | None = None, *, validate_crc: bool = False,
+             expect_offset: int | None = None) -> Iterator[tuple[int, rec.BatchHeader]]:
         """Yield (position, header) of consecutive batches from ``start`` (a batch start).
 
-        Raises CorruptBatchError at the first header that is bad or a batch that overruns
-        ``end``; with ``validate_crc`` every batch's CRC is checked too."""
+        Raises CorruptBatchError at the first header that is bad, a batch that overruns
+        ``end`` or, given ``expect_offset`` (the base offset of the batch at ``start``), a
+        base offset that breaks the chain; with ``validate_crc`` every CRC is checked too."""
         end = self.size if end is None else end
         position = start
         chunk = b""
@@ -247,6 +289,13 @@ class Segment:
                     f"batch at position {position} needs {header.batch_length} bytes, "
                     f"only {end - position} remain"
                 )
+            if expect_offset is not None:
+                if header.base_offset != expect_offset:
+                    raise CorruptBatchError(
+                        f"batch at position {position} of {self.log_path.name} has base offset "
+                        f"{header.base_offset}, expected {expect_offset}"
+                    )
+                expect_offset = header.next_offset
             if validate_crc:
                 if rel + header.batch_length <= len(chunk):
                     rec.validate_batch(chunk, rel)
@@ -259,8 +308,8 @@ class Segment:
         """Position of the batch that starts at ``offset`` (or the end, for next_offset)."""
         if offset == self.next_offset:
             return self.size
-        _, start = self.offset_index.lookup(offset)
-        for position, header in self.scan(start):
+        entry_offset, start = self.offset_index.lookup(offset)
+        for position, header in self.scan(start, expect_offset=entry_offset):
             if header.base_offset == offset:
                 return position
             if header.base_offset > offset:
@@ -270,13 +319,22 @@ class Segment:
     def find_batch(self, offset: int) -> tuple[int, rec.BatchHeader] | None:
         """(position, header) of the batch containing ``offset``, or None past the end."""
         if self._read_hint is not None and self._read_hint[0] == offset:
-            start = self._read_hint[1]
+            entry_offset, start = self._read_hint
         else:
-            start = self.offset_index.lookup(offset)[1]
-        for position, header in self.scan(start):
-            if header.next_offset > offset:
-                return position, header
-        return None
+            entry_offset, start = self.offset_index.lookup(offset)
+        while True:
+            try:
+                for position, header in self.scan(start, expect_offset=entry_offset):
+                    if header.next_offset > offset:
+                        return position, header
+                return None
+            except CorruptBatchError:
+                # a batch with a wrong base offset is never served, but a read past it may
+                # go on once its true extent is known
+                span = self._damage_span(entry_offset, start)
+                if span is None or offset < span[1]:
+                    raise
+                entry_offset, start = span[1], span[2]
 
     def read(self, offset: int, max_bytes: int) -> memoryview:
         """Whole batches from the one containing ``offset``, up to ``max_bytes`` (always at
@@ -291,20 +349,77 @@ class Segment:
         last_next = header.next_offset
         view = memoryview(data)
         length_at = rec.BATCH_LENGTH.unpack_from
+        magic_at = rec.MAGIC_FIELD.unpack_from
+        base_at = rec.BASE_OFFSET.unpack_from
         while end + rec.HEADER_SIZE <= len(data):
             length = length_at(data, end + rec.BATCH_LENGTH_OFFSET)[0]
-            if end + length > len(data):
+            # stop before anything but a well-formed batch that continues the offsets: the
+            # next read starts there and find_batch names the damage (a zero-filled tail
+            # has length 0 and would otherwise never advance)
+            if (length < rec.MIN_BATCH_LENGTH or end + length > len(data)
+                    or magic_at(data, end + rec.MAGIC_OFFSET)[0] != rec.MAGIC
+                    or base_at(data, end)[0] != last_next):
                 break
-            last_next = rec.BASE_OFFSET.unpack_from(data, end)[0] + rec.RECORD_COUNT.unpack_from(data, end + rec.RECORD_COUNT_OFFSET)[0]
+            last_next += rec.RECORD_COUNT.unpack_from(data, end + rec.RECORD_COUNT_OFFSET)[0]
             end += length
         self._read_hint = (last_next, start + end)
         return view[:end]
 
+    def _damage_span(self, entry_offset: int, start: int) -> tuple[int, int, int] | None:
+        """Walk from a batch start to the first batch that breaks the offset chain. When
+        only its base offset is wrong (its CRC holds and the batch after it continues from
+        its true end) return (its true first offset, its true next offset, the position
+        after it); None for any other damage, which has no safe way past."""
+        expected = entry_offset
+        try:
+            for position, header in self.scan(start):
+                if header.base_offset != expected:
+                    count = rec.validate_batch(os.pread(self.fd, header.batch_length, position)).record_count
+                    after, following = expected + count, position + header.batch_length
+                    if following >= self.size:
+                        continues = after == self.next_offset
+                    else:
+                        continues = rec.parse_header(os.pread(self.fd, rec.HEADER_SIZE, following)).base_offset == after
+                    return (expected, after, following) if continues else None
+                expected = header.next_offset
+        except CorruptBatchError:
+            pass
+        return None
+
+    def resume_offset_after_damage(self, offset: int) -> int:
+        """Where reading can go on after the damage met reading ``offset``: right after a
+        batch whose base offset alone is wrong, else the next index entry past ``offset``
+        (checked again when read), else this segment's end."""
+        span = self._damage_span(*self.offset_index.lookup(offset))
+        while span is not None and span[1] <= offset:
+            span = self._damage_span(span[1], span[2])
+        if span is not None:
+            return span[1]
+        entries = self.offset_index.entries()
+        later = entries["relative_offset"].astype(int) + self.base_offset
+        later = later[later > offset]
+        return int(later[0]) if len(later) else self.next_offset
+
+    def check_tail(self, expected_next_offset: int) -> str:
+        """Cheap check of a closed segment's end: walk the headers from the last index
+        entry to the file end. Returns "" when the chain ends exactly there with
+        ``expected_next_offset``, else what is wrong (a damaged or zero-filled tail)."""
+        entry_offset, start = self.offset_index.lookup(expected_next_offset - 1)
+        next_offset = entry_offset
+        try:
+            for _position, header in self.scan(start, self.file_size(), expect_offset=entry_offset):
+                next_offset = header.next_offset
+        except CorruptBatchError as exc:
+            return str(exc)
+        if next_offset != expected_next_offset:
+            return f"{self.log_path.name} ends at offset {next_offset}, the next segment starts at {expected_next_offset}"
+        return ""
+
     def offset_for_time(self, timestamp: int) -> int | None:
         """Base offset of the first batch whose max timestamp >= ``timestamp``, or None."""
         start_offset = self.time_index.lookup_time(timestamp)
-        _, start = self.offset_index.lookup(start_offset)
-        for _position, header in self.scan(start):
+        entry_offset, start = self.offset_index.lookup(start_offset)
+        for _position, header in self.scan(start, expect_offset=entry_offset):
             if header.max_timestamp >= timestamp:
                 return header.base_offset
         return None

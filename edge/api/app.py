@@ -6,8 +6,9 @@ Guarantees:
   monitor, frame pump) start in the app's lifespan and stop with it, job processes are
   cancelled and reaped on shutdown.
 - ``create_app`` does not check the bind (the app cannot know it); ``run_api`` does, and
-  refuses to start a non-loopback bind without a token. A token, when configured, is
-  enforced whatever the bind.
+  refuses to start a non-loopback bind without a token. Writes need the token whatever
+  the bind (refused when there is none); reads are open only while ``api.open_reads()``
+  (a loopback ``api.host`` with ``open_loopback_reads``).
 - Every route is in the OpenAPI schema (``/openapi.json``) with its response model and
   error responses, except the WebSocket (``/api/live``, documented in the description)
   and the dashboard's static files.
@@ -43,9 +44,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 DESCRIPTION = """HTTP API of the in-vehicle sensor ingestion appliance.
 
-All `/api` routes and `/metrics` need the token when one is configured (always on a
-non-loopback bind): `Authorization: Bearer TOKEN`, or `?token=TOKEN` where a header
-cannot be set (WebSocket, image links). Errors are JSON: `{"error": CODE, "message": TEXT}`.
+Writes (POST, PUT, PATCH, DELETE) always need the token. Reads (`/api` GETs, the live
+WebSocket, `/metrics`) are open on a loopback bind unless `api.open_loopback_reads` is
+false, and need the token on any other bind: `Authorization: Bearer TOKEN`, or
+`?token=TOKEN` where a header cannot be set (WebSocket, image links). Errors are JSON:
+`{"error": CODE, "message": TEXT}`.
 
 Live updates: WebSocket `/api/live`. The server sends JSON text messages `hello`, `status`
 (every sample), `records` (new-record notices per topic) and `jobs`, and binary frame
@@ -143,6 +146,7 @@ def create_app(config: Any, *, api: ApiConfig | None = None, endpoint: str | Non
     app = FastAPI(title="Edge appliance API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.edge = state
     app.state.token = token
+    app.state.open_reads = api.open_reads() or token is None
     install_error_handlers(app)
 
     from . import routes_jobs, routes_live, routes_ops, routes_status, routes_topics
@@ -162,5 +166,5 @@ def create_app(config: Any, *, api: ApiConfig | None = None, endpoint: str | Non
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(AccessGuard, token=token, allowed_hosts=api.allowed_hosts)
+    app.add_middleware(AccessGuard, token=token, allowed_hosts=api.allowed_hosts, open_reads=app.state.open_reads)
     return app

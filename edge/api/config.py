@@ -5,6 +5,11 @@ Guarantees:
   ``token``, ``token_file`` or ``$EDGE_API_TOKEN``) of at least 16 characters:
   ``ApiConfig.check_bind()`` raises ``ApiConfigError`` otherwise and ``edge api`` refuses to
   start.
+- Writes always need a token, so the API always has one: the configured one, else the
+  generated ``<data_dir>/.api-token`` (``read_or_create_token``: 32 random URL-safe
+  characters, file mode 0600, published with a hard link so two processes racing to
+  create it end up with the same token). Reads on a loopback bind are open without it
+  while ``open_loopback_reads`` is true (the default).
 - Unknown keys are errors, like every other section. Durations accept "500ms" / "2s".
 - No setting here takes a path from a request: ``export_dir`` is the only place jobs write.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +28,8 @@ from broker.errors import InvalidConfigError
 from broker.units import parse_duration_ns
 
 TOKEN_ENV = "EDGE_API_TOKEN"
+TOKEN_FILE_NAME = ".api-token"  # in the data directory; "." so no topic can take the name
+TOKEN_FILE_MODE = 0o600
 MIN_TOKEN_LENGTH = 16
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -62,6 +70,9 @@ class ApiConfig(BaseModel):
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
     token: SecretStr | None = Field(None, description=f"access token; default ${TOKEN_ENV}")
     token_file: Path | None = Field(None, description="file holding the token (e.g. a systemd credential)")
+    open_loopback_reads: bool = Field(
+        True, description="on a loopback bind, serve reads (GET, live view, /metrics) without the token; "
+                          "writes always need it")
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="extra Host header names accepted without a token (DNS-rebinding guard on loopback)",
@@ -105,5 +116,46 @@ class ApiConfig(BaseModel):
             )
         return token
 
+    def token_for(self, data_dir: Path) -> str:
+        """The token to enforce: ``check_bind()``'s, else the data directory's generated one."""
+        return self.check_bind() or read_or_create_token(Path(data_dir) / TOKEN_FILE_NAME)
+
+    def open_reads(self) -> bool:
+        """True when reads need no token: a loopback bind with ``open_loopback_reads``."""
+        return self.open_loopback_reads and is_loopback(self.host)
+
     def resolved_export_dir(self, data_dir: Path) -> Path:
         return self.export_dir if self.export_dir is not None else Path(data_dir) / "exports"
+
+
+def read_or_create_token(path: Path) -> str:
+    """The token in ``path``; a new random one written there (0600) first if it is missing.
+    Raises ApiConfigError when the file cannot be read or written or holds a short token."""
+    from broker.storage.layout import fsync_dir
+
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, TOKEN_FILE_MODE)
+            try:
+                os.write(fd, (secrets.token_urlsafe(24) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # atomic, and never replaces a token another process just made
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+            fsync_dir(path.parent)
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, TOKEN_FILE_MODE)  # a token file readable by others is no secret
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ApiConfigError(f"api token file {path}: {exc.strerror or exc}") from None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ApiConfigError(f"api token file {path} holds {len(token)} characters, fewer than {MIN_TOKEN_LENGTH}; "
+                             "delete it and a new token is generated")
+    return token

@@ -13,6 +13,9 @@ Guarantees:
 - States: queued → running → succeeded | failed | cancelled; ``progress`` in [0, 1] when
   the runner reports it. A child that dies without reporting makes the job failed with
   its exit code.
+- A job dies with the API process, however the API dies (even SIGKILL): the child watches
+  its parent's sentinel and exits when it closes. (No parent-death signal here: it would
+  fire when the *thread* that started the job ends.)
 
 A runner is a module-level function ``run(params: dict, out_dir: Path, report: Reporter)
 -> dict`` named "module:function" (importable in the child); ``report.progress(f, msg)``
@@ -35,6 +38,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import Conflict, NotFound, TooManyJobs
+
+JOB_ORPHANED_EXIT = 3  # the API process died under a running job
 
 logger = logging.getLogger("edge.api.jobs")
 
@@ -85,8 +90,21 @@ class JobCancelled(Exception):
     """Raised by runners that stop early because of a cancel."""
 
 
+def _exit_when_parent_dies() -> None:
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's sentinel closes: the API process is gone
+        os._exit(JOB_ORPHANED_EXIT)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _child_main(target: str, params: dict[str, Any], out_dir: str, conn, cancel_event) -> None:
     """Entry point of a job's process: run the runner and report its outcome on ``conn``."""
+    _exit_when_parent_dies()
     reporter = Reporter(conn, cancel_event)
     try:
         module_name, _, func_name = target.partition(":")

@@ -9,7 +9,8 @@ registry (no global state; several apps can live in one test process). Names:
   ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``;
 - disk: ``edge_disk_total_bytes``, ``edge_disk_free_bytes``, ``edge_disk_data_bytes``,
   ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
-  ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``;
+  ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``,
+  ``edge_broker_corrupt_batches_total``;
 - per driver process: ``edge_driver_{captured,published,acknowledged}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
   ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
@@ -107,6 +108,10 @@ class SnapshotCollector:
                                             "bytes deleted before the mirror shipped them")
             unshipped.add_metric([], float(broker.get("unshipped_deleted_bytes") or 0))
             out.append(unshipped)
+            corrupt = CounterMetricFamily("edge_broker_corrupt_batches",
+                                          "damaged batches met by reads (bad header chain or offsets)")
+            corrupt.add_metric([], float(broker.get("corrupt_batches") or 0))
+            out.append(corrupt)
         return out
 
     def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:

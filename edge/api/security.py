@@ -2,13 +2,18 @@
 
 Guarantees:
 - ``AccessGuard`` is one ASGI middleware in front of every HTTP and WebSocket request.
-  With a token configured, every path under ``/api`` and ``/metrics`` (WebSocket included)
-  needs it, as ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (browsers cannot set
-  headers on WebSockets or <img>); comparison is constant-time. Public without a token:
+  The token is given as ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (browsers
+  cannot set headers on WebSockets or <img>); comparison is constant-time.
+- Writes (every POST, PUT, PATCH, DELETE: jobs, cancels, any future topic or event change)
+  need the token on every bind, loopback included; without a token configured they are
+  refused (401), never open.
+- Reads (GET, HEAD, the live WebSocket, ``/metrics``) are open without the token only on a
+  loopback bind with ``api.open_loopback_reads`` (the default; ``open_reads`` here);
+  otherwise every path under ``/api`` and ``/metrics`` needs it. Public whatever the mode:
   the dashboard's static files, ``/healthz``, ``/readyz`` and the OpenAPI schema/docs,
   none of which carries vehicle data.
-- Without a token (loopback bind only, see ApiConfig.check_bind), the Host header must
-  name a loopback host (or one of ``allowed_hosts``): a web page cannot reach the API
+- A request served without a valid token in the open-reads mode must name a loopback host
+  (or one of ``allowed_hosts``) in its Host header: a web page cannot reach the API
   through DNS rebinding. In both modes a cross-origin ``Origin`` on a WebSocket or on a
   state-changing request is refused (no cross-site WebSocket hijacking or CSRF).
 - Refusals are JSON ``{"error", "message"}`` (HTTP) or a close with code 1008 (WebSocket).
@@ -46,6 +51,8 @@ PUBLIC_PREFIXES = ("/static/",)
 PUBLIC_PATHS = frozenset({"/", "/index.html", "/favicon.ico", "/healthz", "/readyz", "/openapi.json",
                           "/docs", "/docs/oauth2-redirect", "/redoc"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WRITE_NEEDS_TOKEN = ("this request changes the appliance and needs the API token (Authorization: Bearer TOKEN; "
+                     "`edge api --print-url` shows the dashboard link with it)")
 
 DASHBOARD_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self' ws: wss:; "
                  "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -79,28 +86,34 @@ def is_public(path: str) -> bool:
 class AccessGuard:
     """ASGI middleware: token, Host and Origin checks, security headers, access log."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, allowed_hosts: list[str] | tuple[str, ...] = ()):
+    def __init__(self, app: ASGIApp, *, token: str | None, allowed_hosts: list[str] | tuple[str, ...] = (),
+                 open_reads: bool = True):
         self.app = app
         self.token = token
+        self.open_reads = open_reads or token is None
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
 
     def problem(self, scope: Scope, headers: Headers) -> tuple[int, str, str] | None:
         """(status, code, message) when the request must be refused, else None."""
         path: str = scope["path"]
         host = headers.get("host", "")
-        if self.token is None:
+        writes = scope.get("method") in UNSAFE_METHODS
+        origin = headers.get("origin")
+        if origin and (scope["type"] == "websocket" or writes):
+            if urlsplit(origin).netloc.lower() != host.lower():
+                return 403, "forbidden_origin", "cross-origin request refused"
+        given = _bearer(headers) or QueryParams(scope.get("query_string", b"")).get("token")
+        if self.token is not None and token_matches(given, self.token):
+            return None
+        if self.open_reads:
             name = _host_name(host)
             if not (is_loopback(name) or name in self.allowed_hosts):
                 return 403, "forbidden_host", "this API answers loopback hosts only (set api.allowed_hosts or a token)"
-        origin = headers.get("origin")
-        if origin and (scope["type"] == "websocket" or scope.get("method") in UNSAFE_METHODS):
-            if urlsplit(origin).netloc.lower() != host.lower():
-                return 403, "forbidden_origin", "cross-origin request refused"
-        if self.token is not None and not is_public(path):
-            given = _bearer(headers) or QueryParams(scope.get("query_string", b"")).get("token")
-            if not token_matches(given, self.token):
-                return 401, "unauthorized", "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)"
-        return None
+        if writes:
+            return 401, "unauthorized", WRITE_NEEDS_TOKEN
+        if self.open_reads or is_public(path):
+            return None
+        return 401, "unauthorized", "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -171,7 +184,7 @@ def install_log_redaction() -> None:
 
 # -- dependencies: documented in the OpenAPI schema, enforced again per route -------------
 
-bearer_scheme = HTTPBearer(auto_error=False, description="the API token (required on a non-loopback bind)")
+bearer_scheme = HTTPBearer(auto_error=False, description="the API token (always for writes; for reads off loopback)")
 query_scheme = APIKeyQuery(name="token", auto_error=False, description="the API token, for WebSocket and links")
 
 
@@ -180,13 +193,16 @@ def require_token(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     query: Annotated[str | None, Depends(query_scheme)],
 ) -> None:
-    """Second line of defence behind AccessGuard (and the schema's security declaration)."""
+    """Second line of defence behind AccessGuard (and the schema's security declaration):
+    writes always need the token, reads only when they are not open (``open_reads``)."""
     token: str | None = getattr(request.app.state, "token", None)
-    if token is None:
+    writes = request.method in UNSAFE_METHODS
+    if not writes and (token is None or getattr(request.app.state, "open_reads", False)):
         return
     given = bearer.credentials if bearer is not None else query
-    if not token_matches(given, token):
-        raise Unauthorized("missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)")
+    if token is None or not token_matches(given, token):
+        raise Unauthorized(WRITE_NEEDS_TOKEN if writes else
+                           "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)")
 
 
 def checked_topic(name: str) -> str:

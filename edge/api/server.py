@@ -3,7 +3,8 @@
 Guarantees:
 - Refuses to start (exit 2, one log line saying why) on a non-loopback bind without a
   token, or with a token shorter than 16 characters; exit 2 as well when the port cannot
-  be bound.
+  be bound. On loopback without a configured token it enforces the data directory's
+  generated token (``ApiConfig.token_for``) for writes.
 - SIGTERM / SIGINT: uvicorn stops accepting, closes live WebSockets, the app's lifespan
   stops its threads and job processes; exit 0.
 - systemd: READY=1 once the socket is listening (``edge.sdnotify``), watchdog pings only
@@ -62,7 +63,7 @@ def run_api(app_config: Any, *, host: str | None = None, port: int | None = None
     if configure_logging:
         setup_logging(api.log_level, "api")
     try:
-        token = api.check_bind()
+        token = api.token_for(app_config.broker.data_dir)
     except ApiConfigError as exc:
         log_event(logger, logging.ERROR, "api_refused", reason=exc.message)
         return 2
@@ -78,6 +79,7 @@ def run_api(app_config: Any, *, host: str | None = None, port: int | None = None
             bound = [s.getsockname() for srv in self.servers for s in srv.sockets]
             where = ", ".join(f"{a[0]}:{a[1]}" for a in bound) or f"{api.host}:{api.port}"
             log_event(logger, logging.INFO, "api_ready", listen=where, token="set" if token else "none",
+                      reads="open on loopback" if api.open_reads() else "need the token",
                       endpoint=app.state.edge.endpoint)
             sdnotify.ready(f"serving http://{where}")
             asyncio.get_running_loop().create_task(self._heartbeat())

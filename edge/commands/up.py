@@ -4,6 +4,14 @@ Starts the broker, waits until it answers, records a drive start, starts the HTT
 the mirror (when configured) and every configured driver; restarts crashed children with
 backoff; on Ctrl-C / SIGTERM stops drivers, then mirror and API, records the drive stop,
 stops the broker, and exits 0 when every child exited cleanly.
+
+One ``edge up`` per data directory: it holds ``<data_dir>/.edge-up.lock`` for its life
+and refuses to start (exit 2, one line naming the lock and the holder's pid) while another
+``edge up`` or a broker holds the directory. Its children die with it, even on SIGKILL
+(edge/supervisor.py). Files it and its children create are 0640 at most (umask 0027, set
+in edge/cli.py). Writes through the API need a token: the configured one, else one
+generated into ``<data_dir>/.api-token`` (0600); the dashboard URL carrying it is
+printed once at start.
 """
 
 from __future__ import annotations
@@ -82,6 +90,20 @@ def run(args: argparse.Namespace) -> int:
     export_client_keys(config)  # this process and every child reach a CURVE broker with them
     data_dir = Path(args.data_dir).resolve() if args.data_dir else config.broker.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    from broker.storage.dir_lock import BROKER_LOCK_FILE, SUPERVISOR_LOCK_FILE, check_free, hold_for_process
+
+    hold_for_process(data_dir / SUPERVISOR_LOCK_FILE, "edge up")  # DataDirLockedError: exit 2, one line
+    check_free(data_dir / BROKER_LOCK_FILE, "broker")  # fail now, not after the broker's retries
+    dashboard = None
+    if config.api is not None and config.api.enabled and _has_command("api"):
+        from edge.api.config import ApiConfigError
+
+        from .api import dashboard_url
+
+        try:
+            dashboard = dashboard_url(config.api.host, config.api.port, config.api.token_for(data_dir))
+        except ApiConfigError as exc:
+            raise SystemExit(f"edge up: {exc.message}") from None
     # --data-dir moves the ipc socket with the data; a tcp endpoint (and its CURVE) is kept
     configured = config.broker.endpoint
     keep = configured and (configured.startswith("tcp://") or not args.data_dir)
@@ -106,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     except BrokerError as exc:
         log_event(logger, logging.WARNING, "drive_start_not_recorded", drive=drive, error=exc)
     print(f"edge up: running {len(supervisor.children)} processes, drive {drive}; Ctrl-C stops", flush=True)
+    if dashboard is not None:
+        print(f"edge up: dashboard {dashboard}  (writes need its token; `edge api --print-url` shows it again)",
+              flush=True)
     tracker = StatusTracker(endpoint, min_free_bytes=config.broker.disk_guard.min_free_bytes, include_drives=False)
     tty = sys.stdout.isatty()
     next_status = time.monotonic() + args.status_interval
@@ -117,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
                 view = format_status(tracker.sample())
                 restarts = sum(c.restarts for c in supervisor.children.values())
                 view += f"\nprocesses: {sum(1 for p in supervisor.pids().values() if p)}/{len(supervisor.children)} up, {restarts} restart(s)"
+                if tty and dashboard is not None:  # the screen is redrawn: keep the link on it
+                    view = f"dashboard: {dashboard}\n{view}"
                 print(("\x1b[H\x1b[2J" if tty else "") + view + ("" if tty else "\n"), flush=True)
             except BrokerError as exc:
                 print(f"edge up: status unavailable: {exc}", flush=True)

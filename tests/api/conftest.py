@@ -16,6 +16,7 @@ from edge.api.config import ApiConfig
 from tests.api.support import ApiServer, SensorFeed, app_config
 from tests.support.broker_process import BrokerProcess
 
+WRITE_TOKEN = "env-write-token-0123456789abcdef"  # reads stay open on loopback (the default)
 FAKE_RUNNERS = {"export": "tests.api.fake_jobs:instant", "replay": "tests.api.fake_jobs:instant"}
 
 
@@ -33,18 +34,21 @@ class ApiEnv:
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kwargs)
 
-    def post(self, path: str, **kwargs) -> requests.Response:
+    def post(self, path: str, *, with_token: bool = True, **kwargs) -> requests.Response:
+        """POST, carrying the token (writes always need it) unless ``with_token`` is False."""
+        if with_token and self.token:
+            kwargs["headers"] = {"Authorization": f"Bearer {self.token}", **kwargs.get("headers", {})}
         return requests.post(self.url + path, timeout=10, **kwargs)
 
 
-def start_env(tmp: Path, *, token: str | None = None, runners: dict[str, str] | None = None,
-              cameras: tuple[str, ...] = ("front", "rear")) -> ApiEnv:
+def start_env(tmp: Path, *, token: str | None = WRITE_TOKEN, runners: dict[str, str] | None = None,
+              cameras: tuple[str, ...] = ("front", "rear"), open_reads: bool = True) -> ApiEnv:
     data_dir = tmp / "data"
     data_dir.mkdir()
     broker = BrokerProcess(data_dir).start()
     feed = SensorFeed(broker.endpoint, list(cameras), lidar="top", fps=10).start()
     config = app_config(data_dir, broker.endpoint, list(cameras))
-    api = ApiConfig(status_interval=0.3, frame_fps=20)
+    api = ApiConfig(status_interval=0.3, frame_fps=20, open_loopback_reads=open_reads)
     app = create_app(config, api=api, token=token, job_runners=runners,
                      job_availability=(lambda kind: True) if runners else None)
     server = ApiServer(app).start()

@@ -110,3 +110,50 @@ def test_runner_adapter_passes_what_the_library_declares(monkeypatch, tmp_path):
         job_runners.run_export(params, tmp_path, Reporter(send, cancel))
     receive.close()
     send.close()
+
+
+ORPHAN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from edge.api.jobs import JobManager
+manager = JobManager(Path(sys.argv[1]), {"stubborn": "tests.api.fake_jobs:stubborn"})
+job = manager.submit("stubborn", {})
+while manager.get(job.id).message != "sleeping":
+    time.sleep(0.05)
+print(manager.get(job.id).pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_job_dies_with_a_sigkilled_api_process(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    api = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, str(tmp_path / "exports")],
+                           stdout=subprocess.PIPE, text=True)
+    job_pid = 0
+    try:
+        job_pid = int(api.stdout.readline())
+        assert _running(job_pid)
+        os.kill(api.pid, signal.SIGKILL)
+        api.wait(10)
+        deadline = time.monotonic() + 5
+        while _running(job_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(job_pid), "the job outlived its API process"
+    finally:
+        api.kill()
+        api.stdout.close()
+        if job_pid and _running(job_pid):
+            os.kill(job_pid, signal.SIGKILL)

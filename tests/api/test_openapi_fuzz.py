@@ -30,7 +30,8 @@ schema = schemathesis.openapi.from_dict(_schema())
 @pytest.fixture(scope="module")
 def fuzz_env(tmp_path_factory):
     """Token-protected, so that the auth checks mean something; jobs run a fake runner."""
-    env = start_env(tmp_path_factory.mktemp("api-fuzz"), token=TOKEN, runners=FAKE_RUNNERS, cameras=("front",))
+    env = start_env(tmp_path_factory.mktemp("api-fuzz"), token=TOKEN, runners=FAKE_RUNNERS, cameras=("front",),
+                    open_reads=False)
     yield env
     stop_env(env)
 

@@ -1,5 +1,6 @@
-"""Security: token enforcement (HTTP and WebSocket), refusal to start a public bind without a
-token, DNS-rebinding and cross-origin guards, and no path or topic injection."""
+"""Security: token enforcement (HTTP and WebSocket; writes always, reads off loopback or when
+configured), the generated token file, refusal to start a public bind without a token,
+DNS-rebinding and cross-origin guards, and no path or topic injection."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from starlette.datastructures import Headers
 
-from edge.api.config import ApiConfig, ApiConfigError, is_loopback
+from edge.api.config import TOKEN_FILE_NAME, ApiConfig, ApiConfigError, is_loopback, read_or_create_token
+from edge.api.security import AccessGuard
 from edge.api.server import run_api
-from tests.api.conftest import start_env, stop_env
+from tests.api.conftest import WRITE_TOKEN, start_env, stop_env
 from tests.api.support import app_config
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -21,7 +24,7 @@ EDGE = str(Path(sys.executable).parent / "edge")
 
 @pytest.fixture(scope="module")
 def token_env(tmp_path_factory):
-    env = start_env(tmp_path_factory.mktemp("api-token"), token=TOKEN, cameras=("front",))
+    env = start_env(tmp_path_factory.mktemp("api-token"), token=TOKEN, cameras=("front",), open_reads=False)
     yield env
     stop_env(env)
 
@@ -89,7 +92,7 @@ def test_token_required_on_every_api_route(token_env, path):
 
 def test_token_required_for_jobs_post(token_env):
     body = {"topics": ["camera.front"], "start": "-10s"}
-    _assert_json_refusal(token_env.post("/api/jobs/export", json=body), 401)
+    _assert_json_refusal(token_env.post("/api/jobs/export", json=body, with_token=False), 401)
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/", "/static/app.js", "/openapi.json"])
@@ -114,12 +117,73 @@ def test_websocket_needs_the_token(token_env):
         assert '"hello"' in ws.recv(timeout=5)
 
 
-# -- host and origin guards (loopback without a token) -------------------------------------
+# -- writes need the token even on loopback; reads stay open there (the default) ---------
+
+def test_reads_open_on_loopback_but_writes_need_the_token(api_env):
+    assert api_env.get("/api/status").status_code == 200
+    assert api_env.get("/metrics").status_code == 200
+    body = {"topics": ["camera.front"], "start": "-10s"}
+    for path in ("/api/jobs/export", "/api/jobs/replay", "/api/jobs/nope-1/cancel"):
+        refused = api_env.post(path, json=body, with_token=False)
+        _assert_json_refusal(refused, 401)
+        assert "needs the API token" in refused.json()["message"]
+        _assert_json_refusal(api_env.post(path, json=body, with_token=False,
+                                          headers={"Authorization": "Bearer wrong-token-0123456789"}), 401)
+    assert api_env.post("/api/jobs/export", json=body).status_code == 202
+    # every state-changing method, routed or not, is refused before it reaches a route
+    for method in ("PUT", "PATCH", "DELETE"):
+        resp = requests.request(method, api_env.url + "/api/topics/camera.front", timeout=10)
+        _assert_json_refusal(resp, 401)
+
+
+def _guard_verdict(guard: AccessGuard, method: str, path: str, headers: dict[str, str]):
+    scope = {"type": "http", "method": method, "path": path, "query_string": b""}
+    return guard.problem(scope, Headers(headers=headers))
+
+
+def test_writes_refused_when_no_token_exists():
+    guard = AccessGuard(None, token=None)
+    local = {"host": "127.0.0.1:8080"}
+    assert _guard_verdict(guard, "GET", "/api/status", local) is None
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert _guard_verdict(guard, method, "/api/jobs/export", local)[0] == 401
+    assert _guard_verdict(guard, "POST", "/api/jobs/export", {**local, "authorization": "Bearer anything"})[0] == 401
+
+
+def test_open_reads_only_on_a_loopback_bind():
+    assert ApiConfig().open_reads() is True
+    assert ApiConfig(open_loopback_reads=False).open_reads() is False
+    assert ApiConfig(host="0.0.0.0", token=TOKEN).open_reads() is False
+    closed = AccessGuard(None, token=TOKEN, open_reads=False)
+    assert _guard_verdict(closed, "GET", "/api/status", {"host": "127.0.0.1"})[0] == 401
+    assert _guard_verdict(closed, "GET", "/api/status", {"host": "x", "authorization": f"Bearer {TOKEN}"}) is None
+
+
+def test_generated_token_file_is_private_and_stable(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGE_API_TOKEN", raising=False)
+    path = tmp_path / "state" / TOKEN_FILE_NAME
+    token = read_or_create_token(path)
+    assert len(token) >= 32 and (path.stat().st_mode & 0o777) == 0o600
+    assert read_or_create_token(path) == token
+    assert ApiConfig().token_for(tmp_path / "state") == token
+    assert ApiConfig(token=TOKEN).token_for(tmp_path / "state") == TOKEN  # a configured token wins
+    path.chmod(0o644)
+    assert read_or_create_token(path) == token and (path.stat().st_mode & 0o777) == 0o600
+    path.write_text("short\n")
+    with pytest.raises(ApiConfigError, match="fewer than 16"):
+        read_or_create_token(path)
+    assert not [p.name for p in path.parent.iterdir() if p.name != TOKEN_FILE_NAME]  # no temp file left
+
+
+# -- host and origin guards (open reads on loopback) ---------------------------------------
 
 def test_dns_rebinding_guard(api_env):
     _assert_json_refusal(api_env.get("/api/status", headers={"Host": "evil.example.com"}), 403)
     _assert_json_refusal(api_env.get("/api/status", headers={"Host": "evil.example.com:8080"}), 403)
     assert api_env.get("/api/status", headers={"Host": "localhost:1234"}).status_code == 200
+    # the token proves more than any Host header: a tunnel or proxy may use any name
+    assert api_env.get("/api/status", headers={"Host": "evil.example.com",
+                                               "Authorization": f"Bearer {WRITE_TOKEN}"}).status_code == 200
 
 
 def test_cross_origin_writes_and_websockets_refused(api_env):

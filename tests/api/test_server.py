@@ -45,7 +45,17 @@ def test_edge_api_serves_notifies_and_stops_on_sigterm(tmp_path):
                 assert time.monotonic() < deadline, "never ready"
                 time.sleep(0.1)
             assert requests.get(url + "/api/status", timeout=5).json()["ok"] is True
-            # a token in a WebSocket URL (ignored on this token-less loopback bind) is not logged
+            # no token configured: the API made one (0600) for writes; reads stay open on loopback
+            token_file = data_dir / ".api-token"
+            assert token_file.stat().st_mode & 0o777 == 0o600
+            token = token_file.read_text().strip()
+            assert requests.post(url + "/api/jobs/nope/cancel", timeout=5).status_code == 401
+            assert requests.post(url + "/api/jobs/nope/cancel", timeout=5,
+                                 headers={"Authorization": f"Bearer {token}"}).status_code == 404
+            printed = subprocess.run([EDGE, "api", "--config", str(config), "--port", str(port), "--print-url"],
+                                     env=env, capture_output=True, text=True, timeout=30)
+            assert printed.stdout.strip() == f"http://127.0.0.1:{port}/#token={token}", printed.stderr
+            # a token in a WebSocket URL (not needed for reads on this loopback bind) is not logged
             with connect(f"ws://127.0.0.1:{port}/api/live?token=very-secret-value-42", open_timeout=5) as ws:
                 assert '"hello"' in ws.recv(timeout=5)
                 started = time.monotonic()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from crc32c import crc32c
 
+from broker import batch_checks as checks
 from broker import records as rec
 from broker.errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
 
@@ -159,7 +162,7 @@ record_strategy = st.tuples(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(os.environ.get("EDGE_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(st.lists(record_strategy, min_size=1, max_size=20), st.sampled_from(["none", "zstd"]))
 def test_any_records_round_trip(records, codec):
     values, ts, keys, headers = map(list, zip(*records))
@@ -198,3 +201,36 @@ def test_random_bytes_never_decode(data):
         return
     with pytest.raises((CorruptBatchError, UnknownCodecError)):
         list(rec.iter_batches(data))
+
+
+header_maps = st.dictionaries(st.text(min_size=0, max_size=6), st.binary(max_size=8), min_size=1, max_size=5)
+
+
+@settings(max_examples=int(os.environ.get("EDGE_FUZZ_EXAMPLES", "150")), deadline=None)
+@given(st.lists(st.tuples(header_maps, st.integers(0, 40), st.integers(0, 255), st.booleans()), min_size=1, max_size=30))
+def test_bulk_headers_check_agrees_with_the_decoder(blocks):
+    """The numpy walk over all headers blocks of a batch judges each block exactly as the
+    per-record decoder does, for intact blocks and for blocks with a changed byte or a cut."""
+    section, starts, lengths, expected = b"\0" * rec.ENTRY_SIZE, [], [], []  # a batch's table comes first
+    for headers, where, value, cut in blocks:
+        block = bytearray(rec._encode_headers(headers))
+        if cut:
+            block = block[: max(1, len(block) - 1 - where % len(block))]
+        else:
+            block[where % len(block)] = value
+        starts.append(len(section))
+        lengths.append(len(block))
+        expected.append(checks._headers_decode(memoryview(bytes(block)), 0, len(block)))
+        section += bytes(block)
+    found = checks._first_bad_headers_block(memoryview(section), np.array(starts), np.array(lengths, dtype=np.int64))
+    first_bad = next((i for i, ok in enumerate(expected) if not ok), None)
+    assert found == first_bad
+
+
+def test_blocks_with_many_headers_are_checked_one_by_one_and_agree():
+    many = rec._encode_headers({f"h{i}": b"v" for i in range(70)})
+    section = b"\0" * rec.ENTRY_SIZE + many + many[:-1] + many
+    starts = np.array([rec.ENTRY_SIZE, rec.ENTRY_SIZE + len(many), rec.ENTRY_SIZE + 2 * len(many) - 1])
+    lengths = np.array([len(many), len(many) - 1, len(many)], dtype=np.int64)
+    assert checks._first_bad_headers_block(memoryview(section), starts, lengths) == 1
+    assert checks._first_bad_headers_block(memoryview(section), starts[[0, 2]], lengths[[0, 2]]) is None

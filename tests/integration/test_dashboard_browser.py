@@ -69,13 +69,15 @@ def test_dashboard_renders_live_camera_tiles(broker, data_dir):
         admin.commit_offsets("perception", {("camera.front", 0): 0})
     config = app_config(data_dir, broker.endpoint, CAMERAS)
     # the export job runs a stand-in runner (the export library is exercised by its own tests)
+    token = "browser-test-token-0123456789"  # the Export button writes: it needs the token
     app = create_app(config, api=ApiConfig(status_interval=0.5, frame_fps=10), job_runners=FAKE_EXPORT,
-                     job_availability=lambda kind: True)
+                     job_availability=lambda kind: True, token=token)
     server = ApiServer(app).start()
     profile = tempfile.mkdtemp(prefix="edge-chromium-")
     driver = _driver(profile)
     try:
-        driver.get(server.url + "/")
+        driver.get(server.url + f"/#token={token}")  # the link `edge up` prints
+        assert driver.execute_script("return location.hash") == "", "the token stays in the address bar"
         # every camera tile gets live frames, and keeps getting them
         _wait(driver, f"return document.querySelectorAll('.cam-tile').length === {len(CAMERAS)}", 20,
               f"{len(CAMERAS)} camera tiles did not appear")

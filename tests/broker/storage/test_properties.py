@@ -23,7 +23,7 @@ op = st.one_of(
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(op, min_size=1, max_size=25), st.integers(300, 5000), st.integers(1, 2000))
+@given(st.lists(op, min_size=1, max_size=25), st.integers(1024, 5000), st.integers(1, 2000))
 def test_appends_and_reopens_return_exactly_what_was_appended(ops, segment_bytes, interval):
     config = TopicConfig(segment_bytes=segment_bytes, index_interval_bytes=interval)
     with tempfile.TemporaryDirectory() as tmp:

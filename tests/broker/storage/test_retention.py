@@ -9,6 +9,7 @@ from collections import namedtuple
 import pytest
 
 from broker.storage import DiskGuard, Storage
+from broker.storage.partition_log import PartitionLog
 from broker.topic_config import TopicConfig
 
 from .helpers import make_batch, read_all, values_of
@@ -69,25 +70,26 @@ def _fake_usage(free_after):
     return lambda path: Usage(10**12, 0, free_after())
 
 
+def free_after_deletions(monkeypatch, deletions: int, short: int, enough: int) -> None:
+    """Simulate the free space: ``short`` until ``deletions`` segments were deleted, then ``enough``."""
+    left = {"n": deletions}
+    monkeypatch.setattr(shutil, "disk_usage", _fake_usage(lambda: enough if left["n"] <= 0 else short))
+    original_delete = PartitionLog.delete_oldest_segment
+
+    def counting_delete(self):
+        left["n"] -= 1
+        return original_delete(self)
+
+    monkeypatch.setattr(PartitionLog, "delete_oldest_segment", counting_delete)
+
+
 def test_disk_guard_deletes_low_priority_first_and_respects_protection(data_dir, monkeypatch):
     # The free-space figure is the one thing simulated here (a real full disk is in tests/faults).
     storage = Storage(data_dir, disk_guard=DiskGuard(min_free="10MB", critical_free="1MB"))
     low = fill(storage, "telemetry", 30, priority=1)
     high = fill(storage, "camera", 30, priority=9)
     storage.set_protected_offset("telemetry", 0, low.segments[1].base_offset)
-    budget = {"missing": 3}
-
-    def free():
-        return 20_000_000 if budget["missing"] <= 0 else 5_000_000
-
-    monkeypatch.setattr(shutil, "disk_usage", _fake_usage(free))
-    original_delete = type(low).delete_oldest_segment
-
-    def counting_delete(self):
-        budget["missing"] -= 1
-        return original_delete(self)
-
-    monkeypatch.setattr(type(low), "delete_oldest_segment", counting_delete)
+    free_after_deletions(monkeypatch, 3, short=5_000_000, enough=20_000_000)
     deleted = storage.enforce_retention()
     # telemetry (priority 1) loses only its one unprotected segment, then camera pays
     assert [d.topic for d in deleted] == ["telemetry", "camera", "camera"]
@@ -114,3 +116,20 @@ def test_disk_guard_critical_deletes_unshipped_and_counts_it(data_dir, monkeypat
     calls["n"] = 0
     assert storage.enforce_retention() == []
     assert log.log_start_offset == deleted[-1].next_offset
+
+
+def test_disk_guard_deletes_shipped_data_before_unshipped_whatever_the_priority(data_dir, monkeypatch, caplog):
+    """Critically full: a low-priority topic the mirror has not shipped keeps its data while
+    a high-priority topic still has shipped segments; unshipped deletions are reported."""
+    caplog.set_level("INFO", logger="broker.retention")
+    storage = Storage(data_dir, disk_guard=DiskGuard(min_free="10MB", critical_free="8MB"))
+    unshipped = fill(storage, "telemetry", 30, priority=1)
+    shipped = fill(storage, "camera", 30, priority=9)
+    storage.set_protected_offset("telemetry", 0, 0)  # mirrored, nothing shipped yet
+    storage.set_protected_offset("camera", 0, shipped.segments[3].base_offset)  # 3 segments shipped
+    free_after_deletions(monkeypatch, 5, short=1_000_000, enough=50_000_000)
+    deleted = storage.enforce_retention()
+    assert [(d.topic, d.unshipped) for d in deleted] == [("camera", False)] * 3 + [("telemetry", True)] * 2
+    assert storage.unshipped_deleted_bytes == sum(d.size_bytes for d in deleted if d.unshipped)
+    assert caplog.text.count("event=unshipped_deleted") == 2
+    assert "topic=telemetry" in caplog.text.split("event=unshipped_deleted")[1]
