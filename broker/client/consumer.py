@@ -156,14 +156,20 @@ class Consumer:
         self._apply_assignment(meta["generation"], meta["assignment"])
 
     def _apply_assignment(self, generation: int, assignment: list) -> None:
-        self.generation = generation
+        self.generation = -1  # until applied: if this fails, the next heartbeat gets the assignment again
         new = [(t, p) for t, p in assignment]
         revoked = {tp: pos for tp, pos in self.positions.items() if tp not in new}
         if revoked and self.auto_commit_interval_s is not None:
-            self.commit(revoked)  # before the next request: the coordinator hands them over after it
+            try:
+                self.commit(revoked)  # before the next request: the coordinator hands them over after it
+            except BrokerError as exc:  # the assignment is applied all the same: never read a revoked partition
+                log_event(logger, logging.WARNING, "consumer_revoke_commit_failed", group=self.group,
+                          partitions=len(revoked), error=exc.message,
+                          effect="the next owner starts at the last commit: records after it are read again")
         keep = {tp: pos for tp, pos in self.positions.items() if tp in new}
         self.positions = keep
         self.assign(new)
+        self.generation = generation
         self._last_heartbeat = time.monotonic()
         self._settle_until = self._last_heartbeat + REBALANCE_SETTLE_S
 
