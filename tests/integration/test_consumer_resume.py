@@ -6,6 +6,7 @@ records lost, skipped and duplicated: 0 unless the consumer reported them."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -192,3 +193,20 @@ def test_a_seek_after_recovery_is_not_mistaken_for_a_truncation(data_dir):
         assert read_numbers(consumer, 10) == list(range(2000, 2010))
         consumer.close()
     assert end > 100 and resets == []
+
+
+def test_a_fetch_reply_lost_to_a_hung_broker_does_not_strand_the_consumer(broker):
+    produce_numbers(broker.endpoint, "hung", range(0, 500))
+    consumer = Consumer(broker.endpoint, fetch_max_bytes=4096, timeout_s=1.0)
+    consumer.assign([("hung", 0)])
+    got = read_numbers(consumer, 100)[:100]
+    consumer.seek("hung", 0, 100)  # drops the prefetch: the next fetch goes out while the broker hangs
+    os.kill(broker.proc.pid, signal.SIGSTOP)  # connection open, nothing answers: the prefetch times out
+    try:
+        with pytest.raises(BrokerUnavailableError):
+            consumer.poll(1.5)
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    got += read_numbers(consumer, 500 - len(got))
+    assert got == list(range(500)), f"lost {len(set(range(500)) - set(got))}, duplicated {len(got) - len(set(got))}"
+    consumer.close()
