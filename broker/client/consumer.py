@@ -407,6 +407,9 @@ class Consumer:
         for entry in entries:
             tp = (entry["topic"], entry["partition"])
             code = entry["error"]
+            topic_id = entry.get("topic_id")
+            # a changed id explains any position error too (the old position means nothing now)
+            recreated = topic_id is not None and self._topic_ids.get(tp[0], topic_id) != topic_id
             if code in GONE_ERRORS:
                 del self.positions[tp]
                 self._log_epochs.pop(tp, None)
@@ -416,10 +419,10 @@ class Consumer:
                           reason=entry.get("message", ""), effect="removed from the assignment")
                 error = error_from_code(code, f"{tp[0]}/{tp[1]}: {entry.get('message', 'unknown topic')} "
                                               "(removed from this consumer's assignment)")
-            elif code in POSITION_ERRORS or code == 0:
-                if code == 0:
-                    new_ids[tp[0]] = entry.get("topic_id")
-                event = reset_for(entry, self.positions[tp], self.auto_offset_reset, recreated=code == 0)
+            elif code in POSITION_ERRORS or recreated:
+                if recreated:
+                    new_ids[tp[0]] = topic_id
+                event = reset_for(entry, self.positions[tp], self.auto_offset_reset, recreated=recreated)
                 error = self._reset(tp, event)
             else:
                 error = error_from_code(code, entry.get("message", ""))

@@ -116,7 +116,8 @@ def test_deleting_a_topic_answers_its_waiting_readers_and_others_keep_flowing(br
     consumer.close()
 
 
-def test_a_recreated_topic_is_detected_and_read_from_its_start(broker):
+@pytest.mark.parametrize("new_records", [200, 100], ids=["longer", "shorter"])
+def test_a_recreated_topic_is_detected_and_read_from_its_start(broker, new_records):
     resets = []
     produce_numbers(broker.endpoint, "again", range(150))
     consumer = Consumer(broker.endpoint, on_reset=resets.append)
@@ -129,8 +130,8 @@ def test_a_recreated_topic_is_detected_and_read_from_its_start(broker):
         admin.create_topic("again")
         new_id = admin.describe_topic("again")["id"]
     assert old_id != new_id
-    produce_numbers(broker.endpoint, "again", range(1000, 1200))
-    assert read_numbers(consumer, 200) == list(range(1000, 1200))  # none of the new one skipped
+    produce_numbers(broker.endpoint, "again", range(1000, 1000 + new_records))
+    assert read_numbers(consumer, new_records) == list(range(1000, 1000 + new_records))  # none of the new one skipped
     assert [(r.reason, r.from_offset, r.to_offset, r.skipped) for r in resets] == [("recreated", 150, 0, 0)]
     consumer.close()
 
