@@ -49,6 +49,7 @@ from .errors import (
     InvalidConfigError,
     InvalidRequestError,
     LogTruncatedError,
+    OffsetOutOfRangeError,
     UnknownTopicError,
 )
 from .groups import GroupCoordinator
@@ -114,6 +115,7 @@ class BrokerServer:
         self._last_expiry = 0.0
         self.last_loop = time.monotonic()
         self.requests_handled = 0
+        self.fetch_position_errors: dict[str, int] = {}  # readers told their position is gone, by error
         self._apply_mirror_protection()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -356,6 +358,9 @@ class BrokerServer:
                     budget -= len(data)
             except BrokerError as exc:
                 entry.update(error=exc.code, message=exc.message)
+                if isinstance(exc, OffsetOutOfRangeError):
+                    name = "log_truncated" if isinstance(exc, LogTruncatedError) else "offset_out_of_range"
+                    self.fetch_position_errors[name] = self.fetch_position_errors.get(name, 0) + 1
                 has_data = True  # errors are news: answer now
             if len(data):
                 has_data = True
@@ -426,6 +431,7 @@ class BrokerServer:
             "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
             "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
             "corrupt_batches": self.storage.corrupt_batch_count,
+            "fetch_position_errors": dict(self.fetch_position_errors),
             "time_ns": time.time_ns(),
         }
         return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})

@@ -10,7 +10,8 @@ registry (no global state; several apps can live in one test process). Names:
 - disk: ``edge_disk_total_bytes``, ``edge_disk_free_bytes``, ``edge_disk_data_bytes``,
   ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
   ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``,
-  ``edge_broker_corrupt_batches_total``;
+  ``edge_broker_corrupt_batches_total``, ``edge_broker_fetch_position_errors_total{error}``
+  (fetches told their position is no longer in the log: offset_out_of_range, log_truncated);
 - per driver process: ``edge_driver_{captured,published,acknowledged}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
   ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
@@ -112,6 +113,11 @@ class SnapshotCollector:
                                           "damaged batches met by reads (bad header chain or offsets)")
             corrupt.add_metric([], float(broker.get("corrupt_batches") or 0))
             out.append(corrupt)
+            gone = CounterMetricFamily("edge_broker_fetch_position_errors",
+                                       "fetch positions no longer in the log, by error", labels=["error"])
+            for error, count in sorted((broker.get("fetch_position_errors") or {}).items()):
+                gone.add_metric([str(error)], float(count))
+            out.append(gone)
         return out
 
     def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:

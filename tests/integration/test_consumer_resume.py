@@ -55,6 +55,8 @@ def test_a_slow_consumer_hears_of_records_retention_deleted(data_dir):
         broker.start()
         got += read_numbers(consumer, 2000 - log_start, timeout=15)
         consumer.close()
+        with Admin(broker.endpoint) as admin:  # counted for /metrics too
+            assert admin.metadata()["broker"]["fetch_position_errors"] == {"offset_out_of_range": 1}
     assert got == list(range(1100)) + list(range(log_start, 2000))
     print(f"retention: reader at 1100, log start {log_start}: {log_start - 1100} skipped, reported")
     assert len(resets) == 1
@@ -173,6 +175,7 @@ def test_a_tail_taken_back_by_recovery_below_the_readers_position_is_detected(da
     assert got == list(range(1000, 1150)), "records written at the recovered offsets were skipped"
     print(f"torn tail: reader at 200, recovered end {recovered_end}: {200 - recovered_end} taken back, reported")
     if policy == "earliest":
+        assert consumer.stats["records_taken_back"] == 200 - recovered_end
         assert [(r.reason, r.from_offset, r.to_offset, r.taken_back) for r in resets] == [
             ("truncated", 200, recovered_end, 200 - recovered_end)]
 
