@@ -4,8 +4,8 @@ As Kafka's console consumer: ``--group`` joins the consumer group (partitions ar
 the group's other members, rebalanced as they come and go), starts at the group's committed
 offsets (else ``--from earliest|latest``) and commits what was printed every few seconds,
 when partitions move to another member, and at exit (``--max-messages``, ``--timeout``,
-Ctrl-C: exit 130). A broker restart is waited out (one line on stderr); records are neither
-skipped nor printed twice. Offsets that are no longer in the log (retention, crash
+Ctrl-C: exit 130, SIGTERM: 143). A broker restart is waited out (one line on stderr);
+records are neither skipped nor printed twice. Offsets that are no longer in the log (retention, crash
 recovery, a re-created topic) are said on stderr with the range skipped; with
 ``--offset-reset error`` the command stops there instead (exit 3).
 """
@@ -154,4 +154,4 @@ def run(args) -> int:
         consumer.close()  # commits the positions (group mode)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 130 if stop else 0
+    return 128 + stop[0] if stop else 0  # 130 after Ctrl-C, 143 after SIGTERM
