@@ -206,7 +206,8 @@ class GroupCoordinator:
         return {
             name: {
                 "generation": g.generation,
-                "members": {m: [list(tp) for tp in g.assignment.get(m, [])] for m in g.members},
+                # what each member was handed (reads), which lags the target during a hand-over
+                "members": {m: [list(tp) for tp in g.handed.get(m, [])] for m in g.members},
                 "offsets": [[t, p, o] for (t, p), o in sorted(g.offsets.items())],
             }
             for name, g in self.groups.items()

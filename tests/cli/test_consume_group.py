@@ -38,7 +38,7 @@ def numbers(stdout: bytes) -> list[int]:
 @pytest.mark.parametrize("group", [[], ["--group", "g"]], ids=["assigned", "group"])
 def test_consume_survives_a_broker_restart(broker, group):
     produce_numbers(broker.endpoint, "r", range(500))
-    proc = consume(broker, "r", "--timeout", "4", *group)
+    proc = consume(broker, "r", "--max-messages", "1000", "--timeout", "30", *group)
     time.sleep(1.0)
     broker.kill()
     time.sleep(0.3)
@@ -78,11 +78,13 @@ def test_two_group_consumers_at_once_share_the_partitions(broker):
     second = consume(broker, "shared", "--group", "g", "--timeout", "3")
     for p in range(4):  # records come while the two join and rebalance
         produce_numbers(broker.endpoint, "shared", range(p * 1000, p * 1000 + 500), partition=p)
-    with Admin(broker.endpoint) as admin:
-        deadline = time.monotonic() + 20
-        while len(admin.list_groups().get("g", {}).get("members", {})) < 2 and time.monotonic() < deadline:
+    with Admin(broker.endpoint) as admin:  # both joined and the hand-over done: each reads some
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            members = admin.list_groups().get("g", {}).get("members", {})
+            if len(members) == 2 and all(members.values()):
+                break
             time.sleep(0.1)
-    time.sleep(1.0)  # the hand-over
     for p in range(4):
         produce_numbers(broker.endpoint, "shared", range(p * 1000 + 500, p * 1000 + 1000), partition=p)
     out_a, err_a = first.communicate(timeout=60)
