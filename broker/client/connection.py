@@ -117,6 +117,7 @@ class Connection:
     def reset(self) -> None:
         """Drop the socket (and any reply still on its way) and connect afresh."""
         self._close_socket()
+        self._dropped = False  # the old connection's news
         self.socket = self._open()
 
     def send(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
