@@ -59,7 +59,7 @@ def test_a_slow_consumer_hears_of_records_retention_deleted(data_dir):
         got += read_numbers(consumer, 2000 - log_start, timeout=15)
         consumer.close()
         with Admin(broker.endpoint) as admin:  # counted for /metrics too
-            assert admin.metadata()["broker"]["fetch_position_errors"] == {"offset_out_of_range": 1}
+            assert admin.metadata()["broker"]["stats"]["fetch_position_errors"] == {"offset_out_of_range": 1}
     assert got == list(range(1100)) + list(range(log_start, 2000))
     print(f"retention: reader at 1100, log start {log_start}: {log_start - 1100} skipped, reported")
     assert len(resets) == 1
