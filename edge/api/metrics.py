@@ -14,7 +14,9 @@ registry (no global state; several apps can live in one test process). Names:
   ``edge_broker_corrupt_batches_total``;
 - broker limits (broker/limits.py): ``edge_broker_disk_full`` (1 while writes are refused),
   ``edge_broker_<counter>_total`` for each BrokerStats counter (refusals, clamps, accept
-  failures), ``edge_broker_background_errors_total{task}``, gauges ``edge_broker_connections``,
+  failures), ``edge_broker_background_errors_total{task}``,
+  ``edge_broker_fetch_position_errors_total{error}`` (fetches told their position is no
+  longer in the log: offset_out_of_range, log_truncated), gauges ``edge_broker_connections``,
   ``edge_broker_parked_fetches``, ``edge_broker_unread_reply_bytes``, ``edge_broker_partitions``
   and ``edge_broker_limit{name}``;
 - per driver process: ``edge_driver_{captured,published,acknowledged,unknown}_total``,
@@ -143,11 +145,15 @@ class SnapshotCollector:
         errors = CounterMetricFamily("edge_broker_background_errors", "background task failures", labels=["task"])
         for task, count in sorted((stats.get("background_errors") or {}).items()):
             errors.add_metric([str(task)], float(count))
+        gone = CounterMetricFamily("edge_broker_fetch_position_errors",
+                                   "fetch positions no longer in the log, by error", labels=["error"])
+        for error, count in sorted((stats.get("fetch_position_errors") or {}).items()):
+            gone.add_metric([str(error)], float(count))
         limit = GaugeMetricFamily("edge_broker_limit", "the broker's resource limits", labels=["name"])
         for key, value in sorted((broker.get("limits") or {}).items()):
             if _num(value) is not None:
                 limit.add_metric([str(key)], float(value))
-        return [*out, errors, limit]
+        return [*out, errors, gone, limit]
 
     def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:
         labels = ["sensor", "kind", "topic"]
