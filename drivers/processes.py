@@ -115,9 +115,19 @@ def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | N
         name=camera.name, kind="camera", topic=camera.resolved_topic(),
         producer=_producer(endpoint, live=not _paced_by_broker(camera)),
         encode=encode, queue_size=camera.queue_size, policy=_overload_policy(camera),
+        extra_headers=_frame_headers(camera),
         nominal_hz=camera.fps or _nominal_hz(camera.rate), on_gap=on_gap,
     )
     return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
+
+
+def _frame_headers(sensor: Any) -> dict[str, str]:
+    """The sensor's frame id (its name) and, when configured, its mounting on the vehicle
+    (JSON, see edge/config.py MountingConfig): what export needs to place its data."""
+    headers = {"frame": sensor.name}
+    if getattr(sensor, "mounting", None) is not None:
+        headers["mounting"] = sensor.mounting.header()
+    return headers
 
 
 def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None) -> int:
@@ -132,8 +142,15 @@ def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | Non
 
     def open_source():
         try:
-            for frame in open_lidar_source(source, model=lidar.model, calibration=lidar.calibration,
-                                           rate=lidar.rate, loop=lidar.loop, keep_timestamps=lidar.keep_timestamps):
+            frames = open_lidar_source(source, model=lidar.model, calibration=lidar.calibration,
+                                       rate=lidar.rate, loop=lidar.loop, keep_timestamps=lidar.keep_timestamps)
+            for frame in frames:
+                evidence = getattr(frames, "model_evidence", None)
+                if evidence is not None and "lidar_model" not in runtime.details:
+                    runtime.details["lidar_model"] = evidence.as_dict()  # which evidence decided the model
+                counts = getattr(frames, "packet_counts", None)
+                if counts is not None:
+                    runtime.details["lidar_packets"] = counts  # lost / out of order (drivers/lidar/loss.py)
                 yield Sample(frame.capture_ns, frame)
         except (OSError, ValueError) as exc:
             raise SensorError(f"lidar {lidar.name} ({source}): {exc}") from None
@@ -141,12 +158,14 @@ def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | Non
     def encode(frame):
         value, headers = encode_cloud(frame.points)
         headers["model"] = frame.model
-        headers["frame"] = lidar.name
+        if frame.axes:
+            headers["axes"] = frame.axes
         return value, headers
 
     runtime = DriverRuntime(
         name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
         encode=encode, queue_size=lidar.queue_size, policy=_overload_policy(lidar),
+        extra_headers=_frame_headers(lidar),  # frame id = sensor name, mounting: export writes the transform
         nominal_hz=_nominal_hz(lidar.rate), on_gap=on_gap,
     )
     return _run(runtime, open_source, finite=_is_file_source(source) and not lidar.loop)

@@ -19,9 +19,10 @@ Guarantees:
   when the broker has space again.
 - Delivery unknown (sent, no acknowledgement in time: DeliveryUnknownError): counted in
   ``unknown``, not as a drop, because the broker may have written the record.
-- Health: a JSON status record (counters, state, measured rate, and ``continuity``: learned
-  interval, gaps, duplicates, reordering, clock offset; drivers/continuity.py) goes to the
-  ``_health`` topic, key = sensor name, every ``health_interval_s``.
+- Health: a JSON status record (counters, state, measured rate, ``details``: facts the
+  source reports, e.g. ``lidar_model``, and ``continuity``: learned interval, gaps,
+  duplicates, reordering, clock offset; drivers/continuity.py) goes to the ``_health`` topic,
+  key = sensor name, every ``health_interval_s``.
 - SIGTERM/SIGINT: stop capturing, publish what is queued, flush the producer, exit 0.
 """
 
@@ -116,6 +117,7 @@ class DriverRuntime:
         self.queue_size = queue_size
         self.counters = DriverCounters()
         self.extra_headers = extra_headers or {}
+        self.details: dict[str, Any] = {}  # source facts for the health record (e.g. the identified lidar model)
         self.health_interval_s = health_interval_s
         self.reopen_backoff = reopen_backoff
         self._cond = threading.Condition()
@@ -312,6 +314,8 @@ class DriverRuntime:
         waited = time.monotonic_ns() - self._rate_window[-1] if self._rate_window else None
         body["continuity"] = self.continuity.to_json(waited_ns=waited)
         body["clock_offset_ms"] = body["continuity"]["clock_offset_ms"]
+        if self.details:
+            body["details"] = dict(self.details)
         return body
 
     def _publish_health(self) -> None:
