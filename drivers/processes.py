@@ -151,7 +151,7 @@ def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | Non
                 counts = getattr(frames, "packet_counts", None)
                 if counts is not None:
                     runtime.details["lidar_packets"] = counts  # lost / out of order (drivers/lidar/loss.py)
-                yield Sample(frame.capture_ns, frame)
+                yield Sample(frame.capture_ns, frame, clock_offset_ns=getattr(frames, "clock_offset_ns", None))
         except (OSError, ValueError) as exc:
             raise SensorError(f"lidar {lidar.name} ({source}): {exc}") from None
 
