@@ -50,6 +50,7 @@ from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
 from broker.logs import log_event
 from broker.storage.layout import atomic_write
+from drivers.runtime import HEALTH_TOPIC
 
 from .bandwidth import TokenBucket
 from .config import MirrorConfig
@@ -60,7 +61,6 @@ from .resume import choose_start, load_or_create_identity
 
 logger = logging.getLogger("edge.mirror")
 MIRROR_GROUP = "_mirror"
-HEALTH_TOPIC = "_health"
 HEALTH_INTERVAL_S = 1.0
 TP = tuple[str, int]
 
