@@ -168,18 +168,13 @@ def enforce_disk_guard(logs: list[PartitionLog], data_dir: Path, guard: DiskGuar
         gone = delete_old_segments(victim, always, reason, now_ns=now_ns, allow_unshipped=allow_unshipped,
                                    allow_pinned=allow_unshipped, limit=1)
         for d in gone:
-            if d.pinned:
-                log_event(
-                    logger, logging.ERROR, "pinned_deleted", topic=d.topic, partition=d.partition,
-                    first_offset=d.base_offset, last_offset=d.next_offset - 1, bytes=d.size_bytes,
-                    free_bytes=free, critical_free_bytes=guard.critical_free_bytes,
-                    reason="disk critically full and nothing but events' pinned records left to delete",
-                )
-            if d.unshipped:
-                log_event(
-                    logger, logging.ERROR, "unshipped_deleted", topic=d.topic, partition=d.partition,
-                    first_offset=d.base_offset, last_offset=d.next_offset - 1, bytes=d.size_bytes,
-                    free_bytes=free, critical_free_bytes=guard.critical_free_bytes,
-                    reason="disk critically full and no shipped data left to delete",
-                )
+            for flagged, event, why in ((d.pinned, "pinned_deleted", "nothing but events' pinned records left"),
+                                        (d.unshipped, "unshipped_deleted", "no shipped data left")):
+                if flagged:
+                    log_event(
+                        logger, logging.ERROR, event, topic=d.topic, partition=d.partition,
+                        first_offset=d.base_offset, last_offset=d.next_offset - 1, bytes=d.size_bytes,
+                        free_bytes=free, critical_free_bytes=guard.critical_free_bytes,
+                        reason=f"disk critically full and {why} to delete",
+                    )
         deleted += gone
