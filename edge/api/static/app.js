@@ -358,9 +358,9 @@ function drawSpark(svg, values) {
 const KIND_ORDER = { camera: 0, lidar: 1, other: 2, json: 3, internal: 4 };
 function renderTopics(topics) {
   const names = Object.keys(topics).sort((a, b) => (KIND_ORDER[topics[a].kind] ?? 2) - (KIND_ORDER[topics[b].kind] ?? 2) || a.localeCompare(b));
-  keyedRows($("topics").tBodies[0], names.map((n) => [n, topics[n]]), 9, "No topics yet.",
+  keyedRows($("topics").tBodies[0], names.map((n) => [n, topics[n]]), 10, "No topics yet.",
     (name) => {
-      const tr = h("tr", { dataset: { topic: name } }, ...cells(9, [3, 4, 5, 6, 7, 8]));
+      const tr = h("tr", { dataset: { topic: name } }, ...cells(10, [3, 4, 5, 6, 7, 8, 9]));
       tr.cells[0].className = "mono";
       tr.cells[1].append(h("span", { class: "kind" }));
       tr.cells[2].className = "spark-col";
@@ -377,6 +377,10 @@ function renderTopics(topics) {
       setText(c[7], t.oldest_ns ? fmtDur(ageOf(t.oldest_ns)) : "–");
       setAttr(c[7], "title", t.retention_age ? "retention " + t.retention_age : "no age retention");
       setText(c[8], t.partitions.length);
+      setText(c[9], t.open_gap_ms ? "stalled" : t.gaps == null ? "–" : fmtNum(t.gaps));
+      setAttr(c[9], "class", "num" + (t.open_gap_ms || t.gaps ? " warn" : ""));
+      setAttr(c[9], "title", t.last_gap ? `last gap ${(t.last_gap.length_ms / 1000).toFixed(1)} s at ${fmtTime(t.last_gap.start_ns)}`
+        : t.gaps == null ? "no driver reports on this topic" : "no gap");
     });
 }
 function jobsOfDrive(name) { return S.jobs.filter((j) => j.params && j.params.drive === name); }
