@@ -17,9 +17,11 @@ total (shared segments counted once).
 
 Config (``[events]``): ``before``/``after`` defaults and ``topics`` (default: all recorded);
 ``on_gap = true`` makes a driver create an event (label ``gap:<sensor>``) when its stream has
-a gap (drivers/continuity.py), the window reaching back over the gap, at most one per sensor
-every ``on_gap_min_interval``; creating it never blocks capture (a thread of its own) and a
-failure is logged, not raised.
+a gap (drivers/continuity.py), the window reaching back over the gap; ``[[events.triggers]]``
+(``topic``, ``header = "event=hard_brake"``, ``label``) make ``edge events watch`` (run by
+``edge up`` when any is configured) create one for each record of ``topic`` carrying that
+header. Each automatic trigger fires at most once every ``trigger_min_interval``; creating
+the event never blocks capture (a thread of its own) and a failure is logged, not raised.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ MAX_LABEL_LENGTH = 200
 logger = logging.getLogger("edge.events")
 
 
+class HeaderTrigger(BaseModel):
+    """``[[events.triggers]]``: a record of ``topic`` whose header matches creates an event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str = Field(min_length=1, max_length=200)
+    header: str = Field(pattern=r"^[^=]+=.*$", description="NAME=VALUE, e.g. event=hard_brake")
+    label: str | None = Field(None, max_length=MAX_LABEL_LENGTH, description="default: the header's value")
+
+    def matches(self, record) -> bool:
+        name, _, value = self.header.partition("=")
+        return record.topic == self.topic and record.header(name) == value
+
+    def event_label(self) -> str:
+        return self.label or self.header.partition("=")[2]
+
+
 class EventsConfig(BaseModel):
     """``[events]``: defaults of ``edge events create``, ``POST /api/events`` and the dashboard."""
 
@@ -51,8 +70,9 @@ class EventsConfig(BaseModel):
     after_ns: DurationNs = Field(10 * 10**9, alias="after", description="window after the trigger (keeps recording)")
     topics: list[str] | None = Field(None, description="topics an event pins; default: every recorded topic")
     on_gap: bool = Field(False, description="a gap in a sensor's stream (drivers/continuity.py) creates an event")
-    on_gap_min_interval_ns: DurationNs = Field(60 * 10**9, alias="on_gap_min_interval",
-                                               description="at most one gap event per sensor this often")
+    triggers: list[HeaderTrigger] = Field(default_factory=list, description="records that create an event")
+    trigger_min_interval_ns: DurationNs = Field(60 * 10**9, alias="trigger_min_interval",
+                                                description="at most one event per trigger (or sensor) this often")
 
 
 def iso(ns: int) -> str:
@@ -151,8 +171,8 @@ class GapTrigger:
 
     def __call__(self, gap: dict) -> threading.Thread | None:
         now = time.time_ns()
-        if self._last_ns is not None and now - self._last_ns < self.config.on_gap_min_interval_ns:
-            log_event(logger, logging.INFO, "gap_event_skipped", sensor=self.sensor, reason="on_gap_min_interval")
+        if self._last_ns is not None and now - self._last_ns < self.config.trigger_min_interval_ns:
+            log_event(logger, logging.INFO, "gap_event_skipped", sensor=self.sensor, reason="trigger_min_interval")
             return None
         self._last_ns = now
         thread = threading.Thread(target=self._create, args=(gap, now), name=f"gap-event-{self.sensor}", daemon=True)
@@ -171,3 +191,52 @@ class GapTrigger:
         self.created.append(event["id"])
         log_event(logger, logging.WARNING, "gap_event", sensor=self.sensor, id=event["id"],
                   gap_start_ns=gap["start_ns"], gap_ms=gap["length_ms"])
+
+
+def watch_triggers(endpoint: str, config: EventsConfig, stop: threading.Event, *, poll_s: float = 0.5) -> int:
+    """``edge events watch``: an event for each record matching a ``[[events.triggers]]`` entry,
+    from the records written after the watcher started; returns the events created."""
+    from broker.client import Consumer
+
+    topics = sorted({t.topic for t in config.triggers})
+    last: dict[int, int] = {}
+    created = 0
+    consumer = Consumer(endpoint)
+    assigned: set[tuple[str, int]] = set()
+    first_round = True
+    try:
+        while not stop.is_set():
+            with Admin(endpoint) as admin:  # trigger topics may appear later: pick them up from their start
+                known = admin.list_topics()
+            fresh = [(t, p["partition"]) for t in topics if t in known for p in known[t]["partitions"]
+                     if (t, p["partition"]) not in assigned]
+            if fresh:
+                consumer.assign([*assigned, *fresh])
+                # there at the start: only records written from now; created later: all of them
+                (consumer.seek_to_end if first_round else consumer.seek_to_beginning)(fresh)
+                assigned.update(fresh)
+            first_round = False
+            for record in consumer.poll(poll_s) if assigned else ():
+                for i, trigger in enumerate(config.triggers):
+                    if not trigger.matches(record):
+                        continue
+                    now = time.time_ns()
+                    if i in last and now - last[i] < config.trigger_min_interval_ns:
+                        continue
+                    last[i] = now
+                    try:
+                        with Admin(endpoint) as admin:
+                            event = create_event(admin, label=trigger.event_label(), before_ns=config.before_ns,
+                                                 after_ns=config.after_ns, topics=config.topics, now_ns=now)
+                    except BrokerError as exc:
+                        log_event(logger, logging.ERROR, "trigger_event_failed", topic=record.topic,
+                                  offset=record.offset, reason=exc.message)
+                        continue
+                    created += 1
+                    log_event(logger, logging.WARNING, "trigger_event", id=event["id"], label=event["label"],
+                              topic=record.topic, partition=record.partition, offset=record.offset)
+            if not assigned:
+                stop.wait(poll_s)
+    finally:
+        consumer.close()
+    return created

@@ -4,6 +4,7 @@
     edge events list --format json
     edge events show ev-20261206-035500-1a2b
     edge events delete ev-20261206-035500-1a2b
+    edge events watch        # [[events.triggers]]: an event per matching record (run by edge up)
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from .common import add_endpoint_args, load_app_config, resolve_endpoint
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("events", help="create, list, show or delete events (pinned windows)")
-    parser.add_argument("action", choices=["create", "list", "show", "delete"])
+    parser.add_argument("action", choices=["create", "list", "show", "delete", "watch"],
+                        help="watch: create events from [[events.triggers]] until stopped (edge up runs it)")
     parser.add_argument("id", nargs="?", help="the event (show, delete)")
     parser.add_argument("--label", default="", help="what happened (create)")
     parser.add_argument("--before", help="window before now (create; default: [events] before, 30s)")
@@ -44,6 +46,8 @@ def run(args) -> int:
 
     if args.action in ("show", "delete") and not args.id:
         raise SystemExit(f"edge events {args.action}: name the event (see `edge events list`)")
+    if args.action == "watch":
+        return _watch(args)
     with Admin(resolve_endpoint(args)) as admin:
         return _run(args, admin)
 
@@ -77,4 +81,23 @@ def _run(args, admin) -> int:
               f"{_mb(e['lost_bytes']):>8}  {e['label']}")
     print(f"pinned in total: {_mb(report['pinned_bytes'])} MB (shared segments counted once); overlapping events "
           "stack: each keeps its own pin")
+    return 0
+
+
+def _watch(args) -> int:
+    import signal
+    import threading
+
+    from broker.logs import setup_logging
+    from edge.events import watch_triggers
+
+    config = load_app_config(args).events
+    if not config.triggers:
+        print("edge events watch: no [[events.triggers]] in the config: nothing to watch")
+        return 0
+    setup_logging("INFO", "events")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    watch_triggers(resolve_endpoint(args), config, stop)
     return 0

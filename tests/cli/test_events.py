@@ -126,7 +126,42 @@ def test_a_gap_creates_an_event_reaching_back_over_it_once_per_interval(broker):
     produce(ep, "camera.front", [now - 20 * S + i * S for i in range(20)])
     trigger = GapTrigger(ep, "front", EventsConfig(before="5s", after="1s", on_gap=True, topics=["camera.front"]))
     trigger({"start_ns": now - 10 * S, "length_ms": 4000.0}).join(10)
-    assert trigger({"start_ns": now - 2 * S, "length_ms": 900.0}) is None  # within on_gap_min_interval
+    assert trigger({"start_ns": now - 2 * S, "length_ms": 900.0}) is None  # within trigger_min_interval
     [event] = json.loads(edge(ep, "events", "list", "--format", "json").stdout)["events"]
     assert event["id"] == trigger.created[0] and event["label"] == "gap:front"
     assert event["start_ns"] <= now - 15 * S and event["ranges"][0]["first_offset"] <= 5
+
+
+def test_a_record_with_the_trigger_header_creates_an_event(broker):
+    import threading
+
+    from edge.events import EventsConfig, watch_triggers
+
+    ep = broker.endpoint
+    produce(ep, "camera.front", [time.time_ns() - S + i for i in range(5)])
+    with Producer(ep, linger_ms=0, acks="durable") as producer:  # before the watcher: not an event
+        producer.send("vehicle.can", b"{}", headers={"event": "hard_brake"}).result(5)
+    config = EventsConfig(before="5s", after="1s", topics=["camera.front"], trigger_min_interval="1h",
+                          triggers=[{"topic": "vehicle.can", "header": "event=hard_brake", "label": "hard brake"},
+                                    {"topic": "vehicle.imu", "header": "event=crash"}])
+    stop = threading.Event()
+    result = {}
+    watcher = threading.Thread(target=lambda: result.update(created=watch_triggers(ep, config, stop, poll_s=0.1)))
+    watcher.start()
+    try:
+        time.sleep(1.0)
+        with Producer(ep, linger_ms=0, acks="durable") as producer:
+            producer.send("vehicle.can", b"{}", headers={"event": "cruise"}).result(5)  # other value: no event
+            for _ in range(2):  # the second within trigger_min_interval: no second event
+                producer.send("vehicle.can", b"{}", headers={"event": "hard_brake"}).result(5)
+            producer.send("vehicle.imu", b"{}", headers={"event": "crash"}).result(5)  # a topic created later
+        deadline = time.monotonic() + 10
+        while len(json.loads(edge(ep, "events", "list", "--format", "json").stdout)["events"]) < 2:
+            assert time.monotonic() < deadline, "the triggers created no events"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        watcher.join(10)
+    events = json.loads(edge(ep, "events", "list", "--format", "json").stdout)["events"]
+    assert sorted(e["label"] for e in events) == ["crash", "hard brake"] and result["created"] == 2
+    assert all(e["topics"] == ["camera.front"] for e in events)
