@@ -35,9 +35,11 @@ MS = 1e6
 
 
 class ContinuityTracker:
-    def __init__(self, nominal_hz: float | None = None, *, on_gap: Callable[[dict], None] | None = None):
+    def __init__(self, nominal_hz: float | None = None, *, on_gap: Callable[[dict], None] | None = None,
+                 on_clock_step: Callable[[dict], None] | None = None):
         self.nominal_hz = nominal_hz
         self.on_gap = on_gap
+        self.on_clock_step = on_clock_step
         self._intervals: collections.deque[int] = collections.deque(maxlen=WINDOW)
         self._usual_ns: int | None = None
         self._since_median = 0
@@ -65,6 +67,8 @@ class ContinuityTracker:
             if self.clock_offset_ns is not None and abs(clock_offset_ns - self.clock_offset_ns) > CLOCK_STEP_NS:
                 self.clock_steps += 1
                 self.last_clock_step_ns = clock_offset_ns - self.clock_offset_ns
+                if self.on_clock_step is not None:
+                    self.on_clock_step({"start_ns": capture_ns, "step_ms": round(self.last_clock_step_ns / MS, 3)})
             self.clock_offset_ns = clock_offset_ns
         newest = self.newest_ns
         if newest is None:

@@ -84,7 +84,8 @@ def _nominal_hz(rate: Any) -> float | None:
         return None  # "recorded", "max": no nominal rate
 
 
-def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None) -> int:
+def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None,
+               on_clock_step: Callable[[dict], None] | None = None) -> int:
     """Run a camera driver for a ``CameraConfig`` until SIGTERM or the file ends."""
     from .camera.encoding import encode_frame
     from .camera.sources import CameraSourceError, open_camera_source
@@ -116,7 +117,7 @@ def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | N
         producer=_producer(endpoint, live=not _paced_by_broker(camera)),
         encode=encode, queue_size=camera.queue_size, policy=_overload_policy(camera),
         extra_headers=_frame_headers(camera),
-        nominal_hz=camera.fps or _nominal_hz(camera.rate), on_gap=on_gap,
+        nominal_hz=camera.fps or _nominal_hz(camera.rate), on_gap=on_gap, on_clock_step=on_clock_step,
     )
     return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
 
@@ -130,7 +131,8 @@ def _frame_headers(sensor: Any) -> dict[str, str]:
     return headers
 
 
-def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None) -> int:
+def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None,
+              on_clock_step: Callable[[dict], None] | None = None) -> int:
     """Run a LiDAR driver for a ``LidarConfig`` until SIGTERM or the capture ends."""
     from .lidar.sources import open_lidar_source
     from .pointcloud import encode_cloud
@@ -166,6 +168,6 @@ def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | Non
         name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
         encode=encode, queue_size=lidar.queue_size, policy=_overload_policy(lidar),
         extra_headers=_frame_headers(lidar),  # frame id = sensor name, mounting: export writes the transform
-        nominal_hz=_nominal_hz(lidar.rate), on_gap=on_gap,
+        nominal_hz=_nominal_hz(lidar.rate), on_gap=on_gap, on_clock_step=on_clock_step,
     )
     return _run(runtime, open_source, finite=_is_file_source(source) and not lidar.loop)

@@ -104,6 +104,7 @@ class DriverRuntime:
         extra_headers: dict[str, str] | None = None,
         nominal_hz: float | None = None,
         on_gap: Callable[[dict], None] | None = None,
+        on_clock_step: Callable[[dict], None] | None = None,
     ):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -125,7 +126,7 @@ class DriverRuntime:
         self._capture_done = False
         self._seq = 0
         self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
-        self.continuity = ContinuityTracker(nominal_hz, on_gap=on_gap)
+        self.continuity = ContinuityTracker(nominal_hz, on_gap=on_gap, on_clock_step=on_clock_step)
 
     # -- control -------------------------------------------------------------------------
 

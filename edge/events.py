@@ -70,6 +70,7 @@ class EventsConfig(BaseModel):
     after_ns: DurationNs = Field(10 * 10**9, alias="after", description="window after the trigger (keeps recording)")
     topics: list[str] | None = Field(None, description="topics an event pins; default: every recorded topic")
     on_gap: bool = Field(False, description="a gap in a sensor's stream (drivers/continuity.py) creates an event")
+    on_clock_step: bool = Field(False, description="a step of a sensor's clock against the host's creates an event")
     triggers: list[HeaderTrigger] = Field(default_factory=list, description="records that create an event")
     trigger_min_interval_ns: DurationNs = Field(60 * 10**9, alias="trigger_min_interval",
                                                 description="at most one event per trigger (or sensor) this often")
@@ -160,22 +161,25 @@ def event_resolution(endpoint: str, event_id: str) -> tuple:
 
 
 class GapTrigger:
-    """``on_gap`` callback of a driver: an event around each gap (rate-limited per sensor)."""
+    """``on_gap`` / ``on_clock_step`` callback of a driver: an event around each gap or clock
+    step (label ``gap:<sensor>`` / ``clock_step:<sensor>``; rate-limited per sensor and kind)."""
 
-    def __init__(self, endpoint: str, sensor: str, config: EventsConfig):
+    def __init__(self, endpoint: str, sensor: str, config: EventsConfig, *, kind: str = "gap"):
         self.endpoint = endpoint
         self.sensor = sensor
         self.config = config
+        self.kind = kind
         self._last_ns: int | None = None
         self.created: list[str] = []
 
     def __call__(self, gap: dict) -> threading.Thread | None:
         now = time.time_ns()
         if self._last_ns is not None and now - self._last_ns < self.config.trigger_min_interval_ns:
-            log_event(logger, logging.INFO, "gap_event_skipped", sensor=self.sensor, reason="trigger_min_interval")
+            log_event(logger, logging.INFO, f"{self.kind}_event_skipped", sensor=self.sensor, reason="trigger_min_interval")
             return None
         self._last_ns = now
-        thread = threading.Thread(target=self._create, args=(gap, now), name=f"gap-event-{self.sensor}", daemon=True)
+        thread = threading.Thread(target=self._create, args=(gap, now), name=f"{self.kind}-event-{self.sensor}",
+                                  daemon=True)
         thread.start()
         return thread
 
@@ -183,14 +187,14 @@ class GapTrigger:
         reach = self.config.before_ns + max(0, now - int(gap["start_ns"]))  # back over the gap, then `before`
         try:
             with Admin(self.endpoint) as admin:
-                event = create_event(admin, label=f"gap:{self.sensor}", before_ns=reach,
+                event = create_event(admin, label=f"{self.kind}:{self.sensor}", before_ns=reach,
                                      after_ns=self.config.after_ns, topics=self.config.topics, now_ns=now)
         except BrokerError as exc:
-            log_event(logger, logging.ERROR, "gap_event_failed", sensor=self.sensor, reason=exc.message)
+            log_event(logger, logging.ERROR, f"{self.kind}_event_failed", sensor=self.sensor, reason=exc.message)
             return
         self.created.append(event["id"])
-        log_event(logger, logging.WARNING, "gap_event", sensor=self.sensor, id=event["id"],
-                  gap_start_ns=gap["start_ns"], gap_ms=gap["length_ms"])
+        log_event(logger, logging.WARNING, f"{self.kind}_event", sensor=self.sensor, id=event["id"],
+                  start_ns=gap["start_ns"], **{k: v for k, v in gap.items() if k != "start_ns"})
 
 
 def watch_triggers(endpoint: str, config: EventsConfig, stop: threading.Event, *, poll_s: float = 0.5) -> int:

@@ -69,13 +69,16 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, f"{args.kind}-{args.name}")
     endpoint = resolve_endpoint(args)
     runner = run_camera if args.kind == "camera" else run_lidar
-    on_gap = None
-    if config is not None and config.events.on_gap:
+    triggers = {}
+    if config is not None:
         from edge.events import GapTrigger
 
-        on_gap = GapTrigger(endpoint, settings.name, config.events)
+        if config.events.on_gap:
+            triggers["on_gap"] = GapTrigger(endpoint, settings.name, config.events)
+        if config.events.on_clock_step:
+            triggers["on_clock_step"] = GapTrigger(endpoint, settings.name, config.events, kind="clock_step")
     try:
-        return runner(settings, endpoint, on_gap=on_gap)
+        return runner(settings, endpoint, **triggers)
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback

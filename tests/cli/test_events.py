@@ -130,6 +130,10 @@ def test_a_gap_creates_an_event_reaching_back_over_it_once_per_interval(broker):
     [event] = json.loads(edge(ep, "events", "list", "--format", "json").stdout)["events"]
     assert event["id"] == trigger.created[0] and event["label"] == "gap:front"
     assert event["start_ns"] <= now - 15 * S and event["ranges"][0]["first_offset"] <= 5
+    step = GapTrigger(ep, "front", EventsConfig(before="5s", after="1s", topics=["camera.front"]), kind="clock_step")
+    step({"start_ns": now, "step_ms": 898.0}).join(10)  # a clock step: its own kind, its own rate limit
+    labels = sorted(e["label"] for e in json.loads(edge(ep, "events", "list", "--format", "json").stdout)["events"])
+    assert labels == ["clock_step:front", "gap:front"]
 
 
 def test_a_record_with_the_trigger_header_creates_an_event(broker):

@@ -54,9 +54,11 @@ def test_duplicates_and_reordering_are_counted_and_do_not_teach_the_interval():
 
 
 def test_clock_offset_and_steps():
-    tracker = ContinuityTracker()
+    steps = []
+    tracker = ContinuityTracker(on_clock_step=steps.append)
     offsets = [2 * MS] * 5 + [900 * MS] * 5  # the sensor clock stepped back by 898 ms
     feed(tracker, [i * 100 * MS for i in range(10)], offsets)
     report = tracker.to_json()
     assert report["clock_offset_ms"] == 900.0 and report["clock_steps"] == 1 and report["last_clock_step_ms"] == 898.0
+    assert steps == [{"start_ns": 500 * MS, "step_ms": 898.0}]
     assert ContinuityTracker().to_json()["clock_offset_ms"] is None
