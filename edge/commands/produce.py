@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_endpoint_args, parse_key_values, resolve_endpoint
+from .common import add_endpoint_args, parse_key_values, readable_file, resolve_endpoint
 
 
 def add_parser(subparsers) -> None:
@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--partition", type=int, help="explicit partition (default: by key, else 0/round robin)")
     parser.add_argument("--header", action="append", metavar="KEY=VALUE", help="record header (repeatable)")
     parser.add_argument("--acks", choices=["none", "written", "durable"], default="written")
-    parser.add_argument("--value-file", help="send this file's bytes as one record")
+    parser.add_argument("--value-file", type=readable_file, help="send this file's bytes as one record")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for acknowledgements")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from .common import add_endpoint_args, load_app_config, resolve_endpoint
+from .common import add_endpoint_args, load_app_config, positive_float, resolve_endpoint
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("status", help="topics, rates, drivers, disk, lag, mirror, drives")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between the two samples for rates")
+    parser.add_argument("--interval", type=positive_float, default=1.0, help="seconds between the two samples for rates")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
 

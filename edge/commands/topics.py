@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .common import add_endpoint_args, parse_key_values, resolve_endpoint
+from .failures import UsageError, pydantic_line
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +27,20 @@ def add_parser(subparsers) -> None:
         add_endpoint_args(p)
     add_endpoint_args(create, config_option="--config-file")  # --config is the topic's k=v here
     parser.set_defaults(func=run)
+
+
+def check_topic_settings(config: dict[str, str]) -> None:
+    """Refuse an unknown or malformed topic setting here, in one line naming the valid ones,
+    before the broker is asked (its refusal would carry a validation dump)."""
+    from pydantic import ValidationError
+
+    from broker.topic_config import TopicConfig
+
+    try:
+        TopicConfig.model_validate(config)
+    except ValidationError as exc:
+        valid = ", ".join(sorted(TopicConfig.model_fields))
+        raise UsageError(f"--config: {pydantic_line(exc)} (settings: {valid})") from None
 
 
 def _records(topic: dict) -> int:
@@ -59,6 +74,7 @@ def run(args) -> int:
                       f"{p['size_bytes']:>14} {p['segments']:>8}")
         elif args.action == "create":
             config = parse_key_values(args.topic_config, "--config")
+            check_topic_settings(config)
             result = admin.create_topic(args.name, args.partitions, config)
             print(f"created topic {args.name} with {result['config']['partitions']} partition(s)")
         elif args.action == "delete":

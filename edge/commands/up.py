@@ -23,12 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+from .common import ensure_data_dir, positive_float, readable_file
+from .failures import UsageError
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("up", help="run the whole appliance (broker, drivers, API, mirror)")
-    parser.add_argument("--config", help="appliance config (default: the embedded configs/sim.toml)")
+    parser.add_argument("--config", type=readable_file, help="appliance config (default: the embedded configs/sim.toml)")
     parser.add_argument("--data-dir", help="override [broker] data_dir (and an ipc endpoint: its socket goes there)")
-    parser.add_argument("--status-interval", type=float, default=2.0, help="seconds between status refreshes")
+    parser.add_argument("--status-interval", type=positive_float, default=2.0, help="seconds between status refreshes")
     parser.add_argument("--no-status", action="store_true", help="do not print the live status")
     parser.set_defaults(func=run)
 
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     export_client_keys(config)  # this process and every child reach a CURVE broker with them
     data_dir = Path(args.data_dir).resolve() if args.data_dir else config.broker.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(data_dir)
     from broker.storage.dir_lock import BROKER_LOCK_FILE, SUPERVISOR_LOCK_FILE, check_free, hold_for_process
 
     hold_for_process(data_dir / SUPERVISOR_LOCK_FILE, "edge up")  # DataDirLockedError: exit 2, one line
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             dashboard = dashboard_url(config.api.host, config.api.port, config.api.token_for(data_dir))
         except ApiConfigError as exc:
-            raise SystemExit(f"edge up: {exc.message}") from None
+            raise UsageError(exc.message) from None
     # --data-dir moves the ipc socket with the data; a tcp endpoint (and its CURVE) is kept
     configured = config.broker.endpoint
     keep = configured and (configured.startswith("tcp://") or not args.data_dir)
