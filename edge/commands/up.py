@@ -60,6 +60,26 @@ def build_specs(config, config_path: str, data_dir: Path, endpoint: str):
     return specs
 
 
+def format_children(children: list[dict]) -> str:
+    """``processes: 3/4 up`` and a line per child: state, pid or next start, last error."""
+    up = sum(1 for c in children if c["state"] == "running")
+    restarts = sum(c["restarts"] for c in children)
+    lines = [f"processes: {up}/{len(children)} up, {restarts} restart(s)"]
+    for c in children:
+        if c["state"] == "running":
+            detail = f"pid {c['pid']}"
+        elif c["state"] == "backoff":
+            detail = f"exit {c['last_exit']}, restart in {c['restart_in_s']:.1f}s"
+        else:
+            detail = f"exit {c['last_exit']}"
+        if c["restarts"]:
+            detail += f", {c['restarts']} restart(s)"
+        if c["state"] != "running" and c["last_error"]:
+            detail += f": {c['last_error']}"
+        lines.append(f"  {c['name']:<20} {c['state']:<8} {detail}")
+    return "\n".join(lines)
+
+
 def wait_for_broker(endpoint: str, supervisor, timeout_s: float = 30.0) -> None:
     from broker.client import Admin
     from broker.errors import BrokerError
@@ -143,13 +163,12 @@ def run(args: argparse.Namespace) -> int:
             next_status = time.monotonic() + args.status_interval
             try:
                 view = format_status(tracker.sample())
-                restarts = sum(c.restarts for c in supervisor.children.values())
-                view += f"\nprocesses: {sum(1 for p in supervisor.pids().values() if p)}/{len(supervisor.children)} up, {restarts} restart(s)"
-                if tty and dashboard is not None:  # the screen is redrawn: keep the link on it
-                    view = f"dashboard: {dashboard}\n{view}"
-                print(("\x1b[H\x1b[2J" if tty else "") + view + ("" if tty else "\n"), flush=True)
             except BrokerError as exc:
-                print(f"edge up: status unavailable: {exc}", flush=True)
+                view = f"status unavailable: {exc.message}"
+            view += "\n" + format_children(supervisor.describe())
+            if tty and dashboard is not None:  # the screen is redrawn: keep the link on it
+                view = f"dashboard: {dashboard}\n{view}"
+            print(("\x1b[H\x1b[2J" if tty else "") + view + ("" if tty else "\n"), flush=True)
         time.sleep(0.2)
 
     print("edge up: stopping drivers, then services, then the broker", flush=True)
