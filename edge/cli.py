@@ -20,7 +20,7 @@ from edge.commands.failures import USAGE, one_line, report
 PRIVATE_UMASK = 0o027  # files we create: 0640 at most, directories 0750; never world-readable
 
 COMMANDS = ["up", "broker", "driver", "topics", "produce", "consume", "status", "drives",
-            "mirror", "api", "replay", "export", "keys"]
+            "mirror", "api", "replay", "export", "keys", "groups"]
 
 
 class EdgeArgumentParser(argparse.ArgumentParser):
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-TIME_OPTIONS = ("--from", "--start", "--end", "--seek")
+TIME_OPTIONS = ("--from", "--start", "--end", "--seek", "--to", "--timestamp")
 
 
 def _join_relative_times(argv: list[str]) -> list[str]:

@@ -95,6 +95,21 @@ def add_endpoint_args(parser: argparse.ArgumentParser, config_option: str = "--c
                         help="appliance config file (default: configs/sim.toml)")
 
 
+def add_format_arg(parser: argparse.ArgumentParser) -> None:
+    """``--format table|json`` (the one vocabulary of every listing command); ``--json`` stays
+    as a hidden alias of ``--format json`` for scripts written before."""
+    parser.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+    parser.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
+
+
+def time_arg(text: str) -> int:
+    """argparse type: a time as ``parse_time_ns`` reads it, in nanoseconds since the epoch."""
+    try:
+        return parse_time_ns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def ensure_data_dir(path: Path) -> Path:
     """Create the data directory (and its parents) or say in one line why it cannot be one."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_endpoint_args, parse_key_values, resolve_endpoint
+from .common import add_endpoint_args, add_format_arg, parse_key_values, resolve_endpoint
 from .failures import UsageError, pydantic_line
 
 
@@ -12,10 +12,10 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("topics", help="list, describe, create or delete topics")
     sub = parser.add_subparsers(dest="action", required=True)
     ls = sub.add_parser("list", help="topics with partitions, records and bytes")
-    ls.add_argument("--json", action="store_true")
+    add_format_arg(ls)
     describe = sub.add_parser("describe", help="config and per-partition offsets of a topic")
     describe.add_argument("name")
-    describe.add_argument("--json", action="store_true")
+    add_format_arg(describe)
     create = sub.add_parser("create", help="create a topic")
     create.add_argument("name")
     create.add_argument("--partitions", type=int, default=None)
@@ -53,7 +53,7 @@ def run(args) -> int:
     with Admin(resolve_endpoint(args)) as admin:
         if args.action == "list":
             topics = admin.list_topics()
-            if args.json:
+            if args.format == "json":
                 print(json.dumps(topics, indent=2))
                 return 0
             print(f"{'TOPIC':<32} {'PARTS':>5} {'RECORDS':>12} {'BYTES':>14}")
@@ -62,7 +62,7 @@ def run(args) -> int:
                 print(f"{name:<32} {len(topic['partitions']):>5} {_records(topic):>12} {size:>14}")
         elif args.action == "describe":
             topic = admin.describe_topic(args.name)
-            if args.json:
+            if args.format == "json":
                 print(json.dumps(topic, indent=2))
                 return 0
             print(f"topic {args.name}")

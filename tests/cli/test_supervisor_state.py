@@ -20,20 +20,25 @@ def test_failing_child_reports_last_error_and_backs_off(tmp_path):
     supervisor = Supervisor([ChildSpec("api", FAILING, LAYER_SERVICES)], tmp_path / "logs", grace_s=2)
     supervisor.start()
     starts: list[float] = []
+    delays: list[float] = []  # restart_in_s seen when each backoff began
     seen_pid = None
+    in_backoff = False
     deadline = time.monotonic() + 4.2
     while time.monotonic() < deadline:
         supervisor.poll()
-        pid = supervisor.pids()["api"]
-        if pid is not None and pid != seen_pid:
+        child = supervisor.describe()[0]
+        if child["pid"] is not None and child["pid"] != seen_pid:
             starts.append(time.monotonic())
-            seen_pid = pid
+            seen_pid = child["pid"]
+        if child["state"] == "backoff" and not in_backoff:
+            delays.append(child["restart_in_s"])
+        in_backoff = child["state"] == "backoff"
         time.sleep(0.02)
     supervisor.stop()
-    # backoff 0.5, 1, 2 s: at most 4 starts in 4.2 s (a tight loop would make hundreds)
-    assert 3 <= len(starts) <= 4, starts
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert all(later > earlier * 1.5 for earlier, later in zip(gaps, gaps[1:])), gaps
+    # backoff 0.5, 1, 2 s (doubling): at most 4 starts in 4.2 s, where a tight loop makes hundreds
+    assert 2 <= len(starts) <= 4, starts
+    assert all(b - a >= 0.45 for a, b in zip(starts, starts[1:])), starts
+    assert len(delays) >= 2 and all(abs(d - 0.5 * 2 ** i) < 0.1 for i, d in enumerate(delays)), delays
     child = supervisor.describe()[0]
     assert child["last_exit"] == 3 and 'api_refused reason="port 8080 in use"' in child["last_error"]
 
