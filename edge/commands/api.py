@@ -36,7 +36,9 @@ def run(args) -> int:
     import os
 
     from edge.api.server import run_api
+    from edge.third_party_logs import fold_uvicorn_logs
 
+    fold_uvicorn_logs()
     config = load_app_config(args)
     if args.print_url:
         from edge.api.config import ApiConfigError
