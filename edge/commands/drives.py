@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import datetime, timezone
 
@@ -11,11 +12,20 @@ from .common import add_endpoint_args, add_format_arg, resolve_endpoint
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("drives", help="list drives, or mark a drive's start/stop (ignition hooks)")
     parser.add_argument("action", nargs="?", choices=["list", "start", "stop"], default="list")
-    parser.add_argument("--name", help="drive name (start: default drive-<UTC time>; stop: default the open drive)")
+    parser.add_argument("--name", type=drive_name_arg, help="drive name (start: default drive-<UTC time>; stop: default the open drive)")
     parser.add_argument("--reason", default="manual", help="why (e.g. ignition)")
     add_format_arg(parser)
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
+
+
+def drive_name_arg(text: str) -> str:
+    from edge.drives import check_drive_name
+
+    try:
+        return check_drive_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _when(ns: int | None) -> str:

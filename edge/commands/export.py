@@ -21,6 +21,7 @@ import time
 from functools import partial
 
 from .common import add_endpoint_args, resolve_endpoint
+from .failures import UsageError
 
 
 def add_parser(subparsers) -> None:
@@ -95,6 +96,17 @@ class ProgressBar:
             self._length = 0
 
 
+def check_out_parent(out: str) -> None:
+    """``--out``'s directory must exist: a typo in a path is refused, not silently created."""
+    from pathlib import Path
+
+    parent = Path(out).expanduser().absolute().parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"cannot write --out {out}: directory {parent} {what}: create it first "
+                         f"(mkdir -p {parent}) or choose another path")
+
+
 def summary(result: dict) -> str:
     topics = result.get("topics") or {}
     parts = []
@@ -129,6 +141,7 @@ def run(args) -> int:
     from edge.replay.timespec import END_OF_LOG_NS, TimeSpecError, parse_window
 
     fmt = infer_format(args.out, args.format)
+    check_out_parent(args.out)
     if args.kafka:
         endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
     else:

@@ -53,7 +53,7 @@ def typed_options(parser: argparse.ArgumentParser):
         if action.choices:
             yield action.option_strings[0], "not-a-choice"
         elif action.type not in (None, str):
-            yield action.option_strings[0], "not-a-value"
+            yield action.option_strings[0], "not/a-value"
 
 
 def has_option(parser: argparse.ArgumentParser, dest: str) -> bool:
@@ -175,6 +175,9 @@ def test_the_reported_cases(tmp_path):
         (["topics", "create", "t", "--config", "notakey=1"], 2, "unknown setting 'notakey'"),
         (["topics", "create", "t", "--config", "retention_age=soon"], 2, "retention_age: expected a duration"),
         (["topics", "create", "t", "--config", "nokeyvalue"], 2, "expected KEY=VALUE"),
+        (["export", "--topics", "t", "--out", "/nonexistent-edge-dir/drive.mcap"], 2,
+         "directory /nonexistent-edge-dir does not exist: create it first"),
+        (["drives", "start", "--name", "2026/11/22"], 2, "drive name '2026/11/22' is not usable"),
     ]
     results = _run_all([argv for argv, _, _ in expected], env)
     for (argv, rc, err), (_, want_rc, text) in zip(results, expected):
