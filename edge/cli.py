@@ -20,7 +20,7 @@ from edge.commands.failures import USAGE, one_line, report
 PRIVATE_UMASK = 0o027  # files we create: 0640 at most, directories 0750; never world-readable
 
 COMMANDS = ["up", "broker", "driver", "topics", "produce", "consume", "status", "drives",
-            "mirror", "api", "replay", "export", "keys", "groups", "doctor"]
+            "mirror", "api", "replay", "export", "keys", "groups", "doctor", "completion"]
 
 
 class EdgeArgumentParser(argparse.ArgumentParser):
@@ -74,9 +74,14 @@ def _join_relative_times(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # tighten what we inherit, never loosen it
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["__complete"]:  # the shell asking for candidates: not a command of the tree
+        from edge.completion import complete_main
+
+        return complete_main(words[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(_join_relative_times(sys.argv[1:] if argv is None else list(argv)))
+        args = parser.parse_args(_join_relative_times(words))
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else USAGE
     try:
