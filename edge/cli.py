@@ -20,7 +20,8 @@ from edge.commands.failures import USAGE, one_line, report
 PRIVATE_UMASK = 0o027  # files we create: 0640 at most, directories 0750; never world-readable
 
 COMMANDS = ["up", "broker", "driver", "topics", "produce", "consume", "status", "drives",
-            "mirror", "api", "replay", "export", "keys", "groups", "doctor", "completion"]
+            "mirror", "api", "replay", "export", "keys", "groups", "doctor", "completion", "import"]
+MODULES = {"import": "importer"}  # a command whose name is a Python keyword
 
 
 class EdgeArgumentParser(argparse.ArgumentParser):
@@ -45,10 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
+        module_name = f"edge.commands.{MODULES.get(name, name)}"
         try:
-            module = importlib.import_module(f"edge.commands.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"edge.commands.{name}":
+            if exc.name == module_name:
                 continue  # that part of the appliance is not installed in this build
             raise
         module.add_parser(subparsers)

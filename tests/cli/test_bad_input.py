@@ -35,7 +35,7 @@ def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 
 def required_args(parser: argparse.ArgumentParser, out: str) -> list[str]:
     """The least argv that parses: required positionals and options filled in."""
-    fill = {"out": out, "name": "x", "topics": "t"}
+    fill = {"out": out, "name": "x", "topics": "t", "file": __file__}
     argv: list[str] = []
     for action in parser._actions:
         if action.option_strings:
