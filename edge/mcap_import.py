@@ -122,14 +122,17 @@ def convert(schema_name: str, message_encoding: str, data: bytes, log_time: int)
 
 
 def import_mcap(stream: IO[bytes], endpoint: str, *, prefix: str = "",
-                progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Produce every message of the MCAP ``stream`` (see the module docstring)."""
+                progress: Callable[[int, int, int], None] | None = None) -> ImportResult:
+    """Produce every message of the MCAP ``stream`` (see the module docstring); ``progress``
+    gets (records, bytes read, file size) every 100 records."""
     from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
     from broker.client import Producer
 
     result = ImportResult()
+    total = stream.seek(0, 2)
+    stream.seek(0)
     futures = []
     topics: dict[str, str] = {}
     with Producer(endpoint, acks="durable", linger_ms=20) as producer:
@@ -149,7 +152,7 @@ def import_mcap(stream: IO[bytes], endpoint: str, *, prefix: str = "",
                 result.by_topic[topic] += 1
                 result.by_kind[kind] += 1
                 if progress is not None and result.records % 100 == 0:
-                    progress(result.records)
+                    progress(result.records, stream.tell(), total)
         except (McapError, struct.error, EOFError) as exc:
             raise McapImportError(f"not a readable MCAP file: {exc}") from None
         producer.flush(60)

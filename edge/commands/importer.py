@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from .common import add_endpoint_args, readable_file, resolve_endpoint
 from .failures import UsageError
+
+
+def progress_line(records: int, done_bytes: int, total_bytes: int, elapsed_s: float) -> str:
+    """``import  42.0%  1200 records  96.1 MB  35.2 MB/s  ETA 4s`` (the file read so far)."""
+    rate = done_bytes / elapsed_s if elapsed_s > 0 else 0.0
+    fraction = done_bytes / total_bytes if total_bytes else 1.0
+    eta = f"ETA {(total_bytes - done_bytes) / rate:.0f}s" if rate > 0 else "ETA ?"
+    return (f"import {fraction * 100:5.1f}%  {records} records  {done_bytes / 1e6:.1f} MB  "
+            f"{rate / 1e6:.1f} MB/s  {eta}   ")
 
 
 def add_parser(subparsers) -> None:
@@ -33,10 +43,11 @@ def run(args) -> int:
     with Admin(endpoint) as admin:
         admin.ping()  # an unreachable broker is said before the file is read
     show = not args.quiet and sys.stderr.isatty()
+    started = time.monotonic()
 
-    def progress(records: int) -> None:
+    def progress(records: int, done_bytes: int, total_bytes: int) -> None:
         if show:
-            sys.stderr.write(f"\rimport  {records} records")
+            sys.stderr.write("\r" + progress_line(records, done_bytes, total_bytes, time.monotonic() - started))
             sys.stderr.flush()
 
     try:

@@ -105,3 +105,10 @@ def test_other_channels_raw_and_bad_files(data_dir, tmp_path):
         bad = edge(broker.endpoint, "import", str(not_mcap))
         assert bad.returncode == 2 and "not a readable MCAP file" in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_progress_line_has_rate_and_eta():
+    from edge.commands.importer import progress_line
+
+    line = progress_line(1200, 50_000_000, 200_000_000, 2.0)
+    assert "25.0%" in line and "1200 records" in line and "25.0 MB/s" in line and "ETA 6s" in line
