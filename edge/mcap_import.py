@@ -125,6 +125,7 @@ def import_mcap(stream: IO[bytes], endpoint: str, *, prefix: str = "",
                 progress: Callable[[int, int, int], None] | None = None) -> ImportResult:
     """Produce every message of the MCAP ``stream`` (see the module docstring); ``progress``
     gets (records, bytes read, file size) every 100 records."""
+    from google.protobuf.message import DecodeError
     from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
@@ -143,7 +144,7 @@ def import_mcap(stream: IO[bytes], endpoint: str, *, prefix: str = "",
                 try:
                     kind, value, headers, stamp = convert(schema_name, channel.message_encoding, message.data,
                                                           message.log_time)
-                except (ValueError, KeyError, TypeError) as exc:  # DecodeError is a ValueError too
+                except (ValueError, KeyError, TypeError, DecodeError) as exc:
                     kind, value, headers, stamp = convert("", channel.message_encoding, message.data, message.log_time)
                     headers["mcap.schema"], headers["import.error"] = schema_name, str(exc)[:200]
                     result.raw_fallbacks += 1

@@ -112,3 +112,22 @@ def test_progress_line_has_rate_and_eta():
 
     line = progress_line(1200, 50_000_000, 200_000_000, 2.0)
     assert "25.0%" in line and "1200 records" in line and "25.0 MB/s" in line and "ETA 6s" in line
+
+
+def test_a_message_that_cannot_be_converted_is_imported_raw(data_dir, tmp_path):
+    from mcap.writer import Writer
+
+    path = tmp_path / "broken.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        writer.start()
+        schema = writer.register_schema("foxglove.CompressedImage", "protobuf", b"")
+        channel = writer.register_channel("/camera/front", "protobuf", schema)
+        writer.add_message(channel, log_time=T0, publish_time=T0, data=b"\xff\xff\xff not protobuf")
+        writer.finish()
+    with BrokerProcess(data_dir) as broker:
+        done = edge(broker.endpoint, "import", str(path))
+        assert done.returncode == 0 and "1 could not be converted and were imported raw" in done.stdout, done.stderr
+        record = read(broker.endpoint, "camera.front")[0]
+        assert bytes(record.value) == b"\xff\xff\xff not protobuf" and record.header("import.error")
+        assert record.header("mcap.schema") == "foxglove.CompressedImage"
