@@ -63,7 +63,14 @@ class UnknownPartitionError(BrokerError):
 
 
 class OffsetOutOfRangeError(BrokerError):
+    """The offset is not in the log: below its start (deleted) or beyond its end.
+
+    Raised by a Consumer whose ``auto_offset_reset`` is ``error``/``none``; then ``reset``
+    holds the OffsetReset it refused (topic, partition, from/to offset, records skipped).
+    """
+
     code = 7
+    reset = None
 
 
 class RecordTooLargeError(BrokerError):
@@ -159,6 +166,18 @@ class DeliveryUnknownError(BrokerError):
     retriable = False
 
 
+class LogTruncatedError(OffsetOutOfRangeError):
+    """Crash recovery took back offsets a reader was already served (its log epoch ended
+    before its position); the fetch entry's ``truncated_to`` is where the log now goes on."""
+
+    code = 22
+
+
+class TopicRecreatedError(OffsetOutOfRangeError):
+    """The topic was deleted and created again (its id changed) under a reader's position
+    (client-side only, never on the wire)."""
+
+
 ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
     cls.code: cls
     for cls in (
@@ -183,6 +202,7 @@ ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
         BrokerBusyError,
         ResourceLimitError,
         DeliveryUnknownError,
+        LogTruncatedError,
     )
 }
 
