@@ -41,7 +41,7 @@ def required_args(parser: argparse.ArgumentParser, out: str) -> list[str]:
         if action.option_strings:
             if action.required or action.dest == "topics":  # replay needs --topics or --drive
                 argv += [action.option_strings[0], fill.get(action.dest, "t")]
-        elif action.nargs not in ("?", "*"):
+        elif action.nargs not in ("?", "*") or action.dest in fill:  # consume's TOPIC... (nargs *)
             argv.append(str(next(iter(action.choices))) if action.choices else fill.get(action.dest, "t"))
     return argv
 
