@@ -81,18 +81,23 @@ def test_export_then_import_round_trip(data_dir, tmp_path):
             assert again.dtype == POINT_DTYPE and np.array_equal(again, points)
 
 
-def test_other_channels_raw_and_bad_files(data_dir, tmp_path):
+def write_mcap(path, schema: tuple[str, str, bytes], topic: str, encoding: str, messages: list[bytes]) -> None:
+    """An MCAP file with one channel; message i is logged at T0 + i."""
     from mcap.writer import Writer
 
-    path = tmp_path / "gnss.mcap"
     with open(path, "wb") as f:
         writer = Writer(f)
         writer.start()
-        schema = writer.register_schema("gnss.Fix", "jsonschema", b"{}")
-        channel = writer.register_channel("/gnss/fix", "json", schema)
-        for i in range(3):
-            writer.add_message(channel, log_time=T0 + i, publish_time=T0 + i, data=json.dumps({"i": i}).encode())
+        channel = writer.register_channel(topic, encoding, writer.register_schema(*schema))
+        for i, data in enumerate(messages):
+            writer.add_message(channel, log_time=T0 + i, publish_time=T0 + i, data=data)
         writer.finish()
+
+
+def test_other_channels_raw_and_bad_files(data_dir, tmp_path):
+    path = tmp_path / "gnss.mcap"
+    write_mcap(path, ("gnss.Fix", "jsonschema", b"{}"), "/gnss/fix", "json",
+               [json.dumps({"i": i}).encode() for i in range(3)])
     not_mcap = tmp_path / "notes.mcap"
     not_mcap.write_bytes(b"hello, not an mcap file\n" * 10)
     with BrokerProcess(data_dir) as broker:
@@ -115,16 +120,9 @@ def test_progress_line_has_rate_and_eta():
 
 
 def test_a_message_that_cannot_be_converted_is_imported_raw(data_dir, tmp_path):
-    from mcap.writer import Writer
-
     path = tmp_path / "broken.mcap"
-    with open(path, "wb") as f:
-        writer = Writer(f)
-        writer.start()
-        schema = writer.register_schema("foxglove.CompressedImage", "protobuf", b"")
-        channel = writer.register_channel("/camera/front", "protobuf", schema)
-        writer.add_message(channel, log_time=T0, publish_time=T0, data=b"\xff\xff\xff not protobuf")
-        writer.finish()
+    write_mcap(path, ("foxglove.CompressedImage", "protobuf", b""), "/camera/front", "protobuf",
+               [b"\xff\xff\xff not protobuf"])
     with BrokerProcess(data_dir) as broker:
         done = edge(broker.endpoint, "import", str(path))
         assert done.returncode == 0 and "1 could not be converted and were imported raw" in done.stdout, done.stderr
