@@ -112,13 +112,6 @@ def test_other_channels_raw_and_bad_files(data_dir, tmp_path):
         assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
 
 
-def test_progress_line_has_rate_and_eta():
-    from edge.commands.importer import progress_line
-
-    line = progress_line(1200, 50_000_000, 200_000_000, 2.0)
-    assert "25.0%" in line and "1200 records" in line and "25.0 MB/s" in line and "ETA 6s" in line
-
-
 def test_a_message_that_cannot_be_converted_is_imported_raw(data_dir, tmp_path):
     path = tmp_path / "broken.mcap"
     write_mcap(path, ("foxglove.CompressedImage", "protobuf", b""), "/camera/front", "protobuf",
@@ -129,3 +122,4 @@ def test_a_message_that_cannot_be_converted_is_imported_raw(data_dir, tmp_path):
         record = read(broker.endpoint, "camera.front")[0]
         assert bytes(record.value) == b"\xff\xff\xff not protobuf" and record.header("import.error")
         assert record.header("mcap.schema") == "foxglove.CompressedImage"
+
