@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from .common import add_endpoint_args, load_app_config, resolve_endpoint
+from .failures import UsageError
 
 
 def add_parser(subparsers) -> None:
@@ -34,7 +35,7 @@ def _duration(text: str, option: str) -> int:
     try:
         return parse_duration_ns(text)
     except (ValueError, TypeError) as exc:
-        raise SystemExit(f"edge events: invalid {option} {text!r}: {exc}") from None
+        raise UsageError(f"invalid {option} {text!r}: {exc}") from None
 
 
 def _mb(n: int) -> str:
@@ -45,7 +46,7 @@ def run(args) -> int:
     from broker.client import Admin
 
     if args.action in ("show", "delete") and not args.id:
-        raise SystemExit(f"edge events {args.action}: name the event (see `edge events list`)")
+        raise UsageError(f"{args.action} needs the event's id (see `edge events list`)")
     if args.action == "watch":
         return _watch(args)
     with Admin(resolve_endpoint(args)) as admin:
