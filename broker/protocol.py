@@ -68,6 +68,7 @@ HEARTBEAT = 11
 LEAVE_GROUP = 12
 LIST_GROUPS = 13
 PING = 14
+PINS = 15  # events' pinned offset ranges: meta "action" set | clear | list (broker.storage.pins)
 
 REQUEST_TYPES = {
     PRODUCE: "produce",
@@ -84,6 +85,7 @@ REQUEST_TYPES = {
     LEAVE_GROUP: "leave_group",
     LIST_GROUPS: "list_groups",
     PING: "ping",
+    PINS: "pins",
 }
 
 # Number of payload frames each request carries (after header and metadata).

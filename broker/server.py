@@ -81,6 +81,7 @@ from .logs import RateLimitFilter, log_event, log_event_limited, setup_logging
 from .memory import HeapTrimmer
 from .storage import DiskGuard, Storage
 from .storage.dir_lock import lock_broker_data_dir
+from .storage.pins import shipped_progress
 from .topic_config import TopicConfig
 
 logger = logging.getLogger("broker.server")
@@ -581,6 +582,8 @@ class BrokerServer:
             "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
             "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
             "corrupt_batches": self.storage.corrupt_batch_count,
+            "pins": len(self.storage.pins), "pinned_bytes": self.storage.total_pinned_bytes(),
+            "pinned_deleted_bytes": self.storage.pinned_deleted_bytes,
             "time_ns": time.time_ns(),
             **self._stats_json(),
         }
@@ -699,6 +702,28 @@ class BrokerServer:
     def _list_groups(self, identity, header, meta, payloads):
         return P.ok_reply(P.LIST_GROUPS, header.request_id, {"groups": self.groups.describe()})
 
+    def _pins(self, identity, header, meta, payloads):
+        """Set, clear or list the pins of events (broker/storage/pins.py); list adds what the
+        mirror has shipped of each."""
+        action = P.field(meta, "action", str)
+        if action == "set":
+            topics = P.field(meta, "topics", list)
+            if not all(isinstance(t, str) for t in topics):
+                raise InvalidRequestError("topics must be a list of topic names")
+            pin = self.storage.set_pin(P.field(meta, "id", str), P.field(meta, "label", str, default=""), topics,
+                                       P.field(meta, "start_ns", int, minimum=0), P.field(meta, "end_ns", int, minimum=0))
+            return P.ok_reply(P.PINS, header.request_id, {"pin": pin.to_json()})
+        if action == "clear":
+            self.storage.clear_pin(P.field(meta, "id", str))
+            return P.ok_reply(P.PINS, header.request_id, {"cleared": True})
+        if action != "list":
+            raise InvalidRequestError(f"pins action must be set, clear or list, not {action!r}")
+        report = self.storage.pins_report()
+        committed = self.groups.fetch(MIRROR_GROUP)
+        for body in report["pins"]:
+            body.update(shipped_progress(self.storage.pins.get(body["id"]), committed))
+        return P.ok_reply(P.PINS, header.request_id, {**report, "time_ns": time.time_ns()})
+
     def _ping(self, identity, header, meta, payloads):
         return P.ok_reply(P.PING, header.request_id, {"time_ns": time.time_ns(), "version": P.VERSION})
 
@@ -707,6 +732,7 @@ class BrokerServer:
         P.CREATE_TOPIC: _create_topic, P.DELETE_TOPIC: _delete_topic, P.CONFIGURE_TOPIC: _configure_topic,
         P.COMMIT_OFFSETS: _commit_offsets, P.FETCH_OFFSETS: _fetch_offsets, P.JOIN_GROUP: _join_group,
         P.HEARTBEAT: _heartbeat, P.LEAVE_GROUP: _leave_group, P.LIST_GROUPS: _list_groups, P.PING: _ping,
+        P.PINS: _pins,
     }
 
 

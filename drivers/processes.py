@@ -77,7 +77,15 @@ def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]], *,
     return code
 
 
-def run_camera(camera: Any, endpoint: str) -> int:
+def _nominal_hz(rate: Any) -> float | None:
+    try:
+        return float(rate) or None
+    except (TypeError, ValueError):
+        return None  # "recorded", "max": no nominal rate
+
+
+def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None,
+               on_clock_step: Callable[[dict], None] | None = None) -> int:
     """Run a camera driver for a ``CameraConfig`` until SIGTERM or the file ends."""
     from .camera.encoding import encode_frame
     from .camera.sources import CameraSourceError, open_camera_source
@@ -109,6 +117,7 @@ def run_camera(camera: Any, endpoint: str) -> int:
         producer=_producer(endpoint, live=not _paced_by_broker(camera)),
         encode=encode, queue_size=camera.queue_size, policy=_overload_policy(camera),
         extra_headers=_frame_headers(camera),
+        nominal_hz=camera.fps or _nominal_hz(camera.rate), on_gap=on_gap, on_clock_step=on_clock_step,
     )
     return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
 
@@ -122,7 +131,8 @@ def _frame_headers(sensor: Any) -> dict[str, str]:
     return headers
 
 
-def run_lidar(lidar: Any, endpoint: str) -> int:
+def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None,
+              on_clock_step: Callable[[dict], None] | None = None) -> int:
     """Run a LiDAR driver for a ``LidarConfig`` until SIGTERM or the capture ends."""
     from .lidar.sources import open_lidar_source
     from .pointcloud import encode_cloud
@@ -143,7 +153,7 @@ def run_lidar(lidar: Any, endpoint: str) -> int:
                 counts = getattr(frames, "packet_counts", None)
                 if counts is not None:
                     runtime.details["lidar_packets"] = counts  # lost / out of order (drivers/lidar/loss.py)
-                yield Sample(frame.capture_ns, frame)
+                yield Sample(frame.capture_ns, frame, clock_offset_ns=getattr(frames, "clock_offset_ns", None))
         except (OSError, ValueError) as exc:
             raise SensorError(f"lidar {lidar.name} ({source}): {exc}") from None
 
@@ -158,5 +168,6 @@ def run_lidar(lidar: Any, endpoint: str) -> int:
         name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
         encode=encode, queue_size=lidar.queue_size, policy=_overload_policy(lidar),
         extra_headers=_frame_headers(lidar),  # frame id = sensor name, mounting: export writes the transform
+        nominal_hz=_nominal_hz(lidar.rate), on_gap=on_gap, on_clock_step=on_clock_step,
     )
     return _run(runtime, open_source, finite=_is_file_source(source) and not lidar.loop)

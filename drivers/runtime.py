@@ -19,9 +19,10 @@ Guarantees:
   when the broker has space again.
 - Delivery unknown (sent, no acknowledgement in time: DeliveryUnknownError): counted in
   ``unknown``, not as a drop, because the broker may have written the record.
-- Health: a JSON status record (counters, state, measured rate, and ``details``: facts the
-  source reports, e.g. ``lidar_model``) goes to the ``_health`` topic, key = sensor name,
-  every ``health_interval_s``.
+- Health: a JSON status record (counters, state, measured rate, ``details``: facts the
+  source reports, e.g. ``lidar_model``, and ``continuity``: learned interval, gaps,
+  duplicates, reordering, clock offset; drivers/continuity.py) goes to the ``_health`` topic,
+  key = sensor name, every ``health_interval_s``.
 - SIGTERM/SIGINT: stop capturing, publish what is queued, flush the producer, exit 0.
 """
 
@@ -38,6 +39,8 @@ from typing import Any, Callable, Iterable, Literal
 
 from broker.errors import BrokerError, DeliveryUnknownError, DiskFullError
 from broker.logs import log_event
+
+from .continuity import ContinuityTracker
 
 logger = logging.getLogger("drivers.runtime")
 
@@ -79,6 +82,7 @@ class Sample:
     capture_ns: int
     payload: Any
     seq: int = 0
+    clock_offset_ns: int | None = None  # host − sensor clock, when the source knows both
 
 
 Encoder = Callable[[Any], tuple[Any, dict[str, str]]]
@@ -98,6 +102,9 @@ class DriverRuntime:
         health_interval_s: float = 1.0,
         reopen_backoff: tuple[float, float] = (0.5, 10.0),
         extra_headers: dict[str, str] | None = None,
+        nominal_hz: float | None = None,
+        on_gap: Callable[[dict], None] | None = None,
+        on_clock_step: Callable[[dict], None] | None = None,
     ):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -119,6 +126,7 @@ class DriverRuntime:
         self._capture_done = False
         self._seq = 0
         self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
+        self.continuity = ContinuityTracker(nominal_hz, on_gap=on_gap, on_clock_step=on_clock_step)
 
     # -- control -------------------------------------------------------------------------
 
@@ -145,6 +153,7 @@ class DriverRuntime:
         c.captured += 1
         c.last_capture_ns = sample.capture_ns
         self._rate_window.append(time.monotonic_ns())
+        self.continuity.observe(sample.capture_ns, sample.clock_offset_ns)
         with self._cond:
             if len(self.queue) >= self.queue_size:
                 if self.policy == "drop_oldest":
@@ -303,6 +312,9 @@ class DriverRuntime:
         body = asdict(self.counters)
         body.update(sensor=self.name, kind=self.kind, topic=self.topic, queue_depth=len(self.queue),
                     queue_size=self.queue_size, policy=self.policy, time_ns=time.time_ns())
+        waited = time.monotonic_ns() - self._rate_window[-1] if self._rate_window else None
+        body["continuity"] = self.continuity.to_json(waited_ns=waited)
+        body["clock_offset_ms"] = body["continuity"]["clock_offset_ms"]
         if self.details:
             body["details"] = dict(self.details)
         return body

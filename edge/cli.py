@@ -20,7 +20,7 @@ from edge.commands.failures import USAGE, one_line, report
 PRIVATE_UMASK = 0o027  # files we create: 0640 at most, directories 0750; never world-readable
 
 COMMANDS = ["up", "broker", "driver", "topics", "produce", "consume", "status", "drives",
-            "mirror", "api", "replay", "export", "keys", "groups", "doctor", "completion", "import"]
+            "mirror", "api", "replay", "export", "keys", "groups", "doctor", "completion", "import", "events"]
 MODULES = {"import": "importer"}  # a command whose name is a Python keyword
 
 

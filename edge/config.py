@@ -140,6 +140,12 @@ def _api_model():
     return ApiConfig
 
 
+def _events_model():
+    from edge.events import EventsConfig
+
+    return EventsConfig
+
+
 def _mirror_model():
     from edge.mirror.config import MirrorConfig
 
@@ -153,6 +159,7 @@ class AppConfig(_Section):
     lidars: list[LidarConfig] = Field(default_factory=list)
     api: _api_model() | None = Field(None, description="HTTP API and dashboard (run by `edge up` when enabled)")
     mirror: _mirror_model() | None = Field(None, description="ship topics to a cloud Kafka cluster")
+    events: _events_model() = Field(default_factory=_events_model(), description="defaults of events (edge/events.py)")
     topics: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-topic overrides of broker.defaults, by topic name"
     )

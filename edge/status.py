@@ -27,8 +27,7 @@ from typing import Any
 
 from broker.client import Admin, Consumer
 from broker.errors import BrokerError, UnknownTopicError
-
-HEALTH_TOPIC = "_health"
+from drivers.runtime import HEALTH_TOPIC  # the one definition of the health topic's name
 HEALTH_LOOKBACK = 64  # records per partition read from the end of _health
 # broker stats (broker/limits.py BrokerStats) shown in the one-screen view when not zero
 REFUSAL_COUNTERS = ("clients_refused", "fetch_parked_refused", "reply_backlog_refused", "partitions_refused",
@@ -139,6 +138,8 @@ class StatusTracker:
         held_bytes = sum(t["bytes"] for t in topics.values())
         usable = held_bytes + broker["disk_free_bytes"] - self.min_free_bytes
         horizon_h = round(usable / write_rate / 3600, 2) if write_rate > 0 else None
+        pinned = broker.get("pinned_bytes", 0)  # events' pins (edge/events.py): kept out of the rolling window
+        rolling_h = round(max(0, usable - pinned) / write_rate / 3600, 2) if write_rate > 0 else None
         group_lag = {}
         for group, info in groups.items():
             lag = 0
@@ -148,12 +149,15 @@ class StatusTracker:
                     lag += max(0, parts[p]["next_offset"] - offset)
             group_lag[group] = {"members": len(info["members"]), "generation": info["generation"], "lag": lag}
         drivers = {k: v for k, v in health.items() if k != "mirror"}
+        add_continuity(topics, drivers)
         status = {
             "time_ns": time.time_ns(),
             "broker": broker,
             "disk": {"total_bytes": broker["disk_total_bytes"], "free_bytes": broker["disk_free_bytes"],
                      "data_bytes": held_bytes, "write_bytes_per_s": write_rate, "retention_horizon_h": horizon_h,
-                     "full": bool(broker.get("disk_full")), "full_since_ns": broker.get("disk_full_since_ns")},
+                     "full": bool(broker.get("disk_full")), "full_since_ns": broker.get("disk_full_since_ns"),
+                     "events": broker.get("pins", 0), "pinned_bytes": pinned, "rolling_horizon_h": rolling_h,
+                     "pinned_deleted_bytes": broker.get("pinned_deleted_bytes", 0)},
             "topics": topics,
             "drivers": drivers,
             "mirror": None if not health.get("mirror") else {**health["mirror"], **mirror_condition(
@@ -168,6 +172,24 @@ class StatusTracker:
             except BrokerError:
                 status["drives"] = []
         return status
+
+
+CONTINUITY_FIELDS = ("gaps", "last_gap", "open_gap_ms", "usual_interval_ms", "rate_hz", "nominal_hz", "rate_ratio",
+                     "duplicates", "reordered")
+
+
+def add_continuity(topics: dict[str, Any], drivers: dict[str, Any]) -> None:
+    """Per topic, the continuity its driver reports (drivers/continuity.py): ``gaps``, ``last_gap``
+    and the rest; None where no driver reports on the topic. Per sensor ``clock_offset_ms`` is in
+    the driver's own health record."""
+    for t in topics.values():
+        t.setdefault("gaps", None)
+        t.setdefault("last_gap", None)
+    for d in drivers.values():
+        continuity = d.get("continuity") if isinstance(d, dict) else None
+        if isinstance(continuity, dict) and d.get("topic") in topics:
+            topics[d["topic"]].update({k: continuity.get(k) for k in CONTINUITY_FIELDS})
+            d.setdefault("clock_offset_ms", continuity.get("clock_offset_ms"))
 
 
 def collect_status(endpoint: str, *, min_free_bytes: int = 0, interval_s: float = 1.0) -> dict[str, Any]:
@@ -190,6 +212,14 @@ def format_status(status: dict[str, Any]) -> str:
         f"{format_size(disk['total_bytes'])}; writing {format_size(disk['write_bytes_per_s'])}/s; "
         f"horizon {'-' if horizon is None else f'{horizon:.1f} h'}"
     )
+    if disk.get("events"):
+        rolling = disk.get("rolling_horizon_h")
+        lines.append(f"events: {disk['events']} pinning {format_size(disk['pinned_bytes'])}"
+                     + ("" if rolling is None or horizon is None else
+                        f"; rolling window now {rolling:.1f} h instead of {horizon:.1f} h"))
+    if disk.get("pinned_deleted_bytes"):
+        lines.append(f"EVENTS DAMAGED: {format_size(disk['pinned_deleted_bytes'])} of pinned records deleted by the "
+                     "disk guard (disk critically full); see `edge events list`")
     if disk.get("full"):
         since = time.strftime("%H:%M:%S", time.localtime((disk.get("full_since_ns") or time.time_ns()) / 1e9))
         lines.append(f"DISK FULL since {since}: the broker refuses writes (drivers drop with disk_full) "
@@ -198,11 +228,18 @@ def format_status(status: dict[str, Any]) -> str:
                if k in REFUSAL_COUNTERS and v}
     if refused:
         lines.append("broker refused: " + ", ".join(f"{k} {v}" for k, v in sorted(refused.items())))
-    lines.append(f"{'TOPIC':<24} {'REC/S':>8} {'MB/S':>7} {'RECORDS':>10} {'SIZE':>10}")
+    lines.append(f"{'TOPIC':<24} {'REC/S':>8} {'MB/S':>7} {'RECORDS':>10} {'SIZE':>10} {'GAPS':>5}")
     for name, t in sorted(status["topics"].items()):
         rps = "-" if t["records_per_s"] is None else f"{t['records_per_s']:.1f}"
         mbps = "-" if t["bytes_per_s"] is None else f"{t['bytes_per_s'] / 1e6:.2f}"
-        lines.append(f"{name:<24} {rps:>8} {mbps:>7} {t['records']:>10} {format_size(t['bytes']):>10}")
+        gaps = "-" if t.get("gaps") is None else str(t["gaps"])
+        line = f"{name:<24} {rps:>8} {mbps:>7} {t['records']:>10} {format_size(t['bytes']):>10} {gaps:>5}"
+        if t.get("last_gap"):
+            moment = time.strftime("%H:%M:%S", time.gmtime(t["last_gap"]["start_ns"] / 1e9))
+            line += f"  last gap {t['last_gap']['length_ms'] / 1000:.1f} s at {moment} UTC"
+        if t.get("open_gap_ms"):
+            line += f"  STALLED {t['open_gap_ms'] / 1000:.1f} s"
+        lines.append(line)
     if status["drivers"]:
         lines.append(f"{'SENSOR':<16} {'STATE':<12} {'HZ':>6} {'CAPTURED':>9} {'PUBLISHED':>9} {'DROPPED':>8}")
         for name, d in sorted(status["drivers"].items()):

@@ -71,6 +71,18 @@ class Admin:
                 out[(topic, partition)] = {"committed": offset, "end": end, "lag": max(0, end - offset)}
         return out
 
+    def set_pin(self, pin_id: str, topics: list[str], start_ns: int, end_ns: int, label: str = "") -> dict[str, Any]:
+        """Pin ``topics`` for the window (an event; broker/storage/pins.py): the pin's JSON."""
+        return self._call(P.PINS, {"action": "set", "id": pin_id, "label": label, "topics": list(topics),
+                                   "start_ns": int(start_ns), "end_ns": int(end_ns)})["pin"]
+
+    def clear_pin(self, pin_id: str) -> None:
+        self._call(P.PINS, {"action": "clear", "id": pin_id})
+
+    def list_pins(self) -> dict[str, Any]:
+        """``{"pins": [...], "pinned_bytes", "pinned_deleted_bytes", "time_ns"}``."""
+        return self._call(P.PINS, {"action": "list"})
+
     def close(self) -> None:
         self.connection.close()
 

@@ -14,6 +14,9 @@ Guarantees:
 - Flush policy ``interval`` is driven by ``flush_due`` (the server calls it on a timer).
 - Deletions by retention and the disk guard are counted by reason in ``deletion_counts``;
   damage met by reads in ``corrupt_batch_count``.
+- Pins (events' offset ranges, ``pins.py``) are owned by ``self.pins``; the engine resolves
+  their windows to offsets, hands each partition its ranges (``PartitionLog.pin_ranges``) and
+  notes any pinned deletion in the pin it hit.
 
 Not thread-safe: one event loop owns a Storage.
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from ..errors import (
     InvalidConfigError,
+    InvalidRequestError,
     StorageError,
     TopicExistsError,
     UnknownPartitionError,
@@ -50,6 +54,7 @@ from .layout import (
 )
 from .log_epochs import LogEpochs
 from .partition_log import AppendResult, PartitionLog, RecoveryReport
+from .pins import Pin, PinRange, PinStore, validate_pin_id
 from .retention import Deletion, DiskGuard, enforce_disk_guard, enforce_topic_retention
 
 logger = logging.getLogger("broker.storage")
@@ -71,11 +76,14 @@ class Storage:
         self._epochs: dict[tuple[str, int], LogEpochs] = {}
         self.deletion_counts: dict[str, int] = {}
         self.unshipped_deleted_bytes = 0
+        self.pinned_deleted_bytes = 0
         self.recovery_reports: list[RecoveryReport] = []
         self._checkpointed: dict[str, int] = {}
         self._last_checkpoint = time.monotonic()
         self._closed = False
         self._open_existing()
+        self.pins = PinStore(self.data_dir)
+        self._hand_out_pins()
 
     # -- opening -------------------------------------------------------------------------
 
@@ -196,6 +204,7 @@ class Storage:
         fsync_dir(self.data_dir)
         shutil.rmtree(doomed, ignore_errors=True)
         self.checkpoint_recovery_points()  # a re-created topic must not inherit old points
+        self.pins.forget_topic(name)
         log_event(logger, logging.INFO, "topic_deleted", topic=name)
 
     def configure_topic(self, name: str, overrides: dict) -> TopicConfig:
@@ -294,6 +303,8 @@ class Storage:
 
     def enforce_retention(self, now_ns: int | None = None) -> list[Deletion]:
         now = time.time_ns() if now_ns is None else now_ns
+        if self.pins.close_due(now, self._offset_after):
+            self._hand_out_pins()
         logs = self.partition_logs()
         deleted = enforce_topic_retention(logs, now)
         deleted += enforce_disk_guard(logs, self.data_dir, self.disk_guard, now)
@@ -301,7 +312,78 @@ class Storage:
             self.deletion_counts[d.reason] = self.deletion_counts.get(d.reason, 0) + 1
             if d.unshipped:
                 self.unshipped_deleted_bytes += d.size_bytes
+            if d.pinned:
+                self.pinned_deleted_bytes += d.size_bytes
+                self.pins.record_loss(d.topic, d.partition, d.base_offset, d.next_offset, d.size_bytes, d.reason)
         return deleted
+
+    # -- pins (events) -------------------------------------------------------------------
+
+    def _hand_out_pins(self) -> None:
+        for log in self.partition_logs():
+            log.pin_ranges = self.pins.ranges_of(log.topic, log.partition)
+
+    def _offset_after(self, topic: str, partition: int, end_ns: int) -> int:
+        """The first offset whose capture time is past ``end_ns`` (the log end if none)."""
+        if not self.has_topic(topic) or partition >= len(self._logs[topic]):
+            return 0
+        log = self._logs[topic][partition]
+        found = log.offset_for_time(end_ns + 1)
+        return log.next_offset if found is None else found
+
+    def set_pin(self, pin_id: str, label: str, topics: list[str], start_ns: int, end_ns: int,
+                now_ns: int | None = None) -> Pin:
+        """Pin ``topics`` (all partitions) from ``start_ns`` on; closed at ``end_ns`` (pins.py)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        validate_pin_id(pin_id)
+        if end_ns < start_ns:
+            raise InvalidRequestError(f"event {pin_id!r}: the window ends before it starts")
+        if not topics:
+            raise InvalidRequestError(f"event {pin_id!r}: no topics to pin")
+        ranges = []
+        for topic in topics:
+            config = self.topic_config(topic)  # UnknownTopicError names it
+            reach_ns = now - start_ns
+            if config.retention_ns is not None and reach_ns > config.retention_ns:
+                raise InvalidRequestError(
+                    f"event {pin_id!r}: its window starts {reach_ns / 1e9:.0f}s ago but topic {topic!r} keeps "
+                    f"only {config.retention_ns / 1e9:.0f}s (retention_age); shorten --before")
+            for log in self._logs[topic]:
+                first = log.offset_for_time(start_ns)
+                ranges.append(PinRange(topic, log.partition, log.next_offset if first is None else first, None))
+        pin = Pin(pin_id, label, start_ns, end_ns, now, list(topics), ranges)
+        self.pins.add(pin)
+        self.pins.close_due(now, self._offset_after)
+        self._hand_out_pins()
+        return pin
+
+    def clear_pin(self, pin_id: str) -> None:
+        self.pins.remove(pin_id)
+        self._hand_out_pins()
+
+    def pinned_bytes(self, ranges: list[PinRange]) -> int:
+        """Bytes of the segments holding any offset of ``ranges`` (each segment counted once)."""
+        held: dict[tuple[str, int, int], int] = {}
+        for r in ranges:
+            if not self.has_topic(r.topic) or r.partition >= len(self._logs[r.topic]):
+                continue
+            for seg in self._logs[r.topic][r.partition].segments:
+                if r.overlaps(seg.base_offset, seg.next_offset):
+                    held[(r.topic, r.partition, seg.base_offset)] = seg.size
+        return sum(held.values())
+
+    def total_pinned_bytes(self) -> int:
+        return self.pinned_bytes([r for pin in self.pins.all() for r in pin.ranges])
+
+    def pins_report(self) -> dict:
+        """Every pin with the bytes it holds, and the total (overlaps counted once)."""
+        pins = []
+        for pin in self.pins.all():
+            body = pin.to_json()
+            body["pinned_bytes"] = self.pinned_bytes(pin.ranges)
+            pins.append(body)
+        return {"pins": pins, "pinned_bytes": self.total_pinned_bytes(),
+                "pinned_deleted_bytes": self.pinned_deleted_bytes}
 
     # -- shutdown ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@
       <topic>/<partition>/<base:020d>.timeindex  sparse time index (12-byte entries)
       <topic>/<partition>/.clean-shutdown        present only after a clean close
       _groups/                          consumer-group offsets (owned by broker.groups)
+      pins.json                         events' pinned offset ranges (owned by storage.pins)
 
 Topic names are checked here so that no name can escape the data directory. Every file
 that must survive a crash whole is written with ``atomic_write``: write a temp file, fsync
@@ -36,6 +37,7 @@ TOPIC_ID_FILE = "topic.id"
 LOG_EPOCHS_FILE = "log-epochs.json"
 RECOVERY_POINTS_FILE = "recovery-points.json"
 GROUPS_DIR = "_groups"
+PINS_FILE = "pins.json"
 
 MAX_TOPIC_NAME_LENGTH = 200
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
@@ -50,7 +52,7 @@ def validate_topic_name(name: object) -> str:
         raise InvalidTopicError(
             f"topic name is {len(name)} characters, the maximum is {MAX_TOPIC_NAME_LENGTH}"
         )
-    if not _TOPIC_NAME.match(name) or name == GROUPS_DIR or DELETED_SUFFIX in name:
+    if not _TOPIC_NAME.match(name) or name in (GROUPS_DIR, PINS_FILE) or DELETED_SUFFIX in name:
         raise InvalidTopicError(
             f"invalid topic name {name!r}: use letters, digits, '.', '_' and '-', "
             "not starting with '.' or '-'"

@@ -83,6 +83,7 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self._bases: list[int] = []
         self.protected_offset: int | None = None
+        self.pin_ranges: list = []  # events' pinned offset ranges (storage.pins.PinRange), set by the engine
         self.future_records = 0  # future-stamped records appended since open (segment.py): kept, flagged
         self.corrupt_batches = 0
         self._reported_damage: set[int] = set()

@@ -15,6 +15,12 @@ first), and only when none is left and free space is below ``critical_free_bytes
 unshipped data in the same order (policy ``delete_unshipped_when_critical`` may forbid
 even that). Every unshipped deletion is logged as ``event=unshipped_deleted`` with its
 offsets and bytes, and counted (``Storage.unshipped_deleted_bytes``).
+
+Pins (events, see pins.py): a segment holding any pinned offset is kept by time and size
+retention and by the disk guard above ``critical_free_bytes`` (and, whole segments oldest
+first, so is the rest of its partition). Below it the guard deletes shipped, then unshipped
+unpinned data first, pinned segments last (same policy switch); each such deletion is flagged
+``pinned``, logged as ``event=pinned_deleted`` and counted (``Storage.pinned_deleted_bytes``).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class Deletion:
     size_bytes: int
     reason: str
     unshipped: bool
+    pinned: bool = False
 
 
 def retention_bytes_exceeded(log: PartitionLog, seg: Segment, now_ns: int) -> bool:
@@ -89,6 +96,10 @@ def is_unshipped(log: PartitionLog, seg: Segment) -> bool:
     return log.protected_offset is not None and seg.next_offset > log.protected_offset
 
 
+def is_pinned(log: PartitionLog, seg: Segment) -> bool:
+    return any(r.overlaps(seg.base_offset, seg.next_offset) for r in log.pin_ranges)
+
+
 def delete_old_segments(
     log: PartitionLog,
     predicate: SegmentPredicate,
@@ -96,6 +107,7 @@ def delete_old_segments(
     *,
     now_ns: int,
     allow_unshipped: bool = False,
+    allow_pinned: bool = False,
     limit: int | None = None,
 ) -> list[Deletion]:
     deleted: list[Deletion] = []
@@ -106,13 +118,17 @@ def delete_old_segments(
         unshipped = is_unshipped(log, seg)
         if unshipped and not allow_unshipped:
             break
+        pinned = is_pinned(log, seg)
+        if pinned and not allow_pinned:
+            break
         log.delete_oldest_segment()
-        deletion = Deletion(log.topic, log.partition, seg.base_offset, seg.next_offset, seg.size, reason, unshipped)
+        deletion = Deletion(log.topic, log.partition, seg.base_offset, seg.next_offset, seg.size, reason, unshipped,
+                            pinned)
         deleted.append(deletion)
         log_event(
-            logger, logging.WARNING if unshipped else logging.INFO, "segment_deleted",
+            logger, logging.WARNING if unshipped or pinned else logging.INFO, "segment_deleted",
             topic=log.topic, partition=log.partition, base_offset=seg.base_offset,
-            next_offset=seg.next_offset, bytes=seg.size, reason=reason, unshipped=unshipped,
+            next_offset=seg.next_offset, bytes=seg.size, reason=reason, unshipped=unshipped, pinned=pinned,
         )
     return deleted
 
@@ -134,26 +150,31 @@ def enforce_disk_guard(logs: list[PartitionLog], data_dir: Path, guard: DiskGuar
         critical = free < guard.critical_free_bytes
         allow_unshipped = critical and guard.delete_unshipped_when_critical
         deletable = [log for log in logs if len(log.segments) > 1]
-        # shipped data goes first, whatever its priority: it is safe in the cloud already
-        candidates = [log for log in deletable if not is_unshipped(log, log.segments[0])]
+        unpinned = [log for log in deletable if not is_pinned(log, log.segments[0])]
+        # shipped data goes first, whatever its priority: it is safe in the cloud already;
+        # events' pinned records go last of all, and only when critically full
+        candidates = [log for log in unpinned if not is_unshipped(log, log.segments[0])]
         if not candidates and allow_unshipped:
-            candidates = deletable
+            candidates = unpinned or deletable
         if not candidates:
             log_event(
                 logger, logging.ERROR, "disk_guard_stuck", free_bytes=free,
                 min_free_bytes=guard.min_free_bytes, critical=critical,
-                reason="nothing deletable: only active segments or unshipped data left",
+                reason="nothing deletable: only active segments, unshipped or pinned data left",
             )
             return deleted
         victim = min(candidates, key=lambda log: (log.config.priority, os.stat(log.segments[0].log_path).st_mtime_ns))
         reason = "disk_guard_critical" if critical else "disk_guard"
-        gone = delete_old_segments(victim, always, reason, now_ns=now_ns, allow_unshipped=allow_unshipped, limit=1)
+        gone = delete_old_segments(victim, always, reason, now_ns=now_ns, allow_unshipped=allow_unshipped,
+                                   allow_pinned=allow_unshipped, limit=1)
         for d in gone:
-            if d.unshipped:
-                log_event(
-                    logger, logging.ERROR, "unshipped_deleted", topic=d.topic, partition=d.partition,
-                    first_offset=d.base_offset, last_offset=d.next_offset - 1, bytes=d.size_bytes,
-                    free_bytes=free, critical_free_bytes=guard.critical_free_bytes,
-                    reason="disk critically full and no shipped data left to delete",
-                )
+            for flagged, event, why in ((d.pinned, "pinned_deleted", "nothing but events' pinned records left"),
+                                        (d.unshipped, "unshipped_deleted", "no shipped data left")):
+                if flagged:
+                    log_event(
+                        logger, logging.ERROR, event, topic=d.topic, partition=d.partition,
+                        first_offset=d.base_offset, last_offset=d.next_offset - 1, bytes=d.size_bytes,
+                        free_bytes=free, critical_free_bytes=guard.critical_free_bytes,
+                        reason=f"disk critically full and {why} to delete",
+                    )
         deleted += gone

@@ -53,6 +53,7 @@ class PacketClock:
         self._envelope: int | None = None  # running min of (host − sensor − DRIFT·sensor)
         self._floor: int | None = None  # last (time − 0.99·sensor): keeps anchored times increasing
         self._synced: bool | None = None
+        self.last_offset_ns: int | None = None  # host − sensor clock of the last packet (continuity health)
 
     def reset(self) -> None:
         """Forget the stream (a new one follows, e.g. a pcap played again): unwrapping and
@@ -110,6 +111,7 @@ class PacketClock:
         skew = absolute - host_ns  # pick the hour nearest to the host time
         absolute -= np.where(skew > HOUR_NS // 2, HOUR_NS, 0)
         absolute += np.where(skew < -(HOUR_NS // 2), HOUR_NS, 0)
+        self.last_offset_ns = int(host_ns[-1] - absolute[-1])
         if self.time_source == "sensor":
             return absolute
         anchored = self._anchored(self._continuous_sensor_ns(toh_us), host_ns)

@@ -157,6 +157,11 @@ class _PacketSource:
             return None
         return {**self._decoder.loss.as_dict(), "skipped": dict(self._decoder.stats.skipped)}
 
+    @property
+    def clock_offset_ns(self) -> int | None:
+        """Host − sensor clock at the last packet, where the decoder knows both (Velodyne)."""
+        return getattr(self._decoder, "clock_offset_ns", None)
+
 
 class PcapSource(_PacketSource):
     """Rotations of a Velodyne or Ouster pcap capture, paced like the recording (see module doc)."""

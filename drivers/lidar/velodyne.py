@@ -264,6 +264,11 @@ class VelodyneDecoder:
     def model(self) -> str | None:
         return self.evidence.model if self.evidence else None
 
+    @property
+    def clock_offset_ns(self) -> int | None:
+        """Host − sensor clock at the last packet (None until one, or with time_source host)."""
+        return self._clock.last_offset_ns
+
     # -- skipping -----------------------------------------------------------------------
 
     def reject(self, reason: str, count: int, detail: str) -> None:

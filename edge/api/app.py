@@ -149,12 +149,13 @@ def create_app(config: Any, *, api: ApiConfig | None = None, endpoint: str | Non
     app.state.open_reads = api.open_reads() or token is None
     install_error_handlers(app)
 
-    from . import routes_jobs, routes_live, routes_ops, routes_status, routes_topics
+    from . import routes_events, routes_jobs, routes_live, routes_ops, routes_status, routes_topics
 
     app.include_router(routes_ops.router)
     app.include_router(routes_status.router)
     app.include_router(routes_topics.router)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_events.router)
     app.include_router(routes_live.router)
 
     @app.get("/", include_in_schema=False)

@@ -8,10 +8,15 @@ registry (no global state; several apps can live in one test process). Names:
   ``edge_topic_bytes_per_second``, ``edge_topic_oldest_record_age_seconds``,
   ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``,
   ``edge_partition_future_records_total`` (stamped over ``max_future_skew`` ahead, since the broker started);
+  continuity, where a driver reports on the topic (drivers/continuity.py): ``edge_topic_gaps_total``,
+  ``edge_topic_last_gap_seconds``, ``edge_topic_open_gap_seconds`` (a stall going on),
+  ``edge_topic_usual_interval_seconds``, ``edge_topic_rate_ratio`` (rate / nominal),
+  ``edge_topic_duplicates_total``, ``edge_topic_reordered_total``;
 - disk: ``edge_disk_total_bytes``, ``edge_disk_free_bytes``, ``edge_disk_data_bytes``,
   ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
   ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``,
-  ``edge_broker_corrupt_batches_total``;
+  ``edge_broker_corrupt_batches_total``; events (pins): ``edge_events``, ``edge_events_pinned_bytes``,
+  ``edge_broker_pinned_deleted_bytes_total`` (pinned records the disk guard's critical level deleted);
 - broker limits (broker/limits.py): ``edge_broker_disk_full`` (1 while writes are refused),
   ``edge_broker_<counter>_total`` for each BrokerStats counter (refusals, clamps, accept
   failures), ``edge_broker_background_errors_total{task}``,
@@ -21,7 +26,8 @@ registry (no global state; several apps can live in one test process). Names:
   and ``edge_broker_limit{name}``;
 - per driver process: ``edge_driver_{captured,published,acknowledged,unknown}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
-  ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
+  ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``,
+  ``edge_driver_clock_offset_ms`` (host − sensor clock, where the driver knows both);
   LiDAR drivers also ``edge_lidar_packets_total{outcome=received|lost|out_of_order|skipped}``
   (from the health record's ``details.lidar_packets``, drivers/lidar/loss.py);
 - mirror: ``edge_mirror_up`` (link up and not stalled), ``edge_mirror_condition{condition}``
@@ -96,7 +102,32 @@ class SnapshotCollector:
                 next_off.add_metric([name, str(p.get("partition"))], float(p.get("next_offset", 0)))
                 start.add_metric([name, str(p.get("partition"))], float(p.get("log_start", 0)))
                 future.add_metric([name, str(p.get("partition"))], float(p.get("future_records", 0)))
-        return [total, held, size, rps, bps, age, next_off, start, future]
+        return [total, held, size, rps, bps, age, next_off, start, future, *self._continuity(topics)]
+
+    def _continuity(self, topics: dict[str, Any]) -> Iterable[Metric]:
+        fams = {
+            "gaps": CounterMetricFamily("edge_topic_gaps", "stalls longer than 3x the usual interval", labels=["topic"]),
+            "duplicates": CounterMetricFamily("edge_topic_duplicates", "captures stamped like the previous one",
+                                              labels=["topic"]),
+            "reordered": CounterMetricFamily("edge_topic_reordered", "captures older than the newest", labels=["topic"]),
+            "rate_ratio": GaugeMetricFamily("edge_topic_rate_ratio", "learned rate / nominal rate", labels=["topic"]),
+        }
+        seconds = {
+            "usual_interval_ms": GaugeMetricFamily("edge_topic_usual_interval_seconds", "learned capture interval",
+                                                   labels=["topic"]),
+            "open_gap_ms": GaugeMetricFamily("edge_topic_open_gap_seconds", "a stall going on", labels=["topic"]),
+        }
+        last_gap = GaugeMetricFamily("edge_topic_last_gap_seconds", "length of the last gap", labels=["topic"])
+        for name, t in sorted(topics.items()):
+            for key, fam in fams.items():
+                if _num(t.get(key)) is not None:
+                    fam.add_metric([name], float(t[key]))
+            for key, fam in seconds.items():
+                if _num(t.get(key)) is not None:
+                    fam.add_metric([name], float(t[key]) / 1000)
+            if isinstance(t.get("last_gap"), dict) and _num(t["last_gap"].get("length_ms")) is not None:
+                last_gap.add_metric([name], float(t["last_gap"]["length_ms"]) / 1000)
+        return [*fams.values(), *seconds.values(), last_gap]
 
     def _disk(self, disk: dict[str, Any] | None, broker: dict[str, Any] | None) -> Iterable[Metric]:
         if not disk:
@@ -123,6 +154,14 @@ class SnapshotCollector:
                                             "bytes deleted before the mirror shipped them")
             unshipped.add_metric([], float(broker.get("unshipped_deleted_bytes") or 0))
             out.append(unshipped)
+            events = GaugeMetricFamily("edge_events", "events (pinned windows) held")
+            events.add_metric([], float(broker.get("pins") or 0))
+            pinned = GaugeMetricFamily("edge_events_pinned_bytes", "bytes pinned by events (shared segments once)")
+            pinned.add_metric([], float(broker.get("pinned_bytes") or 0))
+            pinned_lost = CounterMetricFamily("edge_broker_pinned_deleted_bytes",
+                                              "events' pinned bytes deleted by the disk guard's critical level")
+            pinned_lost.add_metric([], float(broker.get("pinned_deleted_bytes") or 0))
+            out += [events, pinned, pinned_lost]
             corrupt = CounterMetricFamily("edge_broker_corrupt_batches",
                                           "damaged batches met by reads (bad header chain or offsets)")
             corrupt.add_metric([], float(broker.get("corrupt_batches") or 0))
@@ -173,6 +212,7 @@ class SnapshotCollector:
         depth = GaugeMetricFamily("edge_driver_queue_depth", "frames waiting to publish", labels=labels)
         up = GaugeMetricFamily("edge_driver_up", "1 when the driver reports state running", labels=labels)
         age = GaugeMetricFamily("edge_driver_last_capture_age_seconds", "time since the last capture", labels=labels)
+        clock = GaugeMetricFamily("edge_driver_clock_offset_ms", "host − sensor clock offset", labels=labels)
         packets = CounterMetricFamily("edge_lidar_packets", "LiDAR packets received, lost, out of order, skipped",
                                       labels=labels + ["outcome"])
         now = time.time_ns()
@@ -187,7 +227,7 @@ class SnapshotCollector:
             for reason, count in sorted((h.get("dropped") or {}).items()):
                 if _num(count) is not None:
                     dropped.add_metric(lv + [str(reason)], float(count))
-            for key, fam in (("rate_hz", rate), ("queue_depth", depth)):
+            for key, fam in (("rate_hz", rate), ("queue_depth", depth), ("clock_offset_ms", clock)):
                 value = _num(h.get(key))
                 if value is not None:
                     fam.add_metric(lv, value)
@@ -203,7 +243,7 @@ class SnapshotCollector:
                         packets.add_metric(lv + [outcome], float(value))
             if _num(h.get("last_capture_ns")):
                 age.add_metric(lv, max(0.0, (now - h["last_capture_ns"]) / 1e9))
-        return [*fams.values(), dropped, rate, depth, up, age, packets]
+        return [*fams.values(), dropped, rate, depth, up, age, packets, clock]
 
     def _mirror(self, mirror: Any) -> Iterable[Metric]:
         if not isinstance(mirror, dict):

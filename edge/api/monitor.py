@@ -23,12 +23,14 @@ import time
 from typing import Any, Callable
 
 from broker.errors import BrokerError
+from drivers.runtime import HEALTH_TOPIC
+from edge.drives import DRIVES_TOPIC
 
 from .broker_access import BrokerGateway
 
 logger = logging.getLogger("edge.api.monitor")
 
-INTERNAL_TOPICS = {"_health": "internal", "_drives": "internal"}
+INTERNAL_TOPICS = {HEALTH_TOPIC: "internal", DRIVES_TOPIC: "internal"}
 CAMERA_ENCODINGS = {"jpeg", "png", "bgr8", "h264", "h265"}
 SLOW_EVERY_S = 10.0
 

@@ -15,6 +15,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from broker.records import Record
+from drivers.runtime import HEALTH_TOPIC
+from edge.drives import DRIVES_TOPIC
 
 from .app import ApiState, get_state
 from .errors import STANDARD_RESPONSES, BadRequest, ErrorBody
@@ -41,7 +43,7 @@ def _text(raw: bytes | None) -> str | None:
 def record_meta(record: Record) -> dict[str, Any]:
     headers = {name: _text(value) or "" for name, value in record.headers.items()}
     value: Any = None
-    if (headers.get("encoding") == "json" or record.topic in ("_health", "_drives")) and len(record.value) <= MAX_PREVIEW_BYTES:
+    if (headers.get("encoding") == "json" or record.topic in (HEALTH_TOPIC, DRIVES_TOPIC)) and len(record.value) <= MAX_PREVIEW_BYTES:
         try:
             value = json.loads(bytes(record.value))
         except ValueError:

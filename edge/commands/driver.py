@@ -69,12 +69,20 @@ def run(args: argparse.Namespace) -> int:
     from broker.logs import setup_logging
     from drivers.processes import run_camera, run_lidar
 
-    settings, _config = _settings(args)
+    settings, config = _settings(args)
     setup_logging(args.log_level, f"{args.kind}-{args.name}")
     endpoint = resolve_endpoint(args)
     runner = run_camera if args.kind == "camera" else run_lidar
+    triggers = {}
+    if config is not None:
+        from edge.events import GapTrigger
+
+        if config.events.on_gap:
+            triggers["on_gap"] = GapTrigger(endpoint, settings.name, config.events)
+        if config.events.on_clock_step:
+            triggers["on_clock_step"] = GapTrigger(endpoint, settings.name, config.events, kind="clock_step")
     try:
-        return runner(settings, endpoint)
+        return runner(settings, endpoint, **triggers)
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback

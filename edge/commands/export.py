@@ -5,9 +5,11 @@ of MP4 videos and PCD/PLY clouds.
     edge export --topics 'camera.*' --drive drive-20261122-101500 --out exports/drive1/
     edge export --topics lidar.top --start 2026-11-22T10:00:00Z --end +30s --out clouds --cloud-format ply
     edge export --kafka broker:9092 --vehicle v42 --topics camera.front --start -1h --out cam.mcap
+    edge export --event ev-20261206-035500-1a2b --format mcap --out incident.mcap
 
 The format follows ``--out`` (``.mcap``: MCAP, anything else: a directory) unless
-``--format`` says. Progress goes to stderr, the summary to stdout (``--json``: the
+``--format`` says (``mp4`` and ``pcd`` name the directory export: MP4 videos, PCD clouds).
+``--event ID`` exports exactly the event's pinned offsets (its topics unless ``--topics``). Progress goes to stderr, the summary to stdout (``--json``: the
 result as JSON). Nothing appears under ``--out`` unless the export completed.
 """
 
@@ -26,16 +28,18 @@ from .failures import UsageError
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("export", help="export a window of topics to MCAP (Foxglove) or MP4/PCD files")
-    parser.add_argument("--topics", required=True,
+    parser.add_argument("--topics",
                         help="comma-separated topic names or shell patterns (camera.front,lidar.* ; name:PARTITION)")
     parser.add_argument("--start", help="window start: ISO-8601, epoch ns, -10m, earliest, topic:partition:offset, "
                                         "or a drive name (default: earliest, or the drive's start)")
     parser.add_argument("--end", help="window end (exclusive): as --start, or +30s from the start (default: the end "
                                          "of the log: every record, whatever its capture time)")
     parser.add_argument("--drive", help="export this drive's window (see `edge drives`)")
+    parser.add_argument("--event", help="export exactly this event's pinned window (see `edge events`)")
     parser.add_argument("--out", required=True, help="output: FILE.mcap, or a directory (created; must not exist "
                                                      "unless empty or --force)")
-    parser.add_argument("--format", choices=["mcap", "dir"], help="override the format inferred from --out")
+    parser.add_argument("--format", choices=["mcap", "dir", "mp4", "pcd"],
+                        help="override the format inferred from --out (mp4, pcd: the directory export)")
     parser.add_argument("--cloud-format", choices=["pcd", "ply"], default="pcd",
                         help="point-cloud file type of a directory export (default: pcd)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out (only once the export is done)")
@@ -142,6 +146,17 @@ def outside_window(source, plan, result: dict) -> int:
     return max(0, held - result["records"])
 
 
+def _event_window(endpoint: str, event_id: str) -> tuple:
+    from broker.errors import BrokerError
+    from edge.events import event_resolution
+    from edge.replay.timespec import TimeSpecError
+
+    try:
+        return event_resolution(endpoint, event_id)
+    except BrokerError as exc:  # named as an event, not as a drive
+        raise TimeSpecError(f"--event {event_id}: {exc.message}") from None
+
+
 def run(args) -> int:
     from edge.drives import drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
@@ -149,22 +164,29 @@ def run(args) -> int:
     from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, open_source
     from edge.replay.timespec import END_OF_LOG_NS, TimeSpecError, parse_window
 
+    if args.format in ("mp4", "pcd"):  # the directory export writes MP4 videos and PCD/PLY clouds
+        args.cloud_format = "pcd" if args.format == "pcd" else args.cloud_format
+        args.format = "dir"
+    if args.event and (args.drive or args.kafka):
+        raise ExportError("--event exports from the vehicle broker: it takes no --drive or --kafka")
+    if not args.topics and not args.event:
+        raise ExportError("name the topics to export (--topics) or an event (--event)")
     fmt = infer_format(args.out, args.format)
     check_out_parent(args.out)
     if args.kafka:
         endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
     else:
         endpoint = resolve_endpoint(args)
-    resolver = partial(drive_resolution, endpoint) if endpoint else None
+    resolver = partial(_event_window if args.event else drive_resolution, endpoint) if endpoint else None
     try:
-        spec = parse_window(args.start, args.end, drive=args.drive, resolver=resolver)
+        spec = parse_window(args.start, args.end, drive=args.event or args.drive, resolver=resolver)
     except TimeSpecError as exc:
         raise ExportError(str(exc)) from None
-    if args.end is None and args.drive is None:
+    if args.end is None and args.drive is None and args.event is None:
         # Capture clocks are the sensors' (a file's timestamps may lie ahead of the host clock):
         # "now" would silently cut them, so the default end is the end of each partition's log.
         spec = dataclasses.replace(spec, end=END_OF_LOG_NS)
-    patterns = [p.strip() for p in args.topics.split(",") if p.strip()]
+    patterns = [p.strip() for p in (args.topics or ",".join(spec.drive_topics)).split(",") if p.strip()]
     source = open_source(endpoint=endpoint, kafka=args.kafka, vehicle=args.vehicle,
                          template=args.kafka_template or DEFAULT_KAFKA_TEMPLATE)
     bar = ProgressBar()

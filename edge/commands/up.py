@@ -51,6 +51,8 @@ def build_specs(config, config_path: str, data_dir: Path, endpoint: str):
         specs.append(ChildSpec("api", [*edge, "api", *common, "--data-dir", str(data_dir)], LAYER_SERVICES))
     if config.mirror is not None and _has_command("mirror"):
         specs.append(ChildSpec("mirror", [*edge, "mirror", *common, "--data-dir", str(data_dir)], LAYER_SERVICES))
+    if config.events.triggers:  # [[events.triggers]]: records that create events (edge/events.py)
+        specs.append(ChildSpec("events", [*edge, "events", "watch", *common], LAYER_SERVICES))
     for camera in config.cameras:
         specs.append(ChildSpec(f"camera-{camera.name}", [*edge, "driver", "camera", "--name", camera.name, *common],
                                LAYER_DRIVERS))

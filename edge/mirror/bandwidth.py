@@ -1,4 +1,7 @@
-"""A token bucket: at most ``rate`` bytes per second, with bursts of up to one second's worth."""
+"""A token bucket: at most ``rate`` bytes per second, with bursts of up to one second's worth.
+
+``acquire`` waits for its tokens (the global cap: everything waits); ``try_acquire`` never
+waits (a per-topic cap: the mirror ships other topics meanwhile)."""
 
 from __future__ import annotations
 
@@ -34,3 +37,12 @@ class TokenBucket:
         self.sleep(wait)
         self._refill()
         return wait
+
+    def try_acquire(self, n: int) -> bool:
+        """Take ``n`` bytes' worth of tokens if they are there now; a record larger than the
+        bucket goes when the bucket is full (then drives it negative, paid back by waiting)."""
+        self._refill()
+        if self.tokens >= n or self.tokens >= self.capacity:
+            self.tokens -= n
+            return True
+        return False

@@ -28,6 +28,10 @@ class MirrorConfig(BaseModel):
         default_factory=dict, description="librdkafka settings passed through (TLS, SASL, timeouts)")
     bandwidth: Size | None = Field(None, description="bytes per second cap (token bucket); none = unlimited")
     priorities: dict[str, int] = Field(default_factory=dict, description="pattern -> priority (higher ships first)")
+    topic_bandwidth: dict[str, Size] = Field(default_factory=dict, description=(
+        "pattern -> bytes per second cap of that topic (within the global bandwidth); other topics ship meanwhile"))
+    events_first: bool = Field(True, description=(
+        "partitions holding a complete event (edge events) not yet shipped go before every other partition"))
     sampling: dict[str, int] = Field(default_factory=dict, description="pattern -> ship every Nth record")
     latest_only: list[str] = Field(default_factory=list, description="patterns shipped newest-only when behind")
     too_large: Literal["skip", "stop"] = Field("skip", description="a record above the destination limit")
@@ -77,6 +81,14 @@ class MirrorConfig(BaseModel):
                 raise ValueError(f"sampling for {pattern!r} must be >= 1, got {n}")
         return value
 
+    @field_validator("topic_bandwidth")
+    @classmethod
+    def _positive_caps(cls, value: dict[str, int]) -> dict[str, int]:
+        for pattern, cap in value.items():
+            if cap <= 0:
+                raise ValueError(f"topic_bandwidth for {pattern!r} must be positive, got {cap}")
+        return value
+
     @field_validator("kafka")
     @classmethod
     def _no_overrides(cls, value: dict) -> dict:
@@ -97,6 +109,12 @@ class MirrorConfig(BaseModel):
 
     def priority(self, topic: str) -> int:
         return self._match(self.priorities, topic, 0)
+
+    def topic_cap(self, topic: str) -> int | None:
+        for pattern, cap in self.topic_bandwidth.items():
+            if fnmatch.fnmatchcase(topic, pattern):
+                return cap
+        return None
 
     def every(self, topic: str) -> int:
         return self._match(self.sampling, topic, 1)

@@ -50,6 +50,7 @@ from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
 from broker.logs import log_event
 from broker.storage.layout import atomic_write
+from drivers.runtime import HEALTH_TOPIC
 
 from .bandwidth import TokenBucket
 from .config import MirrorConfig
@@ -57,10 +58,10 @@ from .destination import (HEADER_CAPTURE, HEADER_EPOCH, HEADER_OFFSET, HEADER_PA
                           Identity, MirrorError, RecordTooLargeError, ensure_topics, kafka_settings, resume_offsets)
 from .reject import HEADER_REJECT_ERROR, HEADER_REJECT_TOPIC, RECORD_ERRORS
 from .resume import choose_start, load_or_create_identity
+from .uplink import UplinkPlan
 
 logger = logging.getLogger("edge.mirror")
 MIRROR_GROUP = "_mirror"
-HEALTH_TOPIC = "_health"
 HEALTH_INTERVAL_S = 1.0
 TP = tuple[str, int]
 
@@ -73,6 +74,7 @@ class MirrorService:
         self.state_dir = state_dir
         self.stop_event = threading.Event()
         self.bucket = TokenBucket(config.bandwidth) if config.bandwidth else None
+        self.uplink = UplinkPlan(config)  # events first, per-topic caps (uplink.py)
         self.link = "starting"
         self.shipped_records = 0
         self.shipped_bytes = 0
@@ -126,6 +128,7 @@ class MirrorService:
                 "lag_bytes": lag_bytes, "partitions": partitions, "shipped_records": self.shipped_records,
                 "shipped_bytes": self.shipped_bytes, "throughput_bytes_per_s": round(rate, 1),
                 "skipped_too_large": self.skipped_too_large, "sampled_out": self.sampled_out,
+                "capped": self.uplink.capped, "event_partitions": len(self.uplink.event_partitions),
                 "lost_to_retention": self.lost_to_retention, "lost_ranges": list(self.lost_ranges),
                 "epoch": self.identity.epoch if self.identity else None, "retimed": self.retimed,
                 "rejected": self.rejected, "rejections": list(self.rejections),
@@ -294,7 +297,9 @@ class MirrorService:
         in_txn = False
         txn_started = time.monotonic()
         last_refresh = time.monotonic()
-        order = sorted(positions, key=lambda tp: -cfg.priority(tp[0]))
+        with Admin(self.endpoint) as admin:
+            self.uplink.note_events(admin.list_pins()["pins"], dict(self.committed))
+        order = self.uplink.order(positions)
         while True:
             stopping = self.stop_event.is_set()
             if not stopping and buffered < cfg.max_buffer_bytes:
@@ -315,9 +320,12 @@ class MirrorService:
                     buffers[tp] = collections.deque([newest])
             # ship from the highest-priority partition with records, oldest first
             interval_s = cfg.transaction_interval / 1e9
+            capped = self.uplink.capped
             for tp in order:
                 queue = buffers[tp]
                 while queue and not self._doomed and not (in_txn and time.monotonic() - txn_started >= interval_s):
+                    if not self.uplink.admits(queue[0]):
+                        break  # over its topic's cap: other partitions ship meanwhile
                     record = queue.popleft()
                     buffered -= len(record.value)
                     if not in_txn:
@@ -329,6 +337,8 @@ class MirrorService:
                         consumer.assign([p for p in consumer.assignment() if p != tp])
                         break  # partition stopped by its on_reject policy
                     pending[tp] = record.offset + 1
+            if self.uplink.capped != capped and buffered >= cfg.max_buffer_bytes:
+                time.sleep(0.005)  # only capped topics wait and no room to read more: do not spin
             now = time.monotonic()
             if in_txn and (now - txn_started >= cfg.transaction_interval / 1e9 or stopping or self._doomed):
                 self._commit(producer, consumer, pending, buffers)
@@ -342,6 +352,8 @@ class MirrorService:
                 last_refresh = now
                 with Admin(self.endpoint) as admin:
                     sources = self._source_partitions(admin)
+                    self.uplink.note_events(admin.list_pins()["pins"], {**self.committed, **pending})
+                order = self.uplink.order(positions)
                 self._seek_latest_only(consumer, positions)
                 self.publish_health()
                 if set(sources) - set(dest) or any(tp not in positions for tp in self.ends):

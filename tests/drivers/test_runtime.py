@@ -178,3 +178,16 @@ def test_disk_full_and_unknown_deliveries_are_counted_apart():
     c = rt.counters
     assert (c.acknowledged, c.dropped["disk_full"], c.unknown, c.dropped["broker"]) == (2, 2, 2, 2)
     assert rt.health()["unknown"] == 2 and rt.health()["dropped"]["disk_full"] == 2
+
+
+def test_health_records_carry_continuity_gaps_and_clock_offset():
+    producer = RecordingProducer()
+    gaps = []
+    rt = runtime(producer, queue_size=64, nominal_hz=10.0, on_gap=gaps.append)
+    ms = 1_000_000
+    stamps = [i * 100 * ms for i in range(20)] + [2_500 * ms + i * 100 * ms for i in range(5)]
+    assert rt.run(lambda: (Sample(ts, b"x", clock_offset_ns=3 * ms) for ts in stamps)) == 0
+    final = producer.health()[-1]
+    assert final["continuity"]["gaps"] == 1 and final["continuity"]["last_gap"] == {"start_ns": 1_900 * ms,
+                                                                                    "length_ms": 600.0}
+    assert final["clock_offset_ms"] == 3.0 and final["continuity"]["rate_ratio"] == 1.0 and len(gaps) == 1

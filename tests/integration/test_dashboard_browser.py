@@ -112,6 +112,15 @@ def test_dashboard_renders_live_camera_tiles(broker, data_dir):
         driver.execute_script("document.querySelector('#drives tr[data-drive=\"drive-test-1\"] button').click()")
         _wait(driver, "return [...document.querySelectorAll('#jobs a')].some(a => a.textContent === 'result.txt')", 20,
               "the export job did not finish with its file listed")
+        # Mark event pins the live topics; the event is listed with its pinned size, then deleted
+        driver.execute_script("document.getElementById('event-label').value = 'browser'; "
+                              "document.getElementById('event-create').click()")
+        _wait(driver, "return [...document.querySelectorAll('#events tr[data-event]')].some(r => r.textContent.includes('browser'))",
+              20, "the marked event was not listed")
+        assert "pinned" in driver.execute_script("return document.getElementById('events-summary').textContent")
+        driver.execute_script("document.querySelector('#events tr[data-event] button').click()")
+        _wait(driver, "return document.querySelectorAll('#events tr[data-event]').length === 0", 20,
+              "the deleted event stayed listed")
         # responsive: while 8 streams update, the page's main thread is mostly idle (long tasks,
         # i.e. > 50 ms of work without a break, take less than a third of a 3 s window)
         busy_ms = driver.execute_async_script("""

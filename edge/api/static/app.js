@@ -358,9 +358,9 @@ function drawSpark(svg, values) {
 const KIND_ORDER = { camera: 0, lidar: 1, other: 2, json: 3, internal: 4 };
 function renderTopics(topics) {
   const names = Object.keys(topics).sort((a, b) => (KIND_ORDER[topics[a].kind] ?? 2) - (KIND_ORDER[topics[b].kind] ?? 2) || a.localeCompare(b));
-  keyedRows($("topics").tBodies[0], names.map((n) => [n, topics[n]]), 9, "No topics yet.",
+  keyedRows($("topics").tBodies[0], names.map((n) => [n, topics[n]]), 10, "No topics yet.",
     (name) => {
-      const tr = h("tr", { dataset: { topic: name } }, ...cells(9, [3, 4, 5, 6, 7, 8]));
+      const tr = h("tr", { dataset: { topic: name } }, ...cells(10, [3, 4, 5, 6, 7, 8, 9]));
       tr.cells[0].className = "mono";
       tr.cells[1].append(h("span", { class: "kind" }));
       tr.cells[2].className = "spark-col";
@@ -377,6 +377,10 @@ function renderTopics(topics) {
       setText(c[7], t.oldest_ns ? fmtDur(ageOf(t.oldest_ns)) : "–");
       setAttr(c[7], "title", t.retention_age ? "retention " + t.retention_age : "no age retention");
       setText(c[8], t.partitions.length);
+      setText(c[9], t.open_gap_ms ? "stalled" : t.gaps == null ? "–" : fmtNum(t.gaps));
+      setAttr(c[9], "class", "num" + (t.open_gap_ms || t.gaps ? " warn" : ""));
+      setAttr(c[9], "title", t.last_gap ? `last gap ${(t.last_gap.length_ms / 1000).toFixed(1)} s at ${fmtTime(t.last_gap.start_ns)}`
+        : t.gaps == null ? "no driver reports on this topic" : "no gap");
     });
 }
 function jobsOfDrive(name) { return S.jobs.filter((j) => j.params && j.params.drive === name); }
@@ -448,6 +452,41 @@ function renderGroups(groups) {
   setRows($("groups").tBodies[0], rows, "No groups.", 3);
 }
 
+// -- events (pinned windows, /api/events) ---------------------------------------------
+async function loadEvents() {
+  try { S.events = await api("/api/events"); renderEvents(); } catch (err) { /* shown by the status pills */ }
+}
+async function createEvent(button) {
+  button.disabled = true;
+  try {
+    const ev = await api("/api/events", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ label: $("event-label").value.trim() }) });
+    toast(`event ${ev.id} pinned (${ev.start} to ${ev.end})`);
+    $("event-label").value = "";
+    await loadEvents();
+  } catch (err) { toast("event: " + err.message); } finally { button.disabled = false; }
+}
+async function deleteEvent(id) {
+  try { await api(`/api/events/${encodeURIComponent(id)}`, { method: "DELETE" }); await loadEvents(); }
+  catch (err) { toast("event: " + err.message); }
+}
+function renderEvents() {
+  const report = S.events || { events: [], pinned_bytes: 0 };
+  if (!changed("events", report)) return;
+  $("events-summary").textContent = `${report.events.length} pinned · ${fmtBytes(report.pinned_bytes)} in total`;
+  const rows = [...report.events].reverse().map((e) => {
+    const b = h("button", { type: "button" }, "Delete");
+    b.addEventListener("click", () => deleteEvent(e.id));
+    return h("tr", { dataset: { event: e.id } },
+      h("td", { class: "mono", title: e.topics.join(", ") }, e.id, e.label ? h("span", { class: "muted" }, " ", e.label) : null),
+      h("td", {}, h("span", { class: "state state-" + (e.lost_bytes ? "bad" : e.state === "recording" ? "warn" : "ok"),
+        title: e.lost_bytes ? `${fmtBytes(e.lost_bytes)} deleted by the disk guard (disk critically full)` : "" }, e.state)),
+      h("td", {}, `${e.start.slice(0, 19).replace("T", " ")} → ${e.end.slice(11, 19)}`),
+      h("td", { class: "num" }, fmtBytes(e.pinned_bytes)), h("td", {}, b));
+  });
+  setRows($("events").tBodies[0], rows, "No events.", 5);
+}
+
 // -- start ---------------------------------------------------------------------------
 function tick() {
   if (S.statusAt) {
@@ -455,6 +494,7 @@ function tick() {
     $("updated").textContent = `updated ${age < 2 ? "just now" : fmtDur(age) + " ago"} · ${new Date().toLocaleTimeString(undefined, { hour12: false })}`;
   }
   for (const tile of S.tiles.values()) updateTileStats(tile);
+  if (S.opened && (S.eventsTick = (S.eventsTick || 0) + 1) % 5 === 1) loadEvents();
 }
 function main() {
   initToken();
@@ -465,6 +505,7 @@ function main() {
     $("token-panel").classList.add("hidden");
     if (S.ws) S.ws.close();
   });
+  $("event-create").addEventListener("click", (ev) => createEvent(ev.currentTarget));
   $("lidar-select").addEventListener("change", (ev) => { S.lidarTopic = ev.target.value; sendWatch(); });
   $("fps-select").addEventListener("change", (ev) => { S.fps = Number(ev.target.value); sendWatch(); });
   document.addEventListener("visibilitychange", sendWatch);

@@ -56,3 +56,15 @@ def test_host_and_bad_source():
     assert PacketClock("host").times_ns(np.zeros(3, np.uint32), host).tolist() == [5, 3, 9]
     with pytest.raises(ValueError, match="time_source"):
         PacketClock("gps")  # type: ignore[arg-type]
+
+
+def test_the_host_minus_sensor_offset_of_the_last_packet_is_kept_for_health():
+    base = 1_700_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS
+    toh_us, host = _stream(10, 100_000_000, base + 100_000_000_000 + 200_000, np.zeros(10, np.int64))
+    clock = PacketClock("auto")
+    assert clock.last_offset_ns is None
+    clock.times_ns(toh_us, host)
+    assert clock.last_offset_ns == int(host[-1] - (base + toh_us[-1] * 1000)) and abs(clock.last_offset_ns - 200_000) < 1000
+    host_only = PacketClock("host")
+    host_only.times_ns(toh_us, host)
+    assert host_only.last_offset_ns is None  # no sensor clock read: nothing to compare

@@ -251,3 +251,11 @@ def test_open_lidar_source_specs(shared_data, tmp_path):
     assert parse_rate("12.5") == 12.5 and parse_rate("max") == "max"
     with pytest.raises(ValueError):
         parse_rate("0")
+
+
+def test_pcap_source_reports_the_host_minus_sensor_clock_offset(shared_data):
+    source = PcapSource(shared_data / CAPTURE, shared_data / CALIBRATION, rate="max")
+    assert source.clock_offset_ns is None
+    next(iter(source))
+    # the capture's pcap (host) times against the VLP-16's top-of-hour clock: a real, finite offset
+    assert source.clock_offset_ns is not None and abs(source.clock_offset_ns) < 3_600 * 10**9
