@@ -180,17 +180,22 @@ def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
     lay = record_layout(batch)
     section = lay.section
     timestamps, used = lay.capture_times()
+    # records whose only header is the capture time (the native client's usual record)
+    # need no header decoding at all
+    plain = (lay.header_counts == 0) | (used & (lay.header_counts == 1))
     base = lay.header.base_offset
-    out = []
-    for i, (ks, kl, vs, vl, hc, hs, end, ts, cap) in enumerate(zip(
-            lay.key_starts.tolist(), lay.key_lens.tolist(), lay.value_starts.tolist(), lay.value_lens.tolist(),
-            lay.header_counts.tolist(), lay.headers_starts.tolist(), lay.ends.tolist(), timestamps.tolist(),
-            used.tolist())):
-        key = bytes(section[ks : ks + kl]) if kl >= 0 else None
-        headers = decode_headers(section, hs, end, hc) if hc else {}
-        if cap:
+    ends = np.maximum(lay.value_starts + lay.value_lens, lay.value_starts).tolist()
+    keys = [None] * len(ends)
+    for i in np.flatnonzero(lay.key_lens >= 0).tolist():
+        start = int(lay.key_starts[i])
+        keys[i] = bytes(section[start : start + int(lay.key_lens[i])])
+    out = [Record(base + i, ts, key, section[vs:ve], {}, topic, partition)
+           for i, (ts, key, vs, ve) in enumerate(zip(timestamps.tolist(), keys, lay.value_starts.tolist(), ends))]
+    for i in np.flatnonzero(~plain).tolist():
+        headers = decode_headers(section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
+        if used[i]:
             headers.pop(CAPTURE_HEADER, None)
-        out.append(Record(base + i, ts, key, section[vs : vs + max(vl, 0)], headers, topic, partition))
+        out[i].headers = headers
     return out
 
 
