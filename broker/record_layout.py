@@ -147,23 +147,21 @@ def _read_varint(block: memoryview, pos: int, end: int) -> tuple[int, int]:
 
 def decode_headers(section: memoryview, start: int, end: int, count: int) -> dict[str, bytes]:
     """The headers of one record (``count`` of them in ``section[start:end]``); a null
-    header value reads as b"". Raises CorruptBatchError for a malformed block."""
+    header value reads as b"", a name that is not UTF-8 with replacement characters.
+    Raises CorruptBatchError for a malformed block."""
     out: dict[str, bytes] = {}
     pos = start
-    try:
-        for _ in range(count):
-            name_len, pos = _read_varint(section, pos, end)
-            if name_len < 0 or pos + name_len > end:
-                raise CorruptBatchError("record header name overruns its record")
-            name = bytes(section[pos : pos + name_len]).decode("utf-8")
-            pos += name_len
-            value_len, pos = _read_varint(section, pos, end)
-            if value_len < -1 or pos + max(value_len, 0) > end:
-                raise CorruptBatchError("record header value overruns its record")
-            out[name] = bytes(section[pos : pos + max(value_len, 0)])
-            pos += max(value_len, 0)
-    except UnicodeDecodeError as exc:
-        raise CorruptBatchError(f"record header name is not UTF-8: {exc}") from None
+    for _ in range(count):
+        name_len, pos = _read_varint(section, pos, end)
+        if name_len < 0 or pos + name_len > end:
+            raise CorruptBatchError("record header name overruns its record")
+        name = bytes(section[pos : pos + name_len]).decode("utf-8", "replace")  # lenient, as Kafka clients
+        pos += name_len
+        value_len, pos = _read_varint(section, pos, end)
+        if value_len < -1 or pos + max(value_len, 0) > end:
+            raise CorruptBatchError("record header value overruns its record")
+        out[name] = bytes(section[pos : pos + max(value_len, 0)])
+        pos += max(value_len, 0)
     if pos != end:
         raise CorruptBatchError("record headers leave trailing bytes in their record")
     return out
