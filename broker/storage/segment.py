@@ -65,6 +65,7 @@ class Segment:
         self.last_batch_offset = base_offset
         self.max_timestamp: int | None = None
         self.first_append_ns: int | None = None
+        self._last_append_ns: int | None = None  # cached; see last_append_ns()
         self._bytes_since_index_entry = 0
         self._read_hint: tuple[int, int] | None = None  # (offset, position) of a batch start
         self.closed = False
@@ -141,7 +142,17 @@ class Segment:
         self.size += header.batch_length
         if self.first_append_ns is None:
             self.first_append_ns = append_time
+        self._last_append_ns = append_time
         return position
+
+    def last_append_ns(self) -> int | None:
+        """The broker's clock when the newest batch was appended (see ``append_time_of``;
+        None when empty): what time retention judges, never the records' capture times."""
+        if self._last_append_ns is None and self.next_offset > self.base_offset:
+            found = self.find_batch(self.next_offset - 1)
+            if found is not None:
+                self._last_append_ns = self.append_time_of(found[1])
+        return self._last_append_ns
 
     def _index_state(self) -> tuple:
         return (len(self.offset_index), len(self.time_index), self.max_timestamp,
@@ -200,6 +211,7 @@ class Segment:
         # The kept entry E stays; the running maximum through E is the last time entry at or
         # before E (entries are written at index points whenever the maximum grew).
         self.offset_index.truncate_entries(keep_index_entries)
+        self._last_append_ns = None  # the newest batch may be cut: read it again when asked
         times = self.time_index.entries()
         keep_times = int((times["relative_offset"].astype(int) + self.base_offset <= start_offset).sum())
         self.time_index.truncate_entries(keep_times)

@@ -12,10 +12,16 @@ registry (no global state; several apps can live in one test process). Names:
   ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
   ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``,
   ``edge_broker_corrupt_batches_total``;
-- per driver process: ``edge_driver_{captured,published,acknowledged}_total``,
+- broker limits (broker/limits.py): ``edge_broker_disk_full`` (1 while writes are refused),
+  ``edge_broker_<counter>_total`` for each BrokerStats counter (refusals, clamps, accept
+  failures), ``edge_broker_background_errors_total{task}``, gauges ``edge_broker_connections``,
+  ``edge_broker_parked_fetches``, ``edge_broker_unread_reply_bytes``, ``edge_broker_partitions``
+  and ``edge_broker_limit{name}``;
+- per driver process: ``edge_driver_{captured,published,acknowledged,unknown}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
   ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
-- mirror: ``edge_mirror_up`` and every numeric field it reports as ``edge_mirror_<field>``,
+- mirror: ``edge_mirror_up`` (link up and not stalled), ``edge_mirror_condition{condition}``
+  (up, stalled, down, stopped, ...) and every numeric field it reports as ``edge_mirror_<field>``,
   per-partition lag as ``edge_mirror_lag_<field>{topic,partition}``;
 - groups: ``edge_group_lag_records``, ``edge_group_members``;
 - this API process: ``edge_api_status_ok``, ``edge_api_status_age_seconds``,
@@ -117,7 +123,31 @@ class SnapshotCollector:
                                           "damaged batches met by reads (bad header chain or offsets)")
             corrupt.add_metric([], float(broker.get("corrupt_batches") or 0))
             out.append(corrupt)
+            out.extend(self._broker_limits(broker))
         return out
+
+    def _broker_limits(self, broker: dict[str, Any]) -> Iterable[Metric]:
+        full = GaugeMetricFamily("edge_broker_disk_full", "1 while the broker refuses writes for lack of space")
+        full.add_metric([], 1.0 if broker.get("disk_full") else 0.0)
+        out: list[Metric] = [full]
+        stats = broker.get("stats") or {}
+        gauges = ("connections", "parked_fetches", "unread_reply_bytes", "partitions")
+        for key, value in sorted(stats.items()):
+            num = _num(value)
+            if num is None:
+                continue
+            name = f"edge_broker_{_NAME_SAFE.sub('_', key)}"
+            fam = GaugeMetricFamily(name, f"broker {key}") if key in gauges else CounterMetricFamily(name, f"broker {key}")
+            fam.add_metric([], num)
+            out.append(fam)
+        errors = CounterMetricFamily("edge_broker_background_errors", "background task failures", labels=["task"])
+        for task, count in sorted((stats.get("background_errors") or {}).items()):
+            errors.add_metric([str(task)], float(count))
+        limit = GaugeMetricFamily("edge_broker_limit", "the broker's resource limits", labels=["name"])
+        for key, value in sorted((broker.get("limits") or {}).items()):
+            if _num(value) is not None:
+                limit.add_metric([str(key)], float(value))
+        return [*out, errors, limit]
 
     def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:
         labels = ["sensor", "kind", "topic"]
@@ -125,6 +155,8 @@ class SnapshotCollector:
             "captured": CounterMetricFamily("edge_driver_captured", "frames/clouds captured", labels=labels),
             "published": CounterMetricFamily("edge_driver_published", "records handed to the producer", labels=labels),
             "acknowledged": CounterMetricFamily("edge_driver_acknowledged", "records acknowledged", labels=labels),
+            "unknown": CounterMetricFamily("edge_driver_unknown", "records sent, outcome unknown (maybe written)",
+                                           labels=labels),
             "sensor_errors": CounterMetricFamily("edge_driver_sensor_errors", "sensor failures", labels=labels),
             "reopens": CounterMetricFamily("edge_driver_reopens", "sensor reopen attempts", labels=labels),
         }
@@ -158,10 +190,15 @@ class SnapshotCollector:
         if not isinstance(mirror, dict):
             return []
         out: list[Metric] = []
-        link = mirror.get("link", mirror.get("link_state", mirror.get("state")))
-        up = GaugeMetricFamily("edge_mirror_up", "1 when the mirror's link to Kafka is up")
+        link = mirror.get("condition", mirror.get("link", mirror.get("link_state", mirror.get("state"))))
+        up = GaugeMetricFamily("edge_mirror_up", "1 when the mirror's link to Kafka is up and it is not stalled")
         up.add_metric([], 1.0 if link in (True, "up", "connected", "online", "running") else 0.0)
         out.append(up)
+        if "condition" in mirror:  # up | stalled | down | stopped | failed | idle | starting
+            condition = GaugeMetricFamily("edge_mirror_condition", "1 for the mirror's condition as `edge status` "
+                                          "shows it", labels=["condition"])
+            condition.add_metric([str(mirror["condition"])], 1.0)
+            out.append(condition)
         for key, value in sorted(mirror.items()):
             num = _num(value)
             if num is not None and key not in ("time_ns",):

@@ -33,6 +33,7 @@ from typing import Callable, Sequence, Union
 from broker.units import parse_duration_ns
 
 EARLIEST_NS = 0
+END_OF_LOG_NS = 2**63 - 1  # a window end after every record (any capture clock, even one in the future)
 
 FORMS = ("ISO-8601 (2026-11-22T10:00:00Z), epoch ns, relative (-10m, or +30s for an end), "
          "earliest, now, an offset (topic:partition:offset) or a drive name")
@@ -213,5 +214,7 @@ def format_ns(ns: int) -> str:
     """ISO-8601 UTC with milliseconds, for messages and progress lines."""
     if ns <= 0:
         return "earliest"
+    if ns >= END_OF_LOG_NS:
+        return "end of log"
     moment = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns // 1_000_000) % 1000:03d}Z"
