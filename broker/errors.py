@@ -164,6 +164,7 @@ class OutOfOrderSequenceError(BrokerError):
     gap or a reorder; Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER). Nothing was written."""
 
     code = 22
+    kafka_error = "OUT_OF_ORDER_SEQUENCE_NUMBER"
 
 
 class ProducerFencedError(BrokerError):
@@ -171,6 +172,7 @@ class ProducerFencedError(BrokerError):
     INVALID_PRODUCER_EPOCH). Nothing was written."""
 
     code = 23
+    kafka_error = "INVALID_PRODUCER_EPOCH"
 
 
 ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
