@@ -13,10 +13,12 @@ Record headers (UTF-8 text):
 
     encoding = "pointcloud"
     points   = "<count>"                       decimal, >= 0
-    fields   = "x=<f4,y=<f4,z=<f4,intensity=<f4,ring=<u2,time=<f4"
-               comma list of ``name=<numpy dtype str>``, in layout order; name is an
+    fields   = "x:<f4 y:<f4 z:<f4 intensity:<f4 ring:<u2 time:<f4"
+               space-separated ``name:<numpy dtype str>``, in layout order; name is an
                identifier, dtype is one of f2/f4/f8, i1..i8, u1..u8, with an explicit byte
-               order ``<`` or ``>`` for multi-byte types (``|`` or none for one byte)
+               order ``<`` or ``>`` for multi-byte types (``|`` for one byte). No ``,`` or
+               ``=`` inside the value, so kcat's ``k=v,k=v`` header lines stay unambiguous.
+               The old form (``x=<f4,y=<f4,...``, records written before) is still read.
     model    = "VLP-16"                        optional: the sensor model / source kind
     axes     = "REP-103"                       optional: the sensor frame's axes; "REP-103" is
                                                ROS's (x forward, y left, z up). Absent (records
@@ -79,22 +81,25 @@ _MAX_FIELDS = 64
 
 
 def fields_to_dtype(fields: str) -> np.dtype:
-    """Parse a ``fields`` header (``x=<f4,y=<f4,...``) into a packed structured dtype.
+    """Parse a ``fields`` header (``x:<f4 y:<f4 ...``, or the old ``x=<f4,y=<f4,...``) into a
+    packed structured dtype.
 
     Raises ValueError naming the offending item when the list is malformed."""
     if not isinstance(fields, str):
         raise ValueError(f"fields header must be text, got {type(fields).__name__}")
     if not fields.strip():
-        raise ValueError("fields header is empty: expected 'name=<dtype>,...' e.g. 'x=<f4,y=<f4,z=<f4'")
-    items = fields.split(",")
+        raise ValueError("fields header is empty: expected 'name:<dtype> ...' e.g. 'x:<f4 y:<f4 z:<f4'")
+    old_form = "=" in fields or "," in fields  # name=<dtype>,... (records written before the space form)
+    pair = "=" if old_form else ":"
+    items = fields.split(",") if old_form else fields.split()
     if len(items) > _MAX_FIELDS:
         raise ValueError(f"fields header lists {len(items)} fields, more than the {_MAX_FIELDS} allowed")
     layout: list[tuple[str, str]] = []
     seen: set[str] = set()
     for position, item in enumerate(items):
-        name, sep, type_str = item.strip().partition("=")
+        name, sep, type_str = item.strip().partition(pair)
         if not sep:
-            raise ValueError(f"fields item {position} {item!r} is not 'name=<dtype>'")
+            raise ValueError(f"fields item {position} {item!r} is not 'name{pair}<dtype>'")
         if not _FIELD_NAME.match(name):
             raise ValueError(f"fields item {position} {item!r}: {name!r} is not a valid field name")
         if name in seen:
@@ -131,8 +136,8 @@ def dtype_to_fields(dtype: np.dtype) -> str:
             raise ValueError(f"field {name!r} is nested or an array ({field_type}); only scalar fields are allowed")
         if field_type.kind not in _ALLOWED_SIZES or field_type.itemsize not in _ALLOWED_SIZES[field_type.kind]:
             raise ValueError(f"field {name!r} has type {field_type}; only float and integer types are allowed")
-        parts.append(f"{name}={field_type.str}")
-    text = ",".join(parts)
+        parts.append(f"{name}:{field_type.str}")
+    text = " ".join(parts)
     fields_to_dtype(text)  # the names must also satisfy the header grammar
     return text
 

@@ -22,6 +22,7 @@ window is (replay, export): ``resolve_drive`` turns one into ``(start_ns, end_ns
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -92,6 +93,18 @@ def _log_ends(admin: Admin) -> dict[str, list[int]]:
             for name, topic in admin.list_topics().items() if not name.startswith("_")}
 
 
+DRIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_drive_name(name: str) -> str:
+    """A drive name is a file-name-safe word (it names export folders): letters, digits, ``.``,
+    ``_`` and ``-``, at most 100 characters; ``/`` and the like are refused (ValueError)."""
+    if not DRIVE_NAME.match(name):
+        raise ValueError(f"drive name {name!r} is not usable: use letters, digits, '.', '_' and '-' "
+                         "(at most 100, starting with a letter or digit), e.g. drive-20261122-101500")
+    return name
+
+
 def new_drive_name(now_ns: int | None = None) -> str:
     moment = datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, tz=timezone.utc)
     return moment.strftime("drive-%Y%m%d-%H%M%S")
@@ -102,6 +115,7 @@ def record_event(endpoint: str, event: str, name: str, *, reason: str = "", vehi
     """Write a start or stop record durably; returns its offset."""
     if event not in ("start", "stop"):
         raise ValueError("event must be 'start' or 'stop'")
+    check_drive_name(name)
     body = {"event": event, "drive": name, "time_ns": time_ns or time.time_ns(), "reason": reason, "vehicle": vehicle}
     if time_ns is None:  # an event of this moment; a given time (a backfill) is a time, not these offsets
         with Admin(endpoint, timeout_s=5.0) as admin:

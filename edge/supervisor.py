@@ -13,6 +13,9 @@ Guarantees:
   and exec) and exits at once if the supervisor was already gone by then. No orphaned
   broker keeps the data directory while a new ``edge up`` starts.
 - Child logs are created (or tightened to) 0640: readable by the appliance's group only.
+- Each child has a state (running, backoff, finished, stopped) and, once it has exited, the
+  last error line it wrote to its log in that run (``Child.last_error``): what ``edge up``
+  shows for a child that keeps failing, e.g. ``api_refused reason="port 8080 in use"``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,43 @@ class Child:
     restart_at: float | None = None
     finished: bool = False
     last_exit: int | None = None
+    log_offset: int = 0  # where this run's output starts in the child's log
+    last_error: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self.proc is not None:
+            return "running"
+        if self.finished:
+            return "finished" if self.last_exit == 0 else "stopped"
+        return "backoff" if self.restart_at is not None else "stopped"
+
+    def describe(self, now: float) -> dict:
+        """State, pid, restarts, last exit, seconds to the next start and last error line."""
+        return {"name": self.spec.name, "state": self.state, "pid": self.proc.pid if self.proc else None,
+                "restarts": self.restarts, "last_exit": self.last_exit,
+                "restart_in_s": None if self.restart_at is None else max(0.0, self.restart_at - now),
+                "last_error": self.last_error}
+
+
+ERROR_MARKERS = ("level=ERROR", "level=CRITICAL", "Error", "error", "refused", "failed", "Traceback")
+LOG_TAIL_BYTES = 16384
+
+
+def last_error_line(log_path: Path, start: int) -> str | None:
+    """The last line written since ``start`` that reads as an error (else the last line at
+    all), trimmed to 300 characters; None for a run that wrote nothing."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(start, f.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    if not lines:
+        return None
+    errors = [line for line in lines if any(marker in line for marker in ERROR_MARKERS)]
+    return (errors or lines)[-1][:300]
 
 
 class Supervisor:
@@ -105,8 +145,9 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         spec = child.spec
-        log_file = open(self.log_dir / f"{spec.name}.log", "ab", buffering=0)
+        log_file = open(self.log_path(spec.name), "ab", buffering=0)
         try:
+            child.log_offset = log_file.seek(0, os.SEEK_END)
             os.fchmod(log_file.fileno(), LOG_FILE_MODE)  # also a log created 0644 by an older version
             child.proc = subprocess.Popen(
                 spec.argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
@@ -117,6 +158,9 @@ class Supervisor:
         child.started_at = time.monotonic()
         child.restart_at = None
         log_event(logger, logging.INFO, "child_started", child=spec.name, pid=child.proc.pid, restarts=child.restarts)
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
 
     def start(self, wait_ready: Callable[[], None] | None = None) -> None:
         """Start the broker layer, wait for it (``wait_ready``), then every other child."""
@@ -143,17 +187,24 @@ class Supervisor:
                     continue
                 child.last_exit = code
                 child.proc = None
+                child.last_error = last_error_line(self.log_path(child.spec.name), child.log_offset)
                 if code == 0 and child.spec.layer == LAYER_DRIVERS:
                     child.finished = True  # a file source that reached its end
                     log_event(logger, logging.INFO, "child_finished", child=child.spec.name)
                     continue
                 child.restart_at = now + child.backoff
                 log_event(logger, logging.WARNING, "child_exited", child=child.spec.name, code=code,
-                          restart_in_s=f"{child.backoff:.1f}")
+                          restart_in_s=f"{child.backoff:.1f}", restarts=child.restarts,
+                          last_error=child.last_error or "-")
                 child.backoff = min(child.backoff * 2, self.max_backoff_s)
             elif child.restart_at is not None and now >= child.restart_at:
                 child.restarts += 1
                 self._spawn(child)
+
+    def describe(self) -> list[dict]:
+        """Every child's state for ``edge up``'s view (see ``Child.describe``)."""
+        now = time.monotonic()
+        return [child.describe(now) for child in self.children.values()]
 
     def pids(self) -> dict[str, int | None]:
         return {name: (c.proc.pid if c.proc else None) for name, c in self.children.items()}

@@ -67,6 +67,12 @@ def run_api(app_config: Any, *, host: str | None = None, port: int | None = None
     except ApiConfigError as exc:
         log_event(logger, logging.ERROR, "api_refused", reason=exc.message)
         return 2
+    from edge.ports import port_in_use
+
+    busy = port_in_use(api.host, api.port)
+    if busy is not None:  # named here: uvicorn would only log errno 98 and exit
+        log_event(logger, logging.ERROR, "api_refused", reason=busy)
+        return 1
     install_log_redaction()
     app = create_app(app_config, api=api, endpoint=endpoint, token=token)
     last_turn = {"t": time.monotonic()}

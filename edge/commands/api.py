@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import load_app_config
+from .common import check_endpoint, endpoint_arg, load_app_config, readable_file, tcp_port
 
 
 def dashboard_url(host: str, port: int, token: str) -> str:
@@ -21,10 +21,10 @@ def add_parser(subparsers) -> None:
         description="Serve the HTTP API and dashboard. Binds 127.0.0.1:8080 by default; any other bind "
                     "needs a token (api.token, api.token_file or $EDGE_API_TOKEN). Writes always need the "
                     "token: without a configured one it is generated into <data_dir>/.api-token (0600).")
-    parser.add_argument("--config", help="appliance config file (default: configs/sim.toml)")
+    parser.add_argument("--config", type=readable_file, help="appliance config file (default: configs/sim.toml)")
     parser.add_argument("--host", help="bind address (default: api.host, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="TCP port (default: api.port, 8080)")
-    parser.add_argument("--endpoint", help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
+    parser.add_argument("--port", type=tcp_port, help="TCP port (default: api.port, 8080)")
+    parser.add_argument("--endpoint", type=endpoint_arg, help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
     parser.add_argument("--data-dir", help="override [broker] data_dir (exports go to <data_dir>/exports)")
     parser.add_argument("--print-url", action="store_true",
                         help="print the dashboard URL with the API token (the generated <data_dir>/.api-token "
@@ -36,7 +36,9 @@ def run(args) -> int:
     import os
 
     from edge.api.server import run_api
+    from edge.third_party_logs import fold_uvicorn_logs
 
+    fold_uvicorn_logs()
     config = load_app_config(args)
     if args.print_url:
         from edge.api.config import ApiConfigError
@@ -50,4 +52,6 @@ def run(args) -> int:
             return 2
         return 0
     endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT") or None
+    if endpoint:
+        check_endpoint(endpoint, "--endpoint" if args.endpoint else "$EDGE_ENDPOINT")
     return run_api(config, host=args.host, port=args.port, endpoint=endpoint)

@@ -1,4 +1,5 @@
-"""Arguments and helpers shared by the subcommands: endpoint and config resolution, times."""
+"""Arguments and helpers shared by the subcommands: endpoint and config resolution, times,
+and the argparse value types that refuse bad input at parse time (exit 2, one line)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,116 @@ from datetime import datetime, timezone
 
 from broker.units import parse_duration_ns
 
+from .failures import UsageError
+
+ENDPOINT_SCHEMES = ("ipc://", "tcp://")
+
+
+def check_endpoint(endpoint: str, where: str = "--endpoint") -> str:
+    """An endpoint the client library can connect to, or a UsageError saying what one looks like
+    (``localhost:9092`` would make ZeroMQ raise deep inside every command)."""
+    if not endpoint.startswith(ENDPOINT_SCHEMES) or len(endpoint) <= len("tcp://"):
+        hint = f"tcp://{endpoint}" if endpoint and "://" not in endpoint else "tcp://127.0.0.1:5555"
+        raise UsageError(f"{where} {endpoint!r} is not a broker endpoint: use tcp://HOST:PORT (e.g. {hint}) "
+                         "or ipc:///path/broker.sock")
+    return endpoint
+
+
+def endpoint_arg(text: str) -> str:
+    """argparse type of --endpoint."""
+    try:
+        return check_endpoint(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--endpoint ")) from None
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds (or a rate) above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(text: str) -> str:
+    """argparse type of --log-level."""
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r}: use one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
+
+
+def tcp_port(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1-65535 (or 0 for any free port)")
+    return value
+
+
+def readable_file(text: str) -> str:
+    """argparse type: a file that exists and can be read (checked now, not after connecting)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a directory, expected a file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
+    return text
+
 
 def add_endpoint_args(parser: argparse.ArgumentParser, config_option: str = "--config") -> None:
-    parser.add_argument("--endpoint", help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
-    parser.add_argument(config_option, dest="config", help="appliance config file (default: configs/sim.toml)")
+    parser.add_argument("--endpoint", type=endpoint_arg,
+                        help="broker endpoint, tcp://HOST:PORT or ipc:///PATH (default: $EDGE_ENDPOINT, else from the config)")
+    parser.add_argument(config_option, dest="config", type=readable_file,
+                        help="appliance config file (default: configs/sim.toml)")
+
+
+def add_format_arg(parser: argparse.ArgumentParser) -> None:
+    """``--format table|json`` (the one vocabulary of every listing command); ``--json`` stays
+    as a hidden alias of ``--format json`` for scripts written before."""
+    parser.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+    parser.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
+
+
+def time_arg(text: str) -> int:
+    """argparse type: a time as ``parse_time_ns`` reads it, in nanoseconds since the epoch."""
+    try:
+        return parse_time_ns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def ensure_data_dir(path: Path) -> Path:
+    """Create the data directory (and its parents) or say in one line why it cannot be one."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".edge-write-probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"data directory {path} is not usable ({exc.strerror or exc}): choose a writable "
+                         "directory with --data-dir or [broker] data_dir") from None
+    return path
 
 
 def load_app_config(args: argparse.Namespace):
@@ -40,9 +147,9 @@ def export_client_keys(config) -> None:
 
 def resolve_endpoint(args: argparse.Namespace) -> str:
     if getattr(args, "endpoint", None):
-        return args.endpoint
+        return check_endpoint(args.endpoint)
     if os.environ.get("EDGE_ENDPOINT"):
-        return os.environ["EDGE_ENDPOINT"]
+        return check_endpoint(os.environ["EDGE_ENDPOINT"], "$EDGE_ENDPOINT")
     return load_app_config(args).broker.resolved_endpoint()
 
 
@@ -51,13 +158,16 @@ def parse_time_ns(text: str, *, now_ns: int | None = None) -> int:
     text = text.strip()
     now = time.time_ns() if now_ns is None else now_ns
     if text.startswith("-"):
-        return now - parse_duration_ns(text[1:])
+        try:
+            return now - parse_duration_ns(text[1:])
+        except ValueError:
+            raise UsageError(f"invalid time {text!r}: a relative time is minus a duration, e.g. -10m, -2h, -30s") from None
     if text.isdigit():
         return int(text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(
+        raise UsageError(
             f"invalid time {text!r}: use ISO-8601 (2026-11-22T10:00:00Z), epoch ns, or relative (-10m)"
         ) from None
     if moment.tzinfo is None:
@@ -70,6 +180,6 @@ def parse_key_values(items: list[str] | None, what: str) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"invalid {what} {item!r}: expected key=value")
+            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
         out[key] = value
     return out

@@ -8,28 +8,57 @@ Ctrl-C: exit 130, SIGTERM: 143). A broker restart is waited out (one line on std
 records are neither skipped nor printed twice. Offsets that are no longer in the log (retention, crash
 recovery, a re-created topic) are said on stderr with the range skipped; with
 ``--offset-reset error`` the command stops there instead (exit 3).
+
+Several topics, or shell patterns (``edge consume 'camera.*' lidar.top``, or ``--include``
+as kafka-console-consumer's), are read at once; ``--merge-by-time`` prints them in capture
+time order: a record is held until every other partition has a later record waiting or has
+none left (caught up with its log end), so a bounded read is fully ordered and a live one
+is ordered among what has arrived.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import fnmatch
+import heapq
 import json
 import signal
 import sys
 import time
 
-from .common import add_endpoint_args, parse_time_ns, resolve_endpoint
+from .common import add_endpoint_args, non_negative_int, parse_time_ns, positive_float, resolve_endpoint
+from .failures import UsageError
+
+OFFSET_DIGITS_MAX = 15  # longer digit strings are epoch-nanosecond times
+ENDS_REFRESH_S = 0.5
+
+
+def start_arg(text: str) -> str:
+    """argparse type of --from: checked now (a bad time is a usage error before connecting)."""
+    if text in ("earliest", "latest") or (text.isdigit() and len(text) <= OFFSET_DIGITS_MAX):
+        return text
+    try:
+        parse_time_ns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("consume", help="print records of a topic")
-    parser.add_argument("topic")
-    parser.add_argument("--partition", type=int, help="only this partition (default: all)")
-    parser.add_argument("--from", dest="start", default="earliest",
+    parser = subparsers.add_parser("consume", help="print records of topics (names or patterns)")
+    parser.add_argument("topics", nargs="*", metavar="TOPIC", help="topic names or shell patterns (camera.*)")
+    parser.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                        help="also the topics matching this shell pattern (repeatable)")
+    parser.add_argument("--merge-by-time", action="store_true",
+                        help="print the records of all partitions and topics in capture-time order")
+    parser.add_argument("--partition", type=non_negative_int, help="only this partition (default: all; one topic)")
+    parser.add_argument("--from", dest="start", default="earliest", type=start_arg,
                         help="earliest | latest | OFFSET | ISO-8601 time | -DURATION (e.g. -10m)")
     parser.add_argument("--group", help="consumer group to join: start at its committed offsets, commit what was printed")
-    parser.add_argument("--max-messages", "--limit", dest="limit", type=int, help="exit after this many records")
-    parser.add_argument("--timeout", type=float, help="exit after this many seconds without a new record")
+    parser.add_argument("--max-messages", "--limit", dest="limit", type=non_negative_int,
+                        help="exit after this many records")
+    parser.add_argument("--timeout", type=positive_float, help="exit after this many seconds without a new record")
     parser.add_argument("--offset-reset", choices=["earliest", "latest", "error"], default="earliest",
                         help="a position no longer in the log: go on at the log start / end (said on stderr), "
                              "or stop with exit 3")
@@ -71,10 +100,76 @@ def _start_positions(consumer, args, partitions) -> None:
             consumer.seek_to_beginning([tp])
         elif args.start == "latest":
             consumer.seek_to_end([tp])
-        elif args.start.isdigit() and len(args.start) < 16:
+        elif args.start.isdigit() and len(args.start) <= OFFSET_DIGITS_MAX:
             consumer.seek(tp[0], tp[1], int(args.start))
         else:
             consumer.seek_to_time(parse_time_ns(args.start), [tp])
+
+
+def resolve_topics(admin, names: list[str], includes: list[str]) -> dict[str, int]:
+    """Partition count of every topic named or matched (internal ``_`` topics only by a
+    pattern that starts with ``_``)."""
+    from broker.errors import UnknownTopicError
+
+    topics = admin.list_topics()
+    chosen: dict[str, int] = {}
+    for item in [*names, *includes]:
+        if any(c in item for c in "*?["):
+            matched = [t for t in topics if fnmatch.fnmatchcase(t, item) and (item[:1] == "_" or t[:1] != "_")]
+            if not matched:
+                raise UsageError(f"no topic matches {item!r} (see `edge topics list`)")
+        elif item in topics:
+            matched = [item]
+        else:
+            raise UnknownTopicError(f"unknown topic {item!r}")
+        chosen.update((t, len(topics[t]["partitions"])) for t in matched)
+    return chosen
+
+
+class TimeMerge:
+    """Holds polled records and lets them out in capture-time order: the earliest held record
+    goes once every other assigned partition has a record held or is at its log end."""
+
+    def __init__(self, consumer, admin):
+        self.consumer = consumer
+        self.admin = admin
+        self.heap: list = []
+        self.held_by: dict[tuple[str, int], int] = {}
+        self.ends: dict[tuple[str, int], int] = {}
+        self.ends_at = 0.0
+        self.seq = 0
+
+    def add(self, records) -> None:
+        for record in records:
+            self.seq += 1
+            heapq.heappush(self.heap, (record.timestamp, self.seq, record))
+            tp = (record.topic, record.partition)
+            self.held_by[tp] = self.held_by.get(tp, 0) + 1
+
+    def _caught_up(self, tp: tuple[str, int]) -> bool:
+        position = self.consumer.position(*tp)
+        if position >= self.ends.get(tp, -1):
+            return True
+        if time.monotonic() - self.ends_at >= ENDS_REFRESH_S:
+            self.ends_at = time.monotonic()
+            self.ends = {p: self.admin.list_offset(p[0], p[1], "latest") for p in self.consumer.assignment()}
+        return position >= self.ends.get(tp, 0)
+
+    def ready(self, flush: bool = False) -> list:
+        out = []
+        while self.heap:
+            record = self.heap[0][2]
+            tp = (record.topic, record.partition)
+            if not flush and any(other != tp and not self.held_by.get(other) and not self._caught_up(other)
+                                 for other in self.consumer.assignment()):
+                break
+            heapq.heappop(self.heap)
+            self.held_by[tp] -= 1
+            out.append(record)
+        return out
+
+    def held(self) -> list:
+        return [entry[2] for entry in self.heap]
 
 
 def run(args) -> int:
@@ -82,12 +177,21 @@ def run(args) -> int:
     from broker.errors import BrokerUnavailableError, OffsetOutOfRangeError
 
     endpoint = resolve_endpoint(args)
+    if not args.topics and not args.include:
+        raise UsageError("name a topic, or topics and shell patterns (camera.*), or --include PATTERN")
     if args.group and (args.partition is not None or args.start not in ("earliest", "latest")):
-        raise SystemExit("edge consume: with --group the group's committed offsets say where to start; "
+        raise UsageError("with --group the group's committed offsets say where to start; "
                          "--partition and --from OFFSET/TIME cannot be combined with it "
                          "(--from earliest|latest applies to partitions the group has not committed)")
-    with Admin(endpoint) as admin:
-        count = len(admin.describe_topic(args.topic)["partitions"])
+    admin = Admin(endpoint)
+    try:
+        counts = resolve_topics(admin, args.topics, args.include)
+        if args.partition is not None and len(counts) != 1:
+            raise UsageError(f"--partition needs exactly one topic, these are {len(counts)}: "
+                             f"{', '.join(sorted(counts))}")
+    except BaseException:
+        admin.close()
+        raise
     reset = args.offset_reset
     if args.group and reset != "error":
         reset = args.start
@@ -105,12 +209,13 @@ def run(args) -> int:
         stop.append(signum)  # checked between records, so a record is printed and counted whole
 
     previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    merge = TimeMerge(consumer, admin) if args.merge_by_time else None
     try:
         if args.group:
-            consumer.subscribe([args.topic])
+            consumer.subscribe(sorted(counts))
         else:
-            partitions = ([(args.topic, args.partition)] if args.partition is not None
-                          else [(args.topic, p) for p in range(count)])
+            partitions = ([(next(iter(counts)), args.partition)] if args.partition is not None
+                          else [(t, p) for t, n in sorted(counts.items()) for p in range(n)])
             consumer.assign(partitions)
             _start_positions(consumer, args, partitions)
         last_record = time.monotonic()
@@ -132,11 +237,16 @@ def run(args) -> int:
             elif consumer.broker_lost_since is None and waiting_said:
                 _say("broker back; continuing")
                 waiting_said = False
+            if batch:
+                last_record = time.monotonic()
+            timed_out = args.timeout is not None and time.monotonic() - last_record >= args.timeout
+            if merge is not None:
+                merge.add(batch)
+                batch = merge.ready(flush=timed_out)  # at the end every held record goes, in order
             if not batch:
-                if args.timeout is not None and time.monotonic() - last_record >= args.timeout:
+                if timed_out:
                     break
                 continue
-            last_record = time.monotonic()
             for record in batch:
                 if (args.limit is not None and seen >= args.limit) or stop:
                     break
@@ -148,10 +258,16 @@ def run(args) -> int:
                 seen += 1
             out.flush()
     finally:
-        # records returned but not printed (--max-messages, Ctrl-C) are not committed
-        for record in reversed(batch[printed_in_batch:]):
-            consumer.seek(record.topic, record.partition, record.offset)
+        # records returned but not printed (--max-messages, Ctrl-C, held for the time order)
+        # are not committed: each partition goes back to its first unprinted record
+        first_unprinted: dict[tuple[str, int], int] = {}
+        for record in [*batch[printed_in_batch:], *(merge.held() if merge is not None else [])]:
+            tp = (record.topic, record.partition)
+            first_unprinted[tp] = min(record.offset, first_unprinted.get(tp, record.offset))
+        for (topic, partition), offset in first_unprinted.items():
+            consumer.seek(topic, partition, offset)
         consumer.close()  # commits the positions (group mode)
+        admin.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 128 + stop[0] if stop else 0  # 130 after Ctrl-C, 143 after SIGTERM

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_endpoint_args, resolve_endpoint
+from .common import add_endpoint_args, log_level, readable_file, resolve_endpoint
+from .failures import UsageError, pydantic_line
 
 
 def add_parser(subparsers) -> None:
@@ -25,7 +26,8 @@ def add_parser(subparsers) -> None:
     lidar.add_argument("--model", choices=["VLP-16", "Puck LITE", "Puck Hi-Res", "HDL-32E", "VLP-32C", "HDL-64E S2",
                                            "HDL-64E S3", "VLS-128", "Alpha Prime"],
                        help="override the model identified from the packets")
-    lidar.add_argument("--calibration", help="Velodyne: VeloView XML or ROS YAML (must fit the packets' model); Ouster: metadata JSON")
+    lidar.add_argument("--calibration", type=readable_file,
+                       help="Velodyne: VeloView XML or ROS YAML (must fit the packets' model); Ouster: metadata JSON")
     for p in (camera, lidar):
         p.add_argument("--name", required=True, help="sensor name (its config entry, and the default topic)")
         p.add_argument("--source", help="camera: sim|N|/dev/videoN|URL|PATH; lidar: sim|udp://HOST:PORT|pcap:PATH|pcd-dir:PATH")
@@ -35,12 +37,14 @@ def add_parser(subparsers) -> None:
         p.add_argument("--keep-timestamps", action="store_true", default=None,
                        help="stamp records with the times recorded in the file, not the host clock")
         p.add_argument("--queue-size", type=int)
-        p.add_argument("--log-level", default="INFO")
+        p.add_argument("--log-level", type=log_level, default="INFO")
         add_endpoint_args(p)
     parser.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace):
+    from pydantic import ValidationError
+
     from edge.config import CameraConfig, ConfigError, LidarConfig, load_config
 
     model = CameraConfig if args.kind == "camera" else LidarConfig
@@ -57,8 +61,8 @@ def _settings(args: argparse.Namespace):
     overrides = {k: v for k, v in vars(args).items() if k in model.model_fields and v is not None and k != "name"}
     try:
         return model.model_validate({**base, **overrides}), config
-    except Exception as exc:  # pydantic ValidationError: name the flag
-        raise SystemExit(f"edge driver {args.kind}: invalid settings: {exc}") from None
+    except ValidationError as exc:  # name the setting (flag or config entry) and why
+        raise UsageError(f"invalid {args.kind} settings for {args.name!r}: {pydantic_line(exc)}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import datetime, timezone
 
-from .common import add_endpoint_args, resolve_endpoint
+from .common import add_endpoint_args, add_format_arg, resolve_endpoint
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("drives", help="list drives, or mark a drive's start/stop (ignition hooks)")
     parser.add_argument("action", nargs="?", choices=["list", "start", "stop"], default="list")
-    parser.add_argument("--name", help="drive name (start: default drive-<UTC time>; stop: default the open drive)")
+    parser.add_argument("--name", type=drive_name_arg, help="drive name (start: default drive-<UTC time>; stop: default the open drive)")
     parser.add_argument("--reason", default="manual", help="why (e.g. ignition)")
-    parser.add_argument("--json", action="store_true")
+    add_format_arg(parser)
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
+
+
+def drive_name_arg(text: str) -> str:
+    from edge.drives import check_drive_name
+
+    try:
+        return check_drive_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _when(ns: int | None) -> str:
@@ -45,7 +55,7 @@ def run(args) -> int:
         print(f"stopped {name}")
         return 0
     drives = list_drives(endpoint)
-    if args.json:
+    if args.format == "json":
         print(json.dumps([d.to_json() for d in drives], indent=2))
         return 0
     print(f"{'DRIVE':<24} {'START (UTC)':<20} {'END (UTC)':<20} {'DURATION':>9} {'RECORDS':>9} {'MB':>9}  TOPICS")

@@ -21,6 +21,7 @@ import time
 from functools import partial
 
 from .common import add_endpoint_args, resolve_endpoint
+from .failures import UsageError
 
 
 def add_parser(subparsers) -> None:
@@ -53,8 +54,10 @@ def add_parser(subparsers) -> None:
 class ProgressBar:
     """One self-rewriting line on a terminal; a line every ``interval_s`` otherwise."""
 
-    def __init__(self, stream=None, *, width: int = 28, interval_s: float = 5.0):
+    def __init__(self, stream=None, *, width: int = 28, interval_s: float = 5.0, clock=time.monotonic):
         self.stream = stream if stream is not None else sys.stderr
+        self._clock = clock
+        self._started = clock()
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.width = width
         self.interval_s = interval_s
@@ -69,8 +72,15 @@ class ProgressBar:
         filled = int(fraction * self.width + 0.5)  # half up: 25% of 10 cells shows 3
         return f"export [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}%  {message}"
 
+    def eta(self, fraction: float | None) -> str:
+        """``, ETA 12s`` from the time since the bar was made and the fraction done."""
+        if fraction is None or not 0 < fraction < 1:
+            return ""
+        elapsed = self._clock() - self._started
+        return f", ETA {elapsed * (1 - fraction) / fraction:.0f}s"
+
     def __call__(self, fraction: float | None = None, message: str = "") -> None:
-        text = self.line(fraction, message)
+        text = self.line(fraction, message + (self.eta(fraction) if self.tty else ""))
         if self.tty:
             self.stream.write("\r" + text.ljust(self._length))
             self._length = len(text)
@@ -93,6 +103,17 @@ class ProgressBar:
             self.stream.write("\n")
             self._drawn = False
             self._length = 0
+
+
+def check_out_parent(out: str) -> None:
+    """``--out``'s directory must exist: a typo in a path is refused, not silently created."""
+    from pathlib import Path
+
+    parent = Path(out).expanduser().absolute().parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"cannot write --out {out}: directory {parent} {what}: create it first "
+                         f"(mkdir -p {parent}) or choose another path")
 
 
 def summary(result: dict) -> str:
@@ -129,6 +150,7 @@ def run(args) -> int:
     from edge.replay.timespec import END_OF_LOG_NS, TimeSpecError, parse_window
 
     fmt = infer_format(args.out, args.format)
+    check_out_parent(args.out)
     if args.kafka:
         endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
     else:

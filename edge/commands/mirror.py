@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .common import add_endpoint_args, load_app_config, resolve_endpoint
+from .common import add_endpoint_args, log_level, load_app_config, resolve_endpoint
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("mirror", help="mirror topics to a cloud Apache Kafka cluster ([mirror] config)")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", type=log_level, default="INFO")
     parser.add_argument("--data-dir", help="override [broker] data_dir (where .mirror/ keeps its checkpoint)")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)

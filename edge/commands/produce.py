@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_endpoint_args, parse_key_values, resolve_endpoint
+from .common import add_endpoint_args, parse_key_values, readable_file, resolve_endpoint, time_arg
 
 
 def add_parser(subparsers) -> None:
@@ -14,7 +14,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--partition", type=int, help="explicit partition (default: by key, else 0/round robin)")
     parser.add_argument("--header", action="append", metavar="KEY=VALUE", help="record header (repeatable)")
     parser.add_argument("--acks", choices=["none", "written", "durable"], default="written")
-    parser.add_argument("--value-file", help="send this file's bytes as one record")
+    parser.add_argument("--timestamp", type=time_arg, metavar="TIME",
+                        help="the records' time (Kafka's CreateTime): ISO-8601, epoch ns or -DURATION "
+                             "(default: now, per record)")
+    parser.add_argument("--value-file", type=readable_file, help="send this file's bytes as one record")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for acknowledgements")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
@@ -31,11 +34,12 @@ def run(args) -> int:
     try:
         if args.value_file:
             with open(args.value_file, "rb") as f:
-                futures.append(producer.send(args.topic, f.read(), key=key, headers=headers, partition=args.partition))
+                futures.append(producer.send(args.topic, f.read(), key=key, headers=headers, partition=args.partition,
+                                             timestamp_ns=args.timestamp))
         else:
             for line in sys.stdin.buffer:
                 futures.append(producer.send(args.topic, line.rstrip(b"\r\n"), key=key, headers=headers,
-                                             partition=args.partition))
+                                             partition=args.partition, timestamp_ns=args.timestamp))
         producer.flush(args.timeout)
     except BrokerError as exc:
         print(f"edge produce: {exc.message}", file=sys.stderr)

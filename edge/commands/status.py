@@ -1,16 +1,16 @@
-"""``edge status [--json]``: one screen of what the appliance is doing."""
+"""``edge status [--format json]``: one screen of what the appliance is doing."""
 
 from __future__ import annotations
 
 import json
 
-from .common import add_endpoint_args, load_app_config, resolve_endpoint
+from .common import add_endpoint_args, add_format_arg, load_app_config, positive_float, resolve_endpoint
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("status", help="topics, rates, drivers, disk, lag, mirror, drives")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between the two samples for rates")
+    add_format_arg(parser)
+    parser.add_argument("--interval", type=positive_float, default=1.0, help="seconds between the two samples for rates")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
 
@@ -21,7 +21,7 @@ def run(args) -> int:
     endpoint = resolve_endpoint(args)
     min_free = load_app_config(args).broker.disk_guard.min_free_bytes if args.config else 0
     status = collect_status(endpoint, min_free_bytes=min_free, interval_s=args.interval)
-    if args.json:
+    if args.format == "json":
         print(json.dumps(status, indent=2, default=str))
     else:
         print(format_status(status))

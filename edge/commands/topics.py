@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 
-from .common import add_endpoint_args, parse_key_values, resolve_endpoint
+from .common import add_endpoint_args, add_format_arg, parse_key_values, resolve_endpoint
+from .failures import UsageError, pydantic_line
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("topics", help="list, describe, create or delete topics")
     sub = parser.add_subparsers(dest="action", required=True)
     ls = sub.add_parser("list", help="topics with partitions, records and bytes")
-    ls.add_argument("--json", action="store_true")
+    add_format_arg(ls)
     describe = sub.add_parser("describe", help="config and per-partition offsets of a topic")
     describe.add_argument("name")
-    describe.add_argument("--json", action="store_true")
+    add_format_arg(describe)
     create = sub.add_parser("create", help="create a topic")
     create.add_argument("name")
     create.add_argument("--partitions", type=int, default=None)
@@ -28,6 +29,20 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def check_topic_settings(config: dict[str, str]) -> None:
+    """Refuse an unknown or malformed topic setting here, in one line naming the valid ones,
+    before the broker is asked (its refusal would carry a validation dump)."""
+    from pydantic import ValidationError
+
+    from broker.topic_config import TopicConfig
+
+    try:
+        TopicConfig.model_validate(config)
+    except ValidationError as exc:
+        valid = ", ".join(sorted(TopicConfig.model_fields))
+        raise UsageError(f"--config: {pydantic_line(exc)} (settings: {valid})") from None
+
+
 def _records(topic: dict) -> int:
     return sum(p["next_offset"] - p["log_start"] for p in topic["partitions"])
 
@@ -38,7 +53,7 @@ def run(args) -> int:
     with Admin(resolve_endpoint(args)) as admin:
         if args.action == "list":
             topics = admin.list_topics()
-            if args.json:
+            if args.format == "json":
                 print(json.dumps(topics, indent=2))
                 return 0
             print(f"{'TOPIC':<32} {'PARTS':>5} {'RECORDS':>12} {'BYTES':>14}")
@@ -47,7 +62,7 @@ def run(args) -> int:
                 print(f"{name:<32} {len(topic['partitions']):>5} {_records(topic):>12} {size:>14}")
         elif args.action == "describe":
             topic = admin.describe_topic(args.name)
-            if args.json:
+            if args.format == "json":
                 print(json.dumps(topic, indent=2))
                 return 0
             print(f"topic {args.name}")
@@ -59,6 +74,7 @@ def run(args) -> int:
                       f"{p['size_bytes']:>14} {p['segments']:>8}")
         elif args.action == "create":
             config = parse_key_values(args.topic_config, "--config")
+            check_topic_settings(config)
             result = admin.create_topic(args.name, args.partitions, config)
             print(f"created topic {args.name} with {result['config']['partitions']} partition(s)")
         elif args.action == "delete":

@@ -23,12 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+from .common import ensure_data_dir, positive_float, readable_file
+from .failures import UsageError
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("up", help="run the whole appliance (broker, drivers, API, mirror)")
-    parser.add_argument("--config", help="appliance config (default: the embedded configs/sim.toml)")
+    parser.add_argument("--config", type=readable_file, help="appliance config (default: the embedded configs/sim.toml)")
     parser.add_argument("--data-dir", help="override [broker] data_dir (and an ipc endpoint: its socket goes there)")
-    parser.add_argument("--status-interval", type=float, default=2.0, help="seconds between status refreshes")
+    parser.add_argument("--status-interval", type=positive_float, default=2.0, help="seconds between status refreshes")
     parser.add_argument("--no-status", action="store_true", help="do not print the live status")
     parser.set_defaults(func=run)
 
@@ -55,6 +58,26 @@ def build_specs(config, config_path: str, data_dir: Path, endpoint: str):
         specs.append(ChildSpec(f"lidar-{lidar.name}", [*edge, "driver", "lidar", "--name", lidar.name, *common],
                                LAYER_DRIVERS))
     return specs
+
+
+def format_children(children: list[dict]) -> str:
+    """``processes: 3/4 up`` and a line per child: state, pid or next start, last error."""
+    up = sum(1 for c in children if c["state"] == "running")
+    restarts = sum(c["restarts"] for c in children)
+    lines = [f"processes: {up}/{len(children)} up, {restarts} restart(s)"]
+    for c in children:
+        if c["state"] == "running":
+            detail = f"pid {c['pid']}"
+        elif c["state"] == "backoff":
+            detail = f"exit {c['last_exit']}, restart in {c['restart_in_s']:.1f}s"
+        else:
+            detail = f"exit {c['last_exit']}"
+        if c["restarts"]:
+            detail += f", {c['restarts']} restart(s)"
+        if c["state"] != "running" and c["last_error"]:
+            detail += f": {c['last_error']}"
+        lines.append(f"  {c['name']:<20} {c['state']:<8} {detail}")
+    return "\n".join(lines)
 
 
 def wait_for_broker(endpoint: str, supervisor, timeout_s: float = 30.0) -> None:
@@ -89,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     export_client_keys(config)  # this process and every child reach a CURVE broker with them
     data_dir = Path(args.data_dir).resolve() if args.data_dir else config.broker.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(data_dir)
     from broker.storage.dir_lock import BROKER_LOCK_FILE, SUPERVISOR_LOCK_FILE, check_free, hold_for_process
 
     hold_for_process(data_dir / SUPERVISOR_LOCK_FILE, "edge up")  # DataDirLockedError: exit 2, one line
@@ -103,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             dashboard = dashboard_url(config.api.host, config.api.port, config.api.token_for(data_dir))
         except ApiConfigError as exc:
-            raise SystemExit(f"edge up: {exc.message}") from None
+            raise UsageError(exc.message) from None
     # --data-dir moves the ipc socket with the data; a tcp endpoint (and its CURVE) is kept
     configured = config.broker.endpoint
     keep = configured and (configured.startswith("tcp://") or not args.data_dir)
@@ -140,13 +163,12 @@ def run(args: argparse.Namespace) -> int:
             next_status = time.monotonic() + args.status_interval
             try:
                 view = format_status(tracker.sample())
-                restarts = sum(c.restarts for c in supervisor.children.values())
-                view += f"\nprocesses: {sum(1 for p in supervisor.pids().values() if p)}/{len(supervisor.children)} up, {restarts} restart(s)"
-                if tty and dashboard is not None:  # the screen is redrawn: keep the link on it
-                    view = f"dashboard: {dashboard}\n{view}"
-                print(("\x1b[H\x1b[2J" if tty else "") + view + ("" if tty else "\n"), flush=True)
             except BrokerError as exc:
-                print(f"edge up: status unavailable: {exc}", flush=True)
+                view = f"status unavailable: {exc.message}"
+            view += "\n" + format_children(supervisor.describe())
+            if tty and dashboard is not None:  # the screen is redrawn: keep the link on it
+                view = f"dashboard: {dashboard}\n{view}"
+            print(("\x1b[H\x1b[2J" if tty else "") + view + ("" if tty else "\n"), flush=True)
         time.sleep(0.2)
 
     print("edge up: stopping drivers, then services, then the broker", flush=True)

@@ -52,7 +52,10 @@ PRODUCER_ONLY = frozenset({
 
 
 def kafka_settings(bootstrap: str, extra: dict) -> dict:
-    return {"bootstrap.servers": bootstrap, **{k: v for k, v in extra.items()}}
+    """librdkafka's own log goes through ours, rate-limited (edge/third_party_logs.py)."""
+    from edge.third_party_logs import librdkafka_logger
+
+    return {"bootstrap.servers": bootstrap, "logger": librdkafka_logger(), **{k: v for k, v in extra.items()}}
 
 
 def consumer_settings(settings: dict) -> dict:

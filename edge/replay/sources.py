@@ -382,9 +382,11 @@ class KafkaSource(RecordSource):
         self._topics: dict[str, tuple[str, int]] | None = None
 
     def _consumer(self, **overrides: Any):
+        from edge.third_party_logs import librdkafka_logger  # librdkafka's log through ours, rate-limited
+
         conf = {"bootstrap.servers": self.bootstrap, "group.id": f"edge-replay-{uuid.uuid4().hex[:12]}",
                 "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                "client.id": "edge-replay", **self.extra, **overrides}
+                "client.id": "edge-replay", "logger": librdkafka_logger(), **self.extra, **overrides}
         return self._ck.Consumer(conf)
 
     def kafka_topic(self, topic: str) -> str:

@@ -26,6 +26,7 @@ def cli(data_dir):
                 raise AssertionError(f"edge {' '.join(args)} -> {result.returncode}\n{result.stderr.decode()}")
             return result
 
+        run.endpoint = broker.endpoint
         yield run
 
 

@@ -22,7 +22,7 @@ def _cloud(n: int = 5) -> np.ndarray:
 
 
 def test_default_layout():
-    assert dtype_to_fields(POINT_DTYPE) == "x=<f4,y=<f4,z=<f4,intensity=<f4,ring=<u2,time=<f4"
+    assert dtype_to_fields(POINT_DTYPE) == "x:<f4 y:<f4 z:<f4 intensity:<f4 ring:<u2 time:<f4"
     assert POINT_DTYPE.itemsize == 22
     assert fields_to_dtype(dtype_to_fields(POINT_DTYPE)) == POINT_DTYPE
 
@@ -31,7 +31,7 @@ def test_round_trip_with_text_and_byte_headers():
     points = _cloud()
     value, headers = encode_cloud(points, model="VLP-16")
     assert headers == {"encoding": "pointcloud", "points": "5",
-                       "fields": "x=<f4,y=<f4,z=<f4,intensity=<f4,ring=<u2,time=<f4", "model": "VLP-16"}
+                       "fields": "x:<f4 y:<f4 z:<f4 intensity:<f4 ring:<u2 time:<f4", "model": "VLP-16"}
     assert isinstance(value, memoryview) and value.nbytes == 5 * 22
     assert value.obj is not None  # zero copy: a view of the points
     np.testing.assert_array_equal(decode_cloud(value, headers), points)
@@ -48,7 +48,7 @@ def test_padded_and_strided_arrays_are_repacked():
     aligned = np.zeros(3, np.dtype([("x", "<f4"), ("flag", "u1"), ("t", "<f8")], align=True))
     aligned["x"], aligned["flag"], aligned["t"] = [1, 2, 3], [4, 5, 6], [0.1, 0.2, 0.3]
     value, headers = encode_cloud(aligned)
-    assert headers["fields"] == "x=<f4,flag=|u1,t=<f8" and len(value) == 3 * 13
+    assert headers["fields"] == "x:<f4 flag:|u1 t:<f8" and len(value) == 3 * 13
     decoded = decode_cloud(value, headers)
     assert decoded["flag"].tolist() == [4, 5, 6] and decoded["t"].tolist() == [0.1, 0.2, 0.3]
     strided = _cloud(10)[::3]
@@ -91,6 +91,9 @@ def test_round_trip_any_layout(names, types, count, seed):
         ({"fields": "x=<f3"}, "not a numpy dtype string"),
         ({"fields": "x=<i16"}, "not a numpy dtype string"),
         ({"fields": "x=<O8"}, "not a numpy dtype string"),
+        ({"fields": "x:<f4 y<f4"}, "not 'name:<dtype>'"),
+        ({"fields": "x:<f4 x:<f4"}, "twice"),
+        ({"fields": "x:f4"}, "explicit byte order"),
         ({"fields": b"\xff\xfe"}, "not UTF-8"),
     ],
 )
@@ -128,7 +131,7 @@ def test_sensor_layout_extends_the_default_and_old_records_still_decode():
     new = np.zeros(3, SENSOR_POINT_DTYPE)
     new["x"], new["laser"], new["return_type"] = [1, 2, 3], [7, 8, 9], [1, 2, 3]
     value, headers = encode_cloud(new, model="HDL-32E")
-    assert headers["fields"].endswith(",laser=<u2,return_type=|u1")
+    assert headers["fields"].endswith(" laser:<u2 return_type:|u1")
     back = decode_cloud(bytes(value), headers)
     assert back["laser"].tolist() == [7, 8, 9] and back["return_type"].tolist() == [1, 2, 3]
     # a record written before the sensor layout (22-byte points, no axes header) decodes as it was
@@ -137,3 +140,15 @@ def test_sensor_layout_extends_the_default_and_old_records_still_decode():
     old = np.zeros(2, POINT_DTYPE)
     old["y"] = [5.0, 6.0]
     assert decode_cloud(old.tobytes(), old_headers)["y"].tolist() == [5.0, 6.0]
+
+
+def test_fields_header_is_unambiguous_in_a_kcat_line_and_the_old_form_is_read():
+    """kcat prints headers as ``k=v,k=v``: the fields value must hold neither ``,`` nor ``=``."""
+    value, headers = encode_cloud(_cloud(), model="VLP-16")
+    assert "," not in headers["fields"] and "=" not in headers["fields"]
+    line = ",".join(f"{k}={v}" for k, v in headers.items())  # what kcat -f '%h' shows
+    parsed = dict(item.split("=", 1) for item in line.split(","))
+    np.testing.assert_array_equal(decode_cloud(value, parsed), _cloud())
+    old = {**headers, "fields": "x=<f4,y=<f4,z=<f4,intensity=<f4,ring=<u2,time=<f4"}  # records written before
+    np.testing.assert_array_equal(decode_cloud(value, old), _cloud())
+    assert fields_to_dtype(old["fields"]) == fields_to_dtype(headers["fields"]) == POINT_DTYPE

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,14 +102,15 @@ def test_lidar_driver_refuses_a_non_pcap(broker, tmp_path):
     assert result.returncode == 1 and "x.pcap" in result.stderr
 
 
-HDL32E_DATA = Path(__file__).resolve().parent.parent / "drivers" / "lidar" / "data"
+from tests.drivers.lidar.captures import HDL32E, HDL32E_CALIBRATION, HDL32E_CAPTURE, OUSTER_DUAL, needs
 
 
+@HDL32E
 def test_lidar_driver_identifies_an_hdl32e_given_only_its_calibration(broker):
     # the old default (--model VLP-16) decoded this HDL-32E capture as a VLP-16: z off by metres
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "roof", "--source",
-                             f"pcap:{HDL32E_DATA / 'hdl32e-monterey-frame8.pcap'}", "--rate", "max",
-                             "--calibration", str(HDL32E_DATA / "HDL-32.xml"), "--endpoint", broker.endpoint],
+                             f"pcap:{HDL32E_CAPTURE}", "--rate", "max",
+                             "--calibration", str(HDL32E_CALIBRATION), "--endpoint", broker.endpoint],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_topic(broker.endpoint, "lidar.roof", 4)
@@ -124,9 +124,10 @@ def test_lidar_driver_identifies_an_hdl32e_given_only_its_calibration(broker):
     assert health[-1]["details"]["lidar_packets"] == {"received": 308, "lost": 0, "out_of_order": 0, "skipped": {}}
 
 
+@HDL32E
 def test_lidar_driver_refuses_a_calibration_for_another_model(broker, shared_data):
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "roof", "--source",
-                             f"pcap:{HDL32E_DATA / 'hdl32e-monterey-frame8.pcap'}", "--rate", "max",
+                             f"pcap:{HDL32E_CAPTURE}", "--rate", "max",
                              "--calibration", str(shared_data / "VLP-16.xml"), "--endpoint", broker.endpoint],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
@@ -134,8 +135,9 @@ def test_lidar_driver_refuses_a_calibration_for_another_model(broker, shared_dat
     assert "Traceback" not in result.stderr
 
 
+@needs(OUSTER_DUAL)
 def test_lidar_driver_records_an_ouster_capture_with_its_metadata(broker):
-    base = HDL32E_DATA / "ouster" / "OS-0-32-U1_v2.2.0_1024x10"
+    base = OUSTER_DUAL
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "os0", "--source", f"pcap:{base}.pcap", "--rate", "max",
                              "--calibration", f"{base}.json", "--endpoint", broker.endpoint],
                             capture_output=True, text=True, timeout=120)
@@ -149,12 +151,13 @@ def test_lidar_driver_records_an_ouster_capture_with_its_metadata(broker):
     assert len(points) == 21631 + 172  # ouster-sdk's returns: 21,631 first + 172 second
 
 
-def test_lidar_driver_carries_its_mounting_from_the_config(broker, tmp_path):
+def test_lidar_driver_carries_its_mounting_from_the_config(broker, tmp_path, shared_data):
     config = tmp_path / "edge.toml"
     config.write_text(f"""
 [[lidars]]
 name = "roof"
-source = "pcap:{HDL32E_DATA / 'hdl32e-monterey-frame8.pcap'}"
+source = "pcap:{shared_data / 'vlp16-90deg-50frames.pcap'}"
+calibration = "{shared_data / 'VLP-16.xml'}"
 rate = "max"
 mounting = {{ parent = "base_link", xyz = [1.2, 0.0, 1.9], rpy_deg = [0.0, 0.0, 90.0] }}
 """)

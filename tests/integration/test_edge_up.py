@@ -111,3 +111,32 @@ def test_edge_up_runs_restarts_and_stops_cleanly(tmp_path):
     finally:
         code, out = stop(proc)
     assert code == 0, out[-3000:]
+
+
+@pytest.mark.slow
+def test_api_port_in_use_is_named_and_backed_off(tmp_path):
+    """The API's port is taken: `edge up` keeps running, says which port and who holds it,
+    and restarts the API with a growing backoff, not in a loop."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    data_dir = tmp_path / "data"
+    config = sim_config(tmp_path)
+    config.write_text(config.read_text().replace("port = 0", f"port = {port}"))
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "up", "--config", str(config), "--data-dir",
+                             str(data_dir), "--status-interval", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        time.sleep(8)
+        code, out = stop(proc)
+    finally:
+        holder.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert f"port {port} in use by pid {os.getpid()}" in out, out[-3000:]
+    assert "api                  backoff" in out, out[-3000:]
+    restarts = out.count("event=child_exited child=api")
+    assert 2 <= restarts <= 5, out[-3000:]  # 0.5, 1, 2, 4 s apart: a loop would be hundreds
