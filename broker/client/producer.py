@@ -65,14 +65,13 @@ from ..errors import (
     BrokerError,
     BrokerUnavailableError,
     DeliveryUnknownError,
-    InvalidRequestError,
     ProducerBufferFullError,
-    UnsupportedVersionError,
     UnknownTopicError,
 )
 from ..records import encode_batch, with_producer
 from .connection import Connection
 from .delivery import DeliveryResult, RecordFuture
+from .sequences import ProducerSequences
 
 RECORD_OVERHEAD = 20
 CONNECT_GRACE_S = 1.0
@@ -144,8 +143,7 @@ class Producer:
         self.delivery_timeout_s = max(delivery_timeout_s, request_timeout_s)
         # (producer id, epoch) from INIT_PRODUCER_ID, (-1, -1) without idempotence; per
         # partition the sequence of the next record (I/O thread only)
-        self._producer: tuple[int, int] | None = None if idempotent else (-1, -1)
-        self._sequences: collections.Counter = collections.Counter()
+        self._sequences = ProducerSequences(idempotent, self._init_producer_id)
         self.retried_batches = 0  # batches sent again after a timeout (idempotent)
 
         self._cond = threading.Condition()
@@ -388,25 +386,16 @@ class Producer:
                 if self._wake_fd_handed_over:
                     os.close(self._wake_fd)
 
-    def _producer_identity(self) -> tuple[int, int]:
-        """(producer id, epoch) for idempotent batches; asked of the broker once."""
-        if self._producer is None:
-            with self._meta_lock:
-                if self._meta_conn is None:
-                    self._meta_conn = Connection(self.endpoint, timeout_s=2.0)
-                try:
-                    meta = self._meta_conn.request(P.INIT_PRODUCER_ID, {}, timeout_s=self.request_timeout_s).meta
-                    self._producer = (int(meta["producer_id"]), int(meta["producer_epoch"]))
-                except (InvalidRequestError, UnsupportedVersionError):
-                    self._producer = (-1, -1)  # an older broker: no idempotence
-        return self._producer
+    def _init_producer_id(self) -> dict:
+        with self._meta_lock:
+            if self._meta_conn is None:
+                self._meta_conn = Connection(self.endpoint, timeout_s=2.0)
+            return self._meta_conn.request(P.INIT_PRODUCER_ID, {}, timeout_s=self.request_timeout_s).meta
 
     def _stamp(self, batch: _Batch) -> None:
         """Encode an open batch and give a batch its producer id and sequences, at its first
         send (sequences follow the order batches are sent in, per partition)."""
-        producer_id, epoch = self._producer_identity()
-        tp = (batch.topic, batch.partition)
-        sequence = self._sequences[tp] if producer_id >= 0 else -1
+        producer_id, epoch, sequence = self._sequences.take((batch.topic, batch.partition), batch.count)
         if batch.data is None:
             ob = batch.open_batch
             batch.data = encode_batch(
@@ -419,7 +408,6 @@ class Producer:
             batch.data = with_producer(batch.data, producer_id, epoch, sequence)
         if producer_id >= 0:
             batch.sequence = sequence
-            self._sequences[tp] = (sequence + batch.count) % (1 << 31)
 
     def _send_batch(self, conn: Connection, batch: _Batch) -> None:
         try:
@@ -551,8 +539,7 @@ class Producer:
         if error is not None and batch.sequence is not None and not isinstance(error, DeliveryUnknownError):
             # a sequenced batch that will never be written leaves a gap in its partition's
             # sequences: later batches go out under a new producer id, from sequence 0
-            self._producer = None
-            self._sequences.clear()
+            self._sequences.restart()
         with self._cond:
             if isinstance(error, DeliveryUnknownError):
                 self._fenced_bytes += batch.nbytes  # may still sit in the socket: held until the fence lifts
