@@ -178,6 +178,22 @@ class TopicRecreatedError(OffsetOutOfRangeError):
     (client-side only, never on the wire)."""
 
 
+class OutOfOrderSequenceError(BrokerError):
+    """An idempotent producer's batch does not continue its sequence in the partition (a
+    gap or a reorder; Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER). Nothing was written."""
+
+    code = 23
+    kafka_error = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+
+
+class ProducerFencedError(BrokerError):
+    """An idempotent producer's epoch is older than the partition has seen (Kafka's
+    INVALID_PRODUCER_EPOCH). Nothing was written."""
+
+    code = 24
+    kafka_error = "INVALID_PRODUCER_EPOCH"
+
+
 ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
     cls.code: cls
     for cls in (
@@ -203,6 +219,8 @@ ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
         ResourceLimitError,
         DeliveryUnknownError,
         LogTruncatedError,
+        OutOfOrderSequenceError,
+        ProducerFencedError,
     )
 }
 

@@ -68,7 +68,8 @@ HEARTBEAT = 11
 LEAVE_GROUP = 12
 LIST_GROUPS = 13
 PING = 14
-PINS = 15  # events' pinned offset ranges: meta "action" set | clear | list (broker.storage.pins)
+INIT_PRODUCER_ID = 15
+PINS = 16  # events' pinned offset ranges: meta "action" set | clear | list (broker.storage.pins)
 
 REQUEST_TYPES = {
     PRODUCE: "produce",
@@ -85,6 +86,7 @@ REQUEST_TYPES = {
     LEAVE_GROUP: "leave_group",
     LIST_GROUPS: "list_groups",
     PING: "ping",
+    INIT_PRODUCER_ID: "init_producer_id",
     PINS: "pins",
 }
 

@@ -8,11 +8,19 @@ Guarantees:
   (broker.records.encode_batch: the numpy bulk path when records carry no keys/headers).
 - A partition whose ``max_in_flight`` slots are all taken keeps its open batch open past
   ``linger_ms`` (up to ``max_batch_bytes``): under load batches grow instead of queueing.
-- Per partition at most ``max_in_flight`` batches are outstanding, sent in order; batches
-  are never retried, so a record is written at most once and acknowledged records of a
-  partition are in send order. A failed batch fails its futures with the typed error.
-  Until idempotent produce exists the app sees, per record: delivered, failed (absent from
-  the log), or unknown (present or absent, and if present in send order).
+- Per partition at most ``max_in_flight`` batches are outstanding, sent in order. A failed
+  batch fails its futures with the typed error.
+- Idempotent (``idempotent=True``, the default): the producer gets a producer id from the
+  broker (INIT_PRODUCER_ID, Kafka's InitProducerId) and numbers each partition's records
+  (Kafka's sequences, stamped into the batch when it is first sent). A batch whose
+  acknowledgement does not come in time is sent again, same bytes, once the fence below
+  lifts, in order before anything later of its partition: the broker acknowledges a batch
+  it already has with its original offsets and never writes it twice, so a timeout costs
+  no duplicate and no loss. Only after ``delivery_timeout_s`` without an answer is a batch
+  reported unknown (DeliveryUnknownError). Against a broker without INIT_PRODUCER_ID the
+  producer runs without idempotence, as below.
+- Without idempotence batches are never retried: per record the app sees delivered, failed
+  (absent from the log) or unknown (present or absent, and if present in send order).
 - Bounded memory: ``buffer_bytes`` caps what is buffered plus in flight. When it is full,
   ``on_full="block"`` waits up to ``block_timeout_s`` and ``"fail"`` raises
   ProducerBufferFullError at once (what a real-time driver wants).
@@ -60,9 +68,10 @@ from ..errors import (
     ProducerBufferFullError,
     UnknownTopicError,
 )
-from ..records import encode_batch
+from ..records import encode_batch, with_producer
 from .connection import Connection
 from .delivery import DeliveryResult, RecordFuture
+from .sequences import ProducerSequences
 
 RECORD_OVERHEAD = 20
 CONNECT_GRACE_S = 1.0
@@ -91,6 +100,8 @@ class _Batch:
     data: bytes | None = None
     open_batch: _OpenBatch | None = None
     sent_at: float = 0.0
+    first_sent_at: float | None = None  # the first send; retries end delivery_timeout_s after it
+    sequence: int | None = None  # the idempotent producer's sequence of its first record
 
 
 class Producer:
@@ -102,12 +113,14 @@ class Producer:
         max_batch_bytes: int = 1024 * 1024,
         acks: str = "written",
         max_in_flight: int = 5,
-        codec: str = "none",
+        codec: str | None = None,
         partitioner: str = "key",
         buffer_bytes: int = 64 * 1024 * 1024,
         on_full: str = "block",
         block_timeout_s: float = 10.0,
         request_timeout_s: float = 10.0,
+        idempotent: bool = True,
+        delivery_timeout_s: float = 120.0,
     ):
         if acks not in P.ACKS:
             raise ValueError(f"acks must be one of {', '.join(P.ACKS)}, not {acks!r}")
@@ -126,6 +139,12 @@ class Producer:
         self.on_full = on_full
         self.block_timeout_s = block_timeout_s
         self.request_timeout_s = request_timeout_s
+        self.idempotent = idempotent
+        self.delivery_timeout_s = max(delivery_timeout_s, request_timeout_s)
+        # (producer id, epoch) from INIT_PRODUCER_ID, (-1, -1) without idempotence; per
+        # partition the sequence of the next record (I/O thread only)
+        self._sequences = ProducerSequences(idempotent, self._init_producer_id)
+        self.retried_batches = 0  # batches sent again after a timeout (idempotent)
 
         self._cond = threading.Condition()
         self._open: dict[tuple[str, int], _OpenBatch] = {}
@@ -139,6 +158,7 @@ class Producer:
         self._io_idle = False
         self._rr = itertools.count()
         self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._topic_codecs: dict[str, str] = {}  # each topic's configured codec (compression.type)
         self._meta_lock = threading.Lock()
         self._meta_conn: Connection | None = None
         self._connected = False  # whether a send ever went through (see _send_batch)
@@ -174,6 +194,7 @@ class Producer:
                 wait = METADATA_REFRESH_TIMEOUT_S if cached is not None else None
                 meta = self._meta_conn.request(P.METADATA, {"topics": [topic]}, timeout_s=wait).meta
                 count = len(meta["topics"][topic]["partitions"])
+                self._topic_codecs[topic] = meta["topics"][topic].get("config", {}).get("codec", "none")
             except UnknownTopicError:
                 count = 1  # auto-created on first produce with the broker's defaults
             except BrokerError:
@@ -181,8 +202,20 @@ class Producer:
         self._partition_counts[topic] = (count, time.monotonic())
         return count
 
+    def codec_of(self, topic: str) -> str:
+        """The codec batches of ``topic`` are compressed with: the producer's ``codec`` if
+        given, else the topic's configured one (Kafka's compression.type, applied as Kafka
+        applies it: the producer compresses, the broker stores batches as sent)."""
+        if self.codec is not None:
+            return self.codec
+        if topic not in self._topic_codecs:
+            self.partitions_of(topic)
+        return self._topic_codecs.get(topic, "none")
+
     def _choose_partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
         if partition is not None:
+            if self.codec is None and topic not in self._topic_codecs:
+                self.partitions_of(topic)  # learns the topic's codec before the I/O thread needs it
             return partition
         count = self.partitions_of(topic)
         if count == 1:
@@ -262,7 +295,7 @@ class Producer:
             end = max(start + 1, int(np.searchsorted(ends, base + self.max_batch_bytes, side="right")))
             chunk_ts = now if timestamps is None else (
                 timestamps if isinstance(timestamps, int) else timestamps[start:end])
-            data = encode_batch(values[start:end], chunk_ts, codec=self.codec)
+            data = encode_batch(values[start:end], chunk_ts, codec=self.codec_of(topic))
             future: Future = Future()
             with self._cond:
                 self._reserve(len(data))
@@ -329,7 +362,10 @@ class Producer:
                     self._finish(batch, error=BrokerUnavailableError("producer closed before delivery"))
                 if self._fenced:
                     self._ping_fence(conn)
-                for batch in to_send:
+                for i, batch in enumerate(to_send):
+                    if self._fenced:  # a retry could not be sent: the rest waits behind it, in order
+                        self._requeue(to_send[i:])
+                        break
                     self._send_batch(conn, batch)
                 if to_send:
                     continue
@@ -350,20 +386,55 @@ class Producer:
                 if self._wake_fd_handed_over:
                     os.close(self._wake_fd)
 
+    def _init_producer_id(self) -> dict:
+        with self._meta_lock:
+            if self._meta_conn is None:
+                self._meta_conn = Connection(self.endpoint, timeout_s=2.0)
+            return self._meta_conn.request(P.INIT_PRODUCER_ID, {}, timeout_s=self.request_timeout_s).meta
+
+    def _stamp(self, batch: _Batch) -> None:
+        """Encode an open batch and give a batch its producer id and sequences, at its first
+        send (sequences follow the order batches are sent in, per partition)."""
+        producer_id, epoch, sequence = self._sequences.take((batch.topic, batch.partition), batch.count)
+        if batch.data is None:
+            ob = batch.open_batch
+            batch.data = encode_batch(
+                ob.values, ob.timestamps, keys=None if ob.plain else ob.keys,
+                headers=None if ob.plain else ob.headers,
+                codec=self.codec or self._topic_codecs.get(batch.topic, "none"),
+                producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence)
+            batch.open_batch = None
+        elif producer_id >= 0:
+            batch.data = with_producer(batch.data, producer_id, epoch, sequence)
+        if producer_id >= 0:
+            batch.sequence = sequence
+
     def _send_batch(self, conn: Connection, batch: _Batch) -> None:
         try:
-            if batch.data is None:
-                ob = batch.open_batch
-                batch.data = encode_batch(
-                    ob.values, ob.timestamps, keys=None if ob.plain else ob.keys,
-                    headers=None if ob.plain else ob.headers, codec=self.codec)
-                batch.open_batch = None
+            if batch.sequence is None and batch.first_sent_at is None:
+                self._stamp(batch)
             meta = {"topic": batch.topic, "partition": batch.partition, "acks": self.acks}
             # a fresh socket needs a moment for its handshake: the first send waits for it
             # (up to CONNECT_GRACE_S) so a producer made just before sending does not fail
             request_id = conn.send(P.PRODUCE, meta, [batch.data], wait_s=0.0 if self._connected else CONNECT_GRACE_S)
             self._connected = True
         except BrokerError as exc:
+            tp = (batch.topic, batch.partition)
+            if (isinstance(exc, BrokerUnavailableError) and batch.sequence is not None
+                    and any((b.topic, b.partition) == tp for b in self._in_flight.values())):
+                # the connection went away under batches in flight: their fate is unknown, so
+                # they are sent again before this one (never overtaken by it)
+                self._requeue([batch])
+                self._expire(force=True)
+                return
+            if batch.first_sent_at is not None and time.monotonic() - batch.first_sent_at < self.delivery_timeout_s:
+                # a retry that found no broker: it may have been written before, so it is never
+                # failed; it waits at the front of its queue and is tried again after
+                # request_timeout_s (the fence's PING), until delivery_timeout_s
+                self._requeue([batch])
+                with self._cond:
+                    self._fenced, self._fence_ping, self._fence_ping_at = True, None, time.monotonic()
+                return
             self._finish(batch, error=exc)
             return
         except Exception as exc:  # noqa: BLE001 - e.g. a record too large: fail its batch only
@@ -373,6 +444,8 @@ class Producer:
             self._finish(batch, base_offset=None)
             return
         batch.sent_at = time.monotonic()
+        if batch.first_sent_at is None:
+            batch.first_sent_at = batch.sent_at
         self._in_flight[request_id] = batch
 
     def _drain_replies(self, conn: Connection) -> None:
@@ -400,9 +473,9 @@ class Producer:
                 self._finish(batch, base_offset=reply.meta["base_offset"],
                              durable_offset=reply.meta.get("durable_offset"))
 
-    def _expire(self) -> None:
+    def _expire(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if not any(now - b.sent_at >= self.request_timeout_s for b in self._in_flight.values()):
+        if not force and not any(now - b.sent_at >= self.request_timeout_s for b in self._in_flight.values()):
             return
         # No acknowledgement in time: the broker is hung, stalled or gone. What it has read it
         # may still write, so every batch in flight (the expired one and those sent after it,
@@ -415,6 +488,20 @@ class Producer:
             self._fenced = True
             self._fence_ping = None
             self._fence_ping_at = 0.0
+            # idempotent batches go back to the front of their partition's queue, in order, to
+            # be sent again once the fence lifts: the broker acknowledges one it already has
+            # with its original offsets (see the module docstring)
+            retry = sorted((b for b in self._in_flight.values() if b.sequence is not None
+                            and now - b.first_sent_at < self.delivery_timeout_s),
+                           key=lambda b: b.sequence, reverse=True)
+            retry_ids = {id(b) for b in retry}
+            for rid in [rid for rid, b in self._in_flight.items() if id(b) in retry_ids]:
+                self._unknown_ids.add(rid)
+                del self._in_flight[rid]
+            for batch in retry:
+                self._in_flight_per_tp[(batch.topic, batch.partition)] -= 1
+                self._sealed[(batch.topic, batch.partition)].appendleft(batch)
+            self.retried_batches += len(retry)
         for rid in list(self._in_flight):
             self._unknown_ids.add(rid)
             self.unknown_batches += 1
@@ -440,8 +527,19 @@ class Producer:
             self._cond.notify_all()
         self._unknown_ids.clear()
 
+    def _requeue(self, batches: list[_Batch]) -> None:
+        """Put popped batches back at the front of their partitions' queues, in order."""
+        with self._cond:
+            for batch in reversed(batches):
+                self._in_flight_per_tp[(batch.topic, batch.partition)] -= 1
+                self._sealed[(batch.topic, batch.partition)].appendleft(batch)
+
     def _finish(self, batch: _Batch, *, base_offset: int | None = None, durable_offset: int | None = None,
                 error: BrokerError | None = None) -> None:
+        if error is not None and batch.sequence is not None and not isinstance(error, DeliveryUnknownError):
+            # a sequenced batch that will never be written leaves a gap in its partition's
+            # sequences: later batches go out under a new producer id, from sequence 0
+            self._sequences.restart()
         with self._cond:
             if isinstance(error, DeliveryUnknownError):
                 self._fenced_bytes += batch.nbytes  # may still sit in the socket: held until the fence lifts

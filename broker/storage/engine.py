@@ -55,6 +55,7 @@ from .layout import (
 from .log_epochs import LogEpochs
 from .partition_log import AppendResult, PartitionLog, RecoveryReport
 from .pins import Pin, PinRange, PinStore, validate_pin_id
+from .producer_state import ProducerIdAllocator
 from .retention import Deletion, DiskGuard, enforce_disk_guard, enforce_topic_retention
 
 logger = logging.getLogger("broker.storage")
@@ -81,6 +82,7 @@ class Storage:
         self._checkpointed: dict[str, int] = {}
         self._last_checkpoint = time.monotonic()
         self._closed = False
+        self.producer_ids = ProducerIdAllocator(self.data_dir)  # InitProducerId (idempotent produce)
         self._open_existing()
         self.pins = PinStore(self.data_dir)
         self._hand_out_pins()

@@ -43,7 +43,9 @@ from ..errors import CorruptBatchError, CorruptIndexError, OffsetOutOfRangeError
 from ..logs import log_event
 from ..topic_config import TopicConfig
 from .layout import CLEAN_SHUTDOWN_FILE, fsync_dir, segment_base_offsets
+from .producer_state import ProducerStateTable
 from .segment import Segment
+from .v1_upgrade import upgrade_partition
 
 logger = logging.getLogger("broker.storage")
 
@@ -54,6 +56,7 @@ class AppendResult:
     last_offset: int
     append_time_ns: int
     durable: bool
+    duplicate: bool = False  # a retried idempotent batch, acknowledged with its first offsets
 
 
 @dataclass(slots=True)
@@ -89,6 +92,7 @@ class PartitionLog:
         self._reported_damage: set[int] = set()
         directory.mkdir(parents=True, exist_ok=True)
         self.report = self._load(recovery_point)
+        self.producers = self._load_producers()
         self.durable_offset = self.next_offset
         self._dirty = False
         self.last_flush_ns = time.monotonic_ns()
@@ -138,6 +142,7 @@ class PartitionLog:
             marker.unlink()
             fsync_dir(self.directory)
         report = RecoveryReport(self.topic, self.partition, clean)
+        upgrade_partition(self.directory, self.topic, self.partition)  # format v1 segments become v2
         bases = segment_base_offsets(self.directory)
         interval = self.config.index_interval_bytes
         if not bases:
@@ -235,13 +240,26 @@ class PartitionLog:
             report.truncated_bytes += cut
             report.reasons.append(f"{seg.log_path.name}: {reason}; cut {cut} bytes at position {seg.size}")
         if seg.size:
-            seg.first_append_ns = rec.parse_header(os.pread(seg.fd, rec.HEADER_SIZE, 0)).append_time
+            seg.first_append_ns = seg.append_time_of(rec.parse_header(os.pread(seg.fd, rec.HEADER_SIZE, 0)))
         if not clean:
             seg.flush()  # what survived the crash is now durable
 
     def _configured(self, seg: Segment) -> Segment:
         seg.future_skew_ns = self.config.max_future_skew_ns
         return seg
+
+    def _load_producers(self) -> ProducerStateTable:
+        """Producer state: the snapshot plus the batch headers after it (the log tail)."""
+        table, offset = ProducerStateTable.read_snapshot(self.directory, self.log_start_offset, self.next_offset)
+        i = max(0, bisect.bisect_right(self._bases, offset) - 1)
+        for seg in self.segments[i:]:
+            if seg.next_offset <= offset:
+                continue
+            entry_offset, start = seg.offset_index.lookup(max(offset, seg.base_offset))
+            for _position, header in seg.scan(start, expect_offset=entry_offset):
+                if header.next_offset > offset:
+                    table.record(header, header.base_offset)
+        return table
 
     def _add_segment(self, seg: Segment) -> None:
         self.segments.append(seg)
@@ -250,6 +268,18 @@ class PartitionLog:
     # -- writing -------------------------------------------------------------------------
 
     def append(self, batch, append_time_ns: int | None = None) -> AppendResult:
+        """Append one Kafka RecordBatch v2 exactly as a client sent it (the native Producer or
+        any Kafka client's Produce: one batch per partition): header, CRC and records are
+        validated, idempotence is checked, the base offset (and LogAppendTime) is written in
+        place, and the batch is stored unchanged otherwise. Returns AppendResult: the base and
+        last offset (for a retried idempotent batch, ``duplicate=True`` and the offsets it was
+        first written at), the append time (ns) and whether it is durable yet. Raises, with
+        nothing written: CorruptBatchError (Kafka CORRUPT_MESSAGE), RecordTooLargeError
+        (MESSAGE_TOO_LARGE), UnknownCodecError, OutOfOrderSequenceError
+        (OUT_OF_ORDER_SEQUENCE_NUMBER), ProducerFencedError (INVALID_PRODUCER_EPOCH),
+        DiskFullError/StorageError (KAFKA_STORAGE_ERROR). ``read`` returns stored batches as
+        bytes, ready for a Kafka Fetch response unchanged; producer ids for InitProducerId
+        come from ``Storage.producer_ids.allocate()``."""
         view = memoryview(batch)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -262,10 +292,15 @@ class PartitionLog:
         check_batch_records(view, max_record_bytes=self.config.max_record_bytes,
                                 max_section_bytes=self.config.max_section_bytes)
         now = append_time_ns if append_time_ns is not None else time.time_ns()
+        written = self.producers.check(header, f"{self.topic}/{self.partition}")
+        if written is not None:  # an idempotent producer's retry: acknowledged, not written again
+            return AppendResult(written[0], written[1], now, self.durable_offset > written[1], duplicate=True)
         self._maybe_roll(header.batch_length, now)
         base = self.next_offset
         future_before = self.active.future_records
-        self.active.append(view, header, base, now)
+        self.active.append(view, header, base, now,
+                           log_append_time=self.config.timestamp_type == "LogAppendTime")
+        self.producers.record(header, base)
         future = self.active.future_records - future_before
         if future:
             self.future_records += future
@@ -300,6 +335,7 @@ class PartitionLog:
             raise
         self._add_segment(new)
         fsync_dir(self.directory)
+        self.producers.write_snapshot(self.directory, new.base_offset)
         self.durable_offset = max(self.durable_offset, old.next_offset)
         self._dirty = False
 
@@ -327,6 +363,7 @@ class PartitionLog:
         self.active.flush()
         fsync_dir(self.directory)
         self.durable_offset = min(self.durable_offset, self.next_offset)
+        self.producers = self._load_producers()  # batches past the cut no longer count
         log_event(logger, logging.WARNING, "partition_truncated", topic=self.topic, partition=self.partition, offset=offset)
 
     def delete_oldest_segment(self) -> Segment:
@@ -394,6 +431,7 @@ class PartitionLog:
             seg.time_index.flush()
             seg.close()
         if clean:
+            self.producers.write_snapshot(self.directory, self.next_offset)
             fd = os.open(self.directory / CLEAN_SHUTDOWN_FILE, os.O_WRONLY | os.O_CREAT, 0o640)
             os.fsync(fd)
             os.close(fd)

@@ -183,8 +183,10 @@ def test_power_cuts_lose_nothing_acknowledged(tmp_path):
     print(f"power cuts: {ROUNDS} rounds, {len(writer.acked)} acknowledged-durable records at risk, "
           f"{writer.failed} refused while down, {len(values)} in the log, {len(missing)} lost")
     assert not missing, f"{len(missing)} acknowledged-durable records lost, e.g. {sorted(missing)[:5]}"
-    # records were at risk in every round, and sends while the appliance was down were refused
-    assert len(writer.acked) > 20 * ROUNDS and writer.failed > 0, (len(writer.acked), writer.failed)
+    # records were at risk in every round; sends while the appliance was down are not refused
+    # any more when batches were in flight: the idempotent producer holds them and sends them
+    # again once the broker is back (acknowledged once: "no record twice" above)
+    assert len(writer.acked) > 20 * ROUNDS, (len(writer.acked), writer.failed)
     for topic, got in sensors.items():
         offsets = [r.offset for r in got]
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), f"{topic}: a gap in the offsets"

@@ -1,0 +1,53 @@
+"""Idempotent produce, client side (Kafka's producer id, epoch and sequences).
+
+The producer id and epoch come from the broker once (INIT_PRODUCER_ID, through ``init``);
+each partition's records are numbered from 0, wrapping at 2^31, in the order batches are
+first sent. After a numbered batch fails for good (never written) its partition's numbers
+have a gap the broker would refuse, so ``restart`` takes a new producer id and starts every
+partition at 0 again. A broker without INIT_PRODUCER_ID (InvalidRequest/UnsupportedVersion)
+means no idempotence: batches carry -1. Used by the producer's I/O thread only.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+from ..errors import InvalidRequestError, UnsupportedVersionError
+
+SEQUENCE_SPACE = 1 << 31
+NO_PRODUCER = (-1, -1, -1)
+
+
+class ProducerSequences:
+    def __init__(self, enabled: bool, init: Callable[[], dict]):
+        self._enabled = enabled
+        self._init = init
+        self._identity: tuple[int, int] | None = None if enabled else (-1, -1)
+        self._next: collections.Counter = collections.Counter()
+
+    def identity(self) -> tuple[int, int]:
+        """(producer id, epoch), asked of the broker the first time."""
+        if self._identity is None:
+            try:
+                meta = self._init()
+                self._identity = (int(meta["producer_id"]), int(meta["producer_epoch"]))
+            except (InvalidRequestError, UnsupportedVersionError):
+                self._identity = (-1, -1)  # an older broker: no idempotence
+        return self._identity
+
+    def take(self, partition_key, count: int) -> tuple[int, int, int]:
+        """(producer id, epoch, first sequence) for the next ``count`` records of a
+        partition; NO_PRODUCER without idempotence."""
+        producer_id, epoch = self.identity()
+        if producer_id < 0:
+            return NO_PRODUCER
+        sequence = self._next[partition_key]
+        self._next[partition_key] = (sequence + count) % SEQUENCE_SPACE
+        return producer_id, epoch, sequence
+
+    def restart(self) -> None:
+        """A numbered batch failed for good: a new producer id, every partition from 0."""
+        if self._enabled:
+            self._identity = None
+        self._next.clear()
