@@ -111,6 +111,9 @@ class BrokerServer:
         self._last_expiry = 0.0
         self.last_loop = time.monotonic()
         self.requests_handled = 0
+        # more listeners in this loop (broker/kafka/listener.py): they poll their sockets
+        # with ours and share this storage and these groups, so nothing runs concurrently
+        self.extensions: list = []
         self._apply_mirror_protection()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -153,16 +156,22 @@ class BrokerServer:
             self.bind()
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        for extension in self.extensions:
+            extension.attach(poller)
         while not self._stopping:
             self.last_loop = time.monotonic()
             timeout_ms = self._next_timeout_ms()
-            if poller.poll(timeout_ms):
+            ready = dict(poller.poll(timeout_ms))
+            if ready.pop(self.socket, 0):
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
                         frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     self._handle(frames)
+            for fd, flags in ready.items():
+                for extension in self.extensions:
+                    extension.on_ready(fd, flags)
             self._run_timers()
         self.shutdown()
 
@@ -172,6 +181,8 @@ class BrokerServer:
         for fetch in self._parked:
             self._answer_fetch(fetch)
         self._parked.clear()
+        for extension in self.extensions:
+            extension.close()
         self.storage.close()
         if self.socket is not None:
             self.socket.close(linger=1000)
@@ -192,6 +203,7 @@ class BrokerServer:
             waits.append(flush)
         if self._parked:
             waits.append(min(f.deadline for f in self._parked) - now)
+        waits.extend(w for w in (e.next_timeout_s() for e in self.extensions) if w is not None)
         return max(0, int(min(waits) * 1000) + 1)
 
     def _run_timers(self) -> None:
@@ -210,6 +222,8 @@ class BrokerServer:
         if now - self._last_retention >= RETENTION_INTERVAL_S:
             self._last_retention = now
             self._enforce_retention()
+        for extension in self.extensions:
+            extension.run_timers(now)
         self.heap.maybe_trim(now)
 
     def _enforce_retention(self) -> None:
@@ -412,6 +426,8 @@ class BrokerServer:
             "corrupt_batches": self.storage.corrupt_batch_count,
             "time_ns": time.time_ns(),
         }
+        for extension in self.extensions:
+            broker.update(extension.stats_fields())
         return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})
 
     def _topic_config_from(self, base: TopicConfig, meta: dict) -> TopicConfig:
@@ -430,11 +446,14 @@ class BrokerServer:
         return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": True, "config": config.to_json_dict()})
 
     def _delete_topic(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
+        self.delete_topic(P.field(meta, "topic", str))
+        return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
+
+    def delete_topic(self, topic: str) -> None:
+        """Delete a topic with its committed offsets and parked fetches (both protocols)."""
         self.storage.delete_topic(topic)
         self.groups.forget_topic(topic)
         self._parked = [f for f in self._parked if all(t != topic for t, _, _ in f.meta["partitions"])]
-        return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
 
     def _configure_topic(self, identity, header, meta, payloads):
         topic = P.field(meta, "topic", str)
@@ -453,12 +472,16 @@ class BrokerServer:
                     and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item[1:])):
                 raise InvalidRequestError("each offset is [topic, partition, offset] with non-negative integers")
             offsets[(item[0], item[1])] = item[2]
+        self.commit_offsets(group, offsets)
+        return P.ok_reply(P.COMMIT_OFFSETS, header.request_id, {"committed": len(offsets)})
+
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Store a group's offsets durably (both protocols share this store)."""
         self.groups.commit(group, offsets)
         if group == MIRROR_GROUP:
             for (topic, partition), offset in offsets.items():
                 if self.storage.has_topic(topic) and partition < self._partition_count(topic):
                     self.storage.set_protected_offset(topic, partition, offset)
-        return P.ok_reply(P.COMMIT_OFFSETS, header.request_id, {"committed": len(offsets)})
 
     def _fetch_offsets(self, identity, header, meta, payloads):
         group = P.field(meta, "group", str)
@@ -516,9 +539,12 @@ def _raise_fd_limit() -> None:
 def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | None = None,
                disk_guard: DiskGuard | None = None, auto_create_topics: bool = True,
                topic_config_for: Callable[[str], TopicConfig] | None = None,
-               curve: tuple[Path, Path] | None = None, allow_insecure_tcp: bool = False) -> int:
+               curve: tuple[Path, Path] | None = None, allow_insecure_tcp: bool = False,
+               kafka: dict | None = None) -> int:
     """Serve until SIGTERM/SIGINT; ``curve``: (server .key_secret file, authorized-clients
-    directory). Returns the exit code (2: cannot start, with the reason logged)."""
+    directory); ``kafka``: keyword arguments of ``start_kafka_listener`` (listen, advertised,
+    insecure) plus ``required`` (False: a busy default port is logged and skipped).
+    Returns the exit code (2: cannot start, with the reason logged)."""
     from edge import sdnotify  # small, no heavy imports
 
     _raise_fd_limit()
@@ -549,6 +575,9 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
         storage.close()
         log_event(logger, logging.ERROR, "bind_failed", endpoint=endpoint, error=exc)
         return 2
+    if kafka and not _start_kafka(server, dict(kafka)):
+        server.shutdown()
+        return 2
     log_event(logger, logging.INFO, "broker_ready", seconds=f"{time.perf_counter() - started:.3f}",
               heap_trim="every 1s" if server.heap.available else "unavailable")
     sdnotify.ready(f"serving {endpoint}")
@@ -561,11 +590,47 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
     return 0
 
 
+def _start_kafka(server: BrokerServer, kafka: dict) -> bool:
+    from .kafka.listener import start_kafka_listener
+
+    required = kafka.pop("required", True)
+    try:
+        start_kafka_listener(server, **kafka)
+    except ValueError as exc:
+        log_event(logger, logging.ERROR, "broker_refused", reason=str(exc))
+        return False
+    except OSError as exc:
+        log_event(logger, logging.ERROR if required else logging.WARNING, "kafka_bind_failed",
+                  address=kafka["listen"], error=exc,
+                  effect="not starting" if required else "serving without the Kafka listener")
+        return not required
+    return True
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="appliance config file (TOML); flags override it")
     parser.add_argument("--data-dir", help="directory holding the segments")
     parser.add_argument("--endpoint", help="ipc:///path/broker.sock (default: <data-dir>/broker.sock) or tcp://HOST:PORT")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--kafka-listen", metavar="HOST:PORT",
+                        help="also serve Kafka clients here (loopback only unless --kafka-insecure); "
+                             "'off' disables the listener of the config")
+    parser.add_argument("--kafka-advertised", metavar="HOST:PORT",
+                        help="address Kafka clients are told to connect to (default: the listen address)")
+    parser.add_argument("--kafka-insecure", action="store_true", default=None,
+                        help="allow a non-loopback Kafka listener without TLS/SASL")
+
+
+def _kafka_options(args: argparse.Namespace, broker=None) -> dict | None:
+    """Listener options from flags over ``[broker] kafka_*``; None: no listener."""
+    listen = args.kafka_listen or (broker.kafka_listen if broker is not None else None)
+    if not listen or listen == "off":
+        return None
+    return {"listen": listen,
+            "advertised": args.kafka_advertised or (broker.kafka_advertised if broker is not None else None),
+            "insecure": bool(args.kafka_insecure or (broker is not None and broker.kafka_insecure)),
+            # the config's default address may be taken (a second appliance, a test): not fatal
+            "required": bool(args.kafka_listen) or (broker is not None and broker.kafka_listen_set)}
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -582,11 +647,11 @@ def main_from_args(args: argparse.Namespace) -> int:
                           defaults=broker.defaults, disk_guard=broker.disk_guard,
                           auto_create_topics=broker.auto_create_topics, topic_config_for=config.topic_config,
                           curve=(curve.server_secret_key, curve.authorized_keys) if curve else None,
-                          allow_insecure_tcp=broker.allow_insecure_tcp)
+                          allow_insecure_tcp=broker.allow_insecure_tcp, kafka=_kafka_options(args, broker))
     if not args.data_dir:
         raise SystemExit("edge broker: give --data-dir DIR or --config FILE")
     setup_logging(args.log_level or "INFO", "broker")
-    return run_broker(Path(args.data_dir), args.endpoint)
+    return run_broker(Path(args.data_dir), args.endpoint, kafka=_kafka_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:

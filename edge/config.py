@@ -59,6 +59,23 @@ class BrokerConfig(_Section):
     defaults: TopicConfig = Field(default_factory=TopicConfig)
     disk_guard: DiskGuard = Field(default_factory=DiskGuard)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    kafka_listen: str = Field("127.0.0.1:9092", description="Kafka protocol listener HOST:PORT, or 'off'")
+    kafka_advertised: str | None = Field(None, description="HOST:PORT told to Kafka clients (default: kafka_listen)")
+    kafka_insecure: bool = Field(False, description="allow a non-loopback kafka_listen without TLS/SASL")
+
+    @field_validator("kafka_listen", "kafka_advertised")
+    @classmethod
+    def _check_kafka_address(cls, value: str | None) -> str | None:
+        if value is not None and value != "off":
+            from broker.kafka.address import parse_host_port
+
+            parse_host_port(value)  # ValueError names the bad value
+        return value
+
+    @property
+    def kafka_listen_set(self) -> bool:
+        """Whether the config names the Kafka address (a busy default is not fatal)."""
+        return "kafka_listen" in self.model_fields_set
 
     @field_validator("endpoint")
     @classmethod

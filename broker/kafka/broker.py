@@ -1,0 +1,80 @@
+"""What the Kafka handlers see of the broker: one storage engine, one offset store, the Kafka
+group membership, producer ids, and how this broker presents itself (node 0 of a cluster
+of one, at the advertised address).
+
+All state belongs to the BrokerServer's event loop (broker/server.py); the Kafka listener
+runs in that loop, so native and Kafka requests never race. Topic creation and deletion,
+and offset commits, go through the BrokerServer so that its side effects (mirror
+protection, parked fetches, group offsets of deleted topics) apply to both protocols.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .groups import KafkaGroupCoordinator
+from .producer_ids import ProducerIds
+
+if TYPE_CHECKING:
+    from ..server import BrokerServer
+
+NODE_ID = 0
+# Kafka's socket.request.max.bytes default: a request frame above this closes the connection
+DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+_TOPIC_ID_NAMESPACE = uuid.UUID("5d1c6f55-6a0f-4c8e-9f53-0b8f4d1e2a77")
+
+
+class KafkaBroker:
+    def __init__(self, server: "BrokerServer", advertised_host: str, advertised_port: int, *,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+        self.server = server
+        self.storage = server.storage
+        self.native_groups = server.groups
+        self.kafka_groups = KafkaGroupCoordinator()
+        self.producer_ids = ProducerIds(server.storage.data_dir)
+        self.node_id = NODE_ID
+        self.advertised_host = advertised_host
+        self.advertised_port = advertised_port
+        self.max_request_bytes = max_request_bytes
+        data_id = uuid.uuid5(_TOPIC_ID_NAMESPACE, str(Path(server.storage.data_dir).resolve()))
+        self.cluster_id = base64.urlsafe_b64encode(data_id.bytes).decode().rstrip("=")
+        self._data_id = data_id
+
+    @property
+    def auto_create_topics(self) -> bool:
+        return self.server.auto_create_topics
+
+    def topic_config_for(self, name: str):
+        return self.server.topic_config_for(name)
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def topic_id(self, name: str) -> uuid.UUID:
+        """A stable id per (data directory, topic name)."""
+        return uuid.uuid5(self._data_id, name)
+
+    def topic_name(self, topic_id) -> str | None:
+        if topic_id is None:
+            return None
+        return next((name for name in self.storage.topics() if self.topic_id(name) == topic_id), None)
+
+    def create_topic(self, name: str, config) -> None:
+        self.storage.create_topic(name, config)
+
+    def delete_topic(self, name: str) -> None:
+        self.server.delete_topic(name)
+
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        self.server.commit_offsets(group, offsets)
+
+    def broker_configs(self) -> dict[str, tuple[str, int]]:
+        """Broker-level configs shown by DescribeConfigs: name -> (value, Kafka config type)."""
+        return {
+            "auto.create.topics.enable": (str(self.auto_create_topics).lower(), 1),
+            "socket.request.max.bytes": (str(self.max_request_bytes), 3),
+            "num.partitions": (str(self.storage.defaults.partitions), 3),
+            "broker.id": (str(self.node_id), 3),
+        }

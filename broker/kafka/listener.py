@@ -1,0 +1,350 @@
+"""The Kafka protocol listener: plain TCP sockets served from the broker's one event loop.
+
+Why in the loop, not in a thread: the storage engine and both group coordinators are owned
+by the BrokerServer loop and are not thread-safe. The loop already polls its ZeroMQ ROUTER
+with ``zmq.Poller``, which polls plain file descriptors too, so the listening socket and
+every client connection are registered in the same poller (non-blocking sockets). Nothing
+is shared across threads, so nothing can race, and no lock sits on the produce path.
+No client can block the loop: reads and writes are non-blocking, a connection is read only
+while its output is drained and its previous request answered (Kafka's ordering rule: one
+request in flight per connection is handled at a time, answers in request order), and
+parked answers (JoinGroup, SyncGroup) are callbacks, not waits.
+
+Framing: ``int32 size`` + body. A size below 8 or above ``max_request_bytes`` (Kafka's
+socket.request.max.bytes) closes the connection with one log line and a counter, as
+Kafka does; so does a body kio cannot decode. An unknown API or version gets Kafka's
+UNSUPPORTED_VERSION answer; only when no schema for it exists at all (so no answer can be
+encoded) is the connection closed, again with a log line.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import struct
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import zmq
+
+from ..logs import log_event
+from . import codec
+from .apis import API_VERSIONS, APIS, SUPPORTED, api_versions_values
+from .broker import KafkaBroker
+from .address import is_loopback_host, parse_host_port
+from .errors import UNKNOWN_SERVER_ERROR, UNSUPPORTED_VERSION
+
+logger = logging.getLogger("broker.kafka")
+
+RECV_CHUNK = 1024 * 1024
+MAX_PENDING_OUTPUT = 64 * 1024 * 1024  # stop reading a client whose answers pile up unread
+_SIZE = struct.Struct(">i")
+
+
+@dataclass
+class Call:
+    """One request being answered; ``respond`` may be called later (parked answers)."""
+
+    connection: "Connection"
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: object
+    answered: bool = False
+
+    @property
+    def client_host(self) -> str:
+        return self.connection.peer[0] if self.connection.peer else ""
+
+    def respond(self, values: dict) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        self.connection.listener.answer(self, values)
+
+
+@dataclass
+class Connection:
+    listener: "KafkaListener"
+    sock: socket.socket
+    peer: tuple
+    inbuf: bytearray = field(default_factory=bytearray)
+    outq: deque = field(default_factory=deque)
+    out_bytes: int = 0
+    waiting: Call | None = None  # a parked request; later requests wait behind it
+    closed: bool = False
+    registered: int = 0
+
+    @property
+    def fd(self) -> int:
+        return self.sock.fileno()
+
+
+class KafkaListener:
+    def __init__(self, broker: KafkaBroker, host: str, port: int):
+        self.broker = broker
+        self.host, self.port = host, port
+        self.sock: socket.socket | None = None
+        self.poller: zmq.Poller | None = None
+        self.connections: dict[int, Connection] = {}
+        self.stats: Counter = Counter()
+
+    # -- lifecycle (called by BrokerServer) ------------------------------------------------
+
+    def bind(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.sock = sock
+        self.port = sock.getsockname()[1]  # port 0: the one the OS chose
+        log_event(logger, logging.INFO, "kafka_listening", address=f"{self.host}:{self.port}",
+                  advertised=f"{self.broker.advertised_host}:{self.broker.advertised_port}")
+
+    def attach(self, poller: zmq.Poller) -> None:
+        self.poller = poller
+        poller.register(self.sock.fileno(), zmq.POLLIN)
+
+    def next_timeout_s(self) -> float | None:
+        deadline = self.broker.kafka_groups.next_deadline()
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def run_timers(self, now: float) -> None:
+        self.broker.kafka_groups.run_timers(now)
+
+    def close(self) -> None:
+        for conn in list(self.connections.values()):
+            self._close(conn, None)
+        if self.sock is not None:
+            if self.poller is not None:
+                self.poller.unregister(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def stats_fields(self) -> dict:
+        """Counters for the native Metadata reply (``edge status``, /metrics)."""
+        return {"kafka": {"listen": f"{self.host}:{self.port}", **self.stats,
+                          "connections_open": len(self.connections)}}
+
+    # -- events ---------------------------------------------------------------------------
+
+    def on_ready(self, fd: int, flags: int) -> None:
+        if self.sock is not None and fd == self.sock.fileno():
+            self._accept()
+            return
+        conn = self.connections.get(fd)
+        if conn is None:
+            return
+        if flags & zmq.POLLOUT:
+            self._write(conn)
+        if flags & zmq.POLLIN and not conn.closed:
+            self._read(conn)
+        if flags & zmq.POLLERR and not conn.closed:
+            self._close(conn, None)
+        if not conn.closed:
+            self._update_interest(conn)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                client, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: log, keep serving the rest
+                log_event(logger, logging.ERROR, "kafka_accept_failed", error=exc)
+                self.stats["accept_errors"] += 1
+                return
+            client.setblocking(False)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(self, client, peer)
+            self.connections[conn.fd] = conn
+            self.stats["connections_accepted"] += 1
+            self._update_interest(conn)
+
+    def _update_interest(self, conn: Connection) -> None:
+        flags = 0
+        if conn.waiting is None and conn.out_bytes < MAX_PENDING_OUTPUT:
+            flags |= zmq.POLLIN
+        if conn.outq:
+            flags |= zmq.POLLOUT
+        if flags != conn.registered:
+            if flags:
+                self.poller.register(conn.fd, flags)
+            else:
+                self.poller.unregister(conn.fd)
+            conn.registered = flags
+
+    def _close(self, conn: Connection, reason: str | None, **fields) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        if reason is not None:
+            self.stats[f"closed_{reason}"] += 1
+            log_event(logger, logging.WARNING, "kafka_connection_closed", peer=_peer(conn), reason=reason, **fields)
+        if conn.registered:
+            self.poller.unregister(conn.fd)
+        self.connections.pop(conn.fd, None)
+        # parked group answers for this connection are dropped by Call.respond; the member
+        # itself leaves by LeaveGroup or session expiry, as in Kafka
+        conn.sock.close()
+
+    # -- reading and dispatch ---------------------------------------------------------------
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(conn, "socket_error", error=exc)
+            return
+        if not data:
+            self._close(conn, None)
+            return
+        conn.inbuf += data
+        self._process(conn)
+
+    def _process(self, conn: Connection) -> None:
+        buf = conn.inbuf
+        start = 0
+        while conn.waiting is None and not conn.closed and len(buf) - start >= 4:
+            (size,) = _SIZE.unpack_from(buf, start)
+            if size < 8 or size > self.broker.max_request_bytes:
+                self._close(conn, "bad_frame_size", size=size, limit=self.broker.max_request_bytes)
+                return
+            if len(buf) - start - 4 < size:
+                break
+            frame = bytes(buf[start + 4:start + 4 + size])
+            start += 4 + size
+            self._dispatch(conn, frame)
+        if start:
+            del buf[:start]
+
+    def _dispatch(self, conn: Connection, frame: bytes) -> None:
+        self.stats["requests"] += 1
+        try:
+            request = codec.parse_request(frame, SUPPORTED)
+        except codec.UnsupportedRequest as exc:
+            self._unsupported(conn, exc)
+            return
+        except codec.KafkaFrameError as exc:
+            self._close(conn, "malformed_request", error=str(exc))
+            return
+        call = Call(conn, request.api_key, request.api_version, request.correlation_id, request.client_id,
+                    request.body)
+        api = APIS[request.api_key]
+        try:
+            if api.handler is None:  # ApiVersions
+                call.respond(api_versions_values())
+            elif api.parks:
+                conn.waiting = call
+                api.handler(self.broker, call)
+            else:
+                call.respond(api.handler(self.broker, request.body, request.api_version))
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the loop
+            self.stats["handler_errors"] += 1
+            log_event(logger, logging.ERROR, "kafka_request_failed", api=api.name, version=request.api_version,
+                      peer=_peer(conn), error=repr(exc))
+            call.answered = False
+            self._answer_error(call, UNKNOWN_SERVER_ERROR)
+
+    def _unsupported(self, conn: Connection, exc: codec.UnsupportedRequest) -> None:
+        self.stats["unsupported_requests"] += 1
+        log_event(logger, logging.WARNING, "kafka_unsupported_request", peer=_peer(conn), api=exc.api_key,
+                  version=exc.api_version)
+        call = Call(conn, exc.api_key, exc.api_version, exc.correlation_id, None, None)
+        if exc.api_key == API_VERSIONS:  # the v0 answer, which every client can read
+            call.api_version = 0
+            call.respond(api_versions_values(UNSUPPORTED_VERSION))
+            return
+        if codec.response_schema(exc.api_key, exc.api_version) is None:
+            self._close(conn, "unknown_api", api=exc.api_key, version=exc.api_version)
+            return
+        self._answer_error(call, UNSUPPORTED_VERSION)
+
+    def _answer_error(self, call: Call, code: int) -> None:
+        schema = codec.response_schema(call.api_key, call.api_version)
+        call.answered = True
+        self._send(call, codec.encode_response(call.api_key, call.api_version, call.correlation_id,
+                                               codec.error_body(schema, code)))
+
+    # -- answering --------------------------------------------------------------------------
+
+    def answer(self, call: Call, values: dict) -> None:
+        conn = call.connection
+        if conn.closed:
+            return
+        schema = codec.response_schema(call.api_key, call.api_version)
+        try:
+            body = codec.build(schema, values)
+            frame = codec.encode_response(call.api_key, call.api_version, call.correlation_id, body)
+        except Exception as exc:  # noqa: BLE001 - a handler bug is answered, not fatal
+            self.stats["handler_errors"] += 1
+            log_event(logger, logging.ERROR, "kafka_encode_failed", api=call.api_key, version=call.api_version,
+                      error=repr(exc))
+            frame = codec.encode_response(call.api_key, call.api_version, call.correlation_id,
+                                          codec.error_body(schema, UNKNOWN_SERVER_ERROR))
+        self._send(call, frame)
+
+    def _send(self, call: Call, frame: bytes) -> None:
+        conn = call.connection
+        if conn.closed:
+            return
+        conn.outq.append(memoryview(frame))
+        conn.out_bytes += len(frame)
+        self._write(conn)
+        if conn.waiting is call:  # the parked request is answered: go on with the next
+            conn.waiting = None
+            self._process(conn)
+        if not conn.closed:
+            self._update_interest(conn)
+
+    def _write(self, conn: Connection) -> None:
+        while conn.outq and not conn.closed:
+            head = conn.outq[0]
+            try:
+                sent = conn.sock.send(head)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                    log_event(logger, logging.WARNING, "kafka_send_failed", peer=_peer(conn), error=exc)
+                self._close(conn, None)
+                return
+            conn.out_bytes -= sent
+            if sent == len(head):
+                conn.outq.popleft()
+            else:
+                conn.outq[0] = head[sent:]
+
+
+def _peer(conn: Connection) -> str:
+    return f"{conn.peer[0]}:{conn.peer[1]}" if conn.peer else "?"
+
+
+def start_kafka_listener(server, listen: str, *, advertised: str | None = None, insecure: bool = False,
+                         max_request_bytes: int | None = None) -> KafkaListener:
+    """Bind the Kafka listener and add it to ``server``'s loop. Raises ValueError (bad
+    address, or a non-loopback bind without TLS+SASL and without ``insecure``) or OSError
+    (bind failed)."""
+    host, port = parse_host_port(listen)
+    if not is_loopback_host(host) and not insecure:
+        raise ValueError(f"Kafka listener {listen} is reachable from other hosts and this broker has no TLS/SASL "
+                         "for Kafka clients yet: bind 127.0.0.1, or pass --kafka-insecure "
+                         "(kafka_insecure = true) to accept unauthenticated clients")
+    adv_host, adv_port = parse_host_port(advertised) if advertised else (host, port)
+    broker = KafkaBroker(server, adv_host, adv_port,
+                         **({"max_request_bytes": max_request_bytes} if max_request_bytes else {}))
+    listener = KafkaListener(broker, host, port)
+    listener.bind()
+    if not advertised or adv_port == 0:
+        broker.advertised_port = listener.port  # port 0: clients must be told the real one
+    if not advertised and host in ("0.0.0.0", "::"):
+        broker.advertised_host = socket.gethostname()
+    server.extensions.append(listener)
+    return listener
