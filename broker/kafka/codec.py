@@ -98,9 +98,7 @@ def parse_request(frame: bytes | memoryview, supported: dict[int, tuple[int, int
         body, body_size = entity_reader(schema)(frame, used)
     except Exception as exc:  # noqa: BLE001 - kio raises many kinds on malformed bytes
         raise KafkaFrameError(f"api {api_key} v{api_version}: malformed body: {type(exc).__name__}: {exc}") from None
-    if used + body_size != len(frame):
-        raise KafkaFrameError(
-            f"api {api_key} v{api_version}: {len(frame) - used - body_size} bytes left after the body")
+    # bytes after the body are ignored, as Kafka's parser does (librdkafka 2.x sends some)
     return Request(api_key, api_version, correlation_id, header.client_id, body, len(frame))
 
 

@@ -233,7 +233,7 @@ class KafkaListener:
             self._unsupported(conn, exc)
             return
         except codec.KafkaFrameError as exc:
-            self._close(conn, "malformed_request", error=str(exc))
+            self._close(conn, "malformed_request", error=str(exc), size=len(frame))
             return
         call = Call(conn, request.api_key, request.api_version, request.correlation_id, request.client_id,
                     request.body)
