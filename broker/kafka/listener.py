@@ -91,6 +91,9 @@ class KafkaListener:
         self.poller: zmq.Poller | None = None
         self.connections: dict[int, Connection] = {}
         self.stats: Counter = Counter()
+        # connections whose parked request was answered: read on once the current event is
+        # handled (never from inside a coordinator callback, which may be mid-iteration)
+        self._resumed: list[Connection] = []
 
     # -- lifecycle (called by BrokerServer) ------------------------------------------------
 
@@ -116,6 +119,15 @@ class KafkaListener:
 
     def run_timers(self, now: float) -> None:
         self.broker.kafka_groups.run_timers(now)
+        self._resume()
+
+    def _resume(self) -> None:
+        while self._resumed:
+            conn = self._resumed.pop()
+            if not conn.closed:
+                self._process(conn)
+            if not conn.closed:
+                self._update_interest(conn)
 
     def close(self) -> None:
         for conn in list(self.connections.values()):
@@ -148,6 +160,7 @@ class KafkaListener:
             self._close(conn, None)
         if not conn.closed:
             self._update_interest(conn)
+        self._resume()
 
     def _accept(self) -> None:
         for _ in range(64):
@@ -300,8 +313,8 @@ class KafkaListener:
         self._write(conn)
         if conn.waiting is call:  # the parked request is answered: go on with the next
             conn.waiting = None
-            self._process(conn)
-        if not conn.closed:
+            self._resumed.append(conn)
+        elif not conn.closed:
             self._update_interest(conn)
 
     def _write(self, conn: Connection) -> None:
