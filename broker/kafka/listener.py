@@ -268,7 +268,9 @@ class KafkaListener:
 
     def _unsupported(self, conn: Connection, exc: codec.UnsupportedRequest) -> None:
         self.stats["unsupported_requests"] += 1
-        log_event(logger, logging.WARNING, "kafka_unsupported_request", peer=_peer(conn), api=exc.api_key,
+        # Java clients open every connection with ApiVersions v4 and fall back: not news
+        level = logging.DEBUG if exc.api_key == API_VERSIONS else logging.WARNING
+        log_event(logger, level, "kafka_unsupported_request", peer=_peer(conn), api=exc.api_key,
                   version=exc.api_version)
         call = Call(conn, exc.api_key, exc.api_version, exc.correlation_id, None, None)
         if exc.api_key == API_VERSIONS:  # the v0 answer, which every client can read
