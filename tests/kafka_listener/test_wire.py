@@ -18,6 +18,8 @@ from kio.schema.metadata.v12.response import MetadataResponse as M12Resp
 from kio.schema.metadata.v13.request import MetadataRequest as M13
 from kio.schema.metadata.v13.response import MetadataResponse as M13Resp
 
+from broker.client import Admin
+
 from .conftest import decode_response, encode_request, read_frame
 
 
@@ -86,3 +88,7 @@ def test_bad_frames_close_only_their_connection_with_a_log_line(kafka_broker):
         bystander.sendall(encode_request(18, 0, 7, AV0()))
         corr, body = decode_response(read_frame(bystander), AV0Resp)
         assert corr == 7 and body.error_code == ErrorCode.none
+    with Admin(kafka_broker.endpoint) as native:  # the counters edge status and /metrics read
+        counters = native.metadata()["broker"]["kafka"]
+    assert counters["closed_unknown_api"] >= 1 and counters["closed_bad_frame_size"] >= 1
+    assert counters["closed_malformed_request"] >= 1 and counters["connections_accepted"] >= 4
