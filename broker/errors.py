@@ -15,6 +15,7 @@ class BrokerError(Exception):
 
     code = 1
     retriable = False
+    kafka_error: str | None = None  # the Kafka protocol's name for this error, where one applies
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -88,10 +89,12 @@ class UnsupportedVersionError(BrokerError):
 
 
 class DiskFullError(BrokerError):
-    """The disk has no room for the write; nothing was appended. Retriable once space is freed."""
+    """The disk has no room for the write; nothing was appended. Retriable once space is freed.
+    Kafka's name for it: KAFKA_STORAGE_ERROR."""
 
     code = 13
     retriable = True
+    kafka_error = "KAFKA_STORAGE_ERROR"
 
 
 class BrokerUnavailableError(BrokerError):
@@ -119,9 +122,10 @@ class UnknownGroupMemberError(BrokerError):
 
 
 class StorageError(BrokerError):
-    """An I/O error in the storage engine other than a full disk."""
+    """An I/O error in the storage engine other than a full disk (Kafka: KAFKA_STORAGE_ERROR)."""
 
     code = 17
+    kafka_error = "KAFKA_STORAGE_ERROR"
 
 
 class ProducerBufferFullError(BrokerError):
@@ -129,6 +133,30 @@ class ProducerBufferFullError(BrokerError):
 
     code = 18
     retriable = True
+
+
+class BrokerBusyError(BrokerError):
+    """The broker refused a request to bound its memory: this client has too many parked
+    fetches or too many reply bytes it has not read, or too many clients are connected.
+    Retriable: read the pending replies (or wait) and ask again."""
+
+    code = 19
+    retriable = True
+
+
+class ResourceLimitError(BrokerError):
+    """A topic change would pass a broker limit derived from its file-descriptor limit
+    (partitions per topic, partitions in total, open files)."""
+
+    code = 20
+
+
+class DeliveryUnknownError(BrokerError):
+    """Client side: the batch was sent but its acknowledgement did not come in time, so the
+    broker may or may not have written it (a late write is possible; not a failure)."""
+
+    code = 21
+    retriable = False
 
 
 ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
@@ -152,6 +180,9 @@ ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
         UnknownGroupMemberError,
         StorageError,
         ProducerBufferFullError,
+        BrokerBusyError,
+        ResourceLimitError,
+        DeliveryUnknownError,
     )
 }
 

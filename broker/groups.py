@@ -83,8 +83,9 @@ class GroupCoordinator:
                 continue
             self.groups[name] = Group(name, offsets=offsets)
 
-    def _save(self, group: Group) -> None:
-        body = {"group": group.name, "offsets": [[t, p, o] for (t, p), o in sorted(group.offsets.items())]}
+    def _save(self, group: Group, offsets: dict[tuple[str, int], int] | None = None) -> None:
+        offsets = group.offsets if offsets is None else offsets
+        body = {"group": group.name, "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())]}
         atomic_write(self.directory / f"{group.name}.json", json.dumps(body).encode())
 
     def group(self, name: str) -> Group:
@@ -94,9 +95,11 @@ class GroupCoordinator:
     # -- offsets -------------------------------------------------------------------------
 
     def commit(self, name: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Durable before it counts: a failed write (full disk) raises and changes nothing."""
         group = self.group(name)
-        group.offsets.update(offsets)
-        self._save(group)
+        committed = {**group.offsets, **offsets}
+        self._save(group, committed)
+        group.offsets = committed
 
     def fetch(self, name: str, partitions: list[tuple[str, int]] | None = None) -> dict[tuple[str, int], int]:
         group = self.groups.get(validate_group_name(name))

@@ -167,10 +167,10 @@ def parse_request(frames: list) -> tuple[Header, dict[str, Any], list]:
 
 
 def error_reply(kind: int, request_id: int, error: BrokerError) -> list[bytes]:
-    return [
-        encode_header(kind | REPLY_BIT, request_id, error.code),
-        encode_metadata({"error": error.code, "message": error.message, "retriable": error.retriable}),
-    ]
+    meta = {"error": error.code, "message": error.message, "retriable": error.retriable}
+    if error.kafka_error:
+        meta["kafka_error"] = error.kafka_error  # e.g. KAFKA_STORAGE_ERROR for a full disk
+    return [encode_header(kind | REPLY_BIT, request_id, error.code), encode_metadata(meta)]
 
 
 def ok_reply(kind: int, request_id: int, meta: dict[str, Any], payloads: list | None = None) -> list:

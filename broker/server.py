@@ -16,6 +16,16 @@ Guarantees:
   wait expires.
 - Memory: ZeroMQ reads ahead at most REQUESTS_QUEUED_PER_CLIENT requests per client; a
   producer's further batches wait in its own socket and bounded buffer (back-pressure).
+  Fetch reply size, parked fetches, unread reply bytes, clients and partitions are capped
+  (broker/limits.py); each refusal is a typed error to the client and a counter in stats.
+- Background tasks (flush, recovery checkpoint, group expiry, retention, parked-fetch
+  expiry, heap trim) never stop the broker: an error (ENOSPC, EMFILE, EIO...) is logged
+  once a minute per task with the count of repeats, counted, and the task runs again on
+  its next turn.
+- Disk full: writes (produce, offset commits) are refused with DiskFullError (Kafka:
+  KAFKA_STORAGE_ERROR); metadata, fetches and the rest keep working; ``disk_full`` shows
+  in stats from the first refusal until a write succeeds or space is back; each produce
+  tries again, so writes resume by themselves.
 - Commits of group ``_mirror`` set the storage's protected offsets: retention keeps what
   the mirror has not shipped.
 - SIGTERM/SIGINT: stop reading requests, flush, answer parked durable acks, close storage
@@ -42,14 +52,27 @@ import zmq
 from . import protocol as P
 from .curve import CurveError, ServerCurve, is_loopback_tcp
 from .errors import (
+    BrokerBusyError,
     BrokerError,
     DiskFullError,
     InvalidConfigError,
     InvalidRequestError,
+    ResourceLimitError,
+    StorageError,
     UnknownTopicError,
 )
 from .groups import GroupCoordinator
-from .logs import log_event, setup_logging
+from .limits import (
+    MAX_FETCH_REPLY_BYTES,
+    MAX_PARKED_PARTITIONS,
+    MAX_PARKED_PER_CLIENT,
+    BrokerLimits,
+    BrokerStats,
+    ClientTable,
+    ReplyBacklog,
+)
+from .background import REPEATED_LOG_INTERVAL_S, BackgroundTasks, DiskFullState
+from .logs import RateLimitFilter, log_event, log_event_limited, setup_logging
 from .memory import HeapTrimmer
 from .storage import DiskGuard, Storage
 from .storage.dir_lock import lock_broker_data_dir
@@ -94,7 +117,8 @@ class DurableWaiter:
 
 class BrokerServer:
     def __init__(self, storage: Storage, endpoint: str, *, auto_create_topics: bool = True,
-                 topic_config_for: Callable[[str], TopicConfig] | None = None, curve: ServerCurve | None = None):
+                 topic_config_for: Callable[[str], TopicConfig] | None = None, curve: ServerCurve | None = None,
+                 limits: BrokerLimits | None = None):
         self.storage = storage
         self.endpoint = endpoint
         self.curve = curve if endpoint.startswith("tcp://") else None
@@ -105,12 +129,23 @@ class BrokerServer:
         self.socket: zmq.Socket | None = None
         self._stopping = False
         self._parked: list[ParkedFetch] = []
+        # (topic, partition) -> parked fetches listing it; may count fetches already gone
+        # (then a produce scans for nothing), never misses one: a produce to a partition no
+        # fetch waits for costs one lookup, however many fetches are parked
+        self._parked_on: dict[tuple[str, int], int] = {}
         self._durable_waiters: list[DurableWaiter] = []
         self._last_retention = 0.0
         self.heap = HeapTrimmer()  # freed batches back to the OS once a second (broker.memory)
         self._last_expiry = 0.0
         self.last_loop = time.monotonic()
         self.requests_handled = 0
+        self.limits = limits or BrokerLimits.from_fd_limit()
+        self.stats = BrokerStats()
+        self.clients = ClientTable(self.limits.max_clients)
+        self.reply_backlog = ReplyBacklog()
+        self.disk = DiskFullState(storage.data_dir, self.stats)
+        self.background = BackgroundTasks(self.stats, self.disk)
+        self._monitor: zmq.Socket | None = None
         # more listeners in this loop (broker/kafka/listener.py): they poll their sockets
         # with ours and share this storage and these groups, so nothing runs concurrently
         self.extensions: list = []
@@ -144,6 +179,8 @@ class BrokerServer:
         if self.endpoint.startswith("ipc://"):
             os.chmod(self.endpoint[len("ipc://"):], 0o660)
         self.socket = sock
+        # connection count for the client cap, and accepts the OS refused (EMFILE)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPT_FAILED)
         log_event(logger, logging.INFO, "broker_listening", endpoint=self.endpoint,
                   curve=f"{self.curve.clients} authorized clients" if self.curve else "off",
                   data_dir=self.storage.data_dir, topics=len(self.storage.topics()))
@@ -156,13 +193,15 @@ class BrokerServer:
             self.bind()
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         for extension in self.extensions:
             extension.attach(poller)
         while not self._stopping:
             self.last_loop = time.monotonic()
             timeout_ms = self._next_timeout_ms()
             ready = dict(poller.poll(timeout_ms))
-            if ready.pop(self.socket, 0):
+            if ready:
+                self.clients.read_monitor(self._monitor, self.stats, self.background.limiter)
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
                         frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -170,20 +209,27 @@ class BrokerServer:
                         break
                     self._handle(frames)
             for fd, flags in ready.items():
-                for extension in self.extensions:
-                    extension.on_ready(fd, flags)
+                if isinstance(fd, int):  # a plain socket of an extension
+                    for extension in self.extensions:
+                        extension.on_ready(fd, flags)
             self._run_timers()
         self.shutdown()
 
     def shutdown(self) -> None:
-        self.storage.flush_all()
+        # a full disk must not turn a clean stop into a traceback: what fails is logged, the
+        # next start recovers from the files as after a crash
+        self._guarded("shutdown_flush", self.storage.flush_all)
         self._complete_durable_waiters()
         for fetch in self._parked:
-            self._answer_fetch(fetch)
+            self._guarded("shutdown_fetch", self._answer_fetch, fetch)
         self._parked.clear()
         for extension in self.extensions:
-            extension.close()
-        self.storage.close()
+            self._guarded("shutdown_extension", extension.close)
+        self._guarded("shutdown_close", self.storage.close)
+        if self._monitor is not None and self.socket is not None:
+            self.socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         if self.socket is not None:
             self.socket.close(linger=1000)
             self.socket = None
@@ -208,29 +254,49 @@ class BrokerServer:
 
     def _run_timers(self) -> None:
         now = time.monotonic()
-        if self.storage.flush_due():
+        flushed = self._guarded("flush", self.storage.flush_due)
+        if flushed or (flushed is None and self._durable_waiters):
             self._complete_durable_waiters()
         if self._parked:
-            due = [f for f in self._parked if f.deadline <= now]
-            if due:
-                self._parked = [f for f in self._parked if f.deadline > now]
-                for fetch in due:
-                    self._answer_fetch(fetch)
+            self._guarded("parked_fetch_expiry", self._expire_parked, now)
         if now - self._last_expiry >= GROUP_EXPIRY_INTERVAL_S:
-            self.groups.expire(now)
             self._last_expiry = now
+            self._guarded("group_expiry", self.groups.expire, now)
         if now - self._last_retention >= RETENTION_INTERVAL_S:
             self._last_retention = now
             self._enforce_retention()
+            self._guarded("disk_check", self.disk.check_space_back)
+            self.reply_backlog.prune()
+            self._guarded("connection_count", self.clients.reconcile)
         for extension in self.extensions:
-            extension.run_timers(now)
-        self.heap.maybe_trim(now)
+            self._guarded("extension_timers", extension.run_timers, now)
+        self._guarded("heap_trim", self.heap.maybe_trim, now)
+
+    def _expire_parked(self, now: float) -> None:
+        due = [f for f in self._parked if f.deadline <= now]
+        if due:
+            self._parked = [f for f in self._parked if f.deadline > now]
+            self._unpark(due)
+            for fetch in due:
+                self._answer_fetch(fetch)
 
     def _enforce_retention(self) -> None:
-        try:
-            self.storage.enforce_retention()
-        except OSError as exc:
-            log_event(logger, logging.ERROR, "retention_failed", error=exc)
+        self._guarded("retention", self.storage.enforce_retention)
+
+    def _guarded(self, task: str, run: Callable, *args: Any) -> Any:
+        return self.background.run(task, run, *args)  # errors logged, counted, retried next turn
+
+    def _append_when_disk_full(self, log, view):
+        """The append after a DiskFullError: again once the disk guard had a chance to free
+        space (at most once a second, not per refused request); else refused."""
+        self.disk.note()
+        if self.disk.retry_due():
+            self._enforce_retention()
+            try:
+                return log.append(view)
+            except DiskFullError:
+                pass
+        raise self.disk.refusal(f"{log.topic}/{log.partition}")
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -245,6 +311,10 @@ class BrokerServer:
         identity = frames[0].bytes
         kind, request_id = 0, 0
         try:
+            if not self.clients.admit(identity):
+                self.stats.clients_refused += 1
+                raise BrokerBusyError(f"too many clients: {self.clients.connections} connected, limit "
+                                      f"{self.clients.capacity} (fd limit {self.limits.fd_limit}); try again later")
             if len(frames) >= 2 and len(frames[1]) == P.HEADER_SIZE:
                 # learn kind and id early so even a bad request gets a matching error reply
                 try:
@@ -261,6 +331,10 @@ class BrokerServer:
                 self._send(identity, reply)
         except BrokerError as exc:
             self._reply_error(identity, kind, request_id, exc)
+        except OSError as exc:
+            log_event_limited(self.background.limiter, logger, logging.ERROR, "request_io_failed",
+                              key=f"io-{kind}-{exc.errno}", kind=P.REQUEST_TYPES.get(kind, kind), error=repr(exc))
+            self._reply_error(identity, kind, request_id, self.disk.error_for(exc, self.limits.fd_limit))
         except Exception as exc:  # noqa: BLE001 - the loop must survive any request
             log_event(logger, logging.ERROR, "request_failed", kind=P.REQUEST_TYPES.get(kind, kind), error=repr(exc))
             self._reply_error(identity, kind, request_id, BrokerError(f"internal error: {type(exc).__name__}: {exc}"))
@@ -275,7 +349,7 @@ class BrokerServer:
         if not self.storage.has_topic(topic):
             if not self.auto_create_topics:
                 raise UnknownTopicError(f"unknown topic {topic!r} (auto-creation is off)")
-            self.storage.create_topic(topic, self.topic_config_for(topic))
+            self.create_topic(topic, self.topic_config_for(topic))
         return self.storage.log(topic, partition)
 
     def _produce(self, identity, header, meta, payloads):
@@ -288,8 +362,9 @@ class BrokerServer:
         try:
             result = log.append(view)
         except DiskFullError:
-            self._enforce_retention()  # the disk guard may free space; try once more
-            result = log.append(view)
+            result = self._append_when_disk_full(log, view)  # the disk guard may free space
+        if self.disk.full:
+            self.disk.clear("a write succeeded")
         self._wake_fetches(topic, partition)
         if acks == P.ACKS_NONE:
             return None
@@ -326,20 +401,57 @@ class BrokerServer:
         parts = P.field(meta, "partitions", list)
         if not parts or len(parts) > 4096:
             raise InvalidRequestError("fetch needs 1..4096 partitions")
+        listed = set()
         for part in parts:
             if not isinstance(part, list) or len(part) != 3:
                 raise InvalidRequestError("each fetch partition is [topic, partition, offset]")
             P.field({"topic": part[0]}, "topic", str)
             P.field({"partition": part[1]}, "partition", int, minimum=0)
             P.field({"offset": part[2]}, "offset", int, minimum=0)
-        P.field(meta, "max_bytes", int, default=4 * 1024 * 1024, minimum=1)
+            listed.add((part[0], part[1]))
+        if len(listed) != len(parts):
+            raise InvalidRequestError("a fetch lists a partition more than once")
+        if P.field(meta, "max_bytes", int, default=4 * 1024 * 1024, minimum=1) > MAX_FETCH_REPLY_BYTES:
+            meta["max_bytes"] = MAX_FETCH_REPLY_BYTES  # one reply's memory is bounded
+            self.stats.fetch_max_bytes_clamped += 1
         wait_ms = P.field(meta, "max_wait_ms", int, default=0, minimum=0, maximum=MAX_FETCH_WAIT_MS)
+        self._check_reply_backlog(identity)
         fetch = ParkedFetch(time.monotonic() + wait_ms / 1000, identity, header.request_id, meta)
         reply, has_data = self._read_fetch(fetch)
-        if has_data or wait_ms == 0:
-            return reply
-        self._parked.append(fetch)
+        if not has_data and wait_ms > 0 and self._may_park(identity, len(parts)):
+            self._parked.append(fetch)
+            for key in listed:
+                self._parked_on[key] = self._parked_on.get(key, 0) + 1
+        else:
+            self._send_fetch_reply(identity, reply)
         return None
+
+    def _may_park(self, identity: bytes, partitions: int) -> bool:
+        """Whether a fetch may wait for data; raises BrokerBusyError when its client has too many
+        waiting, False (answer now) when all clients' waiting fetches reach the broker's cap."""
+        if sum(1 for f in self._parked if f.identity == identity) >= MAX_PARKED_PER_CLIENT:
+            self.stats.fetch_parked_refused += 1
+            raise BrokerBusyError(f"this client already has {MAX_PARKED_PER_CLIENT} fetches waiting for data")
+        if sum(len(f.meta["partitions"]) for f in self._parked) + partitions > MAX_PARKED_PARTITIONS:
+            self.stats.fetch_parked_overflow += 1
+            return False
+        return True
+
+    def _send_fetch_reply(self, identity: bytes, reply: list) -> None:
+        """Send a fetch reply, its data counted as unread until ZeroMQ has written it (see
+        ReplyBacklog: the tracker of its last frame with data, for large replies and one in
+        many small ones; ZeroMQ writes a message's frames, and a client's messages, in order)."""
+        nbytes = sum(len(f) for f in reply[2:])
+        if not nbytes:
+            self._send(identity, reply)
+        elif not self.reply_backlog.wants_tracker(identity, nbytes):
+            self._send(identity, reply)
+            self.reply_backlog.add_untracked(identity, nbytes)
+        else:
+            last = max(i for i in range(2, len(reply)) if len(reply[i]))
+            tracked = zmq.Frame(reply[last], copy=False, track=True)
+            self._send(identity, [*reply[:last], tracked, *reply[last + 1:]])
+            self.reply_backlog.add(identity, tracked.tracker, nbytes)
 
     def _read_fetch(self, fetch: ParkedFetch) -> tuple[list, bool]:
         budget = fetch.meta.get("max_bytes", 4 * 1024 * 1024)
@@ -354,8 +466,9 @@ class BrokerServer:
                 if budget > 0:
                     data = log.read(offset, budget)
                     budget -= len(data)
-            except BrokerError as exc:
-                entry.update(error=exc.code, message=exc.message)
+            except (BrokerError, OSError) as exc:
+                err = exc if isinstance(exc, BrokerError) else StorageError(f"reading {topic}/{partition}: {exc}")
+                entry.update(error=err.code, message=err.message)
                 has_data = True  # errors are news: answer now
             if len(data):
                 has_data = True
@@ -364,20 +477,42 @@ class BrokerServer:
             payloads.append(data)
         return P.ok_reply(P.FETCH, fetch.request_id, {"partitions": out_meta}, payloads), has_data
 
+    def _check_reply_backlog(self, identity: bytes) -> None:
+        try:
+            self.reply_backlog.check(identity)
+        except BrokerBusyError:
+            self.stats.reply_backlog_refused += 1
+            raise
+
     def _answer_fetch(self, fetch: ParkedFetch) -> None:
+        try:
+            self._check_reply_backlog(fetch.identity)
+        except BrokerBusyError as exc:
+            self._reply_error(fetch.identity, P.FETCH, fetch.request_id, exc)
+            return
         reply, _ = self._read_fetch(fetch)
-        self._send(fetch.identity, reply)
+        self._send_fetch_reply(fetch.identity, reply)
 
     def _wake_fetches(self, topic: str, partition: int) -> None:
-        if not self._parked:
+        if not self._parked or (topic, partition) not in self._parked_on:
             return
-        keep = []
+        keep, woken = [], []
         for fetch in self._parked:
             if any(t == topic and p == partition for t, p, _ in fetch.meta["partitions"]):
-                self._answer_fetch(fetch)
+                woken.append(fetch)
             else:
                 keep.append(fetch)
         self._parked = keep
+        self._unpark(woken)
+        for fetch in woken:
+            self._answer_fetch(fetch)
+
+    def _unpark(self, fetches: list[ParkedFetch]) -> None:
+        for fetch in fetches:
+            for t, p, _ in fetch.meta["partitions"]:
+                left = self._parked_on.pop((t, p), 0) - 1
+                if left > 0:
+                    self._parked_on[(t, p)] = left
 
     # -- offsets, metadata, topics -------------------------------------------------------
 
@@ -409,7 +544,8 @@ class BrokerServer:
                 "partitions": [
                     {"partition": log.partition, "log_start": log.log_start_offset, "next_offset": log.next_offset,
                      "durable_offset": log.durable_offset, "size_bytes": log.size_bytes,
-                     "segments": len(log.segments), "protected_offset": log.protected_offset}
+                     "segments": len(log.segments), "protected_offset": log.protected_offset,
+                     "future_records": log.future_records}
                     for log in self.storage.partition_logs(name)
                 ],
             }
@@ -425,10 +561,28 @@ class BrokerServer:
             "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
             "corrupt_batches": self.storage.corrupt_batch_count,
             "time_ns": time.time_ns(),
+            **self._stats_json(),
         }
         for extension in self.extensions:
             broker.update(extension.stats_fields())
         return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})
+
+    def _stats_json(self) -> dict[str, Any]:
+        """The broker's limits, the counters of what they refused, and the gauges beside them."""
+        return {
+            "disk_full": self.disk.full, "disk_full_since_ns": self.disk.since_ns,
+            "limits": self.limits.to_json(),
+            "stats": {**self.stats.to_json(), "connections": self.clients.connections,
+                      "parked_fetches": len(self._parked), "unread_reply_bytes": self.reply_backlog.total,
+                      "partitions": len(self.storage.partition_logs())},
+        }
+
+    def _check_partitions(self, topic: str, topic_partitions: int, added: int) -> None:
+        try:
+            self.limits.check_new_partitions(topic, topic_partitions, added, len(self.storage.partition_logs()))
+        except ResourceLimitError:
+            self.stats.partitions_refused += 1
+            raise
 
     def _topic_config_from(self, base: TopicConfig, meta: dict) -> TopicConfig:
         overrides = P.field(meta, "config", dict, default={})
@@ -442,12 +596,18 @@ class BrokerServer:
         config = self._topic_config_from(self.topic_config_for(topic), meta)
         if P.field(meta, "if_not_exists", bool, default=False) and self.storage.has_topic(topic):
             return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": False})
-        self.storage.create_topic(topic, config)
+        self.create_topic(topic, config)
         return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": True, "config": config.to_json_dict()})
 
     def _delete_topic(self, identity, header, meta, payloads):
         self.delete_topic(P.field(meta, "topic", str))
         return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
+
+    def create_topic(self, topic: str, config: TopicConfig) -> None:
+        """Create a topic within the broker's partition limits (both protocols)."""
+        if not self.storage.has_topic(topic):  # an existing one is refused by name below
+            self._check_partitions(topic, config.partitions, config.partitions)
+        self.storage.create_topic(topic, config)
 
     def delete_topic(self, topic: str) -> None:
         """Delete a topic with its committed offsets and parked fetches (both protocols)."""
@@ -458,6 +618,9 @@ class BrokerServer:
     def _configure_topic(self, identity, header, meta, payloads):
         topic = P.field(meta, "topic", str)
         overrides = P.field(meta, "config", dict)
+        wanted = overrides.get("partitions")
+        if isinstance(wanted, int) and not isinstance(wanted, bool) and self.storage.has_topic(topic):
+            self._check_partitions(topic, wanted, max(0, wanted - self._partition_count(topic)))
         config = self.storage.configure_topic(topic, overrides)
         return P.ok_reply(P.CONFIGURE_TOPIC, header.request_id, {"config": config.to_json_dict()})
 
@@ -486,7 +649,11 @@ class BrokerServer:
     def _fetch_offsets(self, identity, header, meta, payloads):
         group = P.field(meta, "group", str)
         parts = P.field(meta, "partitions", (list, type(None)), default=None)
-        wanted = None if parts is None else [(str(t), int(p)) for t, p in parts]
+        if parts is not None and not all(
+                isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], int) and not isinstance(item[1], bool) and item[1] >= 0 for item in parts):
+            raise InvalidRequestError("each partition is [topic, partition] with a topic name and a non-negative integer")
+        wanted = None if parts is None else [(t, p) for t, p in parts]
         offsets = self.groups.fetch(group, wanted)
         return P.ok_reply(P.FETCH_OFFSETS, header.request_id,
                           {"offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())]})
@@ -548,6 +715,8 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
     from edge import sdnotify  # small, no heavy imports
 
     _raise_fd_limit()
+    # conditions that last (a full disk the guard cannot clear) log once a minute, with counts
+    logging.getLogger("broker.retention").addFilter(RateLimitFilter(("disk_guard_stuck",), REPEATED_LOG_INTERVAL_S))
     started = time.perf_counter()
     endpoint = endpoint or f"ipc://{Path(data_dir).resolve()}/broker.sock"
     server_curve = None

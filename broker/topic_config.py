@@ -32,6 +32,7 @@ RANGES: dict[str, tuple[int, int, str]] = {
     "retention_age": (_SECOND_NS, 100 * 366 * _DAY_NS, "duration"),
     "flush_interval": (10**6, 3600 * _SECOND_NS, "duration"),
     "max_record_bytes": (1, MAX_RECORD_BYTES_CEILING, "size"),
+    "max_future_skew": (_SECOND_NS, 100 * 366 * _DAY_NS, "duration"),
 }
 
 
@@ -75,6 +76,9 @@ class TopicConfig(BaseModel):
     )
     flush_interval_ns: Annotated[DurationNs, _in_range("flush_interval")] = Field(
         200 * 10**6, alias="flush_interval")
+    max_future_skew_ns: Annotated[DurationNs, _in_range("max_future_skew")] = Field(
+        3600 * 10**9, alias="max_future_skew",
+        description="a record stamped more than this after its append is flagged and left out of time lookups")
     max_record_bytes: Annotated[Size, _in_range("max_record_bytes")] = Field(
         DEFAULT_MAX_RECORD_BYTES, description="largest record accepted")
     priority: int = Field(
@@ -94,7 +98,7 @@ class TopicConfig(BaseModel):
         up to one max batch of records plus the record that crossed the line."""
         return 2 * self.max_batch_bytes
 
-    @field_serializer("segment_ns", "retention_ns", "flush_interval_ns")
+    @field_serializer("segment_ns", "retention_ns", "flush_interval_ns", "max_future_skew_ns")
     def _serialize_duration(self, ns: int | None) -> str | None:
         # durations leave as exact strings ("200ms") so that dumps validate back unchanged
         return None if ns is None else format_duration_ns(ns)

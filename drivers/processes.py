@@ -27,10 +27,15 @@ from .runtime import DriverRuntime, Sample, SensorError
 logger = logging.getLogger("drivers")
 
 
-def _producer(endpoint: str, codec: str = "none") -> Producer:
-    # Real-time data: fail fast when the broker is slow or down (the runtime counts drops)
+FILE_BLOCK_TIMEOUT_S = 300.0  # a file source waits this long for a stalled broker before a frame counts as dropped
+
+
+def _producer(endpoint: str, codec: str = "none", *, live: bool = True) -> Producer:
+    # Real-time data: fail fast when the broker is slow or down (the runtime counts drops).
+    # A file played as fast as possible is not live: wait for buffer space instead of dropping.
     return Producer(endpoint, linger_ms=2, max_batch_bytes=8 * 1024 * 1024, acks="written",
-                    on_full="fail", buffer_bytes=128 * 1024 * 1024, request_timeout_s=5.0, codec=codec)
+                    on_full="fail" if live else "block", block_timeout_s=FILE_BLOCK_TIMEOUT_S,
+                    buffer_bytes=128 * 1024 * 1024, request_timeout_s=5.0, codec=codec)
 
 
 def _is_file_source(source: str) -> bool:
@@ -39,9 +44,14 @@ def _is_file_source(source: str) -> bool:
     return not (source == "sim" or source.isdigit() or source.startswith(("/dev/", "rtsp://", "rtsps://", "http://", "https://", "udp://")))
 
 
+def _paced_by_broker(sensor: Any) -> bool:
+    """A file played "as fast as possible": nothing is live, the broker sets the pace."""
+    return _is_file_source(sensor.source) and sensor.rate == "max"
+
+
 def _overload_policy(sensor: Any) -> str:
-    # A file played "as fast as possible" is paced by the broker, not by a sensor: no drops.
-    return "block" if _is_file_source(sensor.source) and sensor.rate == "max" else sensor.overload
+    # Paced by the broker, not by a sensor: the queue and the producer wait, nothing is dropped.
+    return "block" if _paced_by_broker(sensor) else sensor.overload
 
 
 def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]], *, finite: bool) -> int:
@@ -76,19 +86,28 @@ def run_camera(camera: Any, endpoint: str) -> int:
         print(f"camera {camera.name}: video file {camera.source!r} not found", file=sys.stderr)
         return 1
 
+    passthrough = camera.encoding == "passthrough"  # record the camera's own compressed frames
+
     def open_source():
         try:
             frames = open_camera_source(camera.source, fps=camera.fps, width=camera.width, height=camera.height,
-                                        rate=camera.rate, loop=camera.loop, keep_timestamps=camera.keep_timestamps)
+                                        rate=camera.rate, loop=camera.loop, keep_timestamps=camera.keep_timestamps,
+                                        passthrough=passthrough)
             for frame in frames:
-                yield Sample(frame.capture_ns, frame.image)
+                yield Sample(frame.capture_ns, frame if passthrough else frame.image)
         except CameraSourceError as exc:
             raise SensorError(str(exc)) from None
 
+    if passthrough:
+        from .camera.passthrough import encode_passthrough as encode
+    else:
+        def encode(image):
+            return encode_frame(image, camera.encoding, camera.quality)
+
     runtime = DriverRuntime(
-        name=camera.name, kind="camera", topic=camera.resolved_topic(), producer=_producer(endpoint),
-        encode=lambda image: encode_frame(image, camera.encoding, camera.quality),
-        queue_size=camera.queue_size, policy=_overload_policy(camera),
+        name=camera.name, kind="camera", topic=camera.resolved_topic(),
+        producer=_producer(endpoint, live=not _paced_by_broker(camera)),
+        encode=encode, queue_size=camera.queue_size, policy=_overload_policy(camera),
     )
     return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
 

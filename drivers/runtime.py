@@ -14,7 +14,11 @@ Guarantees:
   becomes ``sensor_lost``, it is logged, the source is reopened with exponential backoff
   (0.5 s → 10 s), and capture resumes without a restart.
 - Broker down: the producer fails fast, frames are dropped with reason ``broker``, the
-  producer reconnects by itself; capture goes on.
+  producer reconnects by itself; capture goes on. Disk full (the broker refuses writes
+  with DiskFullError): dropped with reason ``disk_full``; writes resume by themselves
+  when the broker has space again.
+- Delivery unknown (sent, no acknowledgement in time: DeliveryUnknownError): counted in
+  ``unknown``, not as a drop, because the broker may have written the record.
 - Health: a JSON status record (counters, state, measured rate) goes to the ``_health``
   topic, key = sensor name, every ``health_interval_s``.
 - SIGTERM/SIGINT: stop capturing, publish what is queued, flush the producer, exit 0.
@@ -31,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Literal
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, DeliveryUnknownError, DiskFullError
 from broker.logs import log_event
 
 logger = logging.getLogger("drivers.runtime")
@@ -53,7 +57,8 @@ class DriverCounters:
     captured: int = 0
     published: int = 0
     acknowledged: int = 0
-    dropped: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "broker": 0})
+    unknown: int = 0  # sent, outcome unknown (no acknowledgement in time): maybe written
+    dropped: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "broker": 0, "disk_full": 0})
     sensor_errors: int = 0
     reopens: int = 0
     last_capture_ns: int | None = None
@@ -276,9 +281,12 @@ class DriverRuntime:
         exc = future.exception() if hasattr(future, "exception") else None
         if exc is None:
             self.counters.acknowledged += 1
+            return
+        if isinstance(exc, DeliveryUnknownError):
+            self.counters.unknown += 1
         else:
-            self.counters.drop("broker")
-            self.counters.last_error = str(exc)
+            self.counters.drop("disk_full" if isinstance(exc, DiskFullError) else "broker")
+        self.counters.last_error = str(exc)
 
     # -- health --------------------------------------------------------------------------
 

@@ -100,7 +100,8 @@ class CameraConfig(_Section):
     fps: float | None = Field(None, gt=0, le=1000, description="capture rate for sim and devices")
     width: int | None = Field(None, ge=16, le=16384)
     height: int | None = Field(None, ge=16, le=16384)
-    encoding: Literal["jpeg", "png", "bgr8"] = "jpeg"
+    encoding: Literal["jpeg", "png", "bgr8", "passthrough"] = Field(
+        "jpeg", description="passthrough: record the camera's H.264/H.265/MJPEG as sent (drivers/camera/passthrough.py)")
     quality: int = Field(85, ge=1, le=100, description="JPEG quality")
     rate: Rate = Field("recorded", description="file sources: recorded | max | Hz")
     loop: bool = False

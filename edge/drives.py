@@ -1,12 +1,22 @@
 """Drive boundaries: start and stop records on the internal topic ``_drives``.
 
 A record's key is the drive name, its value JSON: ``{"event": "start"|"stop", "drive",
-"time_ns", "reason", "vehicle"}``. ``edge up`` writes start/stop around a session and
+"time_ns", "reason", "vehicle", "offsets"}``. ``edge up`` writes start/stop around a session and
 ``edge drives start|stop`` lets ignition hooks do it. A drive that was started but never
 stopped (power cut) ends where the next one starts, or is ``open`` if it is the last one.
 
+A drive is delimited by offsets, not by capture times (which a sensor clock can step or
+stamp years ahead): ``offsets`` is ``{topic: [next offset per partition]}`` of every
+non-internal topic when the event was written (events written with an explicit time,
+i.e. backfilled, carry none), so a drive holds, per partition, the
+records from its start event's offset to its end's (the next start's for an interrupted
+drive, the log end for an open one); a topic that is missing from the start event was
+created during the drive and counts from offset 0. Records written before this field
+existed have no ``offsets``: such drives fall back to time lookups (Kafka's rule).
+
 Drive names (``drive-20261122-101500``, UTC start time) are accepted wherever a time
-window is (replay, export): ``resolve_drive`` turns one into ``(start_ns, end_ns)``.
+window is (replay, export): ``resolve_drive`` turns one into ``(start_ns, end_ns)``,
+``drive_resolution`` into that plus the drive's offsets (edge.replay.timespec).
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ class Drive:
     interrupted: bool = False
     reason: str = ""
     topics: dict[str, dict[str, int]] = field(default_factory=dict)
+    start_offsets: dict[str, list[int]] | None = None  # None: the event predates offsets
+    end_offsets: dict[str, list[int]] | None = None  # None: open, or the event predates offsets
 
     @property
     def duration_s(self) -> float | None:
@@ -44,6 +56,41 @@ class Drive:
         body["duration_s"] = self.duration_s
         return body
 
+    def offset_range(self, topic: str, partition: int, log_end: int) -> tuple[int, int] | None:
+        """This drive's offsets ``[start, end)`` of a partition (module docstring), or None
+        when its events carry no offsets (then times decide)."""
+        if self.start_offsets is None or (self.end_offsets is None and self.end_ns is not None):
+            return None  # an event without offsets: the drive is a time window
+        start = _offset_at(self.start_offsets, topic, partition, default=0)
+        end = log_end if self.end_offsets is None else _offset_at(self.end_offsets, topic, partition, default=0)
+        return min(start, log_end), min(max(start, end), log_end)
+
+    def offset_bounds(self, topics: dict[str, list[int]]) -> tuple[dict, dict] | None:
+        """Start and end offsets per (topic, partition) of ``topics`` (name -> log end per
+        partition), as a window takes them; None when the events carry no offsets."""
+        starts, ends = {}, {}
+        for name, log_ends in topics.items():
+            for partition, log_end in enumerate(log_ends):
+                bounds = self.offset_range(name, partition, log_end)
+                if bounds is None:
+                    return None
+                starts[(name, partition)], ends[(name, partition)] = bounds
+        return starts, ends
+
+
+def _offset_at(offsets: dict[str, list[int]], topic: str, partition: int, *, default: int) -> int:
+    per_partition = offsets.get(topic)
+    if not isinstance(per_partition, list) or partition >= len(per_partition):
+        return default
+    value = per_partition[partition]
+    return value if isinstance(value, int) and value >= 0 else default
+
+
+def _log_ends(admin: Admin) -> dict[str, list[int]]:
+    """Next offset of every partition of every non-internal topic."""
+    return {name: [p["next_offset"] for p in topic["partitions"]]
+            for name, topic in admin.list_topics().items() if not name.startswith("_")}
+
 
 def new_drive_name(now_ns: int | None = None) -> str:
     moment = datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, tz=timezone.utc)
@@ -56,6 +103,9 @@ def record_event(endpoint: str, event: str, name: str, *, reason: str = "", vehi
     if event not in ("start", "stop"):
         raise ValueError("event must be 'start' or 'stop'")
     body = {"event": event, "drive": name, "time_ns": time_ns or time.time_ns(), "reason": reason, "vehicle": vehicle}
+    if time_ns is None:  # an event of this moment; a given time (a backfill) is a time, not these offsets
+        with Admin(endpoint, timeout_s=5.0) as admin:
+            body["offsets"] = _log_ends(admin)
     with Producer(endpoint, acks="durable", linger_ms=0, request_timeout_s=5.0) as producer:
         return producer.send(DRIVES_TOPIC, json.dumps(body).encode(), key=name.encode(),
                              timestamp_ns=body["time_ns"]).result(10).offset
@@ -91,14 +141,17 @@ def list_drives(endpoint: str, *, with_topics: bool = True) -> list[Drive]:
         name, ts = event.get("drive"), event.get("time_ns")
         if not isinstance(name, str) or not isinstance(ts, int):
             continue
+        offsets = event.get("offsets") if isinstance(event.get("offsets"), dict) else None
         if event.get("event") == "start":
             if drives and drives[-1].end_ns is None:
                 drives[-1].end_ns, drives[-1].interrupted = ts, True
-            drive = Drive(name, ts, reason=str(event.get("reason", "")))
+                drives[-1].end_offsets = offsets
+            drive = Drive(name, ts, reason=str(event.get("reason", "")), start_offsets=offsets)
             drives.append(drive)
             by_name[name] = drive
         elif event.get("event") == "stop" and name in by_name and by_name[name].end_ns is None:
             by_name[name].end_ns = ts
+            by_name[name].end_offsets = offsets
     if drives and drives[-1].end_ns is None:
         drives[-1].open = True
     if with_topics and drives:
@@ -116,8 +169,12 @@ def _fill_topics(endpoint: str, drives: list[Drive]) -> None:
             for name, topic in topics.items():
                 records = size = 0
                 for p in topic["partitions"]:
-                    first = admin.list_offset(name, p["partition"], "timestamp", start)
-                    last = admin.list_offset(name, p["partition"], "timestamp", end)
+                    by_offsets = drive.offset_range(name, p["partition"], p["next_offset"])
+                    if by_offsets is not None:
+                        first, last = max(by_offsets[0], p["log_start"]), max(by_offsets[1], p["log_start"])
+                    else:
+                        first = admin.list_offset(name, p["partition"], "timestamp", start)
+                        last = admin.list_offset(name, p["partition"], "timestamp", end)
                     count = max(0, last - first)
                     held = p["next_offset"] - p["log_start"]
                     records += count
@@ -126,8 +183,23 @@ def _fill_topics(endpoint: str, drives: list[Drive]) -> None:
                     drive.topics[name] = {"records": records, "bytes": size}
 
 
-def resolve_drive(endpoint: str, name: str) -> tuple[int, int]:
+def find_drive(endpoint: str, name: str) -> Drive:
     for drive in list_drives(endpoint, with_topics=False):
         if drive.name == name:
-            return drive.window()
+            return drive
     raise BrokerError(f"no drive named {name!r} (see `edge drives`)")
+
+
+def resolve_drive(endpoint: str, name: str) -> tuple[int, int]:
+    return find_drive(endpoint, name).window()
+
+
+def drive_resolution(endpoint: str, name: str) -> tuple:
+    """``(start_ns, end_ns, topics, offsets)`` for edge.replay.timespec's resolver:
+    ``offsets`` is ``(start_offsets, end_offsets)`` per (topic, partition), or None for a
+    drive whose events carry no offsets."""
+    drive = find_drive(endpoint, name)
+    start, end = drive.window()
+    with Admin(endpoint) as admin:
+        bounds = drive.offset_bounds(_log_ends(admin))
+    return start, end, (), bounds

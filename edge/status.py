@@ -20,6 +20,9 @@ from broker.errors import BrokerError, UnknownTopicError
 
 HEALTH_TOPIC = "_health"
 HEALTH_LOOKBACK = 64  # records per partition read from the end of _health
+# broker stats (broker/limits.py BrokerStats) shown in the one-screen view when not zero
+REFUSAL_COUNTERS = ("clients_refused", "fetch_parked_refused", "reply_backlog_refused", "partitions_refused",
+                    "accept_failures", "disk_full_refusals")
 
 
 def latest_health(endpoint: str, admin: Admin) -> dict[str, dict[str, Any]]:
@@ -101,7 +104,8 @@ class StatusTracker:
             "time_ns": time.time_ns(),
             "broker": broker,
             "disk": {"total_bytes": broker["disk_total_bytes"], "free_bytes": broker["disk_free_bytes"],
-                     "data_bytes": held_bytes, "write_bytes_per_s": write_rate, "retention_horizon_h": horizon_h},
+                     "data_bytes": held_bytes, "write_bytes_per_s": write_rate, "retention_horizon_h": horizon_h,
+                     "full": bool(broker.get("disk_full")), "full_since_ns": broker.get("disk_full_since_ns")},
             "topics": topics,
             "drivers": drivers,
             "mirror": health.get("mirror"),
@@ -137,6 +141,14 @@ def format_status(status: dict[str, Any]) -> str:
         f"{format_size(disk['total_bytes'])}; writing {format_size(disk['write_bytes_per_s'])}/s; "
         f"horizon {'-' if horizon is None else f'{horizon:.1f} h'}"
     )
+    if disk.get("full"):
+        since = time.strftime("%H:%M:%S", time.localtime((disk.get("full_since_ns") or time.time_ns()) / 1e9))
+        lines.append(f"DISK FULL since {since}: the broker refuses writes (drivers drop with disk_full) "
+                     "until space is freed; reads go on")
+    refused = {k: v for k, v in ((status.get("broker") or {}).get("stats") or {}).items()
+               if k in REFUSAL_COUNTERS and v}
+    if refused:
+        lines.append("broker refused: " + ", ".join(f"{k} {v}" for k, v in sorted(refused.items())))
     lines.append(f"{'TOPIC':<24} {'REC/S':>8} {'MB/S':>7} {'RECORDS':>10} {'SIZE':>10}")
     for name, t in sorted(status["topics"].items()):
         rps = "-" if t["records_per_s"] is None else f"{t['records_per_s']:.1f}"

@@ -60,7 +60,6 @@ class Consumer:
         self.reset_count = 0
         self._last_heartbeat = 0.0
         self._prefetch: tuple[int, dict[TopicPartition, int]] | None = None
-        self._time_floor: int | None = None  # set by seek_to_time until the first records
         self.skip_corrupt = skip_corrupt
         self.on_corrupt = on_corrupt
         self.skipped_corrupt: list[tuple[str, int, int, int, str]] = []
@@ -147,9 +146,9 @@ class Consumer:
         self._prefetch = None
 
     def seek_to_time(self, timestamp_ns: int, partitions: Iterable[TopicPartition] | None = None) -> None:
-        """Position each partition at the first batch whose capture time reaches
-        ``timestamp_ns`` (records before it in that batch are skipped by ``poll``)."""
-        self._time_floor = int(timestamp_ns)
+        """Position each partition at its first offset whose capture time is >= ``timestamp_ns``
+        (Kafka's offsetsForTimes); ``poll`` then returns everything from there, also records
+        stamped earlier by a clock that stepped back, whatever the fetch size."""
         for tp in list(partitions or self.positions):
             self.positions[tp] = self._list_offset(tp, "timestamp", timestamp_ns)
         self._prefetch = None
@@ -215,7 +214,6 @@ class Consumer:
 
     def _apply_fetch(self, reply, snapshot: dict[TopicPartition, int], columns: bool) -> list:
         out: list = []
-        floor = self._time_floor
         for entry, data in zip(reply.meta["partitions"], reply.payloads):
             tp = (entry["topic"], entry["partition"])
             if tp not in self.positions or self.positions[tp] != snapshot.get(tp):
@@ -238,18 +236,12 @@ class Consumer:
                 chunks = decode_batches_values(data, topic=tp[0], partition=tp[1], min_offset=snapshot[tp])
                 if chunks:
                     self._served(tp, int(chunks[-1].offsets[-1]) + 1)
-                    if floor is not None:
-                        chunks = [c.select(c.timestamps >= floor) for c in chunks]
                     out.extend(c for c in chunks if len(c))
                 continue
             records = decode_batches(data, topic=tp[0], partition=tp[1], min_offset=snapshot[tp])
             if records:
                 self._served(tp, records[-1].offset + 1)
-                if floor is not None:
-                    records = [r for r in records if r.timestamp >= floor]
                 out.extend(records)
-        if floor is not None and out:
-            self._time_floor = None
         return out
 
     def _without_damage(self, tp: TopicPartition, data, position: int):

@@ -11,13 +11,26 @@ Guarantees:
 - Per partition at most ``max_in_flight`` batches are outstanding, sent in order; batches
   are never retried, so a record is written at most once and acknowledged records of a
   partition are in send order. A failed batch fails its futures with the typed error.
+  Until idempotent produce exists the app sees, per record: delivered, failed (absent from
+  the log), or unknown (present or absent, and if present in send order).
 - Bounded memory: ``buffer_bytes`` caps what is buffered plus in flight. When it is full,
   ``on_full="block"`` waits up to ``block_timeout_s`` and ``"fail"`` raises
   ProducerBufferFullError at once (what a real-time driver wants).
-- Broker down: sends fail fast with BrokerUnavailableError (ZMQ_IMMEDIATE), in-flight
-  batches time out after ``request_timeout_s``; a timeout drops the connection with all it
-  holds (a hung broker would otherwise pile requests up in it) and fails every in-flight
-  batch; ZeroMQ reconnects by itself and the producer goes on when the broker is back.
+- Outcomes: a batch resolves to a DeliveryResult (written), a typed error (not written:
+  the broker refused it, or it was never handed to a connection), or DeliveryUnknownError:
+  it was sent but no acknowledgement came within ``request_timeout_s``, so the broker may
+  still write it (a hung broker writes what it had read once it runs again). Never report
+  as failed what may be written.
+- No reorder after an unknown outcome: the connection is *fenced*. No batch is sent until
+  the broker answers a PING sent after the unknown batches (it handles one connection's
+  requests in order, so by then it has written or dropped them all), or until the
+  connection is gone (ZMQ_IMMEDIATE: a send finds no peer; what was queued on it died with
+  it). A PING is sent again every ``request_timeout_s``. While fenced nothing is added to
+  the connection (a hung broker would otherwise pile requests up in it), the unknown
+  batches keep their share of ``buffer_bytes`` (they may still sit in the socket), and new
+  records wait in the buffer, which blocks or fails as configured.
+- Broker down: sends fail fast with BrokerUnavailableError (ZMQ_IMMEDIATE); ZeroMQ
+  reconnects by itself and the producer goes on when the broker is back.
 - ``send_many`` is the bulk call for many small records: one encode per batch-sized chunk
   in the caller's thread, no per-record Python work beyond building the value list.
 
@@ -40,7 +53,13 @@ import zmq
 from crc32c import crc32c
 
 from .. import protocol as P
-from ..errors import BrokerError, BrokerUnavailableError, ProducerBufferFullError, UnknownTopicError
+from ..errors import (
+    BrokerError,
+    BrokerUnavailableError,
+    DeliveryUnknownError,
+    ProducerBufferFullError,
+    UnknownTopicError,
+)
 from ..records import encode_batch
 from .connection import Connection
 from .delivery import DeliveryResult, RecordFuture
@@ -123,6 +142,15 @@ class Producer:
         self._meta_lock = threading.Lock()
         self._meta_conn: Connection | None = None
         self._connected = False  # whether a send ever went through (see _send_batch)
+        # the fence after an unknown outcome (see the module docstring): the PING awaited, when
+        # it was sent, and the bytes of the unknown batches still held against buffer_bytes
+        self._fenced = False
+        self._fence_ping: int | None = None
+        self._fence_ping_at = 0.0
+        self._fenced_bytes = 0
+        self.unknown_batches = 0  # batches reported DeliveryUnknownError
+        self.late_acknowledgements = 0  # of those, how many the broker acknowledged later
+        self._unknown_ids: set[int] = set()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         # close() gives the eventfd to a still-running I/O thread to close when it ends,
         # never closing it under the thread's poll (a reused fd number would be worse)
@@ -277,8 +305,14 @@ class Producer:
                             waits.append(batch.opened + self.linger_s - now)
                     self._flush_requested = False
                     to_send = []
+                    if self._fenced and self._closing:
+                        # never sent, so certainly not written: fail them and let close finish
+                        unsent = [b for q in self._sealed.values() for b in q]
+                        self._sealed.clear()
+                    else:
+                        unsent = []
                     for tp, queue in self._sealed.items():
-                        while queue and self._in_flight_per_tp[tp] < self.max_in_flight:
+                        while queue and not self._fenced and self._in_flight_per_tp[tp] < self.max_in_flight:
                             batch = queue.popleft()
                             self._in_flight_per_tp[tp] += 1
                             to_send.append(batch)
@@ -287,8 +321,14 @@ class Producer:
                         return
                     if self._in_flight:
                         waits.append(min(b.sent_at for b in self._in_flight.values()) + self.request_timeout_s - now)
+                    if self._fenced:
+                        waits.append(self._fence_ping_at + self.request_timeout_s - now)
                     timeout = max(0.0, min(waits)) if waits else 0.5
                     self._io_idle = not to_send
+                for batch in unsent:
+                    self._finish(batch, error=BrokerUnavailableError("producer closed before delivery"))
+                if self._fenced:
+                    self._ping_fence(conn)
                 for batch in to_send:
                     self._send_batch(conn, batch)
                 if to_send:
@@ -302,7 +342,7 @@ class Producer:
                         pass
                 if conn.socket in events:
                     self._drain_replies(conn)
-                self._expire(conn, poller)
+                self._expire()
         finally:
             conn.close()
             with self._cond:
@@ -343,8 +383,13 @@ class Producer:
                 continue
             if reply is None:
                 return
-            batch = self._in_flight.pop(reply.header.request_id, None)
+            request_id = reply.header.request_id
+            batch = self._in_flight.pop(request_id, None)
             if batch is None:
+                if request_id == self._fence_ping:
+                    self._lift_fence()
+                elif request_id in self._unknown_ids and not reply.header.status:
+                    self.late_acknowledgements += 1  # reported unknown: it was written after all
                 continue  # a reply to a request that already timed out
             if reply.header.status:
                 try:
@@ -355,28 +400,53 @@ class Producer:
                 self._finish(batch, base_offset=reply.meta["base_offset"],
                              durable_offset=reply.meta.get("durable_offset"))
 
-    def _expire(self, conn: Connection, poller: zmq.Poller) -> None:
+    def _expire(self) -> None:
         now = time.monotonic()
         if not any(now - b.sent_at >= self.request_timeout_s for b in self._in_flight.values()):
             return
-        # A broker that holds its connection open but answers nothing (hung, SIGSTOPped)
-        # defeats ZMQ_IMMEDIATE: sends go on, and each timed-out request, payload and all,
-        # stays queued in the socket, outside buffer_bytes (a LiDAR driver grew 3 MiB/s).
-        # Drop the socket with what is queued on it and connect afresh: memory stays within
-        # buffer_bytes, and the broker, once back, does not write late the batches already
-        # reported failed (only what the kernel had taken).
-        poller.unregister(conn.socket)
-        conn.reset()
-        poller.register(conn.socket, zmq.POLLIN)
-        error = BrokerUnavailableError(
-            f"no acknowledgement from the broker at {self.endpoint} within {self.request_timeout_s:.1f}s")
-        for rid in list(self._in_flight):  # their replies would come on the dropped socket
+        # No acknowledgement in time: the broker is hung, stalled or gone. What it has read it
+        # may still write, so every batch in flight (the expired one and those sent after it,
+        # on the same ordered connection) is reported unknown, not failed, and the connection
+        # is fenced until the broker proves it has handled them (see the module docstring).
+        error = DeliveryUnknownError(
+            f"no acknowledgement from the broker at {self.endpoint} within {self.request_timeout_s:.1f}s: "
+            "the batch may or may not have been written")
+        with self._cond:
+            self._fenced = True
+            self._fence_ping = None
+            self._fence_ping_at = 0.0
+        for rid in list(self._in_flight):
+            self._unknown_ids.add(rid)
+            self.unknown_batches += 1
             self._finish(self._in_flight.pop(rid), error=error)
+
+    def _ping_fence(self, conn: Connection) -> None:
+        """Send the fence's PING when one is due; a send that finds no connection lifts it."""
+        now = time.monotonic()
+        if now - self._fence_ping_at < self.request_timeout_s:
+            return
+        self._fence_ping_at = now
+        try:
+            self._fence_ping = conn.send(P.PING, {})
+        except BrokerUnavailableError:
+            self._lift_fence()  # no connection: what was queued on the old one is gone with it
+
+    def _lift_fence(self) -> None:
+        with self._cond:
+            self._fenced = False
+            self._fence_ping = None
+            self._buffered -= self._fenced_bytes
+            self._fenced_bytes = 0
+            self._cond.notify_all()
+        self._unknown_ids.clear()
 
     def _finish(self, batch: _Batch, *, base_offset: int | None = None, durable_offset: int | None = None,
                 error: BrokerError | None = None) -> None:
         with self._cond:
-            self._buffered -= batch.nbytes
+            if isinstance(error, DeliveryUnknownError):
+                self._fenced_bytes += batch.nbytes  # may still sit in the socket: held until the fence lifts
+            else:
+                self._buffered -= batch.nbytes
             tp = (batch.topic, batch.partition)
             self._in_flight_per_tp[tp] -= 1
             self._cond.notify_all()

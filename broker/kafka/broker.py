@@ -62,7 +62,7 @@ class KafkaBroker:
         return next((name for name in self.storage.topics() if self.topic_id(name) == topic_id), None)
 
     def create_topic(self, name: str, config) -> None:
-        self.storage.create_topic(name, config)
+        self.server.create_topic(name, config)
 
     def delete_topic(self, name: str) -> None:
         self.server.delete_topic(name)

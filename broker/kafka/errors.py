@@ -3,6 +3,8 @@ errors (broker/errors.py) to them. Codes are Kafka's (``org.apache.kafka.common.
 
 from __future__ import annotations
 
+from kio.schema.errors import ErrorCode
+
 from ..errors import (
     BrokerError,
     CorruptBatchError,
@@ -12,6 +14,7 @@ from ..errors import (
     InvalidTopicError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
+    ResourceLimitError,
     StorageError,
     TopicExistsError,
     UnknownCodecError,
@@ -35,6 +38,7 @@ INVALID_PARTITIONS = 37
 INVALID_REPLICATION_FACTOR = 38
 INVALID_CONFIG = 40
 INVALID_REQUEST = 42
+POLICY_VIOLATION = 44
 KAFKA_STORAGE_ERROR = 56
 UNSUPPORTED_COMPRESSION_TYPE = 76
 GROUP_ID_NOT_FOUND = 69
@@ -53,11 +57,17 @@ _BY_TYPE: list[tuple[type[BrokerError], int]] = [
     (DiskFullError, KAFKA_STORAGE_ERROR),
     (StorageError, KAFKA_STORAGE_ERROR),
     (InvalidRequestError, INVALID_REQUEST),
+    (ResourceLimitError, POLICY_VIOLATION),
 ]
 
 
 def code_for(exc: BrokerError) -> int:
-    """The Kafka error code for one of this broker's errors."""
+    """The Kafka error code for one of this broker's errors (its ``kafka_error`` name first)."""
+    if exc.kafka_error:
+        try:
+            return ErrorCode[exc.kafka_error.lower()].value
+        except KeyError:
+            pass
     for kind, code in _BY_TYPE:
         if isinstance(exc, kind):
             return code

@@ -22,6 +22,10 @@ Guarantees:
   where reading can resume (``resume_offset``); each damaged spot is logged once
   (``event=corrupt_batch``) and counted in ``corrupt_batches``.
 - Retention never removes the active segment, so ``next_offset`` survives any deletion.
+- ``offset_for_time(T)``: Kafka's rule, the first offset whose capture time is >= T (then
+  everything after it), robust to clocks stepping back (the time index keeps the running
+  maximum) and to far-future stamps (flagged, counted in ``future_records``, logged as
+  ``future_timestamp`` and left out of lookups: see segment.py).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self._bases: list[int] = []
         self.protected_offset: int | None = None
+        self.future_records = 0  # future-stamped records appended since open (segment.py): kept, flagged
         self.corrupt_batches = 0
         self._reported_damage: set[int] = set()
         directory.mkdir(parents=True, exist_ok=True)
@@ -88,6 +93,17 @@ class PartitionLog:
         self.last_flush_ns = time.monotonic_ns()
 
     # -- properties ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> TopicConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: TopicConfig) -> None:
+        # a reconfigured max_future_skew applies to the next appends and lookups (FORMAT.md)
+        self._config = value
+        for seg in getattr(self, "segments", ()):
+            self._configured(seg)
 
     @property
     def active(self) -> Segment:
@@ -124,11 +140,11 @@ class PartitionLog:
         bases = segment_base_offsets(self.directory)
         interval = self.config.index_interval_bytes
         if not bases:
-            self._add_segment(Segment.create(self.directory, 0, interval))
+            self._add_segment(self._configured(Segment.create(self.directory, 0, interval)))
             fsync_dir(self.directory)
             return report
         for i, base in enumerate(bases):
-            seg = Segment(self.directory, base, interval)
+            seg = self._configured(Segment(self.directory, base, interval))
             seg.size = os.path.getsize(seg.log_path)
             if i < len(bases) - 1:
                 self._load_closed(seg, bases[i + 1], report)
@@ -222,6 +238,10 @@ class PartitionLog:
         if not clean:
             seg.flush()  # what survived the crash is now durable
 
+    def _configured(self, seg: Segment) -> Segment:
+        seg.future_skew_ns = self.config.max_future_skew_ns
+        return seg
+
     def _add_segment(self, seg: Segment) -> None:
         self.segments.append(seg)
         self._bases.append(seg.base_offset)
@@ -243,7 +263,14 @@ class PartitionLog:
         now = append_time_ns if append_time_ns is not None else time.time_ns()
         self._maybe_roll(header.batch_length, now)
         base = self.next_offset
+        future_before = self.active.future_records
         self.active.append(view, header, base, now)
+        future = self.active.future_records - future_before
+        if future:
+            self.future_records += future
+            log_event(logger, logging.WARNING, "future_timestamp", topic=self.topic, partition=self.partition,
+                      base_offset=base, records=future, max_timestamp=header.max_timestamp, append_time=now,
+                      max_future_skew_ns=self.config.max_future_skew_ns)
         self._dirty = True
         durable = False
         if self.config.flush == "batch":
@@ -266,7 +293,7 @@ class PartitionLog:
         # find a newer segment after an old one whose tail was still in the page cache.
         old.close_for_append()
         try:
-            new = Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes)
+            new = self._configured(Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes))
         except BaseException:
             old.reopen_for_append()
             raise

@@ -74,8 +74,11 @@ def retention_age_exceeded(log: PartitionLog, seg: Segment, now_ns: int) -> bool
     limit = log.config.retention_ns
     if limit is None:
         return False
-    # the segment's last write: robust against sensor clocks that were wrong at capture
-    return now_ns - os.stat(seg.log_path).st_mtime_ns > limit
+    # The broker's append time of the segment's newest batch (Kafka judges the batch's max
+    # timestamp, i.e. capture times): a capture recorded years ago and played in today is new
+    # data here, and a copied or restored file's mtime says nothing about when it was written.
+    appended = seg.last_append_ns()
+    return now_ns - (appended if appended is not None else os.stat(seg.log_path).st_mtime_ns) > limit
 
 
 def always(log: PartitionLog, seg: Segment, now_ns: int) -> bool:

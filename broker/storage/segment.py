@@ -19,6 +19,15 @@ Guarantees:
   index ends with its maximum timestamp, and its indexes are mmapped read-only.
   ``check_tail`` verifies cheaply that a closed segment's header chain from its last index
   entry ends exactly at the file end with the expected next offset.
+- Time that lies (Kafka's message.timestamp.after.max.ms, but flagged instead of refused):
+  a record stamped more than ``future_skew_ns`` after its batch's append time is
+  "future-stamped". It is stored and served like any other, but never raises the running
+  maximum of the time index and is never the answer of a time lookup, so one bad clock
+  cannot hide every later record from lookups. The rule reads only stored bytes (capture
+  and append times), so a rebuilt index applies it identically. Only a batch whose header
+  maximum breaks the rule is decoded (rare); every other batch is indexed from its header.
+- ``offset_for_time(T)`` is Kafka's rule: the first offset whose (not future-stamped)
+  timestamp is >= T, at record precision, whatever the batch layout.
 
 Not thread-safe: the broker's single event loop owns every segment.
 """
@@ -44,6 +53,7 @@ if STAMPED_PREFIX_SIZE != rec.CRC_OFFSET:  # pragma: no cover - layout guard
     raise ImportError("stamped prefix must end where the CRC starts")
 
 _HEADER_SCAN_CHUNK = 64 * 1024
+DEFAULT_FUTURE_SKEW_NS = 3600 * 10**9  # TopicConfig.max_future_skew's default
 
 
 class Segment:
@@ -60,9 +70,12 @@ class Segment:
         self.last_batch_offset = base_offset
         self.max_timestamp: int | None = None
         self.first_append_ns: int | None = None
+        self._last_append_ns: int | None = None  # cached; see last_append_ns()
         self._bytes_since_index_entry = 0
         self._read_hint: tuple[int, int] | None = None  # (offset, position) of a batch start
         self.closed = False
+        self.future_skew_ns = DEFAULT_FUTURE_SKEW_NS  # the partition sets its topic's value
+        self.future_records = 0  # future-stamped records appended since open (not rescanned)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -119,7 +132,7 @@ class Segment:
             raise _storage_error(exc, f"appending {header.batch_length} bytes to {self.log_path}") from None
         before = self._index_state()
         try:
-            self._index_batch(position, base_offset, header)
+            self._index_batch(position, base_offset, header, append_time=append_time)
         except (OSError, CorruptIndexError) as exc:
             # all or nothing: without its index entries the batch must not stay on disk,
             # or it would sit at this position under an offset the next append reuses
@@ -134,25 +147,49 @@ class Segment:
         self.size += header.batch_length
         if self.first_append_ns is None:
             self.first_append_ns = append_time
+        self._last_append_ns = append_time
         return position
+
+    def last_append_ns(self) -> int | None:
+        """The broker's clock when the newest batch was appended (its header's append time;
+        None when empty): what time retention judges, never the records' capture times."""
+        if self._last_append_ns is None and self.next_offset > self.base_offset:
+            found = self.find_batch(self.next_offset - 1)
+            if found is not None:
+                self._last_append_ns = found[1].append_time
+        return self._last_append_ns
 
     def _index_state(self) -> tuple:
         return (len(self.offset_index), len(self.time_index), self.max_timestamp,
-                self._bytes_since_index_entry, self.last_batch_offset, self.next_offset)
+                self._bytes_since_index_entry, self.last_batch_offset, self.next_offset, self.future_records)
 
     def _restore_index_state(self, state: tuple) -> None:
-        offset_entries, time_entries, max_ts, since_entry, last_batch, next_offset = state
+        offset_entries, time_entries, max_ts, since_entry, last_batch, next_offset, self.future_records = state
         self.offset_index.truncate_entries(offset_entries)
         self.time_index.truncate_entries(time_entries)
         self.max_timestamp, self._bytes_since_index_entry = max_ts, since_entry
         self.last_batch_offset, self.next_offset = last_batch, next_offset
 
     def _index_batch(
-        self, position: int, base_offset: int, header: rec.BatchHeader, *, add_entries: bool = True
+        self, position: int, base_offset: int, header: rec.BatchHeader, *, add_entries: bool = True,
+        append_time: int | None = None,
     ) -> None:
-        """Maintain the sparse indexes and the running maximum for a batch at ``position``."""
-        if self.max_timestamp is None or header.max_timestamp > self.max_timestamp:
-            self.max_timestamp = header.max_timestamp
+        """Maintain the sparse indexes and the running maximum for a batch at ``position``.
+        ``append_time`` is given for a new append (``header`` is then the producer's)
+        and counts its future-stamped records; a rescan reads it from the stored header."""
+        batch_max = header.max_timestamp
+        limit = (header.append_time if append_time is None else append_time) + self.future_skew_ns
+        if batch_max > limit:
+            try:
+                timestamps = self._batch_timestamps(position, header)
+            except CorruptBatchError:
+                timestamps = None  # a reader gets the error; the index just leaves it out
+            honest = timestamps[timestamps <= limit] if timestamps is not None else ()
+            batch_max = int(honest.max()) if len(honest) else None
+            if append_time is not None:
+                self.future_records += header.record_count - len(honest)
+        if batch_max is not None and (self.max_timestamp is None or batch_max > self.max_timestamp):
+            self.max_timestamp = batch_max
         if add_entries and (position == 0 or self._bytes_since_index_entry >= self.index_interval_bytes):
             self.offset_index.append(base_offset, position)
             self._bytes_since_index_entry = 0
@@ -179,6 +216,7 @@ class Segment:
         # The kept entry E stays; the running maximum through E is the last time entry at or
         # before E (entries are written at index points whenever the maximum grew).
         self.offset_index.truncate_entries(keep_index_entries)
+        self._last_append_ns = None  # the newest batch may be cut: read it again when asked
         times = self.time_index.entries()
         keep_times = int((times["relative_offset"].astype(int) + self.base_offset <= start_offset).sum())
         self.time_index.truncate_entries(keep_times)
@@ -416,13 +454,29 @@ class Segment:
         return ""
 
     def offset_for_time(self, timestamp: int) -> int | None:
-        """Base offset of the first batch whose max timestamp >= ``timestamp``, or None."""
+        """The first offset whose timestamp is >= ``timestamp`` (future-stamped records
+        left out, see the module docstring), or None. Only the answer's batch, and a
+        future-stamped batch passed on the way, are decoded."""
         start_offset = self.time_index.lookup_time(timestamp)
         entry_offset, start = self.offset_index.lookup(start_offset)
-        for _position, header in self.scan(start, expect_offset=entry_offset):
-            if header.max_timestamp >= timestamp:
-                return header.base_offset
+        for position, header in self.scan(start, expect_offset=entry_offset):
+            if header.max_timestamp < timestamp:
+                continue
+            timestamps = self._batch_timestamps(position, header)
+            hits = (timestamps >= timestamp) & (timestamps <= header.append_time + self.future_skew_ns)
+            if hits.any():
+                return header.base_offset + int(hits.argmax())
         return None
+
+    def _batch_timestamps(self, position: int, header: rec.BatchHeader):
+        """Capture time of each record of the batch at ``position`` (numpy int64), from
+        its record table: an uncompressed batch's values (e.g. a 6 MB frame) are not read."""
+        if header.codec == rec.CODEC_NONE:
+            table_bytes = min(header.record_count * rec.ENTRY_SIZE, header.batch_length - rec.HEADER_SIZE)
+            section = memoryview(os.pread(self.fd, table_bytes, position + rec.HEADER_SIZE))
+        else:
+            section = rec.records_section(os.pread(self.fd, header.batch_length, position), header)
+        return rec.record_table(section, header.record_count)["ts_delta"] + header.first_timestamp
 
 
 def _storage_error(exc: OSError, what: str) -> Exception:

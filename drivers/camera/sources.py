@@ -27,16 +27,16 @@ it reports one. ``rate``, ``loop`` and ``keep_timestamps`` do not apply to them.
 File sources play the file at its recorded pace (``rate="recorded"``, following each
 frame's position, so variable frame rates are kept), as fast as possible (``"max"``) or
 at a fixed rate in Hz (a number, or its text as in the config); ``loop`` restarts at the
-end, otherwise the iteration ends. Stamps:
+end, otherwise the iteration ends. A file is not live: however fast it is read, its
+frames keep the file's own timing. Stamps are ``epoch_ns + media position``, exactly:
 
-- default: the host clock (``time.time_ns()``) when the frame is released, so with
-  ``"recorded"`` consecutive stamps keep the recorded spacing (plus sleep jitter);
-- ``keep_timestamps``: ``epoch_ns + media position``, exactly. The media position is
-  the frame's ``CAP_PROP_POS_MSEC`` (its presentation time in the file), continued
-  across loops (each pass starts one frame period after the previous pass's last
-  frame), so stamps keep increasing. ``epoch_ns`` is fixed when the source is opened:
-  the host time at open by default, or the ``epoch_ns`` argument (e.g. the recording's
-  real start time; 0 gives the bare file positions).
+- the media position is the frame's presentation time in the file (the container's pts,
+  as ``CAP_PROP_POS_MSEC`` reports it), continued across loops (each pass starts one
+  frame period after the previous pass's last frame), so stamps keep increasing;
+- ``epoch_ns`` is fixed when the source is opened: the host time at open by default;
+  with ``keep_timestamps`` the recording's own start, the container's ``creation_time``
+  (``container.recorded_start_ns``; the host time at open when the file has none, with a
+  warning); or the ``epoch_ns`` argument when given (0 gives the bare file positions).
 - ``source_ts_ns`` is always the frame's position in the file (restarting each pass).
 
 Pacing runs on a monotonic schedule (``pacing.py``: due = anchor + offset), never
@@ -79,6 +79,7 @@ import numpy as np
 
 from broker.logs import log_event
 
+from .container import recorded_start_ns
 from .frame import CameraFrame, CameraInputError, CameraSource, CameraSourceError, CameraUnavailableError
 from .pacing import FramePacer
 from .sim import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, SimCameraSource, check_size_and_fps
@@ -167,7 +168,7 @@ class VideoFileSource(CameraSource):
         self.name = self.path
         self.rate = parse_rate(rate, self.name)
         self.loop, self.keep_timestamps = bool(loop), bool(keep_timestamps)
-        self.epoch_ns = time.time_ns() if epoch_ns is None else int(epoch_ns)
+        self.epoch_ns = int(epoch_ns) if epoch_ns is not None else self._epoch_ns()
         self._lock = threading.Lock()  # serialises read() and release() (close() may come from another thread)
         self._pacer = FramePacer(self.name, closed=self._closed, stop=self._stop_requested)
         self._seq = 0
@@ -198,6 +199,18 @@ class VideoFileSource(CameraSource):
     @property
     def pacing_resyncs(self) -> int:
         return self._pacer.resyncs
+
+    def _epoch_ns(self) -> int:
+        """Where media position 0 lies on the Unix clock (see the module doc)."""
+        opened_ns = time.time_ns()
+        if not self.keep_timestamps:
+            return opened_ns
+        recorded = recorded_start_ns(self.path)
+        if recorded is None:
+            log_event(logger, logging.WARNING, "camera_file_start_unknown", source=self.name,
+                      reason="no creation_time in the container", epoch="the time the file was opened")
+            return opened_ns
+        return recorded
 
     def _open(self) -> cv2.VideoCapture:
         if not os.path.exists(self.path):
@@ -298,7 +311,7 @@ class VideoFileSource(CameraSource):
         if not due:
             self._release()
             raise StopIteration
-        capture_ns = self.epoch_ns + media_ns if self.keep_timestamps else time.time_ns()
+        capture_ns = self.epoch_ns + media_ns
         self._seq += 1
         return CameraFrame(capture_ns, image, seq, position_ns)
 
@@ -440,6 +453,7 @@ def open_camera_source(
     loop: bool = False,
     keep_timestamps: bool = False,
     epoch_ns: int | None = None,
+    passthrough: bool = False,
     stop: threading.Event | None = None,
 ) -> CameraSource:
     """Open the source named by ``spec`` (``sim``, ``N``, ``/dev/videoN``, a stream URL or
@@ -449,11 +463,18 @@ def open_camera_source(
     ``fps``/``width``/``height`` apply to ``sim`` and devices; ``rate``/``loop``/
     ``keep_timestamps``/``epoch_ns`` to files (``rate="max"`` also renders ``sim``
     unpaced, and a rate in Hz is the ``sim`` rate when ``fps`` is not given). Bad
-    arguments raise ValueError."""
+    arguments raise ValueError.
+
+    ``passthrough``: a ``PassthroughSource`` (``passthrough.py``) that yields the
+    camera's compressed frames (H.264/H.265, MJPEG) undecoded instead of images; not for
+    ``sim``, not with ``loop``."""
     spec = str(spec) if isinstance(spec, int) and not isinstance(spec, bool) else os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"camera source spec must be a non-empty string, not {spec!r}")
     kind = source_kind(spec)
+    if passthrough:
+        return _open_passthrough(spec, kind, fps=fps, width=width, height=height, rate=rate, loop=loop,
+                                 keep_timestamps=keep_timestamps, epoch_ns=epoch_ns, stop=stop)
     if kind == "sim":
         rate = parse_rate(rate, "sim")
         sim_fps = fps or (rate if isinstance(rate, float) else DEFAULT_FPS)
@@ -473,3 +494,17 @@ def open_camera_source(
                   fps=fps, width=width, height=height)
     return VideoFileSource(spec, rate=rate, loop=loop, keep_timestamps=keep_timestamps, epoch_ns=epoch_ns,
                            stop=stop)
+
+
+def _open_passthrough(spec: str, kind: str, *, rate: Rate, loop: bool, **options) -> CameraSource:
+    from .passthrough import PassthroughSource
+
+    if kind == "sim":
+        raise ValueError("camera sim: pass-through records a camera's own compressed video; "
+                         "the simulator draws images (use encoding jpeg)")
+    if loop:
+        raise ValueError(f"camera {redact_credentials(spec)}: loop is not offered with pass-through "
+                         f"(its timestamps would need rewriting)")
+    name = f"/dev/video{spec}" if _DEVICE_INDEX.match(spec) else redact_credentials(spec)
+    target = f"/dev/video{spec}" if _DEVICE_INDEX.match(spec) else spec
+    return PassthroughSource(target, kind=kind, name=name, rate=parse_rate(rate, name), **options)

@@ -3,7 +3,9 @@
 Guarantees:
 - ``MediaCache.latest_jpeg(topic)`` answers with the newest record of a camera topic as
   JPEG: a JPEG record is passed through byte for byte; PNG and raw BGR records (and any
-  ``width`` downscale) are converted with OpenCV, imported only when first needed.
+  ``width`` downscale) are converted with OpenCV, imported only when first needed;
+  H.264/H.265 records are decoded (``LatestVideoFrame``: forward from the last decoded
+  record, or from the last keyframe) and then converted.
 - ``MediaCache.latest_birdseye(topic, …)`` renders the newest point cloud with numpy
   (``edge.api.render``). Results are cached per (record, parameters), so many viewers of
   one topic cost one fetch and one render per new record.
@@ -33,6 +35,9 @@ from .render import birdseye, encode_png
 logger = logging.getLogger("edge.api.frames")
 
 CAMERA_ENCODINGS = ("jpeg", "png", "bgr8")
+VIDEO_ENCODINGS = ("h264", "h265")  # compressed video records (drivers/camera/video.py)
+VIDEO_KEYFRAME_SEARCH = 1024  # records looked back for a keyframe (a GOP longer than this shows no frame)
+VIDEO_CATCH_UP = 256  # a new record this far past the last decoded one is decoded forward, not searched again
 LIDAR_MAX_FPS = 2.0
 
 
@@ -72,14 +77,19 @@ def record_to_jpeg(record: Record, *, width: int | None = None, quality: int = 8
     if encoding == "jpeg" and (width is None or (w is not None and width >= w)):
         return Media(record.topic, record.partition, record.offset, record.timestamp, "image/jpeg",
                      bytes(record.value), w, h)
-    import cv2
-
     from drivers.camera.encoding import decode_frame
 
     try:
         image = decode_frame(record.value, record.headers)
     except ValueError as exc:
         raise Unprocessable(f"{record.topic} record {record.offset}: {exc}") from None
+    return image_to_jpeg(record, image, width=width, quality=quality)
+
+
+def image_to_jpeg(record: Record, image: Any, *, width: int | None = None, quality: int = 80) -> Media:
+    """A decoded BGR image of ``record`` as JPEG Media, downscaled to ``width`` if smaller."""
+    import cv2
+
     if width is not None and width < image.shape[1]:
         height = max(1, round(image.shape[0] * width / image.shape[1]))
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
@@ -105,6 +115,66 @@ def record_to_birdseye(record: Record, *, size: int = 512, range_m: float = 40.0
                  encode_png(image), size, size)
 
 
+class LatestVideoFrame:
+    """The newest image of H.264/H.265 topics: a delta frame needs the frames before it, so
+    each partition keeps a decoder that goes forward from the last record it decoded, or
+    starts again at the last keyframe (``keyframe: 1`` header) when it fell behind."""
+
+    def __init__(self, gateway: BrokerGateway):
+        self.gateway = gateway
+        self._lock = threading.Lock()
+        self._decoders: dict[tuple[str, int], tuple[Any, int]] = {}  # (decoder, next offset to feed)
+
+    def image(self, record: Record) -> Any:
+        from drivers.camera.video import VideoDecoder, is_keyframe
+
+        key = (record.topic, record.partition)
+        with self._lock:
+            decoder, next_offset = self._decoders.pop(key, (None, -1))
+            if decoder is None or decoder.encoding != record.header("encoding") or \
+                    not next_offset <= record.offset <= next_offset + VIDEO_CATCH_UP:
+                decoder, next_offset = VideoDecoder(record.header("encoding") or ""), self._keyframe_before(record)
+            image = None
+            while next_offset <= record.offset:
+                batch = self.gateway.read_records(record.topic, record.partition, next_offset,
+                                                  record.offset - next_offset + 1)
+                if not batch:
+                    break
+                for item in batch:
+                    next_offset = item.offset + 1
+                    if image is None and not decoder.decode_started and not is_keyframe(item.headers):
+                        continue
+                    try:
+                        out = decoder.decode(item.value, item.headers)
+                    except ValueError as exc:
+                        raise Unprocessable(f"{record.topic} record {item.offset}: {exc}") from None
+                    if out:
+                        image = out[-1][0]
+            self._decoders[key] = (decoder, next_offset)
+        if image is None:
+            raise Unprocessable(f"{record.topic}: no keyframe within {VIDEO_KEYFRAME_SEARCH} records of "
+                                f"offset {record.offset}, the video cannot be decoded there yet")
+        return image
+
+    def _keyframe_before(self, record: Record) -> int:
+        """Offset of the last keyframe at or before ``record`` (searched backwards)."""
+        from drivers.camera.video import is_keyframe
+
+        if is_keyframe(record.headers):
+            return record.offset
+        end, step = record.offset, 64
+        while end > max(0, record.offset - VIDEO_KEYFRAME_SEARCH):
+            start = max(0, end - step)
+            batch = self.gateway.read_records(record.topic, record.partition, start, end - start)
+            keys = [r.offset for r in batch if is_keyframe(r.headers) and r.offset < end]
+            if keys:
+                return keys[-1]
+            if not batch:
+                break
+            end = start
+        return record.offset  # none found: the decode refuses the delta frames and says so
+
+
 class MediaCache:
     """Newest frame/render per topic and parameters; re-made only when a new record lands."""
 
@@ -113,6 +183,12 @@ class MediaCache:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._cache: dict[tuple, Media] = {}
+        self._video = LatestVideoFrame(gateway)
+
+    def _to_jpeg(self, record: Record, width: int | None) -> Media:
+        if record.header("encoding") in VIDEO_ENCODINGS:
+            return image_to_jpeg(record, self._video.image(record), width=width)
+        return record_to_jpeg(record, width=width)
 
     def _latest(self, topic: str, partitions: list[dict[str, Any]] | None = None) -> Record:
         record = self.gateway.latest_record(topic, partitions)
@@ -135,7 +211,7 @@ class MediaCache:
     def latest_jpeg(self, topic: str, *, width: int | None = None,
                     partitions: list[dict[str, Any]] | None = None) -> Media:
         record = self._latest(topic, partitions)
-        return self._cached(("jpeg", topic, width), record, lambda r: record_to_jpeg(r, width=width))
+        return self._cached(("jpeg", topic, width), record, lambda r: self._to_jpeg(r, width))
 
     def latest_birdseye(self, topic: str, *, size: int = 512, range_m: float = 40.0, color: str = "height",
                         partitions: list[dict[str, Any]] | None = None) -> Media:

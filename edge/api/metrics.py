@@ -6,12 +6,18 @@ registry (no global state; several apps can live in one test process). Names:
 
 - per topic: ``edge_topic_records_total`` (offsets assigned), ``edge_topic_held_records``, ``edge_topic_bytes``, ``edge_topic_records_per_second``,
   ``edge_topic_bytes_per_second``, ``edge_topic_oldest_record_age_seconds``,
-  ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``;
+  ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``,
+  ``edge_partition_future_records_total`` (stamped over ``max_future_skew`` ahead, since the broker started);
 - disk: ``edge_disk_total_bytes``, ``edge_disk_free_bytes``, ``edge_disk_data_bytes``,
   ``edge_disk_write_bytes_per_second``, ``edge_disk_retention_horizon_hours``,
   ``edge_broker_segment_deletions_total{reason}``, ``edge_broker_unshipped_deleted_bytes_total``,
   ``edge_broker_corrupt_batches_total``;
-- per driver process: ``edge_driver_{captured,published,acknowledged}_total``,
+- broker limits (broker/limits.py): ``edge_broker_disk_full`` (1 while writes are refused),
+  ``edge_broker_<counter>_total`` for each BrokerStats counter (refusals, clamps, accept
+  failures), ``edge_broker_background_errors_total{task}``, gauges ``edge_broker_connections``,
+  ``edge_broker_parked_fetches``, ``edge_broker_unread_reply_bytes``, ``edge_broker_partitions``
+  and ``edge_broker_limit{name}``;
+- per driver process: ``edge_driver_{captured,published,acknowledged,unknown}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
   ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
 - mirror: ``edge_mirror_up`` and every numeric field it reports as ``edge_mirror_<field>``,
@@ -68,6 +74,9 @@ class SnapshotCollector:
         age = GaugeMetricFamily("edge_topic_oldest_record_age_seconds", "age of the oldest held record", labels=["topic"])
         next_off = GaugeMetricFamily("edge_partition_next_offset", "next offset", labels=["topic", "partition"])
         start = GaugeMetricFamily("edge_partition_log_start_offset", "first held offset", labels=["topic", "partition"])
+        future = CounterMetricFamily("edge_partition_future_records",
+                                     "records stamped more than max_future_skew ahead (flagged, left out of time lookups)",
+                                     labels=["topic", "partition"])
         now = time.time_ns()
         for name, t in sorted(topics.items()):
             parts = t.get("partitions") or []
@@ -81,7 +90,8 @@ class SnapshotCollector:
             for p in parts:
                 next_off.add_metric([name, str(p.get("partition"))], float(p.get("next_offset", 0)))
                 start.add_metric([name, str(p.get("partition"))], float(p.get("log_start", 0)))
-        return [total, held, size, rps, bps, age, next_off, start]
+                future.add_metric([name, str(p.get("partition"))], float(p.get("future_records", 0)))
+        return [total, held, size, rps, bps, age, next_off, start, future]
 
     def _disk(self, disk: dict[str, Any] | None, broker: dict[str, Any] | None) -> Iterable[Metric]:
         if not disk:
@@ -112,7 +122,31 @@ class SnapshotCollector:
                                           "damaged batches met by reads (bad header chain or offsets)")
             corrupt.add_metric([], float(broker.get("corrupt_batches") or 0))
             out.append(corrupt)
+            out.extend(self._broker_limits(broker))
         return out
+
+    def _broker_limits(self, broker: dict[str, Any]) -> Iterable[Metric]:
+        full = GaugeMetricFamily("edge_broker_disk_full", "1 while the broker refuses writes for lack of space")
+        full.add_metric([], 1.0 if broker.get("disk_full") else 0.0)
+        out: list[Metric] = [full]
+        stats = broker.get("stats") or {}
+        gauges = ("connections", "parked_fetches", "unread_reply_bytes", "partitions")
+        for key, value in sorted(stats.items()):
+            num = _num(value)
+            if num is None:
+                continue
+            name = f"edge_broker_{_NAME_SAFE.sub('_', key)}"
+            fam = GaugeMetricFamily(name, f"broker {key}") if key in gauges else CounterMetricFamily(name, f"broker {key}")
+            fam.add_metric([], num)
+            out.append(fam)
+        errors = CounterMetricFamily("edge_broker_background_errors", "background task failures", labels=["task"])
+        for task, count in sorted((stats.get("background_errors") or {}).items()):
+            errors.add_metric([str(task)], float(count))
+        limit = GaugeMetricFamily("edge_broker_limit", "the broker's resource limits", labels=["name"])
+        for key, value in sorted((broker.get("limits") or {}).items()):
+            if _num(value) is not None:
+                limit.add_metric([str(key)], float(value))
+        return [*out, errors, limit]
 
     def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:
         labels = ["sensor", "kind", "topic"]
@@ -120,6 +154,8 @@ class SnapshotCollector:
             "captured": CounterMetricFamily("edge_driver_captured", "frames/clouds captured", labels=labels),
             "published": CounterMetricFamily("edge_driver_published", "records handed to the producer", labels=labels),
             "acknowledged": CounterMetricFamily("edge_driver_acknowledged", "records acknowledged", labels=labels),
+            "unknown": CounterMetricFamily("edge_driver_unknown", "records sent, outcome unknown (maybe written)",
+                                           labels=labels),
             "sensor_errors": CounterMetricFamily("edge_driver_sensor_errors", "sensor failures", labels=labels),
             "reopens": CounterMetricFamily("edge_driver_reopens", "sensor reopen attempts", labels=labels),
         }

@@ -67,6 +67,8 @@ class DiskStatus(_Open):
     used_fraction: float | None = None
     oldest_ns: int | None = Field(None, description="capture time of the oldest held sensor record")
     held_s: float | None = Field(None, description="seconds of sensor data held now")
+    full: bool = Field(False, description="the broker refuses writes for lack of space (DiskFullError)")
+    full_since_ns: int | None = Field(None, description="when the broker first refused a write for lack of space")
 
 
 class GroupStatus(_Open):

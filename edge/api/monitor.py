@@ -29,7 +29,7 @@ from .broker_access import BrokerGateway
 logger = logging.getLogger("edge.api.monitor")
 
 INTERNAL_TOPICS = {"_health": "internal", "_drives": "internal"}
-CAMERA_ENCODINGS = {"jpeg", "png", "bgr8"}
+CAMERA_ENCODINGS = {"jpeg", "png", "bgr8", "h264", "h265"}
 SLOW_EVERY_S = 10.0
 
 Listener = Callable[[dict[str, Any], list[str]], None]

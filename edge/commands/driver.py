@@ -18,7 +18,8 @@ def add_parser(subparsers) -> None:
     camera.add_argument("--fps", type=float)
     camera.add_argument("--width", type=int)
     camera.add_argument("--height", type=int)
-    camera.add_argument("--encoding", choices=["jpeg", "png", "bgr8"])
+    camera.add_argument("--encoding", choices=["jpeg", "png", "bgr8", "passthrough"],
+                        help="passthrough: record H.264/H.265/MJPEG as the camera sends it, no re-encoding")
     camera.add_argument("--quality", type=int)
     lidar = kinds.add_parser("lidar", help="a LiDAR: sim, Velodyne UDP, pcap capture, PCD/PLY directory")
     lidar.add_argument("--model", choices=["VLP-16", "HDL-32E"])

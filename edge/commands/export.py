@@ -13,6 +13,7 @@ result as JSON). Nothing appears under ``--out`` unless the export completed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -28,7 +29,8 @@ def add_parser(subparsers) -> None:
                         help="comma-separated topic names or shell patterns (camera.front,lidar.* ; name:PARTITION)")
     parser.add_argument("--start", help="window start: ISO-8601, epoch ns, -10m, earliest, topic:partition:offset, "
                                         "or a drive name (default: earliest, or the drive's start)")
-    parser.add_argument("--end", help="window end (exclusive): as --start, or +30s from the start (default: now)")
+    parser.add_argument("--end", help="window end (exclusive): as --start, or +30s from the start (default: the end "
+                                         "of the log: every record, whatever its capture time)")
     parser.add_argument("--drive", help="export this drive's window (see `edge drives`)")
     parser.add_argument("--out", required=True, help="output: FILE.mcap, or a directory (created; must not exist "
                                                      "unless empty or --force)")
@@ -40,6 +42,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--vehicle", help="the vehicle whose topics to read from Kafka (with --kafka)")
     parser.add_argument("--kafka-template", default=None,
                         help="Kafka topic name template (default: vehicles.{vehicle}.{topic})")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="exit 0 even when records of the window were no longer in the log (still reported)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_endpoint_args(parser)
@@ -103,25 +107,41 @@ def summary(result: dict) -> str:
         text += f"; skipped (not frames or clouds): {result['skipped']}"
     if result.get("corrupt"):
         text += f"; corrupt (skipped): {result['corrupt']}"
+    if result.get("outside_window"):
+        text += f"; outside the window (not exported): {result['outside_window']} records"
     return text
 
 
+def outside_window(source, plan, result: dict) -> int:
+    """How many records of the chosen partitions the window left out (their capture times
+    lie outside it): reported, so a window never drops records silently."""
+    from edge.replay.timespec import END_OF_LOG_NS, EARLIEST_NS
+
+    held = sum(source.count_between(tp, EARLIEST_NS, END_OF_LOG_NS) for tp in plan.partitions)
+    return max(0, held - result["records"])
+
+
 def run(args) -> int:
-    from edge.drives import resolve_drive
+    from edge.drives import drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
+    from edge.replay.missing import missing_exit_status
     from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, open_source
-    from edge.replay.timespec import TimeSpecError, parse_window
+    from edge.replay.timespec import END_OF_LOG_NS, TimeSpecError, parse_window
 
     fmt = infer_format(args.out, args.format)
     if args.kafka:
         endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
     else:
         endpoint = resolve_endpoint(args)
-    resolver = partial(resolve_drive, endpoint) if endpoint else None
+    resolver = partial(drive_resolution, endpoint) if endpoint else None
     try:
         spec = parse_window(args.start, args.end, drive=args.drive, resolver=resolver)
     except TimeSpecError as exc:
         raise ExportError(str(exc)) from None
+    if args.end is None and args.drive is None:
+        # Capture clocks are the sensors' (a file's timestamps may lie ahead of the host clock):
+        # "now" would silently cut them, so the default end is the end of each partition's log.
+        spec = dataclasses.replace(spec, end=END_OF_LOG_NS)
     patterns = [p.strip() for p in args.topics.split(",") if p.strip()]
     source = open_source(endpoint=endpoint, kafka=args.kafka, vehicle=args.vehicle,
                          template=args.kafka_template or DEFAULT_KAFKA_TEMPLATE)
@@ -131,8 +151,10 @@ def run(args) -> int:
         result = export_window(source, plan.partitions, plan.window, args.out, fmt, cloud_format=args.cloud_format,
                                overwrite=args.force, expected=plan.expected,
                                progress=None if args.quiet else bar, warn=bar.warn)
+        result["outside_window"] = outside_window(source, plan, result)
     finally:
         bar.clear()
         source.close()
     print(json.dumps(result, indent=2) if args.json else summary(result))
-    return 0
+    return missing_exit_status("export", result["missing"], args.allow_gaps, sys.stderr)
+

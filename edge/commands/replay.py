@@ -49,6 +49,8 @@ def add_parser(subparsers) -> None:
                         help="stamp replayed records with the host clock (original time in replay.capture_ns)")
     parser.add_argument("--no-control", action="store_true", help="ignore stdin")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="exit 0 even when records of the window were no longer in the log (still reported)")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
 
@@ -154,8 +156,9 @@ def _control_keys(player, done: threading.Event) -> None:
 
 
 def run(args) -> int:
-    from edge.drives import resolve_drive
+    from edge.drives import drive_resolution
     from edge.replay import ReplayOptions, TopicNaming, open_source, parse_remap, parse_window, prepare_replay
+    from edge.replay.missing import missing_exit_status
 
     endpoint = resolve_endpoint(args)
     remap = parse_remap(args.remap)
@@ -165,7 +168,7 @@ def run(args) -> int:
         return 2
     try:
         spec = parse_window(args.start, args.end, drive=args.drive,
-                            resolver=lambda name: resolve_drive(endpoint, name))
+                            resolver=lambda name: drive_resolution(endpoint, name))
     except ValueError as exc:  # TimeSpecError: a time argument that is not one of the forms
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2
@@ -224,5 +227,6 @@ def run(args) -> int:
         err.write(_progress_line(status) + "\n")
     summary = status.to_json()
     summary["destinations"] = session.destinations
+    summary["missing"] = session.missing.to_json()
     print(json.dumps(summary), flush=True)
-    return 0
+    return missing_exit_status("replay", summary["missing"], args.allow_gaps, err)

@@ -18,12 +18,18 @@ Guarantees:
   records that are neither camera frames nor point clouds (or clouds in an ``mp4``-only
   export) are skipped and counted per topic in ``skipped``. Neither stops the export.
 - ``progress(fraction, message)`` is called at most every ``PROGRESS_INTERVAL_S`` and
-  once with 1.0 at the end; the fraction is records read over the estimate of the
-  source's time indexes (``count_between``), capped below 1 until done.
+  once with 1.0 at the end; the fraction is records read over the window's offset range
+  (``count_window``), capped below 1 until done.
+- Records of the window that were no longer in the log (retention, before or during the
+  export) are reported, never skipped in silence: ``missing`` (count and offset ranges) in
+  the result, the directory manifest and the MCAP ``edge.export`` metadata. The export is
+  still published (what was there is good); ``edge export`` exits non-zero unless
+  ``--allow-gaps``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -33,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edge.replay.sources import (DEFAULT_READ_AHEAD_BYTES, RecordSource, TopicPartition, open_source,
-                                 open_window, resolve_window, select_partitions)
+from edge.replay.missing import MissingRecords
+from edge.replay.sources import (DEFAULT_READ_AHEAD_BYTES, RecordSource, TopicPartition, open_source, open_window,
+                                 resolve_window, select_partitions)
 from edge.replay.timespec import Window, WindowSpec, format_ns
 
 from .atomic import AtomicOutput, fsync_path
@@ -66,7 +73,7 @@ def plan_export(source: RecordSource, patterns: Sequence[str], spec: WindowSpec)
         raise ExportError("no topics chosen (give --topics, e.g. camera.front,lidar.top or 'camera.*')")
     partitions = select_partitions(source, chosen)
     window = resolve_window(source, spec, partitions)
-    expected = sum(source.count_between(tp, window.start_ns, window.end_ns) for tp in partitions)
+    expected = sum(source.count_window(tp, window) for tp in partitions)
     return ExportPlan(partitions, window, expected)
 
 
@@ -89,6 +96,7 @@ class _Counts:
         self.written = 0
         self.skipped: dict[str, int] = {}
         self.corrupt: dict[str, int] = {}
+        self.missing = MissingRecords()
         self.started = time.monotonic()
         self._last_report = 0.0
 
@@ -147,8 +155,12 @@ def export_window(source: RecordSource, partitions: Sequence[TopicPartition], wi
         if counts.written == 0:
             names = ", ".join(sorted({tp[0] for tp in partitions}))
             span = f"{format_ns(window.start_ns)} .. {format_ns(window.end_ns)}"
+            if counts.records == 0 and counts.missing:
+                raise ExportError(f"the window {span} of {names}: {counts.missing.describe()}: nothing exported")
             if counts.records == 0:
-                raise ExportError(f"the window {span} holds no records of {names}: nothing exported")
+                raise ExportError(f"the window {span} holds no records of {names}: nothing exported (a window is "
+                                  "the offsets from the first record stamped at or after its start to the first "
+                                  "at or after its end; records a clock stamped back into it come later)")
             raise ExportError(f"none of the {counts.records} records of {names} in {span} could be exported "
                               f"(skipped: {counts.skipped or 0}, corrupt: {counts.corrupt or 0})")
         final = output.commit()
@@ -157,13 +169,14 @@ def export_window(source: RecordSource, partitions: Sequence[TopicPartition], wi
             else sum(p.stat().st_size for p in final.rglob("*") if p.is_file()))
     return {"format": fmt, "path": str(final), "records": counts.records, "written": counts.written,
             "bytes_read": counts.bytes, "output_bytes": size, "skipped": counts.skipped, "corrupt": counts.corrupt,
-            "topics": topics, "window": _window_json(window), "elapsed_s": round(counts.elapsed(), 3)}
+            "topics": topics, "window": _window_json(window), "missing": counts.missing.to_json(),
+            "elapsed_s": round(counts.elapsed(), 3)}
 
 
 def _records(source: RecordSource, partitions: Sequence[TopicPartition], window: Window, counts: _Counts,
              cancelled: Callable[[], bool] | None, read_ahead_bytes: int):
     """The window's records, with counting, progress and the cancel check."""
-    with open_window(source, partitions, window, read_ahead_bytes=read_ahead_bytes) as stream:
+    with open_window(source, partitions, window, read_ahead_bytes=read_ahead_bytes, missing=counts.missing) as stream:
         for record in stream:
             if cancelled is not None and cancelled():
                 raise ExportCancelled()
@@ -202,6 +215,7 @@ def _export_mcap(source: RecordSource, partitions: Sequence[TopicPartition], win
     with open(temp, "wb") as stream:
         writer = McapFileWriter(stream, metadata=metadata)
         _write_all(writer, source, partitions, window, kinds, counts, cancelled, read_ahead_bytes)
+        writer.set_metadata("missing_records", json.dumps(counts.missing.to_json()))
         writer.finish()
     return {topic: {"messages": n, "schema": writer.schemas_used.get(topic)}
             for topic, n in sorted(writer.messages.items())}
@@ -210,8 +224,6 @@ def _export_mcap(source: RecordSource, partitions: Sequence[TopicPartition], win
 def _export_dir(source: RecordSource, partitions: Sequence[TopicPartition], window: Window, temp: Path,
                 kinds: Sequence[str], cloud_format: str, counts: _Counts, cancelled: Callable[[], bool] | None,
                 read_ahead_bytes: int) -> dict[str, Any]:
-    import json
-
     from .directory import DirectoryWriter
 
     writer = DirectoryWriter(temp, cloud_format=cloud_format, warn=counts.warn)
@@ -222,8 +234,8 @@ def _export_dir(source: RecordSource, partitions: Sequence[TopicPartition], wind
         writer.close()
     manifest = {"format": "dir", "cloud_format": cloud_format, "source": source.description,
                 "window": _window_json(window), "records": counts.records, "written": counts.written,
-                "skipped": counts.skipped, "corrupt": counts.corrupt, "topics": topics,
-                "created_ns": time.time_ns()}
+                "skipped": counts.skipped, "corrupt": counts.corrupt, "missing": counts.missing.to_json(),
+                "topics": topics, "created_ns": time.time_ns()}
     with open(temp / "manifest.json", "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2)
         fh.write("\n")

@@ -3,19 +3,23 @@
 Layout (inside the directory being written; edge.export.core makes it atomic)::
 
     manifest.json                    counts, window, files (written last by the caller)
-    <topic>.mp4                      OpenCV VideoWriter, mp4v, one per camera topic
+    <topic>.mp4                      H.264, faststart, timed by capture times (edge.export.mp4)
     <topic>.frames.csv               index,capture_ns,offset (one row per video frame)
     <topic>/<capture_ns>.pcd|.ply    open3d, one file per cloud (binary)
     <topic>/index.csv                index,capture_ns,offset,points,file
 
 Guarantees:
-- Memory is bounded: one VideoWriter per camera topic; before it opens, at most
-  ``PROBE_FRAMES`` encoded frames (and at most ``PROBE_BYTES``) of that topic are held to
-  measure the frame rate (the median inter-frame interval, clamped to [1, 120] fps);
-  clouds are written one at a time.
-- Frame ``i`` of the MP4 is row ``i`` of its frames CSV: the MP4 plays at a constant rate,
-  the CSV keeps every frame's true capture time and offset. A frame whose size differs
-  from the topic's first frame is resized to it (counted in ``resized``).
+- Memory is bounded: one MP4 writer per camera topic, holding one frame back (see
+  edge.export.mp4); clouds are written one at a time.
+- Frame ``i`` of the MP4 is row ``i`` of its frames CSV. The MP4 shows frame ``i`` at its
+  capture time relative to the first frame (variable frame rate kept, so its duration is
+  the recording's); the CSV keeps every frame's exact capture time and offset. A frame
+  whose size differs from the topic's first frame is resized to it (counted in
+  ``resized``); the manifest gives ``codec``, ``duration_s``, ``fps`` (frames over
+  duration) and ``retimed`` (frames whose capture time did not increase).
+- H.264/H.265 records (drivers/camera/video.py) are decoded in offset order, starting at
+  the topic's first keyframe: delta frames before it cannot be decoded, are refused as
+  corrupt (ValueError, reported) and counted in ``skipped_before_keyframe``.
 - A PCD/PLY file holds every point of its cloud: ``x, y, z`` as positions (float32) and
   every other field as a named attribute of its own type; its name carries the capture
   time in ns (zero padded, so names sort by time).
@@ -27,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import re
-import statistics
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,11 +39,9 @@ import numpy as np
 from broker.records import Record
 
 from .errors import ExportError
-from .kinds import CAMERA, POINTCLOUD
+from .kinds import CAMERA, POINTCLOUD, VIDEO_ENCODINGS
+from .mp4 import Mp4Writer
 
-PROBE_FRAMES = 16
-PROBE_BYTES = 64 * 1024 * 1024
-DEFAULT_FPS = 10.0
 CLOUD_FORMATS = ("pcd", "ply")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -51,16 +52,8 @@ def safe_name(topic: str) -> str:
     return name or "topic"
 
 
-def fps_from_stamps(stamps: list[int]) -> float:
-    """Frames per second from the median inter-frame interval of capture times (ns)."""
-    gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
-    if not gaps:
-        return DEFAULT_FPS
-    return float(min(120.0, max(1.0, 1e9 / statistics.median(gaps))))
-
-
 class VideoTrack:
-    """One camera topic's MP4 and frames CSV."""
+    """One camera topic's MP4 (edge.export.mp4: H.264, timed by capture times) and frames CSV."""
 
     def __init__(self, root: Path, topic: str):
         self.topic = topic
@@ -70,56 +63,42 @@ class VideoTrack:
         self._csv_file = open(root / self.index_name, "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["index", "capture_ns", "offset"])
-        self._probe: list[tuple[int, int, bytes, dict[str, bytes]]] = []
-        self._probe_bytes = 0
-        self.writer: Any = None
+        self.writer: Mp4Writer | None = None
         self.frames = 0
         self.resized = 0
         self.size: tuple[int, int] | None = None
-        self.fps: float | None = None
         self.first_ns: int | None = None
         self.last_ns: int | None = None
+        self.video: dict[str, Any] = {}
+        self.decoder: Any = None  # a VideoDecoder once the topic holds H.264/H.265 records
 
     def add(self, record: Record) -> None:
-        from drivers.camera.encoding import decode_frame
+        encoding = record.header("encoding")
+        if encoding in VIDEO_ENCODINGS:
+            from drivers.camera.video import VideoDecoder
 
-        if self.writer is None:
-            image = decode_frame(record.value, record.headers)  # validate now: a corrupt frame is refused here
-            if self.size is None:
-                self.size = (image.shape[1], image.shape[0])
-            del image
-            value = bytes(record.value)
-            self._probe.append((int(record.timestamp), record.offset, value, dict(record.headers)))
-            self._probe_bytes += len(value)
-            if len(self._probe) >= PROBE_FRAMES or self._probe_bytes >= PROBE_BYTES:
-                self._open()
+            if self.decoder is None:
+                self.decoder = VideoDecoder(encoding)
+            # decoded frames may come out later than their record: each carries its record's time and offset
+            for image, (ts, offset) in self.decoder.decode(record.value, record.headers,
+                                                           (int(record.timestamp), record.offset)):
+                self._write(image, ts, offset)
             return
-        self._write(decode_frame(record.value, record.headers), int(record.timestamp), record.offset)
-
-    def _open(self) -> None:
-        import cv2
-
-        self.fps = fps_from_stamps([ts for ts, *_ in self._probe])
-        if self.size is None:
-            raise ExportError(f"{self.topic}: no frame to size the video")
-        self.writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
-        if not self.writer.isOpened():
-            self.writer = None
-            raise ExportError(f"OpenCV cannot write an mp4v video at {self.video_path} (no FFmpeg in this OpenCV?)")
         from drivers.camera.encoding import decode_frame
 
-        probe, self._probe = self._probe, []
-        for ts, offset, value, headers in probe:
-            self._write(decode_frame(value, headers), ts, offset)
-        self._probe_bytes = 0
+        image = decode_frame(record.value, record.headers)  # a corrupt frame is refused here, before any row
+        self._write(image, int(record.timestamp), record.offset)
 
     def _write(self, image: np.ndarray, ts: int, offset: int) -> None:
-        import cv2
-
+        if self.writer is None:
+            self.size = (image.shape[1], image.shape[0])
+            self.writer = Mp4Writer(self.video_path, *self.size)
         if (image.shape[1], image.shape[0]) != self.size:
+            import cv2
+
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
             self.resized += 1
-        self.writer.write(np.ascontiguousarray(image))
+        self.writer.add(image, ts)
         self._csv.writerow([self.frames, ts, offset])
         self.frames += 1
         if self.first_ns is None:
@@ -127,22 +106,28 @@ class VideoTrack:
         self.last_ns = ts
 
     def finish(self) -> dict[str, Any]:
-        if self.writer is None and self._probe:
-            self._open()
+        if self.decoder is not None:
+            for image, (ts, offset) in self.decoder.flush():
+                self._write(image, ts, offset)
+        if self.writer is not None:
+            self.video = self.writer.finish()
+            self.writer = None
         self.close()
+        duration = self.video.get("duration_s")
         return {"kind": CAMERA, "frames": self.frames, "video": self.video_name if self.frames else None,
-                "index": self.index_name,
-                "fps": round(self.fps, 3) if self.fps else None,
+                "index": self.index_name, "codec": self.video.get("codec"), "duration_s": duration,
+                "fps": round(self.frames / duration, 3) if duration else None,
+                "retimed": self.video.get("retimed", 0),
                 "width": self.size[0] if self.size else None, "height": self.size[1] if self.size else None,
-                "resized": self.resized, "first_ns": self.first_ns, "last_ns": self.last_ns}
+                "resized": self.resized, "first_ns": self.first_ns, "last_ns": self.last_ns,
+                "skipped_before_keyframe": self.decoder.skipped_before_keyframe if self.decoder else 0}
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
+            self.writer.abort()
             self.writer = None
         if not self._csv_file.closed:
             self._csv_file.close()
-        self._probe = []
 
 
 class CloudFolder:
@@ -221,7 +206,7 @@ class DirectoryWriter:
     @staticmethod
     def _check_libraries() -> None:
         missing = []
-        for module, extra in (("cv2", "sensors"), ("open3d", "pointcloud")):
+        for module, extra in (("cv2", "sensors"), ("av", "sensors"), ("open3d", "pointcloud")):
             try:
                 __import__(module)
             except ImportError:

@@ -17,8 +17,10 @@ CAMERA = "camera"
 POINTCLOUD = "pointcloud"
 OTHER = "other"
 
-CAMERA_ENCODINGS = ("jpeg", "png", "bgr8")
+VIDEO_ENCODINGS = ("h264", "h265")  # compressed video, one Annex B access unit per record (drivers/camera/video.py)
+CAMERA_ENCODINGS = ("jpeg", "png", "bgr8", *VIDEO_ENCODINGS)
 _MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+_ANNEX_B_START = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 
 
 def record_kind(record: Record) -> str:
@@ -62,6 +64,9 @@ def check_camera(record: Record) -> CameraFrame:
     if encoding == "bgr8":
         if size != width * height * 3:
             raise ValueError(f"bgr8 frame of {size} bytes does not match {width}x{height}x3")
+    elif encoding in VIDEO_ENCODINGS:
+        if not bytes(memoryview(record.value)[:4]).startswith(_ANNEX_B_START):
+            raise ValueError(f"{encoding} frame of {size} bytes does not start with an Annex B start code")
     else:
         magic = _MAGIC[encoding]
         if size <= len(magic) or bytes(memoryview(record.value)[:len(magic)]) != magic:

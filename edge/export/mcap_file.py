@@ -4,7 +4,9 @@ Guarantees:
 - One channel per (topic, schema), named after the vehicle topic, protobuf encoded, with
   the schema's FileDescriptorSet embedded (any MCAP reader decodes without our code).
 - ``jpeg``/``png`` frames become ``foxglove.CompressedImage`` (bytes passed through, no
-  re-encode), ``bgr8`` frames ``foxglove.RawImage`` (step = width x 3), clouds
+  re-encode), ``h264``/``h265`` frames ``foxglove.CompressedVideo`` (the Annex B bytes
+  as recorded, ``format`` = the encoding; every record, also deltas before the first
+  keyframe, which Foxglove skips until a keyframe), ``bgr8`` frames ``foxglove.RawImage`` (step = width x 3), clouds
   ``foxglove.PointCloud`` whose ``PackedElementField`` offsets and numeric types are
   those of the record's numpy layout. Layouts Foxglove cannot describe (big-endian,
   float16, 64-bit integers) are repacked little-endian (f2 -> FLOAT32, i8/u8 ->
@@ -26,10 +28,11 @@ import numpy as np
 from broker.records import Record
 
 from .errors import ExportError
-from .kinds import CAMERA, POINTCLOUD, check_camera
+from .kinds import CAMERA, POINTCLOUD, VIDEO_ENCODINGS, check_camera
 
 try:
     from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+    from foxglove_schemas_protobuf.CompressedVideo_pb2 import CompressedVideo
     from foxglove_schemas_protobuf.PackedElementField_pb2 import PackedElementField
     from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
     from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
@@ -144,6 +147,8 @@ class McapFileWriter:
         if frame.encoding == "bgr8":
             message = RawImage(frame_id=record.topic, width=frame.width, height=frame.height, encoding="bgr8",
                                step=frame.width * 3, data=bytes(record.value))
+        elif frame.encoding in VIDEO_ENCODINGS:
+            message = CompressedVideo(frame_id=record.topic, format=frame.encoding, data=bytes(record.value))
         else:
             message = CompressedImage(frame_id=record.topic, format=frame.encoding, data=bytes(record.value))
         _stamp(message, int(record.timestamp))
@@ -172,6 +177,10 @@ class McapFileWriter:
         message.pose.orientation.w = 1.0  # the cloud is in its sensor's frame
         _stamp(message, int(record.timestamp))
         return message
+
+    def set_metadata(self, name: str, value: str) -> None:
+        """Add or replace one field of the ``edge.export`` metadata record (written by ``finish``)."""
+        self._metadata[name] = value
 
     def finish(self) -> None:
         if self._metadata:

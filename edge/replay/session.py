@@ -4,7 +4,8 @@
 topics, an empty window, a feedback loop, destination partitions) and returns a
 ``ReplaySession`` whose ``player`` is ready to ``run``. ``run_replay`` is the entry point
 the HTTP API's jobs call (see edge.api.job_runners): it plays a window once, reporting
-progress and honouring cancels.
+progress and honouring cancels. ``session.missing`` collects the window's records that
+were no longer in the log when the player reached them (reported in the summary).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .errors import ReplayError
 from .player import Player, ReplayOptions, ReplayStatus, check_speed
 from .sinks import BrokerSink, TopicNaming
+from .missing import MissingRecords
 from .sources import (BrokerSource, RecordSource, TopicPartition, open_window, resolve_window,
                       select_partitions)
 from .timespec import Window, WindowSpec
@@ -30,6 +32,7 @@ class ReplaySession:
     destinations: dict[str, str]
     player: Player
     expected_records: int
+    missing: MissingRecords  # records of the window no longer in the log, as the player met them
 
     def close(self) -> None:
         try:
@@ -44,16 +47,9 @@ def data_span(source: RecordSource, partitions: Sequence[TopicPartition], window
     even for ``--start earliest --end now``."""
     if not isinstance(source, BrokerSource):
         return window.start_ns, window.end_ns
-    admin = source.admin
     firsts, lasts = [], []
-    for topic, partition in partitions:
-        tp = (topic, partition)
-        first = window.start_offsets.get(tp)
-        if first is None:
-            first = admin.list_offset(topic, partition, "timestamp", max(0, window.start_ns))
-        stop = window.end_offsets.get(tp)
-        if stop is None:
-            stop = admin.list_offset(topic, partition, "timestamp", window.end_ns)
+    for tp in partitions:
+        first, stop = source.offset_range(tp, window)
         if stop <= first:
             continue
         ts_first = source.timestamp_at(tp, first)
@@ -84,21 +80,23 @@ def prepare_replay(source: RecordSource, patterns: Sequence[str], spec: WindowSp
     for topic, _p in partitions:
         counts[topic] = source.topics()[topic]
     configs = {topic: source.topic_config(topic) for topic in counts}
-    expected = sum(source.count_between(tp, window.start_ns, window.end_ns) for tp in partitions)
+    expected = sum(source.count_window(tp, window) for tp in partitions)
     span = data_span(source, partitions, window)
     sink = BrokerSink(endpoint, naming)
     try:
         same = isinstance(source, BrokerSource) and source.endpoint == endpoint
         destinations = sink.prepare(counts, configs, same_broker=same)
 
+        missing = MissingRecords()
+
         def open_stream(w: Window):
-            return open_window(source, partitions, w, read_ahead_bytes=read_ahead_bytes)
+            return open_window(source, partitions, w, read_ahead_bytes=read_ahead_bytes, missing=missing)
 
         player = Player(open_stream, window, sink, options, span=span, on_progress=on_progress, on_emit=on_emit)
     except BaseException:
         sink.close()
         raise
-    return ReplaySession(source, sink, partitions, window, destinations, player, expected)
+    return ReplaySession(source, sink, partitions, window, destinations, player, expected, missing)
 
 
 def run_replay(endpoint: str, topics: Sequence[str], start_ns: int, end_ns: int, speed: float | None = 1.0,
@@ -137,4 +135,5 @@ def run_replay(endpoint: str, topics: Sequence[str], start_ns: int, end_ns: int,
         session.close()
     result = status.to_json()
     result["destinations"] = session.destinations
+    result["missing"] = session.missing.to_json()
     return result

@@ -10,10 +10,20 @@ Guarantees:
   fetch plus one prefetched fetch, each at most ``read_ahead_bytes`` (or one record batch
   when a single batch is larger, e.g. a 6 MB raw frame). Nothing is read before it is
   needed, and nothing is kept after it was yielded.
-- A stream yields the records of ``[window.start_ns, window.end_ns)`` in partition order
-  (offset order) and ends at the first record at or past the end, or at the log end as it
-  was when the stream opened: a replay of a live topic ends instead of following it.
-  Partitions named by an offset start / stop at exactly that offset.
+- A window is a range of offsets per partition, found by Kafka's rule on both ends: from
+  the first offset whose capture time is >= ``window.start_ns`` to the first offset whose
+  capture time is >= ``window.end_ns`` (exclusive), capped at the log end as it was when the
+  stream opened (a replay of a live topic ends instead of following it). Every record in
+  that range is yielded, in offset order, including records a clock that stepped back
+  stamped before the start: ``edge consume --from T``, replay and export agree, consecutive
+  windows cover a partition exactly once, and no answer depends on fetch sizes.
+  Partitions named by an offset start / stop at exactly that offset. Far-future stamps
+  (flagged by the broker) never answer a time lookup, so they cannot end a window early.
+- Records of the range that are no longer in the log (deleted by retention before or
+  while the stream read) are never skipped in silence: the stream notes each hole as an
+  offset range in ``MissingRecords`` (a start below the log start, an offset jump between
+  consecutive records: offsets are dense, docs/FORMAT.md), also when the consumer reset
+  its position by itself or raised OffsetOutOfRangeError.
 - Kafka (the mirror's layout, ``vehicles.{vehicle}.{topic}`` by default): records carry
   ``edge.source.topic``, ``edge.source.partition``, ``edge.source.offset`` and
   ``edge.capture_ns`` headers; the stream restores topic, partition, offset and capture
@@ -35,7 +45,8 @@ from broker.records import Record
 
 from .errors import SourceError
 from .merge import MergedStream
-from .timespec import OffsetPoint, Window, WindowSpec
+from .missing import MissingRecords
+from .timespec import EARLIEST_NS, OffsetPoint, Window, WindowSpec
 
 TopicPartition = tuple[str, int]
 
@@ -55,6 +66,7 @@ class PartitionStream(ABC):
         self.window = window
         self.read_ahead_bytes = read_ahead_bytes
         self.consumer: Any = None
+        self.missing = MissingRecords()  # open_window shares one among its streams
 
     @abstractmethod
     def __iter__(self) -> Iterator[Record]: ...
@@ -91,6 +103,10 @@ class RecordSource(ABC):
     @abstractmethod
     def stream(self, tp: TopicPartition, window: Window, *,
                read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> PartitionStream: ...
+
+    def count_window(self, tp: TopicPartition, window: Window) -> int:
+        """About how many records ``stream(tp, window)`` yields (before reading them)."""
+        return self.count_between(tp, window.start_ns, window.end_ns)
 
     def close(self) -> None:
         pass
@@ -144,8 +160,8 @@ def select_partitions(source: RecordSource, patterns: Sequence[str], *,
 
 def resolve_window(source: RecordSource, spec: WindowSpec, partitions: Sequence[TopicPartition]) -> Window:
     """Turn offset bounds into capture times (reading the one record each names)."""
-    start_offsets: dict[TopicPartition, int] = {}
-    end_offsets: dict[TopicPartition, int] = {}
+    start_offsets = {tp: off for tp, off in spec.drive_start_offsets.items() if tp in partitions}
+    end_offsets = {tp: off for tp, off in spec.drive_end_offsets.items() if tp in partitions}
     start, end = spec.start, spec.end
     if isinstance(start, OffsetPoint):
         tp = (start.topic, start.partition)
@@ -172,26 +188,15 @@ def _check_named(tp: TopicPartition, partitions: Sequence[TopicPartition], point
 
 
 def open_window(source: RecordSource, partitions: Sequence[TopicPartition], window: Window, *,
-                read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> MergedStream:
-    """The chosen partitions over ``window``, merged by capture time."""
-    return MergedStream(source.stream(tp, window, read_ahead_bytes=read_ahead_bytes) for tp in partitions)
-
-
-def _in_window(records: list[Record], window: Window, tp: TopicPartition, stop_offset: int) -> Iterator[Record]:
-    """Shared filter: yields the window's records of one fetch; raises StopIteration-like
-    ``_End`` when the window's end is reached."""
-    start_ns, end_ns = window.start_ns, window.end_ns
-    from_offset = window.start_offsets.get(tp)
-    for record in records:
-        if record.offset >= stop_offset or record.timestamp >= end_ns:
-            raise _End
-        if from_offset is None and record.timestamp < start_ns:
-            continue
-        yield record
-
-
-class _End(Exception):
-    pass
+                read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES,
+                missing: MissingRecords | None = None) -> MergedStream:
+    """The chosen partitions over ``window``, merged by capture time; holes are noted
+    in ``missing`` (give one to read them after the streams ended)."""
+    streams = [source.stream(tp, window, read_ahead_bytes=read_ahead_bytes) for tp in partitions]
+    if missing is not None:
+        for stream in streams:
+            stream.missing = missing
+    return MergedStream(streams)
 
 
 # -- the vehicle broker ----------------------------------------------------------------------
@@ -246,6 +251,27 @@ class BrokerSource(RecordSource):
         last = self.admin.list_offset(tp[0], tp[1], "timestamp", end_ns)
         return max(0, last - first)
 
+    def offset_range(self, tp: TopicPartition, window: Window) -> tuple[int, int]:
+        """The window's offsets ``[first, stop)`` in ``tp`` (module docstring), with ``stop``
+        capped at the log end now."""
+        topic, partition = tp
+        admin = self.admin
+        try:
+            end = admin.list_offset(topic, partition, "latest")
+        except UnknownTopicError:
+            raise SourceError(f"{self.description} has no topic {topic!r}") from None
+        first = window.start_offsets.get(tp)
+        if first is None:
+            first = admin.list_offset(topic, partition, "timestamp", max(0, window.start_ns))
+        stop = window.end_offsets.get(tp)
+        if stop is None:
+            stop = admin.list_offset(topic, partition, "timestamp", window.end_ns)
+        return first, min(stop, end)
+
+    def count_window(self, tp: TopicPartition, window: Window) -> int:
+        first, stop = self.offset_range(tp, window)
+        return max(0, stop - first)
+
     def stream(self, tp: TopicPartition, window: Window, *,
                read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> PartitionStream:
         return _BrokerPartitionStream(self, tp, window, read_ahead_bytes)
@@ -264,39 +290,56 @@ class _BrokerPartitionStream(PartitionStream):
         from broker.client import Consumer
 
         topic, partition = self.tp
-        admin = self.source.admin
-        try:
-            stop = admin.list_offset(topic, partition, "latest")
-        except UnknownTopicError:
-            raise SourceError(f"{self.source.description} has no topic {topic!r}") from None
-        if self.tp in self.window.end_offsets:
-            stop = min(stop, self.window.end_offsets[self.tp])
+        expected, stop = self.source.offset_range(self.tp, self.window)
+        expected = self._skip_deleted(expected, stop, at_open=True)
+        if expected >= stop:
+            return
         self.consumer = consumer = Consumer(self.source.endpoint, fetch_max_bytes=self.read_ahead_bytes,
                                             max_wait_ms=100, timeout_s=self.source.timeout_s)
         consumer.assign([self.tp])
-        start_offset = self.window.start_offsets.get(self.tp)
-        if start_offset is not None:
-            consumer.seek(topic, partition, start_offset)
-        else:
-            consumer.seek_to_time(self.window.start_ns, [self.tp])
+        consumer.seek(topic, partition, expected)
         last_progress = time.monotonic()
         try:
-            while consumer.position(topic, partition) < stop:
+            while expected < stop and consumer.position(topic, partition) < stop:
                 try:
                     records = consumer.poll(1.0)
-                except OffsetOutOfRangeError:
-                    raise SourceError(f"{topic}:{partition}: the window's records were deleted by retention") from None
+                except OffsetOutOfRangeError as exc:  # deleted under us, and the consumer said so
+                    resumed = self._skip_deleted(expected, stop)
+                    if resumed == expected:  # not retention (e.g. the log was cut below us): no way on
+                        raise SourceError(f"{topic}:{partition}: {exc.message}") from None
+                    expected = resumed
+                    consumer.seek(topic, partition, expected)
+                    continue
                 if not records:
                     if time.monotonic() - last_progress > _STALL_S:
                         raise SourceError(f"{topic}:{partition}: no records for {_STALL_S:.0f}s below offset {stop}")
                     continue
                 last_progress = time.monotonic()
-                yield from _in_window(records, self.window, self.tp, stop)
+                for record in records:
+                    if record.offset >= stop:
+                        break
+                    if record.offset > expected:  # the consumer moved on by itself: a hole
+                        self.missing.note(self.tp, expected, record.offset)
+                    expected = record.offset + 1
+                    yield record
                 del records
-        except _End:
-            return
+            # a reset that jumped past the window's end delivered nothing more
+            self.missing.note(self.tp, expected, stop)
         finally:
             self.close()
+
+    def _skip_deleted(self, expected: int, stop: int, *, at_open: bool = False) -> int:
+        """Where reading continues: ``expected``, or the log start when retention removed
+        the records from ``expected`` on (the hole is noted). At open, a time window whose
+        first record is the oldest one kept may have lost older ones: noted too."""
+        log_start = self.source.admin.list_offset(self.tp[0], self.tp[1], "earliest")
+        if log_start > expected:
+            self.missing.note(self.tp, expected, min(log_start, stop))
+            return min(log_start, stop)
+        if (at_open and expected == log_start > 0 and self.tp not in self.window.start_offsets
+                and self.window.start_ns > EARLIEST_NS):
+            self.missing.note_before_log_start(self.tp, log_start)
+        return expected
 
 
 # -- the cloud Kafka cluster -----------------------------------------------------------------
@@ -462,6 +505,12 @@ class _KafkaPartitionStream(PartitionStream):
         first = (src.kafka_offset_for_source(self.tp, start_offset) if start_offset is not None
                  else src.offset_for_time(self.tp, self.window.start_ns))
         end_offset = self.window.end_offsets.get(self.tp)
+        # Kafka's rule at the capture time's ns precision (module docstring): Kafka's own
+        # lookups are in ms, so each bound is found from the ms answer on, which is at or
+        # before the exact one: skip until the first record at or after the start, stop at
+        # the first record from the end's ms answer on that is at or after the end
+        end_from = stop if end_offset is not None else src.offset_for_time(self.tp, self.window.end_ns)
+        started = start_offset is not None
         if first >= stop:
             return
         kb = max(1, self.read_ahead_bytes // 1024)
@@ -469,7 +518,6 @@ class _KafkaPartitionStream(PartitionStream):
             "queued.max.messages.kbytes": kb, "max.partition.fetch.bytes": self.read_ahead_bytes,
             "fetch.max.bytes": max(self.read_ahead_bytes, 1_048_576)})
         consumer.assign([ck.TopicPartition(src.kafka_topic(self.tp[0]), self.tp[1], first)])
-        window = self.window
         last_progress = time.monotonic()
         try:
             while True:
@@ -484,10 +532,14 @@ class _KafkaPartitionStream(PartitionStream):
                         return
                     raise SourceError(f"{src.description}: {self.tp[0]}:{self.tp[1]}: {msg.error()}")
                 record = src.to_record(msg, self.tp[0])
-                if record.timestamp >= window.end_ns or (end_offset is not None and record.offset >= end_offset):
+                if end_offset is not None and record.offset >= end_offset:
                     return
-                if start_offset is None and record.timestamp < window.start_ns:
-                    continue
+                if msg.offset() >= end_from and record.timestamp >= self.window.end_ns:
+                    return
+                if not started:
+                    if record.timestamp < self.window.start_ns:
+                        continue
+                    started = True
                 yield record
                 if msg.offset() + 1 >= stop:
                     return

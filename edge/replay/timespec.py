@@ -11,12 +11,15 @@ Accepted forms (``parse_point``):
 - an offset ``topic:partition:offset`` (``camera.front:0:1200``): the window starts (or
   ends, exclusive) at that record of that partition and at its capture time elsewhere;
 - a drive name (anything else), looked up with the ``resolver`` given by the caller
-  (``edge.drives.resolve_drive`` in the CLI): a drive name as start means its start, as
-  end means its end.
+  (``edge.drives.drive_resolution`` in the CLI): a drive name as start means its start, as
+  end means its end. ``--drive NAME`` also takes the drive's offsets when the resolver
+  gives them: the drive's records are then exactly its offset range per partition, not
+  what capture times say (edge.drives); a side narrowed by ``--start``/``--end`` is a time.
 
 Guarantees: parsing never touches the broker except through ``resolver``; every refusal
 is a ``TimeSpecError`` (a ``ValueError``) naming the text and the accepted forms. Windows
-are half-open: ``[start, end)`` in capture time.
+are half-open, ``[start, end)``: per partition, the offsets from the first whose capture time
+is >= start to the first whose capture time is >= end (Kafka's rule, edge.replay.sources).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Callable, Sequence, Union
 from broker.units import parse_duration_ns
 
 EARLIEST_NS = 0
+END_OF_LOG_NS = 2**63 - 1  # a window end after every record (any capture clock, even one in the future)
 
 FORMS = ("ISO-8601 (2026-11-22T10:00:00Z), epoch ns, relative (-10m, or +30s for an end), "
          "earliest, now, an offset (topic:partition:offset) or a drive name")
@@ -38,8 +42,11 @@ _OFFSET = re.compile(r"^(?P<topic>[^\s:]+):(?P<partition>\d+):(?P<offset>\d+)$")
 _DRIVE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _MIN_EPOCH_NS_DIGITS = 16  # 10^15 ns is 1970-01-12: shorter numbers are seconds or ms by mistake
 
-#: resolver(name) -> (start_ns, end_ns) or (start_ns, end_ns, topics)
+#: resolver(name) -> (start_ns, end_ns), (start_ns, end_ns, topics) or
+#: (start_ns, end_ns, topics, offsets); offsets: (start_offsets, end_offsets) per
+#: (topic, partition), or None
 DriveResolver = Callable[[str], Sequence]
+DriveOffsets = tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]
 
 
 class TimeSpecError(ValueError):
@@ -70,6 +77,9 @@ class WindowSpec:
     end: Point
     drive: str | None = None
     drive_topics: tuple[str, ...] = ()
+    # the drive's own offsets per partition for each side not narrowed by a time
+    drive_start_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    drive_end_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,14 +155,14 @@ def parse_point(text: str, *, role: str = "start", now_ns: int | None = None, st
     if match:
         return OffsetPoint(match["topic"], int(match["partition"]), int(match["offset"]))
     if resolver is not None and _DRIVE_NAME.match(text):
-        start, end, _topics = resolve_drive_window(resolver, text)
+        start, end, _topics, _offsets = resolve_drive_window(resolver, text)
         return start if role == "start" else end
     raise TimeSpecError(f"invalid time {raw!r}: expected {FORMS}"
                         + ("" if resolver is not None else " (drive names need the vehicle broker)"))
 
 
-def resolve_drive_window(resolver: DriveResolver, name: str) -> tuple[int, int, tuple[str, ...]]:
-    """Call ``resolver`` and normalise its answer to (start_ns, end_ns, topics)."""
+def resolve_drive_window(resolver: DriveResolver, name: str) -> tuple[int, int, tuple[str, ...], DriveOffsets | None]:
+    """Call ``resolver`` and normalise its answer to (start_ns, end_ns, topics, offsets)."""
     try:
         answer = resolver(name)
     except TimeSpecError:
@@ -160,11 +170,12 @@ def resolve_drive_window(resolver: DriveResolver, name: str) -> tuple[int, int, 
     except Exception as exc:  # noqa: BLE001 - the resolver's own error, named
         message = getattr(exc, "message", None) or str(exc)
         raise TimeSpecError(f"drive {name!r}: {message}") from None
-    if not isinstance(answer, (tuple, list)) or len(answer) not in (2, 3):
-        raise TimeSpecError(f"drive resolver returned {answer!r} for {name!r}, not (start_ns, end_ns[, topics])")
+    if not isinstance(answer, (tuple, list)) or len(answer) not in (2, 3, 4):
+        raise TimeSpecError(f"drive resolver returned {answer!r} for {name!r}, not (start_ns, end_ns[, topics[, offsets]])")
     start, end = int(answer[0]), int(answer[1])
-    topics = tuple(answer[2]) if len(answer) == 3 and answer[2] else ()
-    return start, end, topics
+    topics = tuple(answer[2]) if len(answer) >= 3 and answer[2] else ()
+    offsets = answer[3] if len(answer) == 4 and answer[3] else None
+    return start, end, topics, offsets
 
 
 def parse_window(start: str | None = None, end: str | None = None, *, drive: str | None = None,
@@ -178,7 +189,7 @@ def parse_window(start: str | None = None, end: str | None = None, *, drive: str
     if drive is not None:
         if resolver is None:
             raise TimeSpecError(f"--drive {drive}: drive names need the vehicle broker (--endpoint)")
-        d_start, d_end, topics = resolve_drive_window(resolver, drive)
+        d_start, d_end, topics, offsets = resolve_drive_window(resolver, drive)
         s: Point = d_start
         e: Point = d_end
         if start is not None:
@@ -186,7 +197,9 @@ def parse_window(start: str | None = None, end: str | None = None, *, drive: str
                  else parse_point(start, role="start", now_ns=now, resolver=resolver))
         if end is not None:
             e = parse_point(end, role="end", now_ns=now, start_ns=d_start, resolver=resolver)
-        spec = WindowSpec(s, e, drive, topics)
+        start_offsets, end_offsets = offsets or ({}, {})
+        spec = WindowSpec(s, e, drive, topics, dict(start_offsets) if start is None else {},
+                          dict(end_offsets) if end is None else {})
     else:
         s = parse_point(start, role="start", now_ns=now, resolver=resolver) if start is not None else EARLIEST_NS
         e = (parse_point(end, role="end", now_ns=now, start_ns=s if isinstance(s, int) else None, resolver=resolver)
@@ -201,5 +214,7 @@ def format_ns(ns: int) -> str:
     """ISO-8601 UTC with milliseconds, for messages and progress lines."""
     if ns <= 0:
         return "earliest"
+    if ns >= END_OF_LOG_NS:
+        return "end of log"
     moment = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns // 1_000_000) % 1000:03d}Z"

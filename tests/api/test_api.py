@@ -195,8 +195,14 @@ def test_metrics_are_valid_prometheus_text(api_env):
     names = {name for name, _ in samples}
     assert {"edge_topic_records_total", "edge_topic_bytes", "edge_topic_records_per_second",
             "edge_disk_free_bytes", "edge_disk_total_bytes", "edge_driver_captured_total",
-            "edge_driver_dropped_total", "edge_api_status_ok", "process_cpu_seconds_total"} <= names
+            "edge_driver_dropped_total", "edge_api_status_ok", "process_cpu_seconds_total",
+            "edge_broker_disk_full", "edge_broker_clients_refused_total", "edge_broker_connections",
+            "edge_broker_parked_fetches", "edge_broker_unread_reply_bytes"} <= names
+    assert samples[("edge_broker_disk_full", ())] == 0.0
+    assert samples[("edge_broker_limit", (("name", "max_partitions_total"),))] > 0
+    assert samples[("edge_broker_connections", ())] >= 1
     assert samples[("edge_topic_records_total", (("topic", "camera.front"),))] > 0
+    assert samples[("edge_partition_future_records_total", (("partition", "0"), ("topic", "camera.front")))] == 0
     assert samples[("edge_api_status_ok", ())] == 1.0
     front = [v for (n, labels), v in samples.items() if n == "edge_driver_captured_total" and ("sensor", "front") in labels]
     assert front and front[0] > 0

@@ -67,3 +67,14 @@ def test_error_reply_rebuilds_typed_error():
     meta = P.decode_metadata(frames[1])
     err = error_from_code(header.status, meta["message"])
     assert isinstance(err, UnknownTopicError) and "unknown topic" in str(err)
+
+
+def test_storage_errors_carry_kafkas_name():
+    import json
+
+    from broker.errors import DiskFullError
+
+    meta = json.loads(P.error_reply(P.PRODUCE, 3, DiskFullError("disk full: nothing was written"))[1])
+    assert meta == {"error": 13, "message": "disk full: nothing was written", "retriable": True,
+                    "kafka_error": "KAFKA_STORAGE_ERROR"}
+    assert "kafka_error" not in json.loads(P.error_reply(P.PING, 1, InvalidRequestError("bad"))[1])

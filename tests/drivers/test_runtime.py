@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 
-from broker.errors import BrokerUnavailableError
+from broker.errors import BrokerUnavailableError, DeliveryUnknownError, DiskFullError
 from drivers.runtime import HEALTH_TOPIC, DriverRuntime, Sample, SensorError
 
 
@@ -146,3 +147,34 @@ def test_encode_failure_drops_one_frame_only():
     rt = DriverRuntime(name="c", kind="camera", topic="t", producer=producer, encode=encode)
     rt.run(finite(4))
     assert len(producer.data()) == 3 and rt.counters.dropped["encode_error"] == 1
+
+
+class SettlingProducer(RecordingProducer):
+    """Takes every record and settles each delivery at once with the next outcome in turn."""
+
+    def __init__(self, outcomes):
+        super().__init__()
+        self.outcomes = outcomes
+
+    def send(self, topic, value, key=None, headers=None, partition=None, timestamp_ns=None):
+        super().send(topic, value, key, headers, partition, timestamp_ns)
+        future = Future()
+        if topic != HEALTH_TOPIC:
+            outcome = self.outcomes[(len(self.data()) - 1) % len(self.outcomes)]
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
+        else:
+            future.set_result(None)
+        return future
+
+
+def test_disk_full_and_unknown_deliveries_are_counted_apart():
+    producer = SettlingProducer([None, DiskFullError("disk full"), DeliveryUnknownError("no ack in time"),
+                                 BrokerUnavailableError("gone")])
+    rt = runtime(producer, policy="block")
+    assert rt.run(finite(8)) == 0
+    c = rt.counters
+    assert (c.acknowledged, c.dropped["disk_full"], c.unknown, c.dropped["broker"]) == (2, 2, 2, 2)
+    assert rt.health()["unknown"] == 2 and rt.health()["dropped"]["disk_full"] == 2

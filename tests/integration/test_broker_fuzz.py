@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from broker import protocol as P
 from broker.client import Admin, Consumer, Producer
+from broker.errors import BrokerError, InvalidRequestError
 from broker.records import encode_batch
 
 header_st = st.builds(
@@ -80,3 +81,34 @@ def test_malformed_frames_never_hurt_the_broker(broker):
         values += [bytes(r.value) for r in got]
     consumer.close()
     assert values[:20] == [f"v{i}".encode() for i in range(20)]
+
+
+def _ask(sock, kind: int, meta: bytes) -> tuple[int, dict]:
+    sock.send_multipart([P.encode_header(kind, 7), meta, *([batch] if kind == P.PRODUCE else [])])
+    assert sock.poll(5000), f"no reply to {P.REQUEST_TYPES[kind]} {meta!r}"
+    reply = sock.recv_multipart()
+    return P.decode_header(reply[0]).status, json.loads(reply[1])
+
+
+def test_malformed_fields_get_protocol_errors_not_internal_errors(broker):
+    """Every request kind with bad field values: a typed error naming the field (code 11,
+    InvalidRequest, or another specific code), never the catch-all "internal error" (code 1)."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(broker.endpoint)
+    try:
+        for parts in ([["t"]], [[1, 2]], [["t", "x"]], [None], ["ab"], [["t", -1]], [["t", 0, 1]], 5):
+            status, meta = _ask(sock, P.FETCH_OFFSETS, json.dumps({"group": "g", "partitions": parts}).encode())
+            assert status == InvalidRequestError.code, (parts, meta)
+        kinds = sorted(P.REQUEST_TYPES)
+
+        @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.sampled_from(kinds), meta_st)
+        def ask(kind, meta):
+            status, reply = _ask(sock, kind, meta)
+            assert status != BrokerError.code, f"{P.REQUEST_TYPES[kind]} {meta!r}: {reply}"
+
+        ask()
+    finally:
+        sock.close()
+    assert broker.proc.poll() is None

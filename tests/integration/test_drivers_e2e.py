@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -58,6 +61,7 @@ def test_camera_driver_keeps_recorded_timestamps(broker, shared_data):
     records = read_topic(broker.endpoint, "camera.kt", 377)
     gaps = np.diff([r.timestamp for r in records]) / 1e6
     assert np.allclose(gaps, 80.0, atol=1.0), gaps[:10]  # 12.5 fps as recorded
+    assert records[0].timestamp == 1_524_177_960_000_000_000  # the file's creation_time, 2018-04-19T22:46:00Z
 
 
 def test_missing_video_fails_clearly(broker, tmp_path):
@@ -95,3 +99,76 @@ def test_lidar_driver_refuses_a_non_pcap(broker, tmp_path):
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "x", "--source", f"pcap:{bad}",
                              "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "x.pcap" in result.stderr
+
+
+def test_raw_frames_from_a_file_at_max_rate_are_never_dropped(broker, shared_data):
+    """bgr8 frames are 1 MB each; the broker is paused (SIGSTOP) for 2.5 s while the driver
+    reads the file as fast as it can, so the producer's buffer fills. Nothing is live in a
+    file: the driver waits for the broker instead of dropping frames."""
+    video = shared_data / "car-detection.mp4"
+    driver = subprocess.Popen([*EDGE, "driver", "camera", "--name", "raw", "--source", str(video), "--rate", "max",
+                               "--encoding", "bgr8", "--endpoint", broker.endpoint],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        with Admin(broker.endpoint) as admin:
+            while admin.list_topics().get("camera.raw") is None or \
+                    admin.list_offset("camera.raw", 0, "latest") < 10:
+                assert time.monotonic() < deadline and driver.poll() is None, "the driver published nothing"
+                time.sleep(0.02)
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        _out, err = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 0, err[-2000:]
+    health = [json.loads(bytes(r.value)) for r in read_topic(broker.endpoint, "_health", 1) if r.key == b"raw"]
+    final = health[-1]
+    assert final["state"] == "stopped" and sum(final["dropped"].values()) == 0, final
+    with Admin(broker.endpoint) as admin:
+        assert admin.describe_topic("camera.raw")["partitions"][0]["next_offset"] == 377
+    records = read_topic(broker.endpoint, "camera.raw", 377)
+    gaps = np.diff([r.timestamp for r in records]) / 1e6
+    assert np.allclose(gaps, 80.0, atol=1.0), gaps[:10]  # the file's timestamps, not how fast it was read
+
+
+def test_h264_passthrough_recorded_and_exported_to_mp4(broker, shared_data, tmp_path):
+    """The camera's H.264 goes into the topic as sent (foxglove.CompressedVideo-compatible
+    records, keyframes marked) and comes out of export as an MP4 as long as its source."""
+    video = shared_data / "car-detection.mp4"
+    result = subprocess.run([*EDGE, "driver", "camera", "--name", "h264", "--source", str(video), "--rate", "max",
+                             "--encoding", "passthrough", "--endpoint", broker.endpoint], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_topic(broker.endpoint, "camera.h264", 377)
+    assert {(r.header("encoding"), r.header("width"), r.header("height")) for r in records} == {("h264", "768", "432")}
+    assert sum(r.header("keyframe") == "1" for r in records) == 7 and records[0].header("keyframe") == "1"
+    assert np.array_equal(np.diff([r.timestamp for r in records]), np.full(376, 80_000_000))
+    assert sum(len(r.value) for r in records) < 3_000_000  # the file's 2.8 MB, not 377 re-encoded JPEGs
+    from edge.cli import main
+
+    out = tmp_path / "h264"
+    assert main(["export", "--topics", "camera.h264", "--out", str(out), "--endpoint", broker.endpoint, "-q"]) == 0
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                            "stream=codec_name,nb_read_frames,duration", "-of", "json", str(out / "camera.h264.mp4")],
+                           capture_output=True, text=True, timeout=60, check=True)
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert stream["codec_name"] == "h264" and int(stream["nb_read_frames"]) == 377
+    assert abs(float(stream["duration"]) - 30.16) < 0.08, stream
+
+    from mcap.reader import make_reader
+    from mcap_protobuf.decoder import DecoderFactory
+
+    mcap_path = tmp_path / "h264.mcap"
+    assert main(["export", "--topics", "camera.h264", "--out", str(mcap_path), "--endpoint", broker.endpoint,
+                 "-q"]) == 0
+    with open(mcap_path, "rb") as fh:
+        messages = list(make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages())
+    assert {schema.name for schema, *_ in messages} == {"foxglove.CompressedVideo"}
+    assert [m.data for *_, m in messages] == [bytes(r.value) for r in records]  # Foxglove gets the camera's bytes
+    assert {m.format for *_, m in messages} == {"h264"}

@@ -12,6 +12,7 @@ import time
 
 import psutil
 import pytest
+from mcap.reader import make_reader
 
 from broker.client import Admin, Consumer, Producer
 from edge.drives import record_event
@@ -196,3 +197,51 @@ def test_memory_stays_bounded_replaying_6mb_frames(broker):
     assert peak < 260 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
     with Admin(broker.endpoint) as admin:
         assert admin.list_offset("replay.camera.raw", 0, "latest") == 80
+
+
+def test_records_deleted_by_retention_are_reported_and_fail_the_export_and_replay(broker, tmp_path):
+    """On main an export of a window partly deleted by retention wrote what was left and
+    reported success. The window here starts before the oldest record kept: the records
+    before the log start that may belong to it are reported, and both commands exit 3
+    unless --allow-gaps."""
+    ep = broker.endpoint
+    with Admin(ep) as admin:
+        admin.create_topic("camera.front", 1, config={"segment_bytes": 16_384})
+    frame = {"encoding": "bgr8", "width": "16", "height": "16"}
+    with Producer(ep, linger_ms=0) as producer:
+        for i in range(1200):
+            sent = producer.send("camera.front", bytes(768), headers=frame, timestamp_ns=T0 + i * 1_000_000)
+            if i % 10 == 9:
+                sent.result(10)  # batches of about 10 records, so segments roll and retention can act
+    with Admin(ep) as admin:
+        admin.configure_topic("camera.front", {"retention_bytes": 400_000})
+    broker.stop()
+    broker.start()  # retention runs at once on start
+
+    deadline = time.monotonic() + 10
+    with Admin(ep) as admin:
+        while admin.list_offset("camera.front", 0, "earliest") == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log_start = admin.list_offset("camera.front", 0, "earliest")
+    assert 0 < log_start < 1200
+
+    def edge(*args):
+        return subprocess.run([sys.executable, "-m", "edge.cli", *args, "--endpoint", ep],
+                              capture_output=True, text=True, timeout=60)
+
+    window = ["--topics", "camera.front", "--start", str(T0), "--end", str(T0 + 1200 * 1_000_000)]
+    done = edge("export", *window, "--out", str(tmp_path / "w"), "--quiet")
+    assert done.returncode == 3, done.stderr
+    assert f"camera.front:0 (log starts at {log_start})" in done.stderr and "incomplete" in done.stderr
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert manifest["records"] == 1200 - log_start
+    assert manifest["missing"]["before_log_start"] == [{"topic": "camera.front", "partition": 0, "log_start": log_start}]
+    done = edge("export", *window, "--out", str(tmp_path / "w2.mcap"), "--quiet", "--allow-gaps")
+    assert done.returncode == 0 and "warning" in done.stderr, done.stderr
+    with open(tmp_path / "w2.mcap", "rb") as fh:
+        meta = {m.name: m.metadata for m in make_reader(fh).iter_metadata()}
+    assert json.loads(meta["edge.export"]["missing_records"])["before_log_start"][0]["log_start"] == log_start
+    done = edge("replay", *window, "--max", "--no-control", "--quiet")
+    assert done.returncode == 3, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["records"] == 1200 - log_start and summary["missing"]["before_log_start"], summary

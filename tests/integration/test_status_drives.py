@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 
-from broker.client import Consumer, Producer
+from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
 from edge.drives import DRIVES_TOPIC, list_drives, record_event, resolve_drive
 from edge.status import StatusTracker, format_status
@@ -69,3 +71,58 @@ def test_status_rates_health_horizon_and_lag(broker):
     assert status["disk"]["retention_horizon_h"] > 0
     text = format_status(status)
     assert "camera.front" in text and "front" in text and "lag 15 records" in text and "mirror: up" in text
+
+
+def test_a_far_future_stamp_neither_ends_a_drive_nor_hides_the_next(broker, tmp_path):
+    """One record stamped 10 years ahead (a GNSS glitch): on main drive A showed 20 of its
+    50 records, drive B none, and `edge export --drive B` said it held no records."""
+    ep = broker.endpoint
+    ms, year = 1_000_000, 365 * 24 * 3600 * 10**9
+    now = time.time_ns()
+    frame = {"encoding": "bgr8", "width": "2", "height": "2"}
+    with Producer(ep, linger_ms=0, acks="durable") as producer:
+        for name, begin in (("drive-a", now), ("drive-b", now + 200 * ms)):
+            record_event(ep, "start", name, time_ns=begin)
+            for i in range(50):
+                ts = now + 10 * year if (name, i) == ("drive-a", 20) else begin + (i + 1) * ms
+                producer.send("camera.front", bytes(12), headers=frame, timestamp_ns=ts)
+            producer.flush(10)
+            record_event(ep, "stop", name, time_ns=begin + 100 * ms)
+    a, b = list_drives(ep)
+    assert (a.name, a.topics["camera.front"]["records"]) == ("drive-a", 50)
+    assert (b.name, b.topics.get("camera.front", {}).get("records")) == ("drive-b", 50)
+    with Admin(ep) as admin:
+        assert admin.describe_topic("camera.front")["partitions"][0]["future_records"] == 1
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "export", "--topics", "camera.front", "--drive", "drive-b",
+                           "--out", str(tmp_path / "b.mcap"), "--json", "--quiet", "--endpoint", ep],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["records"] == 50 and result["written"] == 50 and result["missing"]["records"] == 0
+
+
+def test_drives_are_delimited_by_offsets_not_by_sensor_clocks(broker, tmp_path):
+    """A camera whose clock is two days behind (no GNSS fix yet) and one that jumps back
+    mid-drive: by capture time drive A would hold none of its records and drive B some of
+    A's; by the offsets in the drive records each holds exactly its own 40."""
+    ep = broker.endpoint
+    day = 24 * 3600 * 10**9
+    frame = {"encoding": "bgr8", "width": "2", "height": "2"}
+    with Producer(ep, linger_ms=0, acks="durable") as producer:
+        for name, skew in (("drive-a", -2 * day), ("drive-b", 0)):
+            record_event(ep, "start", name)
+            for i in range(40):
+                producer.send("camera.front", bytes(12), headers={**frame, "drive": name},
+                              timestamp_ns=time.time_ns() + skew - (10**9 if i == 20 else 0))
+            producer.flush(10)
+            record_event(ep, "stop", name)
+    a, b = list_drives(ep)
+    assert a.topics["camera.front"]["records"] == 40 and b.topics["camera.front"]["records"] == 40
+    assert a.start_offsets == {} and a.end_offsets == {"camera.front": [40]} and b.start_offsets == a.end_offsets
+    for name in ("drive-a", "drive-b"):
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "export", "--topics", "camera.front", "--drive", name,
+                               "--out", str(out), "--json", "--quiet", "--endpoint", ep],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["records"] == 40

@@ -24,11 +24,13 @@ def free_tcp_port() -> int:
 
 class BrokerProcess:
     def __init__(self, data_dir: Path, endpoint: str | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, fd_limit: int | None = None):
+        """``fd_limit``: run the broker with RLIMIT_NOFILE (soft and hard) at this value."""
         self.data_dir = Path(data_dir)
         self.endpoint = endpoint or f"ipc://{self.data_dir}/broker.sock"
         self.extra_args = extra_args or []
         self.env = env or {}
+        self.fd_limit = fd_limit
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
 
@@ -37,6 +39,7 @@ class BrokerProcess:
         self.proc = subprocess.Popen(
             [EDGE, "broker", "--data-dir", str(self.data_dir), "--endpoint", self.endpoint, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+            preexec_fn=None if self.fd_limit is None else self._limit_fds,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -51,6 +54,11 @@ class BrokerProcess:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"broker not ready after {timeout}s:\n{self.log()}") from None
                 time.sleep(0.05)
+
+    def _limit_fds(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def log(self) -> str:
         try:

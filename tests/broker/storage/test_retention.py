@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections import namedtuple
 
 import pytest
@@ -37,12 +38,15 @@ def test_retention_bytes_deletes_oldest_whole_segments(data_dir, caplog):
     assert "segment_deleted" in caplog.text
 
 
-def test_retention_age_uses_last_write_time(data_dir):
+def test_retention_age_uses_the_append_time(data_dir):
     storage = Storage(data_dir)
-    log = fill(storage, "t", 40, retention_age="1h")
-    old = log.segments[:3]
-    for seg in old:
-        os.utime(seg.log_path, ns=(0, 0))
+    storage.create_topic("t", TopicConfig(segment_bytes=2_000, retention_age="1h"))
+    log = storage.log("t", 0)
+    two_hours_ago = time.time_ns() - 7_200 * 10**9
+    for i in range(40):  # the first 12 batches appended two hours ago, the rest now
+        log.append(make_batch(i * 4, 4, size=100), append_time_ns=two_hours_ago if i < 12 else None)
+    old = [seg for seg in log.segments if seg.next_offset <= 48]
+    assert len(old) >= 2
     deleted = storage.enforce_retention()
     assert [d.base_offset for d in deleted] == [s.base_offset for s in old]
     assert {d.reason for d in deleted} == {"retention_age"}

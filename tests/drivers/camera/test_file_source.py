@@ -49,7 +49,9 @@ def test_plays_the_whole_file_as_fast_as_possible(footage):
             stamps.append(frame.capture_ns)
             positions.append(frame.source_ts_ns)
     assert count == FRAMES and seqs == list(range(FRAMES))
-    assert (np.diff(stamps) > 0).all() and before <= stamps[0] <= stamps[-1] <= time.time_ns()  # host clock
+    # read as fast as possible, stamped as recorded: the file's pts from the time it was opened
+    assert before <= stamps[0] == source.epoch_ns <= time.time_ns()
+    assert np.array_equal(np.diff(stamps), np.full(FRAMES - 1, PERIOD_NS))
     assert positions[:3] == [0, PERIOD_NS, 2 * PERIOD_NS] and positions[-1] == (FRAMES - 1) * PERIOD_NS
     with pytest.raises(StopIteration):  # ended for good, capture released
         next(source)
@@ -57,22 +59,26 @@ def test_plays_the_whole_file_as_fast_as_possible(footage):
 
 def test_recorded_rate_keeps_the_file_pace(footage):
     source = open_camera_source(footage, rate="recorded")
-    stamps, started = [], time.monotonic()
+    released, started = [], time.monotonic()
     for frame in source:
-        stamps.append(frame.capture_ns)
+        released.append(time.time_ns())
         if time.monotonic() - started >= 1.0:
             break
     source.close()
-    gaps_ms = np.diff(stamps) / 1e6
-    assert 10 <= len(stamps) <= 14, gaps_ms  # 13 on time (0, 80, ..., 960 ms)
-    assert_on_schedule(stamps, 80)
+    gaps_ms = np.diff(released) / 1e6
+    assert 10 <= len(released) <= 14, gaps_ms  # 13 on time (0, 80, ..., 960 ms)
+    assert_on_schedule(released, 80)
 
 
 def test_fixed_rate_in_hz(footage):
     source = open_camera_source(footage, rate="25")  # the config gives numbers as text
-    stamps = [next(source).capture_ns for _ in range(10)]
+    released, stamps = [], []
+    for _ in range(10):
+        stamps.append(next(source).capture_ns)
+        released.append(time.time_ns())
     source.close()
-    assert_on_schedule(stamps, 40)
+    assert_on_schedule(released, 40)
+    assert np.array_equal(np.diff(stamps), np.full(9, PERIOD_NS))  # played faster, stamped as recorded
 
 
 def test_loop_continues_past_the_end_with_kept_timestamps(footage):
@@ -96,14 +102,34 @@ def test_loop_continues_past_the_end_with_kept_timestamps(footage):
     assert np.array_equal(np.diff(stamps), np.full(len(stamps) - 1, PERIOD_NS))
 
 
-def test_kept_timestamps_start_at_the_open_time(footage):
-    before = time.time_ns()
+RECORDED_AT_NS = 1_524_177_960_000_000_000  # 2018-04-19T22:46:00Z, the footage's creation_time
+
+
+def test_kept_timestamps_start_at_the_recording_time(footage):
     source = open_camera_source(footage, rate="max", keep_timestamps=True)
-    after = time.time_ns()
     stamps = [next(source).capture_ns for _ in range(25)]
     source.close()
-    assert before <= stamps[0] <= after and stamps[0] == source.epoch_ns
-    assert np.allclose(np.diff(stamps) / 1e6, 80.0, atol=0.01)
+    assert stamps[0] == source.epoch_ns == RECORDED_AT_NS
+    assert np.array_equal(np.diff(stamps), np.full(24, PERIOD_NS))
+
+
+def test_kept_timestamps_without_a_creation_time_start_at_the_open_time(footage, tmp_path, caplog):
+    import av
+
+    bare = tmp_path / "bare.mkv"  # the same frames, remuxed without the creation_time tag
+    with av.open(str(footage)) as src, av.open(str(bare), "w", options={"fflags": "+bitexact"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    before = time.time_ns()
+    with caplog.at_level(logging.WARNING, logger="drivers.camera"):
+        source = open_camera_source(bare, rate="max", keep_timestamps=True)
+    stamps = [next(source).capture_ns for _ in range(3)]
+    source.close()
+    assert before <= stamps[0] == source.epoch_ns <= time.time_ns()
+    assert any("camera_file_start_unknown" in r.getMessage() for r in caplog.records)
 
 
 def test_stop_event_and_close_end_a_sleeping_source(footage):
@@ -173,3 +199,34 @@ def test_truncated_file_plays_up_to_the_damage(footage, tmp_path, caplog):
     assert 0 < count < FRAMES
     assert any("camera_file_ended_early" in r.getMessage() and str(truncated) in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_variable_frame_rate_file_keeps_its_timing(tmp_path):
+    """Frames 40, 40, 200, 40, 120 ms apart (H.264 with B-frames), read as fast as possible,
+    decoded or passed through: stamped as recorded."""
+    from edge.export.mp4 import Mp4Writer
+
+    path = tmp_path / "vfr.mp4"
+    offsets_ms = [0, 40, 80, 280, 320, 440]
+    writer = Mp4Writer(path, 64, 48)
+    rng = np.random.default_rng(5)
+    for ms in offsets_ms:
+        writer.add(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), ms * 1_000_000)
+    writer.finish()
+    for passthrough in (False, True):
+        with open_camera_source(path, rate="max", epoch_ns=0, passthrough=passthrough) as source:
+            stamps = sorted(frame.capture_ns for frame in source)  # pass-through: in decoding order
+        assert np.allclose(np.array(stamps) / 1e6, offsets_ms, atol=0.05), (passthrough, stamps)
+    # the records of a B-frame stream decode back in presentation order, each with its own time
+    from drivers.camera.passthrough import encode_passthrough
+    from drivers.camera.video import VideoDecoder
+
+    with open_camera_source(path, rate="max", epoch_ns=0, passthrough=True) as source:
+        frames = list(source)
+    assert [f.capture_ns for f in frames] != sorted(f.capture_ns for f in frames)  # B-frames: decoding order
+    decoder = VideoDecoder("h264")
+    decoded = []
+    for frame in frames:
+        decoded += decoder.decode(*encode_passthrough(frame), frame.capture_ns)
+    decoded += decoder.flush()
+    assert np.allclose(np.array([ts for _image, ts in decoded]) / 1e6, offsets_ms, atol=0.05)

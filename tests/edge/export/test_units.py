@@ -1,4 +1,4 @@
-"""Pieces of export without a broker: cloud layouts for Foxglove, frame rates, atomic
+"""Pieces of export without a broker: cloud layouts for Foxglove, atomic
 outputs, the progress line."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from broker.records import Record
 from drivers.pointcloud import POINT_DTYPE, encode_cloud
 from edge.commands.export import ProgressBar
 from edge.export import AtomicOutput, ExportError, infer_format
-from edge.export.directory import fps_from_stamps
 from edge.export.kinds import CAMERA, OTHER, POINTCLOUD, check_camera, record_kind
 from edge.export.mcap_file import cloud_layout
 
@@ -90,13 +89,6 @@ def test_record_kinds_and_camera_checks():
         check_camera(rec({"encoding": "jpeg", "width": "2", "height": "2"}, b"\x89PNG\r\n\x1a\n...."))
     with pytest.raises(ValueError, match="'height'"):
         check_camera(rec({"encoding": "jpeg", "width": "2"}, b"\xff\xd8\xff\xe0"))
-
-
-def test_fps_from_the_median_interval():
-    ms = 1_000_000
-    assert fps_from_stamps([0, 80 * ms, 160 * ms, 240 * ms, 1000 * ms]) == pytest.approx(12.5)  # a gap is ignored
-    assert fps_from_stamps([5]) == 10.0 and fps_from_stamps([]) == 10.0
-    assert fps_from_stamps([0, 1, 2]) == 120.0  # clamped
 
 
 def test_format_from_the_path():
