@@ -36,6 +36,8 @@ from kio.schema.response_header.v0.header import ResponseHeader as ResponseHeade
 from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeaderV1
 from kio.serial import entity_reader, entity_writer
 
+from .bounds import check_body
+
 API_VERSIONS_KEY = 18
 _HEAD = struct.Struct(">hhi")  # api_key, api_version, correlation_id
 
@@ -95,11 +97,37 @@ def parse_request(frame: bytes | memoryview, supported: dict[int, tuple[int, int
     header_type = RequestHeaderV2 if schema.__flexible__ else RequestHeaderV1
     try:
         header, used = entity_reader(header_type)(frame, 0)
+        check_body(schema, frame, used)  # before kio: it must never see an impossible length
         body, body_size = entity_reader(schema)(frame, used)
     except Exception as exc:  # noqa: BLE001 - kio raises many kinds on malformed bytes
         raise KafkaFrameError(f"api {api_key} v{api_version}: malformed body: {type(exc).__name__}: {exc}") from None
+    null = _null_in_non_nullable(body)
+    if null is not None:  # kio reads a null array anywhere; Kafka's parser refuses it
+        raise KafkaFrameError(f"api {api_key} v{api_version}: malformed body: {null} is null")
     # bytes after the body are ignored, as Kafka's parser does (librdkafka 2.x sends some)
     return Request(api_key, api_version, correlation_id, header.client_id, body, len(frame))
+
+
+def _null_in_non_nullable(entity) -> str | None:
+    """The name of the first field that is None although its schema does not allow null."""
+    for f, hint in _fields(type(entity)):
+        value = getattr(entity, f.name)
+        nullable = _strip_optional(hint) is not hint
+        if value is None:
+            if not nullable:
+                return f.name
+            continue
+        inner = _strip_optional(hint)
+        if typing.get_origin(inner) is tuple and dataclasses.is_dataclass(typing.get_args(inner)[0]):
+            for item in value:
+                found = _null_in_non_nullable(item)
+                if found is not None:
+                    return f"{f.name}.{found}"
+        elif dataclasses.is_dataclass(inner):
+            found = _null_in_non_nullable(value)
+            if found is not None:
+                return f"{f.name}.{found}"
+    return None
 
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
@@ -134,8 +162,8 @@ def _strip_optional(hint):
 
 
 def _convert(hint, kafka_type: str | None, value):
-    if value is None:
-        return None
+    if value is None:  # null where this version has no null (e.g. JoinGroup v0-6 protocol_name)
+        return None if _strip_optional(hint) is not hint else _empty(hint, kafka_type)
     hint = _strip_optional(hint)
     if typing.get_origin(hint) is tuple:
         inner = typing.get_args(hint)[0]
