@@ -43,22 +43,19 @@ def _parse_int(name: str, value: str | None) -> int:
         raise ConfigValueError(f"{name} must be an integer, not {value!r}") from None
 
 
-def _to_duration(name: str, value: str | None, allow_unlimited: bool):
-    number = _parse_int(name, value)
-    if number == -1 and allow_unlimited:
-        return None
-    if number < 0:
-        raise ConfigValueError(f"{name} must be >= 0{' or -1' if allow_unlimited else ''}, not {number}")
-    return f"{number}ms"
-
-
-def _to_size(name: str, value: str | None, allow_unlimited: bool):
+def _to_size(name: str, value: str | None, allow_unlimited: bool) -> int | None:
+    """A non-negative integer, or None for -1 where the key allows "unlimited"."""
     number = _parse_int(name, value)
     if number == -1 and allow_unlimited:
         return None
     if number < 0:
         raise ConfigValueError(f"{name} must be >= 0{' or -1' if allow_unlimited else ''}, not {number}")
     return number
+
+
+def _to_duration(name: str, value: str | None, allow_unlimited: bool) -> str | None:
+    ms = _to_size(name, value, allow_unlimited)
+    return None if ms is None else f"{ms}ms"
 
 
 def _to_codec(name: str, value: str | None):
