@@ -27,7 +27,8 @@ Guarantees:
   in stats from the first refusal until a write succeeds or space is back; each produce
   tries again, so writes resume by themselves.
 - Commits of group ``_mirror`` set the storage's protected offsets: retention keeps what
-  the mirror has not shipped.
+  the mirror has not shipped. Partitions of the topics the config selects for mirroring
+  (``mirror_topics``) are protected from their first record, before any commit (offset 0).
 - SIGTERM/SIGINT: stop reading requests, flush, answer parked durable acks, close storage
   cleanly (clean-shutdown markers), remove the ipc socket file, exit 0.
 - Transport security: an ipc socket is mode 0660 (owner and group only); tcp is opt-in and
@@ -118,8 +119,9 @@ class DurableWaiter:
 class BrokerServer:
     def __init__(self, storage: Storage, endpoint: str, *, auto_create_topics: bool = True,
                  topic_config_for: Callable[[str], TopicConfig] | None = None, curve: ServerCurve | None = None,
-                 limits: BrokerLimits | None = None):
+                 limits: BrokerLimits | None = None, mirror_topics: Callable[[str], bool] | None = None):
         self.storage = storage
+        self.mirror_topics = mirror_topics  # topics the mirror ships: protected before its first commit
         self.endpoint = endpoint
         self.curve = curve if endpoint.startswith("tcp://") else None
         self.auto_create_topics = auto_create_topics
@@ -157,9 +159,19 @@ class BrokerServer:
         return self.storage.topic_config(topic).partitions if self.storage.has_topic(topic) else 0
 
     def _apply_mirror_protection(self) -> None:
+        for topic in self.storage.topics():
+            self._protect_unshipped(topic)
         for (topic, partition), offset in self.groups.fetch(MIRROR_GROUP).items():
             if self.storage.has_topic(topic) and partition < self._partition_count(topic):
                 self.storage.set_protected_offset(topic, partition, offset)
+
+    def _protect_unshipped(self, topic: str) -> None:
+        """A topic selected for mirroring keeps every record until the mirror commits past it."""
+        if self.mirror_topics is None or not self.mirror_topics(topic):
+            return
+        committed = self.groups.fetch(MIRROR_GROUP, [(topic, p) for p in range(self._partition_count(topic))])
+        for partition in range(self._partition_count(topic)):
+            self.storage.set_protected_offset(topic, partition, committed.get((topic, partition), 0))
 
     def bind(self) -> None:
         sock = self.context.socket(zmq.ROUTER)
@@ -608,6 +620,7 @@ class BrokerServer:
         if not self.storage.has_topic(topic):  # an existing one is refused by name below
             self._check_partitions(topic, config.partitions, config.partitions)
         self.storage.create_topic(topic, config)
+        self._protect_unshipped(topic)
 
     def delete_topic(self, topic: str) -> None:
         """Delete a topic with its committed offsets and parked fetches (both protocols)."""
@@ -622,6 +635,7 @@ class BrokerServer:
         if isinstance(wanted, int) and not isinstance(wanted, bool) and self.storage.has_topic(topic):
             self._check_partitions(topic, wanted, max(0, wanted - self._partition_count(topic)))
         config = self.storage.configure_topic(topic, overrides)
+        self._protect_unshipped(topic)  # added partitions
         return P.ok_reply(P.CONFIGURE_TOPIC, header.request_id, {"config": config.to_json_dict()})
 
     # -- groups --------------------------------------------------------------------------
@@ -707,7 +721,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
                disk_guard: DiskGuard | None = None, auto_create_topics: bool = True,
                topic_config_for: Callable[[str], TopicConfig] | None = None,
                curve: tuple[Path, Path] | None = None, allow_insecure_tcp: bool = False,
-               kafka: dict | None = None) -> int:
+               mirror_topics: Callable[[str], bool] | None = None, kafka: dict | None = None) -> int:
     """Serve until SIGTERM/SIGINT; ``curve``: (server .key_secret file, authorized-clients
     directory); ``kafka``: keyword arguments of ``start_kafka_listener`` (listen, advertised,
     insecure) plus ``required`` (False: a busy default port is logged and skipped).
@@ -735,7 +749,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
         return 2
     storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
     server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for,
-                          curve=server_curve)
+                          curve=server_curve, mirror_topics=mirror_topics)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     try:
@@ -816,7 +830,9 @@ def main_from_args(args: argparse.Namespace) -> int:
                           defaults=broker.defaults, disk_guard=broker.disk_guard,
                           auto_create_topics=broker.auto_create_topics, topic_config_for=config.topic_config,
                           curve=(curve.server_secret_key, curve.authorized_keys) if curve else None,
-                          allow_insecure_tcp=broker.allow_insecure_tcp, kafka=_kafka_options(args, broker))
+                          allow_insecure_tcp=broker.allow_insecure_tcp,
+                          mirror_topics=config.mirror.selects if config.mirror is not None else None,
+                          kafka=_kafka_options(args, broker))
     if not args.data_dir:
         raise SystemExit("edge broker: give --data-dir DIR or --config FILE")
     setup_logging(args.log_level or "INFO", "broker")

@@ -5,6 +5,14 @@
 disk use and the retention horizon, driver health and the mirror's state (the latest
 ``_health`` record per sender), consumer groups with lag, and drives.
 
+Mirror condition (``mirror_condition``), from its last report and the ``_mirror`` group:
+``down`` when the report is older than ``MIRROR_DOWN_AFTER_S`` (it reports every second,
+also while Kafka calls block) or its process is gone (same host); ``stopped``/``failed``
+with the reason of its final report; ``stalled`` (since its last progress: a commit, or a
+moment with nothing to ship) when nothing was committed for ``stall_after_ns`` while the
+``_mirror`` group has records to ship; else the
+link state it reports (up, down, idle, starting).
+
 Retention horizon: hours of data the disk can hold at the current write rate,
 ``(bytes held + free - min_free) / bytes per second``; None while nothing is written.
 """
@@ -12,6 +20,8 @@ Retention horizon: hours of data the disk can hold at the current write rate,
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from typing import Any
 
@@ -23,6 +33,44 @@ HEALTH_LOOKBACK = 64  # records per partition read from the end of _health
 # broker stats (broker/limits.py BrokerStats) shown in the one-screen view when not zero
 REFUSAL_COUNTERS = ("clients_refused", "fetch_parked_refused", "reply_backlog_refused", "partitions_refused",
                     "accept_failures", "disk_full_refusals")
+MIRROR_DOWN_AFTER_S = 5.0  # five report intervals
+
+
+def _process_gone(pid: Any, host: Any) -> bool:
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def mirror_condition(report: dict[str, Any] | None, group_lag: int | None, now_ns: int) -> dict[str, Any]:
+    """What `edge status`, the API and /metrics say about the mirror (see the module doc)."""
+    if not report:
+        return {"condition": "no report", "condition_reason": "no mirror status in _health (not configured or not "
+                "started)", "condition_since_ns": None}
+    reported = report.get("time_ns") or 0
+    age_s = (now_ns - reported) / 1e9
+    out = {"report_age_s": round(age_s, 1)}
+    if report.get("state") in ("stopped", "failed"):
+        return {**out, "condition": report["state"], "condition_reason": report.get("stop_reason"),
+                "condition_since_ns": reported}
+    if age_s > MIRROR_DOWN_AFTER_S or _process_gone(report.get("pid"), report.get("host")):
+        return {**out, "condition": "down", "condition_since_ns": reported,
+                "condition_reason": f"no report for {age_s:.0f}s" if age_s > MIRROR_DOWN_AFTER_S else
+                "its process is gone"}
+    since = report.get("last_progress_ns") or report.get("last_commit_ns") or report.get("started_ns") or reported
+    stall_after = report.get("stall_after_ns") or 10**10
+    waiting = group_lag if group_lag is not None else report.get("lag_records", 0)
+    if waiting and now_ns - since > stall_after:
+        return {**out, "condition": "stalled", "condition_since_ns": since,
+                "condition_reason": f"nothing committed for {(now_ns - since) / 1e9:.0f}s, {waiting} records waiting"
+                                    + (f" (last error: {report['last_error']})" if report.get("last_error") else "")}
+    return {**out, "condition": report.get("link", "?"), "condition_since_ns": None, "condition_reason": None}
 
 
 def latest_health(endpoint: str, admin: Admin) -> dict[str, dict[str, Any]]:
@@ -108,7 +156,8 @@ class StatusTracker:
                      "full": bool(broker.get("disk_full")), "full_since_ns": broker.get("disk_full_since_ns")},
             "topics": topics,
             "drivers": drivers,
-            "mirror": health.get("mirror"),
+            "mirror": None if not health.get("mirror") else {**health["mirror"], **mirror_condition(
+                health["mirror"], (group_lag.get("_mirror") or {}).get("lag"), time.time_ns())},
             "groups": group_lag,
         }
         if self.include_drives:
@@ -160,9 +209,25 @@ def format_status(status: dict[str, Any]) -> str:
             dropped = sum((d.get("dropped") or {}).values())
             lines.append(f"{name:<16} {d.get('state', '?'):<12} {d.get('rate_hz', 0):>6.1f} "
                          f"{d.get('captured', 0):>9} {d.get('published', 0):>9} {dropped:>8}")
-    mirror = status.get("mirror")
-    if mirror:
-        lines.append(f"mirror: {mirror.get('link', mirror.get('state', '?'))}, lag {mirror.get('lag_records', '?')} records")
+    lines.append(format_mirror(status.get("mirror") or mirror_condition(None, None, 0)))
     for group, g in sorted(status["groups"].items()):
         lines.append(f"group {group}: {g['members']} member(s), lag {g['lag']} records")
     return "\n".join(lines)
+
+
+def format_mirror(mirror: dict[str, Any]) -> str:
+    """The mirror line of `edge status`: always shown, never a stale "up"."""
+    condition = mirror.get("condition", "?")
+    since = mirror.get("condition_since_ns")
+    text = f"mirror: {condition}"
+    if since:
+        text += f" since {time.strftime('%H:%M:%S', time.gmtime(since / 1e9))} UTC"
+    if condition not in ("no report",):
+        text += f", lag {mirror.get('lag_records', '?')} records"
+    if mirror.get("condition_reason"):
+        text += f" ({mirror['condition_reason']})"
+    for name, stop in sorted((mirror.get("stopped_partitions") or {}).items()):
+        text += f"\n  partition {name} stopped at offset {stop['offset']}: {stop['error']}"
+    if mirror.get("lost_to_retention"):
+        text += f"\n  lost to local retention before shipping: {mirror['lost_to_retention']} records"
+    return text

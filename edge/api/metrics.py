@@ -20,7 +20,8 @@ registry (no global state; several apps can live in one test process). Names:
 - per driver process: ``edge_driver_{captured,published,acknowledged,unknown}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
   ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
-- mirror: ``edge_mirror_up`` and every numeric field it reports as ``edge_mirror_<field>``,
+- mirror: ``edge_mirror_up`` (link up and not stalled), ``edge_mirror_condition{condition}``
+  (up, stalled, down, stopped, ...) and every numeric field it reports as ``edge_mirror_<field>``,
   per-partition lag as ``edge_mirror_lag_<field>{topic,partition}``;
 - groups: ``edge_group_lag_records``, ``edge_group_members``;
 - this API process: ``edge_api_status_ok``, ``edge_api_status_age_seconds``,
@@ -197,10 +198,15 @@ class SnapshotCollector:
         if not isinstance(mirror, dict):
             return []
         out: list[Metric] = []
-        link = mirror.get("link", mirror.get("link_state", mirror.get("state")))
-        up = GaugeMetricFamily("edge_mirror_up", "1 when the mirror's link to Kafka is up")
+        link = mirror.get("condition", mirror.get("link", mirror.get("link_state", mirror.get("state"))))
+        up = GaugeMetricFamily("edge_mirror_up", "1 when the mirror's link to Kafka is up and it is not stalled")
         up.add_metric([], 1.0 if link in (True, "up", "connected", "online", "running") else 0.0)
         out.append(up)
+        if "condition" in mirror:  # up | stalled | down | stopped | failed | idle | starting
+            condition = GaugeMetricFamily("edge_mirror_condition", "1 for the mirror's condition as `edge status` "
+                                          "shows it", labels=["condition"])
+            condition.add_metric([str(mirror["condition"])], 1.0)
+            out.append(condition)
         for key, value in sorted(mirror.items()):
             num = _num(value)
             if num is not None and key not in ("time_ns",):

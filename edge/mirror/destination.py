@@ -1,33 +1,43 @@
-"""The cloud side: destination topics, and where to resume from what they actually hold.
+"""The cloud side: destination topics, and what they hold of this mirror's records.
 
-Resume point of a source partition = 1 + the largest ``edge.source.offset`` header among
-the last committed records of its destination partition (read with
+A destination record is this mirror's own when its ``edge.vehicle`` header is this vehicle
+and its ``edge.epoch`` header is this data directory's epoch (edge/mirror/resume.py). The
+destination's evidence for a source partition = 1 + the largest ``edge.source.offset``
+among its own committed records, found by scanning back from the end (read with
 ``isolation.level=read_committed``: records of a transaction the previous mirror did not
-commit are invisible, and ``init_transactions`` has aborted them). An empty destination
-partition resumes at the local log start. The local checkpoint is never consulted for
-this: it only feeds lag figures and retention protection.
+commit are invisible, and ``init_transactions`` has aborted them) at most
+``resume_scan_records`` offsets. What to do with that evidence, or its absence, is decided
+in edge/mirror/resume.py.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from broker.errors import BrokerError
 
+from .reject import DestinationLimits
+
 HEADER_VEHICLE = "edge.vehicle"
 HEADER_TOPIC = "edge.source.topic"
 HEADER_PARTITION = "edge.source.partition"
 HEADER_OFFSET = "edge.source.offset"
 HEADER_CAPTURE = "edge.capture_ns"
+HEADER_EPOCH = "edge.epoch"
 TAIL_RECORDS = 50  # read this many of the last records (aborted markers and controls take offsets too)
 
 
 class MirrorError(BrokerError):
     """The mirror cannot proceed (destination missing and not creatable, record too large)."""
+
+
+class RecordTooLargeError(MirrorError):
+    """A record above the destination's max.message.bytes with ``too_large = "stop"``."""
 
 
 # librdkafka properties that only a producer understands: [mirror.kafka] may set them for the
@@ -51,9 +61,9 @@ def consumer_settings(settings: dict) -> dict:
 
 
 def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, replication: int,
-                  max_message_bytes: int, timeout: float = 30.0) -> dict[str, int]:
+                  max_message_bytes: int, timeout: float = 30.0) -> dict[str, DestinationLimits]:
     """Make sure each destination topic exists with the source's partition count; returns
-    each topic's max.message.bytes. Raises MirrorError naming what is wrong."""
+    what each topic refuses (from its configs). Raises MirrorError naming what is wrong."""
     metadata = admin.list_topics(timeout=timeout)
     brokers = max(1, len(metadata.brokers))
     missing = {t: n for t, n in wanted.items() if t not in metadata.topics}
@@ -67,7 +77,7 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
             try:
                 future.result(timeout)
             except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise MirrorError(f"cannot create destination topic {topic}: {exc}") from None
         deadline = time.monotonic() + timeout
         while True:  # a new topic takes a moment to appear in the metadata
@@ -85,16 +95,45 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
     limits = {}
     futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
     for resource, future in futures.items():
-        config = future.result(timeout)
-        limits[resource.name] = int(config["max.message.bytes"].value)
+        limits[resource.name] = DestinationLimits.from_configs(future.result(timeout))
     return limits
 
 
+@dataclass(frozen=True)
+class ResumeProbe:
+    """What the destination says about one source partition of this vehicle and epoch.
+
+    ``next_offset``: 1 + the largest matching ``edge.source.offset`` (None: no matching
+    record found); ``scanned_to_start``: the scan reached the partition's low watermark (so
+    "not found" means the destination holds none of this epoch's records), else it stopped
+    at the scan bound; ``low``/``high``: the destination partition's watermarks."""
+    next_offset: int | None
+    scanned_to_start: bool
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which destination records are this mirror's own: vehicle, data-directory epoch, and
+    whether records without an epoch header (shipped before epochs existed) count as ours."""
+    vehicle: str
+    epoch: str
+    adopts_unmarked: bool = False
+
+    def owns(self, headers: dict[str, bytes]) -> bool:
+        if headers.get(HEADER_VEHICLE) != self.vehicle.encode():
+            return False
+        epoch = headers.get(HEADER_EPOCH)
+        return epoch == self.epoch.encode() if epoch is not None else self.adopts_unmarked
+
+
 def _last_source_offset(consumer: Consumer, dest_topic: str, dest_partition: int, src_topic: str,
-                        src_partition: int, start: int, timeout: float) -> tuple[int | None, bool]:
-    """(largest edge.source.offset in [start, LSO), whether any committed record was seen)."""
+                        src_partition: int, start: int, end: int, identity: Identity, shared: bool,
+                        timeout: float) -> int | None:
+    """The largest edge.source.offset of this identity's records in [start, end)."""
     consumer.assign([TopicPartition(dest_topic, dest_partition, start)])
-    best, seen = None, False
+    best = None
     while True:
         msg = consumer.poll(timeout)
         if msg is None:
@@ -103,55 +142,55 @@ def _last_source_offset(consumer: Consumer, dest_topic: str, dest_partition: int
             continue  # not this read's partition (defensive: the consumer is fresh)
         if msg.error():
             if msg.error().code() == KafkaError._PARTITION_EOF:
-                return best, seen
+                return best
             raise MirrorError(f"reading {dest_topic}[{dest_partition}]: {msg.error()}")
+        if msg.offset() >= end:
+            return best  # the part after ``end`` was read by an earlier window
         if msg.offset() < start:
             continue
-        seen = True
         headers = dict(msg.headers() or [])
-        if headers.get(HEADER_TOPIC, b"").decode() == src_topic and \
+        if HEADER_VEHICLE not in headers and not shared:
+            raise MirrorError(f"{dest_topic}[{dest_partition}] holds committed records without mirror headers "
+                              f"(offset {msg.offset()}): another writer? (one mirror per vehicle)")
+        if identity.owns(headers) and headers.get(HEADER_TOPIC, b"").decode() == src_topic and \
                 headers.get(HEADER_PARTITION, b"").decode() == str(src_partition):
             offset = int(headers[HEADER_OFFSET])
             best = offset if best is None else max(best, offset)
 
 
-def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], timeout: float = 30.0) -> dict:
+def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], identity: Identity, *,
+                   shared: bool = False, scan_limit: int = 10_000, timeout: float = 30.0) -> dict:
     """``partitions``: (dest topic, dest partition, source topic, source partition).
-    Returns {(source topic, source partition): next offset to ship, or None if nothing of
-    it was ever committed}.
+    Returns {(source topic, source partition): ResumeProbe}.
 
-    The last offsets of a partition may all belong to a transaction that a killed mirror
-    left open (aborted by the fencing, invisible to read_committed): the window read grows
-    backwards until a committed record is found or the partition's start is reached."""
+    Only records of ``identity`` (this vehicle, this data directory's epoch) count. The
+    last offsets of a partition may belong to other vehicles (shared destination), to an
+    older epoch, or to a transaction a killed mirror left open (aborted by the fencing,
+    invisible to read_committed): the scan goes backwards in growing windows, each read
+    once, until a record of ours is found, the partition's start is reached, or
+    ``scan_limit`` offsets were scanned."""
     conf = {**consumer_settings(settings), "enable.auto.commit": False, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest", "enable.partition.eof": True}
-    result: dict[tuple[str, int], int | None] = {}
+    result: dict[tuple[str, int], ResumeProbe] = {}
     for dest_topic, dest_partition, src_topic, src_partition in partitions:
         probe = Consumer({**conf, "group.id": f"edge-mirror-resume-{uuid.uuid4().hex}"})
         try:
             low, high = probe.get_watermark_offsets(TopicPartition(dest_topic, dest_partition), timeout=timeout)
         finally:
             probe.close()
-        result[(src_topic, src_partition)] = None
-        window = TAIL_RECORDS
-        while high > low:
-            start = max(low, high - window)
+        found, end, window = None, high, TAIL_RECORDS
+        while end > low and found is None and high - end < scan_limit:
+            start = max(low, end - window, high - scan_limit)
             # a fresh consumer per read: an end-of-partition event or a record still queued
             # from an earlier assignment must never be taken for this window's answer (it
             # once made a resume ship a partition again from its start)
             consumer = Consumer({**conf, "group.id": f"edge-mirror-resume-{uuid.uuid4().hex}"})
             try:
-                best, seen = _last_source_offset(consumer, dest_topic, dest_partition, src_topic, src_partition,
-                                                 start, timeout)
+                found = _last_source_offset(consumer, dest_topic, dest_partition, src_topic, src_partition,
+                                            start, end, identity, shared, timeout)
             finally:
                 consumer.close()
-            if best is not None:
-                result[(src_topic, src_partition)] = best + 1
-                break
-            if seen:
-                raise MirrorError(f"{dest_topic}[{dest_partition}] holds committed records without this "
-                                  f"vehicle's mirror headers: another writer? (one mirror per vehicle)")
-            if start == low:
-                break  # nothing committed at all: ship from the local log start
-            window *= 8
+            end, window = start, window * 8
+        result[(src_topic, src_partition)] = ResumeProbe(None if found is None else found + 1,
+                                                        found is not None or end <= low, low, high)
     return result

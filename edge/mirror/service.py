@@ -2,24 +2,32 @@
 
 Guarantee (docs/MIRROR.md has the long form): every record of a mirrored partition that is
 still in the local log when its turn comes appears exactly once, in offset order, in the
-destination partition of the same number, as seen by read_committed consumers. How:
+destination partition of the same number, as seen by read_committed consumers, or is
+reported (refused by the destination and handled by ``on_reject``; deleted locally first).
+How:
 - a transactional producer (``transactional.id = edge-mirror-<vehicle>``): records are
   shipped in transactions committed every ``transaction_interval``; on start,
   ``init_transactions`` fences a previous instance and aborts what it had not committed;
-- the resume point of each partition is read from what the destination holds (the last
-  committed records' ``edge.source.offset`` headers), never from a local file alone;
-- after an aborted transaction the local positions go back to the last commit.
+- identity: records carry ``edge.vehicle`` and ``edge.epoch`` (this data directory's epoch,
+  edge/mirror/resume.py); resume counts only records of both, from the destination while it
+  holds them, else from the local ``_mirror`` commit (the choice and its reason are logged);
+- after an aborted transaction the local positions go back to the last commit; records
+  Kafka refused (by error code) are remembered and handled by their topic's policy when they
+  come again (edge/mirror/reject.py), so one bad record never blocks other partitions;
+- ``shipped_records``/``shipped_bytes`` count what Kafka committed.
 Limits: one mirror per vehicle (the transactional id is the fence); records deleted by the
-vehicle's disk guard before they were shipped cannot be shipped (counted as
-``lost_to_retention``); consumers must read with isolation.level=read_committed (the
-librdkafka default).
+vehicle's disk guard before they were shipped cannot be shipped: each gap is counted as it is
+met (``lost_to_retention``, ``lost_ranges``, ``event=mirror_lost_to_retention``);
+consumers must read with isolation.level=read_committed (the librdkafka default).
 
 Offline is normal: when the cluster is unreachable, commits are retried with backoff and no
 more records are pulled from the local broker (memory stays bounded by
 ``max_buffer_bytes`` plus librdkafka's queue); shipping resumes when the link returns.
 Progress is committed to the local broker as group ``_mirror`` (retention keeps what is not
-shipped) and written to ``<data_dir>/.mirror/checkpoint.json`` for lag figures; status goes
-to the ``_health`` topic with key ``mirror`` every second.
+shipped) and written to ``<data_dir>/.mirror/checkpoint.json`` for lag figures. Status goes
+to the ``_health`` topic with key ``mirror`` every second from a thread of its own (so it
+keeps coming while a Kafka call blocks), with its time, pid and last commit; every exit
+leaves a final report with the reason (``state`` stopped or failed).
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer as KafkaProducer
+from confluent_kafka import KafkaError, KafkaException, Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient
 
 from broker.client import Admin, Consumer, Producer
@@ -43,12 +53,15 @@ from broker.storage.layout import atomic_write
 
 from .bandwidth import TokenBucket
 from .config import MirrorConfig
-from .destination import (HEADER_CAPTURE, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC, HEADER_VEHICLE, MirrorError,
-                          ensure_topics, kafka_settings, resume_offsets)
+from .destination import (HEADER_CAPTURE, HEADER_EPOCH, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC, HEADER_VEHICLE,
+                          Identity, MirrorError, RecordTooLargeError, ensure_topics, kafka_settings, resume_offsets)
+from .reject import HEADER_REJECT_ERROR, HEADER_REJECT_TOPIC, RECORD_ERRORS
+from .resume import choose_start, load_or_create_identity
 
 logger = logging.getLogger("edge.mirror")
 MIRROR_GROUP = "_mirror"
 HEALTH_TOPIC = "_health"
+HEALTH_INTERVAL_S = 1.0
 TP = tuple[str, int]
 
 
@@ -66,12 +79,33 @@ class MirrorService:
         self.skipped_too_large = 0
         self.sampled_out = 0
         self.lost_to_retention = 0
+        self.lost_ranges: collections.deque = collections.deque(maxlen=20)  # newest [topic, partition, first, last]
+        self.identity: Identity | None = None
+        self.state = "running"
+        self.stop_reason: str | None = None
+        self.last_commit_ns: int | None = None
+        self.last_progress_ns: int | None = None  # last commit, or last moment nothing waited to be shipped
+        self.retimed = 0  # sent with the producer's time: capture time beyond the destination's tolerance
+        self.rejected = 0
+        self.rejections: collections.deque = collections.deque(maxlen=20)
+        self.stopped_partitions: dict[str, dict] = {}
+        self._poison: dict[tuple[TP, int], tuple[int, str]] = {}  # refused by Kafka: policy applies next time
+        self._refused: list = []  # delivery reports of the open transaction with a per-record error
+        self._dead_lettered: set[tuple[TP, int]] = set()
+        self._dead_letter_failed: set[tuple[TP, int]] = set()
+        self._suspects: dict[TP, tuple[int, int]] = {}  # offsets refused in a batch: ship them one per batch
+        self._txn_records = self._txn_bytes = 0
+        self._doomed = False  # a produce failed: the open transaction can only be aborted
+        self._read_to: dict[TP, int] = {}
         self.sessions = 0
         self.last_error: str | None = None
         self.committed: dict[TP, int] = {}
         self.ends: dict[TP, tuple[int, int, int]] = {}  # log_start, next_offset, size_bytes
         self._rate_window: collections.deque = collections.deque(maxlen=30)
         self._health = Producer(endpoint, linger_ms=0, on_full="fail", request_timeout_s=2.0)
+        self._health_lock = threading.Lock()
+        self._health_stop = threading.Event()
+        self.started_ns = time.time_ns()
 
     # -- outside view --------------------------------------------------------------------
 
@@ -88,33 +122,61 @@ class MirrorService:
             lag_bytes += lag_b
         window = list(self._rate_window)
         rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 and window[-1][0] > window[0][0] else 0.0
-        return {"state": "running", "link": self.link, "vehicle": self.vehicle, "lag_records": lag_records,
+        return {"state": self.state, "stop_reason": self.stop_reason, "link": self.link, "vehicle": self.vehicle, "lag_records": lag_records,
                 "lag_bytes": lag_bytes, "partitions": partitions, "shipped_records": self.shipped_records,
                 "shipped_bytes": self.shipped_bytes, "throughput_bytes_per_s": round(rate, 1),
                 "skipped_too_large": self.skipped_too_large, "sampled_out": self.sampled_out,
-                "lost_to_retention": self.lost_to_retention, "sessions": self.sessions, "last_error": self.last_error,
+                "lost_to_retention": self.lost_to_retention, "lost_ranges": list(self.lost_ranges),
+                "epoch": self.identity.epoch if self.identity else None, "retimed": self.retimed,
+                "rejected": self.rejected, "rejections": list(self.rejections),
+                "stopped_partitions": dict(self.stopped_partitions), "last_commit_ns": self.last_commit_ns,
+                "last_progress_ns": self.last_progress_ns,
+                "started_ns": self.started_ns, "stall_after_ns": self.config.stall_after_ns(),
+                "pid": os.getpid(), "host": socket.gethostname(), "sessions": self.sessions, "last_error": self.last_error,
                 "time_ns": time.time_ns()}
 
     def publish_health(self) -> None:
-        try:
-            self._health.send(HEALTH_TOPIC, json.dumps(self.status()).encode(), key=b"mirror",
-                              headers={"sensor": "mirror", "encoding": "json"})
-        except BrokerError:
-            pass
+        """Called by the ship loop and, every second, by the health thread: a report keeps
+        coming while Kafka calls block, so a missing report means the process is gone."""
+        with self._health_lock:
+            try:
+                report = self.status()
+            except RuntimeError:
+                return  # a dict changed size under us (ship loop thread): the next second reports
+            try:
+                self._health.send(HEALTH_TOPIC, json.dumps(report).encode(), key=b"mirror",
+                                  headers={"sensor": "mirror", "encoding": "json"})
+            except BrokerError:
+                pass
+
+    def _report_every_second(self) -> None:
+        while not self._health_stop.wait(HEALTH_INTERVAL_S):
+            self.publish_health()
 
     # -- main loop -----------------------------------------------------------------------
 
     def run(self) -> int:
+        reporter = threading.Thread(target=self._report_every_second, name="mirror-health", daemon=True)
+        reporter.start()
+        try:
+            return self._run()
+        except BaseException as exc:
+            self._final("failed", f"fatal: {exc!r}", code=1)
+            raise
+        finally:
+            self._health_stop.set()
+            reporter.join(5)
+
+    def _run(self) -> int:
         backoff = 1.0
         while not self.stop_event.is_set():
             try:
                 self.sessions += 1
                 self._session()
                 backoff = 1.0
+            except RecordTooLargeError as exc:
+                return self._final("stopped", f"too_large = stop: {exc}", code=1)
             except MirrorError as exc:
-                if self.config.too_large == "stop" and "too large" in str(exc):
-                    log_event(logger, logging.ERROR, "mirror_stopped", reason=exc)
-                    return 1
                 self._link_down(exc)
             except (KafkaException, BrokerError) as exc:
                 self._link_down(exc)
@@ -124,9 +186,30 @@ class MirrorService:
             if self.stop_event.wait(backoff):
                 break
             backoff = min(backoff * 2, 30.0)
+        return self._final("stopped", "stop requested (SIGTERM/SIGINT)", code=0)
+
+    def _final(self, state: str, reason: str, *, code: int) -> int:
+        """The last status this process publishes: why it is no longer shipping."""
+        self._health_stop.set()
+        self.state, self.stop_reason = state, reason
+        log_event(logger, logging.ERROR if code else logging.INFO, "mirror_stopped", reason=reason, exit_code=code)
         self.publish_health()
-        self._health.close(timeout=2)
-        return 0
+        with self._health_lock:
+            self._health.close(timeout=2)
+        return code
+
+    def _load_identity(self, *, shipped_before: bool) -> None:
+        if self.identity is None:
+            self.identity, created = load_or_create_identity(self.state_dir, self.vehicle, shipped_before=shipped_before)
+            log_event(logger, logging.INFO, "mirror_epoch", epoch=self.identity.epoch, created=created,
+                      adopts_unmarked=self.identity.adopts_unmarked)
+
+    def _count_lost(self, tp: TP, first: int, next_held: int) -> None:
+        """Offsets [first, next_held) of ``tp`` were deleted locally before they were shipped."""
+        self.lost_to_retention += next_held - first
+        self.lost_ranges.append([tp[0], tp[1], first, next_held - 1])
+        log_event(logger, logging.ERROR, "mirror_lost_to_retention", topic=tp[0], partition=tp[1],
+                  first_missing=first, last_missing=next_held - 1, records=next_held - first)
 
     def _link_down(self, exc: Exception) -> None:
         self.link = "down"
@@ -151,33 +234,51 @@ class MirrorService:
             return
         dest = {t: cfg.destination_topic(self.vehicle, t) for t in sources}
         kadmin = AdminClient(settings)
-        limits = ensure_topics(kadmin, {dest[t]: n for t, n in sources.items()}, create=cfg.create_topics,
-                               replication=cfg.replication_factor, max_message_bytes=72 * 1024 * 1024)
+        wanted = {**{topic: 1 for topic in cfg.dead_letter_topics()}, **{dest[t]: n for t, n in sources.items()}}
+        limits = ensure_topics(kadmin, wanted, create=cfg.create_topics, replication=cfg.replication_factor,
+                               max_message_bytes=72 * 1024 * 1024)
         producer = KafkaProducer({
             **settings, "transactional.id": f"edge-mirror-{self.vehicle}", "enable.idempotence": True,
             "acks": "all", "compression.type": settings.get("compression.type", "zstd"),
-            "linger.ms": settings.get("linger.ms", 20), "message.max.bytes": max(limits.values()) + 1024,
+            "linger.ms": settings.get("linger.ms", 20), "message.max.bytes": max(l.max_message_bytes for l in limits.values()) + 1024,
             "queue.buffering.max.kbytes": settings.get("queue.buffering.max.kbytes", 65536),
             "transaction.timeout.ms": settings.get("transaction.timeout.ms", 300_000),
         })
         producer.init_transactions(60)  # fences a previous mirror and aborts its open transaction
-        resume = resume_offsets(settings, [(dest[t], p, t, p) for t, n in sources.items() for p in range(n)])
+        with Admin(self.endpoint) as admin:
+            local = admin.group_offsets(MIRROR_GROUP)
+        self._load_identity(shipped_before=bool(local))
+        probes = resume_offsets(settings, [(dest[t], p, t, p) for t, n in sources.items() for p in range(n)],
+                                self.identity, shared=cfg.shared_destination, scan_limit=cfg.resume_scan_records)
         positions: dict[TP, int] = {}
         for tp, (start, end, _size) in self.ends.items():
-            wanted = resume.get(tp)
-            if wanted is None:
-                wanted = start
+            chosen = choose_start(probes.get(tp), local.get(tp), cfg.resume_scan_records)
+            wanted = start if chosen is None else chosen.offset
+            if chosen is not None and chosen.source != "destination":
+                log_event(logger, logging.WARNING, "mirror_resume_from_local", topic=tp[0], partition=tp[1],
+                          offset=chosen.offset, reason=chosen.reason)
+            probe = probes.get(tp)
+            if chosen is None and probe is not None and not probe.scanned_to_start:
+                log_event(logger, logging.WARNING, "mirror_resume_from_log_start", topic=tp[0], partition=tp[1],
+                          offset=start, reason=f"no local commit and none of this epoch's records in the last "
+                          f"{cfg.resume_scan_records} destination offsets: records shipped before may ship again")
             if wanted < start:
-                self.lost_to_retention += start - wanted
-                log_event(logger, logging.ERROR, "mirror_lost_to_retention", topic=tp[0], partition=tp[1],
-                          first_missing=wanted, log_start=start)
+                self._count_lost(tp, wanted, start)
                 wanted = start
+            if wanted > end:
+                log_event(logger, logging.ERROR, "mirror_resume_beyond_local_end", topic=tp[0], partition=tp[1],
+                          resume=wanted, local_end=end, epoch=self.identity.epoch)
             positions[tp] = min(wanted, end)
         self.committed = dict(positions)
+        self._read_to = dict(positions)  # next offset expected from the local consumer, per partition
         consumer = Consumer(self.endpoint, fetch_max_bytes=8 * 1024 * 1024, max_wait_ms=200)
-        consumer.assign(list(positions))
-        for (t, p), o in positions.items():
-            consumer.seek(t, p, o)
+        shipping = [tp for tp in positions if f"{tp[0]}/{tp[1]}" not in self.stopped_partitions]
+        consumer.assign(shipping)
+        for t, p in shipping:
+            consumer.seek(t, p, positions[(t, p)])
+        self._refused.clear()
+        self._txn_records = self._txn_bytes = 0
+        self._doomed = False
         log_event(logger, logging.INFO, "mirror_session", partitions=len(positions), bootstrap=cfg.bootstrap_servers)
         try:
             self._ship(producer, consumer, dest, limits, positions)
@@ -198,7 +299,12 @@ class MirrorService:
             stopping = self.stop_event.is_set()
             if not stopping and buffered < cfg.max_buffer_bytes:
                 for record in consumer.poll(0.05 if any(buffers.values()) else 0.2):
-                    buffers[(record.topic, record.partition)].append(record)
+                    tp = (record.topic, record.partition)
+                    expected = self._read_to.get(tp, record.offset)
+                    if record.offset > expected and not cfg.is_latest_only(tp[0]):
+                        self._count_lost(tp, expected, record.offset)  # the disk guard deleted them meanwhile
+                    self._read_to[tp] = record.offset + 1
+                    buffers[tp].append(record)
                     buffered += len(record.value)
             for tp in order:
                 if cfg.is_latest_only(tp[0]) and len(buffers[tp]) > 1:
@@ -211,21 +317,27 @@ class MirrorService:
             interval_s = cfg.transaction_interval / 1e9
             for tp in order:
                 queue = buffers[tp]
-                while queue and not (in_txn and time.monotonic() - txn_started >= interval_s):
+                while queue and not self._doomed and not (in_txn and time.monotonic() - txn_started >= interval_s):
                     record = queue.popleft()
                     buffered -= len(record.value)
                     if not in_txn:
                         producer.begin_transaction()
                         in_txn, txn_started = True, time.monotonic()
-                    self._ship_one(producer, record, dest[tp[0]], limits[dest[tp[0]]])
+                    if not self._ship_one(producer, record, dest[tp[0]], limits):
+                        buffered -= sum(len(r.value) for r in queue)
+                        queue.clear()
+                        consumer.assign([p for p in consumer.assignment() if p != tp])
+                        break  # partition stopped by its on_reject policy
                     pending[tp] = record.offset + 1
             now = time.monotonic()
-            if in_txn and (now - txn_started >= cfg.transaction_interval / 1e9 or stopping):
+            if in_txn and (now - txn_started >= cfg.transaction_interval / 1e9 or stopping or self._doomed):
                 self._commit(producer, consumer, pending, buffers)
                 buffered = sum(len(r.value) for q in buffers.values() for r in q)
                 in_txn = False
             if stopping and not in_txn:
                 return
+            if not in_txn and not any(buffers.values()):
+                self.last_progress_ns = time.time_ns()  # caught up: nothing waits for a commit
             if now - last_refresh >= 1.0:
                 last_refresh = now
                 with Admin(self.endpoint) as admin:
@@ -238,37 +350,103 @@ class MirrorService:
                     return  # new topics or partitions: a new session picks them up
             producer.poll(0)
 
-    def _ship_one(self, producer: KafkaProducer, record, dest_topic: str, limit: int) -> None:
+    def _ship_one(self, producer: KafkaProducer, record, dest_topic: str, limits: dict) -> bool:
+        """Ship (or pass over, by policy) one record; False: its partition is stopped."""
         every = self.config.every(record.topic)
         if every > 1 and record.offset % every:
             self.sampled_out += 1
-            return
+            return True
         value = bytes(record.value)
-        if len(value) + (len(record.key) if record.key else 0) + 512 > limit:
-            self.skipped_too_large += 1
-            message = (f"record {record.topic}/{record.partition}@{record.offset} of {len(value)} bytes is too large "
-                       f"for {dest_topic} (max.message.bytes {limit})")
-            log_event(logger, logging.ERROR, "mirror_record_too_large", topic=record.topic, partition=record.partition,
-                      offset=record.offset, bytes=len(value), limit=limit, action=self.config.too_large)
-            if self.config.too_large == "stop":
-                raise MirrorError(message)
-            return
-        if self.bucket is not None:
-            self.bucket.acquire(len(value))
         headers = [(HEADER_VEHICLE, self.vehicle.encode()), (HEADER_TOPIC, record.topic.encode()),
                    (HEADER_PARTITION, str(record.partition).encode()), (HEADER_OFFSET, str(record.offset).encode()),
-                   (HEADER_CAPTURE, str(record.timestamp).encode()), *((k, bytes(v)) for k, v in record.headers.items())]
+                   (HEADER_CAPTURE, str(record.timestamp).encode()),
+                   (HEADER_EPOCH, self.identity.epoch.encode()), *((k, bytes(v)) for k, v in record.headers.items())]
+        limit = limits[dest_topic]
+        size = limit.record_bytes(record.key, value, headers)
+        if size > limit.max_message_bytes:
+            self.skipped_too_large += 1
+            message = (f"record {record.topic}/{record.partition}@{record.offset} of {size} bytes with key, headers "
+                       f"and overhead is too large for {dest_topic} (max.message.bytes {limit.max_message_bytes})")
+            log_event(logger, logging.ERROR, "mirror_record_too_large", topic=record.topic, partition=record.partition,
+                      offset=record.offset, bytes=size, limit=limit.max_message_bytes, action=self.config.too_large)
+            if self.config.too_large == "stop":
+                raise RecordTooLargeError(message)
+            return True
+        timestamp_ms = record.timestamp // 1_000_000
+        tp = (record.topic, record.partition)
+        refusal = self._poison.get((tp, record.offset)) or limit.refusal(record.key, timestamp_ms, int(time.time() * 1000))
+        if refusal is not None and refusal[0] == KafkaError.INVALID_TIMESTAMP and (tp, record.offset) not in self._poison \
+                and self.config.timestamp_out_of_range == "producer-time":
+            timestamp_ms, refusal = 0, None  # librdkafka stamps it now; edge.capture_ns keeps the capture time
+            self.retimed += 1
+        if refusal is not None:
+            return self._apply_policy(producer, record, value, headers, limits, *refusal)
+        if self.bucket is not None:
+            self.bucket.acquire(len(value))
+        refused = self._produce(producer, dest_topic, value, record.key, record.partition, timestamp_ms, headers, tp,
+                                record.offset)
+        if refused is not None:
+            self._poison[(tp, record.offset)] = refused
+            return self._apply_policy(producer, record, value, headers, limits, *refused)
+        suspect = self._suspects.get(tp)
+        if suspect is not None and suspect[0] <= record.offset <= suspect[1]:
+            producer.flush(30)  # alone in its batch: a refusal now names this record
+            if record.offset == suspect[1]:
+                del self._suspects[tp]
+        return True
+
+    def _produce(self, producer: KafkaProducer, topic: str, value: bytes, key, partition: int, timestamp_ms: int,
+                 headers: list, tp: TP, offset: int) -> tuple[int, str] | None:
+        """Queue one record in the open transaction; returns (code, why) when librdkafka
+        refuses the record itself (nothing queued, the transaction is intact)."""
+        def delivered(err, _msg, tp=tp, offset=offset):
+            if err is not None and err.code() in RECORD_ERRORS:
+                self._refused.append((tp, offset, err.code(), err.str()))
         while True:
             try:
-                producer.produce(dest_topic, value, key=record.key, partition=record.partition,
-                                 timestamp=record.timestamp // 1_000_000, headers=headers)
+                producer.produce(topic, value, key=key, partition=partition, timestamp=timestamp_ms, headers=headers,
+                                 on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.1)  # librdkafka's queue is full: the link is slow or down
-        self.shipped_records += 1
-        self.shipped_bytes += len(value)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() in RECORD_ERRORS:
+                    return error.code(), f"librdkafka refused it: {error.str()}"
+                self._doomed = True  # e.g. an earlier record failed: the transaction can only be aborted
+                return None
+        self._txn_records += 1
+        self._txn_bytes += len(value)
+        return None
+
+    def _apply_policy(self, producer: KafkaProducer, record, value: bytes, headers: list, limits: dict, code: int,
+                      why: str) -> bool:
+        tp = (record.topic, record.partition)
+        action, dead_letter = self.config.reject_policy(record.topic)
+        self.rejected += 1
+        self.rejections.append({"topic": tp[0], "partition": tp[1], "offset": record.offset, "error": why,
+                                "code": code, "action": action, "time_ns": time.time_ns()})
+        log_event(logger, logging.ERROR, "mirror_record_rejected", topic=tp[0], partition=tp[1], offset=record.offset,
+                  kafka_error=code, error=why, action=action if dead_letter is None else f"dead-letter {dead_letter}")
+        if action == "skip":
+            return True
+        if action == "dead-letter" and (tp, record.offset) not in self._dead_letter_failed:
+            extra = [(HEADER_REJECT_ERROR, why.encode()), (HEADER_REJECT_TOPIC, self.config.destination_topic(
+                self.vehicle, tp[0]).encode())]
+            if self._produce(producer, dead_letter, value, record.key, 0, 0, [*headers, *extra], tp,
+                             record.offset) is None:
+                self._dead_lettered.add((tp, record.offset))
+                return True
+            self._dead_letter_failed.add((tp, record.offset))
+        self.stopped_partitions[f"{tp[0]}/{tp[1]}"] = {"offset": record.offset, "error": why, "code": code}
+        log_event(logger, logging.ERROR, "mirror_partition_stopped", topic=tp[0], partition=tp[1], offset=record.offset,
+                  error=why, remedy="fix the destination or set on_reject, then restart the mirror")
+        return False
 
     def _commit(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers) -> None:
+        if self._doomed:
+            self._aborted(producer, consumer, pending, buffers, "a produce failed in this transaction")
+            return
         delay = 1.0
         while True:
             try:
@@ -279,13 +457,7 @@ class MirrorService:
                 self.link = "down"
                 self.last_error = str(error)
                 if error.txn_requires_abort():
-                    log_event(logger, logging.WARNING, "mirror_transaction_aborted", error=error)
-                    self._abort(producer)
-                    for (t, p), o in self.committed.items():
-                        consumer.seek(t, p, o)
-                    for queue in buffers.values():
-                        queue.clear()
-                    pending.clear()
+                    self._aborted(producer, consumer, pending, buffers, error)
                     return
                 if not error.retriable():
                     raise
@@ -294,10 +466,49 @@ class MirrorService:
                     raise
                 delay = min(delay * 2, 30.0)
         self.link = "up"
+        self.last_commit_ns = self.last_progress_ns = time.time_ns()
+        self.shipped_records += self._txn_records  # what Kafka committed, not what was attempted
+        self.shipped_bytes += self._txn_bytes
+        self._txn_records = self._txn_bytes = 0
+        self._dead_lettered.clear()
         self.committed.update(pending)
         pending.clear()
         self._rate_window.append((time.monotonic(), self.shipped_bytes))
         self._checkpoint()
+
+    def _aborted(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers, error) -> None:
+        """Abort the transaction, remember the records Kafka refused (their policy applies when
+        they come again), and go back to the last commit."""
+        producer.flush(10)  # the delivery reports of this transaction name the refused records
+        refused = list(self._refused)
+        self._refused.clear()
+        log_event(logger, logging.WARNING, "mirror_transaction_aborted", error=error, refused_records=len(refused))
+        self._abort(producer)
+        by_partition: dict[TP, list] = collections.defaultdict(list)
+        for tp, offset, code, why in refused:
+            by_partition[tp].append((offset, code, why))
+        for tp, entries in by_partition.items():
+            if len(entries) > 1:
+                # Kafka refuses a batch whole: which record is bad is not known. Next time these
+                # offsets go one per batch, so a refusal names its record.
+                lo, hi = min(e[0] for e in entries), max(e[0] for e in entries)
+                old = self._suspects.get(tp, (lo, hi))
+                self._suspects[tp] = (min(lo, old[0]), max(hi, old[1]))
+                continue
+            offset, code, why = entries[0]
+            if (tp, offset) in self._dead_lettered:
+                self._dead_letter_failed.add((tp, offset))  # the dead-letter topic refused it too
+            self._poison[(tp, offset)] = (code, f"Kafka refused it: {why}")
+        self._dead_lettered.clear()
+        self._txn_records = self._txn_bytes = 0
+        self._doomed = False
+        for (t, p), o in self.committed.items():
+            if f"{t}/{p}" not in self.stopped_partitions:
+                consumer.seek(t, p, o)
+        self._read_to.update(self.committed)
+        for queue in buffers.values():
+            queue.clear()
+        pending.clear()
 
     def _abort(self, producer: KafkaProducer) -> None:
         while True:

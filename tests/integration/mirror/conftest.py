@@ -43,23 +43,40 @@ class MirrorProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-@pytest.fixture
-def mirror_setup(tmp_path, broker, kafka_cluster):
-    """(write_config(**mirror_settings) -> MirrorProcess factory, vehicle id)."""
-    vehicle = f"veh{uuid.uuid4().hex[:6]}"
+def mirror_factory(tmp_path: Path, broker, cluster, vehicle: str | None = None):
+    """(make(**mirror_settings) -> MirrorProcess, vehicle id, started processes)."""
+    vehicle = vehicle or f"veh{uuid.uuid4().hex[:6]}"
     started: list[MirrorProcess] = []
 
     def make(**settings) -> MirrorProcess:
         lines = [f'[vehicle]\nid = "{vehicle}"\n[broker]\ndata_dir = "{broker.data_dir}"\n[mirror]',
-                 f'bootstrap_servers = "{kafka_cluster.bootstrap_servers}"']
+                 f'bootstrap_servers = "{cluster.bootstrap_servers}"']
         for key, value in settings.items():
             lines.append(f"{key} = {value}")
-        path = tmp_path / f"mirror-{len(started)}.toml"
+        name = f"mirror-{len(started)}-{uuid.uuid4().hex[:6]}"
+        path = tmp_path / f"{name}.toml"
         path.write_text("\n".join(lines) + "\n")
-        proc = MirrorProcess(path, broker.endpoint, tmp_path / f"mirror-{len(started)}.log")
+        proc = MirrorProcess(path, broker.endpoint, tmp_path / f"{name}.log")
         started.append(proc)
         return proc
 
+    return make, vehicle, started
+
+
+def _mirrors(tmp_path: Path, broker, cluster):
+    make, vehicle, started = mirror_factory(tmp_path, broker, cluster)
     yield make, vehicle
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def mirror_setup(tmp_path, broker, kafka_cluster):
+    """(write_config(**mirror_settings) -> MirrorProcess factory, vehicle id)."""
+    yield from _mirrors(tmp_path, broker, kafka_cluster)
+
+
+@pytest.fixture
+def mirror_single(tmp_path, broker, kafka_single):
+    """Like ``mirror_setup``, against the single-node Kafka."""
+    yield from _mirrors(tmp_path, broker, kafka_single)

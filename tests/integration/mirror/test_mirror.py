@@ -42,8 +42,8 @@ def cloud_records(cluster, topic, expected, timeout=90, partitions=1):
 BASE_NS = (time.time_ns() - 3600 * 10**9) // 10**9 * 10**9
 
 
-def produce_local(endpoint, topic, n, size=1000, start=0, partition=None):
-    with Producer(endpoint, linger_ms=2) as producer:
+def produce_local(endpoint, topic, n, size=1000, start=0, partition=None, max_batch_bytes=1024 * 1024):
+    with Producer(endpoint, linger_ms=2, max_batch_bytes=max_batch_bytes) as producer:
         for i in range(start, start + n):
             producer.send(topic, f"{i:08d}".encode().ljust(size, b"."), key=f"k{i}".encode(),
                           headers={"sensor": "t", "seq": str(i)}, partition=partition, timestamp_ns=BASE_NS + i * 1000)
