@@ -1,142 +1,136 @@
-"""Full checks of record batches beyond header and CRC (format: ``broker.records``).
+"""Full checks of Kafka v2 record batches beyond header and CRC (format: ``broker.records``).
 
 - ``check_batch_records``: what the broker runs at produce, so that no consumer ever meets
   a batch it cannot decode (a CRC only proves the bytes are the producer's, not that they
-  make sense): bounded inflation, record count, lengths, timestamps, headers blocks.
+  make sense): bounded inflation; every record's length chain, varints (in bounds, not
+  overlong, int32 where Kafka says int32) and key/value inside its record; offset deltas
+  0..n-1; record sizes; maxTimestamp = baseTimestamp + the largest delta (CreateTime);
+  every header parses (names UTF-8). Transactional and control batches are refused until
+  transactions exist (docs/FORMAT.md says how they fit).
 - ``find_damaged_batch``: the first batch of a fetched buffer that would not decode, for
   a consumer that skips damage on purpose.
 
-Per batch with numpy over the record table; headers blocks are walked for all records at
-once, one numpy step per header position (blocks with many headers, or non-ASCII names,
-fall back to the exact decoder for those blocks only).
+Per batch with numpy (``broker.record_layout``); headers are walked for all records at
+once, one numpy step per header position (records with more headers than
+``_HEADERS_VECTOR_LIMIT``, or non-ASCII names, go through the exact decoder).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import record_codec as rc
 from .errors import CorruptBatchError, RecordTooLargeError
+from .record_layout import RecordLayout, decode_headers, record_layout
 from .records import (
-    DEFAULT_MAX_SECTION_BYTES,
-    ENTRY_SIZE,
-    HEADER_COUNT,
-    HEADER_NAME_LENGTH,
-    HEADER_VALUE_LENGTH,
-    BatchHeader,
-    decode_headers,
-    parse_header,
-    record_layout,
+    ATTR_CONTROL, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, DEFAULT_MAX_SECTION_BYTES, BatchHeader, parse_header,
     validate_batch,
 )
 
-_INT64_MIN = -(1 << 63)
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_HEADERS_VECTOR_LIMIT = 64
 
 
 def check_batch_records(batch, *, max_record_bytes: int, max_section_bytes: int) -> BatchHeader:
-    """Full check of a CRC-valid batch at produce time, so that no consumer ever meets a
-    batch it cannot decode: the records section inflates within ``max_section_bytes``;
-    the record count matches the table and the table accounts for every byte; key lengths
-    are -1 or more; no record exceeds ``max_record_bytes``; record 0's time delta is 0 and
-    the header's max_timestamp is first_timestamp plus the largest delta (no int64
-    overflow); every headers block parses. Raises CorruptBatchError (RecordTooLargeError
-    for a record above the limit). Per batch with numpy; Python work only for records
-    that carry headers."""
-    header, section, table, key_lens, starts = record_layout(batch, max_section_bytes)
+    """Full check of a CRC-valid batch at produce time (see the module docstring). Raises
+    CorruptBatchError, or RecordTooLargeError for a record above ``max_record_bytes``."""
+    header = parse_header(batch)
     where = f"batch at offset {header.base_offset}"
-    sizes = np.maximum(key_lens, 0) + table["headers_len"] + table["value_len"]
+    if header.attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
+        raise CorruptBatchError(f"{where}: transactional and control batches are not supported")
+    if header.attributes & ~0x3F:
+        raise CorruptBatchError(f"{where}: unknown attribute bits 0x{header.attributes:04x}")
+    lay = record_layout(batch, max_section_bytes)
+    n = header.record_count
+    if not np.array_equal(lay.offset_deltas, np.arange(n)):
+        bad = int(np.argmax(lay.offset_deltas != np.arange(n)))
+        raise CorruptBatchError(f"{where}: record {bad} has offset delta {int(lay.offset_deltas[bad])}, want {bad}")
+    sizes = lay.ends - lay.key_starts
     biggest = int(np.argmax(sizes))
     if int(sizes[biggest]) > max_record_bytes:
         raise RecordTooLargeError(
-            f"{where}: record {biggest} is {int(sizes[biggest])} bytes, above the limit of {max_record_bytes}"
-        )
-    deltas = table["ts_delta"]
-    first_delta, low, high = int(deltas[0]), int(deltas.min()), int(deltas.max())
-    if first_delta != 0:
-        raise CorruptBatchError(f"{where}: record 0 has time delta {first_delta}, must be 0")
-    if header.first_timestamp + high != header.max_timestamp or header.first_timestamp + low < _INT64_MIN:
+            f"{where}: record {biggest} is {int(sizes[biggest])} bytes, above the limit of {max_record_bytes}")
+    low, high = int(lay.ts_deltas.min()), int(lay.ts_deltas.max())
+    base = header.base_timestamp_ms
+    if not _INT64_MIN <= base + low and base + high <= _INT64_MAX:
+        raise CorruptBatchError(f"{where}: record timestamps overflow int64")
+    if not header.attributes & ATTR_LOG_APPEND_TIME and base + high != header.max_timestamp_ms:
         raise CorruptBatchError(
-            f"{where}: max_timestamp {header.max_timestamp} does not match first_timestamp "
-            f"{header.first_timestamp} plus the record deltas ({low}..{high})"
-        )
-    with_headers = np.flatnonzero(table["headers_len"])
-    if len(with_headers):
-        block_starts = (starts + np.maximum(key_lens, 0))[with_headers]
-        block_lens = table["headers_len"][with_headers].astype(np.int64)
-        bad = _first_bad_headers_block(section, block_starts, block_lens)
-        if bad is not None:
-            start, length = int(block_starts[bad]), int(block_lens[bad])
-            try:
-                decode_headers(section[start : start + length])
-                reason = "malformed headers block"
-            except CorruptBatchError as exc:
-                reason = str(exc)
-            raise CorruptBatchError(f"{where}: record {int(with_headers[bad])}: {reason}")
+            f"{where}: maxTimestamp {header.max_timestamp_ms} does not match baseTimestamp {base} "
+            f"plus the record deltas ({low}..{high})")
+    bad = _first_bad_headers(lay)
+    if bad is not None:
+        i = int(bad)
+        try:
+            decode_headers(lay.section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
+            reason = "malformed headers"
+        except CorruptBatchError as exc:
+            reason = exc.message
+        raise CorruptBatchError(f"{where}: record {i}: {reason}")
     return header
 
 
-_HEADERS_VECTOR_LIMIT = 64  # blocks with more headers than this are walked one by one
-
-
-def _first_bad_headers_block(section: memoryview, starts: np.ndarray, lengths: np.ndarray) -> int | None:
-    """Index of the first headers block (given by start and length in ``section``) that
-    would not decode, or None. Walks all blocks at once, one numpy step per header
-    position (not per record); names must be UTF-8 (checked in bulk when all are ASCII)."""
-    if len(section) < ENTRY_SIZE:  # never in a real batch (the table comes first)
-        return next((i for i in range(len(starts)) if not _headers_decode(section, starts[i], lengths[i])), None)
-    raw = np.frombuffer(section, dtype=np.uint8)
-    pos = starts.astype(np.int64)
-    end = pos + lengths
-
-    def u16(at: np.ndarray) -> np.ndarray:
-        return raw[at].astype(np.int64) | (raw[at + 1].astype(np.int64) << 8)
-
-    def u32(at: np.ndarray) -> np.ndarray:
-        return u16(at) | (u16(at + 2) << 16)
-
-    bad = lengths < HEADER_COUNT.size
-    count = np.where(bad, 0, u16(np.where(bad, 0, pos)))
-    # each header takes at least 6 bytes: a count the block cannot hold is bad right away
-    bad |= (count * 6 > lengths - HEADER_COUNT.size)
-    slow = ~bad & (count > _HEADERS_VECTOR_LIMIT)
-    count = np.where(bad | slow, 0, count)
-    pos = pos + HEADER_COUNT.size
+def _first_bad_headers(lay: RecordLayout) -> int | None:
+    """Index of the first record whose headers would not decode, or None."""
+    counts = lay.header_counts
+    pos = lay.headers_starts.copy()
+    ends = lay.ends
+    # each header takes at least 2 bytes: a count the record cannot hold is bad right away
+    bad = counts * 2 > ends - pos
+    slow = ~bad & (counts > _HEADERS_VECTOR_LIMIT)
+    live_counts = np.where(bad | slow, 0, counts)
+    raw = lay.raw
     name_starts, name_lens = [], []
-    for k in range(int(count.max()) if len(count) else 0):
-        act = (count > k) & ~bad
-        bad |= act & (pos + HEADER_NAME_LENGTH.size > end)
-        act &= ~bad
-        nlen = np.where(act, u16(np.where(act, pos, 0)), 0)
-        name_at = pos + HEADER_NAME_LENGTH.size
-        pos = np.where(act, name_at + nlen, pos)
-        bad |= act & (pos + HEADER_VALUE_LENGTH.size > end)
-        act &= ~bad
-        vlen = np.where(act, u32(np.where(act, pos, 0)), 0)
-        pos = np.where(act, pos + HEADER_VALUE_LENGTH.size + vlen, pos)
-        bad |= act & (pos > end)
-        act &= ~bad  # only names known to lie inside their block
-        name_starts.append(name_at[act])
-        name_lens.append(nlen[act])
-    bad |= ~slow & (pos != end)
+    for k in range(int(live_counts.max()) if len(counts) else 0):
+        act = (live_counts > k) & ~bad
+        rows = np.flatnonzero(act)
+        try:
+            name_len, size = rc.read_varints(raw, pos[rows], ends[rows])
+        except CorruptBatchError:
+            return _first_failing(lay, rows)
+        name_at = pos[rows] + size
+        after_name = name_at + name_len
+        broken = (name_len < 0) | (after_name >= ends[rows] + (name_len < 0))
+        bad[rows[broken]] = True
+        keep = ~broken
+        rows, name_at, name_len, after_name = rows[keep], name_at[keep], name_len[keep], after_name[keep]
+        try:
+            value_len, size = rc.read_varints(raw, after_name, ends[rows])
+        except CorruptBatchError:
+            return _first_failing(lay, rows)
+        after = after_name + size + np.maximum(value_len, 0)
+        broken = (value_len < -1) | (after > ends[rows])
+        bad[rows[broken]] = True
+        pos[rows] = after
+        name_starts.append(name_at[~broken])
+        name_lens.append(name_len[~broken])
+    bad |= ~slow & (live_counts > 0) & (pos != ends)
+    bad |= (counts == 0) & (lay.headers_starts != ends)
     if name_starts:
         lens = np.concatenate(name_lens)
-        if int(lens.sum()):
+        total = int(lens.sum())
+        if total:
             firsts = np.concatenate(name_starts)
-            # every name byte at once: start of its name plus its index within the name
-            index = np.repeat(firsts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+            index = np.repeat(firsts - (np.cumsum(lens) - lens), lens) + np.arange(total)
             if int(raw[index].max()) >= 0x80:
-                slow |= ~bad  # non-ASCII names: let the exact decoder judge those blocks
-    for i in np.flatnonzero(slow).tolist():
-        bad[i] = not _headers_decode(section, starts[i], lengths[i])
+                slow |= ~bad & (counts > 0)  # non-ASCII names: the exact decoder judges UTF-8
+    for i in np.flatnonzero(slow & ~bad).tolist():
+        try:
+            decode_headers(lay.section, int(lay.headers_starts[i]), int(ends[i]), int(counts[i]))
+        except CorruptBatchError:
+            bad[i] = True
     found = np.flatnonzero(bad)
     return int(found[0]) if len(found) else None
 
 
-def _headers_decode(section: memoryview, start, length) -> bool:
-    try:
-        decode_headers(section[int(start) : int(start) + int(length)])
-        return True
-    except CorruptBatchError:
-        return False
+def _first_failing(lay: RecordLayout, rows: np.ndarray) -> int:
+    """The first of ``rows`` whose headers the exact decoder refuses (a varint ran out)."""
+    for i in rows.tolist():
+        try:
+            decode_headers(lay.section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
+        except CorruptBatchError:
+            return i
+    return int(rows[0])
 
 
 def find_damaged_batch(buf, *, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES

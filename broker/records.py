@@ -1,42 +1,42 @@
-"""Record batch format, version 1: the unit that is written to disk and sent on the wire.
+"""Record batch format v2 = Kafka RecordBatch v2 (magic 2): written to disk and sent on the wire.
 
 This module is the one definition of the batch layout; docs/FORMAT.md describes the same
-bytes. A batch is produced by the client, validated by the broker (header and CRC here,
-the records' consistency in ``broker.batch_checks``), stamped with its base offset and
-append time in place, written to a segment as-is, and served to consumers byte for byte.
-Decoders never inflate a zstd section beyond a bound (``DEFAULT_MAX_SECTION_BYTES``).
+bytes. A batch is built by a producer (the native client or any Kafka client), validated by
+the broker (header and CRC here, the records in ``broker.batch_checks``), stamped with its
+base offset in place (and, for a LogAppendTime topic, its timestamp type and maxTimestamp,
+re-checksummed as Kafka does), written to a segment as-is and served byte for byte.
 
-Batch header (52 bytes, little-endian)::
+Batch header (61 bytes, big-endian, exactly Kafka's)::
 
-    offset size field            meaning
-    0      8    base_offset      i64  offset of the first record (assigned by the broker)
-    8      4    batch_length     u32  bytes of the whole batch, header included
-    12     4    magic            u32  0x42474445 (b"EDGB")
-    16     1    version          u8   format version, 1
-    17     1    codec            u8   0 none, 1 zstd (applies to the records section)
-    18     2    flags            u16  reserved, 0
-    20     8    append_time      i64  ns since the epoch, set by the broker at append
-    28     4    crc              u32  CRC-32C (Castagnoli, as Kafka) of bytes [32, batch_length)
-    32     4    record_count     u32  >= 1
-    36     8    first_timestamp  i64  capture time of record 0, ns since the epoch
-    44     8    max_timestamp    i64  largest capture time in the batch
-    52     -    records section  (compressed with ``codec``)
+    offset size field                 meaning
+    0      8    baseOffset            i64, offset of the first record (written by the broker)
+    8      4    batchLength           i32, bytes after this field (whole batch - 12)
+    12     4    partitionLeaderEpoch  i32, written by the broker (fixed 0: no replication)
+    16     1    magic                 i8, 2
+    17     4    crc                   u32, CRC-32C of bytes [21, end)
+    21     2    attributes            i16: bits 0-2 codec (0 none 1 gzip 2 snappy 3 lz4 4 zstd),
+                                      bit 3 timestamp type (1 LogAppendTime), bit 4
+                                      transactional, bit 5 control
+    23     4    lastOffsetDelta       i32, record_count - 1 (offsets are dense)
+    27     8    baseTimestamp         i64 ms
+    35     8    maxTimestamp          i64 ms (the append time for LogAppendTime)
+    43     8    producerId            i64, -1 without idempotence
+    51     2    producerEpoch         i16
+    53     4    baseSequence          i32
+    57     4    recordsCount          i32 >= 1
+    61     -    records (compressed with the codec as one block)
 
-The CRC deliberately leaves out base_offset and append_time, which the broker writes in
-place; recovery checks base offsets by continuity instead.
+Record: length varint, attributes i8, timestampDelta varlong (ms), offsetDelta varint,
+keyLength varint (-1 null), key, valueLength varint (-1 null), value, headers count varint,
+then per header keyLength varint, key (UTF-8), valueLength varint (-1 null), value. All
+varints are zigzag (Kafka's ByteUtils).
 
-Records section, uncompressed: a table of ``record_count`` fixed 20-byte entries, then the
-data area holding, for each record in order, its key, its headers block and its value::
-
-    entry: timestamp_delta i64 (ns, relative to first_timestamp)
-           key_length      i32 (-1: no key)
-           headers_length  u32 (bytes of the headers block; 0: no headers)
-           value_length    u32
-    headers block: count u16, then per header name_length u16, name (UTF-8),
-                   value_length u32, value
-
-The fixed-width table lets a whole batch be built and split with numpy, without a Python
-loop over records on the bulk path.
+Timestamps: Kafka's are ms; the native API speaks ns. A record whose capture time has a
+sub-millisecond part carries it whole as its first header ``edge.capture_ns`` (decimal
+text, the same header the mirror writes to Kafka); a decoder takes the header only when it
+agrees with the record's ms timestamp, and hides it from ``Record.headers``. The broker's
+append time is not stored in CreateTime batches (Kafka's format has no field for it): see
+docs/FORMAT.md "Append time".
 """
 
 from __future__ import annotations
@@ -46,101 +46,106 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-import zstandard
 from crc32c import crc32c
 
+from . import record_codec as rc
 from .errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
+from .record_codec import CODEC_GZIP, CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_SNAPPY, CODEC_ZSTD, CODECS  # noqa: F401
 
-MAGIC = 0x42474445  # b"EDGB" read little-endian
-VERSION = 1
+MAGIC = 2
+VERSION = MAGIC
+CAPTURE_HEADER = "edge.capture_ns"  # one name, also used by the mirror (edge.mirror.destination)
+_CAPTURE_KEY = CAPTURE_HEADER.encode()
+NS_PER_MS = 1_000_000
 
-CODEC_NONE = 0
-CODEC_ZSTD = 1
-CODECS = {"none": CODEC_NONE, "zstd": CODEC_ZSTD}
-CODEC_NAMES = {v: k for k, v in CODECS.items()}
+HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER_SIZE = HEADER.size  # 61
+BASE_OFFSET = struct.Struct(">q")
+BATCH_LENGTH = struct.Struct(">i")
+LEADER_EPOCH = struct.Struct(">i")
+MAGIC_FIELD = struct.Struct(">b")
+CRC = struct.Struct(">I")
+ATTRIBUTES = struct.Struct(">h")
+LAST_OFFSET_DELTA = struct.Struct(">i")
+RECORD_COUNT = struct.Struct(">i")
+BASE_OFFSET_OFFSET, BATCH_LENGTH_OFFSET, LEADER_EPOCH_OFFSET, MAGIC_OFFSET = 0, 8, 12, 16
+CRC_OFFSET, CRC_START, LAST_OFFSET_DELTA_OFFSET, RECORD_COUNT_OFFSET = 17, 21, 23, 57
+LENGTH_FIELD_END = 12  # batchLength counts the bytes after itself
+LENGTH_PREFIX_SIZE = LENGTH_FIELD_END
+STAMPED_PREFIX_SIZE = MAGIC_OFFSET  # baseOffset, batchLength, partitionLeaderEpoch
+LEADER_EPOCH_VALUE = 0
 
-BASE_OFFSET = struct.Struct("<q")
-BATCH_LENGTH = struct.Struct("<I")
-MAGIC_FIELD = struct.Struct("<I")
-VERSION_FIELD = struct.Struct("<B")
-CODEC_FIELD = struct.Struct("<B")
-FLAGS = struct.Struct("<H")
-APPEND_TIME = struct.Struct("<q")
-CRC = struct.Struct("<I")
-RECORD_COUNT = struct.Struct("<I")
-FIRST_TIMESTAMP = struct.Struct("<q")
-MAX_TIMESTAMP = struct.Struct("<q")
-
-BASE_OFFSET_OFFSET = 0
-BATCH_LENGTH_OFFSET = BASE_OFFSET_OFFSET + BASE_OFFSET.size
-MAGIC_OFFSET = BATCH_LENGTH_OFFSET + BATCH_LENGTH.size
-VERSION_OFFSET = MAGIC_OFFSET + MAGIC_FIELD.size
-CODEC_OFFSET = VERSION_OFFSET + VERSION_FIELD.size
-FLAGS_OFFSET = CODEC_OFFSET + CODEC_FIELD.size
-APPEND_TIME_OFFSET = FLAGS_OFFSET + FLAGS.size
-CRC_OFFSET = APPEND_TIME_OFFSET + APPEND_TIME.size
-CRC_START = CRC_OFFSET + CRC.size
-RECORD_COUNT_OFFSET = CRC_START
-FIRST_TIMESTAMP_OFFSET = RECORD_COUNT_OFFSET + RECORD_COUNT.size
-MAX_TIMESTAMP_OFFSET = FIRST_TIMESTAMP_OFFSET + FIRST_TIMESTAMP.size
-HEADER_SIZE = MAX_TIMESTAMP_OFFSET + MAX_TIMESTAMP.size  # 52
-
-HEADER = struct.Struct("<qIIBBHqIIqq")
-if HEADER.size != HEADER_SIZE:  # pragma: no cover - guards the layout above
-    raise ImportError("record batch header layout mismatch")
-
-# Bytes needed to know a batch's length: base_offset + batch_length.
-LENGTH_PREFIX_SIZE = BATCH_LENGTH_OFFSET + BATCH_LENGTH.size
-
-ENTRY_DTYPE = np.dtype(
-    [("ts_delta", "<i8"), ("key_len", "<i4"), ("headers_len", "<u4"), ("value_len", "<u4")]
-)
-ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 20
-
-HEADER_COUNT = struct.Struct("<H")
-HEADER_NAME_LENGTH = struct.Struct("<H")
-HEADER_VALUE_LENGTH = struct.Struct("<I")
+ATTR_CODEC_MASK = 0x07
+ATTR_LOG_APPEND_TIME = 0x08
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024 * 1024
-# The largest max_record_bytes a topic may set (broker.topic_config checks it).
 MAX_RECORD_BYTES_CEILING = 128 * 1024 * 1024
-# Framing allowance of a batch beyond its largest record (keys, headers, table, header).
 BATCH_FRAMING_BYTES = 1024 * 1024
-# Client decoders never decompress a records section beyond this (decompression bombs):
-# a producer seals a batch at up to max_batch_bytes of records plus the one record that
-# crossed it, so twice the largest batch any topic may accept.
 DEFAULT_MAX_SECTION_BYTES = 2 * (MAX_RECORD_BYTES_CEILING + BATCH_FRAMING_BYTES)
-MIN_BATCH_LENGTH = HEADER_SIZE + 1  # a header and at least one byte of (compressed) records
-
-_compressor = zstandard.ZstdCompressor(level=3)
+MIN_BATCH_LENGTH = HEADER_SIZE + 1
 
 
 @dataclass(frozen=True, slots=True)
 class BatchHeader:
     base_offset: int
-    batch_length: int
+    batch_length: int  # the whole batch in bytes (Kafka's batchLength + 12)
+    leader_epoch: int
     magic: int
-    version: int
-    codec: int
-    flags: int
-    append_time: int
     crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp_ms: int
+    max_timestamp_ms: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
     record_count: int
-    first_timestamp: int
-    max_timestamp: int
+
+    @property
+    def version(self) -> int:
+        return self.magic
+
+    @property
+    def codec(self) -> int:
+        return self.attributes & ATTR_CODEC_MASK
+
+    @property
+    def log_append_time(self) -> bool:
+        return bool(self.attributes & ATTR_LOG_APPEND_TIME)
+
+    @property
+    def first_timestamp(self) -> int:
+        """The batch's base timestamp in ns (ms precision)."""
+        return self.base_timestamp_ms * NS_PER_MS
+
+    @property
+    def max_timestamp(self) -> int:
+        """An upper bound of the batch's record timestamps in ns: a capture time in the
+        ``edge.capture_ns`` header lies within the millisecond of its record's timestamp."""
+        if self.log_append_time:
+            return self.max_timestamp_ms * NS_PER_MS
+        return self.max_timestamp_ms * NS_PER_MS + NS_PER_MS - 1
+
+    @property
+    def append_time(self) -> int | None:
+        """The broker's append time (ns) when the batch carries it (LogAppendTime)."""
+        return self.max_timestamp_ms * NS_PER_MS if self.log_append_time else None
 
     @property
     def last_offset(self) -> int:
-        return self.base_offset + self.record_count - 1
+        return self.base_offset + self.last_offset_delta
 
     @property
     def next_offset(self) -> int:
-        return self.base_offset + self.record_count
+        return self.base_offset + self.last_offset_delta + 1
 
 
 @dataclass(slots=True)
 class Record:
-    """One decoded record. ``value`` is a memoryview into the batch when uncompressed."""
+    """One decoded record. ``value`` is a memoryview into the batch when uncompressed;
+    ``timestamp`` is ns (the capture time for records the native client wrote)."""
 
     offset: int
     timestamp: int
@@ -157,65 +162,70 @@ class Record:
 
 
 def parse_header(buf, pos: int = 0) -> BatchHeader:
-    """Parse a batch header at ``pos``; checks magic and version, not the CRC."""
+    """Parse a batch header at ``pos``; checks magic, codec and lengths, not the CRC."""
     if len(buf) - pos < HEADER_SIZE:
-        raise CorruptBatchError(
-            f"batch header truncated: {len(buf) - pos} bytes, need {HEADER_SIZE}"
-        )
-    header = BatchHeader(*HEADER.unpack_from(buf, pos))
+        raise CorruptBatchError(f"batch header truncated: {len(buf) - pos} bytes, need {HEADER_SIZE}")
+    fields = HEADER.unpack_from(buf, pos)
+    header = BatchHeader(fields[0], fields[1] + LENGTH_FIELD_END, *fields[2:])
     if header.magic != MAGIC:
-        raise CorruptBatchError(f"bad batch magic 0x{header.magic:08x} (want 0x{MAGIC:08x})")
-    if header.version != VERSION:
-        raise CorruptBatchError(f"unsupported batch format version {header.version}")
+        raise CorruptBatchError(f"unsupported batch magic {header.magic} (this broker stores magic {MAGIC})")
     if header.codec not in CODEC_NAMES:
         raise UnknownCodecError(f"unknown batch codec {header.codec}")
-    # an uncompressed section holds at least one table entry; a zstd one can be shorter
-    # (one empty record compresses below ENTRY_SIZE) and is checked once decompressed
-    min_length = HEADER_SIZE + ENTRY_SIZE if header.codec == CODEC_NONE else MIN_BATCH_LENGTH
-    if header.batch_length < min_length or header.record_count < 1:
+    if header.batch_length < MIN_BATCH_LENGTH or header.record_count < 1:
+        raise CorruptBatchError(f"bad batch length {header.batch_length} or record count {header.record_count}")
+    if header.last_offset_delta != header.record_count - 1:
         raise CorruptBatchError(
-            f"bad batch length {header.batch_length} or record count {header.record_count}"
-        )
+            f"batch lastOffsetDelta {header.last_offset_delta} does not match its {header.record_count} records")
     return header
 
 
 def validate_batch(buf, pos: int = 0, *, max_batch_bytes: int | None = None) -> BatchHeader:
-    """Check header, length and CRC of the batch at ``pos``; return its header.
-
-    Raises CorruptBatchError when anything is off; never returns a batch that would decode
-    to garbage because of a flipped bit in the stored bytes.
-    """
+    """Check header, length and CRC of the batch at ``pos``; return its header."""
     header = parse_header(buf, pos)
     if max_batch_bytes is not None and header.batch_length > max_batch_bytes:
-        raise RecordTooLargeError(
-            f"batch of {header.batch_length} bytes exceeds the limit of {max_batch_bytes}"
-        )
+        raise RecordTooLargeError(f"batch of {header.batch_length} bytes exceeds the limit of {max_batch_bytes}")
     end = pos + header.batch_length
     if end > len(buf):
         raise CorruptBatchError(
-            f"batch truncated: header says {header.batch_length} bytes, {len(buf) - pos} present"
-        )
+            f"batch truncated: header says {header.batch_length} bytes, {len(buf) - pos} present")
     crc = crc32c(memoryview(buf)[pos + CRC_START : end])
     if crc != header.crc:
         raise CorruptBatchError(
             f"batch CRC mismatch at base offset {header.base_offset}: "
-            f"stored 0x{header.crc:08x}, computed 0x{crc:08x}"
-        )
+            f"stored 0x{header.crc:08x}, computed 0x{crc:08x}")
     return header
 
 
-def stamp_batch(buf, base_offset: int, append_time: int, pos: int = 0) -> None:
-    """Write the broker-assigned base offset and append time into a writable batch buffer."""
+def stamped_prefix(batch, header: BatchHeader, base_offset: int, append_time_ns: int,
+                   log_append_time: bool = False) -> tuple[bytes, int]:
+    """What the broker writes in front of ``batch[rest:]`` for an append: (prefix, rest).
+
+    Always baseOffset and partitionLeaderEpoch (outside the CRC, as in Kafka); for a
+    LogAppendTime topic also the timestamp-type bit and maxTimestamp = append time in ms,
+    with the CRC recomputed over the whole batch (Kafka does the same)."""
+    view = memoryview(batch)
+    if not log_append_time:
+        return (BASE_OFFSET.pack(base_offset) + BATCH_LENGTH.pack(header.batch_length - LENGTH_FIELD_END)
+                + LEADER_EPOCH.pack(LEADER_EPOCH_VALUE), STAMPED_PREFIX_SIZE)
+    fields = [base_offset, header.batch_length - LENGTH_FIELD_END, LEADER_EPOCH_VALUE, MAGIC, 0,
+              header.attributes | ATTR_LOG_APPEND_TIME, header.last_offset_delta, header.base_timestamp_ms,
+              append_time_ns // NS_PER_MS, header.producer_id, header.producer_epoch, header.base_sequence,
+              header.record_count]
+    head = bytearray(HEADER.pack(*fields))
+    crc = crc32c(view[HEADER_SIZE : header.batch_length], crc32c(bytes(head[CRC_START:])))
+    CRC.pack_into(head, CRC_OFFSET, crc)
+    return bytes(head), HEADER_SIZE
+
+
+def stamp_batch(buf, base_offset: int, pos: int = 0) -> None:
+    """Write a base offset and the leader epoch into a writable batch buffer in place (both
+    are outside the CRC, as in Kafka)."""
     BASE_OFFSET.pack_into(buf, pos + BASE_OFFSET_OFFSET, base_offset)
-    APPEND_TIME.pack_into(buf, pos + APPEND_TIME_OFFSET, append_time)
+    LEADER_EPOCH.pack_into(buf, pos + LEADER_EPOCH_OFFSET, LEADER_EPOCH_VALUE)
 
 
 def iter_batches(buf, *, validate: bool = True) -> Iterator[tuple[BatchHeader, memoryview]]:
-    """Yield (header, batch bytes) for each whole batch in a buffer of consecutive batches.
-
-    A trailing partial batch (a fetch cut at max bytes never produces one, but a torn file
-    can) raises CorruptBatchError when ``validate`` is set.
-    """
+    """Yield (header, batch bytes) for each whole batch in a buffer of consecutive batches."""
     view = memoryview(buf)
     pos = 0
     while pos < len(view):
@@ -224,40 +234,29 @@ def iter_batches(buf, *, validate: bool = True) -> Iterator[tuple[BatchHeader, m
         pos += header.batch_length
 
 
-def _encode_headers(headers: Mapping[str, bytes | str] | None) -> bytes:
-    if not headers:
-        return b""
-    parts = [HEADER_COUNT.pack(len(headers))]
-    for name, value in headers.items():
-        name_b = name.encode("utf-8")
-        value_b = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        parts += [HEADER_NAME_LENGTH.pack(len(name_b)), name_b, HEADER_VALUE_LENGTH.pack(len(value_b)), value_b]
-    return b"".join(parts)
+# -- building --------------------------------------------------------------------------------
+
+def _header_bytes(name: str, value) -> bytes:
+    name_b = name.encode("utf-8")
+    if value is None:
+        return rc.varint_bytes(len(name_b)) + name_b + rc.varint_bytes(-1)
+    value_b = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return rc.varint_bytes(len(name_b)) + name_b + rc.varint_bytes(len(value_b)) + value_b
 
 
-def decode_headers(block: memoryview) -> dict[str, bytes]:
-    if not len(block):
-        return {}
-    out: dict[str, bytes] = {}
-    try:
-        (count,) = HEADER_COUNT.unpack_from(block, 0)
-        pos = HEADER_COUNT.size
-        for _ in range(count):
-            (nlen,) = HEADER_NAME_LENGTH.unpack_from(block, pos)
-            pos += HEADER_NAME_LENGTH.size
-            name = bytes(block[pos : pos + nlen]).decode("utf-8")
-            pos += nlen
-            (vlen,) = HEADER_VALUE_LENGTH.unpack_from(block, pos)
-            pos += HEADER_VALUE_LENGTH.size
-            if pos + vlen > len(block):
-                raise CorruptBatchError("record header value overruns its block")
-            out[name] = bytes(block[pos : pos + vlen])
-            pos += vlen
-    except (struct.error, UnicodeDecodeError) as exc:
-        raise CorruptBatchError(f"malformed record headers: {exc}") from None
-    if pos != len(block):
-        raise CorruptBatchError("record headers block has trailing bytes")
-    return out
+def _record_bytes(offset_delta: int, ts_delta: int, key, value, headers: Mapping | None, capture: int | None) -> bytes:
+    items = []
+    if capture is not None:
+        items.append(_header_bytes(CAPTURE_HEADER, str(capture)))
+    for name, hvalue in (headers or {}).items():
+        if name != CAPTURE_HEADER:
+            items.append(_header_bytes(name, hvalue))
+    body = b"".join((
+        b"\x00", rc.varint_bytes(ts_delta), rc.varint_bytes(offset_delta),
+        rc.varint_bytes(-1) if key is None else rc.varint_bytes(len(key)) + bytes(key),
+        rc.varint_bytes(len(value)), bytes(value), rc.varint_bytes(len(items)), *items,
+    ))
+    return rc.varint_bytes(len(body)) + body
 
 
 def encode_batch(
@@ -268,253 +267,141 @@ def encode_batch(
     headers: Sequence[Mapping[str, bytes | str] | None] | None = None,
     codec: int | str = CODEC_NONE,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
 ) -> bytes:
-    """Build one batch (base offset 0, append time 0) from columns of records.
+    """Build one Kafka v2 batch (base offset 0) from columns of records.
 
-    ``timestamps`` is one capture time for all records or one per record (ns since epoch).
-    Without keys and headers this is the bulk path: lengths and the record table are
-    computed with numpy and the data area is a single ``b"".join``.
-    """
+    ``timestamps`` is one capture time for all records or one per record (ns since the
+    epoch). Without keys and headers the records are laid out with numpy (``record_codec``)."""
     n = len(values)
     if n == 0:
         raise ValueError("a batch needs at least one record")
-    if isinstance(codec, str):
-        if codec not in CODECS:
-            raise UnknownCodecError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
-        codec = CODECS[codec]
-    elif codec not in CODEC_NAMES:
-        raise UnknownCodecError(f"unknown codec {codec}")
-
-    table = np.zeros(n, dtype=ENTRY_DTYPE)
+    codec = rc.codec_id(codec)
     value_lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
-    table["value_len"] = value_lens
     if isinstance(timestamps, (int, np.integer)):
-        first_ts = max_ts = int(timestamps)
+        ts = np.full(n, int(timestamps), dtype=np.int64)
     else:
         ts = np.asarray(timestamps, dtype=np.int64)
         if ts.shape != (n,):
             raise ValueError(f"{ts.shape[0] if ts.ndim else 0} timestamps for {n} records")
-        first_ts = int(ts[0])
-        max_ts = int(ts.max())
-        table["ts_delta"] = ts - first_ts
-
+    ms = ts // NS_PER_MS
+    base_ms, max_ms = int(ms[0]), int(ms.max())
+    needs_capture = (ts - ms * NS_PER_MS) != 0
     if keys is None and headers is None:
-        if int(value_lens.max()) > max_record_bytes:
-            big = int(np.argmax(value_lens))
+        big = int(np.argmax(value_lens))
+        if int(value_lens[big]) > max_record_bytes:
             raise RecordTooLargeError(
-                f"record {big} is {int(value_lens[big])} bytes, above the limit of {max_record_bytes}"
-            )
-        table["key_len"] = -1
-        data = b"".join(values)
-        section_parts = [table.tobytes(), data]
+                f"record {big} is {int(value_lens[big])} bytes, above the limit of {max_record_bytes}")
+        section = _bulk_records(values, value_lens, ts, ms - base_ms, needs_capture)
     else:
-        parts: list = []
-        key_lens = table["key_len"]
-        header_lens = table["headers_len"]
+        parts = []
+        deltas = (ms - base_ms).tolist()
+        capture = needs_capture.tolist()
         for i in range(n):
             key = keys[i] if keys is not None else None
-            hdr = _encode_headers(headers[i] if headers is not None else None)
-            size = len(values[i]) + (len(key) if key is not None else 0) + len(hdr)
+            hdrs = headers[i] if headers is not None else None
+            size = int(value_lens[i]) + (len(key) if key is not None else 0) + sum(
+                len(k) + len(v if v is not None else b"") for k, v in (hdrs or {}).items())
             if size > max_record_bytes:
-                raise RecordTooLargeError(
-                    f"record {i} is {size} bytes, above the limit of {max_record_bytes}"
-                )
-            if key is None:
-                key_lens[i] = -1
-            else:
-                key_lens[i] = len(key)
-                parts.append(key)
-            header_lens[i] = len(hdr)
-            if hdr:
-                parts.append(hdr)
-            parts.append(values[i])
-        section_parts = [table.tobytes(), *parts]
+                raise RecordTooLargeError(f"record {i} is {size} bytes, above the limit of {max_record_bytes}")
+            parts.append(_record_bytes(i, deltas[i], key, values[i], hdrs, int(ts[i]) if capture[i] else None))
+        section = b"".join(parts)
+    if codec != CODEC_NONE:
+        section = rc.compress(codec, section)
+    head = bytearray(HEADER.pack(0, HEADER_SIZE - LENGTH_FIELD_END + len(section), LEADER_EPOCH_VALUE, MAGIC, 0,
+                                 codec, n - 1, base_ms, max_ms, producer_id, producer_epoch, base_sequence, n))
+    CRC.pack_into(head, CRC_OFFSET, crc32c(section, crc32c(bytes(head[CRC_START:]))))
+    return bytes(head) + section
 
-    if codec == CODEC_ZSTD:
-        section_parts = [_compressor.compress(b"".join(section_parts))]
-    # CRC over the parts as they are, then one join: the payload is copied exactly once
-    crc = crc32c(RECORD_COUNT.pack(n) + FIRST_TIMESTAMP.pack(first_ts) + MAX_TIMESTAMP.pack(max_ts))
-    section_length = 0
-    for part in section_parts:
-        crc = crc32c(part, crc)
-        section_length += len(part)
-    head = HEADER.pack(0, HEADER_SIZE + section_length, MAGIC, VERSION, codec, 0, 0, crc, n, first_ts, max_ts)
-    return b"".join((head, *section_parts))
+
+def _capture_tails(ts: np.ndarray, needs_capture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: headers count and, where needed, the ``edge.capture_ns`` header."""
+    n = len(ts)
+    if not needs_capture.any():
+        return np.zeros((n, 1), dtype=np.uint8), np.ones(n, dtype=np.int64)
+    if n > 1 and int(ts.min()) == int(ts.max()):  # one capture time for all: one row, broadcast
+        row, length = _capture_tails(ts[:1], needs_capture[:1])
+        return np.broadcast_to(row[0], (n, row.shape[1])), np.full(n, int(length[0]), dtype=np.int64)
+    digits = ts.astype("S20")  # numpy formats the decimal text of every value in C
+    digit_lens = np.char.str_len(digits).astype(np.int64)
+    digit_matrix = digits.view(np.uint8).reshape(n, 20)
+    one = np.ones(n, dtype=np.int64)
+    fixed = np.frombuffer(rc.varint_bytes(1) + rc.varint_bytes(len(_CAPTURE_KEY)) + _CAPTURE_KEY, dtype=np.uint8)
+    count_and_name = np.broadcast_to(fixed, (n, len(fixed)))
+    value_len, value_len_sizes = rc.varint_matrix(digit_lens)
+    tails, lengths = rc.concat_rows([(count_and_name, one * len(fixed)), (value_len, value_len_sizes),
+                                     (digit_matrix, digit_lens)])
+    # records without a sub-ms part: just a zero header count
+    tails[~needs_capture] = 0
+    lengths[~needs_capture] = 1
+    return tails, lengths
+
+
+def _bulk_records(values, value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.ndarray,
+                  needs_capture: np.ndarray) -> bytes:
+    n = len(values)
+    one = np.ones(n, dtype=np.int64)
+    tails, tail_lens = _capture_tails(ts, needs_capture)
+    ts_m, ts_s = rc.varint_matrix(ts_deltas)
+    off_m, off_s = rc.offset_delta_column(n)
+    vlen_m, vlen_s = rc.varint_matrix(value_lens)
+    # attributes 0, then keyLength -1 (zigzag 1)
+    attr = np.zeros((n, 1), dtype=np.uint8)
+    null_key = np.ones((n, 1), dtype=np.uint8)
+    body_lens = 1 + ts_s + off_s + 1 + vlen_s + value_lens + tail_lens
+    len_m, len_s = rc.varint_matrix(body_lens)
+    head, head_lens = rc.concat_rows([(len_m, len_s), (attr, one), (ts_m, ts_s), (off_m, off_s),
+                                      (null_key, one), (vlen_m, vlen_s)])
+    length = int(value_lens[0])
+    if length <= 4096 and bool((value_lens == length).all()):
+        # equal values (sensor streams, bulk sends): one matrix, rows cut to length
+        value_matrix = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(n, length)
+        rows, row_lens = rc.concat_rows([(head, head_lens), (value_matrix, value_lens), (tails, tail_lens)])
+        return rc.compact_rows(rows, row_lens)
+    head_b, tail_b = rc.compact_rows(head, head_lens), rc.compact_rows(tails, tail_lens)
+    head_ends, tail_ends = np.cumsum(head_lens).tolist(), np.cumsum(tail_lens).tolist()
+    parts = []
+    h0 = t0 = 0
+    for value, h1, t1 in zip(values, head_ends, tail_ends):
+        parts += (head_b[h0:h1], value, tail_b[t0:t1])
+        h0, t0 = h1, t1
+    return b"".join(parts)
 
 
 def encode_records(records: Iterable[Record], *, codec: int | str = CODEC_NONE) -> bytes:
     """Build a batch from Record objects (convenience for tests and small producers)."""
     recs = list(records)
-    return encode_batch(
-        [r.value for r in recs],
-        [r.timestamp for r in recs],
-        keys=[r.key for r in recs],
-        headers=[r.headers for r in recs],
-        codec=codec,
-    )
+    return encode_batch([r.value for r in recs], [r.timestamp for r in recs], keys=[r.key for r in recs],
+                        headers=[r.headers for r in recs], codec=codec)
 
+
+# -- reading ---------------------------------------------------------------------------------
 
 def records_section(batch, header: BatchHeader | None = None, *,
                     max_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> memoryview:
-    """The uncompressed records section of a batch (a view when the codec is none).
-
-    A compressed section is never inflated beyond ``max_bytes``: a frame that declares a
-    larger size is refused before any allocation, one without a declared size is read in
-    bounded steps (CorruptBatchError either way)."""
+    """The uncompressed records of a batch (a view when the codec is none), never inflated
+    beyond ``max_bytes`` (CorruptBatchError)."""
     view = memoryview(batch)
     header = header or parse_header(view)
     body = view[HEADER_SIZE : header.batch_length]
     if header.codec == CODEC_NONE:
         return body
-    return memoryview(_inflate_bounded(body, max_bytes, header.base_offset))
+    where = f"{CODEC_NAMES[header.codec]} records of the batch at offset {header.base_offset}"
+    return memoryview(rc.inflate(header.codec, body, max_bytes, where))
 
 
-def _inflate_bounded(body: memoryview, max_bytes: int, base_offset: int) -> bytes:
-    where = f"zstd records section of the batch at offset {base_offset}"
-    try:
-        declared = zstandard.frame_content_size(body)
-        if declared > max_bytes:
-            raise CorruptBatchError(f"{where} declares {declared} bytes, above the bound of {max_bytes}")
-        decompressor = zstandard.ZstdDecompressor()
-        if declared >= 0:
-            # the frame says its size: one allocation of exactly that, and nothing after it
-            return decompressor.decompress(body, allow_extra_data=False)
-        parts, total = [], 0
-        with decompressor.stream_reader(body, read_across_frames=False) as reader:
-            while True:
-                chunk = reader.read(min(4 * 1024 * 1024, max_bytes + 1 - total))
-                if not chunk:
-                    break
-                parts.append(chunk)
-                total += len(chunk)
-                if total > max_bytes:
-                    raise CorruptBatchError(f"{where} inflates beyond the bound of {max_bytes} bytes")
-        return b"".join(parts)
-    except zstandard.ZstdError as exc:
-        raise CorruptBatchError(f"{where}: {exc}") from None
+_LAYOUT_NAMES = frozenset({
+    "BatchValues", "RecordLayout", "batch_timestamps", "decode_batch", "decode_batch_values", "decode_batches",
+    "decode_batches_values", "decode_headers", "record_layout",
+})
 
 
-def record_table(section: memoryview, count: int) -> np.ndarray:
-    """The record table of a records section, as a numpy structured array (no copy)."""
-    if len(section) < count * ENTRY_SIZE:
-        raise CorruptBatchError(f"records section of {len(section)} bytes too short for {count} entries")
-    return np.frombuffer(section, dtype=ENTRY_DTYPE, count=count)
-
-
-def record_layout(batch, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES
-                   ) -> tuple[BatchHeader, memoryview, np.ndarray, np.ndarray, np.ndarray]:
-    """Header, records section, record table, key lengths (i64) and each record's start in
-    the section, with the table checked against the section's length."""
-    header = parse_header(batch)
-    section = records_section(batch, header, max_bytes=max_section_bytes)
-    table = record_table(section, header.record_count)
-    key_lens = table["key_len"].astype(np.int64)
-    if int(key_lens.min()) < -1:
-        raise CorruptBatchError(
-            f"batch at offset {header.base_offset}: record {int(np.argmin(key_lens))} has key length "
-            f"{int(key_lens.min())} (-1 means no key)"
-        )
-    sizes = np.maximum(key_lens, 0) + table["headers_len"] + table["value_len"]
-    ends = np.cumsum(sizes)
-    starts = header.record_count * ENTRY_SIZE + ends - sizes
-    accounted = header.record_count * ENTRY_SIZE + int(ends[-1])
-    if accounted != len(section):
-        raise CorruptBatchError(
-            f"records section of batch at offset {header.base_offset} has "
-            f"{len(section)} bytes, its table of {header.record_count} records accounts for {accounted}"
-        )
-    return header, section, table, key_lens, starts
-
-
-def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
-    """Decode every record of a validated batch. Values are views into the batch (or into
-    the decompressed section); keys and headers are copied because they are small."""
-    header, section, table, key_lens, starts = record_layout(batch)
-    timestamps = (table["ts_delta"] + header.first_timestamp).tolist()
-    out = []
-    base = header.base_offset
-    for i, (start, klen, hlen, vlen) in enumerate(
-        zip(starts.tolist(), key_lens.tolist(), table["headers_len"].tolist(), table["value_len"].tolist())
-    ):
-        pos = start
-        key = None
-        if klen >= 0:
-            key = bytes(section[pos : pos + klen])
-            pos += klen
-        hdrs = decode_headers(section[pos : pos + hlen]) if hlen else {}
-        pos += hlen
-        out.append(Record(base + i, timestamps[i], key, section[pos : pos + vlen], hdrs, topic, partition))
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class BatchValues:
-    """The values of one batch's records as columns, with no Python object per record:
-    ``section`` holds the bytes, ``starts``/``lengths`` locate each value in it, and
-    ``offsets``/``timestamps`` are per record (numpy int64). Keys and headers stay
-    undecoded in the section; use ``decode_batch`` (``Consumer.poll``) when you need them."""
-
-    topic: str
-    partition: int
-    section: memoryview
-    offsets: np.ndarray
-    timestamps: np.ndarray
-    starts: np.ndarray
-    lengths: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of all the values."""
-        return int(self.lengths.sum())
-
-    def value(self, i: int) -> memoryview:
-        start = int(self.starts[i])
-        return self.section[start : start + int(self.lengths[i])]
-
-    def values(self) -> list[memoryview]:
-        section = self.section
-        return [section[s : s + n] for s, n in zip(self.starts.tolist(), self.lengths.tolist())]
-
-    def select(self, keep: np.ndarray) -> "BatchValues":
-        """The records where the boolean mask ``keep`` is set."""
-        return BatchValues(self.topic, self.partition, self.section, self.offsets[keep], self.timestamps[keep],
-                           self.starts[keep], self.lengths[keep])
-
-
-def decode_batch_values(batch, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> BatchValues:
-    """The values of a validated batch as columns (see BatchValues), from ``min_offset`` on:
-    one numpy pass over the record table, whatever the record count."""
-    header, section, table, key_lens, starts = record_layout(batch)
-    skip = max(0, min_offset - header.base_offset)
-    value_starts = (starts + np.maximum(key_lens, 0) + table["headers_len"])[skip:]
-    offsets = np.arange(header.base_offset + skip, header.next_offset, dtype=np.int64)
-    timestamps = table["ts_delta"][skip:] + header.first_timestamp
-    return BatchValues(topic, partition, section, offsets, timestamps, value_starts,
-                       table["value_len"][skip:].astype(np.int64))
-
-
-def decode_batches(buf, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[Record]:
-    """Validate and decode a buffer of consecutive batches, dropping records below ``min_offset``
-    (a fetch starts at the batch containing the requested offset)."""
-    out: list[Record] = []
-    for header, batch in iter_batches(buf):
-        if header.next_offset <= min_offset:
-            continue
-        records = decode_batch(batch, topic=topic, partition=partition)
-        if header.base_offset < min_offset:
-            records = records[min_offset - header.base_offset :]
-        out.extend(records)
-    return out
-
-
-def decode_batches_values(buf, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[BatchValues]:
-    """``decode_batches`` as columns: one BatchValues per batch holding records at or above
-    ``min_offset``."""
-    out: list[BatchValues] = []
-    for header, batch in iter_batches(buf):
-        if header.next_offset > min_offset:
-            out.append(decode_batch_values(batch, topic=topic, partition=partition, min_offset=min_offset))
-    return out
+def __getattr__(name: str):
+    # decoding lives in broker.record_layout, which builds on this module: re-exported
+    # lazily so that either module may be imported first
+    if name in _LAYOUT_NAMES:
+        from . import record_layout
+        return getattr(record_layout, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,7 +60,10 @@ DurationNs = Annotated[int, BeforeValidator(parse_duration_ns), Field(ge=0)]
 
 class TopicConfig(BaseModel):
     partitions: int = Field(1, ge=1, le=1024, description="number of partitions")
-    codec: Literal["none", "zstd"] = Field("none", description="batch compression written by producers")
+    codec: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "none", description="Kafka's compression.type: the codec producers compress batches with")
+    timestamp_type: Literal["CreateTime", "LogAppendTime"] = Field(
+        "CreateTime", description="Kafka's message.timestamp.type: LogAppendTime stamps each batch at append")
     segment_bytes: Annotated[Size, _in_range("segment_bytes")] = Field(
         256 * 1024**2, description="roll a segment at this size")
     segment_ns: Annotated[DurationNs, _in_range("segment_age")] = Field(

@@ -102,7 +102,7 @@ class Producer:
         max_batch_bytes: int = 1024 * 1024,
         acks: str = "written",
         max_in_flight: int = 5,
-        codec: str = "none",
+        codec: str | None = None,
         partitioner: str = "key",
         buffer_bytes: int = 64 * 1024 * 1024,
         on_full: str = "block",
@@ -139,6 +139,7 @@ class Producer:
         self._io_idle = False
         self._rr = itertools.count()
         self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._topic_codecs: dict[str, str] = {}  # each topic's configured codec (compression.type)
         self._meta_lock = threading.Lock()
         self._meta_conn: Connection | None = None
         self._connected = False  # whether a send ever went through (see _send_batch)
@@ -174,6 +175,7 @@ class Producer:
                 wait = METADATA_REFRESH_TIMEOUT_S if cached is not None else None
                 meta = self._meta_conn.request(P.METADATA, {"topics": [topic]}, timeout_s=wait).meta
                 count = len(meta["topics"][topic]["partitions"])
+                self._topic_codecs[topic] = meta["topics"][topic].get("config", {}).get("codec", "none")
             except UnknownTopicError:
                 count = 1  # auto-created on first produce with the broker's defaults
             except BrokerError:
@@ -181,8 +183,20 @@ class Producer:
         self._partition_counts[topic] = (count, time.monotonic())
         return count
 
+    def codec_of(self, topic: str) -> str:
+        """The codec batches of ``topic`` are compressed with: the producer's ``codec`` if
+        given, else the topic's configured one (Kafka's compression.type, applied as Kafka
+        applies it: the producer compresses, the broker stores batches as sent)."""
+        if self.codec is not None:
+            return self.codec
+        if topic not in self._topic_codecs:
+            self.partitions_of(topic)
+        return self._topic_codecs.get(topic, "none")
+
     def _choose_partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
         if partition is not None:
+            if self.codec is None and topic not in self._topic_codecs:
+                self.partitions_of(topic)  # learns the topic's codec before the I/O thread needs it
             return partition
         count = self.partitions_of(topic)
         if count == 1:
@@ -262,7 +276,7 @@ class Producer:
             end = max(start + 1, int(np.searchsorted(ends, base + self.max_batch_bytes, side="right")))
             chunk_ts = now if timestamps is None else (
                 timestamps if isinstance(timestamps, int) else timestamps[start:end])
-            data = encode_batch(values[start:end], chunk_ts, codec=self.codec)
+            data = encode_batch(values[start:end], chunk_ts, codec=self.codec_of(topic))
             future: Future = Future()
             with self._cond:
                 self._reserve(len(data))
@@ -356,7 +370,8 @@ class Producer:
                 ob = batch.open_batch
                 batch.data = encode_batch(
                     ob.values, ob.timestamps, keys=None if ob.plain else ob.keys,
-                    headers=None if ob.plain else ob.headers, codec=self.codec)
+                    headers=None if ob.plain else ob.headers,
+                    codec=self.codec or self._topic_codecs.get(batch.topic, "none"))
                 batch.open_batch = None
             meta = {"topic": batch.topic, "partition": batch.partition, "acks": self.acks}
             # a fresh socket needs a moment for its handshake: the first send waits for it

@@ -44,6 +44,7 @@ from ..logs import log_event
 from ..topic_config import TopicConfig
 from .layout import CLEAN_SHUTDOWN_FILE, fsync_dir, segment_base_offsets
 from .segment import Segment
+from .v1_upgrade import upgrade_partition
 
 logger = logging.getLogger("broker.storage")
 
@@ -137,6 +138,7 @@ class PartitionLog:
             marker.unlink()
             fsync_dir(self.directory)
         report = RecoveryReport(self.topic, self.partition, clean)
+        upgrade_partition(self.directory, self.topic, self.partition)  # format v1 segments become v2
         bases = segment_base_offsets(self.directory)
         interval = self.config.index_interval_bytes
         if not bases:
@@ -234,7 +236,7 @@ class PartitionLog:
             report.truncated_bytes += cut
             report.reasons.append(f"{seg.log_path.name}: {reason}; cut {cut} bytes at position {seg.size}")
         if seg.size:
-            seg.first_append_ns = rec.parse_header(os.pread(seg.fd, rec.HEADER_SIZE, 0)).append_time
+            seg.first_append_ns = seg.append_time_of(rec.parse_header(os.pread(seg.fd, rec.HEADER_SIZE, 0)))
         if not clean:
             seg.flush()  # what survived the crash is now durable
 
@@ -264,7 +266,8 @@ class PartitionLog:
         self._maybe_roll(header.batch_length, now)
         base = self.next_offset
         future_before = self.active.future_records
-        self.active.append(view, header, base, now)
+        self.active.append(view, header, base, now,
+                           log_append_time=self.config.timestamp_type == "LogAppendTime")
         future = self.active.future_records - future_before
         if future:
             self.future_records += future

@@ -7,8 +7,10 @@ Guarantees:
   only move once the batch is written and indexed, so an error never leaves a batch on
   disk that the next append would shadow. (A crash mid-write can leave a half batch;
   recovery in ``partition_log`` cuts it.)
-- The broker-assigned base offset and append time are written with ``os.writev`` as a new
-  28-byte prefix in front of the producer's bytes: the payload is never copied or decoded.
+- The broker-assigned base offset and partition leader epoch are written with
+  ``os.pwritev`` as a new 16-byte prefix in front of the producer's bytes (for a
+  LogAppendTime topic the whole 61-byte header, re-checksummed as Kafka does): the payload
+  is never copied or decoded.
 - Reads return whole batches exactly as stored, found via the offset index and a short
   scan of batch headers (at most ``index_interval_bytes``). Every header walked must be
   well formed (magic, a length of at least a header, inside the file) and continue the
@@ -36,7 +38,6 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from pathlib import Path
 from typing import Iterator
 
@@ -45,12 +46,6 @@ from ..errors import CorruptBatchError, CorruptIndexError, DiskFullError, Storag
 from .layout import LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, segment_path
 from .offset_index import OffsetIndex
 from .time_index import TimeIndex
-
-# The part of the header the broker rewrites: base_offset .. append_time (28 bytes).
-STAMPED_PREFIX = struct.Struct("<qIIBBHq")
-STAMPED_PREFIX_SIZE = STAMPED_PREFIX.size
-if STAMPED_PREFIX_SIZE != rec.CRC_OFFSET:  # pragma: no cover - layout guard
-    raise ImportError("stamped prefix must end where the CRC starts")
 
 _HEADER_SCAN_CHUNK = 64 * 1024
 DEFAULT_FUTURE_SKEW_NS = 3600 * 10**9  # TopicConfig.max_future_skew's default
@@ -104,14 +99,14 @@ class Segment:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, batch: memoryview, header: rec.BatchHeader, base_offset: int, append_time: int) -> int:
+    def append(self, batch: memoryview, header: rec.BatchHeader, base_offset: int, append_time: int,
+               *, log_append_time: bool = False) -> int:
         """Write a validated batch with its new base offset; return the position written at."""
         position = self.size
-        prefix = STAMPED_PREFIX.pack(
-            base_offset, header.batch_length, header.magic, header.version,
-            header.codec, header.flags, append_time,
-        )
-        parts = [prefix, batch[STAMPED_PREFIX_SIZE : header.batch_length]]
+        prefix, rest = rec.stamped_prefix(batch, header, base_offset, append_time, log_append_time)
+        parts = [prefix, batch[rest : header.batch_length]]
+        if log_append_time:
+            header = rec.parse_header(prefix)
         written = 0
         try:
             # explicit positions: the file offset of a reopened fd is not the end
@@ -178,7 +173,7 @@ class Segment:
         ``append_time`` is given for a new append (``header`` is then the producer's)
         and counts its future-stamped records; a rescan reads it from the stored header."""
         batch_max = header.max_timestamp
-        limit = (header.append_time if append_time is None else append_time) + self.future_skew_ns
+        limit = self.append_time_of(header, append_time) + self.future_skew_ns
         if batch_max > limit:
             try:
                 timestamps = self._batch_timestamps(position, header)
@@ -236,7 +231,7 @@ class Segment:
                 )
                 self.size = position + header.batch_length
                 if self.first_append_ns is None:
-                    self.first_append_ns = header.append_time
+                    self.first_append_ns = self.append_time_of(header, None)
                 kept += 1
         except CorruptBatchError as exc:
             reason = str(exc)
@@ -389,8 +384,9 @@ class Segment:
         length_at = rec.BATCH_LENGTH.unpack_from
         magic_at = rec.MAGIC_FIELD.unpack_from
         base_at = rec.BASE_OFFSET.unpack_from
+        last_delta_at = rec.LAST_OFFSET_DELTA.unpack_from
         while end + rec.HEADER_SIZE <= len(data):
-            length = length_at(data, end + rec.BATCH_LENGTH_OFFSET)[0]
+            length = length_at(data, end + rec.BATCH_LENGTH_OFFSET)[0] + rec.LENGTH_FIELD_END
             # stop before anything but a well-formed batch that continues the offsets: the
             # next read starts there and find_batch names the damage (a zero-filled tail
             # has length 0 and would otherwise never advance)
@@ -398,7 +394,7 @@ class Segment:
                     or magic_at(data, end + rec.MAGIC_OFFSET)[0] != rec.MAGIC
                     or base_at(data, end)[0] != last_next):
                 break
-            last_next += rec.RECORD_COUNT.unpack_from(data, end + rec.RECORD_COUNT_OFFSET)[0]
+            last_next += last_delta_at(data, end + rec.LAST_OFFSET_DELTA_OFFSET)[0] + 1
             end += length
         self._read_hint = (last_next, start + end)
         return view[:end]
@@ -463,20 +459,24 @@ class Segment:
             if header.max_timestamp < timestamp:
                 continue
             timestamps = self._batch_timestamps(position, header)
-            hits = (timestamps >= timestamp) & (timestamps <= header.append_time + self.future_skew_ns)
+            hits = (timestamps >= timestamp) & (timestamps <= self.append_time_of(header) + self.future_skew_ns)
             if hits.any():
                 return header.base_offset + int(hits.argmax())
         return None
 
     def _batch_timestamps(self, position: int, header: rec.BatchHeader):
-        """Capture time of each record of the batch at ``position`` (numpy int64), from
-        its record table: an uncompressed batch's values (e.g. a 6 MB frame) are not read."""
-        if header.codec == rec.CODEC_NONE:
-            table_bytes = min(header.record_count * rec.ENTRY_SIZE, header.batch_length - rec.HEADER_SIZE)
-            section = memoryview(os.pread(self.fd, table_bytes, position + rec.HEADER_SIZE))
-        else:
-            section = rec.records_section(os.pread(self.fd, header.batch_length, position), header)
-        return rec.record_table(section, header.record_count)["ts_delta"] + header.first_timestamp
+        """Timestamp (ns) of each record of the batch at ``position`` (numpy int64)."""
+        return rec.batch_timestamps(os.pread(self.fd, header.batch_length, position))
+
+    def append_time_of(self, header: rec.BatchHeader, append_time: int | None = None) -> int:
+        """A batch's append time: given at append; on a rescan the one the batch carries
+        (LogAppendTime), else the segment file's modification time, the latest any batch
+        in it was appended (Kafka's CreateTime batches have no field for it: FORMAT.md)."""
+        if append_time is not None:
+            return append_time
+        if header.append_time is not None:
+            return header.append_time
+        return os.fstat(self.fd).st_mtime_ns
 
 
 def _storage_error(exc: OSError, what: str) -> Exception:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 import zstandard
 from crc32c import crc32c
 
 from broker import protocol as P
+from broker import record_codec as rc
 from broker import records as rec
 from broker.client import Admin, Consumer, Producer
 from broker.client.connection import Connection
@@ -27,63 +27,77 @@ from tests.broker.storage.helpers import make_batch, read_all, values_of
 from tests.support.broker_process import BrokerProcess
 
 
-def crafted(table: np.ndarray, data: bytes, *, count: int | None = None, first_ts: int = 1_000,
-            max_ts: int | None = None, codec: int = rec.CODEC_NONE, section: bytes | None = None) -> bytes:
-    """A batch with a correct CRC around whatever table, data and header fields are given."""
+def varint(value: int) -> bytes:
+    return rc.varint_bytes(value)
+
+
+def record(value: bytes = b"x" * 10, *, ts_delta: int = 0, offset_delta: int = 0, key_len: int = -1,
+           key: bytes = b"", value_len: int | None = None, headers: bytes = b"\x00", length: int | None = None,
+           raw_fields: bytes | None = None) -> bytes:
+    """One Kafka v2 record with any field set to whatever (a bad value is the point)."""
+    body = raw_fields if raw_fields is not None else (
+        b"\x00" + varint(ts_delta) + varint(offset_delta) + varint(key_len) + key
+        + varint(len(value) if value_len is None else value_len) + value + headers)
+    return varint(len(body) if length is None else length) + body
+
+
+def crafted(records: list[bytes], *, count: int | None = None, base_ts: int = 1, max_ts: int | None = None,
+            codec: int = rec.CODEC_NONE, section: bytes | None = None, attributes: int | None = None,
+            last_offset_delta: int | None = None) -> bytes:
+    """A v2 batch with a correct CRC around whatever records and header fields are given."""
     if section is None:
-        section = table.tobytes() + data
+        section = b"".join(records)
         if codec == rec.CODEC_ZSTD:
             section = zstandard.ZstdCompressor().compress(section)
-    count = len(table) if count is None else count
-    max_ts = first_ts + int(table["ts_delta"].max()) if max_ts is None else max_ts
-    fields = rec.RECORD_COUNT.pack(count) + rec.FIRST_TIMESTAMP.pack(first_ts) + rec.MAX_TIMESTAMP.pack(max_ts)
-    crc = crc32c(section, crc32c(fields))
-    head = rec.HEADER.pack(0, rec.HEADER_SIZE + len(section), rec.MAGIC, rec.VERSION, codec, 0, 0, crc,
-                           count, first_ts, max_ts)
-    return head + section
+    count = len(records) if count is None else count
+    head = bytearray(rec.HEADER.pack(
+        0, rec.HEADER_SIZE - rec.LENGTH_FIELD_END + len(section), 0, rec.MAGIC, 0,
+        codec if attributes is None else attributes, count - 1 if last_offset_delta is None else last_offset_delta,
+        base_ts, base_ts if max_ts is None else max_ts, -1, -1, -1, count))
+    rec.CRC.pack_into(head, rec.CRC_OFFSET, crc32c(section, crc32c(bytes(head[rec.CRC_START:]))))
+    return bytes(head) + section
 
 
-def table_of(*value_lens: int, key_len: int = -1, headers_len: int = 0, deltas=None) -> np.ndarray:
-    table = np.zeros(len(value_lens), dtype=rec.ENTRY_DTYPE)
-    table["value_len"] = value_lens
-    table["key_len"] = key_len
-    table["headers_len"] = headers_len
-    if deltas is not None:
-        table["ts_delta"] = deltas
-    return table
-
-
+TWO = [record(), record(offset_delta=1)]
 BAD_BATCHES = {
-    "count above the table": lambda: crafted(table_of(10, 10), b"x" * 20, count=3),
-    "count below the table": lambda: crafted(table_of(10, 10), b"x" * 20, count=1),
-    "value overruns the section": lambda: crafted(table_of(10, 500), b"x" * 20),
-    "trailing bytes after the records": lambda: crafted(table_of(10, 10), b"x" * 25),
-    "key length below -1": lambda: crafted(table_of(10, key_len=-7), b"x" * 10),
-    "malformed headers block": lambda: crafted(table_of(4, headers_len=6), b"\x02\x00\x09\x00ab" + b"v" * 4),
-    "record 0 with a time delta": lambda: crafted(table_of(5, 5, deltas=[7, 9]), b"x" * 10),
-    "max_timestamp not the records' maximum": lambda: crafted(table_of(5, 5, deltas=[0, 9]), b"x" * 10,
-                                                            max_ts=999_999),
-    "zstd section that is not zstd": lambda: crafted(table_of(5), b"", codec=rec.CODEC_ZSTD,
+    "count above the records": lambda: crafted(TWO, count=3),
+    "count below the records": lambda: crafted(TWO, count=1),
+    "value overruns its record": lambda: crafted([record(), record(offset_delta=1, value_len=500)]),
+    "record length past the section": lambda: crafted([record(length=400)]),
+    "trailing bytes after the records": lambda: crafted(TWO + [b"\x00" * 5]),
+    "key length below -1": lambda: crafted([record(key_len=-7)]),
+    "malformed headers": lambda: crafted([record(headers=b"\x02\x09ab" + b"\x02v")]),
+    "headers count beyond the record": lambda: crafted([record(headers=b"\x7e")]),
+    "offset deltas not dense": lambda: crafted([record(), record(offset_delta=2)]),
+    "maxTimestamp not the records' maximum": lambda: crafted([record(), record(ts_delta=9, offset_delta=1)],
+                                                             max_ts=999_999),
+    "overlong varint": lambda: crafted([record(raw_fields=b"\x00" + b"\x80" * 11 + b"\x00")]),
+    "zstd section that is not zstd": lambda: crafted([], count=1, codec=rec.CODEC_ZSTD,
                                                      section=b"\x28\xb5\x2f\xfd" + os.urandom(40)),
-    "zstd section with an inconsistent table": lambda: crafted(table_of(5, 50), b"x" * 10, codec=rec.CODEC_ZSTD),
-    "codec byte unknown": lambda: crafted(table_of(5), b"x" * 5, codec=7),
+    "zstd section with an inconsistent record": lambda: crafted([record(value_len=50)], codec=rec.CODEC_ZSTD),
+    "codec bits unknown": lambda: crafted(TWO, attributes=7),
+    "transactional batch": lambda: crafted(TWO, attributes=0x10),
+    "lastOffsetDelta not count - 1": lambda: crafted(TWO, last_offset_delta=5),
 }
 
 
 def zstd_bomb(inflated: int) -> bytes:
-    """A valid-looking one-record zstd batch whose records section inflates to ``inflated``."""
-    table = table_of(inflated - rec.ENTRY_SIZE)
+    """A valid-looking one-record zstd batch whose records inflate to ``inflated`` bytes."""
+    value_len = inflated - 16
+    head = record(b"", value_len=value_len, headers=b"")
+    head = record(b"", value_len=value_len, headers=b"", length=len(head) - 1 + value_len + 1)
     compressor = zstandard.ZstdCompressor(level=1)
-    chunks = compressor.compressobj(size=inflated)
-    parts = [chunks.compress(table.tobytes())]
+    chunks = compressor.compressobj(size=len(head) + value_len + 1)
+    parts = [chunks.compress(head)]
     zeros = bytes(1 << 20)
-    left = inflated - rec.ENTRY_SIZE
+    left = value_len
     while left:
         step = min(left, len(zeros))
         parts.append(chunks.compress(zeros[:step]))
         left -= step
+    parts.append(chunks.compress(b"\x00"))  # headers count
     parts.append(chunks.flush())
-    return crafted(table, b"", codec=rec.CODEC_ZSTD, section=b"".join(parts))
+    return crafted([], count=1, codec=rec.CODEC_ZSTD, section=b"".join(parts))
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_BATCHES))
@@ -91,7 +105,7 @@ def test_crc_valid_inconsistent_batches_are_refused_at_produce(tmp_path, kind):
     log = PartitionLog(tmp_path, "t", 0, TopicConfig())
     log.append(make_batch(0, 3))
     batch = BAD_BATCHES[kind]()
-    if kind != "codec byte unknown":
+    if kind not in ("codec bits unknown", "lastOffsetDelta not count - 1"):  # header checks catch these
         rec.validate_batch(batch)  # the CRC is right
     with pytest.raises((CorruptBatchError, UnknownCodecError)):
         log.append(batch)
@@ -102,7 +116,7 @@ def test_crc_valid_inconsistent_batches_are_refused_at_produce(tmp_path, kind):
 
 def test_a_record_above_max_record_bytes_is_refused_even_inside_a_small_batch(tmp_path):
     log = PartitionLog(tmp_path, "t", 0, TopicConfig(max_record_bytes=1_000))
-    batch = crafted(table_of(5_000), b"\x00" * 5_000, codec=rec.CODEC_ZSTD)  # 5 kB compresses to ~30 B
+    batch = crafted([record(b"\x00" * 5_000)], codec=rec.CODEC_ZSTD)  # 5 kB compresses to ~30 B
     with pytest.raises(RecordTooLargeError, match="above the limit of 1000"):
         log.append(batch)
     assert log.next_offset == 0
@@ -123,7 +137,7 @@ def test_a_decompression_bomb_is_refused_at_produce_and_by_client_decoders(tmp_p
     # without a declared size it is read in bounded steps and refused at the bound
     unsized = zstandard.ZstdCompressor(write_content_size=False).compress(bytes(8 * 1024 * 1024))
     with pytest.raises(CorruptBatchError, match="beyond the bound"):
-        rec.records_section(crafted(table_of(1), b"", codec=rec.CODEC_ZSTD, section=unsized), max_bytes=1 << 20)
+        rec.records_section(crafted([], count=1, codec=rec.CODEC_ZSTD, section=unsized), max_bytes=1 << 20)
 
 
 def test_the_broker_refuses_a_bad_batch_and_the_consumer_skips_damage_on_request(tmp_path):
@@ -134,7 +148,7 @@ def test_the_broker_refuses_a_bad_batch_and_the_consumer_skips_damage_on_request
             for i in range(20):
                 producer.send("t", f"{i:012d}".encode().ljust(400, b"."), partition=0).result(10)
         connection = Connection(broker.endpoint)
-        for kind in ("count above the table", "malformed headers block"):
+        for kind in ("count above the records", "malformed headers"):
             with pytest.raises(CorruptBatchError):
                 connection.request(P.PRODUCE, {"topic": "t", "partition": 0, "acks": P.ACKS_WRITTEN},
                                    [BAD_BATCHES[kind]()])
@@ -148,7 +162,7 @@ def test_the_broker_refuses_a_bad_batch_and_the_consumer_skips_damage_on_request
     positions = [0]
     for header, _batch in rec.iter_batches(raw):
         positions.append(positions[-1] + header.batch_length)
-    raw[positions[5] + rec.HEADER_SIZE + rec.ENTRY_SIZE + 100] ^= 0x01
+    raw[positions[5] + rec.HEADER_SIZE + 100] ^= 0x01
     rec.BASE_OFFSET.pack_into(raw, positions[12], 12 + (1 << 20))
     segment.write_bytes(bytes(raw))
     broker = BrokerProcess(data_dir).start()

@@ -95,7 +95,7 @@ def test_a_failed_time_index_write_undoes_the_offset_index_entry_too(tmp_path, m
     back where they were, and the next append takes the same offset and position."""
     log = PartitionLog(tmp_path, "t", 0, TopicConfig(index_interval_bytes=1))
     for i in range(5):
-        log.append(make_batch(2 * i, 2, ts=i))
+        log.append(make_batch(2 * i, 2, ts=i * 1_000_000))  # ms apart: batch maxima are ms (FORMAT.md)
     seg = log.active
     sizes = (seg.size, len(seg.offset_index), len(seg.time_index), os.path.getsize(seg.log_path),
              os.path.getsize(seg.offset_index.path), os.path.getsize(seg.time_index.path))
@@ -106,16 +106,16 @@ def test_a_failed_time_index_write_undoes_the_offset_index_entry_too(tmp_path, m
 
     monkeypatch.setattr(TimeIndex, "append_time", full_disk)
     with pytest.raises(DiskFullError):
-        log.append(make_batch(10, 2, ts=100))
+        log.append(make_batch(10, 2, ts=100_000_000))
     assert (seg.size, len(seg.offset_index), len(seg.time_index), os.path.getsize(seg.log_path),
             os.path.getsize(seg.offset_index.path), os.path.getsize(seg.time_index.path)) == sizes
     monkeypatch.setattr(TimeIndex, "append_time", original)
-    assert log.append(make_batch(10, 2, ts=100)).base_offset == 10
+    assert log.append(make_batch(10, 2, ts=100_000_000)).base_offset == 10
     assert values_of(read_all(log)) == list(range(12))
     log.close()
     again = PartitionLog(tmp_path, "t", 0, TopicConfig(index_interval_bytes=1))
     assert values_of(read_all(again)) == list(range(12))
-    assert again.offset_for_time(100) == 10
+    assert again.offset_for_time(100_000_000) == 10
 
 
 def sealed_log(path, batches=40) -> PartitionLog:
