@@ -364,13 +364,10 @@ class BrokerServer:
             self.create_topic(topic, self.topic_config_for(topic))
         return self.storage.log(topic, partition)
 
-    def _produce(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
-        partition = P.field(meta, "partition", int, minimum=0)
-        acks = P.field(meta, "acks", int, default=P.ACKS_WRITTEN, minimum=0, maximum=2)
+    def append_batch(self, topic: str, partition: int, view: memoryview):
+        """Append one batch (both protocols): auto-creation, the disk-full retry, parked
+        fetches woken. Returns (log, AppendResult)."""
         log = self._log_for_produce(topic, partition)
-        batch = payloads[0]
-        view = batch.buffer if hasattr(batch, "buffer") else memoryview(batch)
         try:
             result = log.append(view)
         except DiskFullError:
@@ -378,6 +375,14 @@ class BrokerServer:
         if self.disk.full:
             self.disk.clear("a write succeeded")
         self._wake_fetches(topic, partition)
+        return log, result
+
+    def _produce(self, identity, header, meta, payloads):
+        topic = P.field(meta, "topic", str)
+        partition = P.field(meta, "partition", int, minimum=0)
+        acks = P.field(meta, "acks", int, default=P.ACKS_WRITTEN, minimum=0, maximum=2)
+        batch = payloads[0]
+        log, result = self.append_batch(topic, partition, batch.buffer if hasattr(batch, "buffer") else memoryview(batch))
         if acks == P.ACKS_NONE:
             return None
         reply = {"base_offset": result.base_offset, "last_offset": result.last_offset,
@@ -506,6 +511,8 @@ class BrokerServer:
         self._send_fetch_reply(fetch.identity, reply)
 
     def _wake_fetches(self, topic: str, partition: int) -> None:
+        for extension in self.extensions:
+            extension.on_append(topic, partition)
         if not self._parked or (topic, partition) not in self._parked_on:
             return
         keep, woken = [], []

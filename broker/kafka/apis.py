@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import handlers_data as data
 from . import handlers_groups as groups
 from . import handlers_topics as topics
 
@@ -30,6 +31,8 @@ class Api:
 
 APIS: dict[int, Api] = {api.key: api for api in [
     Api(18, "ApiVersions", 0, 3, None),
+    Api(0, "Produce", 0, 9, data.produce, parks=True),  # v0 listed for librdkafka (KAFKA-18659); kio starts at v3
+    Api(1, "Fetch", 4, 12, data.fetch, parks=True),
     Api(3, "Metadata", 1, 12, topics.metadata),
     Api(2, "ListOffsets", 1, 7, topics.list_offsets),
     Api(10, "FindCoordinator", 0, 4, groups.find_coordinator),

@@ -11,7 +11,9 @@ protection, parked fetches, group offsets of deleted topics) apply to both proto
 from __future__ import annotations
 
 import base64
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,13 @@ NODE_ID = 0
 # Kafka's socket.request.max.bytes default: a request frame above this closes the connection
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 _TOPIC_ID_NAMESPACE = uuid.UUID("5d1c6f55-6a0f-4c8e-9f53-0b8f4d1e2a77")
+
+
+@dataclass
+class ParkedFetch:
+    deadline: float
+    call: object  # listener.Call
+    partitions: set[tuple[str, int]]
 
 
 class KafkaBroker:
@@ -42,6 +51,30 @@ class KafkaBroker:
         data_id = uuid.uuid5(_TOPIC_ID_NAMESPACE, str(Path(server.storage.data_dir).resolve()))
         self.cluster_id = base64.urlsafe_b64encode(data_id.bytes).decode().rstrip("=")
         self._data_id = data_id
+        self.parked_fetches: list[ParkedFetch] = []
+
+    # -- parked fetches -------------------------------------------------------------------
+
+    def park_fetch(self, call, wait_s: float, partitions: set[tuple[str, int]]) -> None:
+        self.parked_fetches.append(ParkedFetch(time.monotonic() + wait_s, call, partitions))
+
+    def wake_fetches(self, topic: str, partition: int | None = None, now: float | None = None) -> None:
+        """Answer parked fetches on (topic, partition) (all of the topic when None), and
+        any whose wait is over at ``now``."""
+        from .handlers_data import read_fetch
+
+        keep = []
+        for parked in self.parked_fetches:
+            due = now is not None and parked.deadline <= now
+            touched = any(t == topic and (partition is None or p == partition) for t, p in parked.partitions)
+            if due or touched:
+                parked.call.respond(read_fetch(self, parked.call.body)[0])
+            else:
+                keep.append(parked)
+        self.parked_fetches = keep
+
+    def next_fetch_deadline(self) -> float | None:
+        return min((p.deadline for p in self.parked_fetches), default=None)
 
     @property
     def auto_create_topics(self) -> bool:
@@ -66,6 +99,7 @@ class KafkaBroker:
 
     def delete_topic(self, name: str) -> None:
         self.server.delete_topic(name)
+        self.wake_fetches(name)  # parked fetches on it answer UNKNOWN_TOPIC_OR_PARTITION
 
     def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
         self.server.commit_offsets(group, offsets)

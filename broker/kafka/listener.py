@@ -65,6 +65,11 @@ class Call:
         self.answered = True
         self.connection.listener.answer(self, values)
 
+    def respond_nothing(self) -> None:
+        """Produce with acks 0: Kafka sends no answer at all."""
+        self.answered = True
+        self.connection.listener.answered_silently(self)
+
 
 @dataclass
 class Connection:
@@ -114,12 +119,20 @@ class KafkaListener:
         poller.register(self.sock.fileno(), zmq.POLLIN)
 
     def next_timeout_s(self) -> float | None:
-        deadline = self.broker.kafka_groups.next_deadline()
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
+        deadlines = [d for d in (self.broker.kafka_groups.next_deadline(), self.broker.next_fetch_deadline())
+                     if d is not None]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def run_timers(self, now: float) -> None:
         self.broker.kafka_groups.run_timers(now)
+        if self.broker.parked_fetches:
+            self.broker.wake_fetches("", None, now)
         self._resume()
+
+    def on_append(self, topic: str, partition: int) -> None:
+        """A batch was written (either protocol): parked Kafka fetches on it answer now."""
+        if self.broker.parked_fetches:
+            self.broker.wake_fetches(topic, partition)
 
     def _resume(self) -> None:
         while self._resumed:
@@ -305,6 +318,11 @@ class KafkaListener:
             frame = codec.encode_response(call.api_key, call.api_version, call.correlation_id,
                                           codec.error_body(schema, UNKNOWN_SERVER_ERROR))
         self._send(call, frame)
+
+    def answered_silently(self, call: Call) -> None:
+        if call.connection.waiting is call:
+            call.connection.waiting = None
+            self._resumed.append(call.connection)
 
     def _send(self, call: Call, frame: bytes) -> None:
         conn = call.connection

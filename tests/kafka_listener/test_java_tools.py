@@ -40,3 +40,18 @@ def test_kafka_consumer_groups_describe_shows_native_commits(kafka_broker):
     rows = [line.split() for line in described.splitlines() if line.startswith("java.viz")]
     assert sorted((r[1], r[2], r[3], r[4]) for r in rows) == [("java.groups", "0", "0", "0"),
                                                               ("java.groups", "1", "0", "0")]
+
+
+def test_console_producer_and_consumer_with_a_group(kafka_broker):
+    lines = [f"line-{i}" for i in range(5)]
+    out = subprocess.run(["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{kafka_libs()}/*",
+                          "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", kafka_broker.bootstrap,
+                          "--topic", "java.console"], input="\n".join(lines) + "\n", capture_output=True, text=True,
+                         timeout=90)
+    assert out.returncode == 0, out.stderr
+    read = kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", kafka_broker.bootstrap,
+                      "--topic", "java.console", "--group", "java.viz2", "--from-beginning", "--max-messages", "5",
+                      "--timeout-ms", "30000")
+    assert read.splitlines() == lines
+    with Admin(kafka_broker.endpoint) as native:
+        assert native.group_offsets("java.viz2") == {("java.console", 0): 5}
