@@ -3,8 +3,8 @@
 ``SUPPORTED`` is what ApiVersions advertises (docs/PROTOCOL.md shows the same table). A
 request for an API or version outside it is answered with UNSUPPORTED_VERSION (ApiVersions:
 the v0 answer with this table, as Kafka does, so the client can pick a version).
-Produce (key 0) and Fetch (key 1) are served from the listener's data-plane module once
-present; ApiVersions lists them only then.
+Produce lists v0 (librdkafka turns compression off otherwise, KAFKA-18659); kio has no
+schema below v3, so a v0-2 request closes its connection with a log line.
 """
 
 from __future__ import annotations
