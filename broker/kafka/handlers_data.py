@@ -114,7 +114,7 @@ def read_fetch(broker, body) -> tuple[dict, int]:
             if budget > 0 or first:  # at least one batch, even above the limits (KIP-74)
                 data = log.read(offset, min(part_max, budget) if not first else max(min(part_max, budget), 1))
                 if len(data):
-                    entry["records"] = bytes(data)
+                    entry["records"] = data  # the stored bytes, sent as they are (fetch_encode)
                     total += len(data)
                     budget -= len(data)
                     first = False
