@@ -1,5 +1,6 @@
 """Bad Produce input over the Kafka protocol: a batch with a bad CRC, inconsistent lengths,
-a record above the topic's max.message.bytes, an unknown topic with auto-creation off.
+a record above the topic's max.message.bytes (plain, or a gzip batch that only inflates
+beyond it), an unknown topic with auto-creation off.
 Each gets Kafka's error code for its partition, nothing is written, and the broker keeps
 serving (the same connection included)."""
 
@@ -39,10 +40,14 @@ def test_bad_batches_get_kafka_errors_and_write_nothing(kafka_broker):
     short = bytearray(good)
     struct.pack_into(">i", short, 8, len(good))  # batchLength beyond the bytes sent
     big = encode_batch([b"x" * 10_000], 1_767_225_600_000_000_000, max_record_bytes=1 << 20)
+    # 22 KB on the wire, 5 MB once inflated: judged by what it decompresses to
+    bomb = encode_batch([bytes(5_000_000)], 1_767_225_600_000_000_000, codec="gzip", max_record_bytes=10 << 20)
     with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=10) as sock:
         assert produce(sock, 1, "bad.t", bytes(bad_crc)).error_code == ErrorCode.corrupt_message
         assert produce(sock, 2, "bad.t", bytes(short)).error_code == ErrorCode.corrupt_message
         assert produce(sock, 3, "bad.t", big).error_code == ErrorCode.message_too_large
+        refused = produce(sock, 5, "bad.t", bomb)
+        assert refused.error_code == ErrorCode.corrupt_message and "inflates beyond" in refused.error_message
         with Admin(kafka_broker.endpoint) as native:
             assert native.describe_topic("bad.t")["partitions"][0]["next_offset"] == 0
         ok = produce(sock, 4, "bad.t", good)
