@@ -5,14 +5,15 @@
   make sense): bounded inflation; every record's length chain, varints (in bounds, not
   overlong, int32 where Kafka says int32) and key/value inside its record; offset deltas
   0..n-1; record sizes; maxTimestamp = baseTimestamp + the largest delta (CreateTime);
-  every header parses (names UTF-8). Transactional and control batches are refused until
+  every header parses. Transactional and control batches are refused until
   transactions exist (docs/FORMAT.md says how they fit).
 - ``find_damaged_batch``: the first batch of a fetched buffer that would not decode, for
   a consumer that skips damage on purpose.
 
 Per batch with numpy (``broker.record_layout``); headers are walked for all records at
 once, one numpy step per header position (records with more headers than
-``_HEADERS_VECTOR_LIMIT``, or non-ASCII names, go through the exact decoder).
+``_HEADERS_VECTOR_LIMIT`` go through the exact decoder). Header names are not checked for
+UTF-8 (Kafka's broker does not either); decoders read them leniently.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ def _first_bad_headers(lay: RecordLayout) -> int | None:
     slow = ~bad & (counts > _HEADERS_VECTOR_LIMIT)
     live_counts = np.where(bad | slow, 0, counts)
     raw = lay.raw
-    name_starts, name_lens = [], []
     for k in range(int(live_counts.max()) if len(counts) else 0):
         act = (live_counts > k) & ~bad
         rows = np.flatnonzero(act)
@@ -102,18 +102,8 @@ def _first_bad_headers(lay: RecordLayout) -> int | None:
         broken = (value_len < -1) | (after > ends[rows])
         bad[rows[broken]] = True
         pos[rows] = after
-        name_starts.append(name_at[~broken])
-        name_lens.append(name_len[~broken])
     bad |= ~slow & (live_counts > 0) & (pos != ends)
     bad |= (counts == 0) & (lay.headers_starts != ends)
-    if name_starts:
-        lens = np.concatenate(name_lens)
-        total = int(lens.sum())
-        if total:
-            firsts = np.concatenate(name_starts)
-            index = np.repeat(firsts - (np.cumsum(lens) - lens), lens) + np.arange(total)
-            if int(raw[index].max()) >= 0x80:
-                slow |= ~bad & (counts > 0)  # non-ASCII names: the exact decoder judges UTF-8
     for i in np.flatnonzero(slow & ~bad).tolist():
         try:
             decode_headers(lay.section, int(lay.headers_starts[i]), int(ends[i]), int(counts[i]))

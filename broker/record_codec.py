@@ -91,7 +91,7 @@ def varint_bytes(value: int) -> bytes:
     return bytes(out)
 
 
-def _runs(keys: np.ndarray) -> list[tuple[int, int, int]] | None:
+def runs(keys: np.ndarray) -> list[tuple[int, int, int]] | None:
     """(start, end, key) of each run of equal consecutive keys; None past _MAX_RUNS runs."""
     change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
     if len(change) >= _MAX_RUNS:
@@ -116,9 +116,9 @@ def concat_rows(columns: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
     pos = np.zeros(n, dtype=np.int64)
     for matrix, lengths in columns:
         w = matrix.shape[1]
-        runs = _runs(pos) if n else []
-        if runs is not None:
-            for a, b, p in runs:
+        found = runs(pos) if n else []
+        if found is not None:
+            for a, b, p in found:
                 out[a:b, p : p + w] = matrix[a:b]
         else:
             rows = np.arange(n)
@@ -130,9 +130,9 @@ def concat_rows(columns: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
 
 def compact_rows(matrix: np.ndarray, lengths: np.ndarray) -> bytes:
     """The rows of ``matrix`` cut to their lengths, back to back."""
-    runs = _runs(lengths) if len(lengths) else []
-    if runs is not None:
-        return b"".join(matrix[a:b, :k].tobytes() for a, b, k in runs)
+    found = runs(lengths) if len(lengths) else []
+    if found is not None:
+        return b"".join(matrix[a:b, :k].tobytes() for a, b, k in found)
     mask = np.arange(matrix.shape[1]) < lengths[:, None]
     return matrix[mask].tobytes()
 

@@ -147,23 +147,21 @@ def _read_varint(block: memoryview, pos: int, end: int) -> tuple[int, int]:
 
 def decode_headers(section: memoryview, start: int, end: int, count: int) -> dict[str, bytes]:
     """The headers of one record (``count`` of them in ``section[start:end]``); a null
-    header value reads as b"". Raises CorruptBatchError for a malformed block."""
+    header value reads as b"", a name that is not UTF-8 with replacement characters.
+    Raises CorruptBatchError for a malformed block."""
     out: dict[str, bytes] = {}
     pos = start
-    try:
-        for _ in range(count):
-            name_len, pos = _read_varint(section, pos, end)
-            if name_len < 0 or pos + name_len > end:
-                raise CorruptBatchError("record header name overruns its record")
-            name = bytes(section[pos : pos + name_len]).decode("utf-8")
-            pos += name_len
-            value_len, pos = _read_varint(section, pos, end)
-            if value_len < -1 or pos + max(value_len, 0) > end:
-                raise CorruptBatchError("record header value overruns its record")
-            out[name] = bytes(section[pos : pos + max(value_len, 0)])
-            pos += max(value_len, 0)
-    except UnicodeDecodeError as exc:
-        raise CorruptBatchError(f"record header name is not UTF-8: {exc}") from None
+    for _ in range(count):
+        name_len, pos = _read_varint(section, pos, end)
+        if name_len < 0 or pos + name_len > end:
+            raise CorruptBatchError("record header name overruns its record")
+        name = bytes(section[pos : pos + name_len]).decode("utf-8", "replace")  # lenient, as Kafka clients
+        pos += name_len
+        value_len, pos = _read_varint(section, pos, end)
+        if value_len < -1 or pos + max(value_len, 0) > end:
+            raise CorruptBatchError("record header value overruns its record")
+        out[name] = bytes(section[pos : pos + max(value_len, 0)])
+        pos += max(value_len, 0)
     if pos != end:
         raise CorruptBatchError("record headers leave trailing bytes in their record")
     return out
@@ -180,17 +178,22 @@ def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
     lay = record_layout(batch)
     section = lay.section
     timestamps, used = lay.capture_times()
+    # records whose only header is the capture time (the native client's usual record)
+    # need no header decoding at all
+    plain = (lay.header_counts == 0) | (used & (lay.header_counts == 1))
     base = lay.header.base_offset
-    out = []
-    for i, (ks, kl, vs, vl, hc, hs, end, ts, cap) in enumerate(zip(
-            lay.key_starts.tolist(), lay.key_lens.tolist(), lay.value_starts.tolist(), lay.value_lens.tolist(),
-            lay.header_counts.tolist(), lay.headers_starts.tolist(), lay.ends.tolist(), timestamps.tolist(),
-            used.tolist())):
-        key = bytes(section[ks : ks + kl]) if kl >= 0 else None
-        headers = decode_headers(section, hs, end, hc) if hc else {}
-        if cap:
+    ends = np.maximum(lay.value_starts + lay.value_lens, lay.value_starts).tolist()
+    keys = [None] * len(ends)
+    for i in np.flatnonzero(lay.key_lens >= 0).tolist():
+        start = int(lay.key_starts[i])
+        keys[i] = bytes(section[start : start + int(lay.key_lens[i])])
+    out = [Record(base + i, ts, key, section[vs:ve], {}, topic, partition)
+           for i, (ts, key, vs, ve) in enumerate(zip(timestamps.tolist(), keys, lay.value_starts.tolist(), ends))]
+    for i in np.flatnonzero(~plain).tolist():
+        headers = decode_headers(section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
+        if used[i]:
             headers.pop(CAPTURE_HEADER, None)
-        out.append(Record(base + i, ts, key, section[vs : vs + max(vl, 0)], headers, topic, partition))
+        out[i].headers = headers
     return out
 
 

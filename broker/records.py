@@ -41,6 +41,7 @@ docs/FORMAT.md "Append time".
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -313,7 +314,7 @@ def encode_batch(
     head = bytearray(HEADER.pack(0, HEADER_SIZE - LENGTH_FIELD_END + len(section), LEADER_EPOCH_VALUE, MAGIC, 0,
                                  codec, n - 1, base_ms, max_ms, producer_id, producer_epoch, base_sequence, n))
     CRC.pack_into(head, CRC_OFFSET, crc32c(section, crc32c(bytes(head[CRC_START:]))))
-    return bytes(head) + section
+    return b"".join((head, section))
 
 
 def _capture_tails(ts: np.ndarray, needs_capture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -339,28 +340,59 @@ def _capture_tails(ts: np.ndarray, needs_capture: np.ndarray) -> tuple[np.ndarra
     return tails, lengths
 
 
-def _bulk_records(values, value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.ndarray,
-                  needs_capture: np.ndarray) -> bytes:
-    n = len(values)
+def _heads(value_lens: np.ndarray, ts_deltas: np.ndarray, tail_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's bytes before its value: length, attributes, time delta, offset delta,
+    null key, value length (an (n, width) matrix and each row's length)."""
+    n = len(value_lens)
     one = np.ones(n, dtype=np.int64)
-    tails, tail_lens = _capture_tails(ts, needs_capture)
     ts_m, ts_s = rc.varint_matrix(ts_deltas)
     off_m, off_s = rc.offset_delta_column(n)
     vlen_m, vlen_s = rc.varint_matrix(value_lens)
-    # attributes 0, then keyLength -1 (zigzag 1)
     attr = np.zeros((n, 1), dtype=np.uint8)
-    null_key = np.ones((n, 1), dtype=np.uint8)
+    null_key = np.ones((n, 1), dtype=np.uint8)  # keyLength -1, zigzag 1
     body_lens = 1 + ts_s + off_s + 1 + vlen_s + value_lens + tail_lens
     len_m, len_s = rc.varint_matrix(body_lens)
-    head, head_lens = rc.concat_rows([(len_m, len_s), (attr, one), (ts_m, ts_s), (off_m, off_s),
-                                      (null_key, one), (vlen_m, vlen_s)])
+    return rc.concat_rows([(len_m, len_s), (attr, one), (ts_m, ts_s), (off_m, off_s), (null_key, one),
+                           (vlen_m, vlen_s)])
+
+
+@functools.lru_cache(maxsize=16)
+def _uniform_heads(n: int, value_len: int, tail_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_heads`` of n equal records with time delta 0: the same for every such batch."""
+    heads, lengths = _heads(np.full(n, value_len, dtype=np.int64), np.zeros(n, dtype=np.int64),
+                            np.full(n, tail_len, dtype=np.int64))
+    heads.setflags(write=False)
+    lengths.setflags(write=False)
+    return heads, lengths
+
+
+def _bulk_records(values, value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.ndarray,
+                  needs_capture: np.ndarray) -> bytes:
+    n = len(values)
+    tails, tail_lens = _capture_tails(ts, needs_capture)
     length = int(value_lens[0])
-    if length <= 4096 and bool((value_lens == length).all()):
-        # equal values (sensor streams, bulk sends): one matrix, rows cut to length
+    equal = length <= 4096 and bool((value_lens == length).all())
+    if equal and not ts_deltas.any() and int(tail_lens.min()) == int(tail_lens.max()):
+        heads, head_lens = _uniform_heads(n, length, int(tail_lens[0]))
+    else:
+        heads, head_lens = _heads(value_lens, ts_deltas, tail_lens)
+    runs = rc.runs(head_lens * 4096 + tail_lens) if equal else None
+    if runs is not None:
+        # equal values (sensor streams, bulk sends): records come in a few runs of one
+        # layout; each run is a 2-D view of the output, filled by three slice copies
         value_matrix = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(n, length)
-        rows, row_lens = rc.concat_rows([(head, head_lens), (value_matrix, value_lens), (tails, tail_lens)])
-        return rc.compact_rows(rows, row_lens)
-    head_b, tail_b = rc.compact_rows(head, head_lens), rc.compact_rows(tails, tail_lens)
+        out = np.empty(int((head_lens + tail_lens).sum()) + n * length, dtype=np.uint8)
+        pos = 0
+        for a, b, _ in runs:
+            h, t = int(head_lens[a]), int(tail_lens[a])
+            width = h + length + t
+            rows = out[pos : pos + (b - a) * width].reshape(b - a, width)
+            rows[:, :h] = heads[a:b, :h]
+            rows[:, h : h + length] = value_matrix[a:b]
+            rows[:, h + length :] = tails[a:b, :t]
+            pos += (b - a) * width
+        return out.data
+    head_b, tail_b = rc.compact_rows(heads, head_lens), rc.compact_rows(tails, tail_lens)
     head_ends, tail_ends = np.cumsum(head_lens).tolist(), np.cumsum(tail_lens).tolist()
     parts = []
     h0 = t0 = 0

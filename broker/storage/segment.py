@@ -146,12 +146,12 @@ class Segment:
         return position
 
     def last_append_ns(self) -> int | None:
-        """The broker's clock when the newest batch was appended (its header's append time;
+        """The broker's clock when the newest batch was appended (see ``append_time_of``;
         None when empty): what time retention judges, never the records' capture times."""
         if self._last_append_ns is None and self.next_offset > self.base_offset:
             found = self.find_batch(self.next_offset - 1)
             if found is not None:
-                self._last_append_ns = found[1].append_time
+                self._last_append_ns = self.append_time_of(found[1])
         return self._last_append_ns
 
     def _index_state(self) -> tuple:
