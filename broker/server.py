@@ -809,6 +809,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address Kafka clients are told to connect to (default: the listen address)")
     parser.add_argument("--kafka-insecure", action="store_true", default=None,
                         help="allow a non-loopback Kafka listener without TLS/SASL")
+    parser.add_argument("--kafka-tls-cert", metavar="PEM", help="TLS certificate (chain) for the Kafka listener")
+    parser.add_argument("--kafka-tls-key", metavar="PEM", help="its private key")
+    parser.add_argument("--kafka-sasl-users", metavar="FILE",
+                        help="SASL/PLAIN users for the Kafka listener, one user:password per line")
 
 
 def _kafka_options(args: argparse.Namespace, broker=None) -> dict | None:
@@ -819,6 +823,8 @@ def _kafka_options(args: argparse.Namespace, broker=None) -> dict | None:
     return {"listen": listen,
             "advertised": args.kafka_advertised or (broker.kafka_advertised if broker is not None else None),
             "insecure": bool(args.kafka_insecure or (broker is not None and broker.kafka_insecure)),
+            **{key: getattr(args, f"kafka_{key}") or (getattr(broker, f"kafka_{key}") if broker is not None else None)
+               for key in ("tls_cert", "tls_key", "sasl_users")},
             # the config's default address may be taken (a second appliance, a test): not fatal
             "required": bool(args.kafka_listen) or (broker is not None and broker.kafka_listen_set)}
 

@@ -62,6 +62,9 @@ class BrokerConfig(_Section):
     kafka_listen: str = Field("127.0.0.1:9092", description="Kafka protocol listener HOST:PORT, or 'off'")
     kafka_advertised: str | None = Field(None, description="HOST:PORT told to Kafka clients (default: kafka_listen)")
     kafka_insecure: bool = Field(False, description="allow a non-loopback kafka_listen without TLS/SASL")
+    kafka_tls_cert: Path | None = Field(None, description="TLS certificate (PEM) of the Kafka listener")
+    kafka_tls_key: Path | None = Field(None, description="its private key (PEM)")
+    kafka_sasl_users: Path | None = Field(None, description="SASL/PLAIN users file: user:password lines")
 
     @field_validator("kafka_listen", "kafka_advertised")
     @classmethod
@@ -227,6 +230,10 @@ def parse_config(data: dict[str, Any], path: Path) -> AppConfig:
             value = getattr(curve, name)
             if value is not None and not value.is_absolute():
                 setattr(curve, name, (path.parent / value).resolve())
+    for name in ("kafka_tls_cert", "kafka_tls_key", "kafka_sasl_users"):  # relative to the config file too
+        value = getattr(config.broker, name)
+        if value is not None and not value.is_absolute():
+            setattr(config.broker, name, (path.parent / value).resolve())
     return config
 
 

@@ -31,6 +31,8 @@ class Api:
 
 APIS: dict[int, Api] = {api.key: api for api in [
     Api(18, "ApiVersions", 0, 3, None),
+    Api(17, "SaslHandshake", 1, 1, None),  # answered by the listener (connection state)
+    Api(36, "SaslAuthenticate", 0, 2, None),
     Api(0, "Produce", 0, 9, data.produce, parks=True),  # v0 listed for librdkafka (KAFKA-18659); kio starts at v3
     Api(1, "Fetch", 4, 12, data.fetch, parks=True),
     Api(3, "Metadata", 1, 12, topics.metadata),

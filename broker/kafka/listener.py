@@ -23,6 +23,7 @@ import errno
 import itertools
 import logging
 import socket
+import ssl
 import struct
 import time
 from collections import Counter, deque
@@ -35,14 +36,18 @@ from . import codec
 from .apis import API_VERSIONS, APIS, SUPPORTED, api_versions_values
 from .broker import KafkaBroker
 from .address import is_loopback_host, parse_host_port
-from .errors import UNKNOWN_SERVER_ERROR, UNSUPPORTED_VERSION
+from .errors import NONE, UNKNOWN_SERVER_ERROR, UNSUPPORTED_VERSION
 from .fetch_encode import encode_fetch_response
+from .security import PLAIN, KafkaSecurity
 
 logger = logging.getLogger("broker.kafka")
 
 RECV_CHUNK = 1024 * 1024
 SENDMSG_PARTS = 64
 FETCH_KEY = 1
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+SASL_EXEMPT = {API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE}
+UNSUPPORTED_SASL_MECHANISM, SASL_AUTHENTICATION_FAILED = 33, 58
 MAX_PENDING_OUTPUT = 64 * 1024 * 1024  # stop reading a client whose answers pile up unread
 _SIZE = struct.Struct(">i")
 
@@ -86,6 +91,9 @@ class Connection:
     waiting: Call | None = None  # a parked request; later requests wait behind it
     closed: bool = False
     registered: int = 0
+    handshaking: bool = False  # TLS handshake under way
+    tls_wants_write: bool = False
+    authenticated: bool = True  # False until SASL succeeds, when SASL is required
 
     @property
     def fd(self) -> int:
@@ -93,9 +101,10 @@ class Connection:
 
 
 class KafkaListener:
-    def __init__(self, broker: KafkaBroker, host: str, port: int):
+    def __init__(self, broker: KafkaBroker, host: str, port: int, security: KafkaSecurity | None = None):
         self.broker = broker
         self.host, self.port = host, port
+        self.security = security or KafkaSecurity(None, None)
         self.sock: socket.socket | None = None
         self.poller: zmq.Poller | None = None
         self.connections: dict[int, Connection] = {}
@@ -116,7 +125,9 @@ class KafkaListener:
         self.sock = sock
         self.port = sock.getsockname()[1]  # port 0: the one the OS chose
         log_event(logger, logging.INFO, "kafka_listening", address=f"{self.host}:{self.port}",
-                  advertised=f"{self.broker.advertised_host}:{self.broker.advertised_port}")
+                  advertised=f"{self.broker.advertised_host}:{self.broker.advertised_port}",
+                  tls="on" if self.security.tls else "off",
+                  sasl=f"PLAIN, {len(self.security.users)} users" if self.security.users else "off")
 
     def attach(self, poller: zmq.Poller) -> None:
         self.poller = poller
@@ -169,6 +180,12 @@ class KafkaListener:
         conn = self.connections.get(fd)
         if conn is None:
             return
+        if conn.handshaking:
+            self._handshake(conn)
+            if conn.handshaking or conn.closed:
+                if not conn.closed:
+                    self._update_interest(conn)
+                return
         if flags & zmq.POLLOUT:
             self._write(conn)
         if flags & zmq.POLLIN and not conn.closed:
@@ -191,16 +208,21 @@ class KafkaListener:
                 return
             client.setblocking(False)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(self, client, peer)
+            if self.security.tls is not None:
+                client = self.security.tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+            conn = Connection(self, client, peer, handshaking=self.security.tls is not None,
+                              authenticated=self.security.users is None)
             self.connections[conn.fd] = conn
             self.stats["connections_accepted"] += 1
             self._update_interest(conn)
 
     def _update_interest(self, conn: Connection) -> None:
         flags = 0
-        if conn.waiting is None and conn.out_bytes < MAX_PENDING_OUTPUT:
+        if conn.handshaking:
+            flags = zmq.POLLOUT if conn.tls_wants_write else zmq.POLLIN
+        elif conn.waiting is None and conn.out_bytes < MAX_PENDING_OUTPUT:
             flags |= zmq.POLLIN
-        if conn.outq:
+        if conn.outq and not conn.handshaking:
             flags |= zmq.POLLOUT
         if flags != conn.registered:
             if flags:
@@ -225,10 +247,26 @@ class KafkaListener:
 
     # -- reading and dispatch ---------------------------------------------------------------
 
+    def _handshake(self, conn: Connection) -> None:
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            conn.tls_wants_write = False
+            return
+        except ssl.SSLWantWriteError:
+            conn.tls_wants_write = True
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._close(conn, "tls_handshake", error=exc)
+            return
+        conn.handshaking = False
+
     def _read(self, conn: Connection) -> None:
         try:
             data = conn.sock.recv(RECV_CHUNK)
-        except (BlockingIOError, InterruptedError):
+            while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+                data += conn.sock.recv(conn.sock.pending())  # decrypted bytes the poller cannot see
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
             self._close(conn, "socket_error", error=exc)
@@ -268,8 +306,15 @@ class KafkaListener:
         call = Call(conn, request.api_key, request.api_version, request.correlation_id, request.client_id,
                     request.body)
         api = APIS[request.api_key]
+        if not conn.authenticated and request.api_key not in SASL_EXEMPT:
+            self._close(conn, "unauthenticated", api=api.name)
+            return
         try:
-            if api.handler is None:  # ApiVersions
+            if request.api_key == SASL_HANDSHAKE:
+                call.respond(self._sasl_handshake(request.body))
+            elif request.api_key == SASL_AUTHENTICATE:
+                call.respond(self._sasl_authenticate(conn, request.body))
+            elif api.handler is None:  # ApiVersions
                 call.respond(api_versions_values())
             elif api.parks:
                 conn.waiting = call
@@ -282,6 +327,23 @@ class KafkaListener:
                       peer=_peer(conn), error=repr(exc))
             call.answered = False
             self._answer_error(call, UNKNOWN_SERVER_ERROR)
+
+    def _sasl_handshake(self, body) -> dict:
+        offered = [PLAIN] if self.security.users is not None else []
+        ok = body.mechanism == PLAIN and offered
+        return {"error_code": NONE if ok else UNSUPPORTED_SASL_MECHANISM, "mechanisms": offered}
+
+    def _sasl_authenticate(self, conn: Connection, body) -> dict:
+        user = self.security.check_plain(body.auth_bytes)
+        if user is None:
+            self.stats["sasl_failures"] += 1
+            claimed = bytes(body.auth_bytes).split(b"\0")
+            log_event(logger, logging.WARNING, "kafka_sasl_failed", peer=_peer(conn),
+                      user=claimed[1].decode(errors="replace")[:100] if len(claimed) == 3 else "?")
+            return {"error_code": SASL_AUTHENTICATION_FAILED, "auth_bytes": b"",
+                    "error_message": "Authentication failed: invalid username or password"}
+        conn.authenticated = True
+        return {"error_code": NONE, "error_message": None, "auth_bytes": b"", "session_lifetime_ms": 0}
 
     def _unsupported(self, conn: Connection, exc: codec.UnsupportedRequest) -> None:
         self.stats["unsupported_requests"] += 1
@@ -352,9 +414,12 @@ class KafkaListener:
 
     def _write(self, conn: Connection) -> None:
         while conn.outq and not conn.closed:
-            try:  # one system call for up to 64 queued parts (a Fetch is several)
-                sent = conn.sock.sendmsg(list(itertools.islice(conn.outq, SENDMSG_PARTS)))
-            except (BlockingIOError, InterruptedError):
+            try:  # one system call for up to 64 queued parts (a Fetch is several); TLS: one each
+                if isinstance(conn.sock, ssl.SSLSocket):
+                    sent = conn.sock.send(conn.outq[0])
+                else:
+                    sent = conn.sock.sendmsg(list(itertools.islice(conn.outq, SENDMSG_PARTS)))
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 return
             except OSError as exc:
                 if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
@@ -377,19 +442,21 @@ def _peer(conn: Connection) -> str:
 
 
 def start_kafka_listener(server, listen: str, *, advertised: str | None = None, insecure: bool = False,
-                         max_request_bytes: int | None = None) -> KafkaListener:
+                         max_request_bytes: int | None = None, tls_cert=None, tls_key=None,
+                         sasl_users=None) -> KafkaListener:
     """Bind the Kafka listener and add it to ``server``'s loop. Raises ValueError (bad
-    address, or a non-loopback bind without TLS+SASL and without ``insecure``) or OSError
-    (bind failed)."""
+    address or security files, or a non-loopback bind without TLS+SASL and without
+    ``insecure``) or OSError (bind failed)."""
     host, port = parse_host_port(listen)
-    if not is_loopback_host(host) and not insecure:
-        raise ValueError(f"Kafka listener {listen} is reachable from other hosts and this broker has no TLS/SASL "
-                         "for Kafka clients yet: bind 127.0.0.1, or pass --kafka-insecure "
-                         "(kafka_insecure = true) to accept unauthenticated clients")
+    security = KafkaSecurity.from_files(tls_cert, tls_key, sasl_users)
+    if not is_loopback_host(host) and not insecure and not security.protects_remote_clients:
+        raise ValueError(f"Kafka listener {listen} is reachable from other hosts: configure TLS and SASL "
+                         "(--kafka-tls-cert, --kafka-tls-key, --kafka-sasl-users), bind 127.0.0.1, or pass "
+                         "--kafka-insecure (kafka_insecure = true) to accept unauthenticated clients")
     adv_host, adv_port = parse_host_port(advertised) if advertised else (host, port)
     broker = KafkaBroker(server, adv_host, adv_port,
                          **({"max_request_bytes": max_request_bytes} if max_request_bytes else {}))
-    listener = KafkaListener(broker, host, port)
+    listener = KafkaListener(broker, host, port, security)
     listener.bind()
     if not advertised or adv_port == 0:
         broker.advertised_port = listener.port  # port 0: clients must be told the real one
