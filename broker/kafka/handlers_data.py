@@ -19,13 +19,18 @@ from __future__ import annotations
 import struct
 
 from ..errors import BrokerError
-from .errors import NONE, UNKNOWN_TOPIC_OR_PARTITION, code_for
+from .codec import millis
+from .errors import CORRUPT_MESSAGE, INVALID_RECORD, NONE, UNKNOWN_TOPIC_OR_PARTITION, code_for
 
 BATCH_LENGTH = struct.Struct(">i")  # RecordBatch: baseOffset i64, batchLength i32 (bytes after it)
 BATCH_LENGTH_AT = 8
 LOG_OVERHEAD = 12
 ACKS_NONE = 0
 MAX_FETCH_WAIT_MS = 60_000
+
+
+class _Corrupt(Exception):
+    """The records field does not split into whole batches."""
 
 
 def split_batches(records: bytes | memoryview) -> list[memoryview]:
@@ -42,14 +47,6 @@ def split_batches(records: bytes | memoryview) -> list[memoryview]:
         batches.append(view[pos:end])
         pos = end
     return batches
-
-
-class _Corrupt(Exception):
-    pass
-
-
-CORRUPT_MESSAGE = 2
-INVALID_RECORD = 87
 
 
 def produce(broker, call) -> None:
@@ -101,8 +98,8 @@ def fetch_partitions(body) -> list[tuple[str, int, int, int]]:
 
 def read_fetch(broker, body) -> tuple[dict, int]:
     """The Fetch answer for ``body`` now, and how many record bytes it carries."""
-    budget = max(body.max_bytes if hasattr(body, "max_bytes") else 1 << 30, 1)
-    total, topics, first = 0, {}, True
+    budget = max(body.max_bytes, 1)
+    total, topics = 0, {}
     for topic, partition, offset, part_max in fetch_partitions(body):
         entry = {"partition_index": partition, "error_code": NONE, "high_watermark": -1,
                  "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
@@ -111,13 +108,12 @@ def read_fetch(broker, body) -> tuple[dict, int]:
             log = broker.storage.log(topic, partition)
             entry.update(high_watermark=log.next_offset, last_stable_offset=log.next_offset,
                          log_start_offset=log.log_start_offset)
-            if budget > 0 or first:  # at least one batch, even above the limits (KIP-74)
-                data = log.read(offset, min(part_max, budget) if not first else max(min(part_max, budget), 1))
+            if budget > 0:  # a read returns at least one whole batch, even above the limits (KIP-74)
+                data = log.read(offset, max(min(part_max, budget), 1))
                 if len(data):
                     entry["records"] = data  # the stored bytes, sent as they are (fetch_encode)
                     total += len(data)
                     budget -= len(data)
-                    first = False
         except BrokerError as exc:
             entry["error_code"] = code_for(exc)
             total += 1  # an error is news: answer now
@@ -127,8 +123,7 @@ def read_fetch(broker, body) -> tuple[dict, int]:
 
 
 def fetch_wait_ms(body) -> int:
-    return max(0, min(int(body.max_wait.total_seconds() * 1000) if hasattr(body.max_wait, "total_seconds")
-                      else int(body.max_wait), MAX_FETCH_WAIT_MS))
+    return max(0, min(millis(body.max_wait), MAX_FETCH_WAIT_MS))
 
 
 def fetch(broker, call) -> None:
