@@ -287,7 +287,8 @@ class KafkaListener:
                 return
             if len(buf) - start - 4 < size:
                 break
-            frame = bytes(buf[start + 4:start + 4 + size])
+            with memoryview(buf) as view:  # one copy of the frame, not two
+                frame = bytes(view[start + 4:start + 4 + size])
             start += 4 + size
             self._dispatch(conn, frame)
         if start:
