@@ -159,6 +159,20 @@ class DeliveryUnknownError(BrokerError):
     retriable = False
 
 
+class OutOfOrderSequenceError(BrokerError):
+    """An idempotent producer's batch does not continue its sequence in the partition (a
+    gap or a reorder; Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER). Nothing was written."""
+
+    code = 22
+
+
+class ProducerFencedError(BrokerError):
+    """An idempotent producer's epoch is older than the partition has seen (Kafka's
+    INVALID_PRODUCER_EPOCH). Nothing was written."""
+
+    code = 23
+
+
 ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
     cls.code: cls
     for cls in (
@@ -183,6 +197,8 @@ ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
         BrokerBusyError,
         ResourceLimitError,
         DeliveryUnknownError,
+        OutOfOrderSequenceError,
+        ProducerFencedError,
     )
 }
 

@@ -68,6 +68,7 @@ HEARTBEAT = 11
 LEAVE_GROUP = 12
 LIST_GROUPS = 13
 PING = 14
+INIT_PRODUCER_ID = 15
 
 REQUEST_TYPES = {
     PRODUCE: "produce",
@@ -84,6 +85,7 @@ REQUEST_TYPES = {
     LEAVE_GROUP: "leave_group",
     LIST_GROUPS: "list_groups",
     PING: "ping",
+    INIT_PRODUCER_ID: "init_producer_id",
 }
 
 # Number of payload frames each request carries (after header and metadata).

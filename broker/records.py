@@ -225,6 +225,20 @@ def stamp_batch(buf, base_offset: int, pos: int = 0) -> None:
     LEADER_EPOCH.pack_into(buf, pos + LEADER_EPOCH_OFFSET, LEADER_EPOCH_VALUE)
 
 
+PRODUCER_FIELDS = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequence
+PRODUCER_FIELDS_OFFSET = 43
+
+
+def with_producer(batch, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
+    """A copy of ``batch`` with an idempotent producer's id, epoch and first sequence, and
+    its CRC recomputed (those fields are inside the CRC)."""
+    view = memoryview(batch)
+    head = bytearray(view[:HEADER_SIZE])
+    PRODUCER_FIELDS.pack_into(head, PRODUCER_FIELDS_OFFSET, producer_id, producer_epoch, base_sequence)
+    CRC.pack_into(head, CRC_OFFSET, crc32c(view[HEADER_SIZE:], crc32c(bytes(head[CRC_START:]))))
+    return b"".join((head, view[HEADER_SIZE:]))
+
+
 def iter_batches(buf, *, validate: bool = True) -> Iterator[tuple[BatchHeader, memoryview]]:
     """Yield (header, batch bytes) for each whole batch in a buffer of consecutive batches."""
     view = memoryview(buf)

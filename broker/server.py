@@ -705,6 +705,11 @@ class BrokerServer:
     def _list_groups(self, identity, header, meta, payloads):
         return P.ok_reply(P.LIST_GROUPS, header.request_id, {"groups": self.groups.describe()})
 
+    def _init_producer_id(self, identity, header, meta, payloads):
+        # Kafka's InitProducerId for an idempotent (non-transactional) producer: a new id, epoch 0
+        return P.ok_reply(P.INIT_PRODUCER_ID, header.request_id,
+                          {"producer_id": self.storage.producer_ids.allocate(), "producer_epoch": 0})
+
     def _ping(self, identity, header, meta, payloads):
         return P.ok_reply(P.PING, header.request_id, {"time_ns": time.time_ns(), "version": P.VERSION})
 
@@ -713,6 +718,7 @@ class BrokerServer:
         P.CREATE_TOPIC: _create_topic, P.DELETE_TOPIC: _delete_topic, P.CONFIGURE_TOPIC: _configure_topic,
         P.COMMIT_OFFSETS: _commit_offsets, P.FETCH_OFFSETS: _fetch_offsets, P.JOIN_GROUP: _join_group,
         P.HEARTBEAT: _heartbeat, P.LEAVE_GROUP: _leave_group, P.LIST_GROUPS: _list_groups, P.PING: _ping,
+        P.INIT_PRODUCER_ID: _init_producer_id,
     }
 
 

@@ -8,11 +8,19 @@ Guarantees:
   (broker.records.encode_batch: the numpy bulk path when records carry no keys/headers).
 - A partition whose ``max_in_flight`` slots are all taken keeps its open batch open past
   ``linger_ms`` (up to ``max_batch_bytes``): under load batches grow instead of queueing.
-- Per partition at most ``max_in_flight`` batches are outstanding, sent in order; batches
-  are never retried, so a record is written at most once and acknowledged records of a
-  partition are in send order. A failed batch fails its futures with the typed error.
-  Until idempotent produce exists the app sees, per record: delivered, failed (absent from
-  the log), or unknown (present or absent, and if present in send order).
+- Per partition at most ``max_in_flight`` batches are outstanding, sent in order. A failed
+  batch fails its futures with the typed error.
+- Idempotent (``idempotent=True``, the default): the producer gets a producer id from the
+  broker (INIT_PRODUCER_ID, Kafka's InitProducerId) and numbers each partition's records
+  (Kafka's sequences, stamped into the batch when it is first sent). A batch whose
+  acknowledgement does not come in time is sent again, same bytes, once the fence below
+  lifts, in order before anything later of its partition: the broker acknowledges a batch
+  it already has with its original offsets and never writes it twice, so a timeout costs
+  no duplicate and no loss. Only after ``delivery_timeout_s`` without an answer is a batch
+  reported unknown (DeliveryUnknownError). Against a broker without INIT_PRODUCER_ID the
+  producer runs without idempotence, as below.
+- Without idempotence batches are never retried: per record the app sees delivered, failed
+  (absent from the log) or unknown (present or absent, and if present in send order).
 - Bounded memory: ``buffer_bytes`` caps what is buffered plus in flight. When it is full,
   ``on_full="block"`` waits up to ``block_timeout_s`` and ``"fail"`` raises
   ProducerBufferFullError at once (what a real-time driver wants).
@@ -57,10 +65,12 @@ from ..errors import (
     BrokerError,
     BrokerUnavailableError,
     DeliveryUnknownError,
+    InvalidRequestError,
     ProducerBufferFullError,
+    UnsupportedVersionError,
     UnknownTopicError,
 )
-from ..records import encode_batch
+from ..records import encode_batch, with_producer
 from .connection import Connection
 from .delivery import DeliveryResult, RecordFuture
 
@@ -91,6 +101,8 @@ class _Batch:
     data: bytes | None = None
     open_batch: _OpenBatch | None = None
     sent_at: float = 0.0
+    first_sent_at: float | None = None  # the first send; retries end delivery_timeout_s after it
+    sequence: int | None = None  # the idempotent producer's sequence of its first record
 
 
 class Producer:
@@ -108,6 +120,8 @@ class Producer:
         on_full: str = "block",
         block_timeout_s: float = 10.0,
         request_timeout_s: float = 10.0,
+        idempotent: bool = True,
+        delivery_timeout_s: float = 120.0,
     ):
         if acks not in P.ACKS:
             raise ValueError(f"acks must be one of {', '.join(P.ACKS)}, not {acks!r}")
@@ -126,6 +140,13 @@ class Producer:
         self.on_full = on_full
         self.block_timeout_s = block_timeout_s
         self.request_timeout_s = request_timeout_s
+        self.idempotent = idempotent
+        self.delivery_timeout_s = max(delivery_timeout_s, request_timeout_s)
+        # (producer id, epoch) from INIT_PRODUCER_ID, (-1, -1) without idempotence; per
+        # partition the sequence of the next record (I/O thread only)
+        self._producer: tuple[int, int] | None = None if idempotent else (-1, -1)
+        self._sequences: collections.Counter = collections.Counter()
+        self.retried_batches = 0  # batches sent again after a timeout (idempotent)
 
         self._cond = threading.Condition()
         self._open: dict[tuple[str, int], _OpenBatch] = {}
@@ -364,15 +385,43 @@ class Producer:
                 if self._wake_fd_handed_over:
                     os.close(self._wake_fd)
 
+    def _producer_identity(self) -> tuple[int, int]:
+        """(producer id, epoch) for idempotent batches; asked of the broker once."""
+        if self._producer is None:
+            with self._meta_lock:
+                if self._meta_conn is None:
+                    self._meta_conn = Connection(self.endpoint, timeout_s=2.0)
+                try:
+                    meta = self._meta_conn.request(P.INIT_PRODUCER_ID, {}, timeout_s=self.request_timeout_s).meta
+                    self._producer = (int(meta["producer_id"]), int(meta["producer_epoch"]))
+                except (InvalidRequestError, UnsupportedVersionError):
+                    self._producer = (-1, -1)  # an older broker: no idempotence
+        return self._producer
+
+    def _stamp(self, batch: _Batch) -> None:
+        """Encode an open batch and give a batch its producer id and sequences, at its first
+        send (sequences follow the order batches are sent in, per partition)."""
+        producer_id, epoch = self._producer_identity()
+        tp = (batch.topic, batch.partition)
+        sequence = self._sequences[tp] if producer_id >= 0 else -1
+        if batch.data is None:
+            ob = batch.open_batch
+            batch.data = encode_batch(
+                ob.values, ob.timestamps, keys=None if ob.plain else ob.keys,
+                headers=None if ob.plain else ob.headers,
+                codec=self.codec or self._topic_codecs.get(batch.topic, "none"),
+                producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence)
+            batch.open_batch = None
+        elif producer_id >= 0:
+            batch.data = with_producer(batch.data, producer_id, epoch, sequence)
+        if producer_id >= 0:
+            batch.sequence = sequence
+            self._sequences[tp] = (sequence + batch.count) % (1 << 31)
+
     def _send_batch(self, conn: Connection, batch: _Batch) -> None:
         try:
-            if batch.data is None:
-                ob = batch.open_batch
-                batch.data = encode_batch(
-                    ob.values, ob.timestamps, keys=None if ob.plain else ob.keys,
-                    headers=None if ob.plain else ob.headers,
-                    codec=self.codec or self._topic_codecs.get(batch.topic, "none"))
-                batch.open_batch = None
+            if batch.sequence is None and batch.first_sent_at is None:
+                self._stamp(batch)
             meta = {"topic": batch.topic, "partition": batch.partition, "acks": self.acks}
             # a fresh socket needs a moment for its handshake: the first send waits for it
             # (up to CONNECT_GRACE_S) so a producer made just before sending does not fail
@@ -388,6 +437,8 @@ class Producer:
             self._finish(batch, base_offset=None)
             return
         batch.sent_at = time.monotonic()
+        if batch.first_sent_at is None:
+            batch.first_sent_at = batch.sent_at
         self._in_flight[request_id] = batch
 
     def _drain_replies(self, conn: Connection) -> None:
@@ -430,6 +481,20 @@ class Producer:
             self._fenced = True
             self._fence_ping = None
             self._fence_ping_at = 0.0
+            # idempotent batches go back to the front of their partition's queue, in order, to
+            # be sent again once the fence lifts: the broker acknowledges one it already has
+            # with its original offsets (see the module docstring)
+            retry = sorted((b for b in self._in_flight.values() if b.sequence is not None
+                            and now - b.first_sent_at < self.delivery_timeout_s),
+                           key=lambda b: b.sequence, reverse=True)
+            retry_ids = {id(b) for b in retry}
+            for rid in [rid for rid, b in self._in_flight.items() if id(b) in retry_ids]:
+                self._unknown_ids.add(rid)
+                del self._in_flight[rid]
+            for batch in retry:
+                self._in_flight_per_tp[(batch.topic, batch.partition)] -= 1
+                self._sealed[(batch.topic, batch.partition)].appendleft(batch)
+            self.retried_batches += len(retry)
         for rid in list(self._in_flight):
             self._unknown_ids.add(rid)
             self.unknown_batches += 1

@@ -42,6 +42,7 @@ from .layout import (
     topic_dir,
     validate_topic_name,
 )
+from .producer_state import ProducerIdAllocator
 from .partition_log import AppendResult, PartitionLog, RecoveryReport
 from .retention import Deletion, DiskGuard, enforce_disk_guard, enforce_topic_retention
 
@@ -66,6 +67,7 @@ class Storage:
         self._checkpointed: dict[str, int] = {}
         self._last_checkpoint = time.monotonic()
         self._closed = False
+        self.producer_ids = ProducerIdAllocator(self.data_dir)  # InitProducerId (idempotent produce)
         self._open_existing()
 
     # -- opening -------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from ..errors import CorruptBatchError, CorruptIndexError, OffsetOutOfRangeError
 from ..logs import log_event
 from ..topic_config import TopicConfig
 from .layout import CLEAN_SHUTDOWN_FILE, fsync_dir, segment_base_offsets
+from .producer_state import ProducerStateTable
 from .segment import Segment
 from .v1_upgrade import upgrade_partition
 
@@ -55,6 +56,7 @@ class AppendResult:
     last_offset: int
     append_time_ns: int
     durable: bool
+    duplicate: bool = False  # a retried idempotent batch, acknowledged with its first offsets
 
 
 @dataclass(slots=True)
@@ -89,6 +91,7 @@ class PartitionLog:
         self._reported_damage: set[int] = set()
         directory.mkdir(parents=True, exist_ok=True)
         self.report = self._load(recovery_point)
+        self.producers = self._load_producers()
         self.durable_offset = self.next_offset
         self._dirty = False
         self.last_flush_ns = time.monotonic_ns()
@@ -244,6 +247,19 @@ class PartitionLog:
         seg.future_skew_ns = self.config.max_future_skew_ns
         return seg
 
+    def _load_producers(self) -> ProducerStateTable:
+        """Producer state: the snapshot plus the batch headers after it (the log tail)."""
+        table, offset = ProducerStateTable.read_snapshot(self.directory, self.log_start_offset, self.next_offset)
+        i = max(0, bisect.bisect_right(self._bases, offset) - 1)
+        for seg in self.segments[i:]:
+            if seg.next_offset <= offset:
+                continue
+            entry_offset, start = seg.offset_index.lookup(max(offset, seg.base_offset))
+            for _position, header in seg.scan(start, expect_offset=entry_offset):
+                if header.next_offset > offset:
+                    table.record(header, header.base_offset)
+        return table
+
     def _add_segment(self, seg: Segment) -> None:
         self.segments.append(seg)
         self._bases.append(seg.base_offset)
@@ -263,11 +279,15 @@ class PartitionLog:
         check_batch_records(view, max_record_bytes=self.config.max_record_bytes,
                                 max_section_bytes=self.config.max_section_bytes)
         now = append_time_ns if append_time_ns is not None else time.time_ns()
+        written = self.producers.check(header, f"{self.topic}/{self.partition}")
+        if written is not None:  # an idempotent producer's retry: acknowledged, not written again
+            return AppendResult(written[0], written[1], now, self.durable_offset > written[1], duplicate=True)
         self._maybe_roll(header.batch_length, now)
         base = self.next_offset
         future_before = self.active.future_records
         self.active.append(view, header, base, now,
                            log_append_time=self.config.timestamp_type == "LogAppendTime")
+        self.producers.record(header, base)
         future = self.active.future_records - future_before
         if future:
             self.future_records += future
@@ -302,6 +322,7 @@ class PartitionLog:
             raise
         self._add_segment(new)
         fsync_dir(self.directory)
+        self.producers.write_snapshot(self.directory, new.base_offset)
         self.durable_offset = max(self.durable_offset, old.next_offset)
         self._dirty = False
 
@@ -329,6 +350,7 @@ class PartitionLog:
         self.active.flush()
         fsync_dir(self.directory)
         self.durable_offset = min(self.durable_offset, self.next_offset)
+        self.producers = self._load_producers()  # batches past the cut no longer count
         log_event(logger, logging.WARNING, "partition_truncated", topic=self.topic, partition=self.partition, offset=offset)
 
     def delete_oldest_segment(self) -> Segment:
@@ -396,6 +418,7 @@ class PartitionLog:
             seg.time_index.flush()
             seg.close()
         if clean:
+            self.producers.write_snapshot(self.directory, self.next_offset)
             fd = os.open(self.directory / CLEAN_SHUTDOWN_FILE, os.O_WRONLY | os.O_CREAT, 0o640)
             os.fsync(fd)
             os.close(fd)

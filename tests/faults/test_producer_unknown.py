@@ -3,7 +3,11 @@ SIGSTOP past the request timeout, then SIGCONT. It writes what it had read befor
 so a batch whose acknowledgement timed out is reported unknown (DeliveryUnknownError), never
 failed; every record reported failed is absent from the log; every record present was
 reported delivered or unknown; and the log holds the records in send order (no reorder:
-the producer sends nothing after an unknown outcome until the broker has handled it)."""
+the producer sends nothing after an unknown outcome until the broker has handled it).
+
+With idempotence (the default) the same freeze costs nothing: every batch whose
+acknowledgement timed out is sent again and acknowledged once, and every record is in the log
+exactly once, in send order."""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ def test_frozen_broker_outcomes_are_delivered_unknown_or_really_failed(broker):
         admin.create_topic("seq")
     futures, refused = {}, set()
     producer = Producer(broker.endpoint, linger_ms=2, request_timeout_s=TIMEOUT_S, on_full="fail",
-                        buffer_bytes=512 * 1024)
+                        buffer_bytes=512 * 1024, idempotent=False)
     stop = threading.Event()
 
     def send_steadily():
@@ -87,3 +91,44 @@ def test_frozen_broker_outcomes_are_delivered_unknown_or_really_failed(broker):
     assert present == sorted(present), "records of the partition are in send order"
     assert len(present) == len(set(present))
     assert max(delivered) > max(unknown), "sending resumed after the broker came back"
+
+
+def test_frozen_broker_with_idempotence_every_record_exactly_once_in_order(broker):
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("once")
+    futures, refused = {}, set()
+    producer = Producer(broker.endpoint, linger_ms=2, request_timeout_s=TIMEOUT_S, on_full="fail",
+                        buffer_bytes=512 * 1024)
+    stop = threading.Event()
+
+    def send_steadily():
+        i = 0
+        while not stop.is_set():
+            try:
+                futures[i] = producer.send("once", i.to_bytes(4, "big") + b"x" * 1000)
+            except ProducerBufferFullError:
+                refused.add(i)  # never taken: not in the log
+            i += 1
+            time.sleep(0.001)
+
+    sender = threading.Thread(target=send_steadily)
+    sender.start()
+    try:
+        time.sleep(0.5)
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        time.sleep(TIMEOUT_S * 2.5)
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    time.sleep(1.0)
+    stop.set()
+    sender.join()
+    producer.flush(30)
+    producer.close()
+    offsets = {i: future.result(10).offset for i, future in futures.items()}  # none failed, none unknown
+    present = read_all(broker.endpoint, "once")
+    print(f"\nfrozen broker, idempotent: {len(futures)} sent, {producer.retried_batches} batches retried, "
+          f"{len(refused)} refused; {len(present)} in the log")
+    assert producer.retried_batches > 0, "the freeze outlasted the request timeout"
+    assert present == sorted(futures), "every record taken is in the log exactly once, in send order"
+    assert [offsets[i] for i in present] == list(range(len(present))), "each acknowledged with its offset"
+    assert not refused & set(present)
