@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .groups import KafkaGroupCoordinator
-from .producer_ids import ProducerIds
 
 if TYPE_CHECKING:
     from ..server import BrokerServer
 
 NODE_ID = 0
+MAX_PRODUCER_EPOCH = 32767
 # Kafka's socket.request.max.bytes default: a request frame above this closes the connection
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 _TOPIC_ID_NAMESPACE = uuid.UUID("5d1c6f55-6a0f-4c8e-9f53-0b8f4d1e2a77")
@@ -43,7 +43,6 @@ class KafkaBroker:
         self.storage = server.storage
         self.native_groups = server.groups
         self.kafka_groups = KafkaGroupCoordinator()
-        self.producer_ids = ProducerIds(server.storage.data_dir)
         self.node_id = NODE_ID
         self.advertised_host = advertised_host
         self.advertised_port = advertised_port
@@ -96,6 +95,14 @@ class KafkaBroker:
 
     def create_topic(self, name: str, config) -> None:
         self.server.create_topic(name, config)
+
+    def init_producer(self, producer_id: int, epoch: int) -> tuple[int, int]:
+        """(producer id, epoch) for InitProducerId: a known (id, epoch) gets the next epoch
+        (KIP-360), else a new id from the storage's allocator, the one id space the native
+        producers use too (ids never repeat, across restarts included)."""
+        if producer_id >= 0 and 0 <= epoch < MAX_PRODUCER_EPOCH:
+            return producer_id, epoch + 1
+        return self.storage.producer_ids.allocate(), 0
 
     def delete_topic(self, name: str) -> None:
         self.server.delete_topic(name)

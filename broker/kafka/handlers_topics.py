@@ -278,6 +278,6 @@ def init_producer_id(broker, body, version: int) -> dict:
     if body.transactional_id is not None:
         log_event(logger, logging.WARNING, "kafka_transactions_refused", transactional_id=body.transactional_id)
         return {"error_code": UNSUPPORTED_VERSION, "producer_id": -1, "producer_epoch": -1}
-    producer_id, epoch = broker.producer_ids.init(getattr(body, "producer_id", -1), getattr(body, "producer_epoch", -1))
+    producer_id, epoch = broker.init_producer(getattr(body, "producer_id", -1), getattr(body, "producer_epoch", -1))
     return {"error_code": NONE, "producer_id": producer_id, "producer_epoch": epoch}
 
