@@ -7,8 +7,12 @@ Guarantees:
 - Assignment: the partitions of the group's subscribed topics, sorted, dealt round-robin
   over the members sorted by id. Every join, leave or expiry bumps the generation; a
   heartbeat with an old generation gets ``rebalance: true`` and the new assignment.
-  During a rebalance two members may briefly both read a partition (at-least-once);
-  commits from stale generations are still accepted because offsets only matter per
+- Hand-over (as Kafka's cooperative rebalance): a partition moving from member A to B is
+  handed to B only after A's next request following the one that took it away (A commits
+  what it revokes before that request), so two members never read a partition at once
+  and B starts at A's last commit. Until then B's list lacks it; a later heartbeat of B
+  gets ``rebalance: true`` (same generation) with the partition added.
+  Commits from stale generations are still accepted because offsets only matter per
   partition and are idempotent for a given record.
 - Members that do not heartbeat within their session timeout are removed.
 
@@ -56,7 +60,9 @@ class Group:
     name: str
     generation: int = 0
     members: dict[str, Member] = field(default_factory=dict)
-    assignment: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    assignment: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # the target
+    handed: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # last list each member got
+    holding: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # what it has applied
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -124,9 +130,10 @@ class GroupCoordinator:
         member_id = member_id or f"m-{uuid.uuid4().hex[:12]}"
         existing = group.members.get(member_id)
         group.members[member_id] = Member(member_id, sorted(set(topics)), session_timeout_s)
+        group.holding[member_id] = group.handed.get(member_id, []) if existing is not None else []
         if existing is None or existing.topics != sorted(set(topics)):
             self._rebalance(group, f"member {member_id} joined")
-        return member_id, group.generation, group.assignment.get(member_id, [])
+        return member_id, group.generation, self._hand_out(group, member_id)
 
     def heartbeat(self, name: str, member_id: str, generation: int) -> tuple[bool, int, list]:
         group = self.group(name)
@@ -137,12 +144,33 @@ class GroupCoordinator:
         # new partitions of subscribed topics also trigger a rebalance
         if self._wanted_partitions(group) != sorted(tp for a in group.assignment.values() for tp in a):
             self._rebalance(group, "partitions changed")
-        return generation != group.generation, group.generation, group.assignment.get(member_id, [])
+        previous = group.handed.get(member_id, [])
+        group.holding[member_id] = previous  # applied (and revoked ones committed) before this request
+        mine = self._hand_out(group, member_id)
+        return generation != group.generation or mine != previous, group.generation, mine
+
+    @staticmethod
+    def _hand_out(group: Group, member_id: str) -> list[tuple[str, int]]:
+        """The member's target partitions that no other member still holds or was handed."""
+        busy = set()
+        for other in group.members:
+            if other != member_id:
+                busy.update(group.holding.get(other, ()))
+                busy.update(group.handed.get(other, ()))
+        mine = [tp for tp in group.assignment.get(member_id, []) if tp not in busy]
+        group.handed[member_id] = mine
+        return mine
 
     def leave(self, name: str, member_id: str) -> None:
         group = self.group(name)
         if group.members.pop(member_id, None) is not None:
+            self._forget_member(group, member_id)
             self._rebalance(group, f"member {member_id} left")
+
+    @staticmethod
+    def _forget_member(group: Group, member_id: str) -> None:
+        group.handed.pop(member_id, None)
+        group.holding.pop(member_id, None)
 
     def expire(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -150,6 +178,7 @@ class GroupCoordinator:
             dead = [m.member_id for m in group.members.values() if now - m.last_seen > m.session_timeout_s]
             for member_id in dead:
                 del group.members[member_id]
+                self._forget_member(group, member_id)
             if dead:
                 self._rebalance(group, f"session expired: {', '.join(dead)}")
 
@@ -180,7 +209,8 @@ class GroupCoordinator:
         return {
             name: {
                 "generation": g.generation,
-                "members": {m: [list(tp) for tp in g.assignment.get(m, [])] for m in g.members},
+                # what each member was handed (reads), which lags the target during a hand-over
+                "members": {m: [list(tp) for tp in g.handed.get(m, [])] for m in g.members},
                 "offsets": [[t, p, o] for (t, p), o in sorted(g.offsets.items())],
             }
             for name, g in self.groups.items()

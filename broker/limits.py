@@ -117,6 +117,8 @@ class BrokerStats:
     accept_failures: int = 0  # connections the OS refused (EMFILE, ENFILE)
     disk_full_refusals: int = 0  # produce and commit requests refused with DiskFullError
     background_errors: dict[str, int] = field(default_factory=dict)  # timer task -> failures
+    # fetch positions no longer in the log, by kind (offset_out_of_range, log_truncated)
+    fetch_position_errors: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}

@@ -13,7 +13,9 @@ Guarantees:
   once the batch is fsynced (at once for flush=batch/os, at the next interval flush for
   flush=interval).
 - Long-poll fetches are parked until data arrives for one of their partitions or their
-  wait expires.
+  wait expires; deleting a topic answers the fetches parked on it at once (unknown topic).
+- Fetch entries carry the topic id and the partition's log epoch; a fetch that names the
+  reader's epoch and a position past that epoch's end gets LOG_TRUNCATED (``truncated_to``).
 - Memory: ZeroMQ reads ahead at most REQUESTS_QUEUED_PER_CLIENT requests per client; a
   producer's further batches wait in its own socket and bounded buffer (back-pressure).
   Fetch reply size, parked fetches, unread reply bytes, clients and partitions are capped
@@ -58,6 +60,8 @@ from .errors import (
     DiskFullError,
     InvalidConfigError,
     InvalidRequestError,
+    LogTruncatedError,
+    OffsetOutOfRangeError,
     ResourceLimitError,
     StorageError,
     UnknownTopicError,
@@ -420,11 +424,14 @@ class BrokerServer:
             raise InvalidRequestError("fetch needs 1..4096 partitions")
         listed = set()
         for part in parts:
-            if not isinstance(part, list) or len(part) != 3:
-                raise InvalidRequestError("each fetch partition is [topic, partition, offset]")
+            if not isinstance(part, list) or len(part) not in (3, 4):
+                raise InvalidRequestError("each fetch partition is [topic, partition, offset] or "
+                                          "[topic, partition, offset, log_epoch]")
             P.field({"topic": part[0]}, "topic", str)
             P.field({"partition": part[1]}, "partition", int, minimum=0)
             P.field({"offset": part[2]}, "offset", int, minimum=0)
+            if len(part) == 4:
+                P.field({"log_epoch": part[3]}, "log_epoch", int, minimum=0)
             listed.add((part[0], part[1]))
         if len(listed) != len(parts):
             raise InvalidRequestError("a fetch lists a partition more than once")
@@ -473,19 +480,30 @@ class BrokerServer:
     def _read_fetch(self, fetch: ParkedFetch) -> tuple[list, bool]:
         budget = fetch.meta.get("max_bytes", 4 * 1024 * 1024)
         out_meta, payloads, has_data = [], [], False
-        for topic, partition, offset in fetch.meta["partitions"]:
+        for topic, partition, offset, *epoch in fetch.meta["partitions"]:
             entry: dict[str, Any] = {"topic": topic, "partition": partition, "error": 0}
             data = b""
             try:
                 log = self.storage.log(topic, partition)
+                epochs = self.storage.log_epochs(topic, partition)
                 entry.update(log_start=log.log_start_offset, next_offset=log.next_offset,
-                             durable_offset=log.durable_offset)
+                             durable_offset=log.durable_offset, topic_id=self.storage.topic_id(topic),
+                             log_epoch=epochs.current)
+                if epoch and epoch[0] != epochs.current:
+                    end = epochs.end_offset(epoch[0], log.next_offset)
+                    if offset > end:  # recovery took back [end, offset): the reader must hear it
+                        entry["truncated_to"] = end
+                        raise LogTruncatedError(f"{topic}/{partition}: offsets from {end} up to {offset} were "
+                                                f"taken back by crash recovery (log epoch {epoch[0]} ended at {end})")
                 if budget > 0:
                     data = log.read(offset, budget)
                     budget -= len(data)
             except (BrokerError, OSError) as exc:
                 err = exc if isinstance(exc, BrokerError) else StorageError(f"reading {topic}/{partition}: {exc}")
                 entry.update(error=err.code, message=err.message)
+                if isinstance(err, OffsetOutOfRangeError):  # a reader's position is gone: count it by kind
+                    kind = "log_truncated" if isinstance(err, LogTruncatedError) else "offset_out_of_range"
+                    self.stats.fetch_position_errors[kind] = self.stats.fetch_position_errors.get(kind, 0) + 1
                 has_data = True  # errors are news: answer now
             if len(data):
                 has_data = True
@@ -517,7 +535,7 @@ class BrokerServer:
             return
         keep, woken = [], []
         for fetch in self._parked:
-            if any(t == topic and p == partition for t, p, _ in fetch.meta["partitions"]):
+            if any(part[0] == topic and part[1] == partition for part in fetch.meta["partitions"]):
                 woken.append(fetch)
             else:
                 keep.append(fetch)
@@ -528,10 +546,11 @@ class BrokerServer:
 
     def _unpark(self, fetches: list[ParkedFetch]) -> None:
         for fetch in fetches:
-            for t, p, _ in fetch.meta["partitions"]:
-                left = self._parked_on.pop((t, p), 0) - 1
+            for part in fetch.meta["partitions"]:
+                key = (part[0], part[1])
+                left = self._parked_on.pop(key, 0) - 1
                 if left > 0:
-                    self._parked_on[(t, p)] = left
+                    self._parked_on[key] = left
 
     # -- offsets, metadata, topics -------------------------------------------------------
 
@@ -560,8 +579,10 @@ class BrokerServer:
                 continue
             topics[name] = {
                 "config": config.to_json_dict(),
+                "id": self.storage.topic_id(name),
                 "partitions": [
                     {"partition": log.partition, "log_start": log.log_start_offset, "next_offset": log.next_offset,
+                     "log_epoch": self.storage.log_epochs(name, log.partition).current,
                      "durable_offset": log.durable_offset, "size_bytes": log.size_bytes,
                      "segments": len(log.segments), "protected_offset": log.protected_offset,
                      "future_records": log.future_records}
@@ -633,7 +654,12 @@ class BrokerServer:
         """Delete a topic with its committed offsets and parked fetches (both protocols)."""
         self.storage.delete_topic(topic)
         self.groups.forget_topic(topic)
-        self._parked = [f for f in self._parked if all(t != topic for t, _, _ in f.meta["partitions"])]
+        # readers waiting on the topic hear "unknown topic" now (their other partitions too)
+        waiting = [f for f in self._parked if any(part[0] == topic for part in f.meta["partitions"])]
+        self._parked = [f for f in self._parked if f not in waiting]
+        self._unpark(waiting)
+        for fetch in waiting:
+            self._answer_fetch(fetch)
 
     def _configure_topic(self, identity, header, meta, payloads):
         topic = P.field(meta, "topic", str)

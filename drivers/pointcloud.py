@@ -18,15 +18,29 @@ Record headers (UTF-8 text):
                identifier, dtype is one of f2/f4/f8, i1..i8, u1..u8, with an explicit byte
                order ``<`` or ``>`` for multi-byte types (``|`` or none for one byte)
     model    = "VLP-16"                        optional: the sensor model / source kind
+    axes     = "REP-103"                       optional: the sensor frame's axes; "REP-103" is
+                                               ROS's (x forward, y left, z up). Absent (records
+                                               written before it existed): VeloView's (x right,
+                                               y forward, z up), i.e. x_rep = y, y_rep = -x
 
 The default layout ``POINT_DTYPE`` (22 bytes a point):
 
-    x         <f4   metres, sensor frame (VeloView convention, see drivers/lidar/velodyne.py)
+    x         <f4   metres, sensor frame (see the ``axes`` header)
     y         <f4   metres
     z         <f4   metres, up
     intensity <f4   reflectivity as reported by the sensor (0..255 for Velodyne)
-    ring      <u2   laser id (0 = first laser in the calibration's order)
+    ring      <u2   beam: by elevation (0 = lowest) with ``axes``; laser id in older records
     time      <f4   seconds from the cloud's capture time to this point's firing
+
+The Velodyne decoder's layout ``SENSOR_POINT_DTYPE`` (25 bytes a point) is the default
+one plus two fields, so a reader of the default fields reads it unchanged:
+
+    ...       the six fields above, with ``ring`` the beam's rank by elevation (0 = lowest),
+              as the ROS drivers publish it
+    laser       <u2  the laser id (its position in the calibration / firing order)
+    return_type u1   RETURN_STRONGEST 1 | RETURN_LAST 2 | RETURN_BOTH 3 (dual return, the
+                     strongest is the last) | RETURN_SECOND 4 (dual return, the strongest
+                     other than the last); 0 = not known
 
 Guarantees: ``decode_cloud(*encode_cloud(a))`` equals ``a`` field by field;
 ``decode_cloud`` never trusts a header: a malformed ``fields`` list, a non-numeric or
@@ -53,6 +67,10 @@ POINT_DTYPE = np.dtype(
         ("time", "<f4"),
     ]
 )
+
+SENSOR_POINT_DTYPE = np.dtype(POINT_DTYPE.descr + [("laser", "<u2"), ("return_type", "u1")])
+RETURN_UNKNOWN, RETURN_STRONGEST, RETURN_LAST, RETURN_BOTH, RETURN_SECOND = 0, 1, 2, 3, 4
+AXES_REP103 = "REP-103"
 
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FIELD_TYPE = re.compile(r"(?P<order>[<>|]?)(?P<kind>[fiu])(?P<size>[1248])\Z")

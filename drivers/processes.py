@@ -108,8 +108,18 @@ def run_camera(camera: Any, endpoint: str) -> int:
         name=camera.name, kind="camera", topic=camera.resolved_topic(),
         producer=_producer(endpoint, live=not _paced_by_broker(camera)),
         encode=encode, queue_size=camera.queue_size, policy=_overload_policy(camera),
+        extra_headers=_frame_headers(camera),
     )
     return _run(runtime, open_source, finite=_is_file_source(camera.source) and not camera.loop)
+
+
+def _frame_headers(sensor: Any) -> dict[str, str]:
+    """The sensor's frame id (its name) and, when configured, its mounting on the vehicle
+    (JSON, see edge/config.py MountingConfig): what export needs to place its data."""
+    headers = {"frame": sensor.name}
+    if getattr(sensor, "mounting", None) is not None:
+        headers["mounting"] = sensor.mounting.header()
+    return headers
 
 
 def run_lidar(lidar: Any, endpoint: str) -> int:
@@ -124,8 +134,15 @@ def run_lidar(lidar: Any, endpoint: str) -> int:
 
     def open_source():
         try:
-            for frame in open_lidar_source(source, model=lidar.model, calibration=lidar.calibration,
-                                           rate=lidar.rate, loop=lidar.loop, keep_timestamps=lidar.keep_timestamps):
+            frames = open_lidar_source(source, model=lidar.model, calibration=lidar.calibration,
+                                       rate=lidar.rate, loop=lidar.loop, keep_timestamps=lidar.keep_timestamps)
+            for frame in frames:
+                evidence = getattr(frames, "model_evidence", None)
+                if evidence is not None and "lidar_model" not in runtime.details:
+                    runtime.details["lidar_model"] = evidence.as_dict()  # which evidence decided the model
+                counts = getattr(frames, "packet_counts", None)
+                if counts is not None:
+                    runtime.details["lidar_packets"] = counts  # lost / out of order (drivers/lidar/loss.py)
                 yield Sample(frame.capture_ns, frame)
         except (OSError, ValueError) as exc:
             raise SensorError(f"lidar {lidar.name} ({source}): {exc}") from None
@@ -133,11 +150,13 @@ def run_lidar(lidar: Any, endpoint: str) -> int:
     def encode(frame):
         value, headers = encode_cloud(frame.points)
         headers["model"] = frame.model
-        headers["frame"] = lidar.name
+        if frame.axes:
+            headers["axes"] = frame.axes
         return value, headers
 
     runtime = DriverRuntime(
         name=lidar.name, kind="lidar", topic=lidar.resolved_topic(), producer=_producer(endpoint, codec="zstd"),
         encode=encode, queue_size=lidar.queue_size, policy=_overload_policy(lidar),
+        extra_headers=_frame_headers(lidar),  # frame id = sensor name, mounting: export writes the transform
     )
     return _run(runtime, open_source, finite=_is_file_source(source) and not lidar.loop)

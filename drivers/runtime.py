@@ -19,8 +19,9 @@ Guarantees:
   when the broker has space again.
 - Delivery unknown (sent, no acknowledgement in time: DeliveryUnknownError): counted in
   ``unknown``, not as a drop, because the broker may have written the record.
-- Health: a JSON status record (counters, state, measured rate) goes to the ``_health``
-  topic, key = sensor name, every ``health_interval_s``.
+- Health: a JSON status record (counters, state, measured rate, and ``details``: facts the
+  source reports, e.g. ``lidar_model``) goes to the ``_health`` topic, key = sensor name,
+  every ``health_interval_s``.
 - SIGTERM/SIGINT: stop capturing, publish what is queued, flush the producer, exit 0.
 """
 
@@ -110,6 +111,7 @@ class DriverRuntime:
         self.queue_size = queue_size
         self.counters = DriverCounters()
         self.extra_headers = extra_headers or {}
+        self.details: dict[str, Any] = {}  # source facts for the health record (e.g. the identified lidar model)
         self.health_interval_s = health_interval_s
         self.reopen_backoff = reopen_backoff
         self._cond = threading.Condition()
@@ -301,6 +303,8 @@ class DriverRuntime:
         body = asdict(self.counters)
         body.update(sensor=self.name, kind=self.kind, topic=self.topic, queue_depth=len(self.queue),
                     queue_size=self.queue_size, policy=self.policy, time_ns=time.time_ns())
+        if self.details:
+            body["details"] = dict(self.details)
         return body
 
     def _publish_health(self) -> None:

@@ -96,6 +96,23 @@ Rate = Annotated[str, Field(pattern=r"^(recorded|max|\d+(\.\d+)?)$")]
 Policy = Literal["drop_oldest", "drop_newest", "block"]
 
 
+class MountingConfig(_Section):
+    """Where a sensor sits on the vehicle: its frame in ``parent`` (REP-103: x forward, y
+    left, z up), translation in metres, then rotation as roll, pitch, yaw in degrees (about
+    x, y, z of the parent, applied yaw first: the usual ZYX / URDF rpy convention)."""
+
+    parent: SensorName = Field("base_link", description="the frame the sensor is mounted on")
+    xyz: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="metres, in the parent frame")
+    rpy_deg: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="roll, pitch, yaw in degrees")
+
+    def header(self) -> str:
+        """The record header that carries it (JSON), for export's frame transforms."""
+        import json
+
+        return json.dumps({"parent": self.parent, "xyz": list(self.xyz), "rpy_deg": list(self.rpy_deg)},
+                          separators=(",", ":"))
+
+
 class CameraConfig(_Section):
     name: SensorName
     topic: str | None = Field(None, description="default camera.<name>")
@@ -109,6 +126,7 @@ class CameraConfig(_Section):
     rate: Rate = Field("recorded", description="file sources: recorded | max | Hz")
     loop: bool = False
     keep_timestamps: bool = False
+    mounting: MountingConfig | None = Field(None, description="extrinsics: the camera frame in base_link")
     queue_size: int = Field(8, ge=1, le=1024)
     overload: Policy = "drop_oldest"
 
@@ -120,11 +138,15 @@ class LidarConfig(_Section):
     name: SensorName
     topic: str | None = Field(None, description="default lidar.<name>")
     source: str = Field("sim", description="sim | udp://HOST:PORT | pcap:PATH | pcd-dir:PATH")
-    model: Literal["VLP-16", "HDL-32E"] = "VLP-16"
-    calibration: Path | None = Field(None, description="VeloView XML; default: built-in table")
+    model: Literal["VLP-16", "Puck LITE", "Puck Hi-Res", "HDL-32E", "VLP-32C", "HDL-64E S2", "HDL-64E S3", "VLS-128",
+                   "Alpha Prime"] | None = Field(
+        None, description="default: identified from the packets (drivers/lidar/identify.py); set only to override")
+    calibration: Path | None = Field(None, description="Velodyne: VeloView XML or ROS YAML (must fit the packets; "
+                                     "default: built-in); Ouster: the sensor metadata JSON (required)")
     rate: Rate = Field("recorded", description="file sources: recorded | max | Hz; sim: Hz")
     loop: bool = False
     keep_timestamps: bool = False
+    mounting: MountingConfig | None = Field(None, description="extrinsics: the sensor frame in base_link")
     queue_size: int = Field(4, ge=1, le=1024)
     overload: Policy = "drop_oldest"
 

@@ -209,6 +209,14 @@ def format_status(status: dict[str, Any]) -> str:
             dropped = sum((d.get("dropped") or {}).values())
             lines.append(f"{name:<16} {d.get('state', '?'):<12} {d.get('rate_hz', 0):>6.1f} "
                          f"{d.get('captured', 0):>9} {d.get('published', 0):>9} {dropped:>8}")
+            lidar_model = (d.get("details") or {}).get("lidar_model")
+            if lidar_model:
+                lines.append(f"  model {lidar_model.get('model')} ({lidar_model.get('decided_by')})")
+            packets = (d.get("details") or {}).get("lidar_packets")
+            if packets:
+                lines.append(f"  packets {packets.get('received', 0)} received, {packets.get('lost', 0)} lost, "
+                             f"{packets.get('out_of_order', 0)} out of order, "
+                             f"{sum((packets.get('skipped') or {}).values())} skipped")
     lines.append(format_mirror(status.get("mirror") or mirror_condition(None, None, 0)))
     for group, g in sorted(status["groups"].items()):
         lines.append(f"group {group}: {g['members']} member(s), lag {g['lag']} records")

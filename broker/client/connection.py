@@ -7,6 +7,8 @@ Guarantees:
   (every 100 ms) when the broker comes back.
 - ``request`` matches replies by request id and discards stale replies (from requests that
   timed out earlier); a reply with an error status raises the typed error the broker sent.
+- ``watch_disconnects``: a monitor notes when the connection drops, so a caller awaiting a
+  reply learns at once that it is lost (``take_disconnect``) instead of waiting out a timeout.
 - Payload frames are sent and received without copies (``copy=False`` / memoryviews).
 - tcp endpoints use CURVE when keys are given (``curve``, else ``$EDGE_CURVE_*``, see
   broker/curve.py); a refused handshake raises BrokerAuthError instead of "not reachable".
@@ -26,6 +28,8 @@ from ..curve import SERVER_KEY_ENV, ClientCurve
 from ..errors import BrokerAuthError, BrokerUnavailableError, error_from_code
 
 DEFAULT_TIMEOUT_S = 10.0
+AUTH_FAILURE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                       | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
 class Reply:
@@ -43,8 +47,11 @@ class Reply:
 
 class Connection:
     def __init__(self, endpoint: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, context: zmq.Context | None = None,
-                 curve: ClientCurve | None = None):
+                 curve: ClientCurve | None = None, watch_disconnects: bool = False):
         self.endpoint = endpoint
+        self.watch_disconnects = watch_disconnects
+        self._dropped = False
+        self._auth_event: dict | None = None
         self.timeout_s = timeout_s
         self.context = context or zmq.Context.instance()
         self.curve = curve if curve is not None or not endpoint.startswith("tcp://") else ClientCurve.from_env()
@@ -60,20 +67,39 @@ class Connection:
         sock.setsockopt(zmq.RCVHWM, 1000)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        events = zmq.EVENT_DISCONNECTED if self.watch_disconnects else 0
         if self.curve is not None:
             self.curve.apply(sock)
-            self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            events |= AUTH_FAILURE_EVENTS
+        if events:
+            self._monitor = sock.get_monitor_socket(events)
         sock.connect(self.endpoint)
         return sock
 
+    def _drain_monitor(self) -> None:
+        if self._monitor is None:
+            return
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._dropped = True
+            elif self._auth_event is None:
+                self._auth_event = event
+
+    def take_disconnect(self) -> bool:
+        """True (once) when the connection dropped since the last call: replies to requests
+        sent before are lost. Only with ``watch_disconnects``."""
+        self._drain_monitor()
+        dropped, self._dropped = self._dropped, False
+        return dropped
+
     def _unreachable(self) -> BrokerUnavailableError:
         """The error for a send that found no connection: an auth refusal if the monitor saw one."""
-        if self._monitor is not None and self._monitor.poll(0):
-            from zmq.utils.monitor import recv_monitor_message
-
-            event = recv_monitor_message(self._monitor)
+        self._drain_monitor()
+        if self._auth_event is not None:
+            event, self._auth_event = self._auth_event, None
             what = getattr(event["event"], "name", event["event"])
             return BrokerAuthError(
                 f"the broker at {self.endpoint} refused the CURVE handshake ({what}, status {int(event['value'])}): "
@@ -91,6 +117,7 @@ class Connection:
     def reset(self) -> None:
         """Drop the socket (and any reply still on its way) and connect afresh."""
         self._close_socket()
+        self._dropped = False  # the old connection's news
         self.socket = self._open()
 
     def send(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:

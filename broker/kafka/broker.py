@@ -26,7 +26,7 @@ NODE_ID = 0
 MAX_PRODUCER_EPOCH = 32767
 # Kafka's socket.request.max.bytes default: a request frame above this closes the connection
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
-_TOPIC_ID_NAMESPACE = uuid.UUID("5d1c6f55-6a0f-4c8e-9f53-0b8f4d1e2a77")
+_CLUSTER_ID_NAMESPACE = uuid.UUID("5d1c6f55-6a0f-4c8e-9f53-0b8f4d1e2a77")
 
 
 @dataclass
@@ -47,9 +47,8 @@ class KafkaBroker:
         self.advertised_host = advertised_host
         self.advertised_port = advertised_port
         self.max_request_bytes = max_request_bytes
-        data_id = uuid.uuid5(_TOPIC_ID_NAMESPACE, str(Path(server.storage.data_dir).resolve()))
+        data_id = uuid.uuid5(_CLUSTER_ID_NAMESPACE, str(Path(server.storage.data_dir).resolve()))
         self.cluster_id = base64.urlsafe_b64encode(data_id.bytes).decode().rstrip("=")
-        self._data_id = data_id
         self.parked_fetches: list[ParkedFetch] = []
 
     # -- parked fetches -------------------------------------------------------------------
@@ -85,8 +84,9 @@ class KafkaBroker:
     # -- topics ---------------------------------------------------------------------------
 
     def topic_id(self, name: str) -> uuid.UUID:
-        """A stable id per (data directory, topic name)."""
-        return uuid.uuid5(self._data_id, name)
+        """The topic's id from the storage engine (a new one when a topic is re-created), as
+        the UUID Kafka clients expect."""
+        return uuid.UUID(hex=self.storage.topic_id(name))
 
     def topic_name(self, topic_id) -> str | None:
         if topic_id is None:

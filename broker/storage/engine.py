@@ -2,6 +2,10 @@
 
 Guarantees:
 - Topic configs are stored in ``<topic>/topic.json`` (atomic write); partitions only grow.
+- Every topic has an id (``<topic>/topic.id``, a uuid made at creation; a topic from an older
+  data directory gets one at open), so a reader can tell a re-created topic from the old one.
+- Every partition has a log epoch (``log_epochs``), bumped at each unclean open, so a reader
+  learns when recovery took back offsets it had already been served.
 - Deleting a topic renames its directory first (``.deleted`` suffix, then removed), so a
   crash mid-delete never leaves a half topic that looks alive; leftovers are removed on open.
 - ``recovery-points.json`` records each partition's durable offset, written atomically at
@@ -21,6 +25,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 from ..errors import (
@@ -36,12 +41,14 @@ from .layout import (
     DELETED_SUFFIX,
     RECOVERY_POINTS_FILE,
     TOPIC_CONFIG_FILE,
+    TOPIC_ID_FILE,
     atomic_write,
     fsync_dir,
     partition_dir,
     topic_dir,
     validate_topic_name,
 )
+from .log_epochs import LogEpochs
 from .producer_state import ProducerIdAllocator
 from .partition_log import AppendResult, PartitionLog, RecoveryReport
 from .retention import Deletion, DiskGuard, enforce_disk_guard, enforce_topic_retention
@@ -61,6 +68,8 @@ class Storage:
         self.disk_guard = disk_guard or DiskGuard()
         self._configs: dict[str, TopicConfig] = {}
         self._logs: dict[str, list[PartitionLog]] = {}
+        self._topic_ids: dict[str, str] = {}
+        self._epochs: dict[tuple[str, int], LogEpochs] = {}
         self.deletion_counts: dict[str, int] = {}
         self.unshipped_deleted_bytes = 0
         self.recovery_reports: list[RecoveryReport] = []
@@ -103,15 +112,41 @@ class Storage:
                 log_event(logger, logging.ERROR, "topic_skipped", topic=entry, path=config_path, reason=exc)
                 continue
             self._configs[entry] = config
+            self._topic_ids[entry] = self._read_topic_id(entry)
             self._logs[entry] = [
                 self._open_partition(entry, p, config, points.get(f"{entry}/{p}"))
                 for p in range(config.partitions)
             ]
 
-    def _open_partition(self, topic: str, partition: int, config: TopicConfig, recovery_point: int | None) -> PartitionLog:
-        log = PartitionLog(partition_dir(self.data_dir, topic, partition), topic, partition, config,
-                           recovery_point=recovery_point)
+    def _read_topic_id(self, topic: str) -> str:
+        path = topic_dir(self.data_dir, topic) / TOPIC_ID_FILE
+        try:
+            text = path.read_text().strip()
+            if len(text) == 32 and all(c in "0123456789abcdef" for c in text):
+                return text
+            log_event(logger, logging.WARNING, "topic_id_unreadable", topic=topic, path=path, effect="new id")
+        except FileNotFoundError:
+            pass  # a data directory from before topic ids
+        return self._write_topic_id(topic)
+
+    def _write_topic_id(self, topic: str) -> str:
+        topic_id = uuid.uuid4().hex
+        atomic_write(topic_dir(self.data_dir, topic) / TOPIC_ID_FILE, topic_id.encode())
+        return topic_id
+
+    def _open_partition(self, topic: str, partition: int, config: TopicConfig, recovery_point: int | None,
+                        *, created: bool = False) -> PartitionLog:
+        directory = partition_dir(self.data_dir, topic, partition)
+        log = PartitionLog(directory, topic, partition, config, recovery_point=recovery_point)
         self.recovery_reports.append(log.report)
+        epochs = LogEpochs(directory)
+        if created:
+            epochs.save()
+        elif not log.report.clean:
+            epoch = epochs.bump(log.next_offset)
+            log_event(logger, logging.INFO, "log_epoch_bumped", topic=topic, partition=partition, epoch=epoch,
+                      start_offset=log.next_offset, reason="unclean open")
+        self._epochs[(topic, partition)] = epochs
         return log
 
     # -- topics --------------------------------------------------------------------------
@@ -137,13 +172,16 @@ class Storage:
         try:
             directory.mkdir(exist_ok=True)
             atomic_write(directory / TOPIC_CONFIG_FILE, config.model_dump_json(by_alias=True).encode())
-            logs = [self._open_partition(name, p, config, None) for p in range(config.partitions)]
+            topic_id = self._write_topic_id(name)
+            logs = [self._open_partition(name, p, config, None, created=True) for p in range(config.partitions)]
             fsync_dir(self.data_dir)
         except OSError as exc:
             raise StorageError(f"creating topic {name!r}: {exc}") from None
         self._configs[name] = config
+        self._topic_ids[name] = topic_id
         self._logs[name] = logs
-        log_event(logger, logging.INFO, "topic_created", topic=name, partitions=config.partitions, codec=config.codec)
+        log_event(logger, logging.INFO, "topic_created", topic=name, topic_id=topic_id, partitions=config.partitions,
+                  codec=config.codec)
         return config
 
     def delete_topic(self, name: str) -> None:
@@ -151,6 +189,9 @@ class Storage:
         for log in self._logs.pop(name):
             log.close(clean=False)
         del self._configs[name]
+        del self._topic_ids[name]
+        for key in [k for k in self._epochs if k[0] == name]:
+            del self._epochs[key]
         directory = topic_dir(self.data_dir, name)
         doomed = directory.with_name(f"{name}{DELETED_SUFFIX}-{time.time_ns()}")
         os.rename(directory, doomed)
@@ -176,10 +217,20 @@ class Storage:
             for seg in log.segments:
                 seg.index_interval_bytes = max(1, new.index_interval_bytes)
         for p in range(old.partitions, new.partitions):
-            logs.append(self._open_partition(name, p, new, None))
+            logs.append(self._open_partition(name, p, new, None, created=True))
         self._configs[name] = new
         log_event(logger, logging.INFO, "topic_configured", topic=name, changes=",".join(sorted(overrides)))
         return new
+
+    def topic_id(self, name: str) -> str:
+        try:
+            return self._topic_ids[name]
+        except KeyError:
+            raise UnknownTopicError(f"unknown topic {name!r}") from None
+
+    def log_epochs(self, topic: str, partition: int) -> LogEpochs:
+        """The epoch history of a partition (``log`` raises for unknown ones first)."""
+        return self._epochs[(topic, partition)]
 
     def log(self, topic: str, partition: int) -> PartitionLog:
         logs = self._logs.get(topic)

@@ -5,6 +5,8 @@
     DATA/
       recovery-points.json              durable offset per partition at the last checkpoint
       <topic>/topic.json                the topic's TopicConfig (written atomically)
+      <topic>/topic.id                  the topic's id: 32 hex digits, new for every creation
+      <topic>/<partition>/log-epochs.json        log epoch history (broker.storage.log_epochs)
       <topic>/<partition>/<base:020d>.log        segment: record batches back to back
       <topic>/<partition>/<base:020d>.index      sparse offset index (8-byte entries)
       <topic>/<partition>/<base:020d>.timeindex  sparse time index (12-byte entries)
@@ -30,6 +32,8 @@ TIME_INDEX_SUFFIX = ".timeindex"
 DELETED_SUFFIX = ".deleted"
 CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
 TOPIC_CONFIG_FILE = "topic.json"
+TOPIC_ID_FILE = "topic.id"
+LOG_EPOCHS_FILE = "log-epochs.json"
 RECOVERY_POINTS_FILE = "recovery-points.json"
 GROUPS_DIR = "_groups"
 

@@ -3,8 +3,10 @@
 Owns: the synthetic scene and its scan. Guarantees: the scan has the geometry of the
 model it imitates (its built-in calibration's laser elevations, its firing period, so a
 VLP-16 at 10 Hz casts 1,808 firings × 16 lasers = 28,928 rays, ~28,860 returns); points
-come out in firing order (azimuth, then laser) in VeloView's coordinate convention (see
-velodyne.py) with the ``time`` of each firing from the rotation's start; a given
+come out in firing order (azimuth, then laser) as the Velodyne decoder emits them
+(``SENSOR_POINT_DTYPE``, REP-103 axes: x forward, y left, z up; ``ring`` by elevation,
+``laser`` the laser id; the scene below is laid out in VeloView's axes, x right, y
+forward) with the ``time`` of each firing from the rotation's start; a given
 ``(seed, frame index)`` always produces the same cloud; everything is vectorised over all
 rays of a rotation.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pointcloud import POINT_DTYPE
+from ..pointcloud import RETURN_STRONGEST, SENSOR_POINT_DTYPE
 from .calibration import default_calibration
 
 SENSOR_HEIGHT_M = 1.8
@@ -117,6 +119,7 @@ class SyntheticScan:
         self.surface_intensity = np.concatenate([[GROUND_INTENSITY, WALL_INTENSITY], PARKED_INTENSITY, [MOVING_INTENSITY]])
         firing = np.repeat(np.arange(firings), lasers)
         self.laser = np.tile(np.arange(lasers), firings).astype(np.uint16)
+        self.ring = np.argsort(np.argsort(calibration.vertical_deg, kind="stable"), kind="stable").astype(np.uint16)[self.laser]
         self.time_s = (firing * FIRING_PERIOD_S[model] + self.laser * CHANNEL_GAP_S[model]).astype(np.float32)
 
     @property
@@ -135,7 +138,7 @@ class SyntheticScan:
         surface[seen[closer]] = surface_id
 
     def rotation(self, frame_index: int) -> np.ndarray:
-        """Rotation number ``frame_index`` as a POINT_DTYPE array (same index, same cloud)."""
+        """Rotation number ``frame_index`` as a SENSOR_POINT_DTYPE array (same index, same cloud)."""
         rng = np.random.default_rng([self.seed, frame_index])
         distance = self.static_distance.copy()
         surface = self.static_surface.copy()
@@ -149,15 +152,17 @@ class SyntheticScan:
         distance = np.round(distance / RANGE_RESOLUTION_M) * RANGE_RESOLUTION_M
         returned = np.flatnonzero((distance >= MIN_RANGE_M) & (distance <= MAX_RANGE_M)
                                   & (rng.random(distance.shape) >= DROPOUT))
-        points = np.empty(returned.shape[0], POINT_DTYPE)
+        points = np.empty(returned.shape[0], SENSOR_POINT_DTYPE)
         kept_distance = distance[returned]
         kept_rays = self.rays[returned]
-        points["x"] = kept_rays[:, 0] * kept_distance
-        points["y"] = kept_rays[:, 1] * kept_distance
+        points["x"] = kept_rays[:, 1] * kept_distance  # REP-103 from the scene's VeloView axes
+        points["y"] = -kept_rays[:, 0] * kept_distance
         points["z"] = kept_rays[:, 2] * kept_distance
         intensity = self.surface_intensity[surface[returned]] + rng.normal(0.0, 4.0, returned.shape[0])
         points["intensity"] = np.clip(np.round(intensity), 0, 255)
-        points["ring"] = self.laser[returned]
+        points["ring"] = self.ring[returned]
+        points["laser"] = self.laser[returned]
+        points["return_type"] = RETURN_STRONGEST
         points["time"] = self.time_s[returned]
         return points
 

@@ -1,16 +1,20 @@
 """LiDAR frame sources: iterables of ``LidarFrame`` for the driver runtime.
 
 Owns: where clouds come from and how fast. Four sources, one contract — iterate to get
-``LidarFrame(capture_ns, points: POINT_DTYPE, model, seq)``; ``seq`` counts from 0 and
+``LidarFrame(capture_ns, points, model, seq, axes)``; ``seq`` counts from 0 and
 keeps counting across loops; a ``stop`` event (optional) ends the iteration promptly,
 even mid-sleep:
 
-- ``PcapSource``: a Velodyne pcap capture played back at the recorded pace ("recorded"),
+The packet decoder follows the calibration: an Ouster sensor metadata JSON selects the
+Ouster decoder (ouster.py), anything else the Velodyne one (velodyne.py, which identifies
+the model from the packets). The decoder's ``evidence`` is exposed as ``model_evidence``.
+
+- ``PcapSource``: a Velodyne or Ouster pcap capture played back at the recorded pace ("recorded"),
   as fast as possible ("max") or at a fixed frame rate (Hz), once or in a loop. Frames
   are stamped with the host clock at emission unless ``keep_timestamps`` (then the
   recorded times, shifted by whole capture lengths on each loop so they keep
   increasing).
-- ``UdpSource``: live Velodyne packets from a UDP socket (large SO_RCVBUF, ``recv_into``
+- ``UdpSource``: live Velodyne or Ouster packets from a UDP socket (large SO_RCVBUF, ``recv_into``
   a preallocated numpy buffer), decoded in batches; stamped from the packets (sensor
   clock when it is synchronised, else host arrival time). No packet for ``timeout_s``
   raises ``LidarTimeoutError`` so the runtime reports the sensor gone and reconnects.
@@ -44,9 +48,11 @@ from broker.logs import log_event
 from ..pointcloud import POINT_DTYPE
 from .calibration import Calibration, CalibrationError, resolve_calibration
 from .frame import LidarFrame, LidarInputError, LidarSourceError, LidarTimeoutError
+from .identify import ModelEvidence
 from .pcap import PcapCorruptRecordError, PcapError, PcapReader, PcapTruncatedError
 from .sim import SyntheticScan
-from .velodyne import DEFAULT_PORT, PACKET_SIZE, TimeSource, VelodyneDecoder, iter_pcap_frames
+from .ouster import OusterDecoder, is_ouster_metadata, load_ouster_metadata
+from .velodyne import DEFAULT_PORT, TimeSource, VelodyneDecoder, iter_pcap_frames
 
 logger = logging.getLogger("drivers.lidar")
 
@@ -108,15 +114,52 @@ class _Pacer:
 
 
 def _calibration_or_error(calibration: Calibration | str | os.PathLike | None, model: str | None,
-                          source: str) -> Calibration | None:
+                          source: str) -> Calibration | str | os.PathLike | None:
+    """Check the calibration early (a clear error before any packet); Velodyne files are
+    resolved again by the decoder, against the packets (identify.py)."""
     try:
-        return resolve_calibration(calibration, model)
+        if is_ouster_metadata(calibration):
+            if model is not None:
+                raise CalibrationError(f"{calibration} is Ouster metadata: the model comes from it, not --model {model}")
+            load_ouster_metadata(calibration)
+            return calibration
+        if calibration is None:
+            return None
+        if isinstance(calibration, Calibration):
+            return resolve_calibration(calibration, model)
+        VelodyneDecoder(calibration, model)  # reads and checks the file (laser count, model)
+        return calibration
     except CalibrationError as exc:
         raise LidarInputError(f"{source}: {exc}") from None
 
 
-class PcapSource:
-    """Rotations of a Velodyne pcap capture, paced like the recording (see module doc)."""
+def _decoder(calibration, model: str | None, source: str, time_source: TimeSource) -> VelodyneDecoder | OusterDecoder:
+    """The packet decoder a calibration calls for: Ouster metadata JSON → Ouster, else Velodyne."""
+    if is_ouster_metadata(calibration):
+        return OusterDecoder(calibration, source=source)
+    return VelodyneDecoder(calibration, model, source=source, time_source=time_source)
+
+
+class _PacketSource:
+    """What a packet-decoding source tells about its stream (its decoder owns the facts)."""
+
+    _decoder: VelodyneDecoder | OusterDecoder | None = None
+
+    @property
+    def model_evidence(self) -> ModelEvidence | None:
+        """What the stream was identified as and why (identify.py); None before its first packets."""
+        return self._decoder.evidence if self._decoder is not None else None
+
+    @property
+    def packet_counts(self) -> dict | None:
+        """Packets received, lost and out of order (loss.py) and skipped (by reason)."""
+        if self._decoder is None:
+            return None
+        return {**self._decoder.loss.as_dict(), "skipped": dict(self._decoder.stats.skipped)}
+
+
+class PcapSource(_PacketSource):
+    """Rotations of a Velodyne or Ouster pcap capture, paced like the recording (see module doc)."""
 
     def __init__(
         self,
@@ -127,7 +170,7 @@ class PcapSource:
         loop: bool = False,
         keep_timestamps: bool = False,
         *,
-        port: int = DEFAULT_PORT,
+        port: int | None = None,  # default: the sensor's (Velodyne 2368, Ouster per its metadata)
         time_source: TimeSource = "auto",
         stop: threading.Event | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -145,6 +188,7 @@ class PcapSource:
         self.stop = stop
         self.clock_ns = clock_ns
         self.stats = None  # DecoderStats of the playback in progress (all loops)
+        self._decoder: VelodyneDecoder | OusterDecoder | None = None
         self._check_readable()
 
     def _check_readable(self) -> None:
@@ -161,8 +205,9 @@ class PcapSource:
         pacer = _Pacer(self.rate, self.stop)
         seq = 0
         shift_ns = 0  # added to recorded times on each loop so they keep increasing
-        decoder = VelodyneDecoder(self.calibration, self.model, source=self.name, time_source=self.time_source)
+        decoder = _decoder(self.calibration, self.model, self.name, self.time_source)
         self.stats = decoder.stats  # accumulates over loops; each pass ends with a flush
+        self._decoder = decoder
         while True:
             self._check_readable()
             frames_before = decoder.stats.frames
@@ -188,7 +233,8 @@ class PcapSource:
                 seq += 1
             if first_ns is None:
                 raise LidarInputError(
-                    f"{self.name}: no Velodyne data packets ({PACKET_SIZE}-byte UDP payloads to port {self.port}); "
+                    f"{self.name}: no {'Ouster' if isinstance(decoder, OusterDecoder) else 'Velodyne'} data packets "
+                    f"({decoder.packet_size}-byte UDP payloads to port {self.port or decoder.port}); "
                     f"skipped: {dict(decoder.stats.skipped) or 'none'}"
                 )
             if not self.loop:
@@ -198,7 +244,7 @@ class PcapSource:
             pacer.restart(period_ns / 1e9)
 
 
-class UdpSource:
+class UdpSource(_PacketSource):
     """Rotations from live Velodyne packets on a UDP socket (see module doc)."""
 
     def __init__(
@@ -230,6 +276,7 @@ class UdpSource:
         self.time_source = time_source
         self.stop = stop or threading.Event()
         self.stats = None
+        self._decoder: VelodyneDecoder | OusterDecoder | None = None
         self.bound_port: int | None = None  # the actual port (useful with port 0 in tests)
 
     def _open_socket(self) -> socket.socket:
@@ -251,9 +298,11 @@ class UdpSource:
 
     def __iter__(self) -> Iterator[LidarFrame]:
         sock = self._open_socket()
-        decoder = VelodyneDecoder(self.calibration, self.model, source=self.name, time_source=self.time_source)
+        decoder = _decoder(self.calibration, self.model, self.name, self.time_source)
         self.stats = decoder.stats
-        row_bytes = 2048  # wider than a data packet, so oversized datagrams show their size
+        self._decoder = decoder
+        packet_size = decoder.packet_size
+        row_bytes = max(2048, packet_size + 64)  # wider than a data packet, so oversized datagrams show their size
         buffer = np.empty((self.batch_packets, row_bytes), np.uint8)
         rows = [memoryview(buffer[i]) for i in range(self.batch_packets)]
         sizes = np.empty(self.batch_packets, np.int64)
@@ -285,12 +334,12 @@ class UdpSource:
                         raise LidarTimeoutError(f"{self.name}: no packets for {silent:.1f} s (sensor gone or not sending here?)")
                     continue
                 last_packet = time.monotonic()
-                right = sizes[:count] == PACKET_SIZE
+                right = sizes[:count] == packet_size
                 if not right.all():
                     wrong = sorted(set(sizes[:count][~right].tolist()))
                     decoder.reject("wrong_size", int(np.count_nonzero(~right)),
-                                   f"datagram of {', '.join(map(str, wrong))} bytes, a data packet is {PACKET_SIZE}")
-                payloads = buffer[:count, :PACKET_SIZE][right] if not right.all() else buffer[:count, :PACKET_SIZE]
+                                   f"datagram of {', '.join(map(str, wrong))} bytes, a data packet is {packet_size}")
+                payloads = buffer[:count, :packet_size][right] if not right.all() else buffer[:count, :packet_size]
                 for frame in decoder.decode(payloads, arrival_ns[:count][right]):
                     yield LidarFrame(frame.capture_ns, frame.points, frame.model, seq)
                     seq += 1
@@ -370,7 +419,7 @@ class PcdDirSource:
                     continue
                 if not pacer.wait():
                     return
-                yield LidarFrame(self.clock_ns(), points, self.model, seq)
+                yield LidarFrame(self.clock_ns(), points, self.model, seq, axes=None)
                 seq += 1
                 produced += 1
             if produced == 0:

@@ -1,30 +1,39 @@
-"""Velodyne VLP-16 / HDL-32E data packets → points → full rotations, vectorised with numpy.
+"""Velodyne data packets → points → full rotations, vectorised with numpy.
 
-Owns: the meaning of a Velodyne data packet and the assembly of rotations. Guarantees:
+Owns: the meaning of a Velodyne data packet and the assembly of rotations. Decoded here:
+VLP-16, Puck LITE, Puck Hi-Res (one layout) and HDL-32E; VLP-32C, HDL-64E S2/S3, VLS-128
+and Alpha Prime streams are handed to velodyne_ext.py (the reference decoder). Which model
+a stream is comes from its packets (identify.py), ``model`` only overriding; a calibration
+whose laser count contradicts the packets raises ``LidarModelMismatchError``. Guarantees:
 
 - output matches VeloView (the vendor viewer): same calibration model, same azimuth
   interpolation (VeloView's median block-to-block azimuth step, its firing-time ratios and
   its rounding), same frame split rule (a new frame at the block where the block azimuth
   stops increasing), same point order (packet, block, channel), zero-distance returns
-  dropped. The test suite checks this against VeloView's published regression values.
-- coordinates follow VeloView's convention, used as is (no transform): azimuth α is
-  measured clockwise from +y seen from above, elevation ω up from the horizontal plane;
-  with r the corrected distance and the laser's offsets:
-      x = (r·cos ω − v·sin ω)·sin α − h·cos α
-      y = (r·cos ω − v·sin ω)·cos α + h·sin α
-      z =  r·sin ω + v
-  (+y is the sensor's forward direction at azimuth 0, +x to its right, +z up.) To get
-  ROS's REP-103 frame (x forward, y left) use x' = y, y' = −x.
+  dropped. The test suite checks this against VeloView's published regression values
+  (VLP-16 and HDL-32E captures) and against velodyne_decoder (same points, same rings).
+- points are ``SENSOR_POINT_DTYPE`` in the sensor frame by ROS REP-103 (x forward = azimuth
+  0, y left, z up). Azimuth α is measured clockwise from forward seen from above,
+  elevation ω up from the horizontal; with r the corrected distance and the laser's
+  vertical / horizontal offsets v, h:
+      x =  (r·cos ω − v·sin ω)·cos α + h·sin α
+      y = −(r·cos ω − v·sin ω)·sin α + h·cos α
+      z =   r·sin ω + v
+  (VeloView's axes: x_vv = −y, y_vv = x.) ``ring``: beam rank by elevation (0 lowest, as
+  ROS numbers it); ``laser``: laser id; ``return_type``: the mode byte's strongest / last,
+  or in dual return last / both (the last was the strongest; an identical twin dropped) /
+  strongest / second (strongest other than the last), judged by reflectivity.
 - every packet is decoded in batches: one numpy expression per step over all packets of a
   batch, a Python loop only over the (few) azimuth runs when splitting frames.
-- packets that cannot be decoded are skipped and counted by reason in ``stats.skipped``
-  with a warning (naming the source and the problem) at the 1st, 10th, 100th, ...
-  occurrence: wrong payload size, bad block flag, azimuth out of range, a product id
-  other than the stream's, no known model. Never an exception for bad sensor data.
+- packets that cannot be decoded are skipped and counted by reason in ``stats.skipped``,
+  warned about (source, problem) at the 1st, 10th, 100th, ... occurrence: wrong size, bad
+  block flag or azimuth, another product id than the stream's, unsupported or unknown
+  model. Never an exception for bad sensor data (a calibration contradicting the packets
+  is a configuration error, not bad data). ``loss`` counts lost / reordered packets.
 - time: a frame's ``capture_ns`` is the time of its first firing; each point's ``time`` is
-  its firing time minus ``capture_ns``, in seconds. Packet times come from the sensor's
-  clock, absolute when it agrees with the host / pcap time (a GPS/PTP-synchronised
-  sensor), else anchored to the host clock (see clock.py: ``time_source``).
+  its firing time minus ``capture_ns``, in seconds, from the model's firing table. Packet
+  times come from the sensor's clock, absolute when it agrees with the host / pcap time (a
+  GPS/PTP-synchronised sensor), else anchored to the host clock (see clock.py).
 
 Packet layout (1206-byte UDP payload, little-endian), ``PACKET_DTYPE``:
 
@@ -36,11 +45,11 @@ Packet layout (1206-byte UDP payload, little-endian), ``PACKET_DTYPE``:
             reflectivity   u1    0..255
     timestamp_us   <u4   µs past the top of the hour of the first firing of block 0
     return_mode    u1    0x37 strongest | 0x38 last | 0x39 dual (blocks in pairs)
-    product_id     u1    0x21 HDL-32E | 0x22 VLP-16 (early VLP-16 firmware also says 0x21)
+    product_id     u1    0x21 HDL-32E | 0x22 VLP-16, Puck LITE | 0x24 Puck Hi-Res | 0x28 VLP-32C |
+                         0xA1 VLS-128 (early VLP-16 firmware also says 0x21; see identify.py)
 
-VLP-16: each block holds two firing sequences of the 16 lasers (channels 0-15, then
-16-31 = lasers 0-15 again, 55.296 µs later); the block azimuth is that of the first, the
-second's is interpolated. HDL-32E: each block is one firing of 32 lasers (46.08 µs).
+VLP-16: a block holds two firings of the 16 lasers (channels 16-31 = lasers 0-15 again,
+55.296 µs later, azimuth interpolated); HDL-32E: one firing of 32 lasers (46.08 µs).
 Channel i fires 2.304 µs (VLP-16) / 1.152 µs (HDL-32E) after channel i-1.
 """
 
@@ -57,10 +66,14 @@ import numpy as np
 
 from broker.logs import log_event
 
-from ..pointcloud import POINT_DTYPE
-from .calibration import Calibration, resolve_calibration
-from .clock import PacketClock, TimeSource
+from ..pointcloud import (RETURN_BOTH, RETURN_LAST, RETURN_SECOND, RETURN_STRONGEST, RETURN_UNKNOWN,
+                          SENSOR_POINT_DTYPE)
+from .calibration import PACKET_LAYOUT, Calibration, calibration_laser_count, default_calibration, resolve_calibration
+from .clock import HOUR_US, PacketClock, TimeSource
 from .frame import LidarFrame
+from .identify import PACKET_SPAN_US, RETURN_MODE_DUAL, ModelEvidence, identify_model, unsupported_product
+from .loss import PacketLoss
+from .velodyne_ext import EXTERNAL_MODELS, ExternalVelodyneDecoder
 from .pcap import PcapError, PcapReader
 
 logger = logging.getLogger("drivers.lidar.velodyne")
@@ -69,6 +82,7 @@ PACKET_SIZE = 1206
 BLOCKS_PER_PACKET = 12
 CHANNELS_PER_BLOCK = 32
 BLOCK_FLAG = 0xEEFF
+BANK_FLAGS = (0xEEFF, 0xDDFF, 0xCCFF, 0xBBFF)  # HDL-64E upper/lower, VLS-128 banks of 32 lasers
 DEFAULT_PORT = 2368
 
 RETURN_DTYPE = np.dtype([("distance", "<u2"), ("reflectivity", "u1")])
@@ -83,13 +97,6 @@ PACKET_DTYPE = np.dtype(
 )
 
 RETURN_MODES = {0x37: "strongest", 0x38: "last", 0x39: "dual"}
-RETURN_MODE_DUAL = 0x39
-PRODUCT_IDS = {"HDL-32E": 0x21, "VLP-16": 0x22}
-PRODUCT_NAMES = {0x21: "HDL-32E", 0x22: "VLP-16", 0x24: "Puck Hi-Res", 0x28: "VLP-32C", 0x31: "Velarray", 0xA1: "VLS-128"}
-
-
-PACKET_SPAN_US = {"VLP-16": 12 * 110.592, "HDL-32E": 12 * 46.08}  # single return: packet-to-packet time
-HOUR_US = 3_600_000_000
 
 CHUNK_PACKETS = 64  # packets decoded per numpy pass: the temporaries stay in the CPU cache
 
@@ -107,7 +114,7 @@ def _firing_times_us(model: str, dual: bool) -> tuple[np.ndarray, np.ndarray]:
     blocks = np.arange(BLOCKS_PER_PACKET, dtype=np.int64)[:, None]
     channels = np.arange(CHANNELS_PER_BLOCK, dtype=np.int64)[None, :]
     step = blocks // 2 if dual else blocks
-    if model == "VLP-16":
+    if PACKET_LAYOUT[model] == "VLP-16":
         period, channel_gap, sequence_gap = 110.592, 2.304, 55.296
         laser, sequence = channels % 16, channels // 16
         times = (step * period + laser * channel_gap) + sequence * sequence_gap
@@ -118,6 +125,10 @@ def _firing_times_us(model: str, dual: bool) -> tuple[np.ndarray, np.ndarray]:
     next_block_start = (step + 1) * period + 0.0
     ratio = (times - block_start) / (next_block_start - block_start)
     return times.astype(np.float64), np.broadcast_to(ratio, (BLOCKS_PER_PACKET, CHANNELS_PER_BLOCK)).copy()
+
+
+_SINGLE_RETURN_TYPE = np.full(256, RETURN_UNKNOWN, np.uint8)  # by the packet's return-mode byte
+_SINGLE_RETURN_TYPE[0x37], _SINGLE_RETURN_TYPE[0x38] = RETURN_STRONGEST, RETURN_LAST
 
 
 def _round_half_away(values: np.ndarray) -> np.ndarray:
@@ -142,6 +153,7 @@ class _ModelTables:
     model: str
     resolution_m: np.float32
     channel_laser: np.ndarray  # (32,) uint16 laser id of each channel of a block
+    channel_ring: np.ndarray  # (32,) uint16 its beam's rank by elevation, 0 = lowest
     cos_vertical: np.ndarray
     sin_vertical: np.ndarray
     vertical_offset: np.ndarray
@@ -168,15 +180,17 @@ class _ModelTables:
             return np.asarray(values, np.float64)[channel_laser].astype(np.float32)
 
         vertical = np.deg2rad(calibration.vertical_deg)
+        ring_of_laser = np.argsort(np.argsort(calibration.vertical_deg, kind="stable"), kind="stable")
         rotation = np.deg2rad(calibration.rotational_deg)
         (single_times, single_ratio), (dual_times, dual_ratio) = _firing_times_us(model, False), _firing_times_us(model, True)
         times_us = np.stack([single_times, dual_times])
         block_offset_us = times_us[:, :, :1]
-        period_us = 110.592 if model == "VLP-16" else 46.08
+        period_us = 110.592 if PACKET_LAYOUT[model] == "VLP-16" else 46.08
         return cls(
             model=model,
             resolution_m=np.float32(calibration.distance_resolution_m),
             channel_laser=channel_laser.astype(np.uint16),
+            channel_ring=ring_of_laser[channel_laser].astype(np.uint16),
             cos_vertical=per_channel(np.cos(vertical)),
             sin_vertical=per_channel(np.sin(vertical)),
             vertical_offset=per_channel(calibration.vertical_offset_m),
@@ -201,9 +215,13 @@ class VelodyneDecoder:
 
     ``decode(payloads, arrival_ns)`` takes an (N, 1206) uint8 array and returns the
     rotations completed by it; ``flush()`` returns the rotation in progress. The model
-    comes from ``model`` / ``calibration`` (a ``Calibration`` or a VeloView XML path); with
-    neither, from the first packets (product id, checked against their spacing in time;
-    built-in table)."""
+    comes from the first packets (identify.py: product id, packet interval, firing
+    pattern), ``model`` overriding them; ``calibration`` (a ``Calibration`` or a VeloView
+    XML path; default: the model's built-in table) must fit the packets' laser count, else
+    ``decode`` raises ``LidarModelMismatchError``. ``evidence`` says what decided."""
+
+    packet_size = PACKET_SIZE  # the datagram size a source should hand over
+    port = DEFAULT_PORT  # the sensor's default destination port
 
     def __init__(
         self,
@@ -216,9 +234,24 @@ class VelodyneDecoder:
     ):
         self.source = source
         self._clock = PacketClock(time_source, int(max_clock_skew_s * 1e9), source)
-        self.calibration = resolve_calibration(calibration, model)
+        self._configured_model = model
+        self._calibration_file = calibration if isinstance(calibration, (str, os.PathLike)) else None
+        self._calibration_lasers: int | None = None
+        self._given_calibration: Calibration | None = None  # for the models decoded here
+        if isinstance(calibration, Calibration):
+            self._given_calibration = resolve_calibration(calibration, model)
+            self._calibration_lasers = calibration.num_lasers
+        elif calibration is not None:
+            self._calibration_lasers = calibration_laser_count(calibration)
+            if model not in EXTERNAL_MODELS and (model is not None or self._calibration_lasers in (16, 32)):
+                self._given_calibration = resolve_calibration(calibration, model)
+        self._external: ExternalVelodyneDecoder | None = None  # VLP-32C, HDL-64E, VLS-128 (velodyne_ext.py)
+        self.loss = PacketLoss(wrap=HOUR_US)  # lost / out-of-order packets, from their timestamps (loss.py)
+        self._slot_us: float | None = None
+        self.calibration: Calibration | None = None  # known once the stream's model is (see identify.py)
+        self.evidence: ModelEvidence | None = None
         self.stats = DecoderStats()
-        self._tables = _ModelTables.build(self.calibration) if self.calibration else None
+        self._tables: _ModelTables | None = None
         self._stream_product_id: int | None = None
         self._last_azimuth: int | None = None
         self._last_slope = 0
@@ -229,7 +262,7 @@ class VelodyneDecoder:
 
     @property
     def model(self) -> str | None:
-        return self.calibration.model if self.calibration else None
+        return self.evidence.model if self.evidence else None
 
     # -- skipping -----------------------------------------------------------------------
 
@@ -283,18 +316,25 @@ class VelodyneDecoder:
         self.stats.packets += payloads.shape[0]
         if payloads.shape[0] == 0:
             return []
-        packets = np.ascontiguousarray(payloads).view(PACKET_DTYPE)[:, 0]
+        payloads = np.ascontiguousarray(payloads)
+        packets = payloads.view(PACKET_DTYPE)[:, 0]
         keep = self._valid_packets(packets)
         if keep is not None:
-            packets, arrival_ns = packets[keep], arrival_ns[keep]
-        if packets.shape[0] == 0 or self._tables is None:
+            packets, arrival_ns, payloads = packets[keep], arrival_ns[keep], payloads[keep]
+        if packets.shape[0] == 0 or self.evidence is None:
             return []
+        if self._slot_us:
+            self.loss.update(packets["timestamp_us"], self._slot_us)
+        if self._external is not None:
+            return self._external.decode(payloads, arrival_ns)
         self.stats.decoded += packets.shape[0]
         return self._decode_valid(packets, arrival_ns)
 
     def flush(self) -> LidarFrame | None:
         """The rotation in progress (a partial one), if any; the stream state (framing,
         clock anchoring) is reset, ready for another stream."""
+        if self._external is not None:
+            return self._external.flush()
         frame = self._emit(self._pending, self._pending_capture_ns) if self._pending_capture_ns is not None else None
         self._pending, self._pending_capture_ns = [], None
         self._last_azimuth, self._last_slope = None, 0
@@ -306,29 +346,23 @@ class VelodyneDecoder:
     def _valid_packets(self, packets: np.ndarray) -> np.ndarray | None:
         """Mask of decodable packets (None: all are); counts and warns about the rest."""
         blocks = packets["blocks"]
-        good_flags = np.all(blocks["flag"] == BLOCK_FLAG, axis=1)
+        any_bank = np.all(np.isin(blocks["flag"], BANK_FLAGS), axis=1)
         good_azimuth = np.all(blocks["azimuth"] <= 36000, axis=1)  # 36000 = 0°, as sensors send it
         product = packets["product_id"]
-        if self._tables is None:
-            known = np.flatnonzero(good_flags & np.isin(product, list(PRODUCT_IDS.values())))
-            if known.size < 2:
+        if self.evidence is None:
+            candidates = packets[np.flatnonzero(any_bank & good_azimuth)]
+            if not self._identify(candidates):
                 ids = ", ".join(sorted({f"0x{p:02x}" for p in product.tolist()}))
-                self._skip("unknown_model", packets.shape[0],
-                          f"product id {ids}: need two VLP-16 (0x22) or HDL-32E (0x21) packets to identify the "
-                          "model, or configure it")
+                unsupported = unsupported_product(candidates) if candidates.shape[0] else None
+                if unsupported:
+                    self._skip("unsupported_model", packets.shape[0],
+                               f"product id {ids} is a {unsupported}, which this decoder does not handle")
+                else:
+                    self._skip("unknown_model", packets.shape[0],
+                               f"product id {ids}: nothing identifies the model (no known product id, packet "
+                               "interval or firing pattern); configure it")
                 return np.zeros(packets.shape[0], bool)
-            self.calibration = resolve_calibration(None, self._detect_model(packets[known]))
-            self._tables = _ModelTables.build(self.calibration)
-        if self._stream_product_id is None:
-            candidates = np.flatnonzero(good_flags & good_azimuth)
-            if candidates.size:
-                self._stream_product_id = int(product[candidates[0]])
-                expected = PRODUCT_IDS[self._tables.model]
-                if self._stream_product_id != expected:
-                    name = PRODUCT_NAMES.get(self._stream_product_id, "unknown")
-                    log_event(logger, logging.WARNING, "lidar_product_id_mismatch", source=self.source,
-                              product_id=f"0x{self._stream_product_id:02x} ({name})", decoding_as=self._tables.model,
-                              note="decoding per the configured model/calibration (early VLP-16 firmware reports 0x21)")
+        good_flags = any_bank if self._external is not None else np.all(blocks["flag"] == BLOCK_FLAG, axis=1)
         ok = good_flags & good_azimuth
         if self._stream_product_id is not None:
             same_model = product == self._stream_product_id
@@ -337,7 +371,7 @@ class VelodyneDecoder:
         if ok.all() and same_model.all():
             return None
         self._skip("bad_block_flag", int(np.count_nonzero(~good_flags)),
-                  f"a block flag is not 0x{BLOCK_FLAG:04x} (not a {self._tables.model} data packet)")
+                  f"a block flag is not a Velodyne bank flag fitting a {self.model} data packet")
         self._skip("bad_azimuth", int(np.count_nonzero(good_flags & ~good_azimuth)), "a block azimuth is over 36000 (360°)")
         other = ok & ~same_model
         if other.any():
@@ -346,22 +380,34 @@ class VelodyneDecoder:
                       f"product id {', '.join(ids)} differs from the stream's 0x{self._stream_product_id:02x}")
         return ok & same_model
 
-    def _detect_model(self, packets: np.ndarray) -> str:
-        """The model of an unconfigured stream: its product id, unless the packets' spacing
-        in sensor time says otherwise (early VLP-16 firmware reports 0x21, the HDL-32E's id;
-        a VLP-16 packet spans 12 × 110.592 µs, an HDL-32E packet 12 × 46.08 µs)."""
-        product_id = int(packets["product_id"][0])
-        claimed = PRODUCT_NAMES[product_id]
-        spacing_us = float(np.median(np.diff(packets["timestamp_us"].astype(np.int64)) % HOUR_US))
+    def _identify(self, packets: np.ndarray) -> bool:
+        """Decide the stream's model from its first valid packets (identify.py) and build
+        the decode tables; False when nothing can tell yet. Raises
+        ``LidarModelMismatchError`` when the packets contradict the given calibration."""
+        if packets.shape[0] == 0:
+            return False
+        given = self._given_calibration
+        evidence = identify_model(packets, configured_model=self._configured_model,
+                                  calibration_lasers=self._calibration_lasers,
+                                  calibration_origin=given.origin if given else self._calibration_file and str(self._calibration_file),
+                                  source=self.source)
+        if evidence is None:
+            return False
+        self._stream_product_id = int(packets["product_id"][0])
         dual = bool(packets["return_mode"][0] == RETURN_MODE_DUAL)
-        expected = {model: PACKET_SPAN_US[model] / (2 if dual else 1) for model in PRODUCT_IDS}
-        nearest = min(expected, key=lambda model: abs(math.log(max(spacing_us, 1.0) / expected[model])))
-        model = nearest if abs(spacing_us / expected[nearest] - 1) < 0.25 else claimed
-        self._stream_product_id = product_id
-        log_event(logger, logging.INFO if model == claimed else logging.WARNING, "lidar_model_detected",
-                  source=self.source, model=model, product_id=f"0x{product_id:02x} ({claimed})",
-                  packet_spacing_us=f"{spacing_us:.0f}")
-        return model
+        nominal = PACKET_SPAN_US.get(PACKET_LAYOUT.get(evidence.model, ""), 0) / (2 if dual else 1)
+        self._slot_us = evidence.packet_interval_us if evidence.packet_interval_says or not nominal else nominal
+        if evidence.model in EXTERNAL_MODELS:
+            if evidence.model.startswith("HDL-64E"):  # its last two bytes cycle through status words
+                self._stream_product_id = None
+            self._external = ExternalVelodyneDecoder(evidence.model, self._calibration_file, self.stats, self.source)
+            self.evidence = evidence
+            return True
+        self.evidence = evidence
+        self.calibration = given if given is not None else default_calibration(evidence.model)
+        self._tables = _ModelTables.build(self.calibration)
+        self._stream_product_id = int(packets["product_id"][0])
+        return True
 
     # -- time ---------------------------------------------------------------------------
 
@@ -419,7 +465,7 @@ class VelodyneDecoder:
             cos_a, sin_a = cos_a * t.cos_rotation + sin_a * t.sin_rotation, sin_a * t.cos_rotation - cos_a * t.sin_rotation
 
         # dense (n, 12, 32) points in firing order, compressed once at the end
-        dense = np.empty((n_packets, BLOCKS_PER_PACKET, CHANNELS_PER_BLOCK), POINT_DTYPE)
+        dense = np.empty((n_packets, BLOCKS_PER_PACKET, CHANNELS_PER_BLOCK), SENSOR_POINT_DTYPE)
         range_m = distance.astype(np.float32)
         returned = range_m != 0
         range_m *= t.resolution_m
@@ -428,16 +474,19 @@ class VelodyneDecoder:
         horizontal = range_m * t.cos_vertical
         if t.has_vertical_offset:
             horizontal -= t.vertical_offset_sin
-        np.multiply(horizontal, sin_a, out=dense["x"])
-        np.multiply(horizontal, cos_a, out=dense["y"])
+        # REP-103: x forward (azimuth 0), y left (azimuth grows clockwise seen from above)
+        np.multiply(horizontal, cos_a, out=dense["x"])
+        np.multiply(horizontal, sin_a, out=dense["y"])
+        np.negative(dense["y"], out=dense["y"])
         if t.has_horizontal_offset:
-            dense["x"] -= t.horizontal_offset * cos_a
-            dense["y"] += t.horizontal_offset * sin_a
+            dense["x"] += t.horizontal_offset * sin_a
+            dense["y"] += t.horizontal_offset * cos_a
         np.multiply(range_m, t.sin_vertical, out=dense["z"])
         if t.has_vertical_offset:
             dense["z"] += t.vertical_offset
         dense["intensity"] = returns["reflectivity"]
-        dense["ring"] = t.channel_laser
+        dense["ring"] = t.channel_ring
+        dense["laser"] = t.channel_laser
 
         # frames: split where the block azimuth stops increasing (VeloView's rule)
         split_blocks = self._split_blocks(azimuth.reshape(-1))
@@ -452,10 +501,15 @@ class VelodyneDecoder:
         channel_time_s = t.channel_time_s[mode] if any_dual else t.channel_time_s[0]
         np.add(block_time_s.reshape(n_packets, BLOCKS_PER_PACKET, 1), channel_time_s, out=dense["time"])
 
-        if any_dual:  # a second return identical to the first is the same point
+        return_type = dense["return_type"]
+        return_type[...] = _SINGLE_RETURN_TYPE[packets["return_mode"]][:, None, None]
+        if any_dual:  # blocks in pairs: the last return, then the strongest (see the module doc)
             first, second = returns[dual, 0::2], returns[dual, 1::2]
             same = (first["distance"] == second["distance"]) & (first["reflectivity"] == second["reflectivity"])
-            returned[dual, 1::2] &= ~same
+            returned[dual, 1::2] &= ~same  # a second return identical to the first is the same point
+            last_is_strongest = same | (first["reflectivity"] > second["reflectivity"])
+            return_type[dual, 0::2] = np.where(last_is_strongest, RETURN_BOTH, RETURN_LAST)
+            return_type[dual, 1::2] = np.where(last_is_strongest, RETURN_SECOND, RETURN_STRONGEST)
         kept = np.flatnonzero(returned)  # firing order: packet, block, channel
         points = dense.reshape(-1) if kept.shape[0] == returned.size else dense.reshape(-1).take(kept)
 
@@ -494,8 +548,9 @@ class VelodyneDecoder:
 
     def _emit(self, chunks: list[np.ndarray], capture_ns: int) -> LidarFrame:
         # concatenated as bytes: numpy's structured concatenate copies field by field, ~40× slower
-        points = np.concatenate([c.view(np.uint8) for c in chunks]).view(POINT_DTYPE) if chunks else np.empty(0, POINT_DTYPE)
-        frame = LidarFrame(capture_ns=int(capture_ns), points=points, model=self._tables.model, seq=self._seq)
+        points = (np.concatenate([c.view(np.uint8) for c in chunks]).view(SENSOR_POINT_DTYPE) if chunks
+                  else np.empty(0, SENSOR_POINT_DTYPE))
+        frame = LidarFrame(capture_ns=int(capture_ns), points=points, model=self.evidence.model, seq=self._seq)
         self._seq += 1
         self.stats.frames += 1
         self.stats.points += points.shape[0]
@@ -503,11 +558,14 @@ class VelodyneDecoder:
 
 
 def iter_pcap_frames(
-    path: str | os.PathLike, decoder: VelodyneDecoder, port: int = DEFAULT_PORT, batch_packets: int = 1024
+    path: str | os.PathLike, decoder, port: int | None = None, batch_packets: int = 1024
 ) -> Iterator[LidarFrame]:
     """Rotations of a pcap capture, the last (partial) one included. A damaged file
     yields everything readable, then raises its ``PcapError``. Datagrams to ``port`` of
-    the wrong size are counted by the decoder (``wrong_size``)."""
+    the wrong size are counted by the decoder (``wrong_size``). ``decoder``: a
+    ``VelodyneDecoder`` or an ``ouster.OusterDecoder`` (its ``packet_size`` and, by
+    default, ``port`` say which datagrams are its packets)."""
+    port = decoder.port if port is None else port
     with PcapReader(path, chunk_records=batch_packets) as reader:
         forwarded = 0
 
@@ -515,10 +573,10 @@ def iter_pcap_frames(
             nonlocal forwarded
             new = reader.skipped["wrong_size"] - forwarded
             forwarded += new
-            decoder.reject("wrong_size", new, f"UDP payload to port {port} is not {PACKET_SIZE} bytes")
+            decoder.reject("wrong_size", new, f"UDP payload to port {port} is not {decoder.packet_size} bytes")
 
         try:
-            for batch in reader.udp_payload_batches(port, PACKET_SIZE):
+            for batch in reader.udp_payload_batches(port, decoder.packet_size):
                 forward_wrong_sizes()
                 yield from decoder.decode(batch.payloads, batch.timestamps_ns)
         except PcapError:

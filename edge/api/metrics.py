@@ -14,12 +14,16 @@ registry (no global state; several apps can live in one test process). Names:
   ``edge_broker_corrupt_batches_total``;
 - broker limits (broker/limits.py): ``edge_broker_disk_full`` (1 while writes are refused),
   ``edge_broker_<counter>_total`` for each BrokerStats counter (refusals, clamps, accept
-  failures), ``edge_broker_background_errors_total{task}``, gauges ``edge_broker_connections``,
+  failures), ``edge_broker_background_errors_total{task}``,
+  ``edge_broker_fetch_position_errors_total{error}`` (fetches told their position is no
+  longer in the log: offset_out_of_range, log_truncated), gauges ``edge_broker_connections``,
   ``edge_broker_parked_fetches``, ``edge_broker_unread_reply_bytes``, ``edge_broker_partitions``
   and ``edge_broker_limit{name}``;
 - per driver process: ``edge_driver_{captured,published,acknowledged,unknown}_total``,
   ``edge_driver_dropped_total{reason}``, ``edge_driver_rate_hz``, ``edge_driver_queue_depth``,
   ``edge_driver_up`` (state running), ``edge_driver_last_capture_age_seconds``;
+  LiDAR drivers also ``edge_lidar_packets_total{outcome=received|lost|out_of_order|skipped}``
+  (from the health record's ``details.lidar_packets``, drivers/lidar/loss.py);
 - mirror: ``edge_mirror_up`` (link up and not stalled), ``edge_mirror_condition{condition}``
   (up, stalled, down, stopped, ...) and every numeric field it reports as ``edge_mirror_<field>``,
   per-partition lag as ``edge_mirror_lag_<field>{topic,partition}``;
@@ -143,6 +147,10 @@ class SnapshotCollector:
         errors = CounterMetricFamily("edge_broker_background_errors", "background task failures", labels=["task"])
         for task, count in sorted((stats.get("background_errors") or {}).items()):
             errors.add_metric([str(task)], float(count))
+        gone = CounterMetricFamily("edge_broker_fetch_position_errors",
+                                   "fetch positions no longer in the log, by error", labels=["error"])
+        for error, count in sorted((stats.get("fetch_position_errors") or {}).items()):
+            gone.add_metric([str(error)], float(count))
         for key, value in sorted((broker.get("kafka") or {}).items()):  # the Kafka listener's counters
             num = _num(value)
             if num is not None:
@@ -155,7 +163,7 @@ class SnapshotCollector:
         for key, value in sorted((broker.get("limits") or {}).items()):
             if _num(value) is not None:
                 limit.add_metric([str(key)], float(value))
-        return [*out, errors, limit]
+        return [*out, errors, gone, limit]
 
     def _drivers(self, drivers: dict[str, Any]) -> Iterable[Metric]:
         labels = ["sensor", "kind", "topic"]
@@ -173,6 +181,8 @@ class SnapshotCollector:
         depth = GaugeMetricFamily("edge_driver_queue_depth", "frames waiting to publish", labels=labels)
         up = GaugeMetricFamily("edge_driver_up", "1 when the driver reports state running", labels=labels)
         age = GaugeMetricFamily("edge_driver_last_capture_age_seconds", "time since the last capture", labels=labels)
+        packets = CounterMetricFamily("edge_lidar_packets", "LiDAR packets received, lost, out of order, skipped",
+                                      labels=labels + ["outcome"])
         now = time.time_ns()
         for sensor, h in sorted(drivers.items()):
             if not isinstance(h, dict):
@@ -190,9 +200,18 @@ class SnapshotCollector:
                 if value is not None:
                     fam.add_metric(lv, value)
             up.add_metric(lv, 1.0 if h.get("state") == "running" else 0.0)
+            counts = (h.get("details") or {}).get("lidar_packets") if isinstance(h.get("details"), dict) else None
+            if isinstance(counts, dict):
+                skipped = counts.get("skipped")
+                outcomes = {key: counts.get(key) for key in ("received", "lost", "out_of_order")}
+                outcomes["skipped"] = sum(v for v in skipped.values() if _num(v) is not None) \
+                    if isinstance(skipped, dict) else None
+                for outcome, value in outcomes.items():
+                    if _num(value) is not None:
+                        packets.add_metric(lv + [outcome], float(value))
             if _num(h.get("last_capture_ns")):
                 age.add_metric(lv, max(0.0, (now - h["last_capture_ns"]) / 1e9))
-        return [*fams.values(), dropped, rate, depth, up, age]
+        return [*fams.values(), dropped, rate, depth, up, age, packets]
 
     def _mirror(self, mirror: Any) -> Iterable[Metric]:
         if not isinstance(mirror, dict):

@@ -22,8 +22,10 @@ def add_parser(subparsers) -> None:
                         help="passthrough: record H.264/H.265/MJPEG as the camera sends it, no re-encoding")
     camera.add_argument("--quality", type=int)
     lidar = kinds.add_parser("lidar", help="a LiDAR: sim, Velodyne UDP, pcap capture, PCD/PLY directory")
-    lidar.add_argument("--model", choices=["VLP-16", "HDL-32E"])
-    lidar.add_argument("--calibration", help="VeloView XML calibration file")
+    lidar.add_argument("--model", choices=["VLP-16", "Puck LITE", "Puck Hi-Res", "HDL-32E", "VLP-32C", "HDL-64E S2",
+                                           "HDL-64E S3", "VLS-128", "Alpha Prime"],
+                       help="override the model identified from the packets")
+    lidar.add_argument("--calibration", help="Velodyne: VeloView XML or ROS YAML (must fit the packets' model); Ouster: metadata JSON")
     for p in (camera, lidar):
         p.add_argument("--name", required=True, help="sensor name (its config entry, and the default topic)")
         p.add_argument("--source", help="camera: sim|N|/dev/videoN|URL|PATH; lidar: sim|udp://HOST:PORT|pcap:PATH|pcd-dir:PATH")

@@ -12,8 +12,13 @@ Guarantees:
   float16, 64-bit integers) are repacked little-endian (f2 -> FLOAT32, i8/u8 ->
   FLOAT64); every other cloud is passed through byte for byte.
 - Each message's ``log_time``, ``publish_time`` and its ``timestamp`` field are the
-  record's capture time; ``frame_id`` is the topic name (one frame per sensor); the
-  sequence is the record's offset (mod 2^32).
+  record's capture time; ``frame_id`` is the record's ``frame`` header (the sensor's
+  name), else the topic name; the sequence is the record's offset (mod 2^32).
+- A record with a ``mounting`` header (JSON ``{"parent", "xyz" [m], "rpy_deg"}``, see
+  edge/config.py MountingConfig) gets a ``foxglove.FrameTransform`` parent → frame on
+  the ``/tf`` channel, stamped like the record, before its first message and whenever
+  the mounting changes, so Foxglove places the sensor on the vehicle. A mounting header
+  that is not that JSON makes the record corrupt (ValueError, nothing written).
 - Zstd-compressed chunks, message/chunk indexes, statistics and the summary section are
   written (the ``mcap`` Writer's defaults), plus one ``edge.export`` metadata record.
 - Records that are neither frames nor clouds are not written (the caller counts them).
@@ -33,6 +38,7 @@ from .kinds import CAMERA, POINTCLOUD, VIDEO_ENCODINGS, check_camera
 try:
     from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
     from foxglove_schemas_protobuf.CompressedVideo_pb2 import CompressedVideo
+    from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
     from foxglove_schemas_protobuf.PackedElementField_pb2 import PackedElementField
     from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
     from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
@@ -76,6 +82,35 @@ def cloud_layout(dtype: np.dtype) -> tuple[np.dtype, list[tuple[str, int, int]]]
     return packed, fields
 
 
+TRANSFORM_TOPIC = "/tf"
+
+
+def _frame_id(record: Record) -> str:
+    return record.header("frame") or record.topic
+
+
+def parse_mounting(text: str) -> tuple[str, tuple[float, float, float], tuple[float, float, float]]:
+    """(parent, xyz m, rpy degrees) of a ``mounting`` header; ValueError naming the problem."""
+    import json
+
+    try:
+        value = json.loads(text)
+        parent, xyz, rpy = str(value["parent"]), tuple(map(float, value["xyz"])), tuple(map(float, value["rpy_deg"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"mounting header {text[:80]!r} is not {{parent, xyz, rpy_deg}} JSON: {exc}") from None
+    if len(xyz) != 3 or len(rpy) != 3 or not all(np.isfinite(xyz + rpy)) or not parent:
+        raise ValueError(f"mounting header {text[:80]!r}: need a parent and 3 finite xyz and rpy_deg values")
+    return parent, xyz, rpy
+
+
+def quaternion_from_rpy(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of the rotation R = Rz(yaw)·Ry(pitch)·Rx(roll) (URDF / ROS rpy)."""
+    cr, sr, cp, sp = np.cos(roll / 2), np.sin(roll / 2), np.cos(pitch / 2), np.sin(pitch / 2)
+    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
+    return (float(sr * cp * cy - cr * sp * sy), float(cr * sp * cy + sr * cp * sy),
+            float(cr * cp * sy - sr * sp * cy), float(cr * cp * cy + sr * sp * sy))
+
+
 def _stamp(message: Any, ns: int) -> None:
     message.timestamp.seconds = ns // 1_000_000_000
     message.timestamp.nanos = ns % 1_000_000_000
@@ -110,6 +145,8 @@ class McapFileWriter:
         self.schemas_used: dict[str, str] = {}
         self._metadata = dict(metadata or {})
         self._layouts: dict[str, tuple[np.dtype, np.dtype, list]] = {}
+        self._mountings: dict[str, str] = {}  # frame -> the mounting header last written for it
+        self.transforms = 0  # FrameTransform messages written (not records: not in ``messages``)
 
     def _channel(self, topic: str, message_class: Any, partition: int) -> int:
         name = message_class.DESCRIPTOR.full_name
@@ -136,8 +173,13 @@ class McapFileWriter:
         else:
             raise ValueError(f"{kind} records are not exported to MCAP")
         data = message.SerializeToString()
+        transform = self._transform(record, message.frame_id)
         channel = self._channel(record.topic, type(message), record.partition)
         ts = int(record.timestamp)
+        if transform is not None:
+            self.writer.add_message(channel_id=self._channel(TRANSFORM_TOPIC, FrameTransform, 0), log_time=ts,
+                                    publish_time=ts, data=transform.SerializeToString())
+            self.transforms += 1
         self.writer.add_message(channel_id=channel, log_time=ts, publish_time=ts, data=data,
                                 sequence=record.offset & 0xFFFFFFFF)
         self.messages[record.topic] = self.messages.get(record.topic, 0) + 1
@@ -145,12 +187,12 @@ class McapFileWriter:
     def _image(self, record: Record) -> Any:
         frame = check_camera(record)
         if frame.encoding == "bgr8":
-            message = RawImage(frame_id=record.topic, width=frame.width, height=frame.height, encoding="bgr8",
+            message = RawImage(frame_id=_frame_id(record), width=frame.width, height=frame.height, encoding="bgr8",
                                step=frame.width * 3, data=bytes(record.value))
         elif frame.encoding in VIDEO_ENCODINGS:
-            message = CompressedVideo(frame_id=record.topic, format=frame.encoding, data=bytes(record.value))
+            message = CompressedVideo(frame_id=_frame_id(record), format=frame.encoding, data=bytes(record.value))
         else:
-            message = CompressedImage(frame_id=record.topic, format=frame.encoding, data=bytes(record.value))
+            message = CompressedImage(frame_id=_frame_id(record), format=frame.encoding, data=bytes(record.value))
         _stamp(message, int(record.timestamp))
         return message
 
@@ -172,11 +214,25 @@ class McapFileWriter:
             for name in packed.names:
                 repacked[name] = points[name]
             data = repacked.tobytes()
-        message = PointCloud(frame_id=record.topic, point_stride=packed.itemsize, data=data,
+        message = PointCloud(frame_id=_frame_id(record), point_stride=packed.itemsize, data=data,
                              fields=[PackedElementField(name=n, offset=o, type=t) for n, o, t in fields])
         message.pose.orientation.w = 1.0  # the cloud is in its sensor's frame
         _stamp(message, int(record.timestamp))
         return message
+
+    def _transform(self, record: Record, frame: str) -> Any:
+        """The FrameTransform to write before this record's message, if its mounting is new."""
+        text = record.header("mounting")
+        if not text or self._mountings.get(frame) == text:
+            return None
+        parent, xyz, rpy_deg = parse_mounting(text)
+        transform = FrameTransform(parent_frame_id=parent, child_frame_id=frame)
+        _stamp(transform, int(record.timestamp))
+        transform.translation.x, transform.translation.y, transform.translation.z = xyz
+        (transform.rotation.x, transform.rotation.y, transform.rotation.z,
+         transform.rotation.w) = quaternion_from_rpy(*np.deg2rad(rpy_deg))
+        self._mountings[frame] = text
+        return transform
 
     def set_metadata(self, name: str, value: str) -> None:
         """Add or replace one field of the ``edge.export`` metadata record (written by ``finish``)."""

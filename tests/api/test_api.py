@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker.client import Admin, Producer
+from broker.client import Admin, Consumer, Producer
+from broker.errors import OffsetOutOfRangeError
 
 
 def _json_error(resp, status: int) -> dict:
@@ -206,6 +207,23 @@ def test_metrics_are_valid_prometheus_text(api_env):
     assert samples[("edge_api_status_ok", ())] == 1.0
     front = [v for (n, labels), v in samples.items() if n == "edge_driver_captured_total" and ("sensor", "front") in labels]
     assert front and front[0] > 0
+
+
+def test_metrics_count_fetch_positions_no_longer_in_the_log(api_env):
+    with Consumer(api_env.endpoint, auto_offset_reset="error", max_wait_ms=0) as consumer:
+        consumer.assign([("camera.front", 0)])
+        consumer.seek("camera.front", 0, 10**12)  # far past the end: the broker says so
+        with pytest.raises(OffsetOutOfRangeError):
+            consumer.poll(2)
+    deadline = time.monotonic() + 10
+    counted = 0.0
+    while counted < 1 and time.monotonic() < deadline:  # the monitor samples the broker every second or so
+        time.sleep(0.3)
+        for family in text_string_to_metric_families(api_env.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "edge_broker_fetch_position_errors_total" and sample.labels == {"error": "offset_out_of_range"}:
+                    counted = sample.value
+    assert counted >= 1
 
 
 def _ws_url(env, query: str = "") -> str:

@@ -21,7 +21,11 @@ def test_partitions_are_dealt_among_members(tmp_path):
     assert gen2 == gen1 + 1
     rebalance, gen, a1 = c.heartbeat("g", m1, gen1)
     assert rebalance and gen == gen2
-    _, _, a2 = c.heartbeat("g", m2, gen2)
+    # hand-over: m1 still reads what it gave up until its next request (after its commit)
+    assert c.heartbeat("g", m2, gen2) == (False, gen2, [])
+    assert c.heartbeat("g", m1, gen2) == (False, gen2, a1)
+    rebalance, _, a2 = c.heartbeat("g", m2, gen2)
+    assert rebalance
     assert sorted(a1 + a2) == sorted([("a", i) for i in range(4)] + [("b", 0), ("b", 1)])
     assert not set(a1) & set(a2) and len(a1) == len(a2) == 3
 

@@ -118,3 +118,22 @@ def test_unencodable_arrays():
         encode_cloud(np.zeros(2, np.dtype([("xyz", "<f4", (3,))])))
     with pytest.raises(ValueError, match="only float and integer"):
         encode_cloud(np.zeros(2, np.dtype([("name", "U4")])))
+
+
+def test_sensor_layout_extends_the_default_and_old_records_still_decode():
+    from drivers.pointcloud import SENSOR_POINT_DTYPE
+
+    # the default layout is the sensor layout's prefix: a reader of x..time reads both
+    assert SENSOR_POINT_DTYPE.descr[:len(POINT_DTYPE.descr)] == POINT_DTYPE.descr and SENSOR_POINT_DTYPE.itemsize == 25
+    new = np.zeros(3, SENSOR_POINT_DTYPE)
+    new["x"], new["laser"], new["return_type"] = [1, 2, 3], [7, 8, 9], [1, 2, 3]
+    value, headers = encode_cloud(new, model="HDL-32E")
+    assert headers["fields"].endswith(",laser=<u2,return_type=|u1")
+    back = decode_cloud(bytes(value), headers)
+    assert back["laser"].tolist() == [7, 8, 9] and back["return_type"].tolist() == [1, 2, 3]
+    # a record written before the sensor layout (22-byte points, no axes header) decodes as it was
+    old_headers = {"encoding": "pointcloud", "points": "2", "fields": "x=<f4,y=<f4,z=<f4,intensity=<f4,ring=<u2,time=<f4",
+                   "model": "VLP-16"}
+    old = np.zeros(2, POINT_DTYPE)
+    old["y"] = [5.0, 6.0]
+    assert decode_cloud(old.tobytes(), old_headers)["y"].tolist() == [5.0, 6.0]

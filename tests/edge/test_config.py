@@ -94,3 +94,21 @@ def test_infinite_sizes_and_durations_are_named(tmp_path, key):
     path = write(tmp_path, f"[broker.defaults]\n{key} = inf\n")
     with pytest.raises(ConfigError, match=rf"broker.defaults.{key}: .*finite"):
         load_config(path)
+
+
+def test_sensor_mounting_becomes_its_record_headers():
+    import json
+
+    import pytest
+    from pydantic import ValidationError
+
+    from drivers.processes import _frame_headers
+    from edge.config import CameraConfig, LidarConfig
+
+    camera = CameraConfig(name="front", mounting={"xyz": [2.0, 0.1, 1.5], "rpy_deg": [0, 10, 0]})
+    headers = _frame_headers(camera)
+    assert headers["frame"] == "front"
+    assert json.loads(headers["mounting"]) == {"parent": "base_link", "xyz": [2.0, 0.1, 1.5], "rpy_deg": [0.0, 10.0, 0.0]}
+    assert _frame_headers(LidarConfig(name="roof")) == {"frame": "roof"}  # no mounting configured
+    with pytest.raises(ValidationError, match="xyz"):
+        LidarConfig(name="roof", mounting={"xyz": [1, 2]})

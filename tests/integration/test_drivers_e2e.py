@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from broker.client import Admin, Consumer
 
@@ -99,6 +101,69 @@ def test_lidar_driver_refuses_a_non_pcap(broker, tmp_path):
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "x", "--source", f"pcap:{bad}",
                              "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "x.pcap" in result.stderr
+
+
+HDL32E_DATA = Path(__file__).resolve().parent.parent / "drivers" / "lidar" / "data"
+
+
+def test_lidar_driver_identifies_an_hdl32e_given_only_its_calibration(broker):
+    # the old default (--model VLP-16) decoded this HDL-32E capture as a VLP-16: z off by metres
+    result = subprocess.run([*EDGE, "driver", "lidar", "--name", "roof", "--source",
+                             f"pcap:{HDL32E_DATA / 'hdl32e-monterey-frame8.pcap'}", "--rate", "max",
+                             "--calibration", str(HDL32E_DATA / "HDL-32.xml"), "--endpoint", broker.endpoint],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_topic(broker.endpoint, "lidar.roof", 4)
+    from drivers.pointcloud import decode_cloud
+
+    frame8 = decode_cloud(records[1].value, records[1].headers)
+    assert records[1].header("model") == "HDL-32E" and len(frame8) == 49737
+    assert float(frame8["z"][16000]) == pytest.approx(3.82785, abs=1e-4)  # VeloView's Testing/monterey.test
+    health = [json.loads(bytes(r.value)) for r in read_topic(broker.endpoint, "_health", 1) if r.key == b"roof"]
+    assert health[-1]["details"]["lidar_model"]["decided_by"] == "packets: firing_pattern+packet_interval+product_id"
+    assert health[-1]["details"]["lidar_packets"] == {"received": 308, "lost": 0, "out_of_order": 0, "skipped": {}}
+
+
+def test_lidar_driver_refuses_a_calibration_for_another_model(broker, shared_data):
+    result = subprocess.run([*EDGE, "driver", "lidar", "--name", "roof", "--source",
+                             f"pcap:{HDL32E_DATA / 'hdl32e-monterey-frame8.pcap'}", "--rate", "max",
+                             "--calibration", str(shared_data / "VLP-16.xml"), "--endpoint", broker.endpoint],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "VLP-16.xml has 16 lasers but the packets are from a HDL-32E" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_lidar_driver_records_an_ouster_capture_with_its_metadata(broker):
+    base = HDL32E_DATA / "ouster" / "OS-0-32-U1_v2.2.0_1024x10"
+    result = subprocess.run([*EDGE, "driver", "lidar", "--name", "os0", "--source", f"pcap:{base}.pcap", "--rate", "max",
+                             "--calibration", f"{base}.json", "--endpoint", broker.endpoint],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from drivers.pointcloud import decode_cloud
+
+    record = read_topic(broker.endpoint, "lidar.os0", 1)[0]
+    points = decode_cloud(record.value, record.headers)
+    assert record.header("model") == "OS-0-32-U1" and record.header("axes") == "REP-103"
+    assert record.header("frame") == "os0"
+    assert len(points) == 21631 + 172  # ouster-sdk's returns: 21,631 first + 172 second
+
+
+def test_lidar_driver_carries_its_mounting_from_the_config(broker, tmp_path):
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+[[lidars]]
+name = "roof"
+source = "pcap:{HDL32E_DATA / 'hdl32e-monterey-frame8.pcap'}"
+rate = "max"
+mounting = {{ parent = "base_link", xyz = [1.2, 0.0, 1.9], rpy_deg = [0.0, 0.0, 90.0] }}
+""")
+    result = subprocess.run([*EDGE, "driver", "lidar", "--config", str(config), "--name", "roof",
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = read_topic(broker.endpoint, "lidar.roof", 1)[0]
+    assert json.loads(record.header("mounting")) == {"parent": "base_link", "xyz": [1.2, 0.0, 1.9],
+                                                     "rpy_deg": [0.0, 0.0, 90.0]}
 
 
 def test_raw_frames_from_a_file_at_max_rate_are_never_dropped(broker, shared_data):

@@ -77,3 +77,39 @@ def copy_records(source: Path, target: Path, count: int) -> Path:
     end = offsets[count] if count < len(offsets) else len(data)
     target.write_bytes(data[:end])
     return target
+
+
+def veloview_xyz(point) -> tuple[float, float, float]:
+    """A decoded point (REP-103: x forward, y left) in VeloView's axes (x right, y forward),
+    the convention of VeloView's published reference values."""
+    return (-float(point["y"]), float(point["x"]), float(point["z"]))
+
+
+def ros_yaml(calibration) -> str:
+    """A calibration as the ROS velodyne_pointcloud YAML (radians, metres)."""
+    lines = [f"distance_resolution: {calibration.distance_resolution_m!r}", f"num_lasers: {calibration.num_lasers}",
+             "lasers:"]
+    for i in range(calibration.num_lasers):
+        lines.append(
+            f"  - {{laser_id: {i}, rot_correction: {float(np.deg2rad(calibration.rotational_deg[i]))!r}, "
+            f"vert_correction: {float(np.deg2rad(calibration.vertical_deg[i]))!r}, "
+            f"dist_correction: {float(calibration.distance_offset_m[i])!r}, "
+            f"vert_offset_correction: {float(calibration.vertical_offset_m[i])!r}, "
+            f"horiz_offset_correction: {float(calibration.horizontal_offset_m[i])!r}}}")
+    return "\n".join(lines) + "\n"
+
+
+def send_when_bound(source, payloads, pause_s: float = 0.0, every: int = 1) -> None:
+    """Send ``payloads`` over UDP to a UdpSource once it has bound its port, sleeping
+    ``pause_s`` after every ``every`` datagrams (to stay within a default receive buffer)."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + 5
+    while source.bound_port is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for index, payload in enumerate(payloads):
+            sender.sendto(payload, ("127.0.0.1", source.bound_port))
+            if pause_s and index % every == every - 1:
+                time.sleep(pause_s)

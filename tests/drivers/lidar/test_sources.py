@@ -4,7 +4,6 @@ errors on bad input."""
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -16,10 +15,10 @@ from drivers.lidar.pcap import iter_udp_packets
 from drivers.lidar.sim import SENSOR_HEIGHT_M
 from drivers.lidar.sources import PcapSource, PcdDirSource, SimSource, UdpSource, open_lidar_source, parse_rate
 from drivers.lidar.velodyne import decode_pcap
-from drivers.pointcloud import POINT_DTYPE
+from drivers.pointcloud import POINT_DTYPE, SENSOR_POINT_DTYPE
 from drivers.runtime import SensorError
 
-from .builders import CALIBRATION, CAPTURE, copy_records, ethernet_udp_frame, write_pcap
+from .builders import CALIBRATION, CAPTURE, copy_records, ethernet_udp_frame, send_when_bound, write_pcap
 
 
 # -- pcap --------------------------------------------------------------------------------
@@ -30,7 +29,7 @@ def test_pcap_source_as_fast_as_possible(shared_data):
     frames = list(source)
     assert len(frames) == 52 and [f.seq for f in frames] == list(range(52))
     assert [f.capture_ns for f in frames[:3]] == [1000, 2000, 3000]  # host clock at emission
-    assert frames[16].points.shape[0] == 13860 and frames[16].points.dtype == POINT_DTYPE
+    assert frames[16].points.shape[0] == 13860 and frames[16].points.dtype == SENSOR_POINT_DTYPE
     assert source.stats.frames == 52
 
 
@@ -107,18 +106,7 @@ def test_udp_source_assembles_rotations_from_packets(shared_data):
     source = UdpSource("127.0.0.1", 0, shared_data / CALIBRATION, timeout_s=0.5)
     frames: list = []
 
-    def send() -> None:
-        deadline = time.monotonic() + 5
-        while source.bound_port is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-            for index, payload in enumerate(payloads):
-                sender.sendto(payload, ("127.0.0.1", source.bound_port))
-                if index % 20 == 19:
-                    time.sleep(0.001)  # stay within a default-sized receive buffer
-            sender.sendto(b"\x00" * 100, ("127.0.0.1", source.bound_port))
-
-    sender = threading.Thread(target=send)
+    sender = threading.Thread(target=send_when_bound, args=(source, [*payloads, b"\x00" * 100], 0.001, 20))
     sender.start()
     with pytest.raises(LidarTimeoutError, match=r"udp://127\.0\.0\.1:\d+: no packets for"):
         for frame in source:

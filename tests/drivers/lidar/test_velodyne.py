@@ -11,9 +11,9 @@ import pytest
 
 from drivers.lidar.calibration import CalibrationError, default_calibration, load_veloview_xml
 from drivers.lidar.velodyne import PACKET_DTYPE, PACKET_SIZE, VelodyneDecoder, decode_pcap
-from drivers.pointcloud import POINT_DTYPE
+from drivers.pointcloud import RETURN_STRONGEST, SENSOR_POINT_DTYPE
 
-from .builders import CALIBRATION, CAPTURE, build_packet, ethernet_udp_frame, write_pcap
+from .builders import CALIBRATION, CAPTURE, build_packet, ethernet_udp_frame, veloview_xyz, write_pcap
 
 # VeloView's regression file Testing/vlp-16.test for this capture; its point_values lines
 # read "index x y z intensity is_dual" (TestReader.cxx), compared within 1e-4.
@@ -42,14 +42,17 @@ def test_acceptance_reproduces_veloview_reference(capture_frames):
         assert frames[index].points.shape[0] == count, f"frame {index}"
     frame16 = frames[16].points
     for index, (xyz, intensity) in VELOVIEW_FRAME16_POINTS.items():
-        point = frame16[index]
-        assert (point["x"], point["y"], point["z"]) == pytest.approx(xyz, abs=1e-4), f"point {index}"
+        point = frame16[index]  # VeloView's axes; ours are REP-103 (x forward, y left)
+        assert veloview_xyz(point) == pytest.approx(xyz, abs=1e-4), f"point {index}"
         assert point["intensity"] == intensity
     # The README reads the last column of VeloView's point_values as "laser 0"; it is the
     # is_dual flag. Point 0 is at -15° elevation (laser 0 of VLP-16.xml) and point 13,859 at
-    # +15° (z / horizontal range = tan 15°), i.e. laser 15 in the calibration's order.
-    assert frame16[0]["ring"] == 0
-    assert frame16[13859]["ring"] == 15
+    # +15° (z / horizontal range = tan 15°), i.e. laser 15 in the calibration's order: the
+    # lowest and highest beams, rings 0 and 15. Laser 1 (+1°) is ring 8, laser 2 (-13°) ring 1.
+    assert (frame16[0]["laser"], frame16[0]["ring"]) == (0, 0)
+    assert (frame16[13859]["laser"], frame16[13859]["ring"]) == (15, 15)
+    second, third = frame16[frame16["laser"] == 1][0], frame16[frame16["laser"] == 2][0]
+    assert (second["ring"], third["ring"]) == (8, 1)
     last = frame16[13859]
     assert math.degrees(math.atan2(last["z"], math.hypot(last["x"], last["y"]))) == pytest.approx(15.0, abs=0.01)
 
@@ -57,7 +60,8 @@ def test_acceptance_reproduces_veloview_reference(capture_frames):
 def test_capture_frames_are_well_formed(capture_frames):
     frames, stats = capture_frames
     assert [f.seq for f in frames] == list(range(52))
-    assert all(f.model == "VLP-16" and f.points.dtype == POINT_DTYPE for f in frames)
+    assert all(f.model == "VLP-16" and f.points.dtype == SENSOR_POINT_DTYPE and f.axes == "REP-103" for f in frames)
+    assert all(np.all(f.points["return_type"] == RETURN_STRONGEST) for f in frames)  # a strongest-return capture
     assert sum(f.points.shape[0] for f in frames) == stats.points
     captures = np.array([f.capture_ns for f in frames])
     spacing_ms = np.diff(captures)[1:-1] / 1e6
@@ -130,18 +134,19 @@ def test_hdl32e_synthetic_packet_geometry():
         block, channel = divmod(index, 32)
         azimuth = (9000 + block * step + round(step * channel * 1.152 / 46.08)) / 100.0
         elevation = vertical[channel]
-        expected = (
-            10.0 * math.cos(math.radians(elevation)) * math.sin(math.radians(azimuth)),
+        expected = (  # REP-103: x forward at azimuth 0, azimuth clockwise seen from above, y left
             10.0 * math.cos(math.radians(elevation)) * math.cos(math.radians(azimuth)),
+            -10.0 * math.cos(math.radians(elevation)) * math.sin(math.radians(azimuth)),
             10.0 * math.sin(math.radians(elevation)),
         )
         assert (points[index]["x"], points[index]["y"], points[index]["z"]) == pytest.approx(expected, abs=1e-4)
-        assert points[index]["ring"] == channel
+        assert points[index]["laser"] == channel
+        assert points[index]["ring"] == int(np.sum(vertical < elevation))  # rank by elevation
         assert points[index]["intensity"] == channel
         expected_time = ((index // 32) * 46.08 + channel * 1.152) * 1e-6
         assert points[index]["time"] == pytest.approx(expected_time, abs=1e-7)
-    # azimuth 90° points along +x (VeloView: clockwise from +y)
-    assert points[15]["x"] == pytest.approx(10.0, abs=0.01) and abs(points[15]["y"]) < 0.05
+    # azimuth 90° (clockwise from forward) points right: along -y
+    assert points[15]["y"] == pytest.approx(-10.0, abs=0.01) and abs(points[15]["x"]) < 0.05
 
 
 def test_frames_split_where_the_azimuth_wraps():
@@ -163,7 +168,8 @@ def test_zero_distances_are_dropped():
     decoder.decode_payloads([(0, packet)])
     points = decoder.flush().points
     assert points.shape[0] == 12 * 16
-    assert set(points["ring"].tolist()) == {l for l in range(16) if l % 2 == 1}
+    assert set(points["laser"].tolist()) == {l for l in range(16) if l % 2 == 1}
+    assert set(points["ring"].tolist()) == set(range(8, 16))  # the odd lasers are the upper half
 
 
 def test_wrong_size_and_other_packets_are_skipped_and_counted(caplog):
@@ -197,9 +203,9 @@ def test_wrong_size_packets_in_a_pcap_are_counted(tmp_path):
 
 def test_unknown_model_without_configuration_is_skipped():
     decoder = VelodyneDecoder()
-    packet = _rotation_packets(1, 40, product_id=0x28)[0]
+    packet = _rotation_packets(1, 40, product_id=0x31)[0]  # a Velarray: no decoder here
     assert decoder.decode_payloads([(0, packet)]) == []
-    assert decoder.stats.skipped == {"unknown_model": 1}
+    assert decoder.stats.skipped == {"unsupported_model": 1}
     assert decoder.flush() is None
 
 
@@ -214,6 +220,33 @@ def test_dual_return_identical_second_return_is_dropped():
     assert points.shape[0] == 6 * 32 + 6 * 16
     second_block_times = points["time"][32:48]
     assert np.allclose(second_block_times, points["time"][:16])  # a pair fires at the same time
+
+
+def test_return_type_of_every_point():
+    # dual return: blocks in pairs, the last return first, then the strongest (or, when the
+    # last was the strongest, the second strongest)
+    azimuths = np.repeat(np.arange(6) * 40, 2)
+    distances = np.full((12, 32), 2000)
+    distances[1::2, :16] = 2500  # channels 0..15: two different returns
+    reflectivity = np.full((12, 32), 9)
+    reflectivity[0::2, 8:16] = 30  # channels 8..15: the last return is also the strongest
+    packet = build_packet(azimuths, distances, reflectivity, return_mode=0x39, product_id=0x22)
+    decoder = VelodyneDecoder(model="VLP-16")
+    decoder.decode_payloads([(0, packet)])
+    points = decoder.flush().points
+    pair = points[:32 + 16]  # the first pair of blocks: 32 + the 16 differing second returns
+    from drivers.pointcloud import RETURN_BOTH, RETURN_LAST, RETURN_SECOND
+
+    assert pair["return_type"][:8].tolist() == [RETURN_LAST] * 8
+    assert pair["return_type"][8:16].tolist() == [RETURN_BOTH] * 8
+    assert pair["return_type"][16:32].tolist() == [RETURN_BOTH] * 16  # identical twins: one point, both
+    assert pair["return_type"][32:40].tolist() == [RETURN_STRONGEST] * 8
+    assert pair["return_type"][40:48].tolist() == [RETURN_SECOND] * 8
+    # single return modes: the packet's mode byte
+    for mode, expected in ((0x37, RETURN_STRONGEST), (0x38, RETURN_LAST)):
+        single = VelodyneDecoder(model="VLP-16")
+        single.decode_payloads([(0, build_packet(np.arange(12) * 40, np.full((12, 32), 2000), return_mode=mode))])
+        assert set(single.flush().points["return_type"].tolist()) == {expected}
 
 
 def test_sensor_time_is_used_when_synchronised():
@@ -284,7 +317,7 @@ def test_calibration_corrections_are_applied(tmp_path, shared_data):
     r, omega, v, alpha = 10.05, math.radians(-15), 0.10, math.radians(89.0)
     horizontal = r * math.cos(omega) - v * math.sin(omega)
     assert (point["x"], point["y"], point["z"]) == pytest.approx(
-        (horizontal * math.sin(alpha), horizontal * math.cos(alpha), r * math.sin(omega) + v), abs=1e-4)
+        (horizontal * math.cos(alpha), -horizontal * math.sin(alpha), r * math.sin(omega) + v), abs=1e-4)
 
 
 def test_bad_calibration_files_name_the_file(tmp_path):
@@ -300,3 +333,19 @@ def test_bad_calibration_files_name_the_file(tmp_path):
         load_veloview_xml(empty)
     with pytest.raises(CalibrationError, match="no built-in calibration"):
         default_calibration("HDL-64E")
+
+
+def test_ros_yaml_calibration_decodes_like_the_xml(tmp_path, shared_data, capture_frames):
+    from .builders import ros_yaml
+
+    frames, _ = capture_frames
+    path = tmp_path / "vlp16.yaml"
+    path.write_text(ros_yaml(load_veloview_xml(shared_data / CALIBRATION)))
+    from_yaml, _ = decode_pcap(shared_data / CAPTURE, path)
+    assert [f.points.shape[0] for f in from_yaml] == [f.points.shape[0] for f in frames]
+    np.testing.assert_allclose(from_yaml[16].points["z"], frames[16].points["z"], atol=1e-5)
+    np.testing.assert_array_equal(from_yaml[16].points["ring"], frames[16].points["ring"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lasers: [ {laser_id: 0")
+    with pytest.raises(CalibrationError, match="broken.yaml is not valid YAML"):
+        decode_pcap(shared_data / CAPTURE, broken)

@@ -50,7 +50,7 @@ def test_mcap_export_matches_the_records(recorded, tmp_path, capsys):
             seen[topic].append(message.log_time)
             assert message.publish_time == message.log_time
             assert proto.timestamp.seconds * 1_000_000_000 + proto.timestamp.nanos == message.log_time
-            assert proto.frame_id == topic
+            assert proto.frame_id == topic.split(".", 1)[1]  # the sensor's frame: its name (front, top)
             if topic == "camera.front":
                 assert proto.format == "jpeg"
                 if not decoded_image:
@@ -59,11 +59,11 @@ def test_mcap_export_matches_the_records(recorded, tmp_path, capsys):
                     decoded_image = True
             else:
                 index = len(seen[topic]) - 1
-                assert proto.point_stride == 22
+                assert proto.point_stride == 25  # drivers.pointcloud.SENSOR_POINT_DTYPE
                 assert len(proto.data) // proto.point_stride == lidar.points[index]
                 fields = [(f.name, f.offset, f.type) for f in proto.fields]
                 assert fields == [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("intensity", 12, 7), ("ring", 16, 3),
-                                  ("time", 18, 7)]
+                                  ("time", 18, 7), ("laser", 22, 3), ("return_type", 24, 1)]
                 assert proto.pose.orientation.w == 1.0
         assert decoded_image
         assert seen["camera.front"] == cam.timestamps
@@ -84,7 +84,7 @@ def test_mcap_cloud_values_survive(recorded, tmp_path):
         messages = list(make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages())
     proto = messages[2][3]
     layout = np.dtype({"names": [f.name for f in proto.fields], "offsets": [f.offset for f in proto.fields],
-                       "formats": ["<f4" if f.type == 7 else "<u2" for f in proto.fields],
+                       "formats": [{7: "<f4", 3: "<u2", 1: "u1"}[f.type] for f in proto.fields],
                        "itemsize": proto.point_stride})
     got = np.frombuffer(proto.data, dtype=layout)
     for name in expected.dtype.names:

@@ -139,3 +139,39 @@ def test_progress_line_and_warnings():
     bar(0.25, "x")
     bar.warn("careful")
     assert stream.getvalue() == "export [###.......]  25.0%  x\nedge export: warning: careful\n"
+
+
+def test_mounting_becomes_a_frame_transform(tmp_path):
+    from mcap.reader import make_reader
+    from mcap_protobuf.decoder import DecoderFactory
+
+    from edge.config import MountingConfig
+    from edge.export.mcap_file import McapFileWriter
+
+    mounting = MountingConfig(parent="base_link", xyz=(1.2, 0.0, 1.9), rpy_deg=(0.0, 0.0, 90.0))
+    points = np.zeros(2, POINT_DTYPE)
+    value, headers = encode_cloud(points)
+    headers.update(frame="roof", mounting=mounting.header())
+    records = [Record(i, 1_795_000_000_000_000_000 + i, None, bytes(value), {k: v.encode() for k, v in headers.items()},
+                      "lidar.roof", 0) for i in range(3)]
+    with open(tmp_path / "t.mcap", "wb") as fh:
+        writer = McapFileWriter(fh)
+        for record in records:
+            writer.write(record, POINTCLOUD)
+        writer.finish()
+    with open(tmp_path / "t.mcap", "rb") as fh:
+        messages = list(make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages())
+    transforms = [(c.topic, p) for s, c, m, p in messages if s.name == "foxglove.FrameTransform"]
+    clouds = [p for s, c, m, p in messages if s.name == "foxglove.PointCloud"]
+    assert len(transforms) == 1 and len(clouds) == 3 and writer.transforms == 1  # written once, before the first cloud
+    topic, transform = transforms[0]
+    assert topic == "/tf" and (transform.parent_frame_id, transform.child_frame_id) == ("base_link", "roof")
+    assert (transform.translation.x, transform.translation.y, transform.translation.z) == (1.2, 0.0, 1.9)
+    half = np.sqrt(0.5)  # 90° about z
+    assert (transform.rotation.x, transform.rotation.y, transform.rotation.z, transform.rotation.w) == pytest.approx(
+        (0.0, 0.0, half, half))
+    assert all(cloud.frame_id == "roof" for cloud in clouds)
+    bad = Record(9, 1, None, bytes(value), {**records[0].headers, "frame": b"other", "mounting": b"{not json"},
+                 "lidar.roof", 0)
+    with open(tmp_path / "bad.mcap", "wb") as fh, pytest.raises(ValueError, match="mounting header"):
+        McapFileWriter(fh).write(bad, POINTCLOUD)

@@ -1,0 +1,38 @@
+"""Real LiDAR captures beyond ../shared/data's VLP-16: an HDL-32E cut of VeloView's Monterey
+sample and two Ouster captures from ouster-sdk's repository (sources, licences and the
+reference values in docs/LIDAR.md, "Test captures").
+
+They are not committed: the project keeps data files fetched from other repositories out of
+this one (they belong in the steering repo's shared/data). Tests look for them in
+``$EDGE_LIDAR_CAPTURES``, else ``../shared/data/lidar``, and a test that needs one that is
+absent is skipped with the missing path named."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+CAPTURES = Path(os.environ.get("EDGE_LIDAR_CAPTURES", SHARED_DATA / "lidar"))
+HDL32E_CAPTURE = CAPTURES / "hdl32e-monterey-frame8.pcap"
+HDL32E_CALIBRATION = CAPTURES / "HDL-32.xml"
+OUSTER = CAPTURES / "ouster"
+OUSTER_LEGACY = OUSTER / "OS-2-32-U0_v2.0.0_1024x10"  # + .pcap / .json
+OUSTER_DUAL = OUSTER / "OS-0-32-U1_v2.2.0_1024x10"
+
+
+def needs(*paths: Path) -> pytest.MarkDecorator:
+    """Skip unless every path exists (a capture base name stands for its .pcap and .json)."""
+    missing = []
+    for path in paths:
+        wanted = [path] if path.suffix in (".pcap", ".xml", ".json", ".yaml") else [path.with_name(path.name + ".pcap"), path.with_name(path.name + ".json")]
+        missing += [str(p) for p in wanted if not p.exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"real capture not present: {', '.join(missing)} "
+                              "(docs/LIDAR.md 'Test captures' says where it comes from; set EDGE_LIDAR_CAPTURES)")
+
+
+HDL32E = needs(HDL32E_CAPTURE, HDL32E_CALIBRATION)
+OUSTER_BOTH = needs(OUSTER_LEGACY, OUSTER_DUAL)
