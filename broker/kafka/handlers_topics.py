@@ -101,7 +101,8 @@ def create_topics(broker, body, version: int) -> dict:
                 raise _Refused(36, f"Topic '{topic.name}' already exists.")
             if not validate_only:
                 broker.create_topic(topic.name, config)
-            result.update(topic_id=broker.topic_id(topic.name), num_partitions=config.partitions,
+            result.update(topic_id=broker.topic_id(topic.name) if not validate_only else None,
+                          num_partitions=config.partitions,
                           replication_factor=1,
                           configs=[{"name": k, "value": v, "read_only": k in _READ_ONLY,
                                     "config_source": SOURCE_DEFAULT, "is_sensitive": False}
@@ -151,8 +152,9 @@ def delete_topics(broker, body, version: int) -> dict:
                 responses.append({"name": None, "topic_id": topic_id, "error_code": UNKNOWN_TOPIC_ID,
                                   "error_message": f"no topic with id {topic_id}"})
                 continue
-        entry = {"name": name, "topic_id": broker.topic_id(name), "error_code": NONE, "error_message": None}
+        entry = {"name": name, "topic_id": None, "error_code": NONE, "error_message": None}
         try:
+            entry["topic_id"] = broker.topic_id(name)
             broker.delete_topic(name)
         except BrokerError as exc:
             entry.update(error_code=code_for(exc), error_message=exc.message)
