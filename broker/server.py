@@ -215,8 +215,8 @@ class BrokerServer:
         while not self._stopping:
             self.last_loop = time.monotonic()
             timeout_ms = self._next_timeout_ms()
-            ready = dict(poller.poll(timeout_ms))
-            if ready:
+            events = poller.poll(timeout_ms)
+            if events:
                 self.clients.read_monitor(self._monitor, self.stats, self.background.limiter)
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
@@ -224,7 +224,7 @@ class BrokerServer:
                     except zmq.Again:
                         break
                     self._handle(frames)
-            for fd, flags in ready.items():
+            for fd, flags in events:
                 if isinstance(fd, int):  # a plain socket of an extension
                     for extension in self.extensions:
                         extension.on_ready(fd, flags)
