@@ -173,11 +173,17 @@ class LogTruncatedError(OffsetOutOfRangeError):
     code = 22
 
 
+class TopicRecreatedError(OffsetOutOfRangeError):
+    """The topic was deleted and created again (its id changed) under a reader's position
+    (client-side only, never on the wire)."""
+
+
 class OutOfOrderSequenceError(BrokerError):
     """An idempotent producer's batch does not continue its sequence in the partition (a
     gap or a reorder; Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER). Nothing was written."""
 
-    code = 23  # 22 went to LogTruncatedError on main first
+    code = 23
+    kafka_error = "OUT_OF_ORDER_SEQUENCE_NUMBER"
 
 
 class ProducerFencedError(BrokerError):
@@ -185,11 +191,7 @@ class ProducerFencedError(BrokerError):
     INVALID_PRODUCER_EPOCH). Nothing was written."""
 
     code = 24
-
-
-class TopicRecreatedError(OffsetOutOfRangeError):
-    """The topic was deleted and created again (its id changed) under a reader's position
-    (client-side only, never on the wire)."""
+    kafka_error = "INVALID_PRODUCER_EPOCH"
 
 
 ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
@@ -216,9 +218,9 @@ ERRORS_BY_CODE: dict[int, type[BrokerError]] = {
         BrokerBusyError,
         ResourceLimitError,
         DeliveryUnknownError,
+        LogTruncatedError,
         OutOfOrderSequenceError,
         ProducerFencedError,
-        LogTruncatedError,
     )
 }
 

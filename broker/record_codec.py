@@ -172,12 +172,13 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
     return values, sizes
 
 
-def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+def read_varint(buf, pos: int, end: int, what: str = "record length") -> tuple[int, int]:
+    """One zigzag varint (at most 5 bytes) at ``pos``: (value, position after it)."""
     z = shift = 0
     start = pos
     while True:
         if pos >= end or pos - start >= _MAX_VARINT_BYTES:
-            raise CorruptBatchError("a record length varint runs past the records section")
+            raise CorruptBatchError(f"a {what} varint runs past its end or is too long")
         b = buf[pos]
         pos += 1
         z |= (b & 0x7F) << shift
@@ -208,7 +209,7 @@ def record_starts(section: memoryview, count: int) -> tuple[np.ndarray, np.ndarr
             z = (b & 0x7F) | (buf[pos + 1] << 7)
             length, body = (z >> 1) ^ -(z & 1), pos + 2
         else:
-            length, body = _read_varint(buf, pos, end)
+            length, body = read_varint(buf, pos, end)
         if length < 0 or body + length > end:
             raise CorruptBatchError(f"record {i} has length {length}, past the records section")
         bodies[i], lengths[i] = body, length

@@ -132,19 +132,6 @@ def record_layout(batch, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> 
                         value_starts, value_lens, header_counts, headers_starts)
 
 
-def _read_varint(block: memoryview, pos: int, end: int) -> tuple[int, int]:
-    z = shift = 0
-    while True:
-        if pos >= end or shift > 28:
-            raise CorruptBatchError("a record header varint runs past its record")
-        b = block[pos]
-        pos += 1
-        z |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (z >> 1) ^ -(z & 1), pos
-        shift += 7
-
-
 def decode_headers(section: memoryview, start: int, end: int, count: int) -> dict[str, bytes]:
     """The headers of one record (``count`` of them in ``section[start:end]``); a null
     header value reads as b"", a name that is not UTF-8 with replacement characters.
@@ -152,12 +139,12 @@ def decode_headers(section: memoryview, start: int, end: int, count: int) -> dic
     out: dict[str, bytes] = {}
     pos = start
     for _ in range(count):
-        name_len, pos = _read_varint(section, pos, end)
+        name_len, pos = rc.read_varint(section, pos, end, "record header")
         if name_len < 0 or pos + name_len > end:
             raise CorruptBatchError("record header name overruns its record")
         name = bytes(section[pos : pos + name_len]).decode("utf-8", "replace")  # lenient, as Kafka clients
         pos += name_len
-        value_len, pos = _read_varint(section, pos, end)
+        value_len, pos = rc.read_varint(section, pos, end, "record header")
         if value_len < -1 or pos + max(value_len, 0) > end:
             raise CorruptBatchError("record header value overruns its record")
         out[name] = bytes(section[pos : pos + max(value_len, 0)])

@@ -364,7 +364,10 @@ class Producer:
                     self._finish(batch, error=BrokerUnavailableError("producer closed before delivery"))
                 if self._fenced:
                     self._ping_fence(conn)
-                for batch in to_send:
+                for i, batch in enumerate(to_send):
+                    if self._fenced:  # a retry could not be sent: the rest waits behind it, in order
+                        self._requeue(to_send[i:])
+                        break
                     self._send_batch(conn, batch)
                 if to_send:
                     continue
@@ -428,6 +431,22 @@ class Producer:
             request_id = conn.send(P.PRODUCE, meta, [batch.data], wait_s=0.0 if self._connected else CONNECT_GRACE_S)
             self._connected = True
         except BrokerError as exc:
+            tp = (batch.topic, batch.partition)
+            if (isinstance(exc, BrokerUnavailableError) and batch.sequence is not None
+                    and any((b.topic, b.partition) == tp for b in self._in_flight.values())):
+                # the connection went away under batches in flight: their fate is unknown, so
+                # they are sent again before this one (never overtaken by it)
+                self._requeue([batch])
+                self._expire(force=True)
+                return
+            if batch.first_sent_at is not None and time.monotonic() - batch.first_sent_at < self.delivery_timeout_s:
+                # a retry that found no broker: it may have been written before, so it is never
+                # failed; it waits at the front of its queue and is tried again after
+                # request_timeout_s (the fence's PING), until delivery_timeout_s
+                self._requeue([batch])
+                with self._cond:
+                    self._fenced, self._fence_ping, self._fence_ping_at = True, None, time.monotonic()
+                return
             self._finish(batch, error=exc)
             return
         except Exception as exc:  # noqa: BLE001 - e.g. a record too large: fail its batch only
@@ -466,9 +485,9 @@ class Producer:
                 self._finish(batch, base_offset=reply.meta["base_offset"],
                              durable_offset=reply.meta.get("durable_offset"))
 
-    def _expire(self) -> None:
+    def _expire(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if not any(now - b.sent_at >= self.request_timeout_s for b in self._in_flight.values()):
+        if not force and not any(now - b.sent_at >= self.request_timeout_s for b in self._in_flight.values()):
             return
         # No acknowledgement in time: the broker is hung, stalled or gone. What it has read it
         # may still write, so every batch in flight (the expired one and those sent after it,
@@ -520,8 +539,20 @@ class Producer:
             self._cond.notify_all()
         self._unknown_ids.clear()
 
+    def _requeue(self, batches: list[_Batch]) -> None:
+        """Put popped batches back at the front of their partitions' queues, in order."""
+        with self._cond:
+            for batch in reversed(batches):
+                self._in_flight_per_tp[(batch.topic, batch.partition)] -= 1
+                self._sealed[(batch.topic, batch.partition)].appendleft(batch)
+
     def _finish(self, batch: _Batch, *, base_offset: int | None = None, durable_offset: int | None = None,
                 error: BrokerError | None = None) -> None:
+        if error is not None and batch.sequence is not None and not isinstance(error, DeliveryUnknownError):
+            # a sequenced batch that will never be written leaves a gap in its partition's
+            # sequences: later batches go out under a new producer id, from sequence 0
+            self._producer = None
+            self._sequences.clear()
         with self._cond:
             if isinstance(error, DeliveryUnknownError):
                 self._fenced_bytes += batch.nbytes  # may still sit in the socket: held until the fence lifts

@@ -49,8 +49,8 @@ from .layout import (
     validate_topic_name,
 )
 from .log_epochs import LogEpochs
-from .producer_state import ProducerIdAllocator
 from .partition_log import AppendResult, PartitionLog, RecoveryReport
+from .producer_state import ProducerIdAllocator
 from .retention import Deletion, DiskGuard, enforce_disk_guard, enforce_topic_retention
 
 logger = logging.getLogger("broker.storage")

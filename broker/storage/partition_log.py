@@ -267,6 +267,18 @@ class PartitionLog:
     # -- writing -------------------------------------------------------------------------
 
     def append(self, batch, append_time_ns: int | None = None) -> AppendResult:
+        """Append one Kafka RecordBatch v2 exactly as a client sent it (the native Producer or
+        any Kafka client's Produce: one batch per partition): header, CRC and records are
+        validated, idempotence is checked, the base offset (and LogAppendTime) is written in
+        place, and the batch is stored unchanged otherwise. Returns AppendResult: the base and
+        last offset (for a retried idempotent batch, ``duplicate=True`` and the offsets it was
+        first written at), the append time (ns) and whether it is durable yet. Raises, with
+        nothing written: CorruptBatchError (Kafka CORRUPT_MESSAGE), RecordTooLargeError
+        (MESSAGE_TOO_LARGE), UnknownCodecError, OutOfOrderSequenceError
+        (OUT_OF_ORDER_SEQUENCE_NUMBER), ProducerFencedError (INVALID_PRODUCER_EPOCH),
+        DiskFullError/StorageError (KAFKA_STORAGE_ERROR). ``read`` returns stored batches as
+        bytes, ready for a Kafka Fetch response unchanged; producer ids for InitProducerId
+        come from ``Storage.producer_ids.allocate()``."""
         view = memoryview(batch)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")

@@ -102,10 +102,21 @@ class ProducerStateTable:
                               base_offset + header.last_offset_delta))
         del entry.batches[:-RECENT_BATCHES]
 
-    def write_snapshot(self, directory: Path, offset: int) -> None:
-        """The table as of ``offset`` (the log's next offset), crash-safe."""
+    def write_snapshot(self, directory: Path, offset: int) -> bool:
+        """The table as of ``offset`` (the log's next offset), crash-safe. A snapshot only
+        shortens the start-up scan: one that cannot be written (a full disk) is logged and
+        skipped, and the previous one, older but still right, stays."""
+        path = directory / SNAPSHOT_FILE
+        if not self._producers and not path.exists():
+            return True  # nothing idempotent was ever written here
         data = {"offset": offset, "producers": {str(pid): e.to_json() for pid, e in self._producers.items()}}
-        atomic_write(directory / SNAPSHOT_FILE, json.dumps(data).encode())
+        try:
+            atomic_write(path, json.dumps(data).encode())
+        except OSError as exc:
+            log_event(logger, logging.WARNING, "producer_snapshot_failed", path=path, reason=exc,
+                      effect="the next start scans from the previous snapshot")
+            return False
+        return True
 
     @classmethod
     def read_snapshot(cls, directory: Path, log_start: int, next_offset: int) -> tuple["ProducerStateTable", int]:

@@ -12,8 +12,8 @@ A v1 segment is recognised by byte 16 of its first batch (v1: version 1; v2: mag
 same place). Each v1 batch becomes one v2 batch with the same base offset and records (keys,
 values, headers, ns capture times, codec), so every offset stays where it was. Per segment,
 crash-safe: its index files are deleted (they are rebuilt from the new log), the new log is
-written to a temp file, fsynced, renamed over the old one with the old modification time
-(retention by age reads it), and the directory is fsynced. A crash part-way leaves v1 and v2
+written by the temp-fsync-rename recipe (``layout.atomic_write``) and given back the old
+modification time (retention by age reads it). A crash part-way leaves v1 and v2
 segments side by side, and the next start converts the rest. A v1 batch that fails its CRC
 or is torn ends the conversion of its segment there, as v1 recovery would have cut it
 (logged with the bytes dropped).
@@ -33,7 +33,8 @@ from crc32c import crc32c
 
 from .. import records as rec
 from ..logs import log_event
-from .layout import LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, fsync_dir, segment_base_offsets, segment_path
+from .layout import (LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, atomic_write, fsync_dir,
+                     segment_base_offsets, segment_path)
 
 logger = logging.getLogger("broker.storage")
 
@@ -70,19 +71,8 @@ def upgrade_partition(directory: Path, topic: str, partition: int) -> UpgradeRep
             segment_path(directory, base, suffix).unlink(missing_ok=True)
         fsync_dir(directory)
         mtime = os.stat(log_path).st_mtime_ns
-        tmp = log_path.with_name(f".{log_path.name}.v2.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            for batch in batches:
-                view = memoryview(batch)
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.utime(tmp, ns=(mtime, mtime))
-        os.replace(tmp, log_path)
-        fsync_dir(directory)
+        atomic_write(log_path, b"".join(batches))
+        os.utime(log_path, ns=(mtime, mtime))  # retention by age reads it (a crash before: kept longer)
         report.segments += 1
         report.batches += len(batches)
         report.dropped_bytes += dropped

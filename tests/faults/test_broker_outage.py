@@ -19,9 +19,10 @@ The RSS of every driver is sampled every 0.5 s throughout. Checked:
 - no driver's RSS rises, during or after the outage, above its pre-outage level by more
   than its producer's buffer cap allows (``rss_bound_mib``);
 - the outage is counted, live: each driver's first health record on ``_health`` after the
-  return shows ``dropped.broker`` or ``unknown`` grown (a hung broker: the batches in flight
-  when it froze are reported unknown, the producer then holds new ones in its buffer until
-  the broker answers again, see broker/client/producer.py) and capture gone on; and at the
+  return shows ``dropped.broker`` or ``unknown`` grown when the broker was dead (a hung
+  broker costs nothing: the idempotent producer holds new batches in its buffer and sends
+  the ones whose acknowledgement timed out again, acknowledged once, see
+  broker/client/producer.py) and capture gone on; and at the
   end every frame a driver captured is in the log or counted as dropped or unknown
   (captured frames missing from the log <= drops + unknowns, > 0 when it was dead; no frame
   stored twice);
@@ -260,7 +261,9 @@ def test_live_drivers_ride_out_the_broker_gone(tmp_path, mode):
                 assert now["captured"] > before["captured"], f"{sensor}: capture stopped: {before} -> {now}"
                 noticed = (now["dropped"]["broker"] - before["dropped"]["broker"]
                            + now.get("unknown", 0) - before.get("unknown", 0))
-                assert noticed > 0, \
+                # a hung broker costs nothing now: the idempotent producer holds and resends
+                # what timed out, and the broker acknowledges each batch once
+                assert noticed > 0 or mode == "hung", \
                     f"{sensor}: no broker drops or unknown deliveries across a {outage_s:.0f} s outage: {before} -> {now}"
 
             # ---- memory bounded ------------------------------------------------------------

@@ -37,19 +37,16 @@ def read_all(endpoint: str, topic: str) -> list[int]:
     return got
 
 
-def test_frozen_broker_outcomes_are_delivered_unknown_or_really_failed(broker):
-    with Admin(broker.endpoint) as admin:
-        admin.create_topic("seq")
-    futures, refused = {}, set()
-    producer = Producer(broker.endpoint, linger_ms=2, request_timeout_s=TIMEOUT_S, on_full="fail",
-                        buffer_bytes=512 * 1024, idempotent=False)
+def freeze_while_sending(broker, producer: Producer, topic: str, futures: dict, refused: set) -> None:
+    """Send numbered records steadily while the broker is frozen (SIGSTOP) for 2.5 request
+    timeouts, then thawed; flush and close the producer."""
     stop = threading.Event()
 
     def send_steadily():
         i = 0
         while not stop.is_set():
             try:
-                futures[i] = producer.send("seq", i.to_bytes(4, "big") + b"x" * 1000)
+                futures[i] = producer.send(topic, i.to_bytes(4, "big") + b"x" * 1000)
             except ProducerBufferFullError:
                 refused.add(i)  # never taken: not in the log
             i += 1
@@ -68,6 +65,15 @@ def test_frozen_broker_outcomes_are_delivered_unknown_or_really_failed(broker):
     sender.join()
     producer.flush(30)
     producer.close()
+
+
+def test_frozen_broker_outcomes_are_delivered_unknown_or_really_failed(broker):
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("seq")
+    futures, refused = {}, set()
+    producer = Producer(broker.endpoint, linger_ms=2, request_timeout_s=TIMEOUT_S, on_full="fail",
+                        buffer_bytes=512 * 1024, idempotent=False)
+    freeze_while_sending(broker, producer, "seq", futures, refused)
 
     delivered, unknown, failed = set(), set(), set()
     for i, future in futures.items():
@@ -99,31 +105,7 @@ def test_frozen_broker_with_idempotence_every_record_exactly_once_in_order(broke
     futures, refused = {}, set()
     producer = Producer(broker.endpoint, linger_ms=2, request_timeout_s=TIMEOUT_S, on_full="fail",
                         buffer_bytes=512 * 1024)
-    stop = threading.Event()
-
-    def send_steadily():
-        i = 0
-        while not stop.is_set():
-            try:
-                futures[i] = producer.send("once", i.to_bytes(4, "big") + b"x" * 1000)
-            except ProducerBufferFullError:
-                refused.add(i)  # never taken: not in the log
-            i += 1
-            time.sleep(0.001)
-
-    sender = threading.Thread(target=send_steadily)
-    sender.start()
-    try:
-        time.sleep(0.5)
-        os.kill(broker.proc.pid, signal.SIGSTOP)
-        time.sleep(TIMEOUT_S * 2.5)
-    finally:
-        os.kill(broker.proc.pid, signal.SIGCONT)
-    time.sleep(1.0)
-    stop.set()
-    sender.join()
-    producer.flush(30)
-    producer.close()
+    freeze_while_sending(broker, producer, "once", futures, refused)
     offsets = {i: future.result(10).offset for i, future in futures.items()}  # none failed, none unknown
     present = read_all(broker.endpoint, "once")
     print(f"\nfrozen broker, idempotent: {len(futures)} sent, {producer.retried_batches} batches retried, "

@@ -83,3 +83,26 @@ def test_producer_ids_are_never_reused_across_restarts(tmp_path):
     ids = [first.allocate() for _ in range(3)]
     second = ProducerIdAllocator(tmp_path)  # a restart (or crash) after handing those out
     assert second.allocate() not in ids and len(set(ids)) == 3
+
+
+def test_a_snapshot_that_cannot_be_written_does_not_fail_the_append(tmp_path, monkeypatch):
+    import errno
+
+    from broker.storage import producer_state
+
+    log = PartitionLog(tmp_path, "t", 0, config())
+    log.append(batch(0, 3, tag="x" * 40))
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(producer_state, "atomic_write", full_disk)
+    seq = 3
+    for _ in range(30):  # rolls try to snapshot
+        log.append(batch(seq, 3, tag="x" * 40))
+        seq += 3
+    assert len(log.segments) > 2 and not (tmp_path / SNAPSHOT_FILE).exists()
+    monkeypatch.undo()
+    log.flush()
+    again = PartitionLog(tmp_path, "t", 0, config())  # whole-log scan
+    assert again.append(batch(seq - 3, 3, tag="x" * 40)).duplicate
