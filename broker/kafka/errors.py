@@ -13,8 +13,6 @@ from ..errors import (
     InvalidRequestError,
     InvalidTopicError,
     OffsetOutOfRangeError,
-    OutOfOrderSequenceError,
-    ProducerFencedError,
     RecordTooLargeError,
     ResourceLimitError,
     StorageError,
@@ -45,8 +43,6 @@ KAFKA_STORAGE_ERROR = 56
 UNSUPPORTED_COMPRESSION_TYPE = 76
 GROUP_ID_NOT_FOUND = 69
 INVALID_RECORD = 87
-OUT_OF_ORDER_SEQUENCE_NUMBER = 45
-INVALID_PRODUCER_EPOCH = 47
 UNKNOWN_TOPIC_ID = 100
 
 _BY_TYPE: list[tuple[type[BrokerError], int]] = [
@@ -63,8 +59,6 @@ _BY_TYPE: list[tuple[type[BrokerError], int]] = [
     (StorageError, KAFKA_STORAGE_ERROR),
     (InvalidRequestError, INVALID_REQUEST),
     (ResourceLimitError, POLICY_VIOLATION),
-    (OutOfOrderSequenceError, OUT_OF_ORDER_SEQUENCE_NUMBER),
-    (ProducerFencedError, INVALID_PRODUCER_EPOCH),
 ]
 
 
