@@ -153,6 +153,9 @@ class BrokerServer:
         self.disk = DiskFullState(storage.data_dir, self.stats)
         self.background = BackgroundTasks(self.stats, self.disk)
         self._monitor: zmq.Socket | None = None
+        # more listeners in this loop (broker/kafka/listener.py): they poll their sockets
+        # with ours and share this storage and these groups, so nothing runs concurrently
+        self.extensions: list = []
         self._apply_mirror_protection()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -208,10 +211,13 @@ class BrokerServer:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
+        for extension in self.extensions:
+            extension.attach(poller)
         while not self._stopping:
             self.last_loop = time.monotonic()
             timeout_ms = self._next_timeout_ms()
-            if poller.poll(timeout_ms):
+            events = poller.poll(timeout_ms)
+            if events:
                 self.clients.read_monitor(self._monitor, self.stats, self.background.limiter)
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
@@ -219,6 +225,10 @@ class BrokerServer:
                     except zmq.Again:
                         break
                     self._handle(frames)
+            for fd, flags in events:
+                if isinstance(fd, int):  # a plain socket of an extension
+                    for extension in self.extensions:
+                        extension.on_ready(fd, flags)
             self._run_timers()
         self.shutdown()
 
@@ -230,6 +240,8 @@ class BrokerServer:
         for fetch in self._parked:
             self._guarded("shutdown_fetch", self._answer_fetch, fetch)
         self._parked.clear()
+        for extension in self.extensions:
+            self._guarded("shutdown_extension", extension.close)
         self._guarded("shutdown_close", self.storage.close)
         if self._monitor is not None and self.socket is not None:
             self.socket.disable_monitor()
@@ -254,6 +266,7 @@ class BrokerServer:
             waits.append(flush)
         if self._parked:
             waits.append(min(f.deadline for f in self._parked) - now)
+        waits.extend(w for w in (e.next_timeout_s() for e in self.extensions) if w is not None)
         return max(0, int(min(waits) * 1000) + 1)
 
     def _run_timers(self) -> None:
@@ -272,6 +285,8 @@ class BrokerServer:
             self._guarded("disk_check", self.disk.check_space_back)
             self.reply_backlog.prune()
             self._guarded("connection_count", self.clients.reconcile)
+        for extension in self.extensions:
+            self._guarded("extension_timers", extension.run_timers, now)
         self._guarded("heap_trim", self.heap.maybe_trim, now)
 
     def _expire_parked(self, now: float) -> None:
@@ -351,19 +366,13 @@ class BrokerServer:
         if not self.storage.has_topic(topic):
             if not self.auto_create_topics:
                 raise UnknownTopicError(f"unknown topic {topic!r} (auto-creation is off)")
-            config = self.topic_config_for(topic)
-            self._check_partitions(topic, config.partitions, config.partitions)
-            self.storage.create_topic(topic, config)
-            self._protect_unshipped(topic)
+            self.create_topic(topic, self.topic_config_for(topic))
         return self.storage.log(topic, partition)
 
-    def _produce(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
-        partition = P.field(meta, "partition", int, minimum=0)
-        acks = P.field(meta, "acks", int, default=P.ACKS_WRITTEN, minimum=0, maximum=2)
+    def append_batch(self, topic: str, partition: int, view: memoryview):
+        """Append one batch (both protocols): auto-creation, the disk-full retry, parked
+        fetches woken. Returns (log, AppendResult)."""
         log = self._log_for_produce(topic, partition)
-        batch = payloads[0]
-        view = batch.buffer if hasattr(batch, "buffer") else memoryview(batch)
         try:
             result = log.append(view)
         except DiskFullError:
@@ -371,6 +380,14 @@ class BrokerServer:
         if self.disk.full:
             self.disk.clear("a write succeeded")
         self._wake_fetches(topic, partition)
+        return log, result
+
+    def _produce(self, identity, header, meta, payloads):
+        topic = P.field(meta, "topic", str)
+        partition = P.field(meta, "partition", int, minimum=0)
+        acks = P.field(meta, "acks", int, default=P.ACKS_WRITTEN, minimum=0, maximum=2)
+        batch = payloads[0]
+        log, result = self.append_batch(topic, partition, batch.buffer if hasattr(batch, "buffer") else memoryview(batch))
         if acks == P.ACKS_NONE:
             return None
         reply = {"base_offset": result.base_offset, "last_offset": result.last_offset,
@@ -513,6 +530,8 @@ class BrokerServer:
         self._send_fetch_reply(fetch.identity, reply)
 
     def _wake_fetches(self, topic: str, partition: int) -> None:
+        for extension in self.extensions:
+            extension.on_append(topic, partition)
         if not self._parked or (topic, partition) not in self._parked_on:
             return
         keep, woken = [], []
@@ -587,6 +606,8 @@ class BrokerServer:
             "time_ns": time.time_ns(),
             **self._stats_json(),
         }
+        for extension in self.extensions:
+            broker.update(extension.stats_fields())
         return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})
 
     def _stats_json(self) -> dict[str, Any]:
@@ -618,14 +639,22 @@ class BrokerServer:
         config = self._topic_config_from(self.topic_config_for(topic), meta)
         if P.field(meta, "if_not_exists", bool, default=False) and self.storage.has_topic(topic):
             return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": False})
+        self.create_topic(topic, config)
+        return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": True, "config": config.to_json_dict()})
+
+    def _delete_topic(self, identity, header, meta, payloads):
+        self.delete_topic(P.field(meta, "topic", str))
+        return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
+
+    def create_topic(self, topic: str, config: TopicConfig) -> None:
+        """Create a topic within the broker's partition limits (both protocols)."""
         if not self.storage.has_topic(topic):  # an existing one is refused by name below
             self._check_partitions(topic, config.partitions, config.partitions)
         self.storage.create_topic(topic, config)
         self._protect_unshipped(topic)
-        return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": True, "config": config.to_json_dict()})
 
-    def _delete_topic(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
+    def delete_topic(self, topic: str) -> None:
+        """Delete a topic with its committed offsets and parked fetches (both protocols)."""
         self.storage.delete_topic(topic)
         self.groups.forget_topic(topic)
         # readers waiting on the topic hear "unknown topic" now (their other partitions too)
@@ -634,7 +663,6 @@ class BrokerServer:
         self._unpark(waiting)
         for fetch in waiting:
             self._answer_fetch(fetch)
-        return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
 
     def _configure_topic(self, identity, header, meta, payloads):
         topic = P.field(meta, "topic", str)
@@ -657,12 +685,16 @@ class BrokerServer:
                     and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item[1:])):
                 raise InvalidRequestError("each offset is [topic, partition, offset] with non-negative integers")
             offsets[(item[0], item[1])] = item[2]
+        self.commit_offsets(group, offsets)
+        return P.ok_reply(P.COMMIT_OFFSETS, header.request_id, {"committed": len(offsets)})
+
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Store a group's offsets durably (both protocols share this store)."""
         self.groups.commit(group, offsets)
         if group == MIRROR_GROUP:
             for (topic, partition), offset in offsets.items():
                 if self.storage.has_topic(topic) and partition < self._partition_count(topic):
                     self.storage.set_protected_offset(topic, partition, offset)
-        return P.ok_reply(P.COMMIT_OFFSETS, header.request_id, {"committed": len(offsets)})
 
     def _fetch_offsets(self, identity, header, meta, payloads):
         group = P.field(meta, "group", str)
@@ -754,9 +786,11 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
                disk_guard: DiskGuard | None = None, auto_create_topics: bool = True,
                topic_config_for: Callable[[str], TopicConfig] | None = None,
                curve: tuple[Path, Path] | None = None, allow_insecure_tcp: bool = False,
-               mirror_topics: Callable[[str], bool] | None = None) -> int:
+               mirror_topics: Callable[[str], bool] | None = None, kafka: dict | None = None) -> int:
     """Serve until SIGTERM/SIGINT; ``curve``: (server .key_secret file, authorized-clients
-    directory). Returns the exit code (2: cannot start, with the reason logged)."""
+    directory); ``kafka``: keyword arguments of ``start_kafka_listener`` (listen, advertised,
+    insecure) plus ``required`` (False: a busy default port is logged and skipped).
+    Returns the exit code (2: cannot start, with the reason logged)."""
     from edge import sdnotify  # small, no heavy imports
 
     _raise_fd_limit()
@@ -789,6 +823,9 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
         storage.close()
         log_event(logger, logging.ERROR, "bind_failed", endpoint=endpoint, error=exc)
         return 2
+    if kafka and not _start_kafka(server, dict(kafka)):
+        server.shutdown()
+        return 2
     log_event(logger, logging.INFO, "broker_ready", seconds=f"{time.perf_counter() - started:.3f}",
               heap_trim="every 1s" if server.heap.available else "unavailable")
     sdnotify.ready(f"serving {endpoint}")
@@ -801,11 +838,53 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
     return 0
 
 
+def _start_kafka(server: BrokerServer, kafka: dict) -> bool:
+    from .kafka.listener import start_kafka_listener
+
+    required = kafka.pop("required", True)
+    try:
+        start_kafka_listener(server, **kafka)
+    except ValueError as exc:
+        log_event(logger, logging.ERROR, "broker_refused", reason=str(exc))
+        return False
+    except OSError as exc:
+        log_event(logger, logging.ERROR if required else logging.WARNING, "kafka_bind_failed",
+                  address=kafka["listen"], error=exc,
+                  effect="not starting" if required else "serving without the Kafka listener")
+        return not required
+    return True
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="appliance config file (TOML); flags override it")
     parser.add_argument("--data-dir", help="directory holding the segments")
     parser.add_argument("--endpoint", help="ipc:///path/broker.sock (default: <data-dir>/broker.sock) or tcp://HOST:PORT")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--kafka-listen", metavar="HOST:PORT",
+                        help="also serve Kafka clients here (loopback only unless --kafka-insecure); "
+                             "'off' disables the listener of the config")
+    parser.add_argument("--kafka-advertised", metavar="HOST:PORT",
+                        help="address Kafka clients are told to connect to (default: the listen address)")
+    parser.add_argument("--kafka-insecure", action="store_true", default=None,
+                        help="allow a non-loopback Kafka listener without TLS/SASL")
+    parser.add_argument("--kafka-tls-cert", metavar="PEM", help="TLS certificate (chain) for the Kafka listener")
+    parser.add_argument("--kafka-tls-key", metavar="PEM", help="its private key")
+    parser.add_argument("--kafka-sasl-users", metavar="FILE",
+                        help="SASL/PLAIN users for the Kafka listener, one user:password per line")
+
+
+def _kafka_options(args: argparse.Namespace, broker=None) -> dict | None:
+    """Listener options from flags over ``[broker] kafka_*``; None: no listener."""
+    listen = args.kafka_listen or (broker.kafka_listen if broker is not None else None)
+    if not listen or listen == "off":
+        return None
+    return {"listen": listen,
+            "advertised": args.kafka_advertised or (broker.kafka_advertised if broker is not None else None),
+            "insecure": bool(args.kafka_insecure or (broker is not None and broker.kafka_insecure)),
+            **{key: getattr(args, f"kafka_{key}") or (getattr(broker, f"kafka_{key}") if broker is not None else None)
+               for key in ("tls_cert", "tls_key", "sasl_users")},
+            # the config's default address may be taken (a second appliance, a test): not fatal
+            "required": bool(args.kafka_listen) or (broker is not None and broker.kafka_listen_set)}
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -823,11 +902,12 @@ def main_from_args(args: argparse.Namespace) -> int:
                           auto_create_topics=broker.auto_create_topics, topic_config_for=config.topic_config,
                           curve=(curve.server_secret_key, curve.authorized_keys) if curve else None,
                           allow_insecure_tcp=broker.allow_insecure_tcp,
-                          mirror_topics=config.mirror.selects if config.mirror is not None else None)
+                          mirror_topics=config.mirror.selects if config.mirror is not None else None,
+                          kafka=_kafka_options(args, broker))
     if not args.data_dir:
         raise SystemExit("edge broker: give --data-dir DIR or --config FILE")
     setup_logging(args.log_level or "INFO", "broker")
-    return run_broker(Path(args.data_dir), args.endpoint)
+    return run_broker(Path(args.data_dir), args.endpoint, kafka=_kafka_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:

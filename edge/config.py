@@ -59,6 +59,26 @@ class BrokerConfig(_Section):
     defaults: TopicConfig = Field(default_factory=TopicConfig)
     disk_guard: DiskGuard = Field(default_factory=DiskGuard)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    kafka_listen: str = Field("127.0.0.1:9092", description="Kafka protocol listener HOST:PORT, or 'off'")
+    kafka_advertised: str | None = Field(None, description="HOST:PORT told to Kafka clients (default: kafka_listen)")
+    kafka_insecure: bool = Field(False, description="allow a non-loopback kafka_listen without TLS/SASL")
+    kafka_tls_cert: Path | None = Field(None, description="TLS certificate (PEM) of the Kafka listener")
+    kafka_tls_key: Path | None = Field(None, description="its private key (PEM)")
+    kafka_sasl_users: Path | None = Field(None, description="SASL/PLAIN users file: user:password lines")
+
+    @field_validator("kafka_listen", "kafka_advertised")
+    @classmethod
+    def _check_kafka_address(cls, value: str | None) -> str | None:
+        if value is not None and value != "off":
+            from broker.kafka.address import parse_host_port
+
+            parse_host_port(value)  # ValueError names the bad value
+        return value
+
+    @property
+    def kafka_listen_set(self) -> bool:
+        """Whether the config names the Kafka address (a busy default is not fatal)."""
+        return "kafka_listen" in self.model_fields_set
 
     @field_validator("endpoint")
     @classmethod
@@ -239,6 +259,10 @@ def parse_config(data: dict[str, Any], path: Path) -> AppConfig:
             value = getattr(curve, name)
             if value is not None and not value.is_absolute():
                 setattr(curve, name, (path.parent / value).resolve())
+    for name in ("kafka_tls_cert", "kafka_tls_key", "kafka_sasl_users"):  # relative to the config file too
+        value = getattr(config.broker, name)
+        if value is not None and not value.is_absolute():
+            setattr(config.broker, name, (path.parent / value).resolve())
     return config
 
 

@@ -190,6 +190,14 @@ class SnapshotCollector:
                                    "fetch positions no longer in the log, by error", labels=["error"])
         for error, count in sorted((stats.get("fetch_position_errors") or {}).items()):
             gone.add_metric([str(error)], float(count))
+        for key, value in sorted((broker.get("kafka") or {}).items()):  # the Kafka listener's counters
+            num = _num(value)
+            if num is not None:
+                name = f"edge_broker_kafka_{_NAME_SAFE.sub('_', key)}"
+                fam = (GaugeMetricFamily(name, f"Kafka listener {key}") if key == "connections_open"
+                       else CounterMetricFamily(name, f"Kafka listener {key}"))
+                fam.add_metric([], num)
+                out.append(fam)
         limit = GaugeMetricFamily("edge_broker_limit", "the broker's resource limits", labels=["name"])
         for key, value in sorted((broker.get("limits") or {}).items()):
             if _num(value) is not None:

@@ -22,12 +22,16 @@ SENSOR_TOPICS = {"camera.front", "camera.rear", "lidar.top"}
 
 
 def sim_config(tmp: Path) -> Path:
-    """configs/sim.toml as shipped, except the API binds any free port (8080 may be taken)."""
+    """configs/sim.toml as shipped, except the API and the Kafka listener bind any free port
+    (8080 and 9092 may be taken)."""
     text = SIM.read_text()
     if "port = 8080" not in text:
         raise AssertionError("configs/sim.toml no longer sets the API port the README promises")
+    if 'kafka_listen = "127.0.0.1:9092"' not in text:
+        raise AssertionError("configs/sim.toml no longer sets the Kafka listener the README promises")
     path = tmp / "sim.toml"
-    path.write_text(text.replace("port = 8080", "port = 0"))
+    path.write_text(text.replace("port = 8080", "port = 0").replace('kafka_listen = "127.0.0.1:9092"',
+                                                                     'kafka_listen = "127.0.0.1:0"'))
     return path
 
 

@@ -1,0 +1,85 @@
+"""TLS and SASL/PLAIN for the Kafka listener (required for any non-loopback bind unless
+``--kafka-insecure``).
+
+- TLS: a server certificate and key (PEM files); TLS 1.2 or newer. Connections are wrapped
+  non-blocking and the handshake is driven by the broker loop (``listener.py``).
+- SASL/PLAIN (Kafka's SaslHandshake v1 + SaslAuthenticate): users from a file of
+  ``user:password`` lines (``#`` comments; the file should be mode 0600). Passwords are
+  compared in constant time. Until a connection has authenticated, only ApiVersions,
+  SaslHandshake and SaslAuthenticate are served; anything else closes it (as Kafka does).
+- A failed authentication is answered with SASL_AUTHENTICATION_FAILED and logged (user
+  name only, never the password); the connection stays unauthenticated.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ssl
+from pathlib import Path
+
+PLAIN = "PLAIN"
+
+
+class SecurityConfigError(ValueError):
+    """A TLS or SASL file that cannot be used; names the file and the reason."""
+
+
+def load_users(path: str | Path) -> dict[str, str]:
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecurityConfigError(f"Kafka SASL users file {path}: {exc}") from None
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise SecurityConfigError(f"Kafka SASL users file {path} line {number}: expected user:password")
+        users[user] = password
+    if not users:
+        raise SecurityConfigError(f"Kafka SASL users file {path}: no users")
+    return users
+
+
+def server_tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise SecurityConfigError(f"Kafka TLS certificate {cert} / key {key}: {exc}") from None
+    return context
+
+
+class KafkaSecurity:
+    def __init__(self, tls: ssl.SSLContext | None, users: dict[str, str] | None):
+        self.tls = tls
+        self.users = users
+
+    @classmethod
+    def from_files(cls, cert=None, key=None, users_file=None) -> "KafkaSecurity":
+        if (cert is None) != (key is None):
+            raise SecurityConfigError("Kafka TLS needs both a certificate and a key file")
+        return cls(server_tls_context(cert, key) if cert else None, load_users(users_file) if users_file else None)
+
+    @property
+    def protects_remote_clients(self) -> bool:
+        """TLS and SASL both: what a non-loopback bind requires."""
+        return self.tls is not None and self.users is not None
+
+    def check_plain(self, auth_bytes: bytes) -> str | None:
+        """The authenticated user for a SASL/PLAIN message ``authzid NUL user NUL password``,
+        or None."""
+        parts = bytes(auth_bytes).split(b"\0")
+        if self.users is None or len(parts) != 3:
+            return None
+        try:
+            user, password = parts[1].decode(), parts[2].decode()
+        except UnicodeDecodeError:
+            return None
+        expected = self.users.get(user)
+        if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
+            return None
+        return user
