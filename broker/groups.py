@@ -4,6 +4,10 @@ Guarantees:
 - Committed offsets are stored per group in ``DATA/_groups/<group>.json`` with the
   crash-safe recipe (temp, fsync, rename, fsync dir) before the commit is acknowledged.
   A missing or unreadable file is reported and the group starts with no offsets.
+  File: ``{"group": name, "offsets": [[topic, partition, offset], ...], "metadata":
+  [[topic, partition, text], ...]}``; ``metadata`` (Kafka OffsetCommit's metadata string,
+  kept only where non-empty, optional when read) is replaced or cleared by every commit of
+  its partition, native commits included, as Kafka replaces both together.
 - Assignment: the partitions of the group's subscribed topics, sorted, dealt round-robin
   over the members sorted by id. Every join, leave or expiry bumps the generation; a
   heartbeat with an old generation gets ``rebalance: true`` and the new assignment.
@@ -64,6 +68,7 @@ class Group:
     handed: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # last list each member got
     holding: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # what it has applied
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    metadata: dict[tuple[str, int], str] = field(default_factory=dict)  # non-empty strings only
 
 
 class GroupCoordinator:
@@ -83,15 +88,19 @@ class GroupCoordinator:
             try:
                 raw = json.loads(path.read_text())
                 offsets = {(str(t), int(p)): int(o) for t, p, o in raw["offsets"]}
+                metadata = {(str(t), int(p)): str(m) for t, p, m in raw.get("metadata", [])}
             except (ValueError, KeyError, TypeError) as exc:
                 log_event(logger, logging.ERROR, "group_offsets_unreadable", group=name, path=path, reason=exc,
                           effect="group starts without committed offsets")
                 continue
-            self.groups[name] = Group(name, offsets=offsets)
+            self.groups[name] = Group(name, offsets=offsets, metadata=metadata)
 
-    def _save(self, group: Group, offsets: dict[tuple[str, int], int] | None = None) -> None:
+    def _save(self, group: Group, offsets: dict[tuple[str, int], int] | None = None,
+              metadata: dict[tuple[str, int], str] | None = None) -> None:
         offsets = group.offsets if offsets is None else offsets
-        body = {"group": group.name, "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())]}
+        metadata = group.metadata if metadata is None else metadata
+        body = {"group": group.name, "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
+                "metadata": [[t, p, m] for (t, p), m in sorted(metadata.items())]}
         atomic_write(self.directory / f"{group.name}.json", json.dumps(body).encode())
 
     def group(self, name: str) -> Group:
@@ -100,12 +109,25 @@ class GroupCoordinator:
 
     # -- offsets -------------------------------------------------------------------------
 
-    def commit(self, name: str, offsets: dict[tuple[str, int], int]) -> None:
-        """Durable before it counts: a failed write (full disk) raises and changes nothing."""
+    def commit(self, name: str, offsets: dict[tuple[str, int], int],
+               metadata: dict[tuple[str, int], str] | None = None) -> None:
+        """Durable before it counts: a failed write (full disk) raises and changes nothing.
+        ``metadata`` gives the committed partitions' metadata strings; a committed partition
+        not in it has its old string cleared."""
         group = self.group(name)
         committed = {**group.offsets, **offsets}
-        self._save(group, committed)
+        kept = {tp: text for tp, text in group.metadata.items() if tp not in offsets}
+        kept.update({tp: text for tp, text in (metadata or {}).items() if text and tp in offsets})
+        self._save(group, committed, kept)
         group.offsets = committed
+        group.metadata = kept
+
+    def fetch_metadata(self, name: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """The metadata strings committed with these partitions' offsets (absent: none)."""
+        group = self.groups.get(validate_group_name(name))
+        if group is None:
+            return {}
+        return {tp: group.metadata[tp] for tp in partitions if tp in group.metadata}
 
     def fetch(self, name: str, partitions: list[tuple[str, int]] | None = None) -> dict[tuple[str, int], int]:
         group = self.groups.get(validate_group_name(name))
@@ -121,6 +143,7 @@ class GroupCoordinator:
             if stale:
                 for tp in stale:
                     del group.offsets[tp]
+                    group.metadata.pop(tp, None)
                 self._save(group)
 
     # -- membership ----------------------------------------------------------------------

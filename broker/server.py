@@ -688,9 +688,10 @@ class BrokerServer:
         self.commit_offsets(group, offsets)
         return P.ok_reply(P.COMMIT_OFFSETS, header.request_id, {"committed": len(offsets)})
 
-    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int],
+                       metadata: dict[tuple[str, int], str] | None = None) -> None:
         """Store a group's offsets durably (both protocols share this store)."""
-        self.groups.commit(group, offsets)
+        self.groups.commit(group, offsets, metadata)
         if group == MIRROR_GROUP:
             for (topic, partition), offset in offsets.items():
                 if self.storage.has_topic(topic) and partition < self._partition_count(topic):

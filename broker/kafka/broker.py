@@ -108,8 +108,9 @@ class KafkaBroker:
         self.server.delete_topic(name)
         self.wake_fetches(name)  # parked fetches on it answer UNKNOWN_TOPIC_OR_PARTITION
 
-    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
-        self.server.commit_offsets(group, offsets)
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int],
+                       metadata: dict[tuple[str, int], str] | None = None) -> None:
+        self.server.commit_offsets(group, offsets, metadata)
 
     def broker_configs(self) -> dict[str, tuple[str, int]]:
         """Broker-level configs shown by DescribeConfigs: name -> (value, Kafka config type)."""

@@ -13,11 +13,19 @@ when the rebalance completes).
 
 from __future__ import annotations
 
-from .errors import COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, INVALID_REQUEST, NONE, UNKNOWN_TOPIC_OR_PARTITION
+from .errors import (
+    COORDINATOR_NOT_AVAILABLE,
+    INVALID_GROUP_ID,
+    INVALID_REQUEST,
+    NONE,
+    OFFSET_METADATA_TOO_LARGE,
+    UNKNOWN_TOPIC_OR_PARTITION,
+)
 from .codec import millis
 from .groups import KafkaGroupCoordinator
 
 NATIVE_PROTOCOL_TYPE = "edge"
+MAX_OFFSET_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes default
 KEY_TYPE_GROUP = 0
 
 
@@ -90,6 +98,7 @@ def offset_commit(broker, body, version: int) -> dict:
     else:
         error = broker.kafka_groups.check_commit(body.group_id, body.member_id, generation)
     offsets: dict[tuple[str, int], int] = {}
+    metadata: dict[tuple[str, int], str] = {}
     topics = []
     for topic in body.topics:
         parts = []
@@ -101,12 +110,15 @@ def offset_commit(broker, body, version: int) -> dict:
                     code = UNKNOWN_TOPIC_OR_PARTITION
                 elif part.committed_offset < 0:
                     code = INVALID_REQUEST
+                elif len((part.committed_metadata or "").encode()) > MAX_OFFSET_METADATA_BYTES:
+                    code = OFFSET_METADATA_TOO_LARGE
                 else:
                     offsets[(topic.name, part.partition_index)] = part.committed_offset
+                    metadata[(topic.name, part.partition_index)] = part.committed_metadata or ""
             parts.append({"partition_index": part.partition_index, "error_code": code})
         topics.append({"name": topic.name, "partitions": parts})
     if offsets:
-        broker.commit_offsets(body.group_id, offsets)
+        broker.commit_offsets(body.group_id, offsets, metadata)
     return {"topics": topics}
 
 
@@ -121,11 +133,12 @@ def _fetch_group_offsets(broker, group_id: str, topics) -> tuple[int, list[dict]
     else:
         wanted = {t.name: list(t.partition_indexes) for t in topics}
         committed = broker.native_groups.fetch(group_id, [(t, p) for t, ps in wanted.items() for p in ps])
+    metadata = broker.native_groups.fetch_metadata(group_id, list(committed))
     out = []
     for topic, partitions in wanted.items():
         out.append({"name": topic, "partitions": [
             {"partition_index": p, "committed_offset": committed.get((topic, p), -1), "committed_leader_epoch": -1,
-             "metadata": "", "error_code": NONE} for p in partitions]})
+             "metadata": metadata.get((topic, p), ""), "error_code": NONE} for p in partitions]})
     return NONE, out
 
 

@@ -254,11 +254,11 @@ def _list_offset(log, timestamp_ms: int) -> dict:
         return {"offset": last, "timestamp": -1} if last >= log.log_start_offset else {}
     if timestamp_ms < 0:
         return {"error_code": UNSUPPORTED_VERSION}
-    found = log.offset_for_time(timestamp_ms * 1_000_000)
+    found = log.record_at_time(timestamp_ms * 1_000_000)
     if found is None:
         return {}  # no record at or after that time: offset -1, timestamp -1, as Kafka
-    # the stored time index gives the offset; the record's own time is at least the query's
-    return {"offset": found, "timestamp": timestamp_ms}
+    offset, record_ns = found
+    return {"offset": offset, "timestamp": record_ns // 1_000_000}  # the found record's time, as Kafka
 
 
 def offset_for_leader_epoch(broker, body, version: int) -> dict:

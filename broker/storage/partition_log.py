@@ -411,9 +411,14 @@ class PartitionLog:
             f"{self.topic}/{self.partition}: corrupt batch at offset {offset}: {exc.message}", resume)
 
     def offset_for_time(self, timestamp_ns: int) -> int | None:
+        found = self.record_at_time(timestamp_ns)
+        return None if found is None else found[0]
+
+    def record_at_time(self, timestamp_ns: int) -> tuple[int, int] | None:
+        """(offset, record timestamp ns) of the first record at or after ``timestamp_ns``."""
         for seg in self.segments:
             if seg.max_timestamp is not None and seg.max_timestamp >= timestamp_ns:
-                found = seg.offset_for_time(timestamp_ns)
+                found = seg.record_at_time(timestamp_ns)
                 if found is not None:
                     return found
         return None

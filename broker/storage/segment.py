@@ -451,7 +451,13 @@ class Segment:
 
     def offset_for_time(self, timestamp: int) -> int | None:
         """The first offset whose timestamp is >= ``timestamp`` (future-stamped records
-        left out, see the module docstring), or None. Only the answer's batch, and a
+        left out, see the module docstring), or None."""
+        found = self.record_at_time(timestamp)
+        return None if found is None else found[0]
+
+    def record_at_time(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, its record's timestamp) of the first record whose timestamp is >=
+        ``timestamp``, as ``offset_for_time``, or None. Only the answer's batch, and a
         future-stamped batch passed on the way, are decoded."""
         start_offset = self.time_index.lookup_time(timestamp)
         entry_offset, start = self.offset_index.lookup(start_offset)
@@ -461,7 +467,8 @@ class Segment:
             timestamps = self._batch_timestamps(position, header)
             hits = (timestamps >= timestamp) & (timestamps <= self.append_time_of(header) + self.future_skew_ns)
             if hits.any():
-                return header.base_offset + int(hits.argmax())
+                index = int(hits.argmax())
+                return header.base_offset + index, int(timestamps[index])
         return None
 
     def _batch_timestamps(self, position: int, header: rec.BatchHeader):

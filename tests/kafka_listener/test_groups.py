@@ -98,3 +98,39 @@ def test_native_groups_are_listed_to_kafka_clients(kafka_broker):
     offsets = admin.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions("grp.native-only")])["grp.native-only"].result(10)
     assert [(tp.topic, tp.partition, tp.offset) for tp in offsets.topic_partitions] == [("grp.native", 0, 3)]
+
+
+def test_commit_metadata_is_stored_returned_and_survives_restart(tmp_path):
+    """OffsetCommit's metadata string is kept with the offset (as Kafka), survives a broker
+    restart, is cleared by a later commit without one (native commits included), and a
+    string over Kafka's 4096-byte limit is refused with OFFSET_METADATA_TOO_LARGE."""
+    from confluent_kafka import KafkaException
+
+    from .conftest import KafkaBrokerProcess
+
+    data = tmp_path / "data"
+    tps = [TopicPartition("meta.t", p) for p in range(2)]
+    with KafkaBrokerProcess(data) as broker:
+        with Admin(broker.endpoint) as native:
+            native.create_topic("meta.t", partitions=2)
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "meta.g", "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition("meta.t", 0, 5, metadata="ckpt-5"),
+                          TopicPartition("meta.t", 1, 9, metadata="")], asynchronous=False)
+        got = {tp.partition: (tp.offset, tp.metadata) for tp in c.committed(tps, timeout=10)}
+        assert got == {0: (5, "ckpt-5"), 1: (9, "")}
+        try:
+            c.commit(offsets=[TopicPartition("meta.t", 1, 10, metadata="x" * 4097)], asynchronous=False)
+            raise AssertionError("oversized metadata was accepted")
+        except KafkaException as exc:
+            assert exc.args[0].name() == "OFFSET_METADATA_TOO_LARGE"
+        c.close()
+        with Admin(broker.endpoint) as native:
+            assert native.group_offsets("meta.g") == {("meta.t", 0): 5, ("meta.t", 1): 9}
+    with KafkaBrokerProcess(data) as broker:
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "meta.g", "enable.auto.commit": False})
+        assert c.committed(tps[:1], timeout=10)[0].metadata == "ckpt-5"
+        with Admin(broker.endpoint) as native:
+            native.commit_offsets("meta.g", {("meta.t", 0): 6})
+        got = c.committed(tps[:1], timeout=10)[0]
+        assert got.offset == 6 and not got.metadata  # librdkafka shows an empty string as None here
+        c.close()

@@ -19,6 +19,7 @@ from kio.schema.fetch.v11.response import FetchResponse
 from broker.client import Admin
 from broker.client import Consumer as NativeConsumer
 from broker.client import Producer as NativeProducer
+from broker.record_codec import CODECS
 
 from .conftest import decode_response, encode_request, read_frame
 
@@ -52,7 +53,7 @@ def kafka_consume(broker, topic: str, count: int, group: str | None = None, **co
     return consumer, got
 
 
-@pytest.mark.parametrize("compression", ["none", "gzip", "lz4", "zstd"])
+@pytest.mark.parametrize("compression", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_each_compression_round_trips_and_native_reads_it(kafka_broker, compression):
     topic = f"pf.{compression}"
     records = [(f"k{i}".encode(), f"{compression}-{i}".encode() * 50, [("camera", b"front"), ("seq", str(i).encode())],
@@ -70,6 +71,11 @@ def test_each_compression_round_trips_and_native_reads_it(kafka_broker, compress
             seen.extend(native.poll(0.5))
     assert [(r.key, bytes(r.value), [(k, bytes(v)) for k, v in r.headers.items()], r.timestamp // 10**6)
             for r in seen] == [(k, v, h, ts) for k, v, h, ts in records]
+    # stored as sent: the segment's batches carry the producer's codec (attributes i16 at 21, bits 0-2)
+    segments = sorted((kafka_broker.data_dir / topic).rglob("*.log"))
+    assert segments, "no segment file"
+    first = segments[0].read_bytes()
+    assert first[22] & 0x07 == CODECS[compression]
 
 
 def test_native_records_read_by_kafka_clients_and_kcat(kafka_broker):
