@@ -1,10 +1,16 @@
-"""``edge topics list|describe|create|delete``."""
+"""``edge topics list|describe|create|delete``.
+
+Topic settings are ``create --set KEY=VALUE``; ``--config`` is the appliance config file as in
+every other command (``--config KEY=VALUE`` is still read as ``--set``, with a deprecation note)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from pathlib import Path
 
-from .common import add_endpoint_args, add_format_arg, parse_key_values, resolve_endpoint
+from .common import add_endpoint_args, add_format_arg, parse_key_values, readable_file, resolve_endpoint
 from .failures import UsageError, pydantic_line
 
 
@@ -19,14 +25,33 @@ def add_parser(subparsers) -> None:
     create = sub.add_parser("create", help="create a topic")
     create.add_argument("name")
     create.add_argument("--partitions", type=int, default=None)
-    create.add_argument("--config", dest="topic_config", action="append", metavar="KEY=VALUE",
+    create.add_argument("--set", dest="topic_config", action="append", default=[], metavar="KEY=VALUE",
                         help="topic setting, e.g. codec=zstd retention_age=72h (repeatable)")
     delete = sub.add_parser("delete", help="delete a topic and its data")
     delete.add_argument("name")
     for p in (ls, describe, delete):
         add_endpoint_args(p)
-    add_endpoint_args(create, config_option="--config-file")  # --config is the topic's k=v here
+    add_endpoint_args(create, config_option="--config-file")
+    create.add_argument("--config", action=ConfigFileOrDeprecatedSetting, dest="config", metavar="CONFIG",
+                        help="appliance config file, as in every command (same as --config-file)")
+    create.set_defaults(deprecated_config_setting=False)
     parser.set_defaults(func=run)
+
+
+class ConfigFileOrDeprecatedSetting(argparse.Action):
+    """``--config`` is the appliance config FILE in every command; ``topics create`` once took
+    topic settings with it, so ``--config KEY=VALUE`` (not an existing file) is still read as
+    ``--set KEY=VALUE``, noted as deprecated once the topic is created."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if "=" in value and not Path(value).exists():
+            namespace.topic_config = [*(namespace.topic_config or []), value]
+            namespace.deprecated_config_setting = True
+            return
+        try:
+            namespace.config = readable_file(value)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
 
 
 def check_topic_settings(config: dict[str, str]) -> None:
@@ -40,7 +65,7 @@ def check_topic_settings(config: dict[str, str]) -> None:
         TopicConfig.model_validate(config)
     except ValidationError as exc:
         valid = ", ".join(sorted(TopicConfig.model_fields))
-        raise UsageError(f"--config: {pydantic_line(exc)} (settings: {valid})") from None
+        raise UsageError(f"--set: {pydantic_line(exc)} (settings: {valid})") from None
 
 
 def _records(topic: dict) -> int:
@@ -73,10 +98,12 @@ def run(args) -> int:
                 print(f"  {p['partition']:>4} {p['log_start']:>12} {p['next_offset']:>12} {p['durable_offset']:>12} "
                       f"{p['size_bytes']:>14} {p['segments']:>8}")
         elif args.action == "create":
-            config = parse_key_values(args.topic_config, "--config")
+            config = parse_key_values(args.topic_config, "--set")
             check_topic_settings(config)
             result = admin.create_topic(args.name, args.partitions, config)
             print(f"created topic {args.name} with {result['config']['partitions']} partition(s)")
+            if args.deprecated_config_setting:  # after success: a refusal stays one line on stderr
+                print("edge topics create: --config KEY=VALUE is deprecated, use --set KEY=VALUE", file=sys.stderr)
         elif args.action == "delete":
             admin.delete_topic(args.name)
             print(f"deleted topic {args.name}")

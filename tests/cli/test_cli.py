@@ -31,18 +31,25 @@ def cli(data_dir):
 
 
 def test_topics_create_describe_list_delete(cli):
-    out = cli("topics", "create", "cam.front", "--partitions", "3", "--config", "codec=zstd", "--config", "retention_age=2h")
-    assert b"3 partition" in out.stdout
+    out = cli("topics", "create", "cam.front", "--partitions", "3", "--set", "codec=zstd", "--set", "retention_age=2h")
+    assert b"3 partition" in out.stdout and out.stderr == b""
     described = json.loads(cli("topics", "describe", "cam.front", "--json").stdout)
     assert described["config"]["codec"] == "zstd" and described["config"]["retention_age"] == "2h"
     assert [p["partition"] for p in described["partitions"]] == [0, 1, 2]
     assert "cam.front" in json.loads(cli("topics", "list", "--json").stdout)
-    bad = cli("topics", "create", "x", "--config", "codec=lz5", check=False)
+    bad = cli("topics", "create", "x", "--set", "codec=lz5", check=False)
     assert bad.returncode == 2 and b"codec" in bad.stderr
     cli("topics", "delete", "cam.front")
     assert "cam.front" not in json.loads(cli("topics", "list", "--json").stdout)
     missing = cli("topics", "describe", "cam.front", check=False)
     assert missing.returncode == 2 and b"unknown topic" in missing.stderr
+
+
+def test_topics_create_config_key_value_is_a_deprecated_alias_of_set(cli):
+    old = cli("topics", "create", "cam.old", "--config", "codec=zstd", "--set", "retention_age=2h")
+    assert old.stderr.decode().splitlines() == ["edge topics create: --config KEY=VALUE is deprecated, use --set KEY=VALUE"]
+    described = json.loads(cli("topics", "describe", "cam.old", "--format", "json").stdout)
+    assert described["config"]["codec"] == "zstd" and described["config"]["retention_age"] == "2h"
 
 
 def test_produce_lines_and_file_then_consume_json(cli, tmp_path):
