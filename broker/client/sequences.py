@@ -5,18 +5,24 @@ each partition's records are numbered from 0, wrapping at 2^31, in the order bat
 first sent. After a numbered batch fails for good (never written) its partition's numbers
 have a gap the broker would refuse, so ``restart`` takes a new producer id and starts every
 partition at 0 again. A broker without INIT_PRODUCER_ID (InvalidRequest/UnsupportedVersion)
-means no idempotence: batches carry -1. Used by the producer's I/O thread only.
+means no idempotence: batches carry -1. A broker that cannot answer INIT_PRODUCER_ID yet (down,
+or hung before this producer's request connection finished its handshake) does not fail the
+batch: it goes out unnumbered, as without idempotence (counted in ``unnumbered_batches``),
+and the id is asked for again after ``INIT_RETRY_S``, so a hung broker costs no records and
+a dead one no more than one wait. Used by the producer's I/O thread only.
 """
 
 from __future__ import annotations
 
 import collections
+import time
 from typing import Callable
 
-from ..errors import InvalidRequestError, UnsupportedVersionError
+from ..errors import BrokerUnavailableError, InvalidRequestError, UnsupportedVersionError
 
 SEQUENCE_SPACE = 1 << 31
 NO_PRODUCER = (-1, -1, -1)
+INIT_RETRY_S = 1.0  # after INIT_PRODUCER_ID found no broker, batches go unnumbered this long
 
 
 class ProducerSequences:
@@ -25,6 +31,8 @@ class ProducerSequences:
         self._init = init
         self._identity: tuple[int, int] | None = None if enabled else (-1, -1)
         self._next: collections.Counter = collections.Counter()
+        self._init_retry_at = 0.0
+        self.unnumbered_batches = 0  # sent without a producer id because none could be had yet
 
     def identity(self) -> tuple[int, int]:
         """(producer id, epoch), asked of the broker the first time."""
@@ -38,8 +46,16 @@ class ProducerSequences:
 
     def take(self, partition_key, count: int) -> tuple[int, int, int]:
         """(producer id, epoch, first sequence) for the next ``count`` records of a
-        partition; NO_PRODUCER without idempotence."""
-        producer_id, epoch = self.identity()
+        partition; NO_PRODUCER without idempotence, or while no producer id can be had."""
+        if self._identity is None and time.monotonic() < self._init_retry_at:
+            self.unnumbered_batches += 1
+            return NO_PRODUCER
+        try:
+            producer_id, epoch = self.identity()
+        except BrokerUnavailableError:
+            self._init_retry_at = time.monotonic() + INIT_RETRY_S
+            self.unnumbered_batches += 1
+            return NO_PRODUCER
         if producer_id < 0:
             return NO_PRODUCER
         sequence = self._next[partition_key]
