@@ -132,8 +132,10 @@ def test_bandwidth_cap_sampling_and_priorities(broker, kafka_cluster, mirror_set
     offsets = [int(dict(m.headers())["edge.source.offset"]) for m in camera]
     assert offsets == list(range(0, 400, 2)), "every 2nd camera record"
     assert len(telemetry) == 200 and telemetry_done < camera_done
-    # 200 records x 50 kB = 10 MB at a 1 MB/s cap: about 10 s (generous bounds against 10%)
-    assert 8.5 < camera_done < 16, camera_done
+    # 200 records x 50 kB = 10 MB at a 1 MB/s cap: about 10 s. The lower bound is the cap; the
+    # upper one only catches a stall: it also holds the mirror's start (process, Kafka client,
+    # the resume scan of each destination partition), which took up to 10 s on a loaded CI machine
+    assert 8.5 < camera_done < 30, camera_done
 
 
 def test_offline_cluster_bounded_memory_then_everything_arrives(broker, kafka_cluster, mirror_setup):
