@@ -80,15 +80,19 @@ def offset_delta_column(n: int) -> tuple[np.ndarray, np.ndarray]:
     return matrix, sizes
 
 
-def varint_bytes(value: int) -> bytes:
-    z = (value << 1) ^ (value >> 63)
-    z &= (1 << 64) - 1
+def uvarint_bytes(value: int) -> bytes:
+    """Unsigned varint (protobuf/Kafka UNSIGNED_VARINT: 7 bits a byte, low first)."""
     out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
     return bytes(out)
+
+
+def varint_bytes(value: int) -> bytes:
+    """Zigzag varint (Kafka record fields)."""
+    return uvarint_bytes(((value << 1) ^ (value >> 63)) & ((1 << 64) - 1))
 
 
 def runs(keys: np.ndarray) -> list[tuple[int, int, int]] | None:

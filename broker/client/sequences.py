@@ -15,10 +15,14 @@ a dead one no more than one wait. Used by the producer's I/O thread only.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from typing import Callable
 
 from ..errors import BrokerUnavailableError, InvalidRequestError, UnsupportedVersionError
+from ..logs import log_event
+
+logger = logging.getLogger("broker.client.producer")
 
 SEQUENCE_SPACE = 1 << 31
 NO_PRODUCER = (-1, -1, -1)
@@ -52,9 +56,13 @@ class ProducerSequences:
             return NO_PRODUCER
         try:
             producer_id, epoch = self.identity()
-        except BrokerUnavailableError:
+        except BrokerUnavailableError as exc:
             self._init_retry_at = time.monotonic() + INIT_RETRY_S
             self.unnumbered_batches += 1
+            # without a number a retry after a timeout could be written twice, so such a batch
+            # is never retried: a lost reply makes it DeliveryUnknownError (counted), as before
+            log_event(logger, logging.WARNING, "producer_id_unavailable", reason=str(exc),
+                      unnumbered_batches=self.unnumbered_batches, retry_in_s=INIT_RETRY_S)
             return NO_PRODUCER
         if producer_id < 0:
             return NO_PRODUCER

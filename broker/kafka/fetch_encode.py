@@ -19,18 +19,11 @@ from __future__ import annotations
 
 import struct
 
+from ..record_codec import uvarint_bytes
+
 FLEXIBLE_FROM = 12
 _I16, _I32, _I64 = struct.Struct(">h"), struct.Struct(">i"), struct.Struct(">q")
 NO_TAGS = b"\x00"
-
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def encode_fetch_response(version: int, correlation_id: int, values: dict) -> list:
@@ -38,11 +31,11 @@ def encode_fetch_response(version: int, correlation_id: int, values: dict) -> li
     flexible = version >= FLEXIBLE_FROM
 
     def count(n: int) -> bytes:
-        return _uvarint(n + 1) if flexible else _I32.pack(n)
+        return uvarint_bytes(n + 1) if flexible else _I32.pack(n)
 
     def string(text: str) -> bytes:
         raw = text.encode()
-        return (_uvarint(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
+        return (uvarint_bytes(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
 
     head = bytearray(_I32.pack(correlation_id))
     if flexible:
@@ -64,7 +57,7 @@ def encode_fetch_response(version: int, correlation_id: int, values: dict) -> li
             if version >= 11:
                 pending += _I32.pack(p["preferred_read_replica"])
             records = p["records"]
-            pending += _uvarint(len(records) + 1) if flexible else _I32.pack(len(records))
+            pending += uvarint_bytes(len(records) + 1) if flexible else _I32.pack(len(records))
             if len(records):
                 parts.append(bytes(pending))
                 parts.append(memoryview(records))
