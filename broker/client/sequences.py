@@ -60,8 +60,10 @@ class ProducerSequences:
             self._init_retry_at = time.monotonic() + INIT_RETRY_S
             self.unnumbered_batches += 1
             # without a number a retry after a timeout could be written twice, so such a batch
-            # is never retried: a lost reply makes it DeliveryUnknownError (counted), as before
-            log_event(logger, logging.WARNING, "producer_id_unavailable", reason=str(exc),
+            # is never retried: a lost reply makes it DeliveryUnknownError (counted), as before.
+            # INFO, not WARNING: unnumbered is a downgrade, not a loss; a batch that then fails
+            # is reported by its own delivery error (one line on a CLI's stderr, not two)
+            log_event(logger, logging.INFO, "producer_id_unavailable", reason=str(exc),
                       unnumbered_batches=self.unnumbered_batches, retry_in_s=INIT_RETRY_S)
             return NO_PRODUCER
         if producer_id < 0:
