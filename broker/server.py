@@ -792,7 +792,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
     directory); ``kafka``: keyword arguments of ``start_kafka_listener`` (listen, advertised,
     insecure) plus ``required`` (False: a busy default port is logged and skipped).
     Returns the exit code (2: cannot start, with the reason logged)."""
-    from edge import sdnotify  # small, no heavy imports
+    from .base import sdnotify  # small, no heavy imports
 
     _raise_fd_limit()
     # conditions that last (a full disk the guard cannot clear) log once a minute, with counts

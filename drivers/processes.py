@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from broker.client import Producer
 from broker.logs import log_event
-from edge import sdnotify
+from broker.base import sdnotify
 
 from .runtime import DriverRuntime, Sample, SensorError
 

@@ -7,7 +7,7 @@ Guarantees:
   generated token (``ApiConfig.token_for``) for writes.
 - SIGTERM / SIGINT: uvicorn stops accepting, closes live WebSockets, the app's lifespan
   stops its threads and job processes; exit 0.
-- systemd: READY=1 once the socket is listening (``edge.sdnotify``), watchdog pings only
+- systemd: READY=1 once the socket is listening (``broker.base.sdnotify``), watchdog pings only
   while the event loop turns, STOPPING=1 on the way out.
 - uvicorn's access log is off (it would log query strings, which may hold the token); the
   app's own access log (``edge.api.access``) logs method, path, status and time.
@@ -55,7 +55,7 @@ def run_api(app_config: Any, *, host: str | None = None, port: int | None = None
             endpoint: str | None = None, configure_logging: bool = True) -> int:
     import uvicorn
 
-    from edge import sdnotify
+    from broker.base import sdnotify
 
     from .app import create_app
 

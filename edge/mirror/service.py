@@ -549,7 +549,7 @@ class MirrorService:
 
 
 def run_mirror(app, endpoint: str) -> int:
-    from edge import sdnotify
+    from broker.base import sdnotify
 
     if app.mirror is None:
         raise MirrorError(f"{app.source}: no [mirror] section: nothing to mirror")
