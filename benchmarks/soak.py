@@ -28,7 +28,7 @@ import psutil
 
 from broker.client import Admin, Consumer
 from broker.errors import BrokerError
-from broker.units import parse_duration_ns
+from broker.base.units import parse_duration_ns
 
 from .common import print_table, work_dir
 

@@ -202,7 +202,7 @@ def collect_status(endpoint: str, *, min_free_bytes: int = 0, interval_s: float 
 
 def format_status(status: dict[str, Any]) -> str:
     """The compact one-screen view for ``edge status`` and ``edge up``."""
-    from broker.units import format_size
+    from broker.base.units import format_size
 
     lines = []
     disk = status["disk"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 def notify(message: str) -> bool:
@@ -57,7 +57,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "Watchdog":
+    def start(self) -> Watchdog:
         if self.interval:
             self._thread = threading.Thread(target=self._run, name="sd-watchdog", daemon=True)
             self._thread.start()

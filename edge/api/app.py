@@ -19,24 +19,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from . import routes_events, routes_jobs, routes_live, routes_ops, routes_status, routes_topics
 from .broker_access import BrokerGateway
 from .config import ApiConfig
 from .errors import install_error_handlers
-from .frames import FramePump, MediaCache
+from .frames import FramePump, Media, MediaCache
 from .jobs import JobManager, default_runners
 from .live import LiveHub
 from .metrics import build_registry
 from .monitor import Monitor
 from .security import AccessGuard
+from .state import ApiState
 
 logger = logging.getLogger("edge.api")
 
@@ -56,26 +58,6 @@ messages (`u32` little-endian header length, JSON header `{topic, partition, off
 timestamp_ns, mime, width, height}`, image bytes) for the topics the client watches:
 send `{"watch": ["camera.front", "lidar.top"]}`.
 """
-
-
-@dataclass
-class ApiState:
-    config: Any
-    api: ApiConfig
-    endpoint: str
-    token: str | None
-    gateway: BrokerGateway
-    monitor: Monitor
-    media: MediaCache
-    pump: FramePump
-    hub: LiveHub
-    jobs: JobManager
-    registry: Any
-    started_ns: int
-
-
-def get_state(request: Request) -> ApiState:
-    return request.app.state.edge
 
 
 def _topic_hints(config: Any) -> dict[str, str]:
@@ -104,10 +86,12 @@ def create_app(config: Any, *, api: ApiConfig | None = None, endpoint: str | Non
                       min_free_bytes=guard.min_free_bytes, critical_free_bytes=guard.critical_free_bytes,
                       topic_kinds=_topic_hints(config))
     media = MediaCache(gateway)
-    hub_ref: dict[str, LiveHub] = {}
-    pump = FramePump(media, lambda m: hub_ref["hub"].publish_media(m), fps=api.frame_fps)
+
+    def publish_media(media_item: Media) -> None:  # the pump is built before the hub it feeds
+        hub.publish_media(media_item)
+
+    pump = FramePump(media, publish_media, fps=api.frame_fps)
     hub = LiveHub(monitor.topic_kind, pump.watch)
-    hub_ref["hub"] = hub
     if job_runners is None:
         from .job_runners import available
 
@@ -148,8 +132,6 @@ def create_app(config: Any, *, api: ApiConfig | None = None, endpoint: str | Non
     app.state.token = token
     app.state.open_reads = api.open_reads() or token is None
     install_error_handlers(app)
-
-    from . import routes_events, routes_jobs, routes_live, routes_ops, routes_status, routes_topics
 
     app.include_router(routes_ops.router)
     app.include_router(routes_status.router)

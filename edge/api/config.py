@@ -24,8 +24,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
+from broker.base.units import parse_duration_ns
 from broker.errors import InvalidConfigError
-from broker.units import parse_duration_ns
 
 TOKEN_ENV = "EDGE_API_TOKEN"
 TOKEN_FILE_NAME = ".api-token"  # in the data directory; "." so no topic can take the name

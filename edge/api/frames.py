@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from broker.errors import BrokerError, UnknownTopicError
 from broker.records import Record
@@ -236,7 +237,7 @@ class FramePump:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edge-api-frames", daemon=True)
 
-    def start(self) -> "FramePump":
+    def start(self) -> FramePump:
         self._thread.start()
         return self
 
@@ -266,7 +267,7 @@ class FramePump:
             except BrokerError as exc:
                 logger.debug("frame pump: %s", exc.message)
                 self._stop.wait(0.5)
-            except Exception:  # noqa: BLE001 - keep pushing the other topics
+            except Exception:  # keep pushing the other topics
                 logger.exception("frame pump failed")
                 self._stop.wait(0.5)
             self._stop.wait(max(0.0, self.poll_s - (time.monotonic() - started)))

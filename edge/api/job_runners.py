@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .jobs import JobCancelled, Reporter
 
@@ -37,7 +38,7 @@ def available(kind: str) -> bool:
         return False
     try:
         return callable(getattr(importlib.import_module(module_name), func_name, None))
-    except Exception:  # noqa: BLE001 - a half-installed library is "not available"
+    except Exception:  # a half-installed library is "not available"
         return False
 
 

@@ -33,9 +33,10 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import Conflict, NotFound, TooManyJobs
 
@@ -116,7 +117,7 @@ def _child_main(target: str, params: dict[str, Any], out_dir: str, conn, cancel_
             conn.send(("done", result or {}))
     except JobCancelled:
         conn.send(("cancelled", "cancelled"))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which logs it
+    except Exception as exc:  # reported to the parent, which logs it
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         conn.send(("error", f"{type(exc).__name__}: {message}"[:2000]))
     finally:
@@ -233,7 +234,7 @@ class JobManager:
         if self.on_change is not None:
             try:
                 self.on_change([j.to_json() for j in self.list()[:50]])
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("job listener failed")
 
     def _trim(self) -> None:

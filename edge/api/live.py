@@ -30,7 +30,8 @@ import json
 import logging
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -48,7 +49,7 @@ def frame_message(media: Media) -> bytes:
 
 
 class LiveClient:
-    def __init__(self, hub: "LiveHub", websocket: WebSocket):
+    def __init__(self, hub: LiveHub, websocket: WebSocket):
         self.hub = hub
         self.websocket = websocket
         self.watch: dict[str, str] = {}

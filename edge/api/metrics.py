@@ -4,8 +4,8 @@ Built from the monitor's last snapshot at scrape time, so a scrape never waits o
 broker and every figure in one scrape comes from one sample. Each app has its own
 registry (no global state; several apps can live in one test process). Names:
 
-- per topic: ``edge_topic_records_total`` (offsets assigned), ``edge_topic_held_records``, ``edge_topic_bytes``, ``edge_topic_records_per_second``,
-  ``edge_topic_bytes_per_second``, ``edge_topic_oldest_record_age_seconds``,
+- per topic: ``edge_topic_records_total`` (offsets assigned), ``edge_topic_held_records``, ``edge_topic_bytes``,
+  ``edge_topic_records_per_second``,  ``edge_topic_bytes_per_second``, ``edge_topic_oldest_record_age_seconds``,
   ``edge_partition_next_offset`` / ``edge_partition_log_start_offset``,
   ``edge_partition_future_records_total`` (stamped over ``max_future_skew`` ahead, since the broker started);
   continuity, where a driver reports on the topic (drivers/continuity.py): ``edge_topic_gaps_total``,
@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -62,7 +63,7 @@ def _num(value: Any) -> float | None:
 class SnapshotCollector:
     def __init__(self, snapshot: Callable[[], dict[str, Any]], extras: Callable[[], dict[str, Any]] | None = None):
         self.snapshot = snapshot
-        self.extras = extras or (lambda: {})
+        self.extras = extras or dict
 
     def describe(self) -> Iterable[Metric]:
         return []  # unchecked collector: families depend on what is running
@@ -77,16 +78,19 @@ class SnapshotCollector:
         yield from self._api(snap)
 
     def _topics(self, topics: dict[str, Any]) -> Iterable[Metric]:
-        total = CounterMetricFamily("edge_topic_records", "records ever appended (sum of next offsets)", labels=["topic"])
+        total = CounterMetricFamily("edge_topic_records", "records ever appended (sum of next offsets)",
+                                    labels=["topic"])
         held = GaugeMetricFamily("edge_topic_held_records", "records held on disk", labels=["topic"])
         size = GaugeMetricFamily("edge_topic_bytes", "bytes held on disk", labels=["topic"])
         rps = GaugeMetricFamily("edge_topic_records_per_second", "append rate", labels=["topic"])
         bps = GaugeMetricFamily("edge_topic_bytes_per_second", "append rate in bytes", labels=["topic"])
-        age = GaugeMetricFamily("edge_topic_oldest_record_age_seconds", "age of the oldest held record", labels=["topic"])
+        age = GaugeMetricFamily("edge_topic_oldest_record_age_seconds", "age of the oldest held record",
+                                labels=["topic"])
         next_off = GaugeMetricFamily("edge_partition_next_offset", "next offset", labels=["topic", "partition"])
         start = GaugeMetricFamily("edge_partition_log_start_offset", "first held offset", labels=["topic", "partition"])
         future = CounterMetricFamily("edge_partition_future_records",
-                                     "records stamped more than max_future_skew ahead (flagged, left out of time lookups)",
+                                     "records stamped more than max_future_skew ahead "
+                                     "(flagged, left out of time lookups)",
                                      labels=["topic", "partition"])
         now = time.time_ns()
         for name, t in sorted(topics.items()):
@@ -106,10 +110,12 @@ class SnapshotCollector:
 
     def _continuity(self, topics: dict[str, Any]) -> Iterable[Metric]:
         fams = {
-            "gaps": CounterMetricFamily("edge_topic_gaps", "stalls longer than 3x the usual interval", labels=["topic"]),
+            "gaps": CounterMetricFamily("edge_topic_gaps", "stalls longer than 3x the usual interval",
+                                        labels=["topic"]),
             "duplicates": CounterMetricFamily("edge_topic_duplicates", "captures stamped like the previous one",
                                               labels=["topic"]),
-            "reordered": CounterMetricFamily("edge_topic_reordered", "captures older than the newest", labels=["topic"]),
+            "reordered": CounterMetricFamily("edge_topic_reordered", "captures older than the newest",
+                                             labels=["topic"]),
             "rate_ratio": GaugeMetricFamily("edge_topic_rate_ratio", "learned rate / nominal rate", labels=["topic"]),
         }
         seconds = {
@@ -180,7 +186,8 @@ class SnapshotCollector:
             if num is None:
                 continue
             name = f"edge_broker_{_NAME_SAFE.sub('_', key)}"
-            fam = GaugeMetricFamily(name, f"broker {key}") if key in gauges else CounterMetricFamily(name, f"broker {key}")
+            family = GaugeMetricFamily if key in gauges else CounterMetricFamily
+            fam = family(name, f"broker {key}")
             fam.add_metric([], num)
             out.append(fam)
         errors = CounterMetricFamily("edge_broker_background_errors", "background task failures", labels=["task"])
@@ -215,14 +222,14 @@ class SnapshotCollector:
             "sensor_errors": CounterMetricFamily("edge_driver_sensor_errors", "sensor failures", labels=labels),
             "reopens": CounterMetricFamily("edge_driver_reopens", "sensor reopen attempts", labels=labels),
         }
-        dropped = CounterMetricFamily("edge_driver_dropped", "records dropped, by reason", labels=labels + ["reason"])
+        dropped = CounterMetricFamily("edge_driver_dropped", "records dropped, by reason", labels=[*labels, "reason"])
         rate = GaugeMetricFamily("edge_driver_rate_hz", "measured capture rate", labels=labels)
         depth = GaugeMetricFamily("edge_driver_queue_depth", "frames waiting to publish", labels=labels)
         up = GaugeMetricFamily("edge_driver_up", "1 when the driver reports state running", labels=labels)
         age = GaugeMetricFamily("edge_driver_last_capture_age_seconds", "time since the last capture", labels=labels)
         clock = GaugeMetricFamily("edge_driver_clock_offset_ms", "host − sensor clock offset", labels=labels)
         packets = CounterMetricFamily("edge_lidar_packets", "LiDAR packets received, lost, out of order, skipped",
-                                      labels=labels + ["outcome"])
+                                      labels=[*labels, "outcome"])
         now = time.time_ns()
         for sensor, h in sorted(drivers.items()):
             if not isinstance(h, dict):
@@ -234,7 +241,7 @@ class SnapshotCollector:
                     fam.add_metric(lv, value)
             for reason, count in sorted((h.get("dropped") or {}).items()):
                 if _num(count) is not None:
-                    dropped.add_metric(lv + [str(reason)], float(count))
+                    dropped.add_metric([*lv, str(reason)], float(count))
             for key, fam in (("rate_hz", rate), ("queue_depth", depth), ("clock_offset_ms", clock)):
                 value = _num(h.get(key))
                 if value is not None:
@@ -248,7 +255,7 @@ class SnapshotCollector:
                     if isinstance(skipped, dict) else None
                 for outcome, value in outcomes.items():
                     if _num(value) is not None:
-                        packets.add_metric(lv + [outcome], float(value))
+                        packets.add_metric([*lv, outcome], float(value))
             if _num(h.get("last_capture_ns")):
                 age.add_metric(lv, max(0.0, (now - h["last_capture_ns"]) / 1e9))
         return [*fams.values(), dropped, rate, depth, up, age, packets, clock]
@@ -284,7 +291,8 @@ class SnapshotCollector:
                 if num is None or key in ("partition",):
                     continue
                 name = f"edge_mirror_lag_{_NAME_SAFE.sub('_', key)}"
-                fam = fams.setdefault(name, GaugeMetricFamily(name, f"mirror lag: {key}", labels=["topic", "partition"]))
+                fam = fams.setdefault(name, GaugeMetricFamily(name, f"mirror lag: {key}",
+                                                              labels=["topic", "partition"]))
                 fam.add_metric(lv, num)
         out.extend(fams.values())
         return out

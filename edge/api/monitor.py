@@ -20,7 +20,8 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from broker.errors import BrokerError
 from drivers.runtime import HEALTH_TOPIC
@@ -77,7 +78,7 @@ class Monitor:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> "Monitor":
+    def start(self) -> Monitor:
         from edge.status import StatusTracker
 
         self._tracker = StatusTracker(self.gateway.endpoint, min_free_bytes=self.min_free_bytes,
@@ -151,7 +152,7 @@ class Monitor:
         except BrokerError as exc:
             previous = self._snapshot
             snapshot = {**previous, "ok": False, "error": exc.message}
-        except Exception as exc:  # noqa: BLE001 - the monitor must survive anything
+        except Exception as exc:  # the monitor must survive anything
             logger.exception("status sampling failed")
             snapshot = {**self._snapshot, "ok": False, "error": f"status sampling failed: {type(exc).__name__}"}
         changed = self._changed_topics(snapshot)
@@ -159,7 +160,7 @@ class Monitor:
         for listener in list(self._listeners):
             try:
                 listener(snapshot, changed)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("status listener failed")
         return snapshot
 
@@ -186,7 +187,8 @@ class Monitor:
                 if p["next_offset"] <= p["log_start"]:
                     self._oldest[key] = (p["log_start"], None)
                 elif cached is None or cached[0] != p["log_start"] or cached[1] is None:
-                    self._oldest[key] = (p["log_start"], self.gateway.first_timestamp(name, p["partition"], p["log_start"]))
+                    first = self.gateway.first_timestamp(name, p["partition"], p["log_start"])
+                    self._oldest[key] = (p["log_start"], first)
             self._probe_kind(name, topic)
         if self.with_drives:
             try:

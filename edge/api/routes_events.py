@@ -12,17 +12,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.units import parse_duration_ns
+from broker.base.units import parse_duration_ns
 
-from .app import ApiState, get_state
 from .errors import STANDARD_RESPONSES, BadRequest, ErrorBody, NotFound
 from .models import TopicStr
 from .security import checked_topic, require_token
+from .state import State
 
 router = APIRouter(prefix="/api/events", tags=["events"], dependencies=[Depends(require_token)],
                    responses={**STANDARD_RESPONSES, 404: {"model": ErrorBody, "description": "unknown event or topic"}})
 
-State = Annotated[ApiState, Depends(get_state)]
 EventId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")]
 
 

@@ -15,17 +15,18 @@ from fastapi.responses import FileResponse
 
 from broker.errors import BrokerError
 
-from .app import ApiState, get_state
 from .errors import STANDARD_RESPONSES, BadRequest, ErrorBody, NotAvailable, NotFound
 from .models import ExportRequest, JobInfo, ReplayRequest, WindowRequest
-from .routes_topics import _parse_time
 from .security import checked_topic, require_token
+from .state import ApiState, State
+from .times import parse_time
+
+BINARY_SCHEMA = {"type": "string", "format": "binary"}
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_token)],
                    responses={**STANDARD_RESPONSES,
                               404: {"model": ErrorBody, "description": "unknown job, topic or drive"}})
 
-State = Annotated[ApiState, Depends(get_state)]
 JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 FileName = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")]
 
@@ -42,8 +43,8 @@ def _window(state: ApiState, body: WindowRequest) -> tuple[int, int]:
             raise NotFound(exc.message) from None
     if body.start is None:
         raise BadRequest("give a drive name or a start time")
-    start = _parse_time(body.start)
-    end = _parse_time(body.end) if body.end is not None else _time.time_ns()
+    start = parse_time(body.start)
+    end = parse_time(body.end) if body.end is not None else _time.time_ns()
     if end <= start:
         raise BadRequest("end must be after start")
     return start, end
@@ -102,7 +103,7 @@ def cancel_job(job_id: JobId, state: State) -> dict[str, Any]:
 
 
 @router.get("/{job_id}/files/{name}", response_class=FileResponse, summary="download a file a job produced",
-            responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            responses={200: {"content": {"application/octet-stream": {"schema": BINARY_SCHEMA}},
                              "description": "the file"}})
 def job_file(job_id: JobId, name: FileName, state: State) -> FileResponse:
     path = state.jobs.file_path(job_id, name)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
-from .app import ApiState, get_state
 from .errors import ErrorBody
 from .metrics import CONTENT_TYPE, render
 from .models import Health, Ready
 from .security import require_token
+from .state import State
 
 router = APIRouter(tags=["operations"])
 
@@ -23,7 +21,7 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Ready, summary="ready: the broker answered recently",
             responses={503: {"model": Ready, "description": "not ready (broker unreachable)"}})
-def readyz(state: Annotated[ApiState, Depends(get_state)]) -> JSONResponse:
+def readyz(state: State) -> JSONResponse:
     ready, reason = state.monitor.ready()
     return JSONResponse(Ready(ready=ready, reason=reason).model_dump(), status_code=200 if ready else 503)
 
@@ -34,5 +32,5 @@ def readyz(state: Annotated[ApiState, Depends(get_state)]) -> JSONResponse:
                              "description": "Prometheus text format 0.0.4"},
                        401: {"model": ErrorBody, "description": "missing or wrong token"}},
             response_class=Response)
-def metrics(state: Annotated[ApiState, Depends(get_state)]) -> Response:
+def metrics(state: State) -> Response:
     return Response(render(state.registry), media_type=CONTENT_TYPE)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from .app import ApiState, get_state
 from .errors import STANDARD_RESPONSES
 from .models import DiskStatus, DriveInfo, GroupStatus, RateHistory, Status, TopicStatus
 from .security import require_token
+from .state import State
 
 router = APIRouter(prefix="/api", tags=["status"], dependencies=[Depends(require_token)],
                    responses={k: v for k, v in STANDARD_RESPONSES.items() if k in (401, 403)})
 
-State = Annotated[ApiState, Depends(get_state)]
 
 
 @router.get("/status", response_model=Status, summary="everything: topics, disk, drivers, mirror, groups, drives")

@@ -8,7 +8,7 @@ offsets are bounded integers; nothing here names a file.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -18,16 +18,16 @@ from broker.records import Record
 from drivers.runtime import HEALTH_TOPIC
 from edge.drives import DRIVES_TOPIC
 
-from .app import ApiState, get_state
 from .errors import STANDARD_RESPONSES, BadRequest, ErrorBody
 from .models import RecordMeta, RecordsPage, TopicDetail
 from .security import TopicName, require_token
+from .state import State
+from .times import parse_time
 
 router = APIRouter(prefix="/api/topics", tags=["topics"], dependencies=[Depends(require_token)],
                    responses={**STANDARD_RESPONSES,
                               404: {"model": ErrorBody, "description": "unknown topic, partition or offset"}})
 
-State = Annotated[ApiState, Depends(get_state)]
 Partition = Annotated[int, Path(ge=0, le=1023, description="partition number")]
 Offset = Annotated[int, Path(ge=0, le=2**62, description="record offset")]
 
@@ -43,27 +43,16 @@ def _text(raw: bytes | None) -> str | None:
 def record_meta(record: Record) -> dict[str, Any]:
     headers = {name: _text(value) or "" for name, value in record.headers.items()}
     value: Any = None
-    if (headers.get("encoding") == "json" or record.topic in (HEALTH_TOPIC, DRIVES_TOPIC)) and len(record.value) <= MAX_PREVIEW_BYTES:
+    is_json = headers.get("encoding") == "json" or record.topic in (HEALTH_TOPIC, DRIVES_TOPIC)
+    if is_json and len(record.value) <= MAX_PREVIEW_BYTES:
         try:
             value = json.loads(bytes(record.value))
         except ValueError:
             value = None
-    moment = datetime.fromtimestamp(record.timestamp / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp(record.timestamp / 1e9, tz=UTC)
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset,
             "timestamp_ns": record.timestamp, "time": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
             "key": _text(record.key), "headers": headers, "value_bytes": len(record.value), "value": value}
-
-
-def _parse_time(text: str) -> int:
-    from edge.commands.common import parse_time_ns
-
-    try:
-        value = parse_time_ns(text)
-    except (ValueError, OverflowError) as exc:
-        raise BadRequest(str(exc)) from None
-    if not 0 <= value < 2**63:
-        raise BadRequest(f"time {text!r} is outside the range of capture timestamps")
-    return value
 
 
 @router.get("/{topic}", response_model=TopicDetail, summary="one topic: config, partitions, rates")
@@ -82,7 +71,8 @@ def browse(
     state: State,
     partition: Annotated[int, Query(ge=0, le=1023)] = 0,
     offset: Annotated[int | None, Query(ge=0, le=2**62, description="first offset to return")] = None,
-    time: Annotated[str | None, Query(max_length=64, description="first capture time: ISO-8601, epoch ns or -10m")] = None,
+    time: Annotated[str | None, Query(max_length=64,
+                                      description="first capture time: ISO-8601, epoch ns or -10m")] = None,
     limit: Annotated[int, Query(ge=1, le=10000, description="most records to return")] = 50,
 ) -> dict[str, Any]:
     if offset is not None and time is not None:
@@ -94,7 +84,7 @@ def browse(
     if offset is not None:
         start = max(offset, log_start)
     elif time is not None:
-        floor = _parse_time(time)
+        floor = parse_time(time)
         start = max(state.gateway.offset_for_time(topic, partition, floor), log_start)
     else:
         start = max(log_start, log_end - limit)

@@ -99,9 +99,9 @@ class AccessGuard:
         host = headers.get("host", "")
         writes = scope.get("method") in UNSAFE_METHODS
         origin = headers.get("origin")
-        if origin and (scope["type"] == "websocket" or writes):
-            if urlsplit(origin).netloc.lower() != host.lower():
-                return 403, "forbidden_origin", "cross-origin request refused"
+        cross_origin = bool(origin) and urlsplit(origin).netloc.lower() != host.lower()
+        if cross_origin and (scope["type"] == "websocket" or writes):
+            return 403, "forbidden_origin", "cross-origin request refused"
         given = _bearer(headers) or QueryParams(scope.get("query_string", b"")).get("token")
         if self.token is not None and token_matches(given, self.token):
             return None

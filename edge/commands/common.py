@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
-from datetime import datetime, timezone
 
-from broker.units import parse_duration_ns
+from broker.base import timespec
 
 from .failures import UsageError
 
@@ -154,25 +152,12 @@ def resolve_endpoint(args: argparse.Namespace) -> str:
 
 
 def parse_time_ns(text: str, *, now_ns: int | None = None) -> int:
-    """ISO-8601 (``2026-11-22T10:00:00Z``), epoch nanoseconds, or relative (``-10m``)."""
-    text = text.strip()
-    now = time.time_ns() if now_ns is None else now_ns
-    if text.startswith("-"):
-        try:
-            return now - parse_duration_ns(text[1:])
-        except ValueError:
-            raise UsageError(f"invalid time {text!r}: a relative time is minus a duration, e.g. -10m, -2h, -30s") from None
-    if text.isdigit():
-        return int(text)
+    """A time in the floor's one grammar (broker.base.timespec: ISO-8601, epoch ns, -10m,
+    10m ago, now ...), in nanoseconds since the epoch; a refusal is a UsageError (exit 2)."""
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"invalid time {text!r}: use ISO-8601 (2026-11-22T10:00:00Z), epoch ns, or relative (-10m)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1_000_000) * 1000
+        return timespec.parse_time_ns(text, now_ns=now_ns)
+    except timespec.TimeSpecError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_key_values(items: list[str] | None, what: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def _duration(text: str, option: str) -> int:
-    from broker.units import parse_duration_ns
+    from broker.base.units import parse_duration_ns
 
     try:
         return parse_duration_ns(text)

@@ -67,7 +67,7 @@ def _progress_line(status) -> str:
 
 def _apply_line(player, line: str, out) -> bool:
     """One pipe command; False when it asks to stop."""
-    from broker.units import parse_duration_ns
+    from broker.base.units import parse_duration_ns
     from edge.replay.timespec import parse_point
 
     words = line.split()
@@ -173,7 +173,7 @@ def run(args) -> int:
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2
     source = open_source(endpoint=endpoint, kafka=args.kafka, vehicle=args.vehicle, template=args.kafka_template)
-    from broker.units import parse_duration_ns
+    from broker.base.units import parse_duration_ns
 
     try:
         max_gap_s = parse_duration_ns(args.max_gap) / 1e9

@@ -80,8 +80,8 @@ def test_replay_job_republishes_under_its_prefix(real_env):
 
 
 def test_export_job_of_an_empty_window_fails_with_the_reason(real_env):
-    response = real_env.post("/api/jobs/export", json={"topics": ["camera.front"], "start": "1000000000",
-                                                       "end": "2000000000", "format": "mp4"})
+    response = real_env.post("/api/jobs/export", json={"topics": ["camera.front"], "start": "1000000000000000",
+                                                       "end": "2000000000000000", "format": "mp4"})
     assert response.status_code == 202, response.text
     job = _wait(real_env, response.json()["id"])
     assert job["state"] == "failed"
