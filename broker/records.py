@@ -50,12 +50,12 @@ import numpy as np
 from crc32c import crc32c
 
 from . import record_codec as rc
+from .base.names import HEADER_CAPTURE as CAPTURE_HEADER
 from .errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
 from .record_codec import CODEC_GZIP, CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_SNAPPY, CODEC_ZSTD, CODECS  # noqa: F401
 
 MAGIC = 2
 VERSION = MAGIC
-CAPTURE_HEADER = "edge.capture_ns"  # one name, also used by the mirror (edge.mirror.destination)
 _CAPTURE_KEY = CAPTURE_HEADER.encode()
 NS_PER_MS = 1_000_000
 

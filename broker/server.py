@@ -53,6 +53,7 @@ from typing import Any, Callable
 import zmq
 
 from . import protocol as P
+from .base.names import MIRROR_GROUP
 from .curve import CurveError, ServerCurve, is_loopback_tcp
 from .errors import (
     BrokerBusyError,
@@ -86,7 +87,6 @@ from .topic_config import TopicConfig
 
 logger = logging.getLogger("broker.server")
 
-MIRROR_GROUP = "_mirror"
 HARD_MAX_FRAME_BYTES = 1024 * 1024 * 1024
 RETENTION_INTERVAL_S = 10.0
 GROUP_EXPIRY_INTERVAL_S = 0.5

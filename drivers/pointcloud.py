@@ -57,7 +57,7 @@ from typing import Mapping
 
 import numpy as np
 
-ENCODING = "pointcloud"
+from broker.base.names import POINTCLOUD_ENCODING as ENCODING
 
 POINT_DTYPE = np.dtype(
     [

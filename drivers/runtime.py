@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Literal
 
+from broker.base.names import HEALTH_TOPIC
 from broker.errors import BrokerError, DeliveryUnknownError, DiskFullError
 from broker.logs import log_event
 
@@ -44,7 +45,6 @@ from .continuity import ContinuityTracker
 
 logger = logging.getLogger("drivers.runtime")
 
-HEALTH_TOPIC = "_health"
 OverloadPolicy = Literal["drop_oldest", "drop_newest", "block"]
 
 

@@ -27,10 +27,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+from broker.base.names import DRIVES_TOPIC
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError, UnknownTopicError
-
-DRIVES_TOPIC = "_drives"
 
 
 @dataclass

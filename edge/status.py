@@ -25,9 +25,10 @@ import socket
 import time
 from typing import Any
 
+from broker.base.names import HEALTH_TOPIC, MIRROR_GROUP
 from broker.client import Admin, Consumer
 from broker.errors import BrokerError, UnknownTopicError
-from drivers.runtime import HEALTH_TOPIC  # the one definition of the health topic's name
+
 HEALTH_LOOKBACK = 64  # records per partition read from the end of _health
 # broker stats (broker/limits.py BrokerStats) shown in the one-screen view when not zero
 REFUSAL_COUNTERS = ("clients_refused", "fetch_parked_refused", "reply_backlog_refused", "partitions_refused",
@@ -161,7 +162,7 @@ class StatusTracker:
             "topics": topics,
             "drivers": drivers,
             "mirror": None if not health.get("mirror") else {**health["mirror"], **mirror_condition(
-                health["mirror"], (group_lag.get("_mirror") or {}).get("lag"), time.time_ns())},
+                health["mirror"], (group_lag.get(MIRROR_GROUP) or {}).get("lag"), time.time_ns())},
             "groups": group_lag,
         }
         if self.include_drives:

@@ -28,7 +28,8 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-ENCODINGS = ("jpeg", "png", "bgr8")
+from broker.base.names import IMAGE_ENCODINGS as ENCODINGS
+
 HeaderValue = str | bytes | bytearray | memoryview
 
 

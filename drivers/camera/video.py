@@ -31,8 +31,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-VIDEO_ENCODINGS = ("h264", "h265")
-KEYFRAME_HEADER = "keyframe"
+from broker.base.names import HEADER_KEYFRAME as KEYFRAME_HEADER
+from broker.base.names import VIDEO_ENCODINGS
+
 FFMPEG_DECODERS = {"h264": "h264", "h265": "hevc"}
 ANNEX_B_START = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 SPS_NAL_TYPE = {"h264": 7, "h265": 33}

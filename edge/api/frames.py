@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from broker.base.names import HEADER_ENCODING, IMAGE_ENCODINGS, POINTCLOUD_ENCODING, VIDEO_ENCODINGS
 from broker.errors import BrokerError, UnknownTopicError
 from broker.records import Record
 
@@ -35,8 +36,6 @@ from .render import birdseye, encode_png
 
 logger = logging.getLogger("edge.api.frames")
 
-CAMERA_ENCODINGS = ("jpeg", "png", "bgr8")
-VIDEO_ENCODINGS = ("h264", "h265")  # compressed video records (drivers/camera/video.py)
 VIDEO_KEYFRAME_SEARCH = 1024  # records looked back for a keyframe (a GOP longer than this shows no frame)
 VIDEO_CATCH_UP = 256  # a new record this far past the last decoded one is decoded forward, not searched again
 LIDAR_MAX_FPS = 2.0
@@ -71,8 +70,8 @@ def _int_header(record: Record, name: str) -> int | None:
 def record_to_jpeg(record: Record, *, width: int | None = None, quality: int = 80) -> Media:
     """The record's camera frame as JPEG (passthrough when it already is one and no
     resize is asked). Raises Unprocessable for a record that is not a camera frame."""
-    encoding = record.header("encoding")
-    if encoding not in CAMERA_ENCODINGS:
+    encoding = record.header(HEADER_ENCODING)
+    if encoding not in IMAGE_ENCODINGS:
         raise Unprocessable(f"{record.topic} record {record.offset} is not a camera frame (encoding {encoding!r})")
     w, h = _int_header(record, "width"), _int_header(record, "height")
     if encoding == "jpeg" and (width is None or (w is not None and width >= w)):
@@ -104,8 +103,8 @@ def image_to_jpeg(record: Record, image: Any, *, width: int | None = None, quali
 def record_to_birdseye(record: Record, *, size: int = 512, range_m: float = 40.0, color: str = "height") -> Media:
     from drivers.pointcloud import decode_cloud
 
-    encoding = record.header("encoding")
-    if encoding != "pointcloud":
+    encoding = record.header(HEADER_ENCODING)
+    if encoding != POINTCLOUD_ENCODING:
         raise Unprocessable(f"{record.topic} record {record.offset} is not a point cloud (encoding {encoding!r})")
     try:
         points = decode_cloud(record.value, record.headers)
@@ -132,9 +131,9 @@ class LatestVideoFrame:
         key = (record.topic, record.partition)
         with self._lock:
             decoder, next_offset = self._decoders.pop(key, (None, -1))
-            if decoder is None or decoder.encoding != record.header("encoding") or \
+            if decoder is None or decoder.encoding != record.header(HEADER_ENCODING) or \
                     not next_offset <= record.offset <= next_offset + VIDEO_CATCH_UP:
-                decoder, next_offset = VideoDecoder(record.header("encoding") or ""), self._keyframe_before(record)
+                decoder, next_offset = VideoDecoder(record.header(HEADER_ENCODING) or ""), self._keyframe_before(record)
             image = None
             while next_offset <= record.offset:
                 batch = self.gateway.read_records(record.topic, record.partition, next_offset,
@@ -187,7 +186,7 @@ class MediaCache:
         self._video = LatestVideoFrame(gateway)
 
     def _to_jpeg(self, record: Record, width: int | None) -> Media:
-        if record.header("encoding") in VIDEO_ENCODINGS:
+        if record.header(HEADER_ENCODING) in VIDEO_ENCODINGS:
             return image_to_jpeg(record, self._video.image(record), width=width)
         return record_to_jpeg(record, width=width)
 

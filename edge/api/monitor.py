@@ -23,16 +23,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from broker.base.names import (
+    CAMERA_ENCODINGS,
+    HEADER_ENCODING,
+    INTERNAL_TOPICS,
+    JSON_ENCODING,
+    POINTCLOUD_ENCODING,
+    is_internal,
+)
 from broker.errors import BrokerError
-from drivers.runtime import HEALTH_TOPIC
-from edge.drives import DRIVES_TOPIC
 
 from .broker_access import BrokerGateway
 
 logger = logging.getLogger("edge.api.monitor")
 
-INTERNAL_TOPICS = {HEALTH_TOPIC: "internal", DRIVES_TOPIC: "internal"}
-CAMERA_ENCODINGS = {"jpeg", "png", "bgr8", "h264", "h265"}
 SLOW_EVERY_S = 10.0
 
 Listener = Callable[[dict[str, Any], list[str]], None]
@@ -41,9 +45,9 @@ Listener = Callable[[dict[str, Any], list[str]], None]
 def kind_of_encoding(encoding: str | None) -> str:
     if encoding in CAMERA_ENCODINGS:
         return "camera"
-    if encoding == "pointcloud":
+    if encoding == POINTCLOUD_ENCODING:
         return "lidar"
-    if encoding == "json":
+    if encoding == JSON_ENCODING:
         return "json"
     return "other"
 
@@ -58,7 +62,7 @@ class Monitor:
         self.min_free_bytes = min_free_bytes
         self.critical_free_bytes = critical_free_bytes
         self.with_drives = with_drives
-        self._kinds: dict[str, str] = dict(INTERNAL_TOPICS)
+        self._kinds: dict[str, str] = dict.fromkeys(INTERNAL_TOPICS, "internal")
         self._kinds.update(topic_kinds or {})
         self._probed: dict[str, float] = {}
         self._history: dict[str, collections.deque] = {}
@@ -212,7 +216,7 @@ class Monitor:
         except BrokerError:
             return
         if record is not None:
-            self._kinds[name] = kind_of_encoding(record.header("encoding"))
+            self._kinds[name] = kind_of_encoding(record.header(HEADER_ENCODING))
 
     def _decorate(self, status: dict[str, Any]) -> dict[str, Any]:
         now_s = time.time()
@@ -225,7 +229,7 @@ class Monitor:
             oldest = [self._oldest.get((name, p["partition"]), (0, None))[1] for p in topic["partitions"]]
             oldest = [o for o in oldest if o is not None]
             oldest_ns = min(oldest) if oldest else None
-            if oldest_ns is not None and not name.startswith("_"):
+            if oldest_ns is not None and not is_internal(name):
                 oldest_overall = oldest_ns if oldest_overall is None else min(oldest_overall, oldest_ns)
             topics[name] = {**topic, "kind": self.topic_kind(name), "oldest_ns": oldest_ns,
                             "retention_age": config.get("retention_age"),

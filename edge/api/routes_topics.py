@@ -14,9 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
+from broker.base.names import HEADER_ENCODING, INTERNAL_TOPICS, JSON_ENCODING, POINTCLOUD_ENCODING
 from broker.records import Record
-from drivers.runtime import HEALTH_TOPIC
-from edge.drives import DRIVES_TOPIC
 
 from .errors import STANDARD_RESPONSES, BadRequest, ErrorBody
 from .models import RecordMeta, RecordsPage, TopicDetail
@@ -32,8 +31,8 @@ Partition = Annotated[int, Path(ge=0, le=1023, description="partition number")]
 Offset = Annotated[int, Path(ge=0, le=2**62, description="record offset")]
 
 MAX_PREVIEW_BYTES = 64 * 1024
-VALUE_TYPES = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png"), "json": ("application/json", "json"),
-               "pointcloud": ("application/octet-stream", "bin"), "bgr8": ("application/octet-stream", "bgr")}
+VALUE_TYPES = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png"), JSON_ENCODING: ("application/json", "json"),
+               POINTCLOUD_ENCODING: ("application/octet-stream", "bin"), "bgr8": ("application/octet-stream", "bgr")}
 
 
 def _text(raw: bytes | None) -> str | None:
@@ -43,7 +42,7 @@ def _text(raw: bytes | None) -> str | None:
 def record_meta(record: Record) -> dict[str, Any]:
     headers = {name: _text(value) or "" for name, value in record.headers.items()}
     value: Any = None
-    is_json = headers.get("encoding") == "json" or record.topic in (HEALTH_TOPIC, DRIVES_TOPIC)
+    is_json = headers.get(HEADER_ENCODING) == JSON_ENCODING or record.topic in INTERNAL_TOPICS
     if is_json and len(record.value) <= MAX_PREVIEW_BYTES:
         try:
             value = json.loads(bytes(record.value))
@@ -112,7 +111,7 @@ def record(topic: TopicName, partition: Partition, offset: Offset, state: State)
 def value(topic: TopicName, partition: Partition, offset: Offset, state: State) -> Response:
     state.gateway.partition_info(topic, partition)
     rec = state.gateway.record_at(topic, partition, offset)
-    mime, ext = VALUE_TYPES.get(rec.header("encoding") or "", ("application/octet-stream", "bin"))
+    mime, ext = VALUE_TYPES.get(rec.header(HEADER_ENCODING) or "", ("application/octet-stream", "bin"))
     filename = f"{topic}-{partition}-{offset}.{ext}"
     return Response(bytes(rec.value), media_type=mime,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"',

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.base.names import CAMERA_ENCODINGS, VIDEO_ENCODINGS
 from broker.records import Record
 
 CAMERA = "camera"
 POINTCLOUD = "pointcloud"
 OTHER = "other"
 
-VIDEO_ENCODINGS = ("h264", "h265")  # compressed video, one Annex B access unit per record (drivers/camera/video.py)
-CAMERA_ENCODINGS = ("jpeg", "png", "bgr8", *VIDEO_ENCODINGS)
 _MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
 _ANNEX_B_START = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 

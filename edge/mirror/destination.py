@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from broker.base.names import HEADER_CAPTURE as HEADER_CAPTURE  # re-exported: the mirror service writes it
+from broker.base.names import HEADER_EPOCH, HEADER_VEHICLE
+from broker.base.names import HEADER_SOURCE_OFFSET as HEADER_OFFSET
+from broker.base.names import HEADER_SOURCE_PARTITION as HEADER_PARTITION
+from broker.base.names import HEADER_SOURCE_TOPIC as HEADER_TOPIC
 from broker.errors import BrokerError
 
 from .reject import DestinationLimits
 
-HEADER_VEHICLE = "edge.vehicle"
-HEADER_TOPIC = "edge.source.topic"
-HEADER_PARTITION = "edge.source.partition"
-HEADER_OFFSET = "edge.source.offset"
-HEADER_CAPTURE = "edge.capture_ns"
-HEADER_EPOCH = "edge.epoch"
 TAIL_RECORDS = 50  # read this many of the last records (aborted markers and controls take offsets too)
 
 

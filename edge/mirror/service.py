@@ -46,11 +46,11 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient
 
+from broker.base.names import HEALTH_TOPIC, MIRROR_GROUP
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
 from broker.logs import log_event
 from broker.storage.layout import atomic_write
-from drivers.runtime import HEALTH_TOPIC
 
 from .bandwidth import TokenBucket
 from .config import MirrorConfig
@@ -61,7 +61,6 @@ from .resume import choose_start, load_or_create_identity
 from .uplink import UplinkPlan
 
 logger = logging.getLogger("edge.mirror")
-MIRROR_GROUP = "_mirror"
 HEALTH_INTERVAL_S = 1.0
 TP = tuple[str, int]
 

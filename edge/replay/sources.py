@@ -40,6 +40,7 @@ import uuid
 from abc import ABC, abstractmethod
 from typing import Any, Iterator, Sequence
 
+from broker.base.names import HEADER_CAPTURE, MIRROR_HEADER_PREFIX
 from broker.errors import BrokerError, OffsetOutOfRangeError, UnknownTopicError
 from broker.records import Record
 
@@ -52,7 +53,6 @@ TopicPartition = tuple[str, int]
 
 DEFAULT_READ_AHEAD_BYTES = 2 * 1024 * 1024
 DEFAULT_KAFKA_TEMPLATE = "vehicles.{vehicle}.{topic}"
-MIRROR_HEADER_PREFIX = "edge."
 _STALL_S = 30.0  # no record for this long while the log says there are more: give up
 
 
@@ -476,7 +476,7 @@ class KafkaSource(RecordSource):
         mirror: dict[str, bytes] = {}
         for name, value in msg.headers() or ():
             (mirror if name.startswith(MIRROR_HEADER_PREFIX) else headers)[name] = value if value is not None else b""
-        capture = _text_int(mirror.get("edge.capture_ns"))
+        capture = _text_int(mirror.get(HEADER_CAPTURE))
         if capture is None:
             capture = msg.timestamp()[1] * 1_000_000
         offset = _text_int(mirror.get("edge.source.offset"))
