@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -83,7 +83,8 @@ class BrokerGateway:
         parts = self.describe_topic(topic)["partitions"]
         if not 0 <= partition < len(parts):
             raise UnknownPartitionError(f"topic {topic!r} has {len(parts)} partition(s), no partition {partition}")
-        return parts[partition]
+        part: dict[str, Any] = parts[partition]
+        return part
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ns: int) -> int:
         with self.admin() as admin:
@@ -128,7 +129,8 @@ class BrokerGateway:
         from broker.errors import OffsetOutOfRangeError
 
         _, data = self.fetch_raw(topic, partition, offset, 1)
-        for record in decode_batches(data, topic=topic, partition=partition, min_offset=offset):
+        records: Iterable[Record] = decode_batches(data, topic=topic, partition=partition, min_offset=offset)
+        for record in records:
             if record.offset == offset:
                 return record
         raise OffsetOutOfRangeError(f"offset {offset} is not held in {topic}/{partition}")

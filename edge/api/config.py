@@ -65,26 +65,26 @@ class ApiConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    enabled: bool = Field(True, description="run the API as part of `edge up`")
-    host: str = Field("127.0.0.1", min_length=1, description="bind address; non-loopback needs a token")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
-    token: SecretStr | None = Field(None, description=f"access token; default ${TOKEN_ENV}")
-    token_file: Path | None = Field(None, description="file holding the token (e.g. a systemd credential)")
+    enabled: bool = Field(default=True, description="run the API as part of `edge up`")
+    host: str = Field(default="127.0.0.1", min_length=1, description="bind address; non-loopback needs a token")
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port (0: any free port)")
+    token: SecretStr | None = Field(default=None, description=f"access token; default ${TOKEN_ENV}")
+    token_file: Path | None = Field(default=None, description="file holding the token (e.g. a systemd credential)")
     open_loopback_reads: bool = Field(
-        True, description="on a loopback bind, serve reads (GET, live view, /metrics) without the token; "
+        default=True, description="on a loopback bind, serve reads (GET, live view, /metrics) without the token; "
                           "writes always need it")
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="extra Host header names accepted without a token (DNS-rebinding guard on loopback)",
     )
-    status_interval: Seconds = Field(1.0, gt=0.05, le=60,
+    status_interval: Seconds = Field(default=1.0, gt=0.05, le=60,
                                      description="how often the status is sampled and pushed live")
-    frame_fps: float = Field(10.0, gt=0, le=60, description="max camera frames per second per live client")
-    history: int = Field(120, ge=2, le=3600, description="samples kept per topic for the rate sparklines")
-    export_dir: Path | None = Field(None, description="where export jobs write; default <data_dir>/exports")
-    max_jobs: int = Field(2, ge=1, le=16, description="export/replay jobs running at once")
-    browse_limit: int = Field(500, ge=1, le=10000, description="most records one browse request returns")
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    frame_fps: float = Field(default=10.0, gt=0, le=60, description="max camera frames per second per live client")
+    history: int = Field(default=120, ge=2, le=3600, description="samples kept per topic for the rate sparklines")
+    export_dir: Path | None = Field(default=None, description="where export jobs write; default <data_dir>/exports")
+    max_jobs: int = Field(default=2, ge=1, le=16, description="export/replay jobs running at once")
+    browse_limit: int = Field(default=500, ge=1, le=10000, description="most records one browse request returns")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     def resolved_token(self) -> str | None:
         """The token from the config, else ``token_file``, else ``$EDGE_API_TOKEN``; None if none."""

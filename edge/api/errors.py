@@ -102,7 +102,7 @@ STANDARD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_response(status: int, code: str, message: str, details: list | None = None,
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": code, "message": message}
     if details is not None:

@@ -182,7 +182,7 @@ class MediaCache:
         self.gateway = gateway
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._cache: dict[tuple, Media] = {}
+        self._cache: dict[tuple[Any, ...], Media] = {}
         self._video = LatestVideoFrame(gateway)
 
     def _to_jpeg(self, record: Record, width: int | None) -> Media:
@@ -196,7 +196,7 @@ class MediaCache:
             raise NotFound(f"topic {topic!r} holds no records")
         return record
 
-    def _cached(self, key: tuple, record: Record, make: Callable[[Record], Media]) -> Media:
+    def _cached(self, key: tuple[Any, ...], record: Record, make: Callable[[Record], Media]) -> Media:
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None and (hit.partition, hit.offset) == (record.partition, record.offset):
@@ -229,7 +229,7 @@ class FramePump:
         self.period_s = 1.0 / fps
         self.poll_s = max(0.02, self.period_s / 2)  # poll twice per frame period: less beat, less latency
         self._topics: dict[str, str] = {}
-        self._ends: dict[str, tuple] = {}
+        self._ends: dict[str, tuple[Any, ...]] = {}
         self._last_push: dict[str, float] = {}
         self._lock = threading.Lock()
         self._changed = threading.Event()

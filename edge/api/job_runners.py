@@ -33,9 +33,9 @@ ENTRY_POINTS = {"export": ("edge.export", "run_export"), "replay": ("edge.replay
 
 def available(kind: str) -> bool:
     """Whether the library entry point behind a job kind exists in this build."""
-    module_name, func_name = ENTRY_POINTS.get(kind, (None, None))
-    if module_name is None:
+    if kind not in ENTRY_POINTS:
         return False
+    module_name, func_name = ENTRY_POINTS[kind]
     try:
         return callable(getattr(importlib.import_module(module_name), func_name, None))
     except Exception:  # a half-installed library is "not available"

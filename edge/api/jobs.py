@@ -35,6 +35,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventFlag
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +73,7 @@ class Job:
 class Reporter:
     """What a runner sees in the child: progress reports and the cancel flag."""
 
-    def __init__(self, conn, cancel_event):
+    def __init__(self, conn: Connection, cancel_event: EventFlag) -> None:
         self._conn = conn
         self._cancel = cancel_event
         self._last = 0.0
@@ -84,7 +87,7 @@ class Reporter:
         self._conn.send(("progress", value, str(message)[:500]))
 
     def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        return bool(self._cancel.is_set())
 
 
 class JobCancelled(Exception):
@@ -103,7 +106,7 @@ def _exit_when_parent_dies() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _child_main(target: str, params: dict[str, Any], out_dir: str, conn, cancel_event) -> None:
+def _child_main(target: str, params: dict[str, Any], out_dir: str, conn: Connection, cancel_event: EventFlag) -> None:
     """Entry point of a job's process: run the runner and report its outcome on ``conn``."""
     _exit_when_parent_dies()
     reporter = Reporter(conn, cancel_event)
@@ -267,8 +270,8 @@ class JobManager:
         threading.Thread(target=self._follow, args=(job, proc, parent_conn), name=f"job-{job.id}", daemon=True).start()
         logger.info("job started: %s %s", job.kind, job.id)
 
-    def _follow(self, job: Job, proc, conn) -> None:
-        outcome: tuple | None = None
+    def _follow(self, job: Job, proc: BaseProcess, conn: Connection) -> None:
+        outcome: tuple[Any, ...] | None = None
         while True:
             try:
                 message = conn.recv()

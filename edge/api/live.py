@@ -154,7 +154,7 @@ class LiveHub:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
-    def _call_soon(self, fn: Callable, *args: Any) -> None:
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self.loop
         if loop is None or loop.is_closed():
             return

@@ -109,7 +109,7 @@ class SnapshotCollector:
         return [total, held, size, rps, bps, age, next_off, start, future, *self._continuity(topics)]
 
     def _continuity(self, topics: dict[str, Any]) -> Iterable[Metric]:
-        fams = {
+        fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "gaps": CounterMetricFamily("edge_topic_gaps", "stalls longer than 3x the usual interval",
                                         labels=["topic"]),
             "duplicates": CounterMetricFamily("edge_topic_duplicates", "captures stamped like the previous one",
@@ -242,10 +242,10 @@ class SnapshotCollector:
             for reason, count in sorted((h.get("dropped") or {}).items()):
                 if _num(count) is not None:
                     dropped.add_metric([*lv, str(reason)], float(count))
-            for key, fam in (("rate_hz", rate), ("queue_depth", depth), ("clock_offset_ms", clock)):
+            for key, gauge in (("rate_hz", rate), ("queue_depth", depth), ("clock_offset_ms", clock)):
                 value = _num(h.get(key))
                 if value is not None:
-                    fam.add_metric(lv, value)
+                    gauge.add_metric(lv, value)
             up.add_metric(lv, 1.0 if h.get("state") == "running" else 0.0)
             counts = (h.get("details") or {}).get("lidar_packets") if isinstance(h.get("details"), dict) else None
             if isinstance(counts, dict):
@@ -253,9 +253,10 @@ class SnapshotCollector:
                 outcomes = {key: counts.get(key) for key in ("received", "lost", "out_of_order")}
                 outcomes["skipped"] = sum(v for v in skipped.values() if _num(v) is not None) \
                     if isinstance(skipped, dict) else None
-                for outcome, value in outcomes.items():
-                    if _num(value) is not None:
-                        packets.add_metric([*lv, outcome], float(value))
+                for outcome, count in outcomes.items():
+                    number = _num(count)
+                    if number is not None:
+                        packets.add_metric([*lv, outcome], number)
             if _num(h.get("last_capture_ns")):
                 age.add_metric(lv, max(0.0, (now - h["last_capture_ns"]) / 1e9))
         return [*fams.values(), dropped, rate, depth, up, age, packets, clock]

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.base.names import (
     CAMERA_ENCODINGS,
@@ -34,6 +34,9 @@ from broker.base.names import (
 from broker.errors import BrokerError
 
 from .broker_access import BrokerGateway
+
+if TYPE_CHECKING:
+    from edge.status import StatusTracker
 
 logger = logging.getLogger("edge.api.monitor")
 
@@ -65,7 +68,7 @@ class Monitor:
         self._kinds: dict[str, str] = dict.fromkeys(INTERNAL_TOPICS, "internal")
         self._kinds.update(topic_kinds or {})
         self._probed: dict[str, float] = {}
-        self._history: dict[str, collections.deque] = {}
+        self._history: dict[str, collections.deque[Any]] = {}
         self._oldest: dict[tuple[str, int], tuple[int, int | None]] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._drives: list[dict[str, Any]] = []
@@ -78,15 +81,12 @@ class Monitor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._tracker = None
+        self._tracker: StatusTracker | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Monitor:
-        from edge.status import StatusTracker
-
-        self._tracker = StatusTracker(self.gateway.endpoint, min_free_bytes=self.min_free_bytes,
-                                      include_drives=False)
+        self._status_tracker()
         self._thread = threading.Thread(target=self._run, name="edge-api-monitor", daemon=True)
         self._thread.start()
         return self
@@ -145,9 +145,17 @@ class Monitor:
             self._wake.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
             self._wake.clear()
 
+    def _status_tracker(self) -> StatusTracker:
+        if self._tracker is None:
+            from edge.status import StatusTracker
+
+            self._tracker = StatusTracker(self.gateway.endpoint, min_free_bytes=self.min_free_bytes,
+                                          include_drives=False)
+        return self._tracker
+
     def sample_once(self) -> dict[str, Any]:
         try:
-            status = self._tracker.sample()
+            status = self._status_tracker().sample()
             if time.monotonic() - self._last_slow >= SLOW_EVERY_S:
                 self._slow_refresh(status)
                 self._last_slow = time.monotonic()
@@ -226,8 +234,8 @@ class Monitor:
             if name not in self._kinds and name not in self._probed:
                 self._probe_kind(name, topic)
             config = self._configs.get(name, {})
-            oldest = [self._oldest.get((name, p["partition"]), (0, None))[1] for p in topic["partitions"]]
-            oldest = [o for o in oldest if o is not None]
+            known = [self._oldest.get((name, p["partition"]), (0, None))[1] for p in topic["partitions"]]
+            oldest = [o for o in known if o is not None]
             oldest_ns = min(oldest) if oldest else None
             if oldest_ns is not None and not is_internal(name):
                 oldest_overall = oldest_ns if oldest_overall is None else min(oldest_overall, oldest_ns)

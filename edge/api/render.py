@@ -36,7 +36,8 @@ def colormap(values: np.ndarray) -> np.ndarray:
     lo = np.floor(v).astype(np.intp)
     hi = np.minimum(lo + 1, len(_TURBO) - 1)
     frac = (v - lo)[..., None]
-    return (_TURBO[lo] * (1 - frac) + _TURBO[hi] * frac).astype(np.uint8)
+    rgb: np.ndarray = (_TURBO[lo] * (1 - frac) + _TURBO[hi] * frac).astype(np.uint8)
+    return rgb
 
 
 @lru_cache(maxsize=8)
@@ -103,7 +104,7 @@ def birdseye(points: np.ndarray, *, size: int = 512, range_m: float = 40.0, colo
             is_top = z >= top[flat]
             np.maximum.at(winner, flat[is_top], value[is_top])
             shade = winner[hit]
-            lo, hi = 0.0, float(max(np.percentile(value, 99), 1e-6))
+            lo, hi = 0.0, max(float(np.percentile(value, 99)), 1e-6)
         # start the map above its darkest blues so ground points stand out from the background
         norm = 0.12 + 0.88 * np.clip((shade - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
         image.reshape(-1, 3)[np.flatnonzero(hit)] = colormap(norm)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.base.units import parse_duration_ns
+from broker.client import Admin
 
 from .errors import STANDARD_RESPONSES, BadRequest, ErrorBody, NotFound
 from .models import TopicStr
@@ -79,7 +80,7 @@ def _duration(text: str | None, default: int, name: str) -> int:
 def create(body: EventRequest, state: State) -> dict[str, Any]:
     from edge.events import EventsConfig, create_event
 
-    defaults = getattr(state.config, "events", None) or EventsConfig()
+    defaults = getattr(state.config, "events", None) or EventsConfig.model_validate({})
     topics = [checked_topic(t) for t in body.topics] if body.topics else defaults.topics
     before = _duration(body.before, defaults.before_ns, "before")
     after = _duration(body.after, defaults.after_ns, "after")
@@ -95,7 +96,7 @@ def list_all(state: State) -> dict[str, Any]:
         return list_events(admin)
 
 
-def _existing(admin, event_id: str) -> dict[str, Any]:
+def _existing(admin: Admin, event_id: str) -> dict[str, Any]:
     from edge.events import find_event
 
     event = find_event(admin, event_id)

@@ -29,7 +29,8 @@ def history(state: State) -> dict[str, Any]:
 
 @router.get("/topics", response_model=dict[str, TopicStatus], summary="topics with partitions, offsets, sizes, rates")
 def topics(state: State) -> dict[str, Any]:
-    return state.monitor.snapshot().get("topics", {})
+    section: dict[str, Any] = state.monitor.snapshot().get("topics", {})
+    return section
 
 
 @router.get("/disk", response_model=DiskStatus | None, summary="disk use and retention horizon")
@@ -40,7 +41,8 @@ def disk(state: State) -> dict[str, Any] | None:
 @router.get("/drivers", response_model=dict[str, dict[str, Any]],
             summary="driver health and counters: the latest _health record per sensor")
 def drivers(state: State) -> dict[str, Any]:
-    return state.monitor.snapshot().get("drivers", {})
+    section: dict[str, Any] = state.monitor.snapshot().get("drivers", {})
+    return section
 
 
 @router.get("/mirror", response_model=dict[str, Any] | None,
@@ -51,9 +53,11 @@ def mirror(state: State) -> dict[str, Any] | None:
 
 @router.get("/groups", response_model=dict[str, GroupStatus], summary="consumer groups with members and lag")
 def groups(state: State) -> dict[str, Any]:
-    return state.monitor.snapshot().get("groups", {})
+    section: dict[str, Any] = state.monitor.snapshot().get("groups", {})
+    return section
 
 
 @router.get("/drives", response_model=list[DriveInfo], summary="recorded drives, oldest first")
 def drives(state: State) -> list[dict[str, Any]]:
-    return state.monitor.snapshot().get("drives", [])
+    section: list[dict[str, Any]] = state.monitor.snapshot().get("drives", [])
+    return section

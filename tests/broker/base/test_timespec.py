@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.base.timespec import (EARLIEST_NS, FORMS, OffsetPoint, TimeSpecError, parse_point,
-                                  parse_time_ns)
+from broker.base.timespec import EARLIEST_NS, FORMS, OffsetPoint, TimeSpecError, parse_point, parse_time_ns
 from edge.commands.common import parse_time_ns as cli_time_ns
 from edge.commands.failures import UsageError
 from edge.replay.timespec import parse_point as replay_point
@@ -51,7 +50,7 @@ def test_plus_duration_counts_from_the_start_of_an_end_only():
 
 def test_offsets_and_drive_names():
     assert parse_point("camera.front:0:1200") == OffsetPoint("camera.front", 0, 1200)
-    with pytest.raises(TimeSpecError, match="record offset .* is not a time here"):
+    with pytest.raises(TimeSpecError, match=r"record offset .* is not a time here"):
         parse_time_ns("camera.front:0:1200")
 
     def resolver(name):

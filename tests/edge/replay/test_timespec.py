@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.replay.timespec import (EARLIEST_NS, OffsetPoint, TimeSpecError, Window, format_ns, parse_point,
-                                  parse_window)
+from edge.replay.timespec import EARLIEST_NS, OffsetPoint, TimeSpecError, Window, format_ns, parse_point, parse_window
 
 NOW = 1_795_000_000_000_000_000
 
@@ -40,7 +39,7 @@ def test_drive_names_through_the_resolver():
     assert parse_point("drive-20261122-101500", role="end", resolver=resolver) == NOW + 60 * 10**9
     spec = parse_window(drive="drive-20261122-101500", resolver=resolver, start="+10s", end="+20s")
     assert (spec.start, spec.end, spec.drive_topics) == (NOW + 10 * 10**9, NOW + 20 * 10**9, ("camera.front",))
-    with pytest.raises(TimeSpecError, match="drive 'drive-x'.*no drive named drive-x"):
+    with pytest.raises(TimeSpecError, match=r"drive 'drive-x'.*no drive named drive-x"):
         parse_point("drive-x", resolver=resolver)
 
 
@@ -66,7 +65,7 @@ def test_window_defaults_and_order():
     assert (spec.start, spec.end) == (EARLIEST_NS, NOW)
     spec = parse_window("-10m", "+1m", now_ns=NOW)
     assert spec.end - spec.start == 60 * 10**9
-    with pytest.raises(TimeSpecError, match="ends .* before it starts"):
+    with pytest.raises(TimeSpecError, match=r"ends .* before it starts"):
         parse_window("-1m", "-2m", now_ns=NOW)
     with pytest.raises(TimeSpecError, match="need the vehicle broker"):
         parse_window(drive="drive-1")
