@@ -116,6 +116,9 @@ def test_browse_by_offset_time_and_newest(api_env):
     assert past_end["records"] == []
     _json_error(api_env.get("/api/topics/browse.json/records", params={"time": "yesterday-ish"}), 400)
     _json_error(api_env.get("/api/topics/browse.json/records", params={"time": "9" * 30}), 400)
+    seconds = api_env.get("/api/topics/browse.json/records", params={"time": "1795341600"})  # epoch s, not ns
+    assert seconds.status_code == 400 and "looks like epoch seconds" in seconds.json()["message"]
+    assert api_env.get("/api/topics/browse.json/records", params={"time": "30s ago"}).status_code == 200
     _json_error(api_env.get("/api/topics/browse.json/records", params={"offset": 1, "time": "-1m"}), 400)
 
 
