@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from broker.base.names import DRIVES_TOPIC
+from broker.base.names import DRIVES_TOPIC, is_internal
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError, UnknownTopicError
 
@@ -89,7 +89,7 @@ def _offset_at(offsets: dict[str, list[int]], topic: str, partition: int, *, def
 def _log_ends(admin: Admin) -> dict[str, list[int]]:
     """Next offset of every partition of every non-internal topic."""
     return {name: [p["next_offset"] for p in topic["partitions"]]
-            for name, topic in admin.list_topics().items() if not name.startswith("_")}
+            for name, topic in admin.list_topics().items() if not is_internal(name)}
 
 
 DRIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -175,7 +175,7 @@ def list_drives(endpoint: str, *, with_topics: bool = True) -> list[Drive]:
 def _fill_topics(endpoint: str, drives: list[Drive]) -> None:
     """Records and (estimated from average record size) bytes per topic in each drive."""
     with Admin(endpoint) as admin:
-        topics = {n: t for n, t in admin.list_topics().items() if not n.startswith("_")}
+        topics = {n: t for n, t in admin.list_topics().items() if not is_internal(n)}
         now = time.time_ns()
         for drive in drives:
             start, end = drive.window(now)

@@ -40,7 +40,7 @@ import uuid
 from abc import ABC, abstractmethod
 from typing import Any, Iterator, Sequence
 
-from broker.base.names import HEADER_CAPTURE, MIRROR_HEADER_PREFIX
+from broker.base.names import HEADER_CAPTURE, MIRROR_HEADER_PREFIX, is_internal
 from broker.errors import BrokerError, OffsetOutOfRangeError, UnknownTopicError
 from broker.records import Record
 
@@ -137,7 +137,7 @@ def select_partitions(source: RecordSource, patterns: Sequence[str], *,
         if sep and tail.isdigit():
             pattern, only = head, int(tail)
         if any(ch in pattern for ch in "*?["):
-            names = [t for t in sorted(available) if fnmatch.fnmatchcase(t, pattern) and not t.startswith("_")
+            names = [t for t in sorted(available) if fnmatch.fnmatchcase(t, pattern) and not is_internal(t)
                      and not any(p and t.startswith(p) for p in exclude_prefixes)]
             if not names:
                 raise SourceError(f"no topic of {source.description} matches {raw!r}")
