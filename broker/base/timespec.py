@@ -43,7 +43,7 @@ RELATIVE_FORMS = "a relative time is a sign and a duration: -10m, -90s, -1.5h, 3
 _OFFSET = re.compile(r"^(?P<topic>[^\s:]+):(?P<partition>\d+):(?P<offset>\d+)$")
 _DRIVE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _AGO = re.compile(r"^(?P<duration>.+?)\s+ago$", re.IGNORECASE)
-_MIN_EPOCH_NS_DIGITS = 16  # 10^15 ns is 1970-01-12: shorter numbers are seconds or ms by mistake
+MIN_EPOCH_NS_DIGITS = 16  # 10^15 ns is 1970-01-12: shorter numbers are seconds or ms by mistake
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Role = Literal["start", "end"]
@@ -126,7 +126,7 @@ def parse_point(text: str, *, role: Role = "start", now_ns: int | None = None, s
             raise refusal(raw, "+DURATION is relative to the start, so only an end with a time start takes it")
         return start_ns + parse_relative_ns(text[1:], raw)
     if text.isdigit():
-        if len(text) < _MIN_EPOCH_NS_DIGITS and int(text) != 0:
+        if len(text) < MIN_EPOCH_NS_DIGITS and int(text) != 0:
             raise refusal(raw, f"looks like epoch seconds or milliseconds; give nanoseconds "
                                f"({int(text) * 10 ** (19 - len(text))} ?) or an ISO-8601 time")
         return int(text)

@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Any
 
-from broker.logs import log_event, setup_logging
+from broker.base.logs import log_event, setup_logging
 
 from .config import ApiConfig, ApiConfigError
 from .security import install_log_redaction

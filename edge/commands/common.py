@@ -6,12 +6,18 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broker.base import timespec
 
 from .failures import UsageError
 
+if TYPE_CHECKING:
+    from edge.config import AppConfig
+
 ENDPOINT_SCHEMES = ("ipc://", "tcp://")
+# a bare number up to this many digits is an offset (--from, --to); a longer one is an epoch-ns time
+OFFSET_DIGITS_MAX = timespec.MIN_EPOCH_NS_DIGITS - 1
 
 
 def check_endpoint(endpoint: str, where: str = "--endpoint") -> str:
@@ -88,7 +94,8 @@ def readable_file(text: str) -> str:
 
 def add_endpoint_args(parser: argparse.ArgumentParser, config_option: str = "--config") -> None:
     parser.add_argument("--endpoint", type=endpoint_arg,
-                        help="broker endpoint, tcp://HOST:PORT or ipc:///PATH (default: $EDGE_ENDPOINT, else from the config)")
+                        help="broker endpoint, tcp://HOST:PORT or ipc:///PATH "
+                             "(default: $EDGE_ENDPOINT, else from the config)")
     parser.add_argument(config_option, dest="config", type=readable_file,
                         help="appliance config file (default: configs/sim.toml)")
 
@@ -121,7 +128,7 @@ def ensure_data_dir(path: Path) -> Path:
     return path
 
 
-def load_app_config(args: argparse.Namespace):
+def load_app_config(args: argparse.Namespace) -> AppConfig:
     from edge.config import load_config
 
     config = load_config(getattr(args, "config", None))
@@ -132,7 +139,7 @@ def load_app_config(args: argparse.Namespace):
     return config
 
 
-def export_client_keys(config) -> None:
+def export_client_keys(config: AppConfig) -> None:
     """Put the config's CURVE client keys in ``$EDGE_CURVE_*`` (unless already set), where
     every client of this process and of its children finds them (broker/curve.py)."""
     from broker.curve import CLIENT_KEY_ENV, SERVER_KEY_ENV
@@ -144,8 +151,9 @@ def export_client_keys(config) -> None:
 
 
 def resolve_endpoint(args: argparse.Namespace) -> str:
-    if getattr(args, "endpoint", None):
-        return check_endpoint(args.endpoint)
+    given: str | None = getattr(args, "endpoint", None)
+    if given:
+        return check_endpoint(given)
     if os.environ.get("EDGE_ENDPOINT"):
         return check_endpoint(os.environ["EDGE_ENDPOINT"], "$EDGE_ENDPOINT")
     return load_app_config(args).broker.resolved_endpoint()

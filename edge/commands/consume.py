@@ -27,10 +27,16 @@ import signal
 import sys
 import time
 
-from .common import add_endpoint_args, non_negative_int, parse_time_ns, positive_float, resolve_endpoint
+from .common import (
+    OFFSET_DIGITS_MAX,
+    add_endpoint_args,
+    non_negative_int,
+    parse_time_ns,
+    positive_float,
+    resolve_endpoint,
+)
 from .failures import UsageError
 
-OFFSET_DIGITS_MAX = 15  # longer digit strings are epoch-nanosecond times
 ENDS_REFRESH_S = 0.5
 
 

@@ -18,10 +18,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_endpoint_args, add_format_arg, parse_time_ns, resolve_endpoint
+from .common import OFFSET_DIGITS_MAX, add_endpoint_args, add_format_arg, parse_time_ns, resolve_endpoint
 from .failures import UsageError
-
-OFFSET_DIGITS_MAX = 15  # longer digit strings are epoch-nanosecond times
 
 
 def add_parser(subparsers) -> None:

@@ -69,7 +69,7 @@ class Window:
     def duration_ns(self) -> int:
         return max(0, self.end_ns - self.start_ns)
 
-    def with_start(self, start_ns: int) -> "Window":
+    def with_start(self, start_ns: int) -> Window:
         """The same window from a later point (a seek): offset starts no longer apply."""
         return Window(max(self.start_ns, start_ns), self.end_ns, {}, self.end_offsets, self.drive)
 
