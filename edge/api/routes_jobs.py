@@ -44,7 +44,7 @@ def _window(state: ApiState, body: WindowRequest) -> tuple[int, int]:
     if body.start is None:
         raise BadRequest("give a drive name or a start time")
     start = parse_time(body.start)
-    end = parse_time(body.end) if body.end is not None else _time.time_ns()
+    end = parse_time(body.end, start_ns=start) if body.end is not None else _time.time_ns()
     if end <= start:
         raise BadRequest("end must be after start")
     return start, end

@@ -298,6 +298,10 @@ def test_jobs_progress_files_and_errors(api_env):
     job = resp.json()
     assert job["state"] in ("queued", "running") and job["params"]["topics"] == ["camera.front"]
     assert job["params"]["end_ns"] > job["params"]["start_ns"]
+    relative = api_env.post("/api/jobs/export", json={"topics": ["camera.front"], "start": "2026-11-22T10:00:00Z",
+                                                      "end": "+30s", "format": "mcap"})  # an end counts from the start
+    assert relative.status_code == 202, relative.text
+    assert relative.json()["params"]["end_ns"] - relative.json()["params"]["start_ns"] == 30 * 10**9
     deadline = time.monotonic() + 20
     while job["state"] not in ("succeeded", "failed", "cancelled"):
         assert time.monotonic() < deadline, job
