@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 # what a handler answers: plain values (ints, strings, bytes, lists and dicts of them) that
 # ``build`` turns into the response entity of the request's version
 ResponseValues: TypeAlias = Mapping[str, object]
+# a decoded request: a kio entity whose class is chosen at run time by (api key, version); the
+# handlers read the fields of whichever version came (getattr for version-dependent ones)
+RequestBody: TypeAlias = Any
 EntityT = TypeVar("EntityT", bound="DataclassInstance")
 
 API_VERSIONS_KEY = 18
@@ -72,9 +75,7 @@ class Request:
     api_version: int
     correlation_id: int
     client_id: str | None
-    # a kio request entity: its class is chosen at run time by (api key, version), and the
-    # handlers read the fields of whichever version came (getattr for version-dependent ones)
-    body: Any
+    body: RequestBody
     size: int
 
 
