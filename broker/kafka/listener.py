@@ -340,13 +340,13 @@ class KafkaListener:
                 call.respond(self._sasl_handshake(request.body))
             elif request.api_key == SASL_AUTHENTICATE:
                 call.respond(self._sasl_authenticate(conn, request.body))
-            elif api.handler is None:  # ApiVersions
-                call.respond(api_versions_values())
-            elif api.parks:
+            elif api.answer_later is not None:
                 conn.waiting = call
-                api.handler(self.broker, call)
+                api.answer_later(self.broker, call)
+            elif api.answer is None:  # ApiVersions
+                call.respond(api_versions_values())
             else:
-                call.respond(api.handler(self.broker, request.body, request.api_version))
+                call.respond(api.answer(self.broker, request.body, request.api_version))
         except Exception as exc:  # one bad request must not stop the loop
             self.stats["handler_errors"] += 1
             log_event(logger, logging.ERROR, "kafka_request_failed", api=api.name, version=request.api_version,
