@@ -52,7 +52,7 @@ from crc32c import crc32c
 
 from . import record_codec as rc
 from .errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
-from .record_codec import CODEC_GZIP, CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_SNAPPY, CODEC_ZSTD, CODECS  # noqa: F401
+from .record_codec import CODEC_GZIP, CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_SNAPPY, CODEC_ZSTD, CODECS  # noqa: F401 - the batch format names its codecs
 
 if TYPE_CHECKING:
     # decoding lives in broker.record_layout, re-exported lazily at run time (``__getattr__`` below);
