@@ -84,12 +84,13 @@ def test_zsh_script_loads_and_completes_in_zsh(tmp_path):
     if zsh is None:
         pytest.skip("zsh is not installed (scripts/test installs it with apt)")
     env = {**os.environ, "EDGE_ENDPOINT": f"ipc://{tmp_path}/nobody.sock", "PATH": f"{BIN}:{os.environ['PATH']}"}
-    script = subprocess.run([sys.executable, "-m", "edge.cli", "completion", "zsh"], capture_output=True, text=True,
-                            env=env, timeout=30)
+    script = subprocess.run([sys.executable, "-m", "edge.cli", "completion", "zsh"], check=False,
+                            capture_output=True, text=True, env=env, timeout=30)
     (tmp_path / "_edge").write_text(script.stdout)
-    syntax = subprocess.run([zsh, "-n", str(tmp_path / "_edge")], capture_output=True, text=True, timeout=30)
+    syntax = subprocess.run([zsh, "-n", str(tmp_path / "_edge")], check=False, capture_output=True, text=True,
+                            timeout=30)
     assert script.returncode == 0 and syntax.returncode == 0, syntax.stderr
     done = subprocess.run([zsh, "-f", "-c", ZSH_DRIVER, "zsh", "topics de", "groups reset g --d"],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          check=False, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["topics de|describe,delete", "groups reset g --d|--dry-run"]

@@ -174,7 +174,7 @@ def test_rosbag2_images_clouds_and_raw_channels(data_dir, tmp_path):
         points[name] = rng.integers(0, 1000, points.shape)
     cloud_rows = b"".join(points[r].tobytes() + b"\xee" * 8 for r in range(2))
     fields = [{"name": n, "offset": o, "datatype": d, "count": 1}
-              for n, o, d in zip(cloud_dtype.names, [0, 4, 8, 16, 20, 24], [7, 7, 7, 7, 4, 8])]
+              for n, o, d in zip(cloud_dtype.names, [0, 4, 8, 16, 20, 24], [7, 7, 7, 7, 4, 8], strict=True)]
     path = tmp_path / "bag.mcap"
     with open(path, "wb") as f:
         writer = Writer(f)
