@@ -131,6 +131,7 @@ class ReplayStatus:
     reanchors: int
     gaps: int
     lateness: dict[str, float]
+    eta_s: float | None = None  # seconds to the window's end; None while unknown, or looping
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,13 +222,25 @@ class Player:
             fraction = 1.0
         elif pos is not None and last > first:
             fraction = min(1.0, max(0.0, (pos - first) / (last - first)))
+        elapsed_s = (self.clock() - self._started) if self._started else 0.0
         return ReplayStatus(
             replay_id=self.options.replay_id, state="paused" if self._paused and self._state == "playing" else self._state,
             speed=self._speed, loop=self.options.loop, loop_pass=self._pass,
             window_start_ns=first, window_end_ns=last, position_ns=pos, fraction=fraction,
             records=self._records, bytes=self._bytes, rate_rps=self._rate,
-            elapsed_s=(self.clock() - self._started) if self._started else 0.0,
-            reanchors=self._reanchors, gaps=self._gaps, lateness=self.lateness.summary())
+            elapsed_s=elapsed_s, reanchors=self._reanchors, gaps=self._gaps, lateness=self.lateness.summary(),
+            eta_s=self._eta_s(fraction, elapsed_s))
+
+    def _eta_s(self, fraction: float | None, elapsed_s: float) -> float | None:
+        """Paced: the capture time left over the speed (cut gaps make it an upper bound); at
+        max speed: the time so far scaled by the fraction left (only the rate is known)."""
+        if self._state == "finished":
+            return 0.0
+        if self.options.loop or not fraction or self._position is None:
+            return None
+        if self._speed is not None:
+            return max(0, self.span[1] - self._position) / (self._speed * 1e9)
+        return elapsed_s * (1 - fraction) / fraction
 
     # -- playing -------------------------------------------------------------------------
 
