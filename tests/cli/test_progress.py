@@ -56,6 +56,7 @@ def _run_with_stderr_on_a_terminal(args: list[str], env: dict) -> tuple[int, str
 def test_replay_progress_on_a_terminal_has_an_eta_and_none_in_a_pipe(data_dir):
     """``edge replay`` redraws records, MB, rate and ETA on a terminal; a pipe (a log) gets the
     first and the last line only; the ETA of paced playback is the capture time left over the speed."""
+    import json
     import os
     import re
     import subprocess
@@ -73,7 +74,7 @@ def test_replay_progress_on_a_terminal_has_an_eta_and_none_in_a_pipe(data_dir):
         env = {**os.environ, "EDGE_ENDPOINT": broker.endpoint}
         replay = ["replay", "--topics", "camera.pty", "--start", "earliest", "--no-control", "--speed", "2"]
         code, out, shown = _run_with_stderr_on_a_terminal(replay, env)
-        assert code == 0, shown
+        assert code == 0 and json.loads(out.strip().splitlines()[-1])["records"] == 150, shown
         redraws = re.findall(r"\rplaying .*? (\d+) records .*? MB .*? rec/s .*? ETA (\d+)s", shown)
         assert redraws, shown  # 1.5 s of capture at 2x: redrawn every 0.2 s
         assert all(0 <= int(eta) <= 1 for _, eta in redraws), redraws  # at most 0.75 s left
