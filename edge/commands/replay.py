@@ -229,5 +229,6 @@ def run(args) -> int:
     summary = status.to_json()
     summary["destinations"] = session.destinations
     summary["missing"] = session.missing.to_json()
+    summary["keyframes"] = session.keyframes.to_json() if session.keyframes else None
     print(json.dumps(summary), flush=True)
     return missing_exit_status("replay", summary["missing"], args.allow_gaps, err)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from edge.replay.keyframes import start_at_keyframes
 from edge.replay.missing import MissingRecords
 from edge.replay.sources import (DEFAULT_READ_AHEAD_BYTES, RecordSource, TopicPartition, open_source, open_window,
                                  resolve_window, select_partitions)
@@ -64,6 +65,7 @@ class ExportPlan:
     partitions: list[TopicPartition]
     window: Window
     expected: int
+    keyframes: dict[str, Any] | None = None  # video partitions moved back to their keyframe (edge.replay.keyframes)
 
 
 def plan_export(source: RecordSource, patterns: Sequence[str], spec: WindowSpec) -> ExportPlan:
@@ -72,9 +74,10 @@ def plan_export(source: RecordSource, patterns: Sequence[str], spec: WindowSpec)
     if not chosen:
         raise ExportError("no topics chosen (give --topics, e.g. camera.front,lidar.top or 'camera.*')")
     partitions = select_partitions(source, chosen)
-    window = resolve_window(source, spec, partitions)
+    keyframes = start_at_keyframes(source, partitions, resolve_window(source, spec, partitions))
+    window = keyframes.window
     expected = sum(source.count_window(tp, window) for tp in partitions)
-    return ExportPlan(partitions, window, expected)
+    return ExportPlan(partitions, window, expected, keyframes.to_json())
 
 
 def infer_format(out: Path | str, explicit: str | None = None) -> str:
@@ -309,6 +312,7 @@ def run_export(endpoint: str, topics: Sequence[str], start_ns: int, end_ns: int,
         except ExportCancelled as exc:
             return {"cancelled": True, "message": exc.message}
         result["format"] = format
+        result["keyframes"] = plan.keyframes
         result.pop("path", None)
         return result
     finally:
