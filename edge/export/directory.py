@@ -37,8 +37,9 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,8 @@ class VideoTrack:
         self.video_name = f"{safe_name(topic)}.mp4"
         self.index_name = f"{safe_name(topic)}.frames.csv"
         self.video_path = root / self.video_name
-        self._csv_file = open(root / self.index_name, "w", newline="", encoding="utf-8")
+        # the index lives as long as the track (closed by close()), not one block
+        self._csv_file = open(root / self.index_name, "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["index", "capture_ns", "offset"])
         self.writer: Mp4Writer | Mp4Remuxer | None = None
@@ -210,7 +212,8 @@ class CloudFolder:
         self.folder_name = safe_name(topic)
         self.folder = root / self.folder_name
         self.folder.mkdir()
-        self._csv_file = open(self.folder / "index.csv", "w", newline="", encoding="utf-8")
+        # the index lives as long as the folder (closed by close()), not one block
+        self._csv_file = open(self.folder / "index.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["index", "capture_ns", "offset", "points", "file"])
         self.clouds = 0
@@ -231,16 +234,16 @@ class CloudFolder:
         file_name = f"{ts:019d}.{self.cloud_format}"
         pc = o3d.t.geometry.PointCloud()
         xyz = np.empty((len(cloud), 3), dtype=np.float32)
-        for column, axis in enumerate("xyz"):
-            xyz[:, column] = cloud[axis]
-        pc.point.positions = o3d.core.Tensor(xyz)
+        for index, axis in enumerate("xyz"):
+            xyz[:, index] = cloud[axis]
+        pc.point.positions = o3d.core.Tensor.from_numpy(xyz)
         for name in names:
             if name in ("x", "y", "z"):
                 continue
             column = np.ascontiguousarray(cloud[name].astype(cloud.dtype[name].newbyteorder("=")).reshape(-1, 1))
-            pc.point[name] = o3d.core.Tensor(column)
+            pc.point[name] = o3d.core.Tensor.from_numpy(column)
         path = self.folder / file_name
-        if not o3d.t.io.write_point_cloud(str(path), pc, write_ascii=False, compressed=False):
+        if not o3d.t.io.write_point_cloud(path, pc, write_ascii=False, compressed=False):
             path.unlink(missing_ok=True)
             raise ExportError(f"open3d could not write {path}")
         self._csv.writerow([self.clouds, ts, record.offset, len(cloud), file_name])

@@ -28,8 +28,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from broker.records import Record
 
@@ -92,8 +93,7 @@ class LatenessStats:
         self.counts[i if i < self.BINS else self.BINS] += 1
         self.n += 1
         self.sum_s += late_s
-        if late_s > self.max_s:
-            self.max_s = late_s
+        self.max_s = max(self.max_s, late_s)
 
     def percentile(self, q: float) -> float:
         """Upper edge of the bin holding the q-th percentile, in seconds."""
@@ -224,7 +224,8 @@ class Player:
             fraction = min(1.0, max(0.0, (pos - first) / (last - first)))
         elapsed_s = (self.clock() - self._started) if self._started else 0.0
         return ReplayStatus(
-            replay_id=self.options.replay_id, state="paused" if self._paused and self._state == "playing" else self._state,
+            replay_id=self.options.replay_id,
+            state="paused" if self._paused and self._state == "playing" else self._state,
             speed=self._speed, loop=self.options.loop, loop_pass=self._pass,
             window_start_ns=first, window_end_ns=last, position_ns=pos, fraction=fraction,
             records=self._records, bytes=self._bytes, rate_rps=self._rate,
@@ -264,6 +265,8 @@ class Player:
                 if outcome == "seek":
                     with self._lock:
                         target, self._seek = self._seek, None
+                    if target is None:  # a seek is only returned with a target set under the lock
+                        raise ReplayError("seek without a target")
                     window = self.window if target <= self.window.start_ns else self.window.with_start(target)
                     self._position = target
                     continue
@@ -361,7 +364,8 @@ class Player:
                 self._report()
         return ("stop" if self._stop else "end"), played
 
-    def _handle_commands(self, anchored: bool, anchor_ns: int, anchor_mono: float, speed: float | None):
+    def _handle_commands(self, anchored: bool, anchor_ns: int, anchor_mono: float,
+                         speed: float | None) -> tuple[Any, ...]:
         """Apply pending commands; blocks while paused. Returns ("seek"|"stop",) or
         ("go", speed, anchored, anchor_ns, anchor_mono)."""
         while True:

@@ -11,16 +11,17 @@ were no longer in the log when the player reached them (reported in the summary)
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .errors import ReplayError
 from .keyframes import KeyframeStarts, start_at_keyframes
+from .merge import MergedStream
+from .missing import MissingRecords
 from .player import Player, ReplayOptions, ReplayStatus, check_speed
 from .sinks import BrokerSink, TopicNaming
-from .missing import MissingRecords
-from .sources import (BrokerSource, RecordSource, TopicPartition, open_window, resolve_window,
-                      select_partitions)
+from .sources import BrokerSource, RecordSource, TopicPartition, open_window, resolve_window, select_partitions
 from .timespec import Window, WindowSpec
 
 
@@ -92,8 +93,8 @@ def prepare_replay(source: RecordSource, patterns: Sequence[str], spec: WindowSp
 
         missing = MissingRecords()
 
-        def open_stream(w: Window):
-            return open_window(source, partitions, w, read_ahead_bytes=read_ahead_bytes, missing=missing)
+        def open_stream(window: Window) -> MergedStream:  # named as StreamFactory names it
+            return open_window(source, partitions, window, read_ahead_bytes=read_ahead_bytes, missing=missing)
 
         player = Player(open_stream, window, sink, options, span=span, on_progress=on_progress, on_emit=on_emit)
     except BaseException:
