@@ -16,7 +16,11 @@ Mapping (one record per MCAP message, stamped with the message's own time -- a F
   bytes as recorded, sizes read from the JPEG/PNG header, nothing re-encoded);
 - ``foxglove.PointCloud`` becomes a point-cloud record (drivers/pointcloud.py) with the
   message's field names, offsets and types;
-- every other channel (``foxglove.CompressedVideo``, other ROS 2 messages, JSON, ...) becomes
+- ``foxglove.CompressedVideo`` (h264/h265) becomes a video record (drivers/camera/video.py):
+  the access unit as recorded, ``keyframe`` from its NAL unit types (an IDR / IRAP picture),
+  ``width``/``height`` from the SPS of the channel's last keyframe (read by FFmpeg's parser);
+  delta frames before a channel's first keyframe have no known size and are imported raw;
+- every other channel (other ROS 2 messages, JSON, ...) becomes
   raw records: the message bytes as value, headers ``mcap.schema`` and ``mcap.encoding``.
 Topic names: the channel's topic with leading ``/`` dropped and ``/`` turned into ``.``
 (``/camera/front`` -> ``camera.front``), after ``--prefix``. Records are produced with
@@ -26,6 +30,8 @@ converted (a corrupt image header) is imported raw and counted, never dropped.
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 import struct
 from collections import Counter
@@ -48,6 +54,9 @@ ROS_IMAGE_CHANNELS = {"bgr8": 3, "rgb8": 3, "mono8": 1}
 ROS_CONVERTED = ("sensor_msgs/CompressedImage", "sensor_msgs/Image", "sensor_msgs/PointCloud2")
 #: what one MCAP message becomes: (kind, record value, record headers, timestamp ns)
 Converted = tuple[str, bytes, dict[str, str], int]
+#: NAL unit types of a picture a decoder can start at: H.264 IDR; H.265 IRAP (BLA, IDR, CRA)
+KEYFRAME_NAL_TYPES = {"h264": {5}, "h265": {16, 17, 18, 19, 20, 21}}
+_FFMPEG_PARSERS = {"h264": "h264", "h265": "hevc"}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -186,10 +195,58 @@ def convert_ros2(schema_name: str, message: Any, log_time: int) -> Converted | N
     return None
 
 
+def coded_size(encoding: str, keyframe: bytes) -> tuple[int, int]:
+    """(width, height) from the SPS of an Annex B keyframe, read by FFmpeg's parser (PyAV)."""
+    try:
+        import av
+    except ImportError:
+        raise ValueError("reading a video's size needs PyAV (pip install edge-appliance[sensors])") from None
+
+    try:
+        with av.open(io.BytesIO(keyframe), format=_FFMPEG_PARSERS[encoding]) as probe:
+            context = probe.streams.video[0].codec_context
+            width, height = int(context.width), int(context.height)
+    except (av.FFmpegError, IndexError) as exc:
+        raise ValueError(f"{encoding} keyframe FFmpeg cannot parse: {exc}") from None
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{encoding} keyframe without a readable SPS (no picture size)")
+    return width, height
+
+
+class VideoSizes:
+    """Each video channel's picture size, from its last keyframe (delta frames carry no SPS)."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, tuple[int, int]] = {}
+
+    def size(self, channel: str, encoding: str, data: bytes, keyframe: bool) -> tuple[int, int]:
+        if keyframe:
+            self._sizes[channel] = coded_size(encoding, data)
+        found = self._sizes.get(channel)
+        if found is None:
+            raise ValueError(f"{encoding} delta frame before the channel's first keyframe: its size is unknown")
+        return found
+
+
+def _video(video: Any, log_time: int, size: Callable[[str, bytes, bool], tuple[int, int]]) -> Converted:
+    from drivers.camera.video import KEYFRAME_HEADER, VIDEO_ENCODINGS, nal_unit_types
+
+    encoding, data = str(video.format), bytes(video.data)
+    if encoding not in VIDEO_ENCODINGS:
+        raise ValueError(f"video format {encoding!r} is not one of {', '.join(VIDEO_ENCODINGS)}")
+    keyframe = bool(KEYFRAME_NAL_TYPES[encoding] & set(nal_unit_types(data, encoding)))
+    width, height = size(encoding, data, keyframe)
+    headers = {"encoding": encoding, "width": str(width), "height": str(height),
+               KEYFRAME_HEADER: "1" if keyframe else "0"}
+    return "camera", data, headers, _stamp_ns(video, log_time)
+
+
 def convert(schema_name: str, message_encoding: str, data: bytes, log_time: int, *,
-            decode_cdr: Callable[[bytes], Any] | None = None) -> Converted:
+            decode_cdr: Callable[[bytes], Any] | None = None,
+            video_size: Callable[[str, bytes, bool], tuple[int, int]] | None = None) -> Converted:
     """(kind, value, headers, timestamp) for one MCAP message; ``decode_cdr`` decodes a ROS 2
-    message of this channel (None: the channel is not ROS 2 or its schema is not ``ros2msg``)."""
+    message of this channel (None: the channel is not ROS 2 or its schema is not ``ros2msg``);
+    ``video_size`` gives the picture size of a video channel's frame (``VideoSizes.size``)."""
     raw = ("raw", data, {"mcap.schema": schema_name or "-", "mcap.encoding": message_encoding or "-"}, log_time)
     if message_encoding == "cdr" and decode_cdr is not None and _ros_type(schema_name) in ROS_CONVERTED:
         return convert_ros2(schema_name, decode_cdr(data), log_time) or raw
@@ -211,6 +268,10 @@ def convert(schema_name: str, message_encoding: str, data: bytes, log_time: int,
             raise ValueError(f"raw image {image.encoding} {image.width}x{image.height} is not packed bgr8")
         return ("camera", image.data, {"encoding": "bgr8", "width": str(image.width), "height": str(image.height)},
                 _stamp_ns(image, log_time))
+    if schema_name == "foxglove.CompressedVideo" and video_size is not None:
+        from foxglove_schemas_protobuf.CompressedVideo_pb2 import CompressedVideo
+
+        return _video(CompressedVideo.FromString(data), log_time, video_size)
     if schema_name == "foxglove.PointCloud":
         from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
 
@@ -265,6 +326,7 @@ def import_mcap(stream: IO[bytes], endpoint: str, *, prefix: str = "",
     futures = []
     topics: dict[str, str] = {}
     cdr_decoder, cdr_errors = _cdr_decoders()
+    video_sizes = VideoSizes()
     # what a message that cannot be converted raises: it is imported raw and counted
     unconvertible = (ValueError, KeyError, TypeError, IndexError, AttributeError, struct.error, DecodeError,
                      McapError, *cdr_errors)
@@ -275,8 +337,9 @@ def import_mcap(stream: IO[bytes], endpoint: str, *, prefix: str = "",
                 schema_name = schema.name if schema is not None else ""
                 try:
                     decode_cdr = cdr_decoder(schema) if channel.message_encoding == "cdr" else None
-                    kind, value, headers, stamp = convert(schema_name, channel.message_encoding, message.data,
-                                                          message.log_time, decode_cdr=decode_cdr)
+                    kind, value, headers, stamp = convert(
+                        schema_name, channel.message_encoding, message.data, message.log_time, decode_cdr=decode_cdr,
+                        video_size=functools.partial(video_sizes.size, channel.topic))
                 except unconvertible as exc:
                     kind, value, headers, stamp = convert("", channel.message_encoding, message.data, message.log_time)
                     headers["mcap.schema"], headers["import.error"] = schema_name, str(exc)[:200]

@@ -226,3 +226,37 @@ def test_rosbag2_images_clouds_and_raw_channels(data_dir, tmp_path):
         [chatter] = read(broker.endpoint, "chatter")
         assert bytes(chatter.value) == chatter_cdr[0] and chatter.header("mcap.encoding") == "cdr"
         assert chatter.header("mcap.schema") == "std_msgs/msg/String" and chatter.timestamp == T0 + 5
+
+
+def test_h264_export_then_import_round_trip(shared_data, data_dir, tmp_path):
+    """H.264 records exported as foxglove.CompressedVideo come back as video records: the same
+    access units, keyframe marks and coded size; deltas before the first keyframe (no size yet)
+    are imported raw and counted, never dropped."""
+    pytest.importorskip("av")
+    from drivers.camera.passthrough import encode_passthrough
+    from drivers.camera.sources import open_camera_source
+
+    with open_camera_source(shared_data / "car-detection.mp4", rate="max", passthrough=True, epoch_ns=0) as source:
+        frames = [f for _, f in zip(range(66), source, strict=False)][55:]  # keyframe at 60
+    with BrokerProcess(data_dir) as broker:
+        with Producer(broker.endpoint, acks="durable") as producer:
+            for i, frame in enumerate(frames):
+                value, headers = encode_passthrough(frame)
+                producer.send("camera.h264", bytes(value), headers=headers, timestamp_ns=T0 + i * 80_000_000)
+            producer.flush(30)
+        out = tmp_path / "video.mcap"
+        exported = edge(broker.endpoint, "export", "--topics", "camera.h264", "--start", "earliest", "--end",
+                        str(T0 + 11 * 80_000_000), "--out", str(out), "-q")
+        assert exported.returncode == 0, exported.stderr
+        imported = edge(broker.endpoint, "import", str(out), "--prefix", "back.", "--format", "json")
+        assert imported.returncode == 0, imported.stderr
+        assert json.loads(imported.stdout)["raw_fallbacks"] == 5
+        original, back = read(broker.endpoint, "camera.h264"), read(broker.endpoint, "back.camera.h264")
+        assert [bytes(r.value) for r in back[5:]] == [bytes(r.value) for r in original[5:]]
+        assert [r.timestamp for r in back] == [r.timestamp for r in original]
+        assert all(r.header("import.error") and r.header("mcap.schema") == "foxglove.CompressedVideo"
+                   for r in back[:5])  # the message bytes, raw
+        for before, after in zip(original[5:], back[5:], strict=True):
+            assert [after.header(h) for h in ("encoding", "width", "height", "keyframe")] == \
+                [before.header(h) for h in ("encoding", "width", "height", "keyframe")]
+        assert [r.header("keyframe") for r in back[5:]] == ["1"] + ["0"] * 5
