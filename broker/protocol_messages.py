@@ -486,7 +486,8 @@ class CommitOffsetsRequest(Request[CommitOffsetsReply], kind=P.COMMIT_OFFSETS):
 class FetchOffsetsRequest(Request[FetchOffsetsReply], kind=P.FETCH_OFFSETS):
     group: str
     partitions: tuple[tuple[str, int], ...] | None = field(
-        default=None, metadata=wire("`[[topic, partition], …]` or null", decode=_decode_topic_partitions))
+        default=None, metadata=wire("`[[topic, partition], …]`, absent or null: all", omit_none=True,
+                                    decode=_decode_topic_partitions))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,6 +66,7 @@ from .memory import HeapTrimmer
 from .server_fetch import FetchService
 from .server_handlers import DurableAcks, RequestHandlers
 from .storage import Storage
+from .storage.partition_log import AppendResult, PartitionLog
 from .topic_config import TopicConfig
 
 logger = logging.getLogger("broker.server")
@@ -110,7 +111,7 @@ class BrokerServer:
         self.auto_create_topics = auto_create_topics
         self.topic_config_for: Callable[[str], TopicConfig] = topic_config_for or (lambda name: storage.defaults)
         self.groups = GroupCoordinator(storage.data_dir, self._partition_count)
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.socket: zmq.Socket[bytes] | None = None
         self._stopping = False
         self._last_retention = 0.0
@@ -151,7 +152,7 @@ class BrokerServer:
         for partition in range(self._partition_count(topic)):
             self.storage.set_protected_offset(topic, partition, committed.get((topic, partition), 0))
 
-    def bind(self) -> None:
+    def bind(self) -> zmq.Socket[bytes]:
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 2000)
         sock.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME_BYTES)
@@ -174,15 +175,15 @@ class BrokerServer:
         log_event(logger, logging.INFO, "broker_listening", endpoint=self.endpoint,
                   curve=f"{self.curve.clients} authorized clients" if self.curve else "off",
                   data_dir=self.storage.data_dir, topics=len(self.storage.topics()))
+        return sock
 
     def stop(self, *_args: object) -> None:
         self._stopping = True
 
     def serve_forever(self) -> None:
-        if self.socket is None:
-            self.bind()
+        sock = self.socket or self.bind()
         poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
+        poller.register(sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         for extension in self.extensions:
             extension.attach(poller)
@@ -194,7 +195,7 @@ class BrokerServer:
                 self.clients.read_monitor(self._monitor, self.stats, self.background.limiter)
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
-                        frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     self._handle(frames)
@@ -265,10 +266,10 @@ class BrokerServer:
     def _enforce_retention(self) -> None:
         self._guarded("retention", self.storage.enforce_retention)
 
-    def _guarded(self, task: str, run: Callable, *args: Any) -> Any:
+    def _guarded(self, task: str, run: Callable[..., Any], *args: Any) -> Any:
         return self.background.run(task, run, *args)  # errors logged, counted, retried next turn
 
-    def _append_when_disk_full(self, log, view):
+    def _append_when_disk_full(self, log: PartitionLog, view: memoryview) -> AppendResult:
         """The append after a DiskFullError: again once the disk guard had a chance to free
         space (at most once a second, not per refused request); else refused."""
         self.disk.note()
@@ -282,13 +283,15 @@ class BrokerServer:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _send(self, identity: bytes, frames: list) -> None:
+    def _send(self, identity: bytes, frames: list[Any]) -> None:
+        if self.socket is None:  # stopped: nobody is left to answer
+            return
         try:
             self.socket.send_multipart([identity, *frames], copy=False)
         except zmq.ZMQError as exc:
             log_event(logger, logging.WARNING, "reply_failed", error=exc)
 
-    def _handle(self, frames: list) -> None:
+    def _handle(self, frames: list[zmq.Frame]) -> None:
         self.requests_handled += 1
         identity = frames[0].bytes
         kind, request_id = 0, 0
@@ -327,14 +330,14 @@ class BrokerServer:
 
     # -- effects both protocols share ------------------------------------------------------
 
-    def _log_for_produce(self, topic: str, partition: int):
+    def _log_for_produce(self, topic: str, partition: int) -> PartitionLog:
         if not self.storage.has_topic(topic):
             if not self.auto_create_topics:
                 raise UnknownTopicError(f"unknown topic {topic!r} (auto-creation is off)")
             self.create_topic(topic, self.topic_config_for(topic))
         return self.storage.log(topic, partition)
 
-    def append_batch(self, topic: str, partition: int, view: memoryview):
+    def append_batch(self, topic: str, partition: int, view: memoryview) -> tuple[PartitionLog, AppendResult]:
         """Append one batch (both protocols): auto-creation, the disk-full retry, parked
         fetches woken. Returns (log, AppendResult)."""
         log = self._log_for_produce(topic, partition)

@@ -91,7 +91,8 @@ class RequestHandlers:
 
     # -- data ------------------------------------------------------------------------------
 
-    def produce(self, identity: bytes, request_id: int, request: M.ProduceRequest, payloads: list[Any]) -> list[Any] | None:
+    def produce(self, identity: bytes, request_id: int, request: M.ProduceRequest,
+                payloads: list[Any]) -> list[Any] | None:
         batch = payloads[0]
         view = batch.buffer if hasattr(batch, "buffer") else memoryview(batch)
         log, result = self._server.append_batch(request.topic, request.partition, view)
@@ -103,7 +104,8 @@ class RequestHandlers:
             if log.config.flush != "interval":
                 log.flush()
             else:
-                self._server.durable_acks.add(DurableWaiter(identity, request, request_id, result.last_offset + 1, reply))
+                waiter = DurableWaiter(identity, request, request_id, result.last_offset + 1, reply)
+                self._server.durable_acks.add(waiter)
                 return None
         return M.ok_reply(request_id, request, dataclasses.replace(reply, durable_offset=log.durable_offset))
 
@@ -245,7 +247,9 @@ class RequestHandlers:
         report = self._storage.pins_report()
         committed = self._server.mirror_committed()
         for body in report["pins"]:
-            body.update(shipped_progress(self._storage.pins.get(body["id"]), committed))
+            pin = self._storage.pins.get(body["id"])
+            if pin is not None:  # the report lists the pins there are
+                body.update(shipped_progress(pin, committed))
         return M.ok_reply(request_id, request, M.PinListReply(
             pins=report["pins"], pinned_bytes=report["pinned_bytes"],
             pinned_deleted_bytes=report["pinned_deleted_bytes"], time_ns=time.time_ns()))

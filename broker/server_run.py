@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -41,7 +42,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
                disk_guard: DiskGuard | None = None, auto_create_topics: bool = True,
                topic_config_for: Callable[[str], TopicConfig] | None = None,
                curve: tuple[Path, Path] | None = None, allow_insecure_tcp: bool = False,
-               mirror_topics: Callable[[str], bool] | None = None, kafka: dict | None = None) -> int:
+               mirror_topics: Callable[[str], bool] | None = None, kafka: dict[str, Any] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; ``curve``: (server .key_secret file, authorized-clients
     directory); ``kafka``: keyword arguments of ``start_kafka_listener`` (listen, advertised,
     insecure) plus ``required`` (False: a busy default port is logged and skipped).
@@ -93,7 +94,7 @@ def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | 
     return 0
 
 
-def _start_kafka(server: BrokerServer, kafka: dict) -> bool:
+def _start_kafka(server: BrokerServer, kafka: dict[str, Any]) -> bool:
     from .kafka.listener import start_kafka_listener
 
     required = kafka.pop("required", True)

@@ -7,6 +7,8 @@ Guarantees:
   (every 100 ms) when the broker comes back.
 - ``request`` matches replies by request id and discards stale replies (from requests that
   timed out earlier); a reply with an error status raises the typed error the broker sent.
+- ``call`` / ``send_request`` take a typed request (broker/protocol_messages.py) and ``call``
+  returns its typed reply; ``request`` / ``send`` take a kind and a metadata dict as they are.
 - ``watch_disconnects``: a monitor notes when the connection drops, so a caller awaiting a
   reply learns at once that it is lost (``take_disconnect``) instead of waiting out a timeout.
 - Payload frames are sent and received without copies (``copy=False`` / memoryviews).
@@ -19,17 +21,19 @@ Not thread-safe (ZeroMQ sockets are not): one owner thread per Connection.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
 from .. import protocol as P
+from .. import protocol_messages as M
 from ..curve import SERVER_KEY_ENV, ClientCurve
 from ..errors import BrokerAuthError, BrokerUnavailableError, error_from_code
 
 DEFAULT_TIMEOUT_S = 10.0
 AUTH_FAILURE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+ReplyT = TypeVar("ReplyT", bound=M.Message)
 
 
 class Reply:
@@ -120,11 +124,18 @@ class Connection:
         self._dropped = False  # the old connection's news
         self.socket = self._open()
 
+    def send_request(self, request: M.Request[Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
+        """Send a typed request; returns its id (as ``send``)."""
+        return self._send_frames(request.KIND, request.encode(), payloads, wait_s)
+
     def send(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
         """Send a request; returns its id. Raises BrokerUnavailableError when not connected
         (after waiting up to ``wait_s`` for the connection to come up)."""
+        return self._send_frames(kind, P.encode_metadata(meta), payloads, wait_s)
+
+    def _send_frames(self, kind: int, meta: bytes, payloads: tuple | list, wait_s: float) -> int:
         request_id = next(self._ids)
-        frames = [P.encode_header(kind, request_id), P.encode_metadata(meta), *payloads]
+        frames = [P.encode_header(kind, request_id), meta, *payloads]
         if wait_s > 0 and not self.socket.poll(int(wait_s * 1000), zmq.POLLOUT):
             raise self._unreachable()
         try:
@@ -142,13 +153,22 @@ class Connection:
         meta = P.decode_metadata(frames[1].bytes) if len(frames) > 1 else {}
         return Reply(header, meta, [f.buffer for f in frames[2:]])
 
+    def call(self, request: M.Request[ReplyT], payloads: tuple | list = (), *,
+             timeout_s: float | None = None) -> ReplyT:
+        """Send a typed request and wait for its typed reply; raises the broker's typed error."""
+        reply = self._request_frames(request.KIND, request.encode(), payloads, timeout_s)
+        return request.decode_reply(reply.meta)
+
     def request(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, timeout_s: float | None = None) -> Reply:
         """Send and wait for the matching reply; raises the broker's typed error."""
+        return self._request_frames(kind, P.encode_metadata(meta), payloads, timeout_s)
+
+    def _request_frames(self, kind: int, meta: bytes, payloads: tuple | list, timeout_s: float | None) -> Reply:
         import time
 
         timeout = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
-        request_id = self.send(kind, meta, payloads, wait_s=min(timeout, 1.0))
+        request_id = self._send_frames(kind, meta, payloads, min(timeout, 1.0))
         while True:
             remaining = deadline - time.monotonic()
             reply = self.recv(remaining) if remaining > 0 else None
