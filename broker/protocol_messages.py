@@ -68,15 +68,22 @@ _PLAIN = Wire()
 
 class _FieldSpec(NamedTuple):
     name: str
-    json_types: tuple[type, ...]  # empty: any JSON value
-    default: Any  # REQUIRED, or the value (or factory result) when absent
+    json_types: tuple[type, ...]
+    default: Any  # REQUIRED, or the value when absent
+    factory: Callable[[], Any] | None  # makes the value when absent (a fresh dict, list...)
     wire: Wire
+
+
+# how a class decodes and encodes, flattened into tuples once per class (the produce and fetch
+# paths decode a request and encode a reply per call: attribute lookups add up there)
+_Decoding = tuple[tuple[str, tuple[type, ...], Any, Callable[[], Any] | None, int | None, int | None,
+                        Callable[[Any], Any] | None], ...]
+_Encoding = tuple[tuple[str, bool, Callable[[Any], Any] | None], ...]
+_ABSENT = object()
 
 
 def _json_types(annotation: Any) -> tuple[type, ...]:
     """The JSON types a field annotation admits (list for list/tuple, NoneType for ``| None``)."""
-    if annotation is Any:
-        return ()
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         return tuple(t for arg in typing.get_args(annotation) for t in _json_types(arg))
@@ -96,6 +103,8 @@ class Message:
     TAG: ClassVar[tuple[str, str] | None] = None  # (field, value) written first: a variant of a kind
     NOTE: ClassVar[str] = ""  # trailing remark of this message in docs/PROTOCOL.md's table
     _specs: ClassVar[dict[type, tuple[_FieldSpec, ...]]] = {}
+    _decodings: ClassVar[dict[type, _Decoding]] = {}
+    _encodings: ClassVar[dict[type, _Encoding]] = {}
 
     @classmethod
     def specs(cls) -> tuple[_FieldSpec, ...]:
@@ -103,35 +112,57 @@ class Message:
         if found is None:
             hints = typing.get_type_hints(cls)
             found = tuple(
-                _FieldSpec(f.name, _json_types(hints[f.name]),
-                           f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default,
+                _FieldSpec(f.name, _json_types(hints[f.name]), f.default,
+                           None if f.default_factory is dataclasses.MISSING else f.default_factory,
                            f.metadata.get("wire", _PLAIN))
                 for f in dataclasses.fields(cls))  # type: ignore[arg-type]  # every Message subclass is a dataclass
             Message._specs[cls] = found
+            Message._decodings[cls] = tuple((s.name, s.json_types, s.default, s.factory, s.wire.minimum,
+                                             s.wire.maximum, s.wire.decode) for s in found)
+            Message._encodings[cls] = tuple((s.name, s.wire.omit_none, s.wire.encode) for s in found)
         return found
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> Self:
         """Decode a metadata object; raises InvalidRequestError naming the first bad field."""
+        decoding = Message._decodings.get(cls)
+        if decoding is None:
+            cls.specs()
+            decoding = Message._decodings[cls]
         values: dict[str, Any] = {}
-        for spec in cls.specs():
-            if spec.name not in meta and spec.default is not REQUIRED:
-                values[spec.name] = spec.default
-                continue
-            value = P.field(meta, spec.name, spec.json_types or object, minimum=spec.wire.minimum,
-                            maximum=spec.wire.maximum)
-            values[spec.name] = spec.wire.decode(value) if spec.wire.decode is not None and value is not None else value
+        for name, json_types, default, factory, minimum, maximum, decode in decoding:
+            value = meta.get(name, _ABSENT)
+            if value is _ABSENT:
+                if factory is not None:
+                    value = factory()
+                elif default is REQUIRED:
+                    raise InvalidRequestError(f"missing field {name!r}")
+                else:
+                    value = default
+            elif (type(value) not in json_types or (type(value) is int and (
+                    (minimum is not None and value < minimum) or (maximum is not None and value > maximum)))):
+                # the reason, from the one field checker (bool is never an int here: type() is exact)
+                value = P.field(meta, name, json_types, minimum=minimum, maximum=maximum)
+            if decode is not None and value is not None:
+                value = decode(value)
+            values[name] = value
         return cls(**values)
 
     def to_meta(self) -> dict[str, Any]:
+        encoding = Message._encodings.get(type(self))
+        if encoding is None:
+            self.specs()
+            encoding = Message._encodings[type(self)]
         meta: dict[str, Any] = {}
         if self.TAG is not None:
             meta[self.TAG[0]] = self.TAG[1]
-        for spec in self.specs():
-            value = getattr(self, spec.name)
-            if value is None and spec.wire.omit_none:
-                continue
-            meta[spec.name] = spec.wire.encode(value) if spec.wire.encode is not None and value is not None else value
+        for name, omit_none, encode in encoding:
+            value = getattr(self, name)
+            if value is None:
+                if not omit_none:
+                    meta[name] = None
+            else:
+                meta[name] = value if encode is None else encode(value)
         return meta
 
     def encode(self) -> bytes:
@@ -219,7 +250,17 @@ def _decode_fetch_positions(raw: list[Any]) -> tuple[FetchPosition, ...]:
     if not raw or len(raw) > MAX_FETCH_PARTITIONS:
         raise InvalidRequestError(f"fetch needs 1..{MAX_FETCH_PARTITIONS} partitions")
     out = []
+    make = FetchPosition._make
     for part in raw:
+        # fast path for well-formed entries (type() is exact: a bool is no int here)
+        if (type(part) is list and 3 <= len(part) <= 4 and type(part[0]) is str and type(part[1]) is int
+                and type(part[2]) is int and part[1] >= 0 and part[2] >= 0):
+            if len(part) == 3:
+                out.append(make((*part, None)))
+                continue
+            if type(part[3]) is int and part[3] >= 0:
+                out.append(make(part))
+                continue
         if not isinstance(part, list) or len(part) not in (3, 4):
             raise InvalidRequestError("each fetch partition is [topic, partition, offset] or "
                                       "[topic, partition, offset, log_epoch]")

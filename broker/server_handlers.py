@@ -14,7 +14,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from . import protocol as P
 from . import protocol_messages as M
 from .errors import BrokerError, InvalidConfigError, InvalidRequestError, UnknownTopicError
 from .storage import Storage
+from .storage.partition_log import AppendResult
 from .storage.pins import shipped_progress
 from .topic_config import TopicConfig
 
@@ -40,7 +40,12 @@ class DurableWaiter:
     request: M.ProduceRequest
     request_id: int
     needed: int  # the partition's durable offset that acknowledges the batch
-    reply: M.ProduceReply  # durable_offset filled in when answered
+    result: AppendResult
+
+
+def produce_reply(result: AppendResult, durable_offset: int) -> M.ProduceReply:
+    return M.ProduceReply(base_offset=result.base_offset, last_offset=result.last_offset,
+                          append_time=result.append_time_ns, durable_offset=durable_offset)
 
 
 class DurableAcks:
@@ -67,7 +72,7 @@ class DurableAcks:
                 self._send(waiter.identity, P.error_reply(P.PRODUCE, waiter.request_id, exc))
                 continue
             if durable >= waiter.needed:
-                reply = dataclasses.replace(waiter.reply, durable_offset=durable)
+                reply = produce_reply(waiter.result, durable)
                 self._send(waiter.identity, M.ok_reply(waiter.request_id, waiter.request, reply))
             else:
                 pending.append(waiter)
@@ -98,16 +103,14 @@ class RequestHandlers:
         log, result = self._server.append_batch(request.topic, request.partition, view)
         if request.acks == P.ACKS_NONE:
             return None
-        reply = M.ProduceReply(base_offset=result.base_offset, last_offset=result.last_offset,
-                               append_time=result.append_time_ns, durable_offset=log.durable_offset)
         if request.acks == P.ACKS_DURABLE and not result.durable:
             if log.config.flush != "interval":
                 log.flush()
             else:
-                waiter = DurableWaiter(identity, request, request_id, result.last_offset + 1, reply)
+                waiter = DurableWaiter(identity, request, request_id, result.last_offset + 1, result)
                 self._server.durable_acks.add(waiter)
                 return None
-        return M.ok_reply(request_id, request, dataclasses.replace(reply, durable_offset=log.durable_offset))
+        return M.ok_reply(request_id, request, produce_reply(result, log.durable_offset))
 
     def fetch(self, identity: bytes, request_id: int, request: M.FetchRequest, payloads: list[Any]) -> None:
         self._server.fetches.handle(identity, request_id, request)
