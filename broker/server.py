@@ -403,3 +403,8 @@ class BrokerServer:
     def mirror_committed(self) -> dict[tuple[str, int], int]:
         """The mirror's committed offsets: what it has shipped of each partition."""
         return self.groups.fetch(MIRROR_GROUP)
+
+
+if __name__ == "__main__":  # the command line moved out of the broker package (it reads edge's config)
+    raise SystemExit("python -m broker.server has no command line any more: run `edge broker` "
+                     "(python -m edge.cli broker) with the same flags")
