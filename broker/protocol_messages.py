@@ -29,10 +29,19 @@ from typing import Any, NamedTuple, cast
 
 from . import protocol as P
 from .errors import BrokerError, InvalidRequestError
-from .protocol_schema import Message, Request, all_requests, decode_request, ok_reply, requests_table, wire
+from .protocol_schema import (
+    Message,
+    ReplyT,
+    Request,
+    all_requests,
+    decode_request,
+    ok_reply,
+    requests_table,
+    wire,
+)
 
 # the machinery, re-exported: users import this module, which is what fills the registry
-__all__ = ["Message", "Request", "all_requests", "decode_request", "ok_reply", "requests_table", "wire"]
+__all__ = ["Message", "ReplyT", "Request", "all_requests", "decode_request", "ok_reply", "requests_table", "wire"]
 
 
 # -- structured values ------------------------------------------------------------------------

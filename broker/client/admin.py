@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import protocol_messages as M
 from .connection import Connection
-
-ReplyT = TypeVar("ReplyT", bound=M.Message)
 
 
 class Admin:
     def __init__(self, endpoint: str, *, timeout_s: float = 10.0):
         self.connection = Connection(endpoint, timeout_s=timeout_s)
 
-    def _call(self, request: M.Request[ReplyT]) -> ReplyT:
+    def _call(self, request: M.Request[M.ReplyT]) -> M.ReplyT:
         return self.connection.call(request)
 
     def ping(self) -> dict[str, Any]:

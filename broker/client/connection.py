@@ -21,7 +21,7 @@ Not thread-safe (ZeroMQ sockets are not): one owner thread per Connection.
 from __future__ import annotations
 
 import itertools
-from typing import Any, TypeVar
+from typing import Any
 
 import zmq
 
@@ -33,7 +33,6 @@ from ..errors import BrokerAuthError, BrokerUnavailableError, error_from_code
 DEFAULT_TIMEOUT_S = 10.0
 AUTH_FAILURE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-ReplyT = TypeVar("ReplyT", bound=M.Message)
 
 
 class Reply:
@@ -124,18 +123,11 @@ class Connection:
         self._dropped = False  # the old connection's news
         self.socket = self._open()
 
-    def send_request(self, request: M.Request[Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
-        """Send a typed request; returns its id (as ``send``)."""
-        return self._send_frames(request.KIND, request.encode(), payloads, wait_s)
-
     def send(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
         """Send a request; returns its id. Raises BrokerUnavailableError when not connected
         (after waiting up to ``wait_s`` for the connection to come up)."""
-        return self._send_frames(kind, P.encode_metadata(meta), payloads, wait_s)
-
-    def _send_frames(self, kind: int, meta: bytes, payloads: tuple | list, wait_s: float) -> int:
         request_id = next(self._ids)
-        frames = [P.encode_header(kind, request_id), meta, *payloads]
+        frames = [P.encode_header(kind, request_id), P.encode_metadata(meta), *payloads]
         if wait_s > 0 and not self.socket.poll(int(wait_s * 1000), zmq.POLLOUT):
             raise self._unreachable()
         try:
@@ -153,22 +145,13 @@ class Connection:
         meta = P.decode_metadata(frames[1].bytes) if len(frames) > 1 else {}
         return Reply(header, meta, [f.buffer for f in frames[2:]])
 
-    def call(self, request: M.Request[ReplyT], payloads: tuple | list = (), *,
-             timeout_s: float | None = None) -> ReplyT:
-        """Send a typed request and wait for its typed reply; raises the broker's typed error."""
-        reply = self._request_frames(request.KIND, request.encode(), payloads, timeout_s)
-        return request.decode_reply(reply.meta)
-
     def request(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, timeout_s: float | None = None) -> Reply:
         """Send and wait for the matching reply; raises the broker's typed error."""
-        return self._request_frames(kind, P.encode_metadata(meta), payloads, timeout_s)
-
-    def _request_frames(self, kind: int, meta: bytes, payloads: tuple | list, timeout_s: float | None) -> Reply:
         import time
 
         timeout = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
-        request_id = self._send_frames(kind, meta, payloads, min(timeout, 1.0))
+        request_id = self.send(kind, meta, payloads, wait_s=min(timeout, 1.0))
         while True:
             remaining = deadline - time.monotonic()
             reply = self.recv(remaining) if remaining > 0 else None
@@ -181,6 +164,17 @@ class Connection:
             if reply.header.request_id == request_id:
                 reply.raise_for_error()
                 return reply
+
+    def send_request(self, request: M.Request[Any], payloads: tuple[Any, ...] | list[Any] = (), *,
+                     wait_s: float = 0.0) -> int:
+        """Send a typed request; returns its id (as ``send``)."""
+        return self.send(request.KIND, request.to_meta(), payloads, wait_s=wait_s)
+
+    def call(self, request: M.Request[M.ReplyT], payloads: tuple[Any, ...] | list[Any] = (), *,
+             timeout_s: float | None = None) -> M.ReplyT:
+        """Send a typed request and wait for its typed reply; raises the broker's typed error."""
+        reply = self.request(request.KIND, request.to_meta(), payloads, timeout_s=timeout_s)
+        return request.decode_reply(reply.meta)
 
     def close(self) -> None:
         self._close_socket()

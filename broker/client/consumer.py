@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable
 
 from .. import protocol_messages as M
 from ..batch_checks import find_damaged_batch
@@ -61,7 +61,6 @@ from .connection import Connection
 from .resets import RESET_POLICIES, OffsetReset, reset_for
 
 logger = logging.getLogger("broker.client.consumer")
-ReplyT = TypeVar("ReplyT", bound=M.Message)
 
 TopicPartition = tuple[str, int]
 RETRY_BACKOFF_MIN_S = 0.05
@@ -124,7 +123,7 @@ class Consumer:
 
     # -- assignment ----------------------------------------------------------------------
 
-    def _call(self, request: M.Request[ReplyT]) -> ReplyT:
+    def _call(self, request: M.Request[M.ReplyT]) -> M.ReplyT:
         self._prefetch = None  # its reply would be consumed by this request's wait
         return self.connection.call(request)
 
