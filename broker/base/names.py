@@ -42,6 +42,9 @@ HEADER_SOURCE_TOPIC = "edge.source.topic"
 HEADER_SOURCE_PARTITION = "edge.source.partition"
 HEADER_SOURCE_OFFSET = "edge.source.offset"
 HEADER_EPOCH = "edge.epoch"
+# added by the mirror to a record it sends to the dead-letter topic instead of its destination
+HEADER_REJECT_ERROR = "edge.reject.error"
+HEADER_REJECT_TOPIC = "edge.reject.topic"
 
 # -- values of the encoding header ------------------------------------------------------
 IMAGE_ENCODINGS = ("jpeg", "png", "bgr8")  # one whole image per record (drivers/camera/encoding.py)

@@ -32,8 +32,6 @@ RECORD_ERRORS = frozenset({KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_RECO
 # and a batch's fixed header: max.message.bytes bounds the whole batch
 RECORD_OVERHEAD = 64
 BATCH_OVERHEAD = 61
-HEADER_REJECT_ERROR = "edge.reject.error"
-HEADER_REJECT_TOPIC = "edge.reject.topic"
 
 
 def parse_policy(text: str) -> tuple[str, str | None]:

@@ -46,7 +46,18 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient
 
-from broker.base.names import HEALTH_TOPIC, MIRROR_GROUP
+from broker.base.names import (
+    HEADER_CAPTURE,
+    HEADER_EPOCH,
+    HEADER_REJECT_ERROR,
+    HEADER_REJECT_TOPIC,
+    HEADER_VEHICLE,
+    HEALTH_TOPIC,
+    MIRROR_GROUP,
+)
+from broker.base.names import HEADER_SOURCE_OFFSET as HEADER_OFFSET
+from broker.base.names import HEADER_SOURCE_PARTITION as HEADER_PARTITION
+from broker.base.names import HEADER_SOURCE_TOPIC as HEADER_TOPIC
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
 from broker.logs import log_event
@@ -54,9 +65,8 @@ from broker.storage.layout import atomic_write
 
 from .bandwidth import TokenBucket
 from .config import MirrorConfig
-from .destination import (HEADER_CAPTURE, HEADER_EPOCH, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC, HEADER_VEHICLE,
-                          Identity, MirrorError, RecordTooLargeError, ensure_topics, kafka_settings, resume_offsets)
-from .reject import HEADER_REJECT_ERROR, HEADER_REJECT_TOPIC, RECORD_ERRORS
+from .destination import Identity, MirrorError, RecordTooLargeError, ensure_topics, kafka_settings, resume_offsets
+from .reject import RECORD_ERRORS
 from .resume import choose_start, load_or_create_identity
 from .uplink import UplinkPlan
 
@@ -238,7 +248,7 @@ class MirrorService:
         kadmin = AdminClient(settings)
         wanted = {**{topic: 1 for topic in cfg.dead_letter_topics()}, **{dest[t]: n for t, n in sources.items()}}
         limits = ensure_topics(kadmin, wanted, create=cfg.create_topics, replication=cfg.replication_factor,
-                               max_message_bytes=72 * 1024 * 1024)
+                               max_message_bytes=72 * 1024 * 1024, stop=self.stop_event)
         producer = KafkaProducer({
             **settings, "transactional.id": f"edge-mirror-{self.vehicle}", "enable.idempotence": True,
             "acks": "all", "compression.type": settings.get("compression.type", "zstd"),

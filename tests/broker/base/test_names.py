@@ -4,6 +4,9 @@ broker.base.names instead of spelling it again."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 from broker.base import names
 
 
@@ -24,17 +27,28 @@ def test_internal_names_are_recognised_and_mirror_headers_share_the_prefix():
     mirror_headers = (names.HEADER_CAPTURE, names.HEADER_VEHICLE, names.HEADER_EPOCH, names.HEADER_SOURCE_TOPIC,
                       names.HEADER_SOURCE_PARTITION, names.HEADER_SOURCE_OFFSET)
     assert all(h.startswith(names.MIRROR_HEADER_PREFIX) for h in mirror_headers)
+    assert (names.HEADER_REJECT_ERROR, names.HEADER_REJECT_TOPIC) == ("edge.reject.error", "edge.reject.topic")
 
 
-def test_every_layer_uses_the_one_definition():
-    from broker import records
-    from drivers import pointcloud, runtime
-    from drivers.camera import encoding, video
-    from edge import drives
-    from edge.export import kinds
-    from edge.mirror import destination
-
-    assert records.CAPTURE_HEADER is names.HEADER_CAPTURE and destination.HEADER_CAPTURE is names.HEADER_CAPTURE
-    assert runtime.HEALTH_TOPIC is names.HEALTH_TOPIC and drives.DRIVES_TOPIC is names.DRIVES_TOPIC
-    assert encoding.ENCODINGS is names.IMAGE_ENCODINGS and video.VIDEO_ENCODINGS is names.VIDEO_ENCODINGS
-    assert kinds.CAMERA_ENCODINGS is names.CAMERA_ENCODINGS and pointcloud.ENCODING is names.POINTCLOUD_ENCODING
+def test_no_module_spells_a_contract_name_again():
+    """Every string literal (and literal tuple of encodings) in broker/, drivers/ and edge/ that
+    equals one of the contract's names: only broker/base/names.py may hold one."""
+    single = {names.HEALTH_TOPIC, names.DRIVES_TOPIC, names.MIRROR_GROUP, names.HEADER_CAPTURE,
+              names.HEADER_VEHICLE, names.HEADER_EPOCH, names.HEADER_SOURCE_TOPIC, names.HEADER_SOURCE_PARTITION,
+              names.HEADER_SOURCE_OFFSET, names.HEADER_REJECT_ERROR, names.HEADER_REJECT_TOPIC}
+    encoding_lists = {frozenset(names.IMAGE_ENCODINGS), frozenset(names.VIDEO_ENCODINGS),
+                      frozenset(names.CAMERA_ENCODINGS)}
+    root = Path(__file__).resolve().parents[3]
+    spelled = []
+    for path in sorted(p for package in ("broker", "drivers", "edge") for p in (root / package).rglob("*.py")):
+        if path == root / "broker" / "base" / "names.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in single:
+                spelled.append(f"{path.relative_to(root)}:{node.lineno} {node.value!r}")
+            elif isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+                values = frozenset(e.value for e in node.elts if isinstance(e, ast.Constant))
+                if values in encoding_lists:
+                    spelled.append(f"{path.relative_to(root)}:{node.lineno} {sorted(values)}")
+    assert not spelled, "import these from broker.base.names: " + ", ".join(spelled)
