@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from broker.base.units import parse_duration_ns
 from broker.client import Admin, Consumer
 from broker.errors import BrokerError
-from broker.base.units import parse_duration_ns
 
 from .common import print_table, work_dir
 

@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
 
-from .records import BATCH_FRAMING_BYTES, DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING
 from .base.units import format_duration_ns, format_size, parse_duration_ns, parse_size
+from .records import BATCH_FRAMING_BYTES, DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING
 
 _SECOND_NS = 10**9
 _DAY_NS = 86400 * _SECOND_NS
