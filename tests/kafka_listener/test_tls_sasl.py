@@ -1,7 +1,7 @@
-"""TLS + SASL/PLAIN on the Kafka listener: a non-loopback bind is accepted with both;
-clients with the right password work (SASL_SSL), a wrong password is refused with
-SASL_AUTHENTICATION_FAILED and a log line, and a client skipping SASL gets its connection
-closed before any other request is served."""
+"""TLS + SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on the Kafka listener: a non-loopback bind
+is accepted with both; clients with the right password work (SASL_SSL), a wrong password is
+refused with SASL_AUTHENTICATION_FAILED and a log line, and a client skipping SASL gets its
+connection closed before any other request is served."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import ssl
 import subprocess
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kio.schema.metadata.v12.request import MetadataRequest
 
@@ -36,16 +36,22 @@ def secured(tmp_path_factory):
         yield proc, cert
 
 
-def admin(broker, cert, password: str, errors: list | None = None) -> AdminClient:
-    return AdminClient({"bootstrap.servers": broker.bootstrap, "security.protocol": "SASL_SSL",
-                        "sasl.mechanisms": "PLAIN", "sasl.username": "viz", "sasl.password": password,
-                        "ssl.ca.location": str(cert), "socket.timeout.ms": 5000,
+def client_config(broker, cert, password: str, mechanism: str = "PLAIN", user: str = "viz") -> dict:
+    return {"bootstrap.servers": broker.bootstrap, "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": mechanism, "sasl.username": user, "sasl.password": password,
+            "ssl.ca.location": str(cert), "socket.timeout.ms": 5000}
+
+
+def admin(broker, cert, password: str, errors: list | None = None, mechanism: str = "PLAIN",
+          user: str = "viz") -> AdminClient:
+    return AdminClient({**client_config(broker, cert, password, mechanism, user),
                         "error_cb": lambda err: errors.append(err) if errors is not None else None})
 
 
 def test_right_password_over_tls_works_wrong_one_is_refused(secured):
     broker, cert = secured
-    assert "address=0.0.0.0:" in broker.log() and "tls=on" in broker.log() and "1 users" in broker.log()
+    assert "address=0.0.0.0:" in broker.log() and "tls=on" in broker.log()
+    assert 'sasl="PLAIN/SCRAM-SHA-256/SCRAM-SHA-512, 1 users"' in broker.log()
     topics = admin(broker, cert, "s3cret-pass").list_topics(timeout=10)
     assert [b.port for b in topics.brokers.values()] == [broker.kafka_port]
     errors: list = []
@@ -55,6 +61,30 @@ def test_right_password_over_tls_works_wrong_one_is_refused(secured):
     refused.poll(2)  # delivers the client's error callbacks
     assert any("Authentication failed: invalid username or password" in e.str() for e in errors), errors
     assert "event=kafka_sasl_failed" in broker.log() and "wrong" not in broker.log()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_scram_right_password_produces_and_consumes_wrong_one_is_refused(secured, mechanism):
+    broker, cert = secured
+    topic = f"scram.{mechanism.lower()}"
+    producer = Producer({**client_config(broker, cert, "s3cret-pass", mechanism), "enable.idempotence": True})
+    producer.produce(topic, b"frame", key=b"k")
+    assert producer.flush(15) == 0
+    consumer = Consumer({**client_config(broker, cert, "s3cret-pass", mechanism), "group.id": f"g-{mechanism}"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        msg = consumer.poll(10)
+        assert msg is not None and msg.error() is None and (msg.key(), msg.value()) == (b"k", b"frame")
+    finally:
+        consumer.close()
+    errors: list = []
+    refused = admin(broker, cert, "wrong-pass", errors, mechanism)
+    with pytest.raises(KafkaException):
+        refused.list_topics(timeout=2)
+    refused.poll(0.5)  # delivers the client's error callbacks
+    expected = f"Authentication failed during authentication due to invalid credentials with SASL mechanism {mechanism}"
+    assert any(expected in e.str() for e in errors), errors
+    assert f"user=viz mechanism={mechanism} reason=" in broker.log() and "wrong-pass" not in broker.log()
 
 
 def test_requests_before_sasl_close_the_connection(secured):
