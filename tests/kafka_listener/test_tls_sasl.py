@@ -8,10 +8,11 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.metadata.v12.request import MetadataRequest
 
 from .conftest import KafkaBrokerProcess, encode_request, read_frame
@@ -63,6 +64,21 @@ def test_right_password_over_tls_works_wrong_one_is_refused(secured):
     assert "event=kafka_sasl_failed" in broker.log() and "wrong" not in broker.log()
 
 
+def authentication_error(config: dict, timeout_s: float = 20.0) -> KafkaError:
+    """The first _AUTHENTICATION error a client with ``config`` reports (fails the test if none comes)."""
+    errors: list[KafkaError] = []
+    refused = AdminClient({**config, "error_cb": errors.append})
+    with pytest.raises(KafkaException):
+        refused.list_topics(timeout=1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        refused.poll(0.2)  # delivers the client's error callbacks
+        found = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        if found:
+            return found[0]
+    raise AssertionError(f"no authentication error within {timeout_s}s: {errors}")
+
+
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
 def test_scram_right_password_produces_and_consumes_wrong_one_is_refused(secured, mechanism):
     broker, cert = secured
@@ -77,13 +93,9 @@ def test_scram_right_password_produces_and_consumes_wrong_one_is_refused(secured
         assert msg is not None and msg.error() is None and (msg.key(), msg.value()) == (b"k", b"frame")
     finally:
         consumer.close()
-    errors: list = []
-    refused = admin(broker, cert, "wrong-pass", errors, mechanism)
-    with pytest.raises(KafkaException):
-        refused.list_topics(timeout=2)
-    refused.poll(0.5)  # delivers the client's error callbacks
+    refusal = authentication_error(client_config(broker, cert, "wrong-pass", mechanism))
     expected = f"Authentication failed during authentication due to invalid credentials with SASL mechanism {mechanism}"
-    assert any(expected in e.str() for e in errors), errors
+    assert expected in refusal.str(), refusal
     assert f"user=viz mechanism={mechanism} reason=" in broker.log() and "wrong-pass" not in broker.log()
 
 
@@ -104,3 +116,40 @@ def test_requests_before_sasl_close_the_connection(secured):
         except ConnectionResetError:
             pass  # closed with unread bytes: a reset, also closed
     assert "reason=tls_handshake" in broker.log()
+
+
+# -- differential: the same SCRAM client configs against Apache Kafka (the session's one-node
+# cluster of tests/kafka/fixtures.py has a SCRAM listener for this) -------------------------
+
+
+def scram_scenario(bootstrap: str, cert, mechanism: str) -> dict:
+    config = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_SSL", "sasl.mechanisms": mechanism,
+              "sasl.username": "viz", "sasl.password": "s3cret-pass", "ssl.ca.location": str(cert),
+              "socket.timeout.ms": 10000}
+    out: dict = {}
+    topic = f"scram.diff.{mechanism.lower()}"
+    admin_client = AdminClient(config)
+    admin_client.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    producer = Producer(config)
+    producer.produce(topic, b"frame", key=b"k")
+    out["unflushed"] = producer.flush(30)
+    consumer = Consumer({**config, "group.id": "scram-diff"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        msg = consumer.poll(20)
+        out["consumed"] = None if msg is None else (msg.error(), msg.key(), msg.value(), msg.offset())
+    finally:
+        consumer.close()
+    refusal = authentication_error({**config, "sasl.password": "wrong-pass"})
+    out["wrong_password"] = (refusal.name(), "Authentication failed during authentication due to invalid "
+                             f"credentials with SASL mechanism {mechanism}" in refusal.str())
+    return out
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_scram_client_config_works_alike_on_apache_kafka(secured, kafka_single, mechanism):
+    broker, cert = secured
+    ours = scram_scenario(broker.bootstrap, cert, mechanism)
+    theirs = scram_scenario(kafka_single.sasl_bootstrap_servers, kafka_single.tls_cert, mechanism)
+    assert ours == theirs
+    assert ours["consumed"] == (None, b"k", b"frame", 0) and ours["wrong_password"] == ("_AUTHENTICATION", True)
