@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
@@ -15,17 +14,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.metadata.v12.request import MetadataRequest
 
+from tests.kafka.harness import self_signed_cert
+
 from .conftest import KafkaBrokerProcess, encode_request, read_frame
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
     base = tmp_path_factory.mktemp("tls")
-    cert, key, users = base / "broker.pem", base / "broker.key", base / "users"
-    out = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                          str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
-                          "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=False, capture_output=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    cert, key = self_signed_cert(base)
+    users = base / "users"
     users.write_text("# user:password\nviz:s3cret-pass\n")
     users.chmod(0o600)
     proc = KafkaBrokerProcess(base / "data", extra_args=[
