@@ -151,3 +151,18 @@ def test_scram_client_config_works_alike_on_apache_kafka(secured, kafka_single, 
     theirs = scram_scenario(kafka_single.sasl_bootstrap_servers, kafka_single.tls_cert, mechanism)
     assert ours == theirs
     assert ours["consumed"] == (None, b"k", b"frame", 0) and ours["wrong_password"] == ("_AUTHENTICATION", True)
+
+
+def test_java_client_authenticates_with_scram(secured, tmp_path):
+    """Kafka's own Java SCRAM client (kafka-topics) against our listener."""
+    from .test_java_tools import kafka_tool
+
+    broker, cert = secured
+    config = tmp_path / "client.properties"
+    config.write_text("security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+                      "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+                      'username="viz" password="s3cret-pass";\n'
+                      f"ssl.truststore.type=PEM\nssl.truststore.location={cert}\n")
+    out = kafka_tool("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", broker.bootstrap,
+                     "--command-config", str(config), "--create", "--topic", "scram.java", "--partitions", "2")
+    assert "Created topic scram.java." in out
