@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
+from .state import State
+
 router = APIRouter()
 
 
 @router.websocket("/api/live")
-async def live(websocket: WebSocket) -> None:
-    await websocket.app.state.edge.hub.serve(websocket)
+async def live(websocket: WebSocket, state: State) -> None:
+    await state.hub.serve(websocket)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from .broker_access import BrokerGateway
 from .config import ApiConfig
@@ -40,9 +41,9 @@ class ApiState:
     started_ns: int
 
 
-def get_state(request: Request) -> ApiState:
-    """The app's state (a FastAPI dependency)."""
-    state: ApiState = request.app.state.edge
+def get_state(connection: HTTPConnection) -> ApiState:
+    """The app's state (a FastAPI dependency of HTTP and WebSocket routes alike)."""
+    state: ApiState = connection.app.state.edge
     return state
 
 
