@@ -12,6 +12,23 @@ from broker.topic_config import DurationNs, Size
 from .reject import parse_policy, policy_for
 
 
+class TranscodeRule(BaseModel):
+    """What the uplink does to a topic's records before shipping (the vehicle keeps the originals)."""
+    model_config = ConfigDict(extra="forbid")
+
+    jpeg_quality: int | None = Field(None, ge=1, le=100, description="re-encode camera frames as JPEG at this quality")
+    scale: float | None = Field(None, gt=0, le=1, description="camera frames resized by this factor (0.5 = half)")
+    voxel_m: float | None = Field(None, gt=0, description="point clouds voxel-downsampled to this edge length (m)")
+
+    @model_validator(mode="after")
+    def _something(self) -> TranscodeRule:
+        if self.jpeg_quality is None and self.scale is None and self.voxel_m is None:
+            raise ValueError("a transcode rule needs jpeg_quality, scale or voxel_m")
+        if self.voxel_m is not None and (self.jpeg_quality is not None or self.scale is not None):
+            raise ValueError("voxel_m (point clouds) and jpeg_quality/scale (camera frames) do not mix in one rule")
+        return self
+
+
 class MirrorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -44,6 +61,14 @@ class MirrorConfig(BaseModel):
     stall_after: DurationNs = Field(10_000_000_000, description=(
         "status says stalled when nothing committed this long while records wait (at least 2 x transaction_interval)"))
     transaction_interval: DurationNs = Field(1_000_000_000, description="commit shipped records this often")
+    budget: Size | None = Field(None, description=(
+        "bytes this link may carry per budget_period (never exceeded; the spent counter survives restarts)"))
+    budget_period: Literal["day", "month"] = Field("day", description="the budget renews each UTC day or month")
+    live_window: DurationNs = Field(10_000_000_000, description=(
+        "a partition whose oldest unshipped record is newer than this is live (ships before backlog)"))
+    transcode: dict[str, TranscodeRule] = Field(default_factory=dict, description=(
+        "pattern -> what the uplink does to the topic's records (jpeg_quality, scale, voxel_m); originals stay"))
+    catalog: bool = Field(True, description="ship the drive catalog (_drives) so replay/export --drive work from the cloud")
     max_buffer_bytes: Size = Field(64 * 1024 * 1024, description="records held between local and cloud")
 
     @field_validator("destination")
@@ -58,7 +83,7 @@ class MirrorConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _vehicle_in_destination(self) -> "MirrorConfig":
+    def _vehicle_in_destination(self) -> MirrorConfig:
         if "{vehicle}" not in self.destination and not self.shared_destination:
             raise ValueError(f"destination {self.destination!r} has no {{vehicle}}: every vehicle would write the "
                              "same topics; add {vehicle} or declare shared_destination = true")
@@ -121,6 +146,12 @@ class MirrorConfig(BaseModel):
 
     def is_latest_only(self, topic: str) -> bool:
         return any(fnmatch.fnmatchcase(topic, p) for p in self.latest_only)
+
+    def transcode_rule(self, topic: str) -> TranscodeRule | None:
+        for pattern, rule in self.transcode.items():
+            if fnmatch.fnmatchcase(topic, pattern):
+                return rule
+        return None
 
     def reject_policy(self, topic: str) -> tuple[str, str | None]:
         return policy_for(self.on_reject, topic)

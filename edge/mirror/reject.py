@@ -62,7 +62,7 @@ class DestinationLimits:
     timestamp_before_ms: int | None
 
     @classmethod
-    def from_configs(cls, config: dict) -> "DestinationLimits":
+    def from_configs(cls, config: dict) -> DestinationLimits:
         def value(name: str) -> str | None:
             entry = config.get(name)
             return None if entry is None else entry.value

@@ -43,7 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer as KafkaProducer
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient
 
 from broker.client import Admin, Consumer, Producer
@@ -51,13 +52,23 @@ from broker.errors import BrokerError
 from broker.logs import log_event
 from broker.storage.layout import atomic_write
 from drivers.runtime import HEALTH_TOPIC
+from edge.drives import DRIVES_TOPIC
 
 from .bandwidth import TokenBucket
+from .budget import UplinkBudget
 from .config import MirrorConfig
-from .destination import (HEADER_CAPTURE, HEADER_EPOCH, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC, HEADER_VEHICLE,
-                          Identity, MirrorError, RecordTooLargeError, ensure_topics, kafka_settings, resume_offsets)
+from .decimate import Outgoing, UplinkShaper
+from .destination import (
+    Identity,
+    MirrorError,
+    RecordTooLargeError,
+    ensure_topics,
+    kafka_settings,
+    resume_offsets,
+)
 from .reject import HEADER_REJECT_ERROR, HEADER_REJECT_TOPIC, RECORD_ERRORS
 from .resume import choose_start, load_or_create_identity
+from .states import KafkaStateError, Link, LinkDown, TransactionAbortRequired, Txn, classify
 from .uplink import UplinkPlan
 
 logger = logging.getLogger("edge.mirror")
@@ -74,8 +85,11 @@ class MirrorService:
         self.state_dir = state_dir
         self.stop_event = threading.Event()
         self.bucket = TokenBucket(config.bandwidth) if config.bandwidth else None
-        self.uplink = UplinkPlan(config)  # events first, per-topic caps (uplink.py)
-        self.link = "starting"
+        self.uplink = UplinkPlan(config)  # events first, live before backlog, per-topic caps (uplink.py)
+        self.budget = UplinkBudget(config.budget, config.budget_period, state_dir) if config.budget else None
+        self.budget_warning: str | None = None  # the budget left is smaller than the complete events' backlog
+        self.link = Link.STARTING
+        self.txn = Txn.NONE
         self.shipped_records = 0
         self.shipped_bytes = 0
         self.skipped_too_large = 0
@@ -83,6 +97,7 @@ class MirrorService:
         self.lost_to_retention = 0
         self.lost_ranges: collections.deque = collections.deque(maxlen=20)  # newest [topic, partition, first, last]
         self.identity: Identity | None = None
+        self.shaper = UplinkShaper(config, vehicle)  # what a record becomes on the uplink (decimate.py)
         self.state = "running"
         self.stop_reason: str | None = None
         self.last_commit_ns: int | None = None
@@ -97,7 +112,6 @@ class MirrorService:
         self._dead_letter_failed: set[tuple[TP, int]] = set()
         self._suspects: dict[TP, tuple[int, int]] = {}  # offsets refused in a batch: ship them one per batch
         self._txn_records = self._txn_bytes = 0
-        self._doomed = False  # a produce failed: the open transaction can only be aborted
         self._read_to: dict[TP, int] = {}
         self.sessions = 0
         self.last_error: str | None = None
@@ -124,11 +138,16 @@ class MirrorService:
             lag_bytes += lag_b
         window = list(self._rate_window)
         rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 and window[-1][0] > window[0][0] else 0.0
-        return {"state": self.state, "stop_reason": self.stop_reason, "link": self.link, "vehicle": self.vehicle, "lag_records": lag_records,
+        budget = self.budget.status() if self.budget else None
+        return {"state": self.state, "stop_reason": self.stop_reason, "link": self.link.value, "vehicle": self.vehicle, "lag_records": lag_records,
                 "lag_bytes": lag_bytes, "partitions": partitions, "shipped_records": self.shipped_records,
                 "shipped_bytes": self.shipped_bytes, "throughput_bytes_per_s": round(rate, 1),
                 "skipped_too_large": self.skipped_too_large, "sampled_out": self.sampled_out,
                 "capped": self.uplink.capped, "event_partitions": len(self.uplink.event_partitions),
+                "event_backlog_bytes": self.uplink.event_backlog_bytes, "transcoded": self.shaper.transcoded,
+                "budget": budget, "budget_warning": self.budget_warning,
+                **({f"budget_{k}": budget[k] for k in ("limit_bytes", "spent_bytes", "remaining_bytes", "exhausted")}
+                   if budget else {}),
                 "lost_to_retention": self.lost_to_retention, "lost_ranges": list(self.lost_ranges),
                 "epoch": self.identity.epoch if self.identity else None, "retimed": self.retimed,
                 "rejected": self.rejected, "rejections": list(self.rejections),
@@ -179,11 +198,11 @@ class MirrorService:
                 backoff = 1.0
             except RecordTooLargeError as exc:
                 return self._final("stopped", f"too_large = stop: {exc}", code=1)
-            except MirrorError as exc:
+            except KafkaException as exc:  # a call outside the commit path: classified like the others
+                self._link_down(classify(exc))
+            except (MirrorError, BrokerError) as exc:  # typed: KafkaStateError, budget file, destination, local broker
                 self._link_down(exc)
-            except (KafkaException, BrokerError) as exc:
-                self._link_down(exc)
-            except Exception as exc:  # noqa: BLE001 - never die on an unexpected error: back off and retry
+            except Exception as exc:
                 log_event(logger, logging.ERROR, "mirror_session_failed", error=repr(exc))
                 self._link_down(exc)
             if self.stop_event.wait(backoff):
@@ -204,6 +223,7 @@ class MirrorService:
     def _load_identity(self, *, shipped_before: bool) -> None:
         if self.identity is None:
             self.identity, created = load_or_create_identity(self.state_dir, self.vehicle, shipped_before=shipped_before)
+            self.shaper.set_epoch(self.identity.epoch)
             log_event(logger, logging.INFO, "mirror_epoch", epoch=self.identity.epoch, created=created,
                       adopts_unmarked=self.identity.adopts_unmarked)
 
@@ -215,16 +235,18 @@ class MirrorService:
                   first_missing=first, last_missing=next_held - 1, records=next_held - first)
 
     def _link_down(self, exc: Exception) -> None:
-        self.link = "down"
+        self.link = Link.DOWN
         self.last_error = str(exc)
-        log_event(logger, logging.WARNING, "mirror_link_down", error=exc)
+        log_event(logger, logging.WARNING, "mirror_link_down", error=exc, kind=type(exc).__name__)
         self.publish_health()
 
     def _source_partitions(self, admin: Admin) -> dict[str, int]:
         topics = admin.list_topics()
+        ships = {t: info for t, info in topics.items()
+                 if self.config.selects(t) or (self.config.catalog and t == DRIVES_TOPIC)}  # the drive catalog too
         self.ends = {(t, p["partition"]): (p["log_start"], p["next_offset"], p["size_bytes"])
-                     for t, info in topics.items() if self.config.selects(t) for p in info["partitions"]}
-        return {t: len(info["partitions"]) for t, info in topics.items() if self.config.selects(t)}
+                     for t, info in ships.items() for p in info["partitions"]}
+        return {t: len(info["partitions"]) for t, info in ships.items()}
 
     def _session(self) -> None:
         cfg = self.config
@@ -232,12 +254,12 @@ class MirrorService:
         with Admin(self.endpoint) as admin:
             sources = self._source_partitions(admin)
         if not sources:
-            self.link = "idle"
+            self.link = Link.IDLE
             self.stop_event.wait(2.0)
             return
         dest = {t: cfg.destination_topic(self.vehicle, t) for t in sources}
         kadmin = AdminClient(settings)
-        wanted = {**{topic: 1 for topic in cfg.dead_letter_topics()}, **{dest[t]: n for t, n in sources.items()}}
+        wanted = {**dict.fromkeys(cfg.dead_letter_topics(), 1), **{dest[t]: n for t, n in sources.items()}}
         limits = ensure_topics(kadmin, wanted, create=cfg.create_topics, replication=cfg.replication_factor,
                                max_message_bytes=72 * 1024 * 1024)
         producer = KafkaProducer({
@@ -281,24 +303,23 @@ class MirrorService:
             consumer.seek(t, p, positions[(t, p)])
         self._refused.clear()
         self._txn_records = self._txn_bytes = 0
-        self._doomed = False
+        self.txn = Txn.NONE
+        self.shaper.forget_all()
         log_event(logger, logging.INFO, "mirror_session", partitions=len(positions), bootstrap=cfg.bootstrap_servers)
         try:
             self._ship(producer, consumer, dest, limits, positions)
         finally:
             consumer.close()
 
-    def _ship(self, producer: KafkaProducer, consumer: Consumer, dest: dict[str, str], limits: dict[str, int],
+    def _ship(self, producer: KafkaProducer, consumer: Consumer, dest: dict[str, str], limits: dict,
               positions: dict[TP, int]) -> None:
         cfg = self.config
         buffers: dict[TP, collections.deque] = collections.defaultdict(collections.deque)
         buffered = 0
         pending: dict[TP, int] = {}
-        in_txn = False
         txn_started = time.monotonic()
         last_refresh = time.monotonic()
-        with Admin(self.endpoint) as admin:
-            self.uplink.note_events(admin.list_pins()["pins"], dict(self.committed))
+        self._note_events()
         order = self.uplink.order(positions)
         while True:
             stopping = self.stop_event.is_set()
@@ -318,69 +339,85 @@ class MirrorService:
                     buffered -= sum(len(r.value) for r in skipped)
                     pending[tp] = newest.offset  # skipped records count as passed over
                     buffers[tp] = collections.deque([newest])
-            # ship from the highest-priority partition with records, oldest first
+            # ship from the first partition in the plan's order with records, oldest first
             interval_s = cfg.transaction_interval / 1e9
-            capped = self.uplink.capped
+            waits = self.uplink.capped + (self.budget.passed_over if self.budget else 0)
             for tp in order:
                 queue = buffers[tp]
-                while queue and not self._doomed and not (in_txn and time.monotonic() - txn_started >= interval_s):
-                    if not self.uplink.admits(queue[0]):
-                        break  # over its topic's cap: other partitions ship meanwhile
+                while queue and self.txn is not Txn.DOOMED and not (
+                        self.txn is Txn.OPEN and time.monotonic() - txn_started >= interval_s):
+                    outgoing = self.shaper.outgoing(queue[0], limits[dest[tp[0]]])
+                    if outgoing is not None and not outgoing.too_large:
+                        if not self.uplink.admits(queue[0], outgoing.size):
+                            break  # over its topic's cap: other partitions ship meanwhile
+                        if self.budget is not None and not self.budget.try_spend(outgoing.size):
+                            break  # no budget left for it this period: it waits, protected locally
                     record = queue.popleft()
+                    self.shaper.forget(tp)
                     buffered -= len(record.value)
-                    if not in_txn:
+                    if outgoing is None:
+                        self.sampled_out += 1
+                        pending[tp] = record.offset + 1
+                        continue
+                    if self.txn is Txn.NONE:
                         producer.begin_transaction()
-                        in_txn, txn_started = True, time.monotonic()
-                    if not self._ship_one(producer, record, dest[tp[0]], limits):
+                        self.txn, txn_started = Txn.OPEN, time.monotonic()
+                    if not self._ship_one(producer, record, outgoing, dest[tp[0]], limits):
                         buffered -= sum(len(r.value) for r in queue)
                         queue.clear()
                         consumer.assign([p for p in consumer.assignment() if p != tp])
                         break  # partition stopped by its on_reject policy
                     pending[tp] = record.offset + 1
-            if self.uplink.capped != capped and buffered >= cfg.max_buffer_bytes:
-                time.sleep(0.005)  # only capped topics wait and no room to read more: do not spin
+            if waits != self.uplink.capped + (self.budget.passed_over if self.budget else 0) \
+                    and buffered >= cfg.max_buffer_bytes:
+                time.sleep(0.005)  # only capped or budget-bound partitions wait and no room to read more
             now = time.monotonic()
-            if in_txn and (now - txn_started >= cfg.transaction_interval / 1e9 or stopping or self._doomed):
+            if self.txn is not Txn.NONE and (now - txn_started >= interval_s or stopping or self.txn is Txn.DOOMED):
                 self._commit(producer, consumer, pending, buffers)
                 buffered = sum(len(r.value) for q in buffers.values() for r in q)
-                in_txn = False
-            if stopping and not in_txn:
+            if stopping and self.txn is Txn.NONE:
                 return
-            if not in_txn and not any(buffers.values()):
+            if self.txn is Txn.NONE and not any(buffers.values()):
                 self.last_progress_ns = time.time_ns()  # caught up: nothing waits for a commit
             if now - last_refresh >= 1.0:
                 last_refresh = now
                 with Admin(self.endpoint) as admin:
                     sources = self._source_partitions(admin)
-                    self.uplink.note_events(admin.list_pins()["pins"], {**self.committed, **pending})
-                order = self.uplink.order(positions)
+                self._note_events(pending)
+                order = self.uplink.order(positions, live=self._live(buffers))
                 self._seek_latest_only(consumer, positions)
                 self.publish_health()
                 if set(sources) - set(dest) or any(tp not in positions for tp in self.ends):
-                    if in_txn:
+                    if self.txn is not Txn.NONE:
                         self._commit(producer, consumer, pending, buffers)
                     return  # new topics or partitions: a new session picks them up
             producer.poll(0)
 
-    def _ship_one(self, producer: KafkaProducer, record, dest_topic: str, limits: dict) -> bool:
+    def _live(self, buffers: dict[TP, collections.deque]) -> set[TP]:
+        """Partitions whose oldest unshipped record is within ``live_window`` (or that hold none)."""
+        horizon = time.time_ns() - self.config.live_window
+        return {tp for tp in self.ends if not buffers.get(tp) or buffers[tp][0].timestamp >= horizon}
+
+    def _note_events(self, pending: dict[TP, int] | None = None) -> None:
+        """Complete events first; say so once when the budget left cannot carry their backlog."""
+        with Admin(self.endpoint) as admin:
+            pins = admin.list_pins()["pins"]
+        record_bytes = {tp: size / max(1, end - start) for tp, (start, end, size) in self.ends.items()}
+        self.uplink.note_events(pins, {**self.committed, **(pending or {})}, record_bytes)
+        if self.budget is not None:
+            self.budget_warning = self.budget.check_event_backlog(self.uplink.event_backlog_bytes)
+
+    def _ship_one(self, producer: KafkaProducer, record, outgoing: Outgoing, dest_topic: str, limits: dict) -> bool:
         """Ship (or pass over, by policy) one record; False: its partition is stopped."""
-        every = self.config.every(record.topic)
-        if every > 1 and record.offset % every:
-            self.sampled_out += 1
-            return True
-        value = bytes(record.value)
-        headers = [(HEADER_VEHICLE, self.vehicle.encode()), (HEADER_TOPIC, record.topic.encode()),
-                   (HEADER_PARTITION, str(record.partition).encode()), (HEADER_OFFSET, str(record.offset).encode()),
-                   (HEADER_CAPTURE, str(record.timestamp).encode()),
-                   (HEADER_EPOCH, self.identity.epoch.encode()), *((k, bytes(v)) for k, v in record.headers.items())]
+        value, headers = outgoing.value, outgoing.headers
         limit = limits[dest_topic]
-        size = limit.record_bytes(record.key, value, headers)
-        if size > limit.max_message_bytes:
+        if outgoing.too_large:
             self.skipped_too_large += 1
-            message = (f"record {record.topic}/{record.partition}@{record.offset} of {size} bytes with key, headers "
-                       f"and overhead is too large for {dest_topic} (max.message.bytes {limit.max_message_bytes})")
+            message = (f"record {record.topic}/{record.partition}@{record.offset} of {outgoing.size} bytes with key, "
+                       f"headers and overhead is too large for {dest_topic} (max.message.bytes {limit.max_message_bytes})")
             log_event(logger, logging.ERROR, "mirror_record_too_large", topic=record.topic, partition=record.partition,
-                      offset=record.offset, bytes=size, limit=limit.max_message_bytes, action=self.config.too_large)
+                      offset=record.offset, bytes=outgoing.size, limit=limit.max_message_bytes,
+                      action=self.config.too_large)
             if self.config.too_large == "stop":
                 raise RecordTooLargeError(message)
             return True
@@ -425,7 +462,7 @@ class MirrorService:
                 error = exc.args[0]
                 if error.code() in RECORD_ERRORS:
                     return error.code(), f"librdkafka refused it: {error.str()}"
-                self._doomed = True  # e.g. an earlier record failed: the transaction can only be aborted
+                self.txn = Txn.DOOMED  # e.g. an earlier record failed: the transaction can only be aborted
                 return None
         self._txn_records += 1
         self._txn_bytes += len(value)
@@ -456,7 +493,11 @@ class MirrorService:
         return False
 
     def _commit(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers) -> None:
-        if self._doomed:
+        """OPEN → NONE by a commit; DOOMED, or a commit Kafka says must be aborted, → NONE by an
+        abort (positions back to the last commit). LinkDown retries with backoff; any other
+        typed error ends the session (the transaction stays open: the next session's
+        init_transactions aborts it)."""
+        if self.txn is Txn.DOOMED:
             self._aborted(producer, consumer, pending, buffers, "a produce failed in this transaction")
             return
         delay = 1.0
@@ -465,19 +506,20 @@ class MirrorService:
                 producer.commit_transaction(30)
                 break
             except KafkaException as exc:
-                error = exc.args[0]
-                self.link = "down"
+                error: KafkaStateError = classify(exc)
+                self.link = Link.DOWN
                 self.last_error = str(error)
-                if error.txn_requires_abort():
+                if isinstance(error, TransactionAbortRequired):
                     self._aborted(producer, consumer, pending, buffers, error)
                     return
-                if not error.retriable():
-                    raise
+                if not isinstance(error, LinkDown):
+                    raise error from None
                 self.publish_health()
                 if self.stop_event.wait(delay) and delay > 8:
-                    raise
+                    raise error from None
                 delay = min(delay * 2, 30.0)
-        self.link = "up"
+        self.txn = Txn.NONE
+        self.link = Link.UP
         self.last_commit_ns = self.last_progress_ns = time.time_ns()
         self.shipped_records += self._txn_records  # what Kafka committed, not what was attempted
         self.shipped_bytes += self._txn_bytes
@@ -513,7 +555,8 @@ class MirrorService:
             self._poison[(tp, offset)] = (code, f"Kafka refused it: {why}")
         self._dead_lettered.clear()
         self._txn_records = self._txn_bytes = 0
-        self._doomed = False
+        self.txn = Txn.NONE
+        self.shaper.forget_all()
         for (t, p), o in self.committed.items():
             if f"{t}/{p}" not in self.stopped_partitions:
                 consumer.seek(t, p, o)
@@ -528,8 +571,9 @@ class MirrorService:
                 producer.abort_transaction(30)
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable():
-                    raise
+                error = classify(exc)
+                if not isinstance(error, LinkDown):
+                    raise error from None
                 time.sleep(1.0)
 
     def _seek_latest_only(self, consumer: Consumer, positions: dict[TP, int]) -> None:
