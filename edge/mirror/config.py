@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,8 +37,9 @@ class MirrorConfig(BaseModel):
     destination: str = Field("vehicles.{vehicle}.{topic}", description="cloud topic name template")
     shared_destination: bool = Field(False, description="the destination template has no {vehicle}: several "
                                      "vehicles write the same topics (resume still counts only this vehicle's)")
-    resume_scan_records: int = Field(10_000, ge=1, description="how far back (offsets) resume looks for this "
-                                     "vehicle's last record per destination partition before it trusts the local commit")
+    resume_scan_records: int = Field(10_000, ge=1, description=(
+        "how far back (offsets) resume looks for this vehicle's last record per destination partition before it "
+        "trusts the local commit"))
     create_topics: bool = Field(True, description="create missing destination topics (else a clear error)")
     replication_factor: int = Field(3, ge=1, le=10)
     kafka: dict[str, str | int | float | bool] = Field(
@@ -68,7 +69,8 @@ class MirrorConfig(BaseModel):
         "a partition whose oldest unshipped record is newer than this is live (ships before backlog)"))
     transcode: dict[str, TranscodeRule] = Field(default_factory=dict, description=(
         "pattern -> what the uplink does to the topic's records (jpeg_quality, scale, voxel_m); originals stay"))
-    catalog: bool = Field(True, description="ship the drive catalog (_drives) so replay/export --drive work from the cloud")
+    catalog: bool = Field(True, description=(
+        "ship the drive catalog (_drives) so replay/export --drive work from the cloud"))
     max_buffer_bytes: Size = Field(64 * 1024 * 1024, description="records held between local and cloud")
 
     @field_validator("destination")
@@ -91,7 +93,7 @@ class MirrorConfig(BaseModel):
 
     @field_validator("on_reject", mode="before")
     @classmethod
-    def _policies(cls, value):
+    def _policies(cls, value: object) -> object:
         table = {"*": value} if isinstance(value, str) else value
         if isinstance(table, dict):
             for text in table.values():
@@ -116,7 +118,7 @@ class MirrorConfig(BaseModel):
 
     @field_validator("kafka")
     @classmethod
-    def _no_overrides(cls, value: dict) -> dict:
+    def _no_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
         owned = {"transactional.id", "enable.idempotence", "bootstrap.servers"}
         bad = owned & set(value)
         if bad:

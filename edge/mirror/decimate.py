@@ -35,6 +35,7 @@ from .reject import DestinationLimits
 
 HEADER_UPLINK = "edge.uplink"
 
+_o3d: Any
 try:  # open3d finds the voxels when installed (pip install edge-appliance[pointcloud])
     import open3d as _o3d
 except ImportError:  # pragma: no cover - depends on the install
@@ -61,7 +62,8 @@ def transcode(rule: TranscodeRule, value: bytes, headers: Mapping[str, Any]) -> 
         return value, {}, "unchanged:" + str(exc).replace(" ", "_")[:120]
 
 
-def _camera(rule: TranscodeRule, value: bytes, headers: Mapping[str, Any], encoding: str) -> tuple[bytes, dict[str, str], str]:
+def _camera(rule: TranscodeRule, value: bytes, headers: Mapping[str, Any],
+            encoding: str) -> tuple[bytes, dict[str, str], str]:
     import cv2
 
     image = decode_frame(value, headers)

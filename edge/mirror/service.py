@@ -50,6 +50,7 @@ from confluent_kafka.admin import AdminClient
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
 from broker.logs import log_event
+from broker.records import Record
 from broker.storage.layout import atomic_write
 from drivers.runtime import HEALTH_TOPIC
 from edge.drives import DRIVES_TOPIC
@@ -66,15 +67,17 @@ from .destination import (
     kafka_settings,
     resume_offsets,
 )
-from .reject import HEADER_REJECT_ERROR, HEADER_REJECT_TOPIC, RECORD_ERRORS
-from .resume import choose_start, load_or_create_identity
+from .reject import HEADER_REJECT_ERROR, HEADER_REJECT_TOPIC, RECORD_ERRORS, DestinationLimits
+from .resume import load_or_create_identity, resume_position
 from .states import KafkaStateError, Link, LinkDown, TransactionAbortRequired, Txn, classify
-from .uplink import UplinkPlan
+from .uplink import UplinkPlan, lag_by_partition
 
 logger = logging.getLogger("edge.mirror")
 MIRROR_GROUP = "_mirror"
 HEALTH_INTERVAL_S = 1.0
 TP = tuple[str, int]
+Buffers = dict[TP, "collections.deque[Record]"]  # local records in hand per partition, oldest first
+Headers = list[tuple[str, bytes]]
 
 
 class MirrorService:
@@ -95,7 +98,8 @@ class MirrorService:
         self.skipped_too_large = 0
         self.sampled_out = 0
         self.lost_to_retention = 0
-        self.lost_ranges: collections.deque = collections.deque(maxlen=20)  # newest [topic, partition, first, last]
+        # the newest [topic, partition, first, last] deleted locally before they shipped
+        self.lost_ranges: collections.deque[list[Any]] = collections.deque(maxlen=20)
         self.identity: Identity | None = None
         self.shaper = UplinkShaper(config, vehicle)  # what a record becomes on the uplink (decimate.py)
         self.state = "running"
@@ -104,10 +108,11 @@ class MirrorService:
         self.last_progress_ns: int | None = None  # last commit, or last moment nothing waited to be shipped
         self.retimed = 0  # sent with the producer's time: capture time beyond the destination's tolerance
         self.rejected = 0
-        self.rejections: collections.deque = collections.deque(maxlen=20)
-        self.stopped_partitions: dict[str, dict] = {}
+        self.rejections: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
+        self.stopped_partitions: dict[str, dict[str, Any]] = {}
         self._poison: dict[tuple[TP, int], tuple[int, str]] = {}  # refused by Kafka: policy applies next time
-        self._refused: list = []  # delivery reports of the open transaction with a per-record error
+        # delivery reports of the open transaction with a per-record error: (tp, offset, code, text)
+        self._refused: list[tuple[TP, int, int, str]] = []
         self._dead_lettered: set[tuple[TP, int]] = set()
         self._dead_letter_failed: set[tuple[TP, int]] = set()
         self._suspects: dict[TP, tuple[int, int]] = {}  # offsets refused in a batch: ship them one per batch
@@ -117,7 +122,7 @@ class MirrorService:
         self.last_error: str | None = None
         self.committed: dict[TP, int] = {}
         self.ends: dict[TP, tuple[int, int, int]] = {}  # log_start, next_offset, size_bytes
-        self._rate_window: collections.deque = collections.deque(maxlen=30)
+        self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=30)
         self._health = Producer(endpoint, linger_ms=0, on_full="fail", request_timeout_s=2.0)
         self._health_lock = threading.Lock()
         self._health_stop = threading.Event()
@@ -126,20 +131,16 @@ class MirrorService:
     # -- outside view --------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        partitions = {}
-        lag_records = lag_bytes = 0
-        for (topic, partition), (start, end, size) in self.ends.items():
-            position = max(self.committed.get((topic, partition), start), start)
-            lag = max(0, end - position)
-            held = max(1, end - start)
-            lag_b = int(size * lag / held)
-            partitions[f"{topic}/{partition}"] = {"shipped_to": position, "end": end, "lag_records": lag, "lag_bytes": lag_b}
-            lag_records += lag
-            lag_bytes += lag_b
+        partitions = lag_by_partition(self.ends, self.committed)
+        lag_records = sum(p["lag_records"] for p in partitions.values())
+        lag_bytes = sum(p["lag_bytes"] for p in partitions.values())
         window = list(self._rate_window)
-        rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 and window[-1][0] > window[0][0] else 0.0
+        rate = 0.0
+        if len(window) > 1 and window[-1][0] > window[0][0]:
+            rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
         budget = self.budget.status() if self.budget else None
-        return {"state": self.state, "stop_reason": self.stop_reason, "link": self.link.value, "vehicle": self.vehicle, "lag_records": lag_records,
+        return {"state": self.state, "stop_reason": self.stop_reason, "link": self.link.value, "vehicle": self.vehicle,
+                "lag_records": lag_records,
                 "lag_bytes": lag_bytes, "partitions": partitions, "shipped_records": self.shipped_records,
                 "shipped_bytes": self.shipped_bytes, "throughput_bytes_per_s": round(rate, 1),
                 "skipped_too_large": self.skipped_too_large, "sampled_out": self.sampled_out,
@@ -154,7 +155,8 @@ class MirrorService:
                 "stopped_partitions": dict(self.stopped_partitions), "last_commit_ns": self.last_commit_ns,
                 "last_progress_ns": self.last_progress_ns,
                 "started_ns": self.started_ns, "stall_after_ns": self.config.stall_after_ns(),
-                "pid": os.getpid(), "host": socket.gethostname(), "sessions": self.sessions, "last_error": self.last_error,
+                "pid": os.getpid(), "host": socket.gethostname(), "sessions": self.sessions,
+                "last_error": self.last_error,
                 "time_ns": time.time_ns()}
 
     def publish_health(self) -> None:
@@ -220,12 +222,14 @@ class MirrorService:
             self._health.close(timeout=2)
         return code
 
-    def _load_identity(self, *, shipped_before: bool) -> None:
+    def _load_identity(self, *, shipped_before: bool) -> Identity:
         if self.identity is None:
-            self.identity, created = load_or_create_identity(self.state_dir, self.vehicle, shipped_before=shipped_before)
-            self.shaper.set_epoch(self.identity.epoch)
-            log_event(logger, logging.INFO, "mirror_epoch", epoch=self.identity.epoch, created=created,
-                      adopts_unmarked=self.identity.adopts_unmarked)
+            identity, created = load_or_create_identity(self.state_dir, self.vehicle, shipped_before=shipped_before)
+            self.identity = identity
+            self.shaper.set_epoch(identity.epoch)
+            log_event(logger, logging.INFO, "mirror_epoch", epoch=identity.epoch, created=created,
+                      adopts_unmarked=identity.adopts_unmarked)
+        return self.identity
 
     def _count_lost(self, tp: TP, first: int, next_held: int) -> None:
         """Offsets [first, next_held) of ``tp`` were deleted locally before they were shipped."""
@@ -265,35 +269,23 @@ class MirrorService:
         producer = KafkaProducer({
             **settings, "transactional.id": f"edge-mirror-{self.vehicle}", "enable.idempotence": True,
             "acks": "all", "compression.type": settings.get("compression.type", "zstd"),
-            "linger.ms": settings.get("linger.ms", 20), "message.max.bytes": max(l.max_message_bytes for l in limits.values()) + 1024,
+            "linger.ms": settings.get("linger.ms", 20),
+            "message.max.bytes": max(limit.max_message_bytes for limit in limits.values()) + 1024,
             "queue.buffering.max.kbytes": settings.get("queue.buffering.max.kbytes", 65536),
             "transaction.timeout.ms": settings.get("transaction.timeout.ms", 300_000),
         })
         producer.init_transactions(60)  # fences a previous mirror and aborts its open transaction
         with Admin(self.endpoint) as admin:
             local = admin.group_offsets(MIRROR_GROUP)
-        self._load_identity(shipped_before=bool(local))
+        identity = self._load_identity(shipped_before=bool(local))
         probes = resume_offsets(settings, [(dest[t], p, t, p) for t, n in sources.items() for p in range(n)],
-                                self.identity, shared=cfg.shared_destination, scan_limit=cfg.resume_scan_records)
+                                identity, shared=cfg.shared_destination, scan_limit=cfg.resume_scan_records)
         positions: dict[TP, int] = {}
         for tp, (start, end, _size) in self.ends.items():
-            chosen = choose_start(probes.get(tp), local.get(tp), cfg.resume_scan_records)
-            wanted = start if chosen is None else chosen.offset
-            if chosen is not None and chosen.source != "destination":
-                log_event(logger, logging.WARNING, "mirror_resume_from_local", topic=tp[0], partition=tp[1],
-                          offset=chosen.offset, reason=chosen.reason)
-            probe = probes.get(tp)
-            if chosen is None and probe is not None and not probe.scanned_to_start:
-                log_event(logger, logging.WARNING, "mirror_resume_from_log_start", topic=tp[0], partition=tp[1],
-                          offset=start, reason=f"no local commit and none of this epoch's records in the last "
-                          f"{cfg.resume_scan_records} destination offsets: records shipped before may ship again")
-            if wanted < start:
-                self._count_lost(tp, wanted, start)
-                wanted = start
-            if wanted > end:
-                log_event(logger, logging.ERROR, "mirror_resume_beyond_local_end", topic=tp[0], partition=tp[1],
-                          resume=wanted, local_end=end, epoch=self.identity.epoch)
-            positions[tp] = min(wanted, end)
+            positions[tp], lost_from = resume_position(tp, start, end, probes.get(tp), local.get(tp),
+                                                       cfg.resume_scan_records, identity.epoch)
+            if lost_from is not None:
+                self._count_lost(tp, lost_from, start)
         self.committed = dict(positions)
         self._read_to = dict(positions)  # next offset expected from the local consumer, per partition
         consumer = Consumer(self.endpoint, fetch_max_bytes=8 * 1024 * 1024, max_wait_ms=200)
@@ -311,10 +303,10 @@ class MirrorService:
         finally:
             consumer.close()
 
-    def _ship(self, producer: KafkaProducer, consumer: Consumer, dest: dict[str, str], limits: dict,
-              positions: dict[TP, int]) -> None:
+    def _ship(self, producer: KafkaProducer, consumer: Consumer, dest: dict[str, str],
+              limits: dict[str, DestinationLimits], positions: dict[TP, int]) -> None:
         cfg = self.config
-        buffers: dict[TP, collections.deque] = collections.defaultdict(collections.deque)
+        buffers: Buffers = collections.defaultdict(collections.deque)
         buffered = 0
         pending: dict[TP, int] = {}
         txn_started = time.monotonic()
@@ -384,7 +376,8 @@ class MirrorService:
                 with Admin(self.endpoint) as admin:
                     sources = self._source_partitions(admin)
                 self._note_events(pending)
-                order = self.uplink.order(positions, live=self._live(buffers))
+                heads = {tp: queue[0].timestamp for tp, queue in buffers.items() if queue}
+                order = self.uplink.order(positions, live=self.uplink.live(self.ends, heads, time.time_ns()))
                 self._seek_latest_only(consumer, positions)
                 self.publish_health()
                 if set(sources) - set(dest) or any(tp not in positions for tp in self.ends):
@@ -392,11 +385,6 @@ class MirrorService:
                         self._commit(producer, consumer, pending, buffers)
                     return  # new topics or partitions: a new session picks them up
             producer.poll(0)
-
-    def _live(self, buffers: dict[TP, collections.deque]) -> set[TP]:
-        """Partitions whose oldest unshipped record is within ``live_window`` (or that hold none)."""
-        horizon = time.time_ns() - self.config.live_window
-        return {tp for tp in self.ends if not buffers.get(tp) or buffers[tp][0].timestamp >= horizon}
 
     def _note_events(self, pending: dict[TP, int] | None = None) -> None:
         """Complete events first; say so once when the budget left cannot carry their backlog."""
@@ -407,14 +395,16 @@ class MirrorService:
         if self.budget is not None:
             self.budget_warning = self.budget.check_event_backlog(self.uplink.event_backlog_bytes)
 
-    def _ship_one(self, producer: KafkaProducer, record, outgoing: Outgoing, dest_topic: str, limits: dict) -> bool:
+    def _ship_one(self, producer: KafkaProducer, record: Record, outgoing: Outgoing, dest_topic: str,
+                  limits: dict[str, DestinationLimits]) -> bool:
         """Ship (or pass over, by policy) one record; False: its partition is stopped."""
         value, headers = outgoing.value, outgoing.headers
         limit = limits[dest_topic]
         if outgoing.too_large:
             self.skipped_too_large += 1
             message = (f"record {record.topic}/{record.partition}@{record.offset} of {outgoing.size} bytes with key, "
-                       f"headers and overhead is too large for {dest_topic} (max.message.bytes {limit.max_message_bytes})")
+                       f"headers and overhead is too large for {dest_topic} "
+                       f"(max.message.bytes {limit.max_message_bytes})")
             log_event(logger, logging.ERROR, "mirror_record_too_large", topic=record.topic, partition=record.partition,
                       offset=record.offset, bytes=outgoing.size, limit=limit.max_message_bytes,
                       action=self.config.too_large)
@@ -423,8 +413,9 @@ class MirrorService:
             return True
         timestamp_ms = record.timestamp // 1_000_000
         tp = (record.topic, record.partition)
-        refusal = self._poison.get((tp, record.offset)) or limit.refusal(record.key, timestamp_ms, int(time.time() * 1000))
-        if refusal is not None and refusal[0] == KafkaError.INVALID_TIMESTAMP and (tp, record.offset) not in self._poison \
+        known = self._poison.get((tp, record.offset))
+        refusal = known or limit.refusal(record.key, timestamp_ms, int(time.time() * 1000))
+        if refusal is not None and refusal[0] == KafkaError.INVALID_TIMESTAMP and known is None \
                 and self.config.timestamp_out_of_range == "producer-time":
             timestamp_ms, refusal = 0, None  # librdkafka stamps it now; edge.capture_ns keeps the capture time
             self.retimed += 1
@@ -444,16 +435,17 @@ class MirrorService:
                 del self._suspects[tp]
         return True
 
-    def _produce(self, producer: KafkaProducer, topic: str, value: bytes, key, partition: int, timestamp_ms: int,
-                 headers: list, tp: TP, offset: int) -> tuple[int, str] | None:
+    def _produce(self, producer: KafkaProducer, topic: str, value: bytes, key: bytes | None, partition: int,
+                 timestamp_ms: int, headers: Headers, tp: TP, offset: int) -> tuple[int, str] | None:
         """Queue one record in the open transaction; returns (code, why) when librdkafka
         refuses the record itself (nothing queued, the transaction is intact)."""
-        def delivered(err, _msg, tp=tp, offset=offset):
+        def delivered(err: KafkaError | None, _msg: object, tp: TP = tp, offset: int = offset) -> None:
             if err is not None and err.code() in RECORD_ERRORS:
                 self._refused.append((tp, offset, err.code(), err.str()))
         while True:
             try:
-                producer.produce(topic, value, key=key, partition=partition, timestamp=timestamp_ms, headers=headers,
+                wire: list[tuple[str, str | bytes | None]] = [*headers]
+                producer.produce(topic, value, key=key, partition=partition, timestamp=timestamp_ms, headers=wire,
                                  on_delivery=delivered)
                 break
             except BufferError:
@@ -468,7 +460,8 @@ class MirrorService:
         self._txn_bytes += len(value)
         return None
 
-    def _apply_policy(self, producer: KafkaProducer, record, value: bytes, headers: list, limits: dict, code: int,
+    def _apply_policy(self, producer: KafkaProducer, record: Record, value: bytes, headers: Headers,
+                      limits: dict[str, DestinationLimits], code: int,
                       why: str) -> bool:
         tp = (record.topic, record.partition)
         action, dead_letter = self.config.reject_policy(record.topic)
@@ -479,7 +472,7 @@ class MirrorService:
                   kafka_error=code, error=why, action=action if dead_letter is None else f"dead-letter {dead_letter}")
         if action == "skip":
             return True
-        if action == "dead-letter" and (tp, record.offset) not in self._dead_letter_failed:
+        if action == "dead-letter" and dead_letter is not None and (tp, record.offset) not in self._dead_letter_failed:
             extra = [(HEADER_REJECT_ERROR, why.encode()), (HEADER_REJECT_TOPIC, self.config.destination_topic(
                 self.vehicle, tp[0]).encode())]
             if self._produce(producer, dead_letter, value, record.key, 0, 0, [*headers, *extra], tp,
@@ -492,7 +485,7 @@ class MirrorService:
                   error=why, remedy="fix the destination or set on_reject, then restart the mirror")
         return False
 
-    def _commit(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers) -> None:
+    def _commit(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers: Buffers) -> None:
         """OPEN → NONE by a commit; DOOMED, or a commit Kafka says must be aborted, → NONE by an
         abort (positions back to the last commit). LinkDown retries with backoff; any other
         typed error ends the session (the transaction stays open: the next session's
@@ -530,7 +523,8 @@ class MirrorService:
         self._rate_window.append((time.monotonic(), self.shipped_bytes))
         self._checkpoint()
 
-    def _aborted(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers, error) -> None:
+    def _aborted(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers: Buffers,
+                 error: object) -> None:
         """Abort the transaction, remember the records Kafka refused (their policy applies when
         they come again), and go back to the last commit."""
         producer.flush(10)  # the delivery reports of this transaction name the refused records
@@ -538,7 +532,7 @@ class MirrorService:
         self._refused.clear()
         log_event(logger, logging.WARNING, "mirror_transaction_aborted", error=error, refused_records=len(refused))
         self._abort(producer)
-        by_partition: dict[TP, list] = collections.defaultdict(list)
+        by_partition: dict[TP, list[tuple[int, int, str]]] = collections.defaultdict(list)
         for tp, offset, code, why in refused:
             by_partition[tp].append((offset, code, why))
         for tp, entries in by_partition.items():
@@ -592,7 +586,7 @@ class MirrorService:
             log_event(logger, logging.WARNING, "mirror_local_commit_failed", error=exc)
 
 
-def run_mirror(app, endpoint: str) -> int:
+def run_mirror(app: Any, endpoint: str) -> int:
     from broker.base import sdnotify
 
     if app.mirror is None:

@@ -28,7 +28,7 @@ from confluent_kafka import KafkaError, KafkaException
 from .destination import MirrorError
 
 
-class Link(str, enum.Enum):
+class Link(enum.StrEnum):
     STARTING = "starting"
     IDLE = "idle"
     UP = "up"

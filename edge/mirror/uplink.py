@@ -17,7 +17,7 @@ the sum). A record that the topic's sampling passes over costs no tokens.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .bandwidth import TokenBucket
@@ -53,11 +53,17 @@ class UplinkPlan:
         self.event_partitions = wanted if self.config.events_first else set()
         self.event_backlog_bytes = int(backlog)
 
-    def order(self, partitions, live: set[TP] | frozenset[TP] = frozenset()) -> list[TP]:
+    def live(self, partitions: Iterable[TP], heads: dict[TP, int], now_ns: int) -> set[TP]:
+        """Partitions whose oldest unshipped record (capture time in ``heads``) is within
+        ``live_window`` of now, or that hold none in hand."""
+        horizon = now_ns - self.config.live_window
+        return {tp for tp in partitions if heads.get(tp, horizon) >= horizon}
+
+    def order(self, partitions: Iterable[TP], live: set[TP] | frozenset[TP] = frozenset()) -> list[TP]:
         return sorted(partitions, key=lambda tp: (tp not in self.event_partitions, tp not in live,
                                                   -self.config.priority(tp[0])))
 
-    def admits(self, record, size: int | None = None) -> bool:
+    def admits(self, record: Any, size: int | None = None) -> bool:
         """True when ``record``'s topic is within its cap (``size`` bytes, default its value's,
         tokens taken), or has none."""
         topic = record.topic
@@ -74,3 +80,15 @@ class UplinkPlan:
             return True
         self.capped += 1
         return False
+
+
+def lag_by_partition(ends: dict[TP, tuple[int, int, int]], committed: dict[TP, int]) -> dict[str, dict[str, int]]:
+    """Per ``topic/partition``: shipped position, local end, lag in records and (estimated from
+    the average record size) bytes. ``ends``: (log start, next offset, bytes held)."""
+    out = {}
+    for (topic, partition), (start, end, size) in ends.items():
+        position = max(committed.get((topic, partition), start), start)
+        lag = max(0, end - position)
+        out[f"{topic}/{partition}"] = {"shipped_to": position, "end": end, "lag_records": lag,
+                                       "lag_bytes": int(size * lag / max(1, end - start))}
+    return out
