@@ -14,7 +14,9 @@ How:
 - after an aborted transaction the local positions go back to the last commit; records
   Kafka refused (by error code) are remembered and handled by their topic's policy when they
   come again (edge/mirror/reject.py), so one bad record never blocks other partitions;
-- ``shipped_records``/``shipped_bytes`` count what Kafka committed.
+- ``shipped_records``/``shipped_bytes`` count what Kafka committed;
+- the uplink: order, caps, byte budget (uplink.py, budget.py), what a record becomes on the way
+  (decimate.py); the loop's link/transaction states and typed Kafka errors (states.py).
 Limits: one mirror per vehicle (the transactional id is the fence); records deleted by the
 vehicle's disk guard before they were shipped cannot be shipped: each gap is counted as it is
 met (``lost_to_retention``, ``lost_ranges``, ``event=mirror_lost_to_retention``);
@@ -369,8 +371,8 @@ class MirrorService:
                 buffered = sum(len(r.value) for q in buffers.values() for r in q)
             if stopping and self.txn is Txn.NONE:
                 return
-            if self.txn is Txn.NONE and not any(buffers.values()):
-                self.last_progress_ns = time.time_ns()  # caught up: nothing waits for a commit
+            if self.txn is Txn.NONE and (not any(buffers.values()) or (self.budget and self.budget.blocked)):
+                self.last_progress_ns = time.time_ns()  # caught up, or waiting for budget by design: not a stall
             if now - last_refresh >= 1.0:
                 last_refresh = now
                 with Admin(self.endpoint) as admin:
