@@ -161,8 +161,9 @@ def test_dashboard_timeline_strip_marks_each_gap_and_a_stall(broker, data_dir):
     producer = Producer(broker.endpoint, linger_ms=0)
 
     def health(last_gap, gaps, open_gap_ms=None):
-        body = {"sensor": "can", "kind": "other", "topic": "telemetry.can", "state": "running", "time_ns": time.time_ns(),
-                "continuity": {"gaps": gaps, "last_gap": last_gap, "open_gap_ms": open_gap_ms, "usual_interval_ms": 10.0}}
+        continuity = {"gaps": gaps, "last_gap": last_gap, "open_gap_ms": open_gap_ms, "usual_interval_ms": 10.0}
+        body = {"sensor": "can", "kind": "other", "topic": "telemetry.can", "state": "running",
+                "time_ns": time.time_ns(), "continuity": continuity}
         producer.send("_health", json.dumps(body).encode(), key=b"can", headers={"sensor": "can", "encoding": "json"})
         producer.flush(10)
 

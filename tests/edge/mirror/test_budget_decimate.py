@@ -56,7 +56,7 @@ def test_month_period_and_a_corrupt_budget_file_is_named_not_reset(tmp_path):
     now[0] = T0 + 15 * DAY  # December
     assert budget.try_spend(1)
     (tmp_path / "budget.json").write_text("{not json")
-    with pytest.raises(BudgetFileError, match="budget.json.*delete"):
+    with pytest.raises(BudgetFileError, match=r"budget\.json.*delete"):
         UplinkBudget(1_000, "month", tmp_path)
 
 
@@ -74,7 +74,7 @@ def test_a_budget_smaller_than_the_event_backlog_says_so(tmp_path):
 def test_budget_config_is_checked(tmp_path):
     cfg = MirrorConfig(bootstrap_servers="k:9092", topics=["*"], budget="2GB", budget_period="month")
     assert cfg.budget == 2_000_000_000
-    with pytest.raises(ConfigError, match="mirror.budget_period"):
+    with pytest.raises(ConfigError, match=r"mirror\.budget_period"):
         parse_config({"mirror": {"bootstrap_servers": "k:9092", "topics": ["*"], "budget_period": "week"}},
                      tmp_path / "edge.toml")
 
@@ -114,8 +114,8 @@ def test_camera_frames_go_up_smaller_and_marked_the_original_unchanged():
 
 
 def test_a_record_the_rule_cannot_read_ships_unchanged_and_says_why():
-    value, replaced, note = transcode(TranscodeRule(jpeg_quality=40), b"not an image", {"encoding": b"jpeg",
-                                                                                          "width": b"4", "height": b"4"})
+    headers = {"encoding": b"jpeg", "width": b"4", "height": b"4"}
+    value, replaced, note = transcode(TranscodeRule(jpeg_quality=40), b"not an image", headers)
     assert value == b"not an image" and replaced == {} and note.startswith("unchanged:")
     assert transcode(TranscodeRule(voxel_m=0.5), b"x", {"encoding": b"json"})[2] == "unchanged:encoding=json"
 
@@ -152,7 +152,7 @@ def test_the_numpy_voxel_grid_is_only_the_fallback(monkeypatch):
 
 
 def test_bad_transcode_rules_are_named(tmp_path):
-    with pytest.raises(ConfigError, match="mirror.transcode"):
+    with pytest.raises(ConfigError, match=r"mirror\.transcode"):
         parse_config({"mirror": {"bootstrap_servers": "k:9092", "topics": ["*"],
                                  "transcode": {"camera.*": {"jpeg_quality": 0}}}}, tmp_path / "edge.toml")
     with pytest.raises(ConfigError, match="do not mix"):

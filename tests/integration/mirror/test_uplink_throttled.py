@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer as KafkaConsumer, TopicPartition
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
 
 from broker.client import Admin, Consumer
+from edge.api.metrics import SnapshotCollector
 
 from .test_mirror import BASE_NS, produce_local
 
@@ -83,6 +88,9 @@ def test_caps_hold_events_go_first_and_the_budget_is_never_exceeded(broker, kafk
             first = first or now
             arrivals[msg.topic()].append((now - first, record_bytes(msg)))
         report = last_mirror_report(broker.endpoint)
+        status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--format", "json", "--interval", "0.2",
+                                 "--endpoint", broker.endpoint],
+                                capture_output=True, text=True, timeout=60, check=False)
     finally:
         consumer.close()
         assert mirror.stop() == 0, mirror.log()
@@ -98,6 +106,15 @@ def test_caps_hold_events_go_first_and_the_budget_is_never_exceeded(broker, kafk
     assert shipped <= budget  # never exceeded
     assert shipped >= budget - 3 * RECORD - len(CAPS) * 1000  # and spent: it was what stopped shipping
     assert report["budget_exhausted"] is True and report["budget_spent_bytes"] <= budget
+    assert status.returncode == 0, status.stderr
+    seen = json.loads(status.stdout)["mirror"]
+    assert seen["budget"]["limit_bytes"] == budget and seen["budget"]["exhausted"] is True
+    assert seen["condition"] == "up"  # waiting for budget by design is not a stall
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: {"mirror": seen}))
+    metrics = generate_latest(registry).decode()
+    assert f"edge_mirror_budget_limit_bytes {float(budget)}" in metrics
+    assert "edge_mirror_budget_exhausted 1.0" in metrics
     assert report["lag_records"] > 0  # the rest waits on the vehicle
     state = json.loads((broker.data_dir / ".mirror" / "budget.json").read_text())
     assert state["granted_bytes"] <= budget
