@@ -111,6 +111,12 @@ def test_camera_frames_go_up_smaller_and_marked_the_original_unchanged():
     assert decode_frame(out.value, headers).shape == (240, 320, 3)
     assert len(out.value) < len(original) / 2 and record.value == original and shaper.transcoded == 1
     assert shaper.outgoing(record, limit) is out  # waiting at its partition's head: transcoded once
+    everything = UplinkShaper(MirrorConfig(bootstrap_servers="k:9092", topics=["*"], sampling={"*": 5},
+                                           transcode={"*": {"jpeg_quality": 30}}), "veh1")
+    catalog = SimpleNamespace(topic="_drives", partition=0, offset=3, timestamp=1, key=b"drive-1", value=b"{}",
+                              headers={})
+    shipped = everything.outgoing(catalog, limit)  # the drive catalog: never sampled nor transcoded
+    assert shipped is not None and shipped.value == b"{}" and HEADER_UPLINK not in dict(shipped.headers)
 
 
 def test_a_record_the_rule_cannot_read_ships_unchanged_and_says_why():
