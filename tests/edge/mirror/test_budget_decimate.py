@@ -4,6 +4,7 @@ uplink, and the typed errors the ship loop acts on."""
 
 from __future__ import annotations
 
+import collections
 import json
 from types import SimpleNamespace
 
@@ -174,3 +175,64 @@ def test_kafka_errors_become_typed_by_flags_never_by_text():
     assert isinstance(classify(exc(KafkaError.PRODUCER_FENCED, fatal=True)), ProducerFenced)
     assert isinstance(classify(exc(KafkaError._FAIL, fatal=True)), KafkaFatal)
     assert isinstance(classify(exc(KafkaError._TIMED_OUT, retriable=True)), LinkDown)
+
+
+class _FakeProducer:
+    """A transactional producer whose commit answers with the given errors, in turn."""
+
+    def __init__(self, *commit_errors):
+        self.commit_errors = list(commit_errors)
+        self.commits = self.aborts = 0
+
+    def commit_transaction(self, _timeout):
+        self.commits += 1
+        if self.commit_errors:
+            raise self.commit_errors.pop(0)
+
+    def abort_transaction(self, _timeout):
+        self.aborts += 1
+
+    def flush(self, _timeout):
+        return 0
+
+
+class _FakeConsumer:
+    def __init__(self):
+        self.seeks = []
+
+    def seek(self, topic, partition, offset):
+        self.seeks.append((topic, partition, offset))
+
+
+def test_the_commit_steers_by_error_type(tmp_path, monkeypatch):
+    from edge.mirror.service import MirrorService
+    from edge.mirror.states import Link, Txn
+
+    service = MirrorService(MirrorConfig(bootstrap_servers="k:9092", topics=["*"]), "veh1", "tcp://127.0.0.1:9",
+                            tmp_path)
+    monkeypatch.setattr(service, "_checkpoint", lambda: None)
+    monkeypatch.setattr(service, "publish_health", lambda: None)
+    tp = ("camera.front", 0)
+    service.committed = {tp: 5}
+    # retriable (link down): retried until Kafka commits, whatever the message says
+    producer, consumer = _FakeProducer(KafkaException(KafkaError(KafkaError._TRANSPORT, "aborted?", retriable=True))), \
+        _FakeConsumer()
+    service.txn = Txn.OPEN
+    service._commit(producer, consumer, {tp: 8}, {})
+    assert (producer.commits, producer.aborts, service.txn, service.link) == (2, 0, Txn.NONE, Link.UP)
+    assert service.committed[tp] == 8
+    # abort required: aborted once, positions back at the last commit
+    producer = _FakeProducer(KafkaException(KafkaError(KafkaError._FAIL, "retriable?", txn_requires_abort=True)))
+    service.txn = Txn.OPEN
+    service._commit(producer, consumer, {tp: 12}, {tp: collections.deque([1])})
+    assert (producer.aborts, service.txn, service.committed[tp]) == (1, Txn.NONE, 8) and consumer.seeks == [(*tp, 8)]
+    # fatal: a typed error ends the session (the next one makes a new producer)
+    producer = _FakeProducer(KafkaException(KafkaError(KafkaError._FAIL, "retriable", fatal=True)))
+    service.txn = Txn.OPEN
+    with pytest.raises(KafkaFatal):
+        service._commit(producer, consumer, {tp: 13}, {})
+    # a produce that failed for the transaction: DOOMED commits nothing, it aborts
+    producer = _FakeProducer()
+    service.txn = Txn.DOOMED
+    service._commit(producer, consumer, {tp: 14}, {})
+    assert (producer.commits, producer.aborts, service.committed[tp]) == (0, 1, 8)
