@@ -70,6 +70,11 @@ def test_a_budget_smaller_than_the_event_backlog_says_so(tmp_path):
     message = budget.check_event_backlog(plan.event_backlog_bytes)
     assert message and "smaller than the complete events' backlog" in message and "1000000 bytes" in message
     assert budget.check_event_backlog(500_000) is None
+    from edge.status import format_mirror
+
+    line = format_mirror({"condition": "up", "lag_records": 50, "budget_warning": message,
+                          "budget": {**budget.status(), "exhausted": True}})
+    assert "uplink budget: 976.6KiB of 976.6KiB left this day (exhausted" in line and message in line
 
 
 def test_budget_config_is_checked(tmp_path):
