@@ -280,7 +280,8 @@ function renderMirror(mirror) {
   const link = mirror.link ?? mirror.link_state ?? mirror.state ?? "?";
   const up = [true, "up", "connected", "online", "running"].includes(link);
   pill($("mirror-pill"), "mirror " + (up ? "up" : String(link)), up ? "ok" : "bad");
-  $("mirror-state").textContent = "link " + String(link);
+  $("mirror-state").textContent = "link " + String(link) + (mirror.budget_exhausted ? " · uplink budget exhausted" : "");
+  $("mirror-state").title = mirror.budget_warning || "";
   const facts = Object.entries(mirror).filter(([k, v]) => typeof v === "number" && k !== "time_ns")
     .map(([k, v]) => [k.replace(/_/g, " "), /bytes/.test(k) ? fmtBytes(v) + (/per_s|rate/.test(k) ? "/s" : "") : fmtNum(v, 1)]);
   $("mirror-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
