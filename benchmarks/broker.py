@@ -31,8 +31,8 @@ MiB = 1024 * 1024
 
 def start_broker(data_dir) -> tuple[subprocess.Popen, str]:
     endpoint = f"ipc://{data_dir}/broker.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "broker.server", "--data-dir", str(data_dir), "--endpoint", endpoint,
-                             "--log-level", "WARNING"])
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "broker", "--data-dir", str(data_dir),
+                             "--endpoint", endpoint, "--log-level", "WARNING"])
     deadline = time.monotonic() + 15
     while True:
         try:

@@ -17,14 +17,18 @@ import errno
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TypeVar, TypeVarTuple
 
 from .errors import BrokerError, DiskFullError, ResourceLimitError, StorageError
 from .limits import BrokerStats
 from .logs import RateLimiter, log_event, log_event_limited
 
 logger = logging.getLogger("broker.server")
+
+Result = TypeVar("Result")
+Args = TypeVarTuple("Args")
 
 REPEATED_LOG_INTERVAL_S = 60.0  # a lasting condition (full disk, stuck guard) logs once a minute
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -91,11 +95,11 @@ class BackgroundTasks:
         self.disk = disk
         self.limiter = limiter or RateLimiter(REPEATED_LOG_INTERVAL_S)
 
-    def run(self, task: str, work: Callable, *args: Any) -> Any:
+    def run(self, task: str, work: Callable[[*Args], Result], *args: *Args) -> Result | None:
         """``work(*args)``; on an error: counted, logged (rate-limited), None returned."""
         try:
             return work(*args)
-        except Exception as exc:  # noqa: BLE001 - no background task may stop the broker
+        except Exception as exc:  # no background task may stop the broker
             errors = self.stats.background_errors
             errors[task] = errors.get(task, 0) + 1
             if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in DISK_FULL_ERRNOS:

@@ -24,7 +24,13 @@ from . import record_codec as rc
 from .errors import CorruptBatchError, RecordTooLargeError
 from .record_layout import RecordLayout, decode_headers, record_layout
 from .records import (
-    ATTR_CONTROL, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, DEFAULT_MAX_SECTION_BYTES, BatchHeader, parse_header,
+    ATTR_CONTROL,
+    ATTR_LOG_APPEND_TIME,
+    ATTR_TRANSACTIONAL,
+    DEFAULT_MAX_SECTION_BYTES,
+    BatchHeader,
+    ByteBuffer,
+    parse_header,
     validate_batch,
 )
 
@@ -32,7 +38,7 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _HEADERS_VECTOR_LIMIT = 64
 
 
-def check_batch_records(batch, *, max_record_bytes: int, max_section_bytes: int) -> BatchHeader:
+def check_batch_records(batch: ByteBuffer, *, max_record_bytes: int, max_section_bytes: int) -> BatchHeader:
     """Full check of a CRC-valid batch at produce time (see the module docstring). Raises
     CorruptBatchError, or RecordTooLargeError for a record above ``max_record_bytes``."""
     header = parse_header(batch)
@@ -53,15 +59,14 @@ def check_batch_records(batch, *, max_record_bytes: int, max_section_bytes: int)
             f"{where}: record {biggest} is {int(sizes[biggest])} bytes, above the limit of {max_record_bytes}")
     low, high = int(lay.ts_deltas.min()), int(lay.ts_deltas.max())
     base = header.base_timestamp_ms
-    if not _INT64_MIN <= base + low and base + high <= _INT64_MAX:
+    if base + low < _INT64_MIN or base + high > _INT64_MAX:
         raise CorruptBatchError(f"{where}: record timestamps overflow int64")
     if not header.attributes & ATTR_LOG_APPEND_TIME and base + high != header.max_timestamp_ms:
         raise CorruptBatchError(
             f"{where}: maxTimestamp {header.max_timestamp_ms} does not match baseTimestamp {base} "
             f"plus the record deltas ({low}..{high})")
-    bad = _first_bad_headers(lay)
-    if bad is not None:
-        i = int(bad)
+    i = _first_bad_headers(lay)
+    if i is not None:
         try:
             decode_headers(lay.section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
             reason = "malformed headers"
@@ -119,11 +124,11 @@ def _first_failing(lay: RecordLayout, rows: np.ndarray) -> int:
         try:
             decode_headers(lay.section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
         except CorruptBatchError:
-            return i
+            return int(i)
     return int(rows[0])
 
 
-def find_damaged_batch(buf, *, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES
+def find_damaged_batch(buf: ByteBuffer, *, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES
                        ) -> tuple[int, BatchHeader, str] | None:
     """The first batch of a buffer of consecutive batches that would not decode, as (its
     byte position, its header, why), or None when all would. Raises CorruptBatchError when

@@ -26,10 +26,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
 from .errors import BrokerError
+
+if TYPE_CHECKING:  # imported where it starts: the authenticator thread is needed only with CURVE
+    from zmq.auth.thread import ThreadAuthenticator
 
 ZAP_DOMAIN = "edge"
 CLIENT_KEY_ENV = "EDGE_CURVE_CLIENT_KEY"
@@ -72,13 +76,13 @@ class ClientCurve:
     server_public: bytes
 
     @classmethod
-    def from_files(cls, client_secret_file: Path | str, server_public_file: Path | str) -> "ClientCurve":
+    def from_files(cls, client_secret_file: Path | str, server_public_file: Path | str) -> ClientCurve:
         public, secret = load_key_file(client_secret_file, secret=True)
         server_public, _ = load_key_file(server_public_file, secret=False)
         return cls(public, secret or b"", server_public)
 
     @classmethod
-    def from_env(cls) -> "ClientCurve | None":
+    def from_env(cls) -> ClientCurve | None:
         client, server = os.environ.get(CLIENT_KEY_ENV), os.environ.get(SERVER_KEY_ENV)
         if not client and not server:
             return None
@@ -87,7 +91,7 @@ class ClientCurve:
             raise CurveError(f"${missing} is not set: CURVE needs both ${CLIENT_KEY_ENV} and ${SERVER_KEY_ENV}")
         return cls.from_files(client, server)
 
-    def apply(self, socket: zmq.Socket) -> None:
+    def apply(self, socket: zmq.Socket[object]) -> None:
         socket.curve_publickey = self.public
         socket.curve_secretkey = self.secret
         socket.curve_serverkey = self.server_public
@@ -109,17 +113,18 @@ class ServerCurve:
         for key in keys:
             load_key_file(key, secret=False)
         self.clients = len(keys)
-        self._auth = None
+        self._auth: ThreadAuthenticator | None = None
 
-    def start(self, context: zmq.Context) -> None:
+    def start(self, context: zmq.Context[zmq.Socket[object]]) -> None:
         """Start the ZAP authenticator: only the authorized public keys pass the handshake."""
         from zmq.auth.thread import ThreadAuthenticator
 
-        self._auth = ThreadAuthenticator(context)
-        self._auth.start()
-        self._auth.configure_curve(domain=ZAP_DOMAIN, location=str(self.authorized_dir))
+        auth = ThreadAuthenticator(context)
+        auth.start()
+        auth.configure_curve(domain=ZAP_DOMAIN, location=str(self.authorized_dir))
+        self._auth = auth
 
-    def apply(self, socket: zmq.Socket) -> None:
+    def apply(self, socket: zmq.Socket[object]) -> None:
         socket.curve_server = True
         socket.curve_publickey = self.public
         socket.curve_secretkey = self.secret

@@ -38,7 +38,7 @@ class CorruptBatchError(BrokerError):
         self.resume_offset: int | None = int(found.group(1)) if found else None
 
     @classmethod
-    def at(cls, message: str, resume_offset: int) -> "CorruptBatchError":
+    def at(cls, message: str, resume_offset: int) -> CorruptBatchError:
         return cls(f"{message} [resume at offset {resume_offset}]")
 
 

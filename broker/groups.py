@@ -30,9 +30,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TypedDict
 
 from .errors import InvalidRequestError, UnknownGroupMemberError
 from .logs import log_event
@@ -49,6 +50,14 @@ def validate_group_name(name: object) -> str:
             f"invalid group name {name!r}: 1-200 of letters, digits, '.', '_', '-'"
         )
     return name
+
+
+class GroupDescription(TypedDict):
+    """One native group as ListGroups shows it (the native protocol's reply, JSON)."""
+
+    generation: int
+    members: dict[str, list[list[str | int]]]  # member id -> the [topic, partition] pairs it was handed
+    offsets: list[list[str | int]]  # [topic, partition, committed offset]
 
 
 @dataclass
@@ -148,7 +157,8 @@ class GroupCoordinator:
 
     # -- membership ----------------------------------------------------------------------
 
-    def join(self, name: str, member_id: str | None, topics: list[str], session_timeout_s: float) -> tuple[str, int, list]:
+    def join(self, name: str, member_id: str | None, topics: list[str],
+             session_timeout_s: float) -> tuple[str, int, list[tuple[str, int]]]:
         group = self.group(name)
         member_id = member_id or f"m-{uuid.uuid4().hex[:12]}"
         existing = group.members.get(member_id)
@@ -158,7 +168,7 @@ class GroupCoordinator:
             self._rebalance(group, f"member {member_id} joined")
         return member_id, group.generation, self._hand_out(group, member_id)
 
-    def heartbeat(self, name: str, member_id: str, generation: int) -> tuple[bool, int, list]:
+    def heartbeat(self, name: str, member_id: str, generation: int) -> tuple[bool, int, list[tuple[str, int]]]:
         group = self.group(name)
         member = group.members.get(member_id)
         if member is None:
@@ -175,7 +185,7 @@ class GroupCoordinator:
     @staticmethod
     def _hand_out(group: Group, member_id: str) -> list[tuple[str, int]]:
         """The member's target partitions that no other member still holds or was handed."""
-        busy = set()
+        busy: set[tuple[str, int]] = set()
         for other in group.members:
             if other != member_id:
                 busy.update(group.holding.get(other, ()))
@@ -228,7 +238,7 @@ class GroupCoordinator:
         log_event(logger, logging.INFO, "group_rebalanced", group=group.name, generation=group.generation,
                   members=len(members), reason=reason)
 
-    def describe(self) -> dict[str, dict]:
+    def describe(self) -> dict[str, GroupDescription]:
         return {
             name: {
                 "generation": g.generation,

@@ -32,10 +32,16 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import BrokerBusyError, ResourceLimitError
+
+if TYPE_CHECKING:
+    import zmq
+
+    from .logs import RateLimiter
 
 logger = logging.getLogger("broker.server")
 
@@ -70,7 +76,7 @@ class BrokerLimits:
     max_partitions_per_topic: int
 
     @classmethod
-    def from_fd_limit(cls, limit: int | None = None) -> "BrokerLimits":
+    def from_fd_limit(cls, limit: int | None = None) -> BrokerLimits:
         limit = fd_limit() if limit is None else limit
         clients = max(1, min(MAX_CLIENTS, limit // 4))
         total = max(1, (limit - clients - FD_RESERVE) // (FDS_PER_SEGMENT * SEGMENTS_BUDGETED_PER_PARTITION))
@@ -133,7 +139,7 @@ class ClientTable:
         self.connections = 0
         self._recent: collections.OrderedDict[bytes, None] = collections.OrderedDict()
 
-    def read_monitor(self, monitor, stats: BrokerStats, limiter) -> None:
+    def read_monitor(self, monitor: zmq.Socket[bytes], stats: BrokerStats, limiter: RateLimiter) -> None:
         """Apply the ROUTER monitor's pending events: connection count, refused accepts."""
         import zmq
         from zmq.utils.monitor import recv_monitor_message
@@ -181,6 +187,14 @@ class ClientTable:
         return True
 
 
+@dataclass
+class _Untracked:
+    """A client's reply bytes sent untracked since its last tracked reply."""
+
+    nbytes: int = 0
+    last_added: float = 0.0
+
+
 class ReplyBacklog:
     """Fetch reply bytes given to ZeroMQ and not yet written to each client's socket.
 
@@ -193,25 +207,25 @@ class ReplyBacklog:
     TRACK_FROM_BYTES = 64 * 1024  # zmq.COPY_THRESHOLD: larger replies are sent zero-copy anyway
     UNTRACKED_FORGET_S = 60.0  # untracked bytes of a client that stopped fetching: written or gone
 
-    def __init__(self, clock=time.monotonic):
-        self._pending: dict[bytes, collections.deque] = {}
-        self._untracked: dict[bytes, list] = {}  # identity -> [bytes, last added]
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._pending: dict[bytes, collections.deque[tuple[zmq.MessageTracker, int]]] = {}
+        self._untracked: dict[bytes, _Untracked] = {}
         self._clock = clock
         self.total = 0
 
     def wants_tracker(self, identity: bytes, nbytes: int) -> bool:
         untracked = self._untracked.get(identity)
-        return nbytes + (untracked[0] if untracked else 0) >= self.TRACK_FROM_BYTES
+        return nbytes + (untracked.nbytes if untracked else 0) >= self.TRACK_FROM_BYTES
 
     def add_untracked(self, identity: bytes, nbytes: int) -> None:
-        entry = self._untracked.setdefault(identity, [0, 0.0])
-        entry[0] += nbytes
-        entry[1] = self._clock()
+        entry = self._untracked.setdefault(identity, _Untracked())
+        entry.nbytes += nbytes
+        entry.last_added = self._clock()
         self.total += nbytes
 
-    def add(self, identity: bytes, tracker, nbytes: int) -> None:
+    def add(self, identity: bytes, tracker: zmq.MessageTracker, nbytes: int) -> None:
         """A tracked reply of ``nbytes``; it vouches for the untracked ones sent before it."""
-        folded = self._untracked.pop(identity, [0])[0]
+        folded = self._untracked.pop(identity, _Untracked()).nbytes
         self.total += nbytes
         if tracker.done:
             self.total -= nbytes + folded
@@ -220,7 +234,7 @@ class ReplyBacklog:
 
     def unread(self, identity: bytes) -> int:
         untracked = self._untracked.get(identity)
-        unread = untracked[0] if untracked else 0
+        unread = untracked.nbytes if untracked else 0
         pending = self._pending.get(identity)
         if not pending:
             return unread
@@ -235,10 +249,10 @@ class ReplyBacklog:
         for identity in list(self._pending):
             self.unread(identity)
         stale = self._clock() - self.UNTRACKED_FORGET_S
-        for identity, (nbytes, last) in list(self._untracked.items()):
-            if last < stale:
+        for identity, entry in list(self._untracked.items()):
+            if entry.last_added < stale:
                 del self._untracked[identity]
-                self.total -= nbytes
+                self.total -= entry.nbytes
 
     def check(self, identity: bytes) -> None:
         """Raise BrokerBusyError when ``identity`` may not be sent more fetch data now."""

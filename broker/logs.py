@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 _SECRET_KEYS = ("password", "secret", "token", "sasl.password", "api_key")
 
@@ -55,7 +56,7 @@ def setup_logging(level: str | int = "INFO", process: str = "edge") -> None:
 class RateLimiter:
     """Per key: at most one pass per ``interval_s``; ``allow`` returns how many were held back."""
 
-    def __init__(self, interval_s: float = 60.0, clock=time.monotonic):
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.interval_s = interval_s
         self._clock = clock
         self._last: dict[str, float] = {}
@@ -89,7 +90,8 @@ class RateLimitFilter(logging.Filter):
     """A logging filter limiting the named events (``event=NAME`` lines) to one per interval,
     appending ``suppressed=N`` to the line that passes after repeats were held back."""
 
-    def __init__(self, events: tuple[str, ...], interval_s: float = 60.0, clock=time.monotonic):
+    def __init__(self, events: tuple[str, ...], interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self.events = frozenset(events)
         self.limiter = RateLimiter(interval_s, clock)

@@ -122,7 +122,7 @@ def encode_header(kind: int, request_id: int, status: int = 0) -> bytes:
     return HEADER.pack(MAGIC, VERSION, kind, request_id, status)
 
 
-def decode_header(frame) -> Header:
+def decode_header(frame: bytes | memoryview) -> Header:
     """Parse a header frame; raises InvalidRequestError / UnsupportedVersionError."""
     if len(frame) != HEADER_SIZE:
         raise InvalidRequestError(f"header frame is {len(frame)} bytes, expected {HEADER_SIZE}")
@@ -140,7 +140,7 @@ def encode_metadata(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta, separators=(",", ":")).encode()
 
 
-def decode_metadata(frame) -> dict[str, Any]:
+def decode_metadata(frame: bytes | memoryview) -> dict[str, Any]:
     if len(frame) > MAX_METADATA_BYTES:
         raise InvalidRequestError(f"metadata frame of {len(frame)} bytes exceeds {MAX_METADATA_BYTES}")
     try:
@@ -152,7 +152,7 @@ def decode_metadata(frame) -> dict[str, Any]:
     return meta
 
 
-def parse_request(frames: list) -> tuple[Header, dict[str, Any], list]:
+def parse_request(frames: list[Any]) -> tuple[Header, dict[str, Any], list[Any]]:
     """Split a request (without the ROUTER identity) into header, metadata, payload frames."""
     if len(frames) < 2:
         raise InvalidRequestError(f"a request has at least 2 frames (header, metadata), got {len(frames)}")
@@ -171,21 +171,22 @@ def parse_request(frames: list) -> tuple[Header, dict[str, Any], list]:
 
 
 def error_reply(kind: int, request_id: int, error: BrokerError) -> list[bytes]:
-    meta = {"error": error.code, "message": error.message, "retriable": error.retriable}
-    if error.kafka_error:
-        meta["kafka_error"] = error.kafka_error  # e.g. KAFKA_STORAGE_ERROR for a full disk
-    return [encode_header(kind | REPLY_BIT, request_id, error.code), encode_metadata(meta)]
+    """An error reply's frames; its metadata is protocol_messages.ErrorReply (with ``kafka_error``,
+    e.g. KAFKA_STORAGE_ERROR for a full disk, where one applies)."""
+    from .protocol_messages import ErrorReply  # the messages module builds on this one
+
+    return [encode_header(kind | REPLY_BIT, request_id, error.code), ErrorReply.of(error).encode()]
 
 
-def ok_reply(kind: int, request_id: int, meta: dict[str, Any], payloads: list | None = None) -> list:
+def ok_reply(kind: int, request_id: int, meta: dict[str, Any], payloads: list[Any] | None = None) -> list[Any]:
     return [encode_header(kind | REPLY_BIT, request_id, 0), encode_metadata(meta), *(payloads or [])]
 
 
-# -- typed field access: every request field is checked, with a reason on failure ---------
+# -- typed field access: every message field (broker/protocol_messages.py) is checked here, with a reason --
 
 
-def field(meta: dict[str, Any], name: str, kind: type | tuple, *, default: Any = ..., minimum: int | None = None,
-          maximum: int | None = None) -> Any:
+def field(meta: dict[str, Any], name: str, kind: type | tuple[type, ...], *, default: Any = ...,
+          minimum: int | None = None, maximum: int | None = None) -> Any:
     if name not in meta:
         if default is ...:
             raise InvalidRequestError(f"missing field {name!r}")

@@ -263,7 +263,7 @@ def codec_id(codec: int | str) -> int:
     return codec
 
 
-def compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes | memoryview) -> bytes | memoryview:
     if codec == CODEC_NONE:
         return data
     if codec == CODEC_GZIP:

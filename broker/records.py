@@ -43,21 +43,38 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 from crc32c import crc32c
 
 from . import record_codec as rc
 from .errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
-from .record_codec import CODEC_GZIP, CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_SNAPPY, CODEC_ZSTD, CODECS  # noqa: F401
+from .record_codec import CODEC_GZIP, CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_SNAPPY, CODEC_ZSTD, CODECS  # noqa: F401 - the batch format names its codecs
+
+if TYPE_CHECKING:
+    # decoding lives in broker.record_layout, re-exported lazily at run time (``__getattr__`` below);
+    # named here for the type checker, as explicit re-exports ("X as X", which PLC0414 would drop)
+    from .record_layout import BatchValues as BatchValues  # noqa: PLC0414
+    from .record_layout import RecordLayout as RecordLayout  # noqa: PLC0414
+    from .record_layout import batch_timestamps as batch_timestamps  # noqa: PLC0414
+    from .record_layout import decode_batch as decode_batch  # noqa: PLC0414
+    from .record_layout import decode_batch_values as decode_batch_values  # noqa: PLC0414
+    from .record_layout import decode_batches as decode_batches  # noqa: PLC0414
+    from .record_layout import decode_batches_values as decode_batches_values  # noqa: PLC0414
+    from .record_layout import decode_headers as decode_headers  # noqa: PLC0414
+    from .record_layout import record_layout as record_layout  # noqa: PLC0414
 
 MAGIC = 2
 VERSION = MAGIC
 CAPTURE_HEADER = "edge.capture_ns"  # one name, also used by the mirror (edge.mirror.destination)
 _CAPTURE_KEY = CAPTURE_HEADER.encode()
 NS_PER_MS = 1_000_000
+
+# what batches are read from and written into: bytes, a writable buffer, or a view of either
+ByteBuffer: TypeAlias = bytes | bytearray | memoryview
 
 HEADER = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE = HEADER.size  # 61
@@ -162,7 +179,7 @@ class Record:
         return default if raw is None else bytes(raw).decode("utf-8", "replace")
 
 
-def parse_header(buf, pos: int = 0) -> BatchHeader:
+def parse_header(buf: ByteBuffer, pos: int = 0) -> BatchHeader:
     """Parse a batch header at ``pos``; checks magic, codec and lengths, not the CRC."""
     if len(buf) - pos < HEADER_SIZE:
         raise CorruptBatchError(f"batch header truncated: {len(buf) - pos} bytes, need {HEADER_SIZE}")
@@ -180,7 +197,7 @@ def parse_header(buf, pos: int = 0) -> BatchHeader:
     return header
 
 
-def validate_batch(buf, pos: int = 0, *, max_batch_bytes: int | None = None) -> BatchHeader:
+def validate_batch(buf: ByteBuffer, pos: int = 0, *, max_batch_bytes: int | None = None) -> BatchHeader:
     """Check header, length and CRC of the batch at ``pos``; return its header."""
     header = parse_header(buf, pos)
     if max_batch_bytes is not None and header.batch_length > max_batch_bytes:
@@ -197,7 +214,7 @@ def validate_batch(buf, pos: int = 0, *, max_batch_bytes: int | None = None) -> 
     return header
 
 
-def stamped_prefix(batch, header: BatchHeader, base_offset: int, append_time_ns: int,
+def stamped_prefix(batch: ByteBuffer, header: BatchHeader, base_offset: int, append_time_ns: int,
                    log_append_time: bool = False) -> tuple[bytes, int]:
     """What the broker writes in front of ``batch[rest:]`` for an append: (prefix, rest).
 
@@ -218,7 +235,7 @@ def stamped_prefix(batch, header: BatchHeader, base_offset: int, append_time_ns:
     return bytes(head), HEADER_SIZE
 
 
-def stamp_batch(buf, base_offset: int, pos: int = 0) -> None:
+def stamp_batch(buf: bytearray | memoryview, base_offset: int, pos: int = 0) -> None:
     """Write a base offset and the leader epoch into a writable batch buffer in place (both
     are outside the CRC, as in Kafka)."""
     BASE_OFFSET.pack_into(buf, pos + BASE_OFFSET_OFFSET, base_offset)
@@ -229,7 +246,7 @@ PRODUCER_FIELDS = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequen
 PRODUCER_FIELDS_OFFSET = 43
 
 
-def with_producer(batch, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
+def with_producer(batch: ByteBuffer, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
     """A copy of ``batch`` with an idempotent producer's id, epoch and first sequence, and
     its CRC recomputed (those fields are inside the CRC)."""
     view = memoryview(batch)
@@ -239,7 +256,7 @@ def with_producer(batch, producer_id: int, producer_epoch: int, base_sequence: i
     return b"".join((head, view[HEADER_SIZE:]))
 
 
-def iter_batches(buf, *, validate: bool = True) -> Iterator[tuple[BatchHeader, memoryview]]:
+def iter_batches(buf: ByteBuffer, *, validate: bool = True) -> Iterator[tuple[BatchHeader, memoryview]]:
     """Yield (header, batch bytes) for each whole batch in a buffer of consecutive batches."""
     view = memoryview(buf)
     pos = 0
@@ -251,7 +268,7 @@ def iter_batches(buf, *, validate: bool = True) -> Iterator[tuple[BatchHeader, m
 
 # -- building --------------------------------------------------------------------------------
 
-def _header_bytes(name: str, value) -> bytes:
+def _header_bytes(name: str, value: str | ByteBuffer | None) -> bytes:
     name_b = name.encode("utf-8")
     if value is None:
         return rc.varint_bytes(len(name_b)) + name_b + rc.varint_bytes(-1)
@@ -259,7 +276,8 @@ def _header_bytes(name: str, value) -> bytes:
     return rc.varint_bytes(len(name_b)) + name_b + rc.varint_bytes(len(value_b)) + value_b
 
 
-def _record_bytes(offset_delta: int, ts_delta: int, key, value, headers: Mapping | None, capture: int | None) -> bytes:
+def _record_bytes(offset_delta: int, ts_delta: int, key: ByteBuffer | None, value: ByteBuffer,
+                  headers: Mapping[str, str | ByteBuffer | None] | None, capture: int | None) -> bytes:
     items = []
     if capture is not None:
         items.append(_header_bytes(CAPTURE_HEADER, str(capture)))
@@ -380,8 +398,8 @@ def _uniform_heads(n: int, value_len: int, tail_len: int) -> tuple[np.ndarray, n
     return heads, lengths
 
 
-def _bulk_records(values, value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.ndarray,
-                  needs_capture: np.ndarray) -> bytes:
+def _bulk_records(values: Sequence[ByteBuffer], value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.ndarray,
+                  needs_capture: np.ndarray) -> bytes | memoryview:
     n = len(values)
     tails, tail_lens = _capture_tails(ts, needs_capture)
     length = int(value_lens[0])
@@ -408,9 +426,9 @@ def _bulk_records(values, value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.
         return out.data
     head_b, tail_b = rc.compact_rows(heads, head_lens), rc.compact_rows(tails, tail_lens)
     head_ends, tail_ends = np.cumsum(head_lens).tolist(), np.cumsum(tail_lens).tolist()
-    parts = []
+    parts: list[ByteBuffer] = []
     h0 = t0 = 0
-    for value, h1, t1 in zip(values, head_ends, tail_ends):
+    for value, h1, t1 in zip(values, head_ends, tail_ends, strict=True):
         parts += (head_b[h0:h1], value, tail_b[t0:t1])
         h0, t0 = h1, t1
     return b"".join(parts)
@@ -425,7 +443,7 @@ def encode_records(records: Iterable[Record], *, codec: int | str = CODEC_NONE) 
 
 # -- reading ---------------------------------------------------------------------------------
 
-def records_section(batch, header: BatchHeader | None = None, *,
+def records_section(batch: ByteBuffer, header: BatchHeader | None = None, *,
                     max_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> memoryview:
     """The uncompressed records of a batch (a view when the codec is none), never inflated
     beyond ``max_bytes`` (CorruptBatchError)."""
@@ -444,7 +462,7 @@ _LAYOUT_NAMES = frozenset({
 })
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # decoding lives in broker.record_layout, which builds on this module: re-exported
     # lazily so that either module may be imported first
     if name in _LAYOUT_NAMES:

@@ -1,5 +1,10 @@
 """The broker process: a ZeroMQ ROUTER serving the storage engine (protocol: broker/protocol.py).
 
+This module is the serve loop and the state it owns: dispatch, timers, the effects both
+protocols share (append, topics, commits). Request handlers: broker/server_handlers.py;
+FETCH and long polls: broker/server_fetch.py; start-up: broker/server_run.py; the command
+line: edge/commands/broker.py.
+
 Guarantees:
 - One event loop owns the storage engine and the group coordinator; requests are handled
   in arrival order per client, pipelined across clients.
@@ -40,48 +45,28 @@ Guarantees:
 
 from __future__ import annotations
 
-import argparse
-import heapq
 import logging
 import os
-import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Protocol
 
 import zmq
 
 from . import protocol as P
-from .curve import CurveError, ServerCurve, is_loopback_tcp
-from .errors import (
-    BrokerBusyError,
-    BrokerError,
-    DiskFullError,
-    InvalidConfigError,
-    InvalidRequestError,
-    LogTruncatedError,
-    OffsetOutOfRangeError,
-    ResourceLimitError,
-    StorageError,
-    UnknownTopicError,
-)
+from . import protocol_messages as M
+from .background import BackgroundTasks, DiskFullState
+from .curve import ServerCurve
+from .errors import BrokerBusyError, BrokerError, DiskFullError, ResourceLimitError, UnknownTopicError
 from .groups import GroupCoordinator
-from .limits import (
-    MAX_FETCH_REPLY_BYTES,
-    MAX_PARKED_PARTITIONS,
-    MAX_PARKED_PER_CLIENT,
-    BrokerLimits,
-    BrokerStats,
-    ClientTable,
-    ReplyBacklog,
-)
-from .background import REPEATED_LOG_INTERVAL_S, BackgroundTasks, DiskFullState
-from .logs import RateLimitFilter, log_event, log_event_limited, setup_logging
+from .limits import BrokerLimits, BrokerStats, ClientTable, ReplyBacklog
+from .logs import log_event, log_event_limited
 from .memory import HeapTrimmer
-from .storage import DiskGuard, Storage
-from .storage.dir_lock import lock_broker_data_dir
-from .storage.pins import shipped_progress
+from .server_fetch import FetchService
+from .server_handlers import DurableAcks, RequestHandlers
+from .storage import Storage
+from .storage.partition_log import AppendResult, PartitionLog
 from .topic_config import TopicConfig
 
 logger = logging.getLogger("broker.server")
@@ -100,25 +85,19 @@ REQUESTS_QUEUED_PER_CLIENT = 8
 # Replies queued per client. Deep, because ROUTER drops a reply when this pipe is full, and a
 # dropped reply is a request timeout and a retried batch for the client.
 REPLIES_QUEUED_PER_CLIENT = 10_000
-MAX_FETCH_WAIT_MS = 60_000
 
 
-@dataclass
-class ParkedFetch:
-    deadline: float
-    identity: bytes
-    request_id: int
-    meta: dict[str, Any]
+class ServerExtension(Protocol):
+    """Another listener in this loop (broker/kafka/listener.py): it polls its sockets with ours
+    and shares this storage and these groups, so nothing runs concurrently."""
 
-
-@dataclass
-class DurableWaiter:
-    identity: bytes
-    request_id: int
-    topic: str
-    partition: int
-    needed: int
-    reply: dict[str, Any]
+    def attach(self, poller: zmq.Poller) -> None: ...
+    def on_ready(self, fd: int, flags: int) -> None: ...
+    def next_timeout_s(self) -> float | None: ...
+    def run_timers(self, now: float) -> None: ...
+    def on_append(self, topic: str, partition: int) -> None: ...
+    def stats_fields(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
 
 
 class BrokerServer:
@@ -130,17 +109,11 @@ class BrokerServer:
         self.endpoint = endpoint
         self.curve = curve if endpoint.startswith("tcp://") else None
         self.auto_create_topics = auto_create_topics
-        self.topic_config_for = topic_config_for or (lambda name: storage.defaults)
+        self.topic_config_for: Callable[[str], TopicConfig] = topic_config_for or (lambda name: storage.defaults)
         self.groups = GroupCoordinator(storage.data_dir, self._partition_count)
-        self.context = zmq.Context.instance()
-        self.socket: zmq.Socket | None = None
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self.socket: zmq.Socket[bytes] | None = None
         self._stopping = False
-        self._parked: list[ParkedFetch] = []
-        # (topic, partition) -> parked fetches listing it; may count fetches already gone
-        # (then a produce scans for nothing), never misses one: a produce to a partition no
-        # fetch waits for costs one lookup, however many fetches are parked
-        self._parked_on: dict[tuple[str, int], int] = {}
-        self._durable_waiters: list[DurableWaiter] = []
         self._last_retention = 0.0
         self.heap = HeapTrimmer()  # freed batches back to the OS once a second (broker.memory)
         self._last_expiry = 0.0
@@ -152,10 +125,11 @@ class BrokerServer:
         self.reply_backlog = ReplyBacklog()
         self.disk = DiskFullState(storage.data_dir, self.stats)
         self.background = BackgroundTasks(self.stats, self.disk)
-        self._monitor: zmq.Socket | None = None
-        # more listeners in this loop (broker/kafka/listener.py): they poll their sockets
-        # with ours and share this storage and these groups, so nothing runs concurrently
-        self.extensions: list = []
+        self.fetches = FetchService(storage, self.stats, self.reply_backlog, self._send)
+        self.durable_acks = DurableAcks(storage, self._send)
+        self._handlers = RequestHandlers(self).by_request
+        self._monitor: zmq.Socket[bytes] | None = None
+        self.extensions: list[ServerExtension] = []
         self._apply_mirror_protection()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -178,7 +152,7 @@ class BrokerServer:
         for partition in range(self._partition_count(topic)):
             self.storage.set_protected_offset(topic, partition, committed.get((topic, partition), 0))
 
-    def bind(self) -> None:
+    def bind(self) -> zmq.Socket[bytes]:
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 2000)
         sock.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME_BYTES)
@@ -201,15 +175,15 @@ class BrokerServer:
         log_event(logger, logging.INFO, "broker_listening", endpoint=self.endpoint,
                   curve=f"{self.curve.clients} authorized clients" if self.curve else "off",
                   data_dir=self.storage.data_dir, topics=len(self.storage.topics()))
+        return sock
 
     def stop(self, *_args: object) -> None:
         self._stopping = True
 
     def serve_forever(self) -> None:
-        if self.socket is None:
-            self.bind()
+        sock = self.socket or self.bind()
         poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
+        poller.register(sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         for extension in self.extensions:
             extension.attach(poller)
@@ -221,7 +195,7 @@ class BrokerServer:
                 self.clients.read_monitor(self._monitor, self.stats, self.background.limiter)
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
-                        frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     self._handle(frames)
@@ -236,10 +210,9 @@ class BrokerServer:
         # a full disk must not turn a clean stop into a traceback: what fails is logged, the
         # next start recovers from the files as after a crash
         self._guarded("shutdown_flush", self.storage.flush_all)
-        self._complete_durable_waiters()
-        for fetch in self._parked:
-            self._guarded("shutdown_fetch", self._answer_fetch, fetch)
-        self._parked.clear()
+        self.durable_acks.complete()
+        for fetch in self.fetches.take_all():
+            self._guarded("shutdown_fetch", self.fetches.answer, fetch)
         for extension in self.extensions:
             self._guarded("shutdown_extension", extension.close)
         self._guarded("shutdown_close", self.storage.close)
@@ -264,18 +237,19 @@ class BrokerServer:
         flush = self.storage.next_flush_delay_s()
         if flush is not None:
             waits.append(flush)
-        if self._parked:
-            waits.append(min(f.deadline for f in self._parked) - now)
+        parked_deadline = self.fetches.next_deadline()
+        if parked_deadline is not None:
+            waits.append(parked_deadline - now)
         waits.extend(w for w in (e.next_timeout_s() for e in self.extensions) if w is not None)
         return max(0, int(min(waits) * 1000) + 1)
 
     def _run_timers(self) -> None:
         now = time.monotonic()
         flushed = self._guarded("flush", self.storage.flush_due)
-        if flushed or (flushed is None and self._durable_waiters):
-            self._complete_durable_waiters()
-        if self._parked:
-            self._guarded("parked_fetch_expiry", self._expire_parked, now)
+        if flushed or (flushed is None and self.durable_acks):
+            self.durable_acks.complete()
+        if self.fetches.parked:
+            self._guarded("parked_fetch_expiry", self.fetches.expire, now)
         if now - self._last_expiry >= GROUP_EXPIRY_INTERVAL_S:
             self._last_expiry = now
             self._guarded("group_expiry", self.groups.expire, now)
@@ -289,21 +263,13 @@ class BrokerServer:
             self._guarded("extension_timers", extension.run_timers, now)
         self._guarded("heap_trim", self.heap.maybe_trim, now)
 
-    def _expire_parked(self, now: float) -> None:
-        due = [f for f in self._parked if f.deadline <= now]
-        if due:
-            self._parked = [f for f in self._parked if f.deadline > now]
-            self._unpark(due)
-            for fetch in due:
-                self._answer_fetch(fetch)
-
     def _enforce_retention(self) -> None:
         self._guarded("retention", self.storage.enforce_retention)
 
-    def _guarded(self, task: str, run: Callable, *args: Any) -> Any:
+    def _guarded(self, task: str, run: Callable[..., Any], *args: Any) -> Any:
         return self.background.run(task, run, *args)  # errors logged, counted, retried next turn
 
-    def _append_when_disk_full(self, log, view):
+    def _append_when_disk_full(self, log: PartitionLog, view: memoryview) -> AppendResult:
         """The append after a DiskFullError: again once the disk guard had a chance to free
         space (at most once a second, not per refused request); else refused."""
         self.disk.note()
@@ -317,13 +283,15 @@ class BrokerServer:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _send(self, identity: bytes, frames: list) -> None:
+    def _send(self, identity: bytes, frames: list[Any]) -> None:
+        if self.socket is None:  # stopped: nobody is left to answer
+            return
         try:
             self.socket.send_multipart([identity, *frames], copy=False)
         except zmq.ZMQError as exc:
             log_event(logger, logging.WARNING, "reply_failed", error=exc)
 
-    def _handle(self, frames: list) -> None:
+    def _handle(self, frames: list[zmq.Frame]) -> None:
         self.requests_handled += 1
         identity = frames[0].bytes
         kind, request_id = 0, 0
@@ -342,8 +310,8 @@ class BrokerServer:
             header, meta, payloads = P.parse_request(
                 [frames[1].bytes if len(frames) > 1 else b"", *(f.bytes for f in frames[2:3]), *frames[3:]]
             )
-            handler = self._handlers[header.request_kind]
-            reply = handler(self, identity, header, meta, payloads)
+            request = M.decode_request(header.request_kind, meta)
+            reply = self._handlers[type(request)](identity, header.request_id, request, payloads)
             if reply is not None:
                 self._send(identity, reply)
         except BrokerError as exc:
@@ -352,7 +320,7 @@ class BrokerServer:
             log_event_limited(self.background.limiter, logger, logging.ERROR, "request_io_failed",
                               key=f"io-{kind}-{exc.errno}", kind=P.REQUEST_TYPES.get(kind, kind), error=repr(exc))
             self._reply_error(identity, kind, request_id, self.disk.error_for(exc, self.limits.fd_limit))
-        except Exception as exc:  # noqa: BLE001 - the loop must survive any request
+        except Exception as exc:
             log_event(logger, logging.ERROR, "request_failed", kind=P.REQUEST_TYPES.get(kind, kind), error=repr(exc))
             self._reply_error(identity, kind, request_id, BrokerError(f"internal error: {type(exc).__name__}: {exc}"))
 
@@ -360,16 +328,16 @@ class BrokerServer:
         # errors are answered even for acks=none: a client ignores replies it does not await
         self._send(identity, P.error_reply(kind, request_id, exc))
 
-    # -- produce -------------------------------------------------------------------------
+    # -- effects both protocols share ------------------------------------------------------
 
-    def _log_for_produce(self, topic: str, partition: int):
+    def _log_for_produce(self, topic: str, partition: int) -> PartitionLog:
         if not self.storage.has_topic(topic):
             if not self.auto_create_topics:
                 raise UnknownTopicError(f"unknown topic {topic!r} (auto-creation is off)")
             self.create_topic(topic, self.topic_config_for(topic))
         return self.storage.log(topic, partition)
 
-    def append_batch(self, topic: str, partition: int, view: memoryview):
+    def append_batch(self, topic: str, partition: int, view: memoryview) -> tuple[PartitionLog, AppendResult]:
         """Append one batch (both protocols): auto-creation, the disk-full retry, parked
         fetches woken. Returns (log, AppendResult)."""
         log = self._log_for_produce(topic, partition)
@@ -379,277 +347,32 @@ class BrokerServer:
             result = self._append_when_disk_full(log, view)  # the disk guard may free space
         if self.disk.full:
             self.disk.clear("a write succeeded")
-        self._wake_fetches(topic, partition)
-        return log, result
-
-    def _produce(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
-        partition = P.field(meta, "partition", int, minimum=0)
-        acks = P.field(meta, "acks", int, default=P.ACKS_WRITTEN, minimum=0, maximum=2)
-        batch = payloads[0]
-        log, result = self.append_batch(topic, partition, batch.buffer if hasattr(batch, "buffer") else memoryview(batch))
-        if acks == P.ACKS_NONE:
-            return None
-        reply = {"base_offset": result.base_offset, "last_offset": result.last_offset,
-                 "append_time": result.append_time_ns}
-        if acks == P.ACKS_DURABLE and not result.durable:
-            if log.config.flush != "interval":
-                log.flush()
-            else:
-                self._durable_waiters.append(
-                    DurableWaiter(identity, header.request_id, topic, partition, result.last_offset + 1, reply))
-                return None
-        reply["durable_offset"] = log.durable_offset
-        return P.ok_reply(P.PRODUCE, header.request_id, reply)
-
-    def _complete_durable_waiters(self) -> None:
-        pending = []
-        for waiter in self._durable_waiters:
-            try:
-                durable = self.storage.log(waiter.topic, waiter.partition).durable_offset
-            except BrokerError as exc:
-                self._send(waiter.identity, P.error_reply(P.PRODUCE, waiter.request_id, exc))
-                continue
-            if durable >= waiter.needed:
-                self._send(waiter.identity, P.ok_reply(P.PRODUCE, waiter.request_id,
-                                                       {**waiter.reply, "durable_offset": durable}))
-            else:
-                pending.append(waiter)
-        self._durable_waiters = pending
-
-    # -- fetch ---------------------------------------------------------------------------
-
-    def _fetch(self, identity, header, meta, payloads):
-        parts = P.field(meta, "partitions", list)
-        if not parts or len(parts) > 4096:
-            raise InvalidRequestError("fetch needs 1..4096 partitions")
-        listed = set()
-        for part in parts:
-            if not isinstance(part, list) or len(part) not in (3, 4):
-                raise InvalidRequestError("each fetch partition is [topic, partition, offset] or "
-                                          "[topic, partition, offset, log_epoch]")
-            P.field({"topic": part[0]}, "topic", str)
-            P.field({"partition": part[1]}, "partition", int, minimum=0)
-            P.field({"offset": part[2]}, "offset", int, minimum=0)
-            if len(part) == 4:
-                P.field({"log_epoch": part[3]}, "log_epoch", int, minimum=0)
-            listed.add((part[0], part[1]))
-        if len(listed) != len(parts):
-            raise InvalidRequestError("a fetch lists a partition more than once")
-        if P.field(meta, "max_bytes", int, default=4 * 1024 * 1024, minimum=1) > MAX_FETCH_REPLY_BYTES:
-            meta["max_bytes"] = MAX_FETCH_REPLY_BYTES  # one reply's memory is bounded
-            self.stats.fetch_max_bytes_clamped += 1
-        wait_ms = P.field(meta, "max_wait_ms", int, default=0, minimum=0, maximum=MAX_FETCH_WAIT_MS)
-        self._check_reply_backlog(identity)
-        fetch = ParkedFetch(time.monotonic() + wait_ms / 1000, identity, header.request_id, meta)
-        reply, has_data = self._read_fetch(fetch)
-        if not has_data and wait_ms > 0 and self._may_park(identity, len(parts)):
-            self._parked.append(fetch)
-            for key in listed:
-                self._parked_on[key] = self._parked_on.get(key, 0) + 1
-        else:
-            self._send_fetch_reply(identity, reply)
-        return None
-
-    def _may_park(self, identity: bytes, partitions: int) -> bool:
-        """Whether a fetch may wait for data; raises BrokerBusyError when its client has too many
-        waiting, False (answer now) when all clients' waiting fetches reach the broker's cap."""
-        if sum(1 for f in self._parked if f.identity == identity) >= MAX_PARKED_PER_CLIENT:
-            self.stats.fetch_parked_refused += 1
-            raise BrokerBusyError(f"this client already has {MAX_PARKED_PER_CLIENT} fetches waiting for data")
-        if sum(len(f.meta["partitions"]) for f in self._parked) + partitions > MAX_PARKED_PARTITIONS:
-            self.stats.fetch_parked_overflow += 1
-            return False
-        return True
-
-    def _send_fetch_reply(self, identity: bytes, reply: list) -> None:
-        """Send a fetch reply, its data counted as unread until ZeroMQ has written it (see
-        ReplyBacklog: the tracker of its last frame with data, for large replies and one in
-        many small ones; ZeroMQ writes a message's frames, and a client's messages, in order)."""
-        nbytes = sum(len(f) for f in reply[2:])
-        if not nbytes:
-            self._send(identity, reply)
-        elif not self.reply_backlog.wants_tracker(identity, nbytes):
-            self._send(identity, reply)
-            self.reply_backlog.add_untracked(identity, nbytes)
-        else:
-            last = max(i for i in range(2, len(reply)) if len(reply[i]))
-            tracked = zmq.Frame(reply[last], copy=False, track=True)
-            self._send(identity, [*reply[:last], tracked, *reply[last + 1:]])
-            self.reply_backlog.add(identity, tracked.tracker, nbytes)
-
-    def _read_fetch(self, fetch: ParkedFetch) -> tuple[list, bool]:
-        budget = fetch.meta.get("max_bytes", 4 * 1024 * 1024)
-        out_meta, payloads, has_data = [], [], False
-        for topic, partition, offset, *epoch in fetch.meta["partitions"]:
-            entry: dict[str, Any] = {"topic": topic, "partition": partition, "error": 0}
-            data = b""
-            try:
-                log = self.storage.log(topic, partition)
-                epochs = self.storage.log_epochs(topic, partition)
-                entry.update(log_start=log.log_start_offset, next_offset=log.next_offset,
-                             durable_offset=log.durable_offset, topic_id=self.storage.topic_id(topic),
-                             log_epoch=epochs.current)
-                if epoch and epoch[0] != epochs.current:
-                    end = epochs.end_offset(epoch[0], log.next_offset)
-                    if offset > end:  # recovery took back [end, offset): the reader must hear it
-                        entry["truncated_to"] = end
-                        raise LogTruncatedError(f"{topic}/{partition}: offsets from {end} up to {offset} were "
-                                                f"taken back by crash recovery (log epoch {epoch[0]} ended at {end})")
-                if budget > 0:
-                    data = log.read(offset, budget)
-                    budget -= len(data)
-            except (BrokerError, OSError) as exc:
-                err = exc if isinstance(exc, BrokerError) else StorageError(f"reading {topic}/{partition}: {exc}")
-                entry.update(error=err.code, message=err.message)
-                if isinstance(err, OffsetOutOfRangeError):  # a reader's position is gone: count it by kind
-                    kind = "log_truncated" if isinstance(err, LogTruncatedError) else "offset_out_of_range"
-                    self.stats.fetch_position_errors[kind] = self.stats.fetch_position_errors.get(kind, 0) + 1
-                has_data = True  # errors are news: answer now
-            if len(data):
-                has_data = True
-            entry["bytes"] = len(data)
-            out_meta.append(entry)
-            payloads.append(data)
-        return P.ok_reply(P.FETCH, fetch.request_id, {"partitions": out_meta}, payloads), has_data
-
-    def _check_reply_backlog(self, identity: bytes) -> None:
-        try:
-            self.reply_backlog.check(identity)
-        except BrokerBusyError:
-            self.stats.reply_backlog_refused += 1
-            raise
-
-    def _answer_fetch(self, fetch: ParkedFetch) -> None:
-        try:
-            self._check_reply_backlog(fetch.identity)
-        except BrokerBusyError as exc:
-            self._reply_error(fetch.identity, P.FETCH, fetch.request_id, exc)
-            return
-        reply, _ = self._read_fetch(fetch)
-        self._send_fetch_reply(fetch.identity, reply)
-
-    def _wake_fetches(self, topic: str, partition: int) -> None:
         for extension in self.extensions:
             extension.on_append(topic, partition)
-        if not self._parked or (topic, partition) not in self._parked_on:
-            return
-        keep, woken = [], []
-        for fetch in self._parked:
-            if any(part[0] == topic and part[1] == partition for part in fetch.meta["partitions"]):
-                woken.append(fetch)
-            else:
-                keep.append(fetch)
-        self._parked = keep
-        self._unpark(woken)
-        for fetch in woken:
-            self._answer_fetch(fetch)
+        self.fetches.wake(topic, partition)
+        return log, result
 
-    def _unpark(self, fetches: list[ParkedFetch]) -> None:
-        for fetch in fetches:
-            for part in fetch.meta["partitions"]:
-                key = (part[0], part[1])
-                left = self._parked_on.pop(key, 0) - 1
-                if left > 0:
-                    self._parked_on[key] = left
-
-    # -- offsets, metadata, topics -------------------------------------------------------
-
-    def _list_offsets(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
-        partition = P.field(meta, "partition", int, minimum=0)
-        spec = P.field(meta, "spec", str)
-        log = self.storage.log(topic, partition)
-        if spec == "earliest":
-            offset, found = log.log_start_offset, True
-        elif spec == "latest":
-            offset, found = log.next_offset, True
-        elif spec == "timestamp":
-            ts = P.field(meta, "timestamp", int)
-            found_offset = log.offset_for_time(ts)
-            offset, found = (found_offset, True) if found_offset is not None else (log.next_offset, False)
-        else:
-            raise InvalidRequestError(f"spec must be earliest, latest or timestamp, not {spec!r}")
-        return P.ok_reply(P.LIST_OFFSETS, header.request_id, {"offset": offset, "found": found})
-
-    def _metadata(self, identity, header, meta, payloads):
-        wanted = P.field(meta, "topics", (list, type(None)), default=None)
-        topics = {}
-        for name, config in sorted(self.storage.topics().items()):
-            if wanted is not None and name not in wanted:
-                continue
-            topics[name] = {
-                "config": config.to_json_dict(),
-                "id": self.storage.topic_id(name),
-                "partitions": [
-                    {"partition": log.partition, "log_start": log.log_start_offset, "next_offset": log.next_offset,
-                     "log_epoch": self.storage.log_epochs(name, log.partition).current,
-                     "durable_offset": log.durable_offset, "size_bytes": log.size_bytes,
-                     "segments": len(log.segments), "protected_offset": log.protected_offset,
-                     "future_records": log.future_records}
-                    for log in self.storage.partition_logs(name)
-                ],
-            }
-        if wanted:
-            missing = [t for t in wanted if t not in topics]
-            if missing:
-                raise UnknownTopicError(f"unknown topic {missing[0]!r}")
-        usage = os.statvfs(self.storage.data_dir)
-        broker = {
-            "endpoint": self.endpoint, "data_dir": str(self.storage.data_dir), "pid": os.getpid(),
-            "disk_total_bytes": usage.f_blocks * usage.f_frsize, "disk_free_bytes": usage.f_bavail * usage.f_frsize,
-            "deletions": self.storage.deletion_counts, "unshipped_deleted_bytes": self.storage.unshipped_deleted_bytes,
-            "recovered_truncated_bytes": sum(r.truncated_bytes for r in self.storage.recovery_reports),
-            "corrupt_batches": self.storage.corrupt_batch_count,
-            "pins": len(self.storage.pins), "pinned_bytes": self.storage.total_pinned_bytes(),
-            "pinned_deleted_bytes": self.storage.pinned_deleted_bytes,
-            "time_ns": time.time_ns(),
-            **self._stats_json(),
-        }
-        for extension in self.extensions:
-            broker.update(extension.stats_fields())
-        return P.ok_reply(P.METADATA, header.request_id, {"topics": topics, "broker": broker})
-
-    def _stats_json(self) -> dict[str, Any]:
+    def stats_json(self) -> dict[str, Any]:
         """The broker's limits, the counters of what they refused, and the gauges beside them."""
         return {
             "disk_full": self.disk.full, "disk_full_since_ns": self.disk.since_ns,
             "limits": self.limits.to_json(),
             "stats": {**self.stats.to_json(), "connections": self.clients.connections,
-                      "parked_fetches": len(self._parked), "unread_reply_bytes": self.reply_backlog.total,
+                      "parked_fetches": self.fetches.parked, "unread_reply_bytes": self.reply_backlog.total,
                       "partitions": len(self.storage.partition_logs())},
         }
 
-    def _check_partitions(self, topic: str, topic_partitions: int, added: int) -> None:
+    def check_partitions(self, topic: str, topic_partitions: int, added: int) -> None:
         try:
             self.limits.check_new_partitions(topic, topic_partitions, added, len(self.storage.partition_logs()))
         except ResourceLimitError:
             self.stats.partitions_refused += 1
             raise
 
-    def _topic_config_from(self, base: TopicConfig, meta: dict) -> TopicConfig:
-        overrides = P.field(meta, "config", dict, default={})
-        try:
-            return base.merged(overrides)
-        except Exception as exc:  # pydantic ValidationError names the bad key
-            raise InvalidConfigError(f"invalid topic config: {exc}") from None
-
-    def _create_topic(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
-        config = self._topic_config_from(self.topic_config_for(topic), meta)
-        if P.field(meta, "if_not_exists", bool, default=False) and self.storage.has_topic(topic):
-            return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": False})
-        self.create_topic(topic, config)
-        return P.ok_reply(P.CREATE_TOPIC, header.request_id, {"created": True, "config": config.to_json_dict()})
-
-    def _delete_topic(self, identity, header, meta, payloads):
-        self.delete_topic(P.field(meta, "topic", str))
-        return P.ok_reply(P.DELETE_TOPIC, header.request_id, {"deleted": True})
-
     def create_topic(self, topic: str, config: TopicConfig) -> None:
         """Create a topic within the broker's partition limits (both protocols)."""
         if not self.storage.has_topic(topic):  # an existing one is refused by name below
-            self._check_partitions(topic, config.partitions, config.partitions)
+            self.check_partitions(topic, config.partitions, config.partitions)
         self.storage.create_topic(topic, config)
         self._protect_unshipped(topic)
 
@@ -657,36 +380,16 @@ class BrokerServer:
         """Delete a topic with its committed offsets and parked fetches (both protocols)."""
         self.storage.delete_topic(topic)
         self.groups.forget_topic(topic)
-        # readers waiting on the topic hear "unknown topic" now (their other partitions too)
-        waiting = [f for f in self._parked if any(part[0] == topic for part in f.meta["partitions"])]
-        self._parked = [f for f in self._parked if f not in waiting]
-        self._unpark(waiting)
-        for fetch in waiting:
-            self._answer_fetch(fetch)
+        self.fetches.wake_topic(topic)
 
-    def _configure_topic(self, identity, header, meta, payloads):
-        topic = P.field(meta, "topic", str)
-        overrides = P.field(meta, "config", dict)
+    def configure_topic(self, topic: str, overrides: dict[str, Any]) -> TopicConfig:
+        """Change a topic's config; partitions may only grow, within the broker's limits."""
         wanted = overrides.get("partitions")
         if isinstance(wanted, int) and not isinstance(wanted, bool) and self.storage.has_topic(topic):
-            self._check_partitions(topic, wanted, max(0, wanted - self._partition_count(topic)))
+            self.check_partitions(topic, wanted, max(0, wanted - self._partition_count(topic)))
         config = self.storage.configure_topic(topic, overrides)
         self._protect_unshipped(topic)  # added partitions
-        return P.ok_reply(P.CONFIGURE_TOPIC, header.request_id, {"config": config.to_json_dict()})
-
-    # -- groups --------------------------------------------------------------------------
-
-    def _commit_offsets(self, identity, header, meta, payloads):
-        group = P.field(meta, "group", str)
-        raw = P.field(meta, "offsets", list)
-        offsets = {}
-        for item in raw:
-            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
-                    and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item[1:])):
-                raise InvalidRequestError("each offset is [topic, partition, offset] with non-negative integers")
-            offsets[(item[0], item[1])] = item[2]
-        self.commit_offsets(group, offsets)
-        return P.ok_reply(P.COMMIT_OFFSETS, header.request_id, {"committed": len(offsets)})
+        return config
 
     def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int],
                        metadata: dict[tuple[str, int], str] | None = None) -> None:
@@ -697,225 +400,11 @@ class BrokerServer:
                 if self.storage.has_topic(topic) and partition < self._partition_count(topic):
                     self.storage.set_protected_offset(topic, partition, offset)
 
-    def _fetch_offsets(self, identity, header, meta, payloads):
-        group = P.field(meta, "group", str)
-        parts = P.field(meta, "partitions", (list, type(None)), default=None)
-        if parts is not None and not all(
-                isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                and isinstance(item[1], int) and not isinstance(item[1], bool) and item[1] >= 0 for item in parts):
-            raise InvalidRequestError("each partition is [topic, partition] with a topic name and a non-negative integer")
-        wanted = None if parts is None else [(t, p) for t, p in parts]
-        offsets = self.groups.fetch(group, wanted)
-        return P.ok_reply(P.FETCH_OFFSETS, header.request_id,
-                          {"offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())]})
-
-    def _join_group(self, identity, header, meta, payloads):
-        group = P.field(meta, "group", str)
-        topics = P.field(meta, "topics", list)
-        if not topics or not all(isinstance(t, str) for t in topics):
-            raise InvalidRequestError("join needs a non-empty list of topic names")
-        member_id = P.field(meta, "member_id", (str, type(None)), default=None)
-        timeout_ms = P.field(meta, "session_timeout_ms", int, default=10_000, minimum=100, maximum=600_000)
-        member_id, generation, assignment = self.groups.join(group, member_id, topics, timeout_ms / 1000)
-        return P.ok_reply(P.JOIN_GROUP, header.request_id,
-                          {"member_id": member_id, "generation": generation, "assignment": [list(a) for a in assignment]})
-
-    def _heartbeat(self, identity, header, meta, payloads):
-        group = P.field(meta, "group", str)
-        member_id = P.field(meta, "member_id", str)
-        generation = P.field(meta, "generation", int)
-        rebalance, generation, assignment = self.groups.heartbeat(group, member_id, generation)
-        return P.ok_reply(P.HEARTBEAT, header.request_id,
-                          {"rebalance": rebalance, "generation": generation, "assignment": [list(a) for a in assignment]})
-
-    def _leave_group(self, identity, header, meta, payloads):
-        self.groups.leave(P.field(meta, "group", str), P.field(meta, "member_id", str))
-        return P.ok_reply(P.LEAVE_GROUP, header.request_id, {"left": True})
-
-    def _list_groups(self, identity, header, meta, payloads):
-        return P.ok_reply(P.LIST_GROUPS, header.request_id, {"groups": self.groups.describe()})
-
-    def _pins(self, identity, header, meta, payloads):
-        """Set, clear or list the pins of events (broker/storage/pins.py); list adds what the
-        mirror has shipped of each."""
-        action = P.field(meta, "action", str)
-        if action == "set":
-            topics = P.field(meta, "topics", list)
-            if not all(isinstance(t, str) for t in topics):
-                raise InvalidRequestError("topics must be a list of topic names")
-            pin = self.storage.set_pin(P.field(meta, "id", str), P.field(meta, "label", str, default=""), topics,
-                                       P.field(meta, "start_ns", int, minimum=0), P.field(meta, "end_ns", int, minimum=0))
-            return P.ok_reply(P.PINS, header.request_id, {"pin": pin.to_json()})
-        if action == "clear":
-            self.storage.clear_pin(P.field(meta, "id", str))
-            return P.ok_reply(P.PINS, header.request_id, {"cleared": True})
-        if action != "list":
-            raise InvalidRequestError(f"pins action must be set, clear or list, not {action!r}")
-        report = self.storage.pins_report()
-        committed = self.groups.fetch(MIRROR_GROUP)
-        for body in report["pins"]:
-            body.update(shipped_progress(self.storage.pins.get(body["id"]), committed))
-        return P.ok_reply(P.PINS, header.request_id, {**report, "time_ns": time.time_ns()})
-
-    def _init_producer_id(self, identity, header, meta, payloads):
-        # Kafka's InitProducerId for an idempotent (non-transactional) producer: a new id, epoch 0
-        return P.ok_reply(P.INIT_PRODUCER_ID, header.request_id,
-                          {"producer_id": self.storage.producer_ids.allocate(), "producer_epoch": 0})
-
-    def _ping(self, identity, header, meta, payloads):
-        return P.ok_reply(P.PING, header.request_id, {"time_ns": time.time_ns(), "version": P.VERSION})
-
-    _handlers = {
-        P.PRODUCE: _produce, P.FETCH: _fetch, P.LIST_OFFSETS: _list_offsets, P.METADATA: _metadata,
-        P.CREATE_TOPIC: _create_topic, P.DELETE_TOPIC: _delete_topic, P.CONFIGURE_TOPIC: _configure_topic,
-        P.COMMIT_OFFSETS: _commit_offsets, P.FETCH_OFFSETS: _fetch_offsets, P.JOIN_GROUP: _join_group,
-        P.HEARTBEAT: _heartbeat, P.LEAVE_GROUP: _leave_group, P.LIST_GROUPS: _list_groups, P.PING: _ping,
-        P.PINS: _pins,
-        P.INIT_PRODUCER_ID: _init_producer_id,
-    }
+    def mirror_committed(self) -> dict[tuple[str, int], int]:
+        """The mirror's committed offsets: what it has shipped of each partition."""
+        return self.groups.fetch(MIRROR_GROUP)
 
 
-def _raise_fd_limit() -> None:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def run_broker(data_dir: Path, endpoint: str | None, *, defaults: TopicConfig | None = None,
-               disk_guard: DiskGuard | None = None, auto_create_topics: bool = True,
-               topic_config_for: Callable[[str], TopicConfig] | None = None,
-               curve: tuple[Path, Path] | None = None, allow_insecure_tcp: bool = False,
-               mirror_topics: Callable[[str], bool] | None = None, kafka: dict | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; ``curve``: (server .key_secret file, authorized-clients
-    directory); ``kafka``: keyword arguments of ``start_kafka_listener`` (listen, advertised,
-    insecure) plus ``required`` (False: a busy default port is logged and skipped).
-    Returns the exit code (2: cannot start, with the reason logged)."""
-    from .base import sdnotify  # small, no heavy imports
-
-    _raise_fd_limit()
-    # conditions that last (a full disk the guard cannot clear) log once a minute, with counts
-    logging.getLogger("broker.retention").addFilter(RateLimitFilter(("disk_guard_stuck",), REPEATED_LOG_INTERVAL_S))
-    started = time.perf_counter()
-    endpoint = endpoint or f"ipc://{Path(data_dir).resolve()}/broker.sock"
-    server_curve = None
-    if endpoint.startswith("tcp://"):
-        try:
-            server_curve = ServerCurve(*curve) if curve is not None else None
-        except CurveError as exc:
-            log_event(logger, logging.ERROR, "broker_refused", reason=exc.message)
-            return 2
-        if server_curve is None and not allow_insecure_tcp and not is_loopback_tcp(endpoint):
-            log_event(logger, logging.ERROR, "broker_refused",
-                      reason=f"{endpoint} is reachable from other hosts: configure [broker.curve] (keys from "
-                             "`edge keys`) or set allow_insecure_tcp = true")
-            return 2
-    if not lock_broker_data_dir(data_dir, logger):  # one broker per data directory, held until exit
-        return 2
-    storage = Storage(data_dir, defaults=defaults, disk_guard=disk_guard)
-    server = BrokerServer(storage, endpoint, auto_create_topics=auto_create_topics, topic_config_for=topic_config_for,
-                          curve=server_curve, mirror_topics=mirror_topics)
-    signal.signal(signal.SIGTERM, server.stop)
-    signal.signal(signal.SIGINT, server.stop)
-    try:
-        server.bind()
-    except zmq.ZMQError as exc:
-        storage.close()
-        log_event(logger, logging.ERROR, "bind_failed", endpoint=endpoint, error=exc)
-        return 2
-    if kafka and not _start_kafka(server, dict(kafka)):
-        server.shutdown()
-        return 2
-    log_event(logger, logging.INFO, "broker_ready", seconds=f"{time.perf_counter() - started:.3f}",
-              heap_trim="every 1s" if server.heap.available else "unavailable")
-    sdnotify.ready(f"serving {endpoint}")
-    watchdog = sdnotify.Watchdog(alive=lambda: time.monotonic() - server.last_loop < 10).start()
-    try:
-        server.serve_forever()
-    finally:
-        watchdog.stop()
-        sdnotify.stopping()
-    return 0
-
-
-def _start_kafka(server: BrokerServer, kafka: dict) -> bool:
-    from .kafka.listener import start_kafka_listener
-
-    required = kafka.pop("required", True)
-    try:
-        start_kafka_listener(server, **kafka)
-    except ValueError as exc:
-        log_event(logger, logging.ERROR, "broker_refused", reason=str(exc))
-        return False
-    except OSError as exc:
-        log_event(logger, logging.ERROR if required else logging.WARNING, "kafka_bind_failed",
-                  address=kafka["listen"], error=exc,
-                  effect="not starting" if required else "serving without the Kafka listener")
-        return not required
-    return True
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="appliance config file (TOML); flags override it")
-    parser.add_argument("--data-dir", help="directory holding the segments")
-    parser.add_argument("--endpoint", help="ipc:///path/broker.sock (default: <data-dir>/broker.sock) or tcp://HOST:PORT")
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
-    parser.add_argument("--kafka-listen", metavar="HOST:PORT",
-                        help="also serve Kafka clients here (loopback only unless --kafka-insecure); "
-                             "'off' disables the listener of the config")
-    parser.add_argument("--kafka-advertised", metavar="HOST:PORT",
-                        help="address Kafka clients are told to connect to (default: the listen address)")
-    parser.add_argument("--kafka-insecure", action="store_true", default=None,
-                        help="allow a non-loopback Kafka listener without TLS/SASL")
-    parser.add_argument("--kafka-tls-cert", metavar="PEM", help="TLS certificate (chain) for the Kafka listener")
-    parser.add_argument("--kafka-tls-key", metavar="PEM", help="its private key")
-    parser.add_argument("--kafka-sasl-users", metavar="FILE",
-                        help="SASL/PLAIN users for the Kafka listener, one user:password per line")
-
-
-def _kafka_options(args: argparse.Namespace, broker=None) -> dict | None:
-    """Listener options from flags over ``[broker] kafka_*``; None: no listener."""
-    listen = args.kafka_listen or (broker.kafka_listen if broker is not None else None)
-    if not listen or listen == "off":
-        return None
-    return {"listen": listen,
-            "advertised": args.kafka_advertised or (broker.kafka_advertised if broker is not None else None),
-            "insecure": bool(args.kafka_insecure or (broker is not None and broker.kafka_insecure)),
-            **{key: getattr(args, f"kafka_{key}") or (getattr(broker, f"kafka_{key}") if broker is not None else None)
-               for key in ("tls_cert", "tls_key", "sasl_users")},
-            # the config's default address may be taken (a second appliance, a test): not fatal
-            "required": bool(args.kafka_listen) or (broker is not None and broker.kafka_listen_set)}
-
-
-def main_from_args(args: argparse.Namespace) -> int:
-    if args.config:
-        from edge.config import load_config
-
-        config = load_config(args.config)
-        broker = config.broker
-        data_dir = Path(args.data_dir) if args.data_dir else broker.data_dir
-        endpoint = args.endpoint or broker.endpoint
-        setup_logging(args.log_level or broker.log_level, "broker")
-        curve = broker.curve
-        return run_broker(data_dir, endpoint or f"ipc://{data_dir.resolve()}/broker.sock",
-                          defaults=broker.defaults, disk_guard=broker.disk_guard,
-                          auto_create_topics=broker.auto_create_topics, topic_config_for=config.topic_config,
-                          curve=(curve.server_secret_key, curve.authorized_keys) if curve else None,
-                          allow_insecure_tcp=broker.allow_insecure_tcp,
-                          mirror_topics=config.mirror.selects if config.mirror is not None else None,
-                          kafka=_kafka_options(args, broker))
-    if not args.data_dir:
-        raise SystemExit("edge broker: give --data-dir DIR or --config FILE")
-    setup_logging(args.log_level or "INFO", "broker")
-    return run_broker(Path(args.data_dir), args.endpoint, kafka=_kafka_options(args))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edge broker", description="Run the local log broker.")
-    add_arguments(parser)
-    return main_from_args(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the command line moved out of the broker package (it reads edge's config)
+    raise SystemExit("python -m broker.server has no command line any more: run `edge broker` "
+                     "(python -m edge.cli broker) with the same flags")

@@ -13,6 +13,7 @@ Kafka's ``segment.bytes``) and ``max_record_bytes`` at or below 128 MiB.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
@@ -40,7 +41,7 @@ def _describe(value: int, kind: str) -> str:
     return f"{value} ({format_size(value)})" if kind == "size" else format_duration_ns(value)
 
 
-def _in_range(key: str):
+def _in_range(key: str) -> AfterValidator:
     low, high, kind = RANGES[key]
 
     def check(value: int | None) -> int | None:
@@ -106,11 +107,11 @@ class TopicConfig(BaseModel):
         # durations leave as exact strings ("200ms") so that dumps validate back unchanged
         return None if ns is None else format_duration_ns(ns)
 
-    def merged(self, overrides: dict) -> "TopicConfig":
+    def merged(self, overrides: Mapping[str, object]) -> TopicConfig:
         """A copy with ``overrides`` (wire/config names) validated on top."""
         data = self.model_dump(by_alias=True)
         data.update(overrides)
         return TopicConfig.model_validate(data)
 
-    def to_json_dict(self) -> dict:
+    def to_json_dict(self) -> dict[str, object]:
         return self.model_dump(by_alias=True)

@@ -1,4 +1,4 @@
-"""The appliance's own broker (``python -m broker.server``) and client library over ipc.
+"""The appliance's own broker (``python -m edge.cli broker``) and client library over ipc.
 
 written: topic ``flush="os"``, producer ``acks="written"``;
 durable: topic ``flush="batch"`` (fsync per batch), producer ``acks="durable"``.
@@ -32,7 +32,7 @@ class EdgeBroker(BrokerSystem):
         data_dir = Path(self.base_dir) / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = f"ipc://{data_dir}/broker.sock"
-        server = ["-m", "broker.server", "--data-dir", str(data_dir), "--endpoint", self.endpoint,
+        server = ["-m", "edge.cli", "broker", "--data-dir", str(data_dir), "--endpoint", self.endpoint,
                   "--log-level", "WARNING"]
         profile_dir = self.options.get("profile_dir")
         if profile_dir:

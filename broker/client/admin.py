@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import protocol as P
+from .. import protocol_messages as M
 from .connection import Connection
 
 
@@ -12,15 +12,15 @@ class Admin:
     def __init__(self, endpoint: str, *, timeout_s: float = 10.0):
         self.connection = Connection(endpoint, timeout_s=timeout_s)
 
-    def _call(self, kind: int, meta: dict[str, Any]) -> dict[str, Any]:
-        return self.connection.request(kind, meta).meta
+    def _call(self, request: M.Request[M.ReplyT]) -> M.ReplyT:
+        return self.connection.call(request)
 
     def ping(self) -> dict[str, Any]:
-        return self._call(P.PING, {})
+        return self._call(M.PingRequest()).to_meta()
 
     def metadata(self, topics: list[str] | None = None) -> dict[str, Any]:
         """{"topics": {name: {"config", "partitions": [...]}}, "broker": {...}}."""
-        return self._call(P.METADATA, {"topics": topics})
+        return self._call(M.MetadataRequest(topics=topics)).to_meta()
 
     def list_topics(self) -> dict[str, Any]:
         return self.metadata()["topics"]
@@ -33,31 +33,28 @@ class Admin:
         overrides = dict(config or {})
         if partitions is not None:
             overrides["partitions"] = partitions
-        return self._call(P.CREATE_TOPIC, {"topic": name, "config": overrides, "if_not_exists": if_not_exists})
+        return self._call(M.CreateTopicRequest(topic=name, config=overrides, if_not_exists=if_not_exists)).to_meta()
 
     def delete_topic(self, name: str) -> None:
-        self._call(P.DELETE_TOPIC, {"topic": name})
+        self._call(M.DeleteTopicRequest(topic=name))
 
     def configure_topic(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
-        return self._call(P.CONFIGURE_TOPIC, {"topic": name, "config": config})["config"]
+        return self._call(M.ConfigureTopicRequest(topic=name, config=config)).config
 
     def list_offset(self, topic: str, partition: int, spec: str = "latest", timestamp: int | None = None) -> int:
         """Offset for ``spec`` earliest / latest / timestamp (first batch with capture time
         >= timestamp; the log end when there is none)."""
-        meta: dict[str, Any] = {"topic": topic, "partition": partition, "spec": spec}
-        if timestamp is not None:
-            meta["timestamp"] = int(timestamp)
-        return self._call(P.LIST_OFFSETS, meta)["offset"]
+        return self._call(M.ListOffsetsRequest(topic=topic, partition=partition, spec=spec,
+                                               timestamp=None if timestamp is None else int(timestamp))).offset
 
     def list_groups(self) -> dict[str, Any]:
-        return self._call(P.LIST_GROUPS, {})["groups"]
+        return self._call(M.ListGroupsRequest()).groups
 
     def group_offsets(self, group: str) -> dict[tuple[str, int], int]:
-        raw = self._call(P.FETCH_OFFSETS, {"group": group})["offsets"]
-        return {(t, p): o for t, p, o in raw}
+        return {(t, p): o for t, p, o in self._call(M.FetchOffsetsRequest(group=group)).offsets}
 
     def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
-        self._call(P.COMMIT_OFFSETS, {"group": group, "offsets": [[t, p, o] for (t, p), o in offsets.items()]})
+        self._call(M.CommitOffsetsRequest(group=group, offsets=tuple((t, p, o) for (t, p), o in offsets.items())))
 
     def group_lag(self, group: str) -> dict[tuple[str, int], dict[str, int]]:
         """Per partition: committed offset, log end and lag (records)."""
@@ -73,15 +70,15 @@ class Admin:
 
     def set_pin(self, pin_id: str, topics: list[str], start_ns: int, end_ns: int, label: str = "") -> dict[str, Any]:
         """Pin ``topics`` for the window (an event; broker/storage/pins.py): the pin's JSON."""
-        return self._call(P.PINS, {"action": "set", "id": pin_id, "label": label, "topics": list(topics),
-                                   "start_ns": int(start_ns), "end_ns": int(end_ns)})["pin"]
+        return self._call(M.PinSetRequest(id=pin_id, label=label, topics=tuple(topics), start_ns=int(start_ns),
+                                          end_ns=int(end_ns))).pin
 
     def clear_pin(self, pin_id: str) -> None:
-        self._call(P.PINS, {"action": "clear", "id": pin_id})
+        self._call(M.PinClearRequest(id=pin_id))
 
     def list_pins(self) -> dict[str, Any]:
         """``{"pins": [...], "pinned_bytes", "pinned_deleted_bytes", "time_ns"}``."""
-        return self._call(P.PINS, {"action": "list"})
+        return self._call(M.PinListRequest()).to_meta()
 
     def close(self) -> None:
         self.connection.close()

@@ -7,6 +7,8 @@ Guarantees:
   (every 100 ms) when the broker comes back.
 - ``request`` matches replies by request id and discards stale replies (from requests that
   timed out earlier); a reply with an error status raises the typed error the broker sent.
+- ``call`` / ``send_request`` take a typed request (broker/protocol_messages.py) and ``call``
+  returns its typed reply; ``request`` / ``send`` take a kind and a metadata dict as they are.
 - ``watch_disconnects``: a monitor notes when the connection drops, so a caller awaiting a
   reply learns at once that it is lost (``take_disconnect``) instead of waiting out a timeout.
 - Payload frames are sent and received without copies (``copy=False`` / memoryviews).
@@ -24,6 +26,7 @@ from typing import Any
 import zmq
 
 from .. import protocol as P
+from .. import protocol_messages as M
 from ..curve import SERVER_KEY_ENV, ClientCurve
 from ..errors import BrokerAuthError, BrokerUnavailableError, error_from_code
 
@@ -161,6 +164,17 @@ class Connection:
             if reply.header.request_id == request_id:
                 reply.raise_for_error()
                 return reply
+
+    def send_request(self, request: M.Request[Any], payloads: tuple[Any, ...] | list[Any] = (), *,
+                     wait_s: float = 0.0) -> int:
+        """Send a typed request; returns its id (as ``send``)."""
+        return self.send(request.KIND, request.to_meta(), payloads, wait_s=wait_s)
+
+    def call(self, request: M.Request[M.ReplyT], payloads: tuple[Any, ...] | list[Any] = (), *,
+             timeout_s: float | None = None) -> M.ReplyT:
+        """Send a typed request and wait for its typed reply; raises the broker's typed error."""
+        reply = self.request(request.KIND, request.to_meta(), payloads, timeout_s=timeout_s)
+        return request.decode_reply(reply.meta)
 
     def close(self) -> None:
         self._close_socket()

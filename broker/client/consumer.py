@@ -42,7 +42,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable
 
-from .. import protocol as P
+from .. import protocol_messages as M
 from ..batch_checks import find_damaged_batch
 from ..errors import (
     BrokerError,
@@ -123,9 +123,9 @@ class Consumer:
 
     # -- assignment ----------------------------------------------------------------------
 
-    def _request(self, kind: int, meta: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, request: M.Request[M.ReplyT]) -> M.ReplyT:
         self._prefetch = None  # its reply would be consumed by this request's wait
-        return self.connection.request(kind, meta).meta
+        return self.connection.call(request)
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Read exactly these partitions, starting at the group's committed offsets (when a
@@ -148,11 +148,11 @@ class Consumer:
         self._join()
 
     def _join(self) -> None:
-        meta = self._request(P.JOIN_GROUP, {"group": self.group, "member_id": self.member_id,
-                                            "topics": self.subscription,
-                                            "session_timeout_ms": self.session_timeout_ms})
-        self.member_id = meta["member_id"]
-        self._apply_assignment(meta["generation"], meta["assignment"])
+        joined = self._call(M.JoinGroupRequest(group=self.group, member_id=self.member_id,
+                                               topics=tuple(self.subscription),
+                                               session_timeout_ms=self.session_timeout_ms))
+        self.member_id = joined.member_id
+        self._apply_assignment(joined.generation, list(joined.assignment))
 
     def _apply_assignment(self, generation: int, assignment: list) -> None:
         self.generation = -1  # until applied: if this fails, the next heartbeat gets the assignment again
@@ -181,8 +181,8 @@ class Consumer:
         if now - self._last_heartbeat < interval:
             return
         try:
-            meta = self._request(P.HEARTBEAT, {"group": self.group, "member_id": self.member_id,
-                                               "generation": self.generation})
+            beat = self._call(M.HeartbeatRequest(group=self.group, member_id=self.member_id,
+                                                 generation=self.generation))
         except UnknownGroupMemberError:
             self._join()  # e.g. the broker restarted: positions of partitions kept are kept
             return
@@ -192,16 +192,14 @@ class Consumer:
             self._lost_broker(exc)
             return
         self._last_heartbeat = time.monotonic()
-        if meta["rebalance"]:
-            self._apply_assignment(meta["generation"], meta["assignment"])
+        if beat.rebalance:
+            self._apply_assignment(beat.generation, list(beat.assignment))
 
     # -- positions -----------------------------------------------------------------------
 
     def _list_offset(self, tp: TopicPartition, spec: str, timestamp: int | None = None) -> int:
-        meta: dict[str, Any] = {"topic": tp[0], "partition": tp[1], "spec": spec}
-        if timestamp is not None:
-            meta["timestamp"] = int(timestamp)
-        return self._request(P.LIST_OFFSETS, meta)["offset"]
+        return self._call(M.ListOffsetsRequest(topic=tp[0], partition=tp[1], spec=spec,
+                                               timestamp=None if timestamp is None else int(timestamp))).offset
 
     def _reset_offset(self, tp: TopicPartition) -> int:
         return self._list_offset(tp, "latest" if self.auto_offset_reset == "latest" else "earliest")
@@ -237,11 +235,11 @@ class Consumer:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _fetch_meta(self, positions: dict[TopicPartition, int], wait_ms: int) -> dict[str, Any]:
+    def _fetch_request(self, positions: dict[TopicPartition, int], wait_ms: int) -> M.FetchRequest:
         epochs = self._log_epochs
-        return {"partitions": [[t, p, o, epochs[(t, p)]] if (t, p) in epochs else [t, p, o]
-                               for (t, p), o in positions.items()],
-                "max_bytes": self.fetch_max_bytes, "max_wait_ms": wait_ms}
+        return M.FetchRequest(partitions=tuple(M.FetchPosition(t, p, o, epochs.get((t, p)))
+                                               for (t, p), o in positions.items()),
+                              max_bytes=self.fetch_max_bytes, max_wait_ms=wait_ms)
 
     def poll(self, timeout: float = 1.0) -> list[Record]:
         """Records available within ``timeout`` seconds (possibly none)."""
@@ -269,7 +267,7 @@ class Consumer:
                 if self._prefetch is None:
                     snapshot = dict(self.positions)
                     connect_s = min(1.0, max(deadline - time.monotonic(), 0.01))
-                    rid = self.connection.send(P.FETCH, self._fetch_meta(snapshot, wait_ms), wait_s=connect_s)
+                    rid = self.connection.send_request(self._fetch_request(snapshot, wait_ms), wait_s=connect_s)
                     self._prefetch = (rid, snapshot)
                 rid, snapshot = self._prefetch
                 self._prefetch = None  # taken: a reply lost from here on is never awaited again
@@ -293,7 +291,7 @@ class Consumer:
                 if self.positions:
                     snap = dict(self.positions)
                     try:
-                        nrid = self.connection.send(P.FETCH, self._fetch_meta(snap, self.max_wait_ms))
+                        nrid = self.connection.send_request(self._fetch_request(snap, self.max_wait_ms))
                         self._prefetch = (nrid, snap)
                     except BrokerError:
                         self._prefetch = None
@@ -462,13 +460,13 @@ class Consumer:
         if not self.group:
             raise ValueError("commit needs a consumer group")
         offsets = dict(self.positions) if offsets is None else offsets
-        self._request(P.COMMIT_OFFSETS, {"group": self.group, "offsets": [[t, p, o] for (t, p), o in offsets.items()]})
+        self._call(M.CommitOffsetsRequest(group=self.group, offsets=tuple((t, p, o) for (t, p), o in offsets.items())))
 
     def committed(self, partitions: list[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         if not self.group:
             return {}
-        meta = {"group": self.group, "partitions": None if partitions is None else [list(tp) for tp in partitions]}
-        return {(t, p): o for t, p, o in self._request(P.FETCH_OFFSETS, meta)["offsets"]}
+        wanted = None if partitions is None else tuple((t, p) for t, p in partitions)
+        return {(t, p): o for t, p, o in self._call(M.FetchOffsetsRequest(group=self.group, partitions=wanted)).offsets}
 
     def _maybe_auto_commit(self) -> None:
         if (self.auto_commit_interval_s is None or not self.group or self.broker_lost_since is not None
@@ -491,7 +489,7 @@ class Consumer:
                 log_event(logger, logging.WARNING, "consumer_final_commit_failed", group=self.group, error=exc.message)
         if self.group and self.member_id is not None:
             try:
-                self._request(P.LEAVE_GROUP, {"group": self.group, "member_id": self.member_id})
+                self._call(M.LeaveGroupRequest(group=self.group, member_id=self.member_id))
             except BrokerError:
                 pass
         self.connection.close()

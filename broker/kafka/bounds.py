@@ -17,6 +17,12 @@ from __future__ import annotations
 import dataclasses
 import typing
 from functools import cache
+from typing import TYPE_CHECKING, NamedTuple
+
+from kio.static.protocol import Entity
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 FIXED_WIDTH = {"int8": 1, "bool": 1, "int16": 2, "uint16": 2, "error_code": 2, "int32": 4, "uint32": 4,
                "timedelta_i32": 4, "int64": 8, "uint64": 8, "timedelta_i64": 8, "datetime_i64": 8,
@@ -27,11 +33,19 @@ class BoundsError(ValueError):
     pass
 
 
+class _Step(NamedTuple):
+    """One untagged field of an entity class, as the walk reads it."""
+
+    name: str
+    kind: str  # "array", "struct", or the field's kafka_type
+    element: type[DataclassInstance] | str | None  # array: its element class or kafka_type; struct: its class
+
+
 @cache
-def _plan(cls) -> tuple:
-    """(name, kind, element) for each untagged field of an entity class, in wire order."""
+def _plan(cls: type[DataclassInstance]) -> tuple[_Step, ...]:
+    """The steps for each untagged field of an entity class, in wire order."""
     hints = typing.get_type_hints(cls)
-    plan = []
+    plan: list[_Step] = []
     for f in dataclasses.fields(cls):
         if "tag" in f.metadata:
             continue
@@ -41,16 +55,17 @@ def _plan(cls) -> tuple:
             hint = args[0]
         if typing.get_origin(hint) is tuple:
             element = typing.get_args(hint)[0]
-            plan.append((f.name, "array", element if dataclasses.is_dataclass(element) else f.metadata["kafka_type"]))
-        elif dataclasses.is_dataclass(hint):
-            plan.append((f.name, "struct", hint))
+            is_struct = isinstance(element, type) and dataclasses.is_dataclass(element)
+            plan.append(_Step(f.name, "array", element if is_struct else f.metadata["kafka_type"]))
+        elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            plan.append(_Step(f.name, "struct", hint))
         else:
-            plan.append((f.name, f.metadata["kafka_type"], None))
+            plan.append(_Step(f.name, f.metadata["kafka_type"], None))
     return tuple(plan)
 
 
 class _Cursor:
-    def __init__(self, buf, pos: int, flexible: bool):
+    def __init__(self, buf: bytes | memoryview, pos: int, flexible: bool):
         self.buf, self.pos, self.flexible = buf, pos, flexible
 
     def need(self, n: int, what: str) -> None:
@@ -83,23 +98,23 @@ class _Cursor:
         return self.int_be(legacy_size, what)
 
 
-def check_body(cls, buf, pos: int) -> None:
+def check_body(cls: type[Entity], buf: bytes | memoryview, pos: int) -> None:
     """Raise BoundsError if any length in the body of ``cls`` at ``pos`` exceeds the frame."""
     _walk(cls, _Cursor(buf, pos, cls.__flexible__))
 
 
-def _walk(cls, cur: _Cursor) -> None:
+def _walk(cls: type[DataclassInstance], cur: _Cursor) -> None:
     for name, kind, element in _plan(cls):
         if kind == "array":
             count = cur.length(4, name)
             if count > len(cur.buf) - cur.pos:
                 raise BoundsError(f"{name}: {count} elements declared, {len(cur.buf) - cur.pos} bytes left")
             for _ in range(max(count, 0)):
-                if isinstance(element, type):
-                    _walk(element, cur)
-                else:
+                if isinstance(element, str):
                     _scalar(cur, element, name)
-        elif kind == "struct":
+                elif element is not None:
+                    _walk(element, cur)
+        elif kind == "struct" and element is not None and not isinstance(element, str):
             _walk(element, cur)
         else:
             _scalar(cur, kind, name)

@@ -21,6 +21,8 @@ from .groups import KafkaGroupCoordinator
 
 if TYPE_CHECKING:
     from ..server import BrokerServer
+    from ..topic_config import TopicConfig
+    from .listener import Call
 
 NODE_ID = 0
 MAX_PRODUCER_EPOCH = 32767
@@ -32,12 +34,12 @@ _CLUSTER_ID_NAMESPACE = uuid.UUID("5d1c6f55-6a0f-4c8e-9f53-0b8f4d1e2a77")
 @dataclass
 class ParkedFetch:
     deadline: float
-    call: object  # listener.Call
+    call: Call
     partitions: set[tuple[str, int]]
 
 
 class KafkaBroker:
-    def __init__(self, server: "BrokerServer", advertised_host: str, advertised_port: int, *,
+    def __init__(self, server: BrokerServer, advertised_host: str, advertised_port: int, *,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
         self.server = server
         self.storage = server.storage
@@ -53,7 +55,7 @@ class KafkaBroker:
 
     # -- parked fetches -------------------------------------------------------------------
 
-    def park_fetch(self, call, wait_s: float, partitions: set[tuple[str, int]]) -> None:
+    def park_fetch(self, call: Call, wait_s: float, partitions: set[tuple[str, int]]) -> None:
         self.parked_fetches.append(ParkedFetch(time.monotonic() + wait_s, call, partitions))
 
     def wake_fetches(self, topic: str, partition: int | None = None, now: float | None = None) -> None:
@@ -61,12 +63,12 @@ class KafkaBroker:
         any whose wait is over at ``now``."""
         from .handlers_data import read_fetch
 
-        keep = []
+        keep: list[ParkedFetch] = []
         for parked in self.parked_fetches:
             due = now is not None and parked.deadline <= now
             touched = any(t == topic and (partition is None or p == partition) for t, p in parked.partitions)
             if due or touched:
-                parked.call.respond(read_fetch(self, parked.call.body)[0])
+                parked.call.respond_fetch(read_fetch(self, parked.call.body)[0])
             else:
                 keep.append(parked)
         self.parked_fetches = keep
@@ -78,7 +80,7 @@ class KafkaBroker:
     def auto_create_topics(self) -> bool:
         return self.server.auto_create_topics
 
-    def topic_config_for(self, name: str):
+    def topic_config_for(self, name: str) -> TopicConfig:
         return self.server.topic_config_for(name)
 
     # -- topics ---------------------------------------------------------------------------
@@ -88,12 +90,12 @@ class KafkaBroker:
         the UUID Kafka clients expect."""
         return uuid.UUID(hex=self.storage.topic_id(name))
 
-    def topic_name(self, topic_id) -> str | None:
+    def topic_name(self, topic_id: uuid.UUID | None) -> str | None:
         if topic_id is None:
             return None
         return next((name for name in self.storage.topics() if self.topic_id(name) == topic_id), None)
 
-    def create_topic(self, name: str, config) -> None:
+    def create_topic(self, name: str, config: TopicConfig) -> None:
         self.server.create_topic(name, config)
 
     def init_producer(self, producer_id: int, epoch: int) -> tuple[int, int]:

@@ -24,9 +24,10 @@ import io
 import struct
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
@@ -35,8 +36,22 @@ from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 from kio.schema.response_header.v0.header import ResponseHeader as ResponseHeaderV0
 from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeaderV1
 from kio.serial import entity_reader, entity_writer
+from kio.serial.readers import Reader
+from kio.static.primitive import i32
+from kio.static.protocol import RequestPayload, ResponsePayload
 
 from .bounds import check_body
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+# what a handler answers: plain values (ints, strings, bytes, lists and dicts of them) that
+# ``build`` turns into the response entity of the request's version
+ResponseValues: TypeAlias = Mapping[str, object]
+# a decoded request: a kio entity whose class is chosen at run time by (api key, version); the
+# handlers read the fields of whichever version came (getattr for version-dependent ones)
+RequestBody: TypeAlias = Any
+EntityT = TypeVar("EntityT", bound="DataclassInstance")
 
 API_VERSIONS_KEY = 18
 _HEAD = struct.Struct(">hhi")  # api_key, api_version, correlation_id
@@ -60,12 +75,12 @@ class Request:
     api_version: int
     correlation_id: int
     client_id: str | None
-    body: Any  # a kio request entity
+    body: RequestBody
     size: int
 
 
 @cache
-def request_schema(api_key: int, api_version: int):
+def request_schema(api_key: int, api_version: int) -> type[RequestPayload] | None:
     try:
         return load_request_schema(api_key, api_version)
     except (UnknownAPIKey, UnknownEntity, ImportError):
@@ -73,7 +88,7 @@ def request_schema(api_key: int, api_version: int):
 
 
 @cache
-def response_schema(api_key: int, api_version: int):
+def response_schema(api_key: int, api_version: int) -> type[ResponsePayload] | None:
     try:
         return load_response_schema(api_key, api_version)
     except (UnknownAPIKey, UnknownEntity, ImportError):
@@ -94,12 +109,13 @@ def parse_request(frame: bytes | memoryview, supported: dict[int, tuple[int, int
     if span is None or not span[0] <= api_version <= span[1] or schema is None:
         raise UnsupportedRequest(api_key, api_version, correlation_id,
                                  f"api {api_key} version {api_version} is not supported")
-    header_type = RequestHeaderV2 if schema.__flexible__ else RequestHeaderV1
+    read_header: Reader[RequestHeaderV1 | RequestHeaderV2] = (
+        entity_reader(RequestHeaderV2) if schema.__flexible__ else entity_reader(RequestHeaderV1))
     try:
-        header, used = entity_reader(header_type)(frame, 0)
+        header, used = read_header(frame, 0)
         check_body(schema, frame, used)  # before kio: it must never see an impossible length
-        body, body_size = entity_reader(schema)(frame, used)
-    except Exception as exc:  # noqa: BLE001 - kio raises many kinds on malformed bytes
+        body, _ = entity_reader(schema)(frame, used)
+    except Exception as exc:  # kio raises many kinds on malformed bytes
         raise KafkaFrameError(f"api {api_key} v{api_version}: malformed body: {type(exc).__name__}: {exc}") from None
     null = _null_in_non_nullable(body)
     if null is not None:  # kio reads a null array anywhere; Kafka's parser refuses it
@@ -108,7 +124,7 @@ def parse_request(frame: bytes | memoryview, supported: dict[int, tuple[int, int
     return Request(api_key, api_version, correlation_id, header.client_id, body, len(frame))
 
 
-def _null_in_non_nullable(entity) -> str | None:
+def _null_in_non_nullable(entity: DataclassInstance) -> str | None:
     """The name of the first field that is None although its schema does not allow null."""
     for f, hint in _fields(type(entity)):
         value = getattr(entity, f.name)
@@ -130,15 +146,15 @@ def _null_in_non_nullable(entity) -> str | None:
     return None
 
 
-def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: ResponsePayload) -> bytes:
     """The size-prefixed response frame."""
     out = io.BytesIO()
     out.write(b"\0\0\0\0")
     flexible = type(body).__flexible__ and api_key != API_VERSIONS_KEY
     if flexible:
-        entity_writer(ResponseHeaderV1)(out, ResponseHeaderV1(correlation_id=correlation_id))
+        entity_writer(ResponseHeaderV1)(out, ResponseHeaderV1(correlation_id=i32(correlation_id)))
     else:
-        entity_writer(ResponseHeaderV0)(out, ResponseHeaderV0(correlation_id=correlation_id))
+        entity_writer(ResponseHeaderV0)(out, ResponseHeaderV0(correlation_id=i32(correlation_id)))
     entity_writer(type(body))(out, body)
     frame = out.getbuffer()
     struct.pack_into(">i", frame, 0, len(frame) - 4)
@@ -149,40 +165,40 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: A
 
 
 @cache
-def _fields(cls) -> tuple[tuple[dataclasses.Field, Any], ...]:
+def _fields(cls: type[DataclassInstance]) -> tuple[tuple[dataclasses.Field[object], object], ...]:
     hints = typing.get_type_hints(cls)
     return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
 
 
-def _strip_optional(hint):
+def _strip_optional(hint: object) -> object:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return args[0] if len(args) == 1 else hint
     return hint
 
 
-def _convert(hint, kafka_type: str | None, value):
+def _convert(hint: object, kafka_type: str | None, value: object) -> object:
     if value is None:  # null where this version has no null (e.g. JoinGroup v0-6 protocol_name)
         return None if _strip_optional(hint) is not hint else _empty(hint, kafka_type)
     hint = _strip_optional(hint)
-    if typing.get_origin(hint) is tuple:
+    if typing.get_origin(hint) is tuple and isinstance(value, Iterable):
         inner = typing.get_args(hint)[0]
         return tuple(_convert(inner, kafka_type, v) for v in value)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
         return build(hint, value)
     if kafka_type in ("timedelta_i32", "timedelta_i64") and isinstance(value, int):
         return datetime.timedelta(milliseconds=value)
     if kafka_type == "datetime_i64" and isinstance(value, int):
-        return datetime.datetime.fromtimestamp(value / 1000, datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(value / 1000, datetime.UTC)
     if kafka_type == "error_code" and isinstance(value, int):
         return ErrorCode(value)
     return value
 
 
-def build(cls, values: dict):
+def build(cls: type[EntityT], values: ResponseValues) -> EntityT:
     """A ``cls`` entity from ``values``; keys unknown to this version are ignored, fields
     missing from ``values`` take their schema default or an empty value."""
-    kwargs = {}
+    kwargs: dict[str, object] = {}
     for f, hint in _fields(cls):
         kafka_type = f.metadata.get("kafka_type")
         if f.name in values:
@@ -192,20 +208,20 @@ def build(cls, values: dict):
     return cls(**kwargs)
 
 
-def _empty(hint, kafka_type: str | None):
+def _empty(hint: object, kafka_type: str | None) -> object:
     base = _strip_optional(hint)
     if base is not hint:  # nullable
         return None
     if typing.get_origin(base) is tuple:
         return ()
-    if dataclasses.is_dataclass(base):
+    if isinstance(base, type) and dataclasses.is_dataclass(base):
         return build(base, {})
     if kafka_type == "error_code":
         return ErrorCode.none
     if kafka_type in ("timedelta_i32", "timedelta_i64"):
         return datetime.timedelta(0)
     if kafka_type == "datetime_i64":
-        return datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(0, datetime.UTC)
     if kafka_type == "uuid":
         import uuid
 
@@ -221,14 +237,14 @@ def _empty(hint, kafka_type: str | None):
     return 0
 
 
-def error_body(cls, code: ErrorCode):
+def error_body(cls: type[EntityT], code: int) -> EntityT:
     """A response of ``cls`` carrying ``code`` in its top-level error field(s), everything
     else empty: what Kafka answers for a request it cannot serve."""
     values = {f.name: code for f, _ in _fields(cls) if f.metadata.get("kafka_type") == "error_code"}
     return build(cls, values)
 
 
-def millis(value) -> int:
+def millis(value: datetime.timedelta | datetime.datetime | int) -> int:
     """A kio duration or timestamp field as integer milliseconds."""
     if isinstance(value, datetime.timedelta):
         return int(value / datetime.timedelta(milliseconds=1))

@@ -18,6 +18,7 @@ every structure.
 from __future__ import annotations
 
 import struct
+from typing import TypedDict
 
 from ..record_codec import uvarint_bytes
 
@@ -26,7 +27,31 @@ _I16, _I32, _I64 = struct.Struct(">h"), struct.Struct(">i"), struct.Struct(">q")
 NO_TAGS = b"\x00"
 
 
-def encode_fetch_response(version: int, correlation_id: int, values: dict) -> list:
+class FetchPartitionValues(TypedDict):
+    """One partition of a Fetch answer (the fields this encoder writes)."""
+
+    partition_index: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    aborted_transactions: None  # transactions are not served
+    preferred_read_replica: int
+    records: bytes | memoryview  # whole stored batches, sent as they are
+
+
+class FetchTopicValues(TypedDict):
+    topic: str
+    partitions: list[FetchPartitionValues]
+
+
+class FetchResponseValues(TypedDict):
+    error_code: int
+    session_id: int
+    responses: list[FetchTopicValues]
+
+
+def encode_fetch_response(version: int, correlation_id: int, values: FetchResponseValues) -> list[bytes | memoryview]:
     """Parts of a size-prefixed frame: bytes pieces and the records' memoryviews."""
     flexible = version >= FLEXIBLE_FROM
 
@@ -44,7 +69,7 @@ def encode_fetch_response(version: int, correlation_id: int, values: dict) -> li
     if version >= 7:
         head += _I16.pack(values.get("error_code", 0)) + _I32.pack(values.get("session_id", 0))
     head += count(len(values["responses"]))
-    parts: list = []
+    parts: list[bytes | memoryview] = []
     pending = head
     for topic in values["responses"]:
         pending += string(topic["topic"]) + count(len(topic["partitions"]))

@@ -26,12 +26,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TypedDict
 
 from ..errors import BrokerError
 from ..groups import validate_group_name
 from ..logs import log_event
+from .codec import ResponseValues
 
 logger = logging.getLogger("broker.kafka.groups")
 
@@ -44,7 +46,25 @@ REBALANCE_IN_PROGRESS = 27
 
 EMPTY, PREPARING, COMPLETING, STABLE = "Empty", "PreparingRebalance", "CompletingRebalance", "Stable"
 
-Respond = Callable[[dict], None]
+Respond = Callable[[ResponseValues], None]
+
+
+class KafkaMemberDescription(TypedDict):
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    member_metadata: bytes
+    member_assignment: bytes
+
+
+class KafkaGroupDescription(TypedDict):
+    """A group as DescribeGroups answers it (and ListGroups reads it)."""
+
+    group_state: str
+    protocol_type: str
+    protocol_data: str
+    members: list[KafkaMemberDescription]
 
 
 @dataclass
@@ -127,7 +147,7 @@ class KafkaGroupCoordinator:
         self._maybe_complete_join(group)
 
     @staticmethod
-    def _join_answer(group: KafkaGroup, member: KafkaMember, everyone: list[dict]) -> dict:
+    def _join_answer(group: KafkaGroup, member: KafkaMember, everyone: list[dict[str, object]]) -> dict[str, object]:
         return {"error_code": NONE, "generation_id": group.generation, "protocol_type": group.protocol_type,
                 "protocol_name": group.protocol, "leader": group.leader, "member_id": member.member_id,
                 "members": everyone if member.member_id == group.leader else []}
@@ -173,7 +193,7 @@ class KafkaGroupCoordinator:
         group.state = COMPLETING
         log_event(logger, logging.INFO, "kafka_group_joined", group=group.name, generation=group.generation,
                   members=len(group.members), protocol=group.protocol, leader=group.leader)
-        everyone = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
+        everyone: list[dict[str, object]] = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
                      "metadata": m.metadata_for(group.protocol)} for m in group.members.values()]
         for member in group.members.values():
             respond, member.join_waiter = member.join_waiter, None
@@ -184,7 +204,7 @@ class KafkaGroupCoordinator:
     def sync(self, name: str, member_id: str, generation: int, assignments: dict[str, bytes], respond: Respond) -> None:
         group = self.groups.get(name)
         error = self._check_member(group, member_id, generation)
-        if error:
+        if error or group is None:  # no group: error is UNKNOWN_MEMBER_ID
             respond({"error_code": error})
             return
         member = group.members[member_id]
@@ -192,7 +212,8 @@ class KafkaGroupCoordinator:
         if group.state == PREPARING:
             respond({"error_code": REBALANCE_IN_PROGRESS})
             return
-        reply = {"error_code": NONE, "protocol_type": group.protocol_type, "protocol_name": group.protocol}
+        reply: dict[str, object] = {"error_code": NONE, "protocol_type": group.protocol_type,
+                                    "protocol_name": group.protocol}
         if group.state == STABLE:
             respond({**reply, "assignment": member.assignment})
             return
@@ -206,7 +227,7 @@ class KafkaGroupCoordinator:
                 self._answer_sync(other, {**reply, "assignment": other.assignment})
 
     @staticmethod
-    def _answer_sync(member: KafkaMember, reply: dict) -> None:
+    def _answer_sync(member: KafkaMember, reply: ResponseValues) -> None:
         respond, member.sync_waiter = member.sync_waiter, None
         if respond is not None:
             respond(reply)
@@ -224,7 +245,7 @@ class KafkaGroupCoordinator:
     def heartbeat(self, name: str, member_id: str, generation: int) -> int:
         group = self.groups.get(name)
         error = self._check_member(group, member_id, generation)
-        if error:
+        if error or group is None:  # no group: error is UNKNOWN_MEMBER_ID
             return error
         group.members[member_id].last_seen = time.monotonic()
         return REBALANCE_IN_PROGRESS if group.state in (PREPARING, COMPLETING) else NONE
@@ -236,14 +257,14 @@ class KafkaGroupCoordinator:
         if generation < 0 and not member_id:
             return NONE if group is None or not group.members else UNKNOWN_MEMBER_ID
         error = self._check_member(group, member_id, generation)
-        if error:
+        if error or group is None:  # no group: error is UNKNOWN_MEMBER_ID
             return error
         group.members[member_id].last_seen = time.monotonic()
         return REBALANCE_IN_PROGRESS if group.state == PREPARING else NONE
 
     def leave(self, name: str, member_ids: list[str]) -> list[int]:
         group = self.groups.get(name)
-        codes = []
+        codes: list[int] = []
         for member_id in member_ids:
             if group is None or member_id not in group.members:
                 codes.append(UNKNOWN_MEMBER_ID)
@@ -261,7 +282,7 @@ class KafkaGroupCoordinator:
     # -- timers -----------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        deadlines = []
+        deadlines: list[float] = []
         for group in self.groups.values():
             if group.state == PREPARING:
                 deadlines.append(group.rebalance_deadline)
@@ -289,7 +310,7 @@ class KafkaGroupCoordinator:
         group = self.groups.get(name)
         return group is not None and bool(group.members)
 
-    def describe(self, name: str) -> dict | None:
+    def describe(self, name: str) -> KafkaGroupDescription | None:
         group = self.groups.get(name)
         if group is None:
             return None

@@ -17,10 +17,16 @@ answers with the bytes ``PartitionLog.read`` returns, unchanged.
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from ..errors import BrokerError
-from .codec import millis
+from .codec import RequestBody, millis
 from .errors import CORRUPT_MESSAGE, INVALID_RECORD, NONE, UNKNOWN_TOPIC_OR_PARTITION, code_for
+from .fetch_encode import FetchPartitionValues, FetchResponseValues
+
+if TYPE_CHECKING:  # the listener and the broker import these handlers
+    from .broker import KafkaBroker
+    from .listener import Call
 
 BATCH_LENGTH = struct.Struct(">i")  # RecordBatch: baseOffset i64, batchLength i32 (bytes after it)
 BATCH_LENGTH_AT = 8
@@ -36,7 +42,8 @@ class _Corrupt(Exception):
 def split_batches(records: bytes | memoryview) -> list[memoryview]:
     """The RecordBatches of a Produce partition's ``records`` (usually one)."""
     view = memoryview(records)
-    batches, pos = [], 0
+    batches: list[memoryview] = []
+    pos = 0
     while pos < len(view):
         if len(view) - pos < LOG_OVERHEAD:
             raise _Corrupt(f"{len(view) - pos} bytes after the last batch: not a batch header")
@@ -49,11 +56,11 @@ def split_batches(records: bytes | memoryview) -> list[memoryview]:
     return batches
 
 
-def produce(broker, call) -> None:
+def produce(broker: KafkaBroker, call: Call) -> None:
     body = call.body
-    responses = []
+    responses: list[dict[str, object]] = []
     for topic in body.topic_data:
-        parts = []
+        parts: list[dict[str, object]] = []
         for part in topic.partition_data:
             parts.append(_produce_partition(broker, topic.name, part.index, part.records))
         responses.append({"name": topic.name, "partition_responses": parts})
@@ -63,8 +70,9 @@ def produce(broker, call) -> None:
         call.respond_nothing()
 
 
-def _produce_partition(broker, topic: str, partition: int, records) -> dict:
-    entry = {"index": partition, "error_code": NONE, "base_offset": -1, "log_append_time": -1,
+def _produce_partition(broker: KafkaBroker, topic: str, partition: int,
+                       records: bytes | memoryview | None) -> dict[str, object]:
+    entry: dict[str, object] = {"index": partition, "error_code": NONE, "base_offset": -1, "log_append_time": -1,
              "log_start_offset": -1, "record_errors": [], "error_message": None}
     if records is None or len(records) == 0:
         entry.update(error_code=INVALID_RECORD, error_message="no record batch")
@@ -74,10 +82,8 @@ def _produce_partition(broker, topic: str, partition: int, records) -> dict:
         if not broker.storage.has_topic(topic) and not broker.auto_create_topics:
             entry.update(error_code=UNKNOWN_TOPIC_OR_PARTITION, error_message=f"unknown topic {topic!r}")
             return entry
-        first = None
-        for batch in batches:
-            log, result = broker.server.append_batch(topic, partition, batch)
-            first = result if first is None else first
+        appended = [broker.server.append_batch(topic, partition, batch) for batch in batches]
+        log, first = appended[-1][0], appended[0][1]  # the log as it is now; the first batch's offset
         entry.update(base_offset=first.base_offset, log_start_offset=log.log_start_offset)
         if getattr(first, "log_append_time_ms", None) is not None:
             entry["log_append_time"] = first.log_append_time_ms
@@ -91,23 +97,24 @@ def _produce_partition(broker, topic: str, partition: int, records) -> dict:
 # -- fetch ------------------------------------------------------------------------------------
 
 
-def fetch_partitions(body) -> list[tuple[str, int, int, int]]:
+def fetch_partitions(body: RequestBody) -> list[tuple[str, int, int, int]]:
     """(topic, partition, offset, partition max bytes) for every partition asked."""
     return [(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes) for t in body.topics for p in t.partitions]
 
 
-def read_fetch(broker, body) -> tuple[dict, int]:
+def read_fetch(broker: KafkaBroker, body: RequestBody) -> tuple[FetchResponseValues, int]:
     """The Fetch answer for ``body`` now, and how many record bytes it carries."""
     budget = max(body.max_bytes, 1)
-    total, topics = 0, {}
+    total = 0
+    topics: dict[str, list[FetchPartitionValues]] = {}
     for topic, partition, offset, part_max in fetch_partitions(body):
-        entry = {"partition_index": partition, "error_code": NONE, "high_watermark": -1,
+        entry: FetchPartitionValues = {"partition_index": partition, "error_code": NONE, "high_watermark": -1,
                  "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
                  "preferred_read_replica": -1, "records": b""}
         try:
             log = broker.storage.log(topic, partition)
-            entry.update(high_watermark=log.next_offset, last_stable_offset=log.next_offset,
-                         log_start_offset=log.log_start_offset)
+            entry["high_watermark"] = entry["last_stable_offset"] = log.next_offset
+            entry["log_start_offset"] = log.log_start_offset
             if budget > 0:  # a read returns at least one whole batch, even above the limits (KIP-74)
                 data = log.read(offset, max(min(part_max, budget), 1))
                 if len(data):
@@ -122,16 +129,16 @@ def read_fetch(broker, body) -> tuple[dict, int]:
              "responses": [{"topic": t, "partitions": parts} for t, parts in topics.items()]}, total)
 
 
-def fetch_wait_ms(body) -> int:
+def fetch_wait_ms(body: RequestBody) -> int:
     return max(0, min(millis(body.max_wait), MAX_FETCH_WAIT_MS))
 
 
-def fetch(broker, call) -> None:
+def fetch(broker: KafkaBroker, call: Call) -> None:
     """Answer now if there is data (or an error, or no wait); else park until a write to one
     of the partitions or the wait ends (``KafkaBroker.park_fetch``)."""
     values, total = read_fetch(broker, call.body)
     wait_ms = fetch_wait_ms(call.body)
     if total >= max(call.body.min_bytes, 1) or wait_ms == 0:
-        call.respond(values)
+        call.respond_fetch(values)
         return
     broker.park_fetch(call, wait_ms / 1000, {(t, p) for t, p, _, _ in fetch_partitions(call.body)})

@@ -13,6 +13,10 @@ when the rebalance completes).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..groups import GroupDescription
+from .codec import RequestBody, ResponseValues, millis
 from .errors import (
     COORDINATOR_NOT_AVAILABLE,
     INVALID_GROUP_ID,
@@ -21,21 +25,24 @@ from .errors import (
     OFFSET_METADATA_TOO_LARGE,
     UNKNOWN_TOPIC_OR_PARTITION,
 )
-from .codec import millis
 from .groups import KafkaGroupCoordinator
+
+if TYPE_CHECKING:  # the listener and the broker import these handlers
+    from .broker import KafkaBroker
+    from .listener import Call
 
 NATIVE_PROTOCOL_TYPE = "edge"
 MAX_OFFSET_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes default
 KEY_TYPE_GROUP = 0
 
 
-def find_coordinator(broker, body, version: int) -> dict:
+def find_coordinator(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     keys = list(getattr(body, "coordinator_keys", ()) or ())
     single = hasattr(body, "key")
     if single:
         keys = [body.key]
     key_type = getattr(body, "key_type", KEY_TYPE_GROUP)
-    coordinators = []
+    coordinators: list[dict[str, object]] = []
     for key in keys:
         if key_type != KEY_TYPE_GROUP:  # transactions are not served
             coordinators.append({"key": key, "error_code": COORDINATOR_NOT_AVAILABLE, "node_id": -1, "host": "",
@@ -51,12 +58,12 @@ def find_coordinator(broker, body, version: int) -> dict:
 # -- membership (answers may be parked) -----------------------------------------------------
 
 
-def join_group(broker, call) -> None:
+def join_group(broker: KafkaBroker, call: Call) -> None:
     body = call.body
     session_ms = millis(body.session_timeout)
     rebalance_ms = millis(getattr(body, "rebalance_timeout", body.session_timeout))
 
-    def respond(values: dict) -> None:
+    def respond(values: ResponseValues) -> None:
         if values.get("error_code", NONE) != NONE:
             values = {"generation_id": -1, "leader": "", "protocol_name": None, **values}
         call.respond(values)
@@ -68,30 +75,30 @@ def join_group(broker, call) -> None:
         protocols=[(p.name, bytes(p.metadata)) for p in body.protocols], respond=respond)
 
 
-def sync_group(broker, call) -> None:
+def sync_group(broker: KafkaBroker, call: Call) -> None:
     body = call.body
     assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
     broker.kafka_groups.sync(body.group_id, body.member_id, body.generation_id, assignments, call.respond)
 
 
-def heartbeat(broker, body, version: int) -> dict:
+def heartbeat(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     return {"error_code": broker.kafka_groups.heartbeat(body.group_id, body.member_id, body.generation_id)}
 
 
-def leave_group(broker, body, version: int) -> dict:
+def leave_group(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     if hasattr(body, "members"):
         ids = [m.member_id for m in body.members]
         codes = broker.kafka_groups.leave(body.group_id, ids)
         return {"error_code": NONE, "members": [
             {"member_id": m.member_id, "group_instance_id": m.group_instance_id, "error_code": code}
-            for m, code in zip(body.members, codes)]}
+            for m, code in zip(body.members, codes, strict=True)]}
     return {"error_code": broker.kafka_groups.leave(body.group_id, [body.member_id])[0]}
 
 
 # -- offsets --------------------------------------------------------------------------------
 
 
-def offset_commit(broker, body, version: int) -> dict:
+def offset_commit(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     generation = getattr(body, "generation_id_or_member_epoch", getattr(body, "generation_id", -1))
     if not KafkaGroupCoordinator.valid_name(body.group_id):
         error = INVALID_GROUP_ID
@@ -99,9 +106,9 @@ def offset_commit(broker, body, version: int) -> dict:
         error = broker.kafka_groups.check_commit(body.group_id, body.member_id, generation)
     offsets: dict[tuple[str, int], int] = {}
     metadata: dict[tuple[str, int], str] = {}
-    topics = []
+    topics: list[dict[str, object]] = []
     for topic in body.topics:
-        parts = []
+        parts: list[dict[str, object]] = []
         for part in topic.partitions:
             code = error
             if not code:
@@ -122,7 +129,8 @@ def offset_commit(broker, body, version: int) -> dict:
     return {"topics": topics}
 
 
-def _fetch_group_offsets(broker, group_id: str, topics) -> tuple[int, list[dict]]:
+def _fetch_group_offsets(broker: KafkaBroker, group_id: str,
+                         topics: RequestBody | None) -> tuple[int, list[dict[str, object]]]:
     if not KafkaGroupCoordinator.valid_name(group_id):
         return INVALID_GROUP_ID, []
     if topics is None:
@@ -134,7 +142,7 @@ def _fetch_group_offsets(broker, group_id: str, topics) -> tuple[int, list[dict]
         wanted = {t.name: list(t.partition_indexes) for t in topics}
         committed = broker.native_groups.fetch(group_id, [(t, p) for t, ps in wanted.items() for p in ps])
     metadata = broker.native_groups.fetch_metadata(group_id, list(committed))
-    out = []
+    out: list[dict[str, object]] = []
     for topic, partitions in wanted.items():
         out.append({"name": topic, "partitions": [
             {"partition_index": p, "committed_offset": committed.get((topic, p), -1), "committed_leader_epoch": -1,
@@ -142,9 +150,9 @@ def _fetch_group_offsets(broker, group_id: str, topics) -> tuple[int, list[dict]
     return NONE, out
 
 
-def offset_fetch(broker, body, version: int) -> dict:
+def offset_fetch(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     if hasattr(body, "groups"):
-        groups = []
+        groups: list[dict[str, object]] = []
         for group in body.groups:
             error, topics = _fetch_group_offsets(broker, group.group_id, group.topics)
             groups.append({"group_id": group.group_id, "topics": topics, "error_code": error})
@@ -156,16 +164,16 @@ def offset_fetch(broker, body, version: int) -> dict:
 # -- listing ----------------------------------------------------------------------------------
 
 
-def _native_state(info: dict) -> str:
+def _native_state(info: GroupDescription) -> str:
     return "Stable" if info["members"] else "Empty"
 
 
-def describe_groups(broker, body, version: int) -> dict:
+def describe_groups(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     native = broker.native_groups.describe()
-    groups = []
+    groups: list[dict[str, object]] = []
     for group_id in body.groups:
-        entry = {"error_code": NONE, "group_id": group_id, "group_state": "Dead", "protocol_type": "",
-                 "protocol_data": "", "members": []}
+        entry: dict[str, object] = {"error_code": NONE, "group_id": group_id, "group_state": "Dead",
+                                    "protocol_type": "", "protocol_data": "", "members": []}
         described = broker.kafka_groups.describe(group_id)
         if described is not None and (described["members"] or group_id not in native):
             entry.update(described)
@@ -182,15 +190,17 @@ def describe_groups(broker, body, version: int) -> dict:
     return {"groups": groups}
 
 
-def list_groups(broker, body, version: int) -> dict:
+def list_groups(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     states = set(getattr(body, "states_filter", ()) or ())
     types = {t.lower() for t in (getattr(body, "types_filter", ()) or ())}
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, object]] = {}
     for group_id, info in broker.native_groups.describe().items():
         found[group_id] = {"group_id": group_id, "protocol_type": NATIVE_PROTOCOL_TYPE if info["members"] else "",
                            "group_state": _native_state(info), "group_type": "classic"}
     for group_id in broker.kafka_groups.groups:
         described = broker.kafka_groups.describe(group_id)
+        if described is None:  # not reached: these are the coordinator's own groups
+            continue
         if described["members"] or group_id not in found:
             found[group_id] = {"group_id": group_id, "protocol_type": described["protocol_type"],
                                "group_state": described["group_state"], "group_type": "classic"}

@@ -12,10 +12,12 @@ replica set of [0].
 from __future__ import annotations
 
 import logging
+import uuid
+from typing import TYPE_CHECKING
 
 from ..errors import BrokerError
 from ..logs import log_event
-from .codec import millis
+from .codec import RequestBody, ResponseValues, millis
 from .errors import (
     INVALID_CONFIG,
     INVALID_PARTITIONS,
@@ -28,6 +30,11 @@ from .errors import (
     code_for,
 )
 from .topic_configs import ConfigValueError, kafka_view, overrides_from_kafka, topic_config_with
+
+if TYPE_CHECKING:  # the broker imports these handlers
+    from ..storage.partition_log import PartitionLog
+    from ..topic_config import TopicConfig
+    from .broker import KafkaBroker
 
 logger = logging.getLogger("broker.kafka")
 
@@ -45,18 +52,18 @@ _READ_ONLY = {"message.timestamp.type", "cleanup.policy"}
 # -- metadata ---------------------------------------------------------------------------------
 
 
-def _partitions(broker, name: str) -> list[dict]:
+def _partitions(broker: KafkaBroker, name: str) -> list[dict[str, object]]:
     return [{"error_code": NONE, "partition_index": p, "leader_id": broker.node_id, "leader_epoch": LEADER_EPOCH,
              "replica_nodes": [broker.node_id], "isr_nodes": [broker.node_id], "offline_replicas": []}
             for p in range(broker.storage.topic_config(name).partitions)]
 
 
-def _topic_entry(broker, name: str) -> dict:
+def _topic_entry(broker: KafkaBroker, name: str) -> dict[str, object]:
     return {"error_code": NONE, "name": name, "topic_id": broker.topic_id(name), "is_internal": False,
             "partitions": _partitions(broker, name)}
 
 
-def metadata(broker, body, version: int) -> dict:
+def metadata(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     wanted = getattr(body, "topics", None)
     if wanted is None:
         entries = [_topic_entry(broker, name) for name in sorted(broker.storage.topics())]
@@ -76,7 +83,7 @@ def metadata(broker, body, version: int) -> dict:
             "cluster_id": broker.cluster_id, "controller_id": broker.node_id, "topics": entries}
 
 
-def _metadata_for_name(broker, name: str, auto: bool) -> dict:
+def _metadata_for_name(broker: KafkaBroker, name: str, auto: bool) -> dict[str, object]:
     if not broker.storage.has_topic(name):
         try:
             if not (auto and broker.auto_create_topics):
@@ -90,11 +97,12 @@ def _metadata_for_name(broker, name: str, auto: bool) -> dict:
 # -- create / delete --------------------------------------------------------------------------
 
 
-def create_topics(broker, body, version: int) -> dict:
+def create_topics(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     validate_only = getattr(body, "validate_only", False)
-    results = []
+    results: list[dict[str, object]] = []
     for topic in body.topics:
-        result = {"name": topic.name, "error_code": NONE, "error_message": None, "topic_config_error_code": 0}
+        result: dict[str, object] = {"name": topic.name, "error_code": NONE, "error_message": None,
+                                     "topic_config_error_code": 0}
         try:
             config = _config_for_new_topic(broker, topic)
             if broker.storage.has_topic(topic.name):
@@ -121,7 +129,7 @@ class _Refused(Exception):
         self.code, self.message = code, message
 
 
-def _config_for_new_topic(broker, topic):
+def _config_for_new_topic(broker: KafkaBroker, topic: RequestBody) -> TopicConfig:
     if topic.replication_factor not in (-1, 1):
         raise _Refused(INVALID_REPLICATION_FACTOR,
                        f"replication factor {topic.replication_factor}: this broker is a cluster of one (use 1 or -1)")
@@ -139,20 +147,20 @@ def _config_for_new_topic(broker, topic):
         raise _Refused(INVALID_CONFIG, str(exc)) from None
 
 
-def delete_topics(broker, body, version: int) -> dict:
+def delete_topics(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
+    wanted: list[tuple[str | None, uuid.UUID | None]]
     if hasattr(body, "topic_names"):
         wanted = [(name, None) for name in body.topic_names]
     else:
         wanted = [(t.name, t.topic_id) for t in body.topics]
-    responses = []
-    for name, topic_id in wanted:
+    responses: list[dict[str, object]] = []
+    for asked, topic_id in wanted:
+        name = asked if asked is not None else broker.topic_name(topic_id)
         if name is None:
-            name = broker.topic_name(topic_id)
-            if name is None:
-                responses.append({"name": None, "topic_id": topic_id, "error_code": UNKNOWN_TOPIC_ID,
-                                  "error_message": f"no topic with id {topic_id}"})
-                continue
-        entry = {"name": name, "topic_id": None, "error_code": NONE, "error_message": None}
+            responses.append({"name": None, "topic_id": topic_id, "error_code": UNKNOWN_TOPIC_ID,
+                              "error_message": f"no topic with id {topic_id}"})
+            continue
+        entry: dict[str, object] = {"name": name, "topic_id": None, "error_code": NONE, "error_message": None}
         try:
             entry["topic_id"] = broker.topic_id(name)
             broker.delete_topic(name)
@@ -165,11 +173,11 @@ def delete_topics(broker, body, version: int) -> dict:
 # -- configs ----------------------------------------------------------------------------------
 
 
-def describe_configs(broker, body, version: int) -> dict:
-    results = []
+def describe_configs(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
+    results: list[dict[str, object]] = []
     for resource in body.resources:
         keys = resource.configuration_keys
-        result = {"error_code": NONE, "error_message": None, "resource_type": resource.resource_type,
+        result: dict[str, object] = {"error_code": NONE, "error_message": None, "resource_type": resource.resource_type,
                   "resource_name": resource.resource_name, "configs": []}
         if resource.resource_type == RESOURCE_TOPIC:
             if not broker.storage.has_topic(resource.resource_name):
@@ -195,10 +203,10 @@ def describe_configs(broker, body, version: int) -> dict:
     return {"results": results}
 
 
-def incremental_alter_configs(broker, body, version: int) -> dict:
-    responses = []
+def incremental_alter_configs(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
+    responses: list[dict[str, object]] = []
     for resource in body.resources:
-        entry = {"error_code": NONE, "error_message": None, "resource_type": resource.resource_type,
+        entry: dict[str, object] = {"error_code": NONE, "error_message": None, "resource_type": resource.resource_type,
                  "resource_name": resource.resource_name}
         name = resource.resource_name
         try:
@@ -206,7 +214,7 @@ def incremental_alter_configs(broker, body, version: int) -> dict:
                 raise _Refused(INVALID_REQUEST, "only topic configs can be altered")
             if not broker.storage.has_topic(name):
                 raise _Refused(UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {name!r}")
-            changes = {}
+            changes: dict[str, str | None] = {}
             for config in resource.configs:
                 if config.config_operation not in (OP_SET, OP_DELETE):
                     raise _Refused(INVALID_REQUEST, f"{config.name}: APPEND/SUBTRACT apply to list configs only")
@@ -228,13 +236,13 @@ def incremental_alter_configs(broker, body, version: int) -> dict:
 # -- offsets ----------------------------------------------------------------------------------
 
 
-def list_offsets(broker, body, version: int) -> dict:
-    topics = []
+def list_offsets(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
+    topics: list[dict[str, object]] = []
     for topic in body.topics:
-        parts = []
+        parts: list[dict[str, object]] = []
         for part in topic.partitions:
-            entry = {"partition_index": part.partition_index, "error_code": NONE, "timestamp": -1, "offset": -1,
-                     "leader_epoch": LEADER_EPOCH}
+            entry: dict[str, object] = {"partition_index": part.partition_index, "error_code": NONE,
+                                        "timestamp": -1, "offset": -1, "leader_epoch": LEADER_EPOCH}
             try:
                 entry.update(_list_offset(broker.storage.log(topic.name, part.partition_index), millis(part.timestamp)))
             except BrokerError as exc:
@@ -244,7 +252,7 @@ def list_offsets(broker, body, version: int) -> dict:
     return {"topics": topics}
 
 
-def _list_offset(log, timestamp_ms: int) -> dict:
+def _list_offset(log: PartitionLog, timestamp_ms: int) -> dict[str, int]:
     if timestamp_ms == EARLIEST:
         return {"offset": log.log_start_offset}
     if timestamp_ms == LATEST:
@@ -261,12 +269,13 @@ def _list_offset(log, timestamp_ms: int) -> dict:
     return {"offset": offset, "timestamp": record_ns // 1_000_000}  # the found record's time, as Kafka
 
 
-def offset_for_leader_epoch(broker, body, version: int) -> dict:
-    topics = []
+def offset_for_leader_epoch(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
+    topics: list[dict[str, object]] = []
     for topic in body.topics:
-        parts = []
+        parts: list[dict[str, object]] = []
         for part in topic.partitions:
-            entry = {"partition": part.partition, "error_code": NONE, "leader_epoch": LEADER_EPOCH, "end_offset": -1}
+            entry: dict[str, object] = {"partition": part.partition, "error_code": NONE, "leader_epoch": LEADER_EPOCH,
+                                        "end_offset": -1}
             try:
                 entry["end_offset"] = broker.storage.log(topic.topic, part.partition).next_offset
             except BrokerError as exc:
@@ -276,7 +285,7 @@ def offset_for_leader_epoch(broker, body, version: int) -> dict:
     return {"topics": topics}
 
 
-def init_producer_id(broker, body, version: int) -> dict:
+def init_producer_id(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:
     if body.transactional_id is not None:
         log_event(logger, logging.WARNING, "kafka_transactions_refused", transactional_id=body.transactional_id)
         return {"error_code": UNSUPPORTED_VERSION, "producer_id": -1, "producer_epoch": -1}

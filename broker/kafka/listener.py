@@ -27,24 +27,29 @@ import ssl
 import struct
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
 from ..logs import log_event
 from . import codec
+from .address import is_loopback_host, parse_host_port
 from .apis import API_VERSIONS, APIS, SUPPORTED, api_versions_values
 from .broker import KafkaBroker
-from .address import is_loopback_host, parse_host_port
 from .errors import NONE, UNKNOWN_SERVER_ERROR, UNSUPPORTED_VERSION
-from .fetch_encode import encode_fetch_response
+from .fetch_encode import FetchResponseValues, encode_fetch_response
 from .security import PLAIN, KafkaSecurity
+
+if TYPE_CHECKING:
+    from ..server import BrokerServer
 
 logger = logging.getLogger("broker.kafka")
 
 RECV_CHUNK = 1024 * 1024
 SENDMSG_PARTS = 64
-FETCH_KEY = 1
 SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
 SASL_EXEMPT = {API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE}
 UNSUPPORTED_SASL_MECHANISM, SASL_AUTHENTICATION_FAILED = 33, 58
@@ -56,23 +61,30 @@ _SIZE = struct.Struct(">i")
 class Call:
     """One request being answered; ``respond`` may be called later (parked answers)."""
 
-    connection: "Connection"
+    connection: Connection
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None
-    body: object
+    body: codec.RequestBody
     answered: bool = False
 
     @property
     def client_host(self) -> str:
         return self.connection.peer[0] if self.connection.peer else ""
 
-    def respond(self, values: dict) -> None:
+    def respond(self, values: codec.ResponseValues) -> None:
         if self.answered:
             return
         self.answered = True
         self.connection.listener.answer(self, values)
+
+    def respond_fetch(self, values: FetchResponseValues) -> None:
+        """A Fetch answer: its record bytes go out as the views the log returned."""
+        if self.answered:
+            return
+        self.answered = True
+        self.connection.listener.answer_fetch(self, values)
 
     def respond_nothing(self) -> None:
         """Produce with acks 0: Kafka sends no answer at all."""
@@ -82,11 +94,11 @@ class Call:
 
 @dataclass
 class Connection:
-    listener: "KafkaListener"
-    sock: socket.socket
-    peer: tuple
+    listener: KafkaListener
+    sock: socket.socket  # an ssl.SSLSocket with TLS
+    peer: tuple[str, int] | tuple[str, int, int, int]  # (host, port), IPv6 with flow info and scope
     inbuf: bytearray = field(default_factory=bytearray)
-    outq: deque = field(default_factory=deque)
+    outq: deque[memoryview] = field(default_factory=deque)
     out_bytes: int = 0
     waiting: Call | None = None  # a parked request; later requests wait behind it
     closed: bool = False
@@ -108,7 +120,7 @@ class KafkaListener:
         self.sock: socket.socket | None = None
         self.poller: zmq.Poller | None = None
         self.connections: dict[int, Connection] = {}
-        self.stats: Counter = Counter()
+        self.stats: Counter[str] = Counter()
         # connections whose parked request was answered: read on once the current event is
         # handled (never from inside a coordinator callback, which may be mid-iteration)
         self._resumed: list[Connection] = []
@@ -130,8 +142,16 @@ class KafkaListener:
                   sasl=f"PLAIN, {len(self.security.users)} users" if self.security.users else "off")
 
     def attach(self, poller: zmq.Poller) -> None:
+        if self.sock is None:
+            raise RuntimeError("KafkaListener.attach() before bind()")
         self.poller = poller
         poller.register(self.sock.fileno(), zmq.POLLIN)
+
+    def _registered_poller(self) -> zmq.Poller:
+        """The loop's poller; connections exist only once the listener is attached to it."""
+        if self.poller is None:
+            raise RuntimeError("KafkaListener used before attach()")
+        return self.poller
 
     def next_timeout_s(self) -> float | None:
         deadlines = [d for d in (self.broker.kafka_groups.next_deadline(), self.broker.next_fetch_deadline())
@@ -166,7 +186,7 @@ class KafkaListener:
             self.sock.close()
             self.sock = None
 
-    def stats_fields(self) -> dict:
+    def stats_fields(self) -> dict[str, dict[str, object]]:
         """Counters for the native Metadata reply (``edge status``, /metrics)."""
         return {"kafka": {"listen": f"{self.host}:{self.port}", **self.stats,
                           "connections_open": len(self.connections)}}
@@ -197,6 +217,8 @@ class KafkaListener:
         self._resume()
 
     def _accept(self) -> None:
+        if self.sock is None:
+            return
         for _ in range(64):
             try:
                 client, peer = self.sock.accept()
@@ -226,12 +248,12 @@ class KafkaListener:
             flags |= zmq.POLLOUT
         if flags != conn.registered:
             if flags:
-                self.poller.register(conn.fd, flags)
+                self._registered_poller().register(conn.fd, flags)
             else:
-                self.poller.unregister(conn.fd)
+                self._registered_poller().unregister(conn.fd)
             conn.registered = flags
 
-    def _close(self, conn: Connection, reason: str | None, **fields) -> None:
+    def _close(self, conn: Connection, reason: str | None, **fields: object) -> None:
         if conn.closed:
             return
         conn.closed = True
@@ -239,7 +261,7 @@ class KafkaListener:
             self.stats[f"closed_{reason}"] += 1
             log_event(logger, logging.WARNING, "kafka_connection_closed", peer=_peer(conn), reason=reason, **fields)
         if conn.registered:
-            self.poller.unregister(conn.fd)
+            self._registered_poller().unregister(conn.fd)
         self.connections.pop(conn.fd, None)
         # parked group answers for this connection are dropped by Call.respond; the member
         # itself leaves by LeaveGroup or session expiry, as in Kafka
@@ -248,6 +270,9 @@ class KafkaListener:
     # -- reading and dispatch ---------------------------------------------------------------
 
     def _handshake(self, conn: Connection) -> None:
+        if not isinstance(conn.sock, ssl.SSLSocket):  # only TLS connections start handshaking
+            conn.handshaking = False
+            return
         try:
             conn.sock.do_handshake()
         except ssl.SSLWantReadError:
@@ -315,26 +340,26 @@ class KafkaListener:
                 call.respond(self._sasl_handshake(request.body))
             elif request.api_key == SASL_AUTHENTICATE:
                 call.respond(self._sasl_authenticate(conn, request.body))
-            elif api.handler is None:  # ApiVersions
-                call.respond(api_versions_values())
-            elif api.parks:
+            elif api.answer_later is not None:
                 conn.waiting = call
-                api.handler(self.broker, call)
+                api.answer_later(self.broker, call)
+            elif api.answer is None:  # ApiVersions
+                call.respond(api_versions_values())
             else:
-                call.respond(api.handler(self.broker, request.body, request.api_version))
-        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the loop
+                call.respond(api.answer(self.broker, request.body, request.api_version))
+        except Exception as exc:  # one bad request must not stop the loop
             self.stats["handler_errors"] += 1
             log_event(logger, logging.ERROR, "kafka_request_failed", api=api.name, version=request.api_version,
                       peer=_peer(conn), error=repr(exc))
             call.answered = False
             self._answer_error(call, UNKNOWN_SERVER_ERROR)
 
-    def _sasl_handshake(self, body) -> dict:
-        offered = [PLAIN] if self.security.users is not None else []
+    def _sasl_handshake(self, body: codec.RequestBody) -> codec.ResponseValues:
+        offered: list[str] = [PLAIN] if self.security.users is not None else []
         ok = body.mechanism == PLAIN and offered
         return {"error_code": NONE if ok else UNSUPPORTED_SASL_MECHANISM, "mechanisms": offered}
 
-    def _sasl_authenticate(self, conn: Connection, body) -> dict:
+    def _sasl_authenticate(self, conn: Connection, body: codec.RequestBody) -> codec.ResponseValues:
         user = self.security.check_plain(body.auth_bytes)
         if user is None:
             self.stats["sasl_failures"] += 1
@@ -365,29 +390,37 @@ class KafkaListener:
     def _answer_error(self, call: Call, code: int) -> None:
         schema = codec.response_schema(call.api_key, call.api_version)
         call.answered = True
+        if schema is None:  # an API this listener serves always has one; without it nothing can be answered
+            self._close(call.connection, "unknown_api", api=call.api_key, version=call.api_version)
+            return
         self._send(call, codec.encode_response(call.api_key, call.api_version, call.correlation_id,
                                                codec.error_body(schema, code)))
 
     # -- answering --------------------------------------------------------------------------
 
-    def answer(self, call: Call, values: dict) -> None:
+    def answer(self, call: Call, values: codec.ResponseValues) -> None:
         conn = call.connection
         if conn.closed:
             return
-        if call.api_key == FETCH_KEY:  # record bytes go out as the views the log returned
-            self._send_parts(call, encode_fetch_response(call.api_version, call.correlation_id, values))
-            return
         schema = codec.response_schema(call.api_key, call.api_version)
+        if schema is None:  # as in _answer_error
+            self._close(conn, "unknown_api", api=call.api_key, version=call.api_version)
+            return
         try:
             body = codec.build(schema, values)
             frame = codec.encode_response(call.api_key, call.api_version, call.correlation_id, body)
-        except Exception as exc:  # noqa: BLE001 - a handler bug is answered, not fatal
+        except Exception as exc:  # a handler bug is answered, not fatal
             self.stats["handler_errors"] += 1
             log_event(logger, logging.ERROR, "kafka_encode_failed", api=call.api_key, version=call.api_version,
                       error=repr(exc))
             frame = codec.encode_response(call.api_key, call.api_version, call.correlation_id,
                                           codec.error_body(schema, UNKNOWN_SERVER_ERROR))
         self._send(call, frame)
+
+    def answer_fetch(self, call: Call, values: FetchResponseValues) -> None:
+        """Record bytes go out as the views the log returned (``fetch_encode``)."""
+        if not call.connection.closed:
+            self._send_parts(call, encode_fetch_response(call.api_version, call.correlation_id, values))
 
     def answered_silently(self, call: Call) -> None:
         if call.connection.waiting is call:
@@ -397,7 +430,7 @@ class KafkaListener:
     def _send(self, call: Call, frame: bytes) -> None:
         self._send_parts(call, [frame])
 
-    def _send_parts(self, call: Call, parts: list) -> None:
+    def _send_parts(self, call: Call, parts: Sequence[bytes | memoryview]) -> None:
         conn = call.connection
         if conn.closed:
             return
@@ -442,9 +475,10 @@ def _peer(conn: Connection) -> str:
     return f"{conn.peer[0]}:{conn.peer[1]}" if conn.peer else "?"
 
 
-def start_kafka_listener(server, listen: str, *, advertised: str | None = None, insecure: bool = False,
-                         max_request_bytes: int | None = None, tls_cert=None, tls_key=None,
-                         sasl_users=None) -> KafkaListener:
+def start_kafka_listener(server: BrokerServer, listen: str, *, advertised: str | None = None,
+                         insecure: bool = False, max_request_bytes: int | None = None,
+                         tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
+                         sasl_users: str | Path | None = None) -> KafkaListener:
     """Bind the Kafka listener and add it to ``server``'s loop. Raises ValueError (bad
     address or security files, or a non-loopback bind without TLS+SASL and without
     ``insecure``) or OSError (bind failed)."""

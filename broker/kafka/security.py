@@ -29,9 +29,9 @@ def load_users(path: str | Path) -> dict[str, str]:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise SecurityConfigError(f"Kafka SASL users file {path}: {exc}") from None
-    users = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    users: dict[str, str] = {}
+    for number, raw_line in enumerate(text.splitlines(), 1):
+        line = raw_line.strip()
         if not line or line.startswith("#"):
             continue
         user, sep, password = line.partition(":")
@@ -59,10 +59,12 @@ class KafkaSecurity:
         self.users = users
 
     @classmethod
-    def from_files(cls, cert=None, key=None, users_file=None) -> "KafkaSecurity":
+    def from_files(cls, cert: str | Path | None = None, key: str | Path | None = None,
+                   users_file: str | Path | None = None) -> KafkaSecurity:
         if (cert is None) != (key is None):
             raise SecurityConfigError("Kafka TLS needs both a certificate and a key file")
-        return cls(server_tls_context(cert, key) if cert else None, load_users(users_file) if users_file else None)
+        tls = server_tls_context(cert, key) if cert and key is not None else None  # key is set when cert is
+        return cls(tls, load_users(users_file) if users_file else None)
 
     @property
     def protects_remote_clients(self) -> bool:

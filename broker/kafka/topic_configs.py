@@ -17,7 +17,7 @@ naming the key and the value, answered as Kafka's INVALID_CONFIG.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 from ..topic_config import TopicConfig
 
@@ -37,9 +37,11 @@ def _bytes_or_none(n: int | None) -> str:
 
 
 def _parse_int(name: str, value: str | None) -> int:
+    if value is None:
+        raise ConfigValueError(f"{name} must be an integer, not {value!r}")
     try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         raise ConfigValueError(f"{name} must be an integer, not {value!r}") from None
 
 
@@ -58,21 +60,20 @@ def _to_duration(name: str, value: str | None, allow_unlimited: bool) -> str | N
     return None if ms is None else f"{ms}ms"
 
 
-def _to_codec(name: str, value: str | None):
+def _to_codec(name: str, value: str | None) -> str | None:
     return "none" if value == "producer" else value
 
 
 def _fixed(expected: str) -> Callable[[str, str | None], None]:
-    def check(name: str, value: str | None):
+    def check(name: str, value: str | None) -> None:
         if value != expected:
             raise ConfigValueError(f"{name}={value!r} is not supported by this broker (only {expected!r})")
-        return None
 
     return check
 
 
 # kafka name: (TopicConfig key or None when fixed, show(config) -> str, parse(name, value) -> ours)
-KAFKA_TOPIC_CONFIGS: dict[str, tuple[str | None, Callable[[TopicConfig], str], Callable]] = {
+KAFKA_TOPIC_CONFIGS: dict[str, tuple[str | None, Callable[[TopicConfig], str], Callable[[str, str | None], object]]] = {
     "retention.ms": ("retention_age", lambda c: _ms_or_none(c.retention_ns),
                      lambda n, v: _to_duration(n, v, True)),
     "retention.bytes": ("retention_bytes", lambda c: _bytes_or_none(c.retention_bytes),
@@ -92,25 +93,23 @@ def kafka_view(config: TopicConfig) -> dict[str, str]:
     return {name: show(config) for name, (_, show, _) in KAFKA_TOPIC_CONFIGS.items()}
 
 
-def overrides_from_kafka(changes: dict[str, str | None], defaults: TopicConfig) -> dict:
+def overrides_from_kafka(changes: dict[str, str | None], defaults: TopicConfig) -> dict[str, object]:
     """TopicConfig overrides for Kafka ``name: value`` pairs; a value of None resets the key
     to ``defaults`` (IncrementalAlterConfigs DELETE)."""
-    overrides: dict = {}
+    overrides: dict[str, object] = {}
     for name, value in changes.items():
         entry = KAFKA_TOPIC_CONFIGS.get(name)
         if entry is None:
             raise ConfigValueError(f"unknown or unsupported topic config {name!r} "
                                    f"(supported: {', '.join(sorted(KAFKA_TOPIC_CONFIGS))})")
         key, show, parse = entry
-        if value is None:
-            value = show(defaults)
-        parsed = parse(name, value)
+        parsed = parse(name, show(defaults) if value is None else value)
         if key is not None:
             overrides[key] = parsed
     return overrides
 
 
-def topic_config_with(base: TopicConfig, overrides: dict) -> TopicConfig:
+def topic_config_with(base: TopicConfig, overrides: Mapping[str, object]) -> TopicConfig:
     try:
         return base.merged(overrides)
     except Exception as exc:  # pydantic ValidationError names the key and the range

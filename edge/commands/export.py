@@ -204,6 +204,7 @@ def run(args) -> int:
                                overwrite=args.force, expected=plan.expected,
                                progress=None if args.quiet else bar, warn=bar.warn)
         result["outside_window"] = outside_window(source, plan, result)
+        result["keyframes"] = plan.keyframes  # video partitions that start at the keyframe before the window
     finally:
         bar.clear()
         source.close()

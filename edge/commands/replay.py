@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--restamp", action="store_true",
                         help="stamp replayed records with the host clock (original time in replay.capture_ns)")
     parser.add_argument("--no-control", action="store_true", help="ignore stdin")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     parser.add_argument("--allow-gaps", action="store_true",
                         help="exit 0 even when records of the window were no longer in the log (still reported)")
     add_endpoint_args(parser)
@@ -61,8 +61,9 @@ def _progress_line(status) -> str:
     pct = "   ?%" if status.fraction is None else f"{status.fraction * 100:5.1f}%"
     pos = format_ns(status.position_ns) if status.position_ns else "-"
     speed = "max" if status.speed is None else f"{status.speed:g}x"
+    eta = "" if status.eta_s is None else f"  ETA {status.eta_s:.0f}s"
     return (f"\r{status.state:8s} {pct} at {pos}  {status.records} records "
-            f"{status.bytes / 1e6:.1f} MB  {status.rate_rps:.0f} rec/s  speed {speed}   ")
+            f"{status.bytes / 1e6:.1f} MB  {status.rate_rps:.0f} rec/s  speed {speed}{eta}   ")
 
 
 def _apply_line(player, line: str, out) -> bool:
@@ -195,7 +196,7 @@ def run(args) -> int:
     show = not args.quiet
 
     def on_progress(status) -> None:
-        if show:
+        if show and err.isatty():  # a log or a pipe gets the first and the last line only
             err.write(_progress_line(status))
             err.flush()
 
@@ -237,5 +238,6 @@ def run(args) -> int:
     summary = status.to_json()
     summary["destinations"] = session.destinations
     summary["missing"] = session.missing.to_json()
+    summary["keyframes"] = session.keyframes.to_json() if session.keyframes else None
     print(json.dumps(summary), flush=True)
     return missing_exit_status("replay", summary["missing"], args.allow_gaps, err)

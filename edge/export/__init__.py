@@ -14,11 +14,28 @@ needs them.
 """
 
 from .atomic import AtomicOutput
-from .core import (API_FORMATS, FORMATS, ExportPlan, export_window, flatten_for_download, infer_format,
-                   plan_export, run_export)
+from .core import (
+                   API_FORMATS,
+                   FORMATS,
+                   ExportPlan,
+                   export_window,
+                   flatten_for_download,
+                   infer_format,
+                   plan_export,
+                   run_export,
+)
 from .errors import ExportCancelled, ExportError
 
 __all__ = [
-    "API_FORMATS", "AtomicOutput", "ExportCancelled", "ExportError", "ExportPlan", "FORMATS", "export_window",
-    "flatten_for_download", "infer_format", "plan_export", "run_export",
+                   "API_FORMATS",
+                   "FORMATS",
+                   "AtomicOutput",
+                   "ExportCancelled",
+                   "ExportError",
+                   "ExportPlan",
+                   "export_window",
+                   "flatten_for_download",
+                   "infer_format",
+                   "plan_export",
+                   "run_export",
 ]

@@ -101,7 +101,7 @@ class AtomicOutput:
             aside: Path | None = None
             if self.final.exists() or self.final.is_symlink():
                 replaceable = self.final.is_dir() and not self.final.is_symlink() and not any(self.final.iterdir())
-                if self.is_dir and not replaceable or not self.is_dir and self.final.is_dir():
+                if (self.is_dir and not replaceable) or (not self.is_dir and self.final.is_dir()):
                     aside = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
                     _remove(aside)
                     os.rename(self.final, aside)
@@ -125,7 +125,7 @@ class AtomicOutput:
         if not self.committed:
             _remove(self.temp)
 
-    def __enter__(self) -> "AtomicOutput":
+    def __enter__(self) -> AtomicOutput:
         self.open()
         return self
 

@@ -35,13 +35,23 @@ import os
 import shutil
 import time
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from broker.records import Record
+from edge.replay.keyframes import start_at_keyframes
 from edge.replay.missing import MissingRecords
-from edge.replay.sources import (DEFAULT_READ_AHEAD_BYTES, RecordSource, TopicPartition, open_source, open_window,
-                                 resolve_window, select_partitions)
+from edge.replay.sources import (
+    DEFAULT_READ_AHEAD_BYTES,
+    RecordSource,
+    TopicPartition,
+    open_source,
+    open_window,
+    resolve_window,
+    select_partitions,
+)
 from edge.replay.timespec import Window, WindowSpec, format_ns
 
 from .atomic import AtomicOutput, fsync_path
@@ -64,6 +74,7 @@ class ExportPlan:
     partitions: list[TopicPartition]
     window: Window
     expected: int
+    keyframes: dict[str, Any] | None = None  # video partitions moved back to their keyframe (edge.replay.keyframes)
 
 
 def plan_export(source: RecordSource, patterns: Sequence[str], spec: WindowSpec) -> ExportPlan:
@@ -72,9 +83,10 @@ def plan_export(source: RecordSource, patterns: Sequence[str], spec: WindowSpec)
     if not chosen:
         raise ExportError("no topics chosen (give --topics, e.g. camera.front,lidar.top or 'camera.*')")
     partitions = select_partitions(source, chosen)
-    window = resolve_window(source, spec, partitions)
+    keyframes = start_at_keyframes(source, partitions, resolve_window(source, spec, partitions))
+    window = keyframes.window
     expected = sum(source.count_window(tp, window) for tp in partitions)
-    return ExportPlan(partitions, window, expected)
+    return ExportPlan(partitions, window, expected, keyframes.to_json())
 
 
 def infer_format(out: Path | str, explicit: str | None = None) -> str:
@@ -174,7 +186,7 @@ def export_window(source: RecordSource, partitions: Sequence[TopicPartition], wi
 
 
 def _records(source: RecordSource, partitions: Sequence[TopicPartition], window: Window, counts: _Counts,
-             cancelled: Callable[[], bool] | None, read_ahead_bytes: int):
+             cancelled: Callable[[], bool] | None, read_ahead_bytes: int) -> Iterator[Record]:
     """The window's records, with counting, progress and the cancel check."""
     with open_window(source, partitions, window, read_ahead_bytes=read_ahead_bytes, missing=counts.missing) as stream:
         for record in stream:
@@ -211,7 +223,7 @@ def _export_mcap(source: RecordSource, partitions: Sequence[TopicPartition], win
 
     require_mcap()
     metadata = {"source": source.description, "topics": ",".join(sorted({tp[0] for tp in partitions})),
-                "start_ns": window.start_ns, "end_ns": window.end_ns, "drive": window.drive or ""}
+                "start_ns": str(window.start_ns), "end_ns": str(window.end_ns), "drive": window.drive or ""}
     with open(temp, "wb") as stream:
         writer = McapFileWriter(stream, metadata=metadata)
         _write_all(writer, source, partitions, window, kinds, counts, cancelled, read_ahead_bytes)
@@ -291,8 +303,8 @@ def run_export(endpoint: str, topics: Sequence[str], start_ns: int, end_ns: int,
     source = open_source(endpoint=endpoint)
     try:
         plan = plan_export(source, list(topics), WindowSpec(int(start_ns), int(end_ns)))
-        options: dict[str, Any] = dict(expected=plan.expected, progress=progress, cancelled=cancelled,
-                                       overwrite=True)
+        options: dict[str, Any] = {"expected": plan.expected, "progress": progress, "cancelled": cancelled,
+                                   "overwrite": True}
         try:
             if format == "mcap":
                 result = export_window(source, plan.partitions, plan.window, out_dir / API_MCAP_NAME, "mcap",
@@ -309,6 +321,7 @@ def run_export(endpoint: str, topics: Sequence[str], start_ns: int, end_ns: int,
         except ExportCancelled as exc:
             return {"cancelled": True, "message": exc.message}
         result["format"] = format
+        result["keyframes"] = plan.keyframes
         result.pop("path", None)
         return result
     finally:

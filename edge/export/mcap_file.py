@@ -26,7 +26,8 @@ Guarantees:
 
 from __future__ import annotations
 
-from typing import IO, Any, Mapping
+from collections.abc import Mapping
+from typing import IO, Any
 
 import numpy as np
 
@@ -67,8 +68,9 @@ def cloud_layout(dtype: np.dtype) -> tuple[np.dtype, list[tuple[str, int, int]]]
     """The little-endian packed dtype Foxglove can read for ``dtype`` and its fields as
     (name, offset, numeric type). The returned dtype equals ``dtype`` when no repack is needed."""
     target: list[tuple[str, str]] = []
-    for name in sorted(dtype.names or (), key=lambda n: dtype.fields[n][1]):
-        field_type = dtype.fields[name][0]
+    source_fields: Mapping[str, Any] = dtype.fields or {}
+    for name in sorted(dtype.names or (), key=lambda n: source_fields[n][1]):
+        field_type = source_fields[name][0]
         code = f"{field_type.kind}{field_type.itemsize}"
         if code in _WIDEN:
             target.append((name, _WIDEN[code]))
@@ -77,8 +79,9 @@ def cloud_layout(dtype: np.dtype) -> tuple[np.dtype, list[tuple[str, int, int]]]
         else:
             raise ValueError(f"cloud field {name!r} has type {field_type}, which Foxglove cannot show")
     packed = np.dtype(target)
-    fields = [(name, packed.fields[name][1], NUMERIC_TYPES[f"{packed.fields[name][0].kind}{packed.fields[name][0].itemsize}"])
-              for name in packed.names]
+    layout: Mapping[str, Any] = packed.fields or {}
+    fields = [(name, layout[name][1], NUMERIC_TYPES[f"{layout[name][0].kind}{layout[name][0].itemsize}"])
+              for name in packed.names or ()]
     return packed, fields
 
 
@@ -128,7 +131,7 @@ def _descriptor_set(message_class: Any) -> bytes:
         file_descriptor.CopyToProto(files.file.add())
 
     add(message_class.DESCRIPTOR.file)
-    return files.SerializeToString()
+    return bytes(files.SerializeToString())
 
 
 class McapFileWriter:
@@ -137,14 +140,14 @@ class McapFileWriter:
     def __init__(self, stream: IO[bytes], *, metadata: Mapping[str, str] | None = None,
                  chunk_size: int = CHUNK_SIZE):
         require_mcap()
-        self.writer = Writer(stream, chunk_size=chunk_size, compression=CompressionType.ZSTD)
+        self.writer: Any = Writer(stream, chunk_size=chunk_size, compression=CompressionType.ZSTD)  # mcap: untyped
         self.writer.start(profile=PROFILE, library="edge-appliance export")
         self._schemas: dict[str, int] = {}
         self._channels: dict[tuple[str, str], int] = {}
         self.messages: dict[str, int] = {}
         self.schemas_used: dict[str, str] = {}
         self._metadata = dict(metadata or {})
-        self._layouts: dict[str, tuple[np.dtype, np.dtype, list]] = {}
+        self._layouts: dict[str, tuple[np.dtype, np.dtype, list[tuple[str, int, int]]]] = {}
         self._mountings: dict[str, str] = {}  # frame -> the mounting header last written for it
         self.transforms = 0  # FrameTransform messages written (not records: not in ``messages``)
 
@@ -211,11 +214,12 @@ class McapFileWriter:
             data = bytes(record.value)
         else:
             repacked = np.empty(points.shape, dtype=packed)
-            for name in packed.names:
+            for name in packed.names or ():
                 repacked[name] = points[name]
             data = repacked.tobytes()
+        numeric_type = PackedElementField.NumericType.ValueType
         message = PointCloud(frame_id=_frame_id(record), point_stride=packed.itemsize, data=data,
-                             fields=[PackedElementField(name=n, offset=o, type=t) for n, o, t in fields])
+                             fields=[PackedElementField(name=n, offset=o, type=numeric_type(t)) for n, o, t in fields])
         message.pose.orientation.w = 1.0  # the cloud is in its sensor's frame
         _stamp(message, int(record.timestamp))
         return message

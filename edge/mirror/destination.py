@@ -12,6 +12,7 @@ in edge/mirror/resume.py.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -67,11 +68,30 @@ def consumer_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in PRODUCER_ONLY}
 
 
+METADATA_SLICE_S = 1.0  # longest uninterruptible wait for the destination's metadata
+
+
+def cluster_metadata(admin: AdminClient, timeout: float, stop: threading.Event | None = None):
+    """``admin.list_topics`` waited for in slices of ``METADATA_SLICE_S``: a signal handler only
+    runs between them (librdkafka holds the main thread inside the call), so a SIGTERM while the
+    destination is unreachable stops the mirror within a second, not after ``timeout`` (20 s seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=min(METADATA_SLICE_S, max(0.05, deadline - time.monotonic())))
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._TIMED_OUT or time.monotonic() >= deadline:
+                raise
+            if stop is not None and stop.is_set():
+                raise MirrorError("stopped while waiting for the destination's metadata") from None
+
+
 def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, replication: int,
-                  max_message_bytes: int, timeout: float = 30.0) -> dict[str, DestinationLimits]:
+                  max_message_bytes: int, timeout: float = 30.0,
+                  stop: threading.Event | None = None) -> dict[str, DestinationLimits]:
     """Make sure each destination topic exists with the source's partition count; returns
     what each topic refuses (from its configs). Raises MirrorError naming what is wrong."""
-    metadata = admin.list_topics(timeout=timeout)
+    metadata = cluster_metadata(admin, timeout, stop)
     brokers = max(1, len(metadata.brokers))
     missing = {t: n for t, n in wanted.items() if t not in metadata.topics}
     if missing and not create:
@@ -88,7 +108,7 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
                     raise MirrorError(f"cannot create destination topic {topic}: {exc}") from None
         deadline = time.monotonic() + timeout
         while True:  # a new topic takes a moment to appear in the metadata
-            metadata = admin.list_topics(timeout=timeout)
+            metadata = cluster_metadata(admin, timeout, stop)
             if all(t in metadata.topics and metadata.topics[t].partitions for t in wanted):
                 break
             if time.monotonic() > deadline:

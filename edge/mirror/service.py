@@ -267,7 +267,7 @@ class MirrorService:
         kadmin = AdminClient(settings)
         wanted = {**dict.fromkeys(cfg.dead_letter_topics(), 1), **{dest[t]: n for t, n in sources.items()}}
         limits = ensure_topics(kadmin, wanted, create=cfg.create_topics, replication=cfg.replication_factor,
-                               max_message_bytes=72 * 1024 * 1024)
+                               max_message_bytes=72 * 1024 * 1024, stop=self.stop_event)
         producer = KafkaProducer({
             **settings, "transactional.id": f"edge-mirror-{self.vehicle}", "enable.idempotence": True,
             "acks": "all", "compression.type": settings.get("compression.type", "zstd"),

@@ -12,8 +12,9 @@ Guarantees:
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Iterator
 from operator import attrgetter
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 from broker.records import Record
 
@@ -44,7 +45,7 @@ class MergedStream:
             stream.close()
         self._iter = None
 
-    def __enter__(self) -> "MergedStream":
+    def __enter__(self) -> MergedStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

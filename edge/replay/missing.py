@@ -31,7 +31,7 @@ class MissingRecords:
         if end <= start:
             return
         merged: list[tuple[int, int]] = []
-        for lo, hi in sorted(self.ranges.get(tp, []) + [(start, end)]):
+        for lo, hi in sorted([*self.ranges.get(tp, []), (start, end)]):
             if merged and lo <= merged[-1][1]:
                 merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
             else:
@@ -69,7 +69,8 @@ def describe_missing(missing: dict[str, Any], limit: int = 5) -> str:
         more = f" and {len(spans) - limit} more" if len(spans) > limit else ""
         parts.append(f"{missing['records']} records of the window were no longer in the log (deleted by "
                      f"retention): offsets {', '.join(spans[:limit])}{more}")
-    before = [f"{b['topic']}:{b['partition']} (log starts at {b['log_start']})" for b in missing.get("before_log_start", ())]
+    before = [f"{b['topic']}:{b['partition']} (log starts at {b['log_start']})"
+              for b in missing.get("before_log_start", ())]
     if before:
         parts.append(f"the window starts before the oldest record kept of {', '.join(before[:limit])}: "
                      f"older records that may belong to it were deleted by retention")

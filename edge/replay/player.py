@@ -28,8 +28,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from broker.records import Record
 
@@ -92,8 +93,7 @@ class LatenessStats:
         self.counts[i if i < self.BINS else self.BINS] += 1
         self.n += 1
         self.sum_s += late_s
-        if late_s > self.max_s:
-            self.max_s = late_s
+        self.max_s = max(self.max_s, late_s)
 
     def percentile(self, q: float) -> float:
         """Upper edge of the bin holding the q-th percentile, in seconds."""
@@ -131,6 +131,7 @@ class ReplayStatus:
     reanchors: int
     gaps: int
     lateness: dict[str, float]
+    eta_s: float | None = None  # seconds to the window's end; None while unknown, or looping
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,13 +222,26 @@ class Player:
             fraction = 1.0
         elif pos is not None and last > first:
             fraction = min(1.0, max(0.0, (pos - first) / (last - first)))
+        elapsed_s = (self.clock() - self._started) if self._started else 0.0
         return ReplayStatus(
-            replay_id=self.options.replay_id, state="paused" if self._paused and self._state == "playing" else self._state,
+            replay_id=self.options.replay_id,
+            state="paused" if self._paused and self._state == "playing" else self._state,
             speed=self._speed, loop=self.options.loop, loop_pass=self._pass,
             window_start_ns=first, window_end_ns=last, position_ns=pos, fraction=fraction,
             records=self._records, bytes=self._bytes, rate_rps=self._rate,
-            elapsed_s=(self.clock() - self._started) if self._started else 0.0,
-            reanchors=self._reanchors, gaps=self._gaps, lateness=self.lateness.summary())
+            elapsed_s=elapsed_s, reanchors=self._reanchors, gaps=self._gaps, lateness=self.lateness.summary(),
+            eta_s=self._eta_s(fraction, elapsed_s))
+
+    def _eta_s(self, fraction: float | None, elapsed_s: float) -> float | None:
+        """Paced: the capture time left over the speed (cut gaps make it an upper bound); at
+        max speed: the time so far scaled by the fraction left (only the rate is known)."""
+        if self._state == "finished":
+            return 0.0
+        if self.options.loop or not fraction or self._position is None:
+            return None
+        if self._speed is not None:
+            return max(0, self.span[1] - self._position) / (self._speed * 1e9)
+        return elapsed_s * (1 - fraction) / fraction
 
     # -- playing -------------------------------------------------------------------------
 
@@ -251,6 +265,8 @@ class Player:
                 if outcome == "seek":
                     with self._lock:
                         target, self._seek = self._seek, None
+                    if target is None:  # a seek is only returned with a target set under the lock
+                        raise ReplayError("seek without a target")
                     window = self.window if target <= self.window.start_ns else self.window.with_start(target)
                     self._position = target
                     continue
@@ -348,7 +364,8 @@ class Player:
                 self._report()
         return ("stop" if self._stop else "end"), played
 
-    def _handle_commands(self, anchored: bool, anchor_ns: int, anchor_mono: float, speed: float | None):
+    def _handle_commands(self, anchored: bool, anchor_ns: int, anchor_mono: float,
+                         speed: float | None) -> tuple[Any, ...]:
         """Apply pending commands; blocks while paused. Returns ("seek"|"stop",) or
         ("go", speed, anchored, anchor_ns, anchor_mono)."""
         while True:

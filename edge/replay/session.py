@@ -11,15 +11,17 @@ were no longer in the log when the player reached them (reported in the summary)
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .errors import ReplayError
+from .keyframes import KeyframeStarts, start_at_keyframes
+from .merge import MergedStream
+from .missing import MissingRecords
 from .player import Player, ReplayOptions, ReplayStatus, check_speed
 from .sinks import BrokerSink, TopicNaming
-from .missing import MissingRecords
-from .sources import (BrokerSource, RecordSource, TopicPartition, open_window, resolve_window,
-                      select_partitions)
+from .sources import BrokerSource, RecordSource, TopicPartition, open_window, resolve_window, select_partitions
 from .timespec import Window, WindowSpec
 
 
@@ -33,6 +35,7 @@ class ReplaySession:
     player: Player
     expected_records: int
     missing: MissingRecords  # records of the window no longer in the log, as the player met them
+    keyframes: KeyframeStarts | None = None  # video partitions moved back to their keyframe (edge.replay.keyframes)
 
     def close(self) -> None:
         try:
@@ -75,7 +78,8 @@ def prepare_replay(source: RecordSource, patterns: Sequence[str], spec: WindowSp
     exclude = [naming.prefix] if naming.prefix else []
     chosen = patterns or list(spec.drive_topics)
     partitions = select_partitions(source, chosen, exclude_prefixes=exclude)
-    window = resolve_window(source, spec, partitions)
+    keyframes = start_at_keyframes(source, partitions, resolve_window(source, spec, partitions))
+    window = keyframes.window
     counts: dict[str, int] = {}
     for topic, _p in partitions:
         counts[topic] = source.topics()[topic]
@@ -89,14 +93,14 @@ def prepare_replay(source: RecordSource, patterns: Sequence[str], spec: WindowSp
 
         missing = MissingRecords()
 
-        def open_stream(w: Window):
-            return open_window(source, partitions, w, read_ahead_bytes=read_ahead_bytes, missing=missing)
+        def open_stream(window: Window) -> MergedStream:  # named as StreamFactory names it
+            return open_window(source, partitions, window, read_ahead_bytes=read_ahead_bytes, missing=missing)
 
         player = Player(open_stream, window, sink, options, span=span, on_progress=on_progress, on_emit=on_emit)
     except BaseException:
         sink.close()
         raise
-    return ReplaySession(source, sink, partitions, window, destinations, player, expected, missing)
+    return ReplaySession(source, sink, partitions, window, destinations, player, expected, missing, keyframes)
 
 
 def run_replay(endpoint: str, topics: Sequence[str], start_ns: int, end_ns: int, speed: float | None = 1.0,
@@ -136,4 +140,6 @@ def run_replay(endpoint: str, topics: Sequence[str], start_ns: int, end_ns: int,
     result = status.to_json()
     result["destinations"] = session.destinations
     result["missing"] = session.missing.to_json()
+    if session.keyframes is not None:
+        result["keyframes"] = session.keyframes.to_json()
     return result

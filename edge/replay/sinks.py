@@ -17,8 +17,8 @@ Guarantees:
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from typing import Any, Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from broker.errors import BrokerError, UnknownTopicError
 from broker.records import Record
@@ -48,6 +48,14 @@ def parse_remap(pairs: Iterable[str]) -> dict[str, str]:
     return remap
 
 
+class Delivery(Protocol):
+    """What the sink keeps of a record sent (the producer's per-record future)."""
+
+    def done(self) -> bool: ...
+
+    def exception(self, timeout: float | None = None) -> BaseException | None: ...
+
+
 class TopicNaming:
     """Source topic -> destination topic."""
 
@@ -71,7 +79,7 @@ class BrokerSink:
         self.producer = Producer(endpoint, acks=acks, linger_ms=linger_ms, buffer_bytes=buffer_bytes,
                                  on_full="block", block_timeout_s=60.0, request_timeout_s=30.0)
         self._dest: dict[str, str] = {}
-        self._pending: list[Future] = []
+        self._pending: list[Delivery] = []
         self._error: BaseException | None = None
 
     def prepare(self, partitions: dict[str, int], configs: Mapping[str, Mapping[str, Any] | None], *,
@@ -121,7 +129,7 @@ class BrokerSink:
         if len(self._pending) >= 4096:
             self._pending = [f for f in self._pending if not f.done()]
 
-    def _delivered(self, future: Future) -> None:
+    def _delivered(self, future: Delivery) -> None:
         exc = future.exception()
         if exc is not None and self._error is None:
             self._error = exc if isinstance(exc, BrokerError) else SinkError(f"publishing failed: {exc}")

@@ -38,7 +38,8 @@ import re
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from broker.errors import BrokerError, OffsetOutOfRangeError, UnknownTopicError
 from broker.records import Record
@@ -60,7 +61,7 @@ class PartitionStream(ABC):
     """The records of one partition over a window, in offset order. Iterate once; the
     consumer it opens lives from the first ``next`` to the end or ``close``."""
 
-    def __init__(self, source: "RecordSource", tp: TopicPartition, window: Window, read_ahead_bytes: int):
+    def __init__(self, source: RecordSource, tp: TopicPartition, window: Window, read_ahead_bytes: int):
         self.source = source
         self.tp = tp
         self.window = window
@@ -108,10 +109,10 @@ class RecordSource(ABC):
         """About how many records ``stream(tp, window)`` yields (before reading them)."""
         return self.count_between(tp, window.start_ns, window.end_ns)
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # a hook: sources without connections have nothing to close
+        return None
 
-    def __enter__(self) -> "RecordSource":
+    def __enter__(self) -> RecordSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -345,7 +346,7 @@ class _BrokerPartitionStream(PartitionStream):
 # -- the cloud Kafka cluster -----------------------------------------------------------------
 
 
-def _template_regex(template: str, vehicle: str) -> re.Pattern:
+def _template_regex(template: str, vehicle: str) -> re.Pattern[str]:
     if "{topic}" not in template:
         raise SourceError(f"Kafka topic template {template!r} lacks {{topic}}")
     pattern = re.escape(template).replace(re.escape("{vehicle}"), re.escape(vehicle))
@@ -381,7 +382,7 @@ class KafkaSource(RecordSource):
         self._meta = self._consumer()
         self._topics: dict[str, tuple[str, int]] | None = None
 
-    def _consumer(self, **overrides: Any):
+    def _consumer(self, **overrides: Any) -> Any:  # a confluent_kafka.Consumer
         from edge.third_party_logs import librdkafka_logger  # librdkafka's log through ours, rate-limited
 
         conf = {"bootstrap.servers": self.bootstrap, "group.id": f"edge-replay-{uuid.uuid4().hex[:12]}",
@@ -406,12 +407,13 @@ class KafkaSource(RecordSource):
             self._topics = found
         return {name: count for name, (_k, count) in self._topics.items()}
 
-    def _tp(self, tp: TopicPartition):
+    def _tp(self, tp: TopicPartition) -> Any:  # a confluent_kafka.TopicPartition
         return self._ck.TopicPartition(self.kafka_topic(tp[0]), tp[1])
 
     def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
         try:
-            return self._meta.get_watermark_offsets(self._tp(tp), timeout=self.timeout_s)
+            low, high = self._meta.get_watermark_offsets(self._tp(tp), timeout=self.timeout_s)
+            return int(low), int(high)
         except self._ck.KafkaException as exc:
             raise SourceError(f"{self.description}: {tp[0]}:{tp[1]}: {exc}") from None
 
@@ -426,7 +428,7 @@ class KafkaSource(RecordSource):
             raise SourceError(f"{self.description}: {tp[0]}:{tp[1]}: {exc}") from None
         return found.offset if found.offset >= 0 else self._watermarks(tp)[1]
 
-    def _read_one(self, tp: TopicPartition, kafka_offset: int):
+    def _read_one(self, tp: TopicPartition, kafka_offset: int) -> Any:  # a confluent_kafka.Message or None
         consumer = self._consumer(**{"queued.max.messages.kbytes": 1024})
         try:
             consumer.assign([self._ck.TopicPartition(self.kafka_topic(tp[0]), tp[1], kafka_offset)])
@@ -526,7 +528,8 @@ class _KafkaPartitionStream(PartitionStream):
                 msg = consumer.poll(1.0)
                 if msg is None:
                     if time.monotonic() - last_progress > _STALL_S:
-                        raise SourceError(f"{src.description}: {self.tp[0]}:{self.tp[1]}: no records for {_STALL_S:.0f}s")
+                        raise SourceError(f"{src.description}: {self.tp[0]}:{self.tp[1]}: "
+                                          f"no records for {_STALL_S:.0f}s")
                     continue
                 last_progress = time.monotonic()
                 if msg.error():

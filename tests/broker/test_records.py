@@ -269,3 +269,18 @@ def test_records_with_many_headers_are_checked_one_by_one_and_agree():
     rec.CRC.pack_into(batch, rec.CRC_OFFSET, crc32c(bytes(batch[rec.CRC_START :])))
     with pytest.raises(CorruptBatchError, match="record 1"):
         checks.check_batch_records(batch, max_record_bytes=1 << 20, max_section_bytes=1 << 22)
+
+
+@pytest.mark.parametrize("log_append_time", [False, True])
+def test_record_timestamps_past_int64_are_refused_as_overflow(log_append_time):
+    """baseTimestamp plus a record's delta above int64 is refused by name, for LogAppendTime
+    batches too (whose maxTimestamp check does not run): the check used to read
+    ``not MIN <= low and high <= MAX``, which let every overflow upward through."""
+    batch = bytearray(rec.encode_batch([b"a", b"b"], [0, 5_000_000_000]))  # record deltas 0 and 5000 ms
+    fields = list(rec.HEADER.unpack_from(batch))
+    fields[5] |= rec.ATTR_LOG_APPEND_TIME if log_append_time else 0
+    fields[7] = fields[8] = (1 << 63) - 10  # baseTimestamp, maxTimestamp: the second record lands past int64
+    rec.HEADER.pack_into(batch, 0, *fields)
+    rec.CRC.pack_into(batch, rec.CRC_OFFSET, crc32c(bytes(batch[rec.CRC_START :])))
+    with pytest.raises(CorruptBatchError, match="record timestamps overflow int64"):
+        checks.check_batch_records(batch, max_record_bytes=1 << 20, max_section_bytes=1 << 22)

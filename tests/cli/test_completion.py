@@ -53,3 +53,44 @@ def test_topics_and_groups_from_the_broker_through_bash(data_dir):
         assert complete("export", "--topics", "camera.r") == ["camera.rear"]
         assert complete("groups", "describe", "") == ["readers"]
         assert complete("topics", "de") == ["describe", "delete"]
+
+
+# Drives an interactive zsh in a pseudo-terminal (zsh/zpty): compinit, the script `edge
+# completion zsh` prints, then each line of words and a TAB. compadd is wrapped to print what
+# the completion offered (HIT=a,b=END) before adding it, so the real dispatch runs: compsys
+# finds _edge for `edge`, zsh sets words/CURRENT, _edge asks `edge __complete`.
+ZSH_DRIVER = r'''
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PROMPT='> '; autoload -U compinit; compinit -u -D; eval \"\$(edge completion zsh)\""
+zpty -w z 'compadd() { local -a hits; builtin compadd -O hits "$@"; print -r -- "${(U):-hit}=${(j:,:)hits}=END"; }'
+for words in "$@"; do
+  zpty -n -w z "edge $words"$'\t'
+  out="" ; chunk=""
+  for i in {1..150}; do
+    zpty -r -t z chunk && out+=$chunk || sleep 0.1
+    [[ $out == *HIT=*=END* ]] && break
+  done
+  hits=${${out##*HIT=}%%=END*}
+  [[ $out == *HIT=*=END* ]] && print -r -- "$words|$hits" || print -r -- "$words|TIMEOUT"
+  zpty -n -w z $'\C-u'
+done
+zpty -d z
+'''
+
+
+def test_zsh_script_loads_and_completes_in_zsh(tmp_path):
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        pytest.skip("zsh is not installed (scripts/test installs it with apt)")
+    env = {**os.environ, "EDGE_ENDPOINT": f"ipc://{tmp_path}/nobody.sock", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    script = subprocess.run([sys.executable, "-m", "edge.cli", "completion", "zsh"], check=False,
+                            capture_output=True, text=True, env=env, timeout=30)
+    (tmp_path / "_edge").write_text(script.stdout)
+    syntax = subprocess.run([zsh, "-n", str(tmp_path / "_edge")], check=False, capture_output=True, text=True,
+                            timeout=30)
+    assert script.returncode == 0 and syntax.returncode == 0, syntax.stderr
+    done = subprocess.run([zsh, "-f", "-c", ZSH_DRIVER, "zsh", "topics de", "groups reset g --d"],
+                          check=False, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["topics de|describe,delete", "groups reset g --d|--dry-run"]

@@ -4,7 +4,7 @@ resumes by itself.
 A real broker (``edge broker --config``) and the real driver processes of configs/sim.toml
 (two simulated cameras, one simulated LiDAR), started with the argv, environment, session
 and log file ``edge up`` gives them (edge.commands.up.build_specs), record; then the broker
-is taken away for ``EDGE_OUTAGE_S`` seconds (default 8; ``scripts/faults`` runs 60):
+is taken away for ``EDGE_OUTAGE_S`` seconds (default 5; ``scripts/faults`` runs 60):
 
 - ``dead``: SIGKILL, started again after the outage (a crash, a slow restart);
 - ``hung``: SIGSTOP, SIGCONT after the outage (a broker that holds its connections open
@@ -55,7 +55,7 @@ from edge.supervisor import LAYER_DRIVERS
 from tests.integration.test_edge_up import sim_config, topic_ends, wait_for
 from tests.support.broker_process import BrokerProcess
 
-OUTAGE_S = float(os.environ.get("EDGE_OUTAGE_S", "8"))
+OUTAGE_S = float(os.environ.get("EDGE_OUTAGE_S", "5"))
 SENSOR_TOPICS = {"front": "camera.front", "rear": "camera.rear", "top": "lidar.top"}
 MiB = 1024 * 1024
 SAMPLE_EVERY_S = 0.5

@@ -16,7 +16,7 @@ def kafka_cluster(tmp_path_factory):
     except KafkaHarnessError as exc:
         pytest.fail(f"could not start the Kafka test cluster: {exc}")
     yield cluster
-    cluster.stop()
+    cluster.discard()  # temporary storage: no orderly shutdown needed
 
 
 @pytest.fixture(scope="session")
@@ -26,4 +26,4 @@ def kafka_single(tmp_path_factory):
     except KafkaHarnessError as exc:
         pytest.fail(f"could not start the Kafka test cluster: {exc}")
     yield cluster
-    cluster.stop()
+    cluster.discard()  # temporary storage: no orderly shutdown needed

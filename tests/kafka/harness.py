@@ -238,6 +238,15 @@ class KafkaCluster:
                 proc.wait(30)
         self.procs[i] = None
 
+    def discard(self) -> None:
+        """SIGKILL every node at once: for a cluster whose storage is thrown away with it (the
+        session fixtures), where an orderly shutdown only costs time (25 s for 3+1 nodes)."""
+        for i in list(self.procs):
+            try:
+                self.kill_node(i)
+            except (ProcessLookupError, OSError):
+                self.procs[i] = None
+
     def stop(self) -> None:
         for i in list(self.procs):
             try:

@@ -155,9 +155,20 @@ def test_records_outside_the_window_are_reported(recorded, tmp_path, capsys):
     assert f"outside the window (not exported): {SOURCE_FRAMES - inside} records" in capsys.readouterr().out
 
 
+def length_prefixed(annex_b: bytes) -> bytes:
+    """An Annex B access unit as MP4 stores it: each NAL unit after a 4-byte length."""
+    import re
+
+    units = [u for u in re.split(rb"\x00\x00\x00\x01|\x00\x00\x01", annex_b) if u]
+    return b"".join(len(u).to_bytes(4, "big") + u for u in units)
+
+
 def test_h264_records_starting_mid_gop_export_from_the_first_keyframe(shared_data, tmp_path):
     """A window that starts between keyframes: the deltas before the first keyframe cannot
-    be decoded; they are refused (reported as corrupt by the export) and counted."""
+    be decoded; they are refused (reported as corrupt by the export) and counted. From the
+    keyframe on, the MP4 holds the recorded bytes (remuxed, not re-encoded), faststart."""
+    import av
+
     from broker.records import Record
     from drivers.camera.passthrough import encode_passthrough
     from drivers.camera.sources import open_camera_source
@@ -168,8 +179,10 @@ def test_h264_records_starting_mid_gop_export_from_the_first_keyframe(shared_dat
         frames = [f for _, f in zip(range(130), source)]
     writer = DirectoryWriter(tmp_path)
     refused = []
+    recorded = []
     for frame in frames[5:]:  # keyframes at 0, 60, 120
         value, headers = encode_passthrough(frame)
+        recorded.append(bytes(value))
         record = Record(frame.seq, frame.capture_ns, None, value, {k: v.encode() for k, v in headers.items()},
                         "camera.h264", 0)
         try:
@@ -180,5 +193,42 @@ def test_h264_records_starting_mid_gop_export_from_the_first_keyframe(shared_dat
     assert [seq for seq, _ in refused] == list(range(5, 60)) and "before the first keyframe" in refused[0][1]
     assert topic["skipped_before_keyframe"] == 55 and topic["frames"] == 70 and topic["first_ns"] == 60 * 80_000_000
     info = ffprobe(tmp_path / "camera.h264.mp4")
-    assert int(info["streams"][0]["nb_read_frames"]) == 70
+    assert info["streams"][0]["codec_name"] == "h264" and int(info["streams"][0]["nb_read_frames"]) == 70
     assert abs(float(info["streams"][0]["duration"]) - 70 * PERIOD_S) < PERIOD_S
+    boxes = top_level_boxes(tmp_path / "camera.h264.mp4")
+    assert boxes.index("moov") < boxes.index("mdat"), boxes
+    assert topic["remuxed"] is True and topic["codec"] == "h264"
+    with av.open(str(tmp_path / "camera.h264.mp4")) as mp4:
+        stored = [(bytes(p), p.is_keyframe) for p in mp4.demux(video=0) if p.size]
+    assert [data for data, _ in stored] == [length_prefixed(v) for v in recorded[55:]]  # stream copy: same bytes
+    assert [i for i, (_, key) in enumerate(stored) if key] == [0, 60]  # the keyframes at 60 and 120
+
+
+def test_h264_with_b_frames_is_re_encoded_in_presentation_order(tmp_path):
+    """Records of a B-frame stream are stamped in decoding order (times go back and forth):
+    they cannot be remuxed with dts = pts, so they are decoded and encoded, each frame at its time."""
+    from broker.records import Record
+    from drivers.camera.passthrough import encode_passthrough
+    from drivers.camera.sources import open_camera_source
+    from edge.export.directory import DirectoryWriter
+    from edge.export.kinds import CAMERA
+
+    offsets_ms = [0, 40, 80, 280, 320, 440]
+    source_path = tmp_path / "b-frames.mp4"
+    writer = Mp4Writer(source_path, 64, 48)  # libx264 veryfast: B-frames
+    rng = np.random.default_rng(5)
+    for ms in offsets_ms:
+        writer.add(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), ms * 1_000_000)
+    writer.finish()
+    with open_camera_source(source_path, rate="max", epoch_ns=0, passthrough=True) as source:
+        frames = list(source)
+    assert [f.capture_ns for f in frames] != sorted(f.capture_ns for f in frames)
+    (tmp_path / "out").mkdir()
+    out = DirectoryWriter(tmp_path / "out")
+    for frame in frames:
+        value, headers = encode_passthrough(frame)
+        out.write(Record(frame.seq, frame.capture_ns, None, value, {k: v.encode() for k, v in headers.items()},
+                         "camera.b", 0), CAMERA)
+    topic = out.finish()["camera.b"]
+    assert topic["remuxed"] is False and topic["frames"] == 6 and topic["undecodable"] == 0
+    assert np.allclose(frame_times(tmp_path / "out" / "camera.b.mp4"), np.array(offsets_ms) / 1000, atol=1e-3)

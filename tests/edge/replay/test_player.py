@@ -202,3 +202,29 @@ def test_max_gap_zero_keeps_gaps():
     started = time.monotonic()
     status = make_player([records], sink, speed=1.0, max_gap_s=0).run()
     assert status.gaps == 0 and time.monotonic() - started > 1.3
+
+
+def test_eta_at_max_speed_predicts_the_end():
+    """At a steady rate the ETA of a status mid-run is the time the run still takes; a loop has
+    none (it never ends), a finished run 0."""
+    import itertools
+
+    ticks = itertools.count()
+    records = [Record(i, T0 + i * 10 * MS, None, b"x", {}, "camera.front", 0) for i in range(200)]
+    statuses = []
+    player = Player(lambda w: ListStream(records, w), Window(T0, T0 + 2 * 10**9), MemorySink(),
+                    ReplayOptions(speed=None, progress_interval_s=0.0), span=(T0, T0 + 199 * 10 * MS),
+                    on_progress=statuses.append, clock=lambda: next(ticks) * 0.001)
+    final = player.run()
+    middle = [s for s in statuses if s.fraction and 0.2 < s.fraction < 0.8]
+    assert middle and final.eta_s == 0.0
+    for status in middle:
+        still_to_go = final.elapsed_s - status.elapsed_s
+        assert status.eta_s == pytest.approx(still_to_go, rel=0.05, abs=0.01), status
+    looped = []
+    looping = Player(lambda w: ListStream(records, w), Window(T0, T0 + 2 * 10**9), MemorySink(),
+                     ReplayOptions(speed=None, loop=True, progress_interval_s=0.0), span=(T0, T0 + 199 * 10 * MS),
+                     on_progress=lambda s: looped.append(s) or (s.records > 300 and looping.stop()),
+                     clock=lambda: next(ticks) * 0.001)
+    looping.run()
+    assert any(s.fraction and s.fraction > 0.5 for s in looped) and all(s.eta_s is None for s in looped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,22 +21,50 @@ class MirrorProcess:
     def __init__(self, config_path: Path, endpoint: str, log_path: Path):
         self.config_path, self.endpoint, self.log_path = config_path, endpoint, log_path
         self.proc: subprocess.Popen | None = None
+        self._notify: socket.socket | None = None
+        self._ready = False
 
     def start(self) -> "MirrorProcess":
+        # the mirror says READY=1 over $NOTIFY_SOCKET (as to systemd) once its SIGTERM handler is
+        # in place; stop() waits for that, or a SIGTERM during start-up kills it with -15
+        self._close_notify()
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        address = f"edge-test-mirror-{uuid.uuid4().hex}"
+        self._notify.bind("\0" + address)
+        self._ready = False
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([*EDGE, "mirror", "--config", str(self.config_path), "--endpoint", self.endpoint],
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NOTIFY_SOCKET": "@" + address})
         log.close()
         return self
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._ready and self._notify is not None and self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mirror sent no READY=1 in {timeout:.0f} s\n{self.log()}")
+            self._notify.settimeout(0.2)
+            try:
+                self._ready = b"READY=1" in self._notify.recv(4096)
+            except TimeoutError:
+                pass
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self._close_notify()
 
     def stop(self) -> int:
         if not self.proc:
             return 0
+        self.wait_ready()
+        self._close_notify()
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(60)
 
