@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 # ConfigResource: re-exported by confluent_kafka.admin without __all__, so mypy does not see it
-from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 
 from broker.errors import BrokerError
@@ -71,7 +71,7 @@ def consumer_settings(settings: dict[str, Any]) -> dict[str, Any]:
 METADATA_SLICE_S = 1.0  # longest uninterruptible wait for the destination's metadata
 
 
-def cluster_metadata(admin: AdminClient, timeout: float, stop: threading.Event | None = None):
+def cluster_metadata(admin: AdminClient, timeout: float, stop: threading.Event | None = None) -> ClusterMetadata:
     """``admin.list_topics`` waited for in slices of ``METADATA_SLICE_S``: a signal handler only
     runs between them (librdkafka holds the main thread inside the call), so a SIGTERM while the
     destination is unreachable stops the mirror within a second, not after ``timeout`` (20 s seen)."""
