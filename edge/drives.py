@@ -26,9 +26,13 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError, UnknownTopicError
+
+if TYPE_CHECKING:  # edge.replay (the reading side) is loaded only by the commands that read
+    from edge.replay.sources import RecordSource
 
 DRIVES_TOPIC = "_drives"
 
@@ -155,7 +159,7 @@ def list_drives(endpoint: str, *, with_topics: bool = True) -> list[Drive]:
     return drives
 
 
-def drives_from_events(events: list[dict]) -> list[Drive]:
+def drives_from_events(events: list[dict[str, Any]]) -> list[Drive]:
     """The drives that start/stop records describe, in order (the broker's or the cloud's copy)."""
     drives: list[Drive] = []
     by_name: dict[str, Drive] = {}
@@ -229,7 +233,7 @@ def drive_resolution(endpoint: str, name: str) -> tuple:
     return start, end, (), bounds
 
 
-def source_drive_resolution(source, name: str) -> tuple:
+def source_drive_resolution(source: RecordSource, name: str) -> tuple[int, int, tuple[str, ...], Any]:
     """``drive_resolution`` from a record source holding the catalog, e.g. the cloud copy the
     mirror ships (``[mirror] catalog``, docs/MIRROR.md): its records carry the vehicle's
     offsets, which the source maps back (``edge.source.offset``). The log end is not known
@@ -240,7 +244,7 @@ def source_drive_resolution(source, name: str) -> tuple:
     if DRIVES_TOPIC not in topics:
         raise BrokerError(f"{source.description} holds no drive catalog ({DRIVES_TOPIC}); the mirror ships it when "
                           "[mirror] catalog = true (the default) and a drive was recorded")
-    events = []
+    events: list[dict[str, Any]] = []
     for record in source.stream((DRIVES_TOPIC, 0), Window(0, END_OF_LOG_NS)):
         try:
             events.append(json.loads(bytes(record.value)))
