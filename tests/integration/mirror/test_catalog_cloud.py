@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from broker.client import Admin, Consumer, Producer
+from broker.client import Admin, Producer
 from edge.drives import DRIVES_TOPIC, record_event
 
+from .conftest import local_records
 from .test_mirror import BASE_NS, cloud_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -54,14 +55,7 @@ def test_replay_and_export_a_drive_from_the_cloud_catalog(broker, kafka_single, 
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["records"] == 40
-    consumer = Consumer(broker.endpoint, max_wait_ms=100)
-    consumer.assign([("cloud.camera.front", 0)])
-    got = []
-    for _ in range(50):
-        got.extend(consumer.poll(0.2))
-        if len(got) >= 40:
-            break
-    consumer.close()
+    got = local_records(broker.endpoint, [("cloud.camera.front", 0)], 40)
     assert [int(r.headers["seq"]) for r in got] == list(range(30, 70))
 
     out = tmp_path / "drive.mcap"

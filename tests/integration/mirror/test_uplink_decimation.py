@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from broker.client import Consumer, Producer
+from broker.client import Producer
 from drivers.camera.encoding import decode_frame, encode_frame
 from drivers.pointcloud import POINT_DTYPE, decode_cloud, encode_cloud
 
+from .conftest import local_records
 from .test_mirror import BASE_NS, cloud_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -59,14 +60,5 @@ def test_the_cloud_gets_less_and_says_so_the_vehicle_keeps_everything(broker, ka
         headers = dict(msg.headers())
         kept = decode_cloud(msg.value(), headers)
         assert headers["edge.uplink"] == f"voxel_m=2 points=20000->{len(kept)}".encode() and 900 <= len(kept) <= 1000
-    consumer = Consumer(broker.endpoint, max_wait_ms=100)  # the vehicle's log: every record as recorded
-    consumer.assign([("camera.front", 0), ("lidar.top", 0)])
-    consumer.seek_to_beginning()
-    held = {}
-    for _ in range(50):
-        for record in consumer.poll(0.2):
-            held[(record.topic, record.offset)] = bytes(record.value)
-        if len(held) == 12:
-            break
-    consumer.close()
-    assert held == local
+    held = local_records(broker.endpoint, [("camera.front", 0), ("lidar.top", 0)], 12)  # the vehicle's log
+    assert {(r.topic, r.offset): bytes(r.value) for r in held} == local  # every record as recorded
