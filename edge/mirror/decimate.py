@@ -3,9 +3,10 @@ resolution; what goes to the cloud may be less, and says so.
 
 Per topic (``[mirror] sampling`` and ``[mirror.transcode."PATTERN"]``):
 - ``sampling = N``: every Nth record (offset % N == 0) ships, the others are passed over;
-- camera frames (``encoding`` jpeg/png/bgr8, drivers/camera/encoding.py): ``scale`` resizes
-  (OpenCV, INTER_AREA), ``jpeg_quality`` re-encodes as JPEG (without it a rescaled frame keeps
-  its encoding); the ``encoding``/``width``/``height`` headers are rewritten to match;
+- camera frames (``encoding`` jpeg/png/bgr8, drivers/camera/encoding.py; OpenCV, the
+  ``sensors`` extra, needed only when such a rule is configured): ``scale`` resizes
+  (INTER_AREA), ``jpeg_quality`` re-encodes as JPEG (without it a rescaled frame keeps its
+  encoding); the ``encoding``/``width``/``height`` headers are rewritten to match;
 - point clouds (``encoding = pointcloud``, drivers/pointcloud.py): ``voxel_m`` keeps one real
   point per voxel (all its fields), the voxels found by open3d (``voxel_down_sample_and_trace``)
   or, only when open3d is not installed, by a numpy voxel grid; ``points`` is rewritten.
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from drivers.camera.encoding import decode_frame, encode_frame
 from drivers.pointcloud import ENCODING as CLOUD_ENCODING
 from drivers.pointcloud import decode_cloud, encode_cloud
 
@@ -64,7 +64,10 @@ def transcode(rule: TranscodeRule, value: bytes, headers: Mapping[str, Any]) -> 
 
 def _camera(rule: TranscodeRule, value: bytes, headers: Mapping[str, Any],
             encoding: str) -> tuple[bytes, dict[str, str], str]:
+    # OpenCV (the sensors extra) only when a camera rule is configured: the mirror runs without it
     import cv2
+
+    from drivers.camera.encoding import decode_frame, encode_frame
 
     image = decode_frame(value, headers)
     height, width = image.shape[:2]
