@@ -20,6 +20,7 @@ unchanged with ``edge.uplink = unchanged:<why>``: the uplink never drops data it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +36,15 @@ from .reject import DestinationLimits
 
 HEADER_UPLINK = "edge.uplink"
 
-_o3d: Any
-try:  # open3d finds the voxels when installed (pip install edge-appliance[pointcloud])
-    import open3d as _o3d
-except ImportError:  # pragma: no cover - depends on the install
-    _o3d = None
+@functools.cache
+def _open3d() -> Any:
+    """open3d (pip install edge-appliance[pointcloud]), imported at the first voxel rule (it is
+    large, and a mirror without LiDAR rules never needs it); None when not installed."""
+    try:
+        import open3d
+    except ImportError:  # pragma: no cover - depends on the install
+        return None
+    return open3d
 
 
 def _text(headers: Mapping[str, Any], name: str) -> str:
@@ -89,8 +94,9 @@ def voxel_keep(xyz: np.ndarray, voxel_m: float) -> np.ndarray:
     """Indices of one real point per occupied voxel of edge ``voxel_m`` (sorted)."""
     if len(xyz) == 0:
         return np.zeros(0, dtype=np.int64)
-    if _o3d is not None:
-        cloud = _o3d.geometry.PointCloud(_o3d.utility.Vector3dVector(xyz.astype(np.float64)))
+    o3d = _open3d()
+    if o3d is not None:
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz.astype(np.float64)))
         _down, _cubes, traced = cloud.voxel_down_sample_and_trace(voxel_m, cloud.get_min_bound(),
                                                                   cloud.get_max_bound())
         return np.sort(np.fromiter((members[0] for members in traced), dtype=np.int64, count=len(traced)))
