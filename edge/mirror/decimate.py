@@ -36,6 +36,7 @@ from .reject import DestinationLimits
 
 HEADER_UPLINK = "edge.uplink"
 
+
 @functools.cache
 def _open3d() -> Any:
     """open3d (pip install edge-appliance[pointcloud]), imported at the first voxel rule (it is
