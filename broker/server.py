@@ -182,9 +182,12 @@ class BrokerServer:
 
     def serve_forever(self) -> None:
         sock = self.socket or self.bind()
+        monitor = self._monitor
+        if monitor is None:
+            raise BrokerError("the broker's socket monitor is gone: serve_forever after stop")
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         for extension in self.extensions:
             extension.attach(poller)
         while not self._stopping:
@@ -192,7 +195,7 @@ class BrokerServer:
             timeout_ms = self._next_timeout_ms()
             events = poller.poll(timeout_ms)
             if events:
-                self.clients.read_monitor(self._monitor, self.stats, self.background.limiter)
+                self.clients.read_monitor(monitor, self.stats, self.background.limiter)
                 for _ in range(256):  # drain a burst, then look at timers
                     try:
                         frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)

@@ -85,8 +85,8 @@ def _produce_partition(broker: KafkaBroker, topic: str, partition: int,
         appended = [broker.server.append_batch(topic, partition, batch) for batch in batches]
         log, first = appended[-1][0], appended[0][1]  # the log as it is now; the first batch's offset
         entry.update(base_offset=first.base_offset, log_start_offset=log.log_start_offset)
-        if getattr(first, "log_append_time_ms", None) is not None:
-            entry["log_append_time"] = first.log_append_time_ms
+        if log.config.timestamp_type == "LogAppendTime":  # the time the broker stamped, as Kafka answers
+            entry["log_append_time"] = first.append_time_ns // 1_000_000
     except _Corrupt as exc:
         entry.update(error_code=CORRUPT_MESSAGE, error_message=str(exc))
     except BrokerError as exc:

@@ -41,7 +41,7 @@ from .apis import API_VERSIONS, APIS, SUPPORTED, api_versions_values
 from .broker import KafkaBroker
 from .errors import NONE, UNKNOWN_SERVER_ERROR, UNSUPPORTED_VERSION
 from .fetch_encode import FetchResponseValues, encode_fetch_response
-from .security import PLAIN, KafkaSecurity
+from .security import KafkaSecurity, SaslFailed, SaslSession
 
 if TYPE_CHECKING:
     from ..server import BrokerServer
@@ -106,6 +106,7 @@ class Connection:
     handshaking: bool = False  # TLS handshake under way
     tls_wants_write: bool = False
     authenticated: bool = True  # False until SASL succeeds, when SASL is required
+    sasl: SaslSession | None = None  # the mechanism SaslHandshake chose, an exchange under way
 
     @property
     def fd(self) -> int:
@@ -139,7 +140,8 @@ class KafkaListener:
         log_event(logger, logging.INFO, "kafka_listening", address=f"{self.host}:{self.port}",
                   advertised=f"{self.broker.advertised_host}:{self.broker.advertised_port}",
                   tls="on" if self.security.tls else "off",
-                  sasl=f"PLAIN, {len(self.security.users)} users" if self.security.users else "off")
+                  sasl=f"{'/'.join(self.security.mechanisms)}, {len(self.security.users)} users"
+                  if self.security.users else "off")
 
     def attach(self, poller: zmq.Poller) -> None:
         if self.sock is None:
@@ -337,7 +339,7 @@ class KafkaListener:
             return
         try:
             if request.api_key == SASL_HANDSHAKE:
-                call.respond(self._sasl_handshake(request.body))
+                call.respond(self._sasl_handshake(conn, request.body))
             elif request.api_key == SASL_AUTHENTICATE:
                 call.respond(self._sasl_authenticate(conn, request.body))
             elif api.answer_later is not None:
@@ -354,22 +356,26 @@ class KafkaListener:
             call.answered = False
             self._answer_error(call, UNKNOWN_SERVER_ERROR)
 
-    def _sasl_handshake(self, body: codec.RequestBody) -> codec.ResponseValues:
-        offered: list[str] = [PLAIN] if self.security.users is not None else []
-        ok = body.mechanism == PLAIN and offered
-        return {"error_code": NONE if ok else UNSUPPORTED_SASL_MECHANISM, "mechanisms": offered}
+    def _sasl_handshake(self, conn: Connection, body: codec.RequestBody) -> codec.ResponseValues:
+        offered = self.security.mechanisms
+        if body.mechanism not in offered:
+            return {"error_code": UNSUPPORTED_SASL_MECHANISM, "mechanisms": offered}
+        conn.sasl = SaslSession(self.security, body.mechanism)
+        return {"error_code": NONE, "mechanisms": offered}
 
     def _sasl_authenticate(self, conn: Connection, body: codec.RequestBody) -> codec.ResponseValues:
-        user = self.security.check_plain(body.auth_bytes)
-        if user is None:
+        if conn.sasl is None:  # no handshake: PLAIN, as before SCRAM was offered
+            conn.sasl = SaslSession(self.security)
+        try:
+            answer, user = conn.sasl.authenticate(body.auth_bytes)
+        except SaslFailed as exc:
             self.stats["sasl_failures"] += 1
-            claimed = bytes(body.auth_bytes).split(b"\0")
-            log_event(logger, logging.WARNING, "kafka_sasl_failed", peer=_peer(conn),
-                      user=claimed[1].decode(errors="replace")[:100] if len(claimed) == 3 else "?")
-            return {"error_code": SASL_AUTHENTICATION_FAILED, "auth_bytes": b"",
-                    "error_message": "Authentication failed: invalid username or password"}
-        conn.authenticated = True
-        return {"error_code": NONE, "error_message": None, "auth_bytes": b"", "session_lifetime_ms": 0}
+            log_event(logger, logging.WARNING, "kafka_sasl_failed", peer=_peer(conn), user=exc.user,
+                      mechanism=conn.sasl.mechanism, reason=exc.reason)
+            return {"error_code": SASL_AUTHENTICATION_FAILED, "auth_bytes": b"", "error_message": exc.message}
+        if user is not None:
+            conn.authenticated = True
+        return {"error_code": NONE, "error_message": None, "auth_bytes": answer, "session_lifetime_ms": 0}
 
     def _unsupported(self, conn: Connection, exc: codec.UnsupportedRequest) -> None:
         self.stats["unsupported_requests"] += 1

@@ -8,7 +8,7 @@
 | segment.ms             | segment_age       | milliseconds                                       |
 | max.message.bytes      | max_record_bytes  | bytes                                              |
 | compression.type       | codec             | ``producer`` = none; other names passed through    |
-| message.timestamp.type | (fixed)           | CreateTime; anything else is refused               |
+| message.timestamp.type | timestamp_type    | CreateTime or LogAppendTime, the same names        |
 | cleanup.policy         | (fixed)           | delete; compact is refused (not built yet)         |
 
 Values are validated by TopicConfig (ranges included); a refusal is a ``ConfigValueError``
@@ -64,6 +64,12 @@ def _to_codec(name: str, value: str | None) -> str | None:
     return "none" if value == "producer" else value
 
 
+def _to_timestamp_type(name: str, value: str | None) -> str:
+    if value not in ("CreateTime", "LogAppendTime"):
+        raise ConfigValueError(f"{name} must be CreateTime or LogAppendTime, not {value!r}")
+    return value
+
+
 def _fixed(expected: str) -> Callable[[str, str | None], None]:
     def check(name: str, value: str | None) -> None:
         if value != expected:
@@ -83,7 +89,7 @@ KAFKA_TOPIC_CONFIGS: dict[str, tuple[str | None, Callable[[TopicConfig], str], C
     "max.message.bytes": ("max_record_bytes", lambda c: str(c.max_record_bytes),
                           lambda n, v: _to_size(n, v, False)),
     "compression.type": ("codec", lambda c: "producer" if c.codec == "none" else c.codec, _to_codec),
-    "message.timestamp.type": (None, lambda c: "CreateTime", _fixed("CreateTime")),
+    "message.timestamp.type": ("timestamp_type", lambda c: c.timestamp_type, _to_timestamp_type),
     "cleanup.policy": (None, lambda c: "delete", _fixed("delete")),
 }
 

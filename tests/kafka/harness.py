@@ -10,7 +10,10 @@ Run: ``KafkaCluster(nodes=3)`` picks free loopback ports, formats each node's st
 one cluster id, starts each node as its own JVM (small heap, serial GC: this is a 2-core
 machine), and waits until every broker is registered and a topic round trip works.
 ``kill_node`` (SIGKILL), ``stop_node`` (SIGTERM) and ``start_node`` (same storage) let a
-test take a broker away and bring it back. ``stop`` ends every JVM; an atexit hook does it
+test take a broker away and bring it back. ``scram_users`` (with ``tls_cert`` and ``tls_key``,
+PEM files, e.g. from ``self_signed_cert``) adds a SASL_SSL listener per node with SCRAM-SHA-256
+and -512 for those users (``kafka-storage format --add-scram``); ``sasl_bootstrap_servers``
+names it. ``stop`` ends every JVM; an atexit hook does it
 too if a test run dies, so no JVM outlives the tests.
 """
 
@@ -92,17 +95,34 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) PEM files for 127.0.0.1 and localhost, valid one day."""
+    cert, key = directory / "tls-cert.pem", directory / "tls-key.pem"
+    out = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                          str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
+                          "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=False, capture_output=True, timeout=60)
+    if out.returncode != 0:
+        raise KafkaHarnessError(f"openssl could not make a test certificate: {out.stderr.decode()[-500:]}")
+    return cert, key
+
+
 class KafkaCluster:
-    def __init__(self, nodes: int = 3, base_dir: str | Path | None = None, *, heap: str = "512m"):
+    def __init__(self, nodes: int = 3, base_dir: str | Path | None = None, *, heap: str = "512m",
+                 scram_users: dict[str, str] | None = None, tls_cert: Path | None = None,
+                 tls_key: Path | None = None):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if scram_users is not None and (tls_cert is None or tls_key is None):
+            raise ValueError("a SCRAM listener needs scram_users, tls_cert and tls_key")
         self.nodes = nodes
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="kafka-cluster-"))
         self.heap = heap
+        self.scram_users, self.tls_cert, self.tls_key = scram_users, tls_cert, tls_key
         self.libs = kafka_libs()
-        ports = free_ports(2 * nodes)
+        ports = free_ports((3 if scram_users else 2) * nodes)
         self.broker_ports = ports[:nodes]
-        self.controller_ports = ports[nodes:]
+        self.controller_ports = ports[nodes:2 * nodes]
+        self.sasl_ports = ports[2 * nodes:]
         self.cluster_id = self._random_uuid()
         self.procs: dict[int, subprocess.Popen | None] = {i: None for i in range(nodes)}
         atexit.register(self.stop)
@@ -126,6 +146,10 @@ class KafkaCluster:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{p}" for p in self.broker_ports)
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.sasl_ports)
 
     def node_dir(self, i: int) -> Path:
         return self.base_dir / f"node{i}"
@@ -158,6 +182,20 @@ class KafkaCluster:
             "log.segment.bytes": 64 * 1024 * 1024,
             "unclean.leader.election.enable": "false",
         }
+        if self.scram_users and self.tls_cert and self.tls_key:
+            keystore = self.node_dir(i) / "keystore.pem"  # Kafka's PEM keystore: key, then certificate
+            keystore.parent.mkdir(parents=True, exist_ok=True)
+            keystore.write_text(self.tls_key.read_text() + self.tls_cert.read_text())
+            sasl = f",SASL_SSL://127.0.0.1:{self.sasl_ports[i]}"
+            props["listeners"] = f"{props['listeners']}{sasl}"
+            props["advertised.listeners"] = f"{props['advertised.listeners']}{sasl}"
+            props["listener.security.protocol.map"] = f"{props['listener.security.protocol.map']},SASL_SSL:SASL_SSL"
+            props["sasl.enabled.mechanisms"] = "SCRAM-SHA-256,SCRAM-SHA-512"
+            for mechanism in ("scram-sha-256", "scram-sha-512"):
+                props[f"listener.name.sasl_ssl.{mechanism}.sasl.jaas.config"] = \
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            props["ssl.keystore.type"] = "PEM"
+            props["ssl.keystore.location"] = keystore
         path = self.node_dir(i) / "server.properties"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -165,8 +203,11 @@ class KafkaCluster:
 
     def _format(self, i: int) -> None:
         config = self._write_config(i)
+        scram = [arg for user, password in (self.scram_users or {}).items()
+                 for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+                 for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")]
         result = self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config),
-                            "--ignore-formatted", timeout=120)
+                            "--ignore-formatted", *scram, timeout=120)
         if result.returncode != 0:
             raise KafkaHarnessError(f"formatting node {i} failed:\n{(result.stdout + result.stderr)[-2000:]}")
 

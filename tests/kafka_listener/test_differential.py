@@ -84,3 +84,38 @@ def test_control_plane_answers_match_apache_kafka(kafka_single, kafka_broker):
     theirs = scenario(kafka_single.bootstrap_servers)
     assert ours == theirs
     assert ours["create"] == "NONE" and ours["committed"] == [(0, -1001), (1, 5)]
+
+
+def delivery_timestamps(bootstrap: str) -> dict:
+    """What a producer's delivery reports say of each record's time, per topic timestamp type."""
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Producer
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+    names = {"CreateTime": "diff.ts.create", "LogAppendTime": "diff.ts.append"}
+    for kind, topic in names.items():
+        admin.create_topics([NewTopic(topic, 1, 1, config={"message.timestamp.type": kind})])[topic].result(20)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    reports: dict = {}
+    sent_ms = 1_767_225_600_000  # 2026-01-01: far from now, so the two times cannot be confused
+    before = int(time.time() * 1000)
+    for kind, topic in names.items():
+        producer.produce(topic, b"v", timestamp=sent_ms, on_delivery=lambda err, msg, kind=kind: reports.update(
+            {kind: (err, msg.timestamp())}))
+    assert producer.flush(30) == 0
+    after = int(time.time() * 1000)
+    types = {TIMESTAMP_CREATE_TIME: "create", TIMESTAMP_LOG_APPEND_TIME: "log_append"}
+    out = {}
+    for kind, (err, (ts_type, ts)) in sorted(reports.items()):
+        assert err is None, err
+        out[kind] = (types.get(ts_type, ts_type), "sent" if ts == sent_ms else
+                     "append time" if before - 1000 <= ts <= after + 1000 else ts)
+    for topic in names.values():
+        admin.delete_topics([topic])[topic].result(20)
+    return out
+
+
+def test_produce_acknowledgements_carry_the_log_append_time_as_kafkas_do(kafka_single, kafka_broker):
+    ours = delivery_timestamps(kafka_broker.bootstrap)
+    assert ours == delivery_timestamps(kafka_single.bootstrap_servers)
+    # the broker's append time comes back in the Produce response (it was always -1 here)
+    assert ours == {"CreateTime": ("create", "sent"), "LogAppendTime": ("log_append", "append time")}
