@@ -25,11 +25,15 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from broker.base.names import DRIVES_TOPIC, is_internal
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError, UnknownTopicError
+
+if TYPE_CHECKING:  # edge.replay (the reading side) is loaded only by the commands that read
+    from edge.replay.sources import RecordSource
 
 
 @dataclass
@@ -105,7 +109,7 @@ def check_drive_name(name: str) -> str:
 
 
 def new_drive_name(now_ns: int | None = None) -> str:
-    moment = datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, tz=UTC)
     return moment.strftime("drive-%Y%m%d-%H%M%S")
 
 
@@ -148,9 +152,17 @@ def _read_events(endpoint: str) -> list[dict]:
 
 
 def list_drives(endpoint: str, *, with_topics: bool = True) -> list[Drive]:
+    drives = drives_from_events(_read_events(endpoint))
+    if with_topics and drives:
+        _fill_topics(endpoint, drives)
+    return drives
+
+
+def drives_from_events(events: list[dict[str, Any]]) -> list[Drive]:
+    """The drives that start/stop records describe, in order (the broker's or the cloud's copy)."""
     drives: list[Drive] = []
     by_name: dict[str, Drive] = {}
-    for event in _read_events(endpoint):
+    for event in events:
         name, ts = event.get("drive"), event.get("time_ns")
         if not isinstance(name, str) or not isinstance(ts, int):
             continue
@@ -167,8 +179,6 @@ def list_drives(endpoint: str, *, with_topics: bool = True) -> list[Drive]:
             by_name[name].end_offsets = offsets
     if drives and drives[-1].end_ns is None:
         drives[-1].open = True
-    if with_topics and drives:
-        _fill_topics(endpoint, drives)
     return drives
 
 
@@ -197,10 +207,14 @@ def _fill_topics(endpoint: str, drives: list[Drive]) -> None:
 
 
 def find_drive(endpoint: str, name: str) -> Drive:
-    for drive in list_drives(endpoint, with_topics=False):
+    return _named(list_drives(endpoint, with_topics=False), name, "(see `edge drives`)")
+
+
+def _named(drives: list[Drive], name: str, hint: str) -> Drive:
+    for drive in drives:
         if drive.name == name:
             return drive
-    raise BrokerError(f"no drive named {name!r} (see `edge drives`)")
+    raise BrokerError(f"no drive named {name!r} {hint}")
 
 
 def resolve_drive(endpoint: str, name: str) -> tuple[int, int]:
@@ -216,3 +230,26 @@ def drive_resolution(endpoint: str, name: str) -> tuple:
     with Admin(endpoint) as admin:
         bounds = drive.offset_bounds(_log_ends(admin))
     return start, end, (), bounds
+
+
+def source_drive_resolution(source: RecordSource, name: str) -> tuple[int, int, tuple[str, ...], Any]:
+    """``drive_resolution`` from a record source holding the catalog, e.g. the cloud copy the
+    mirror ships (``[mirror] catalog``, docs/MIRROR.md): its records carry the vehicle's
+    offsets, which the source maps back (``edge.source.offset``). The log end is not known
+    there: an open drive runs to the end of what the source holds."""
+    from edge.replay.timespec import END_OF_LOG_NS, Window
+
+    topics = source.topics()
+    if DRIVES_TOPIC not in topics:
+        raise BrokerError(f"{source.description} holds no drive catalog ({DRIVES_TOPIC}); the mirror ships it when "
+                          "[mirror] catalog = true (the default) and a drive was recorded")
+    events: list[dict[str, Any]] = []
+    for record in source.stream((DRIVES_TOPIC, 0), Window(0, END_OF_LOG_NS)):
+        try:
+            events.append(json.loads(bytes(record.value)))
+        except ValueError:
+            continue  # not ours; never fatal for a lookup
+    drive = _named(drives_from_events(events), name, f"in the catalog of {source.description}")
+    start, end = drive.window()
+    unbounded = {topic: [END_OF_LOG_NS] * count for topic, count in topics.items() if not topic.startswith("_")}
+    return start, end, (), drive.offset_bounds(unbounded)

@@ -30,7 +30,8 @@ import logging
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,9 +54,9 @@ class HeaderTrigger(BaseModel):
     header: str = Field(pattern=r"^[^=]+=.*$", description="NAME=VALUE, e.g. event=hard_brake")
     label: str | None = Field(None, max_length=MAX_LABEL_LENGTH, description="default: the header's value")
 
-    def matches(self, record) -> bool:
+    def matches(self, record: Any) -> bool:
         name, _, value = self.header.partition("=")
-        return record.topic == self.topic and record.header(name) == value
+        return bool(record.topic == self.topic and record.header(name) == value)
 
     def event_label(self) -> str:
         return self.label or self.header.partition("=")[2]
@@ -77,11 +78,11 @@ class EventsConfig(BaseModel):
 
 
 def iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_event_id(now_ns: int) -> str:
-    moment = datetime.fromtimestamp(now_ns / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp(now_ns / 1e9, tz=UTC)
     return f"ev-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
@@ -89,13 +90,13 @@ def recorded_topics(admin: Admin) -> list[str]:
     return sorted(name for name in admin.list_topics() if not name.startswith("_"))
 
 
-def event_state(pin: dict) -> str:
+def event_state(pin: dict[str, Any]) -> str:
     if not pin["closed"]:
         return "recording"
     return "shipped" if pin.get("shipped") else "complete"
 
 
-def event_json(pin: dict) -> dict:
+def event_json(pin: dict[str, Any]) -> dict[str, Any]:
     """The user-facing view of a broker pin (as listed, with mirror progress)."""
     return {
         "id": pin["id"], "label": pin["label"], "state": event_state(pin),
@@ -109,7 +110,7 @@ def event_json(pin: dict) -> dict:
 
 
 def create_event(admin: Admin, *, label: str = "", before_ns: int, after_ns: int, topics: list[str] | None = None,
-                 now_ns: int | None = None) -> dict:
+                 now_ns: int | None = None) -> dict[str, Any]:
     """Pin ``[now - before, now + after]`` of ``topics`` (default: all recorded); the event's JSON."""
     now = time.time_ns() if now_ns is None else now_ns
     if len(label) > MAX_LABEL_LENGTH:
@@ -122,21 +123,21 @@ def create_event(admin: Admin, *, label: str = "", before_ns: int, after_ns: int
     return show_event(admin, event_id)
 
 
-def list_events(admin: Admin) -> dict:
+def list_events(admin: Admin) -> dict[str, Any]:
     """``{"events": [...], "pinned_bytes": total, "pinned_deleted_bytes": ...}``."""
     report = admin.list_pins()
     return {"events": [event_json(p) for p in report["pins"]], "pinned_bytes": report["pinned_bytes"],
             "pinned_deleted_bytes": report["pinned_deleted_bytes"]}
 
 
-def find_event(admin: Admin, event_id: str) -> dict | None:
+def find_event(admin: Admin, event_id: str) -> dict[str, Any] | None:
     for pin in admin.list_pins()["pins"]:
         if pin["id"] == event_id:
             return event_json(pin)
     return None
 
 
-def show_event(admin: Admin, event_id: str) -> dict:
+def show_event(admin: Admin, event_id: str) -> dict[str, Any]:
     event = find_event(admin, event_id)
     if event is None:
         raise InvalidRequestError(f"no event with id {event_id!r} (see `edge events list`)")
@@ -147,12 +148,16 @@ def delete_event(admin: Admin, event_id: str) -> None:
     admin.clear_pin(event_id)
 
 
-def event_resolution(endpoint: str, event_id: str) -> tuple:
+Offsets = dict[tuple[str, int], int]
+
+
+def event_resolution(endpoint: str, event_id: str) -> tuple[int, int, tuple[str, ...], tuple[Offsets, Offsets]]:
     """``(start_ns, end_ns, topics, (start_offsets, end_offsets))`` for edge.replay.timespec's
     resolver: exactly the event's pinned offsets (an event still recording ends by time)."""
     with Admin(endpoint) as admin:
         event = show_event(admin, event_id)
-    starts, ends = {}, {}
+    starts: Offsets = {}
+    ends: Offsets = {}
     for r in event["ranges"]:
         starts[(r["topic"], r["partition"])] = r["first_offset"]
         if r["end_offset"] is not None:
@@ -172,10 +177,11 @@ class GapTrigger:
         self._last_ns: int | None = None
         self.created: list[str] = []
 
-    def __call__(self, gap: dict) -> threading.Thread | None:
+    def __call__(self, gap: dict[str, Any]) -> threading.Thread | None:
         now = time.time_ns()
         if self._last_ns is not None and now - self._last_ns < self.config.trigger_min_interval_ns:
-            log_event(logger, logging.INFO, f"{self.kind}_event_skipped", sensor=self.sensor, reason="trigger_min_interval")
+            log_event(logger, logging.INFO, f"{self.kind}_event_skipped", sensor=self.sensor,
+                      reason="trigger_min_interval")
             return None
         self._last_ns = now
         thread = threading.Thread(target=self._create, args=(gap, now), name=f"{self.kind}-event-{self.sensor}",
@@ -183,7 +189,7 @@ class GapTrigger:
         thread.start()
         return thread
 
-    def _create(self, gap: dict, now: int) -> None:
+    def _create(self, gap: dict[str, Any], now: int) -> None:
         reach = self.config.before_ns + max(0, now - int(gap["start_ns"]))  # back over the gap, then `before`
         try:
             with Admin(self.endpoint) as admin:

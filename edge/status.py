@@ -276,4 +276,13 @@ def format_mirror(mirror: dict[str, Any]) -> str:
         text += f"\n  partition {name} stopped at offset {stop['offset']}: {stop['error']}"
     if mirror.get("lost_to_retention"):
         text += f"\n  lost to local retention before shipping: {mirror['lost_to_retention']} records"
+    budget = mirror.get("budget")
+    if isinstance(budget, dict):  # [mirror] budget (edge/mirror/budget.py)
+        from broker.base.units import format_size
+
+        text += (f"\n  uplink budget: {format_size(budget['remaining_bytes'])} of {format_size(budget['limit_bytes'])} "
+                 f"left this {budget['period']}" + (" (exhausted: records wait for the next one)"
+                                                    if budget.get("exhausted") else ""))
+    if mirror.get("budget_warning"):
+        text += f"\n  {mirror['budget_warning']}"
     return text

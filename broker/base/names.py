@@ -45,6 +45,7 @@ HEADER_EPOCH = "edge.epoch"
 # added by the mirror to a record it sends to the dead-letter topic instead of its destination
 HEADER_REJECT_ERROR = "edge.reject.error"
 HEADER_REJECT_TOPIC = "edge.reject.topic"
+HEADER_UPLINK = "edge.uplink"  # what the uplink did to a shipped record (edge/mirror/decimate.py)
 
 # -- values of the encoding header ------------------------------------------------------
 IMAGE_ENCODINGS = ("jpeg", "png", "bgr8")  # one whole image per record (drivers/camera/encoding.py)

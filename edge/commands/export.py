@@ -158,7 +158,7 @@ def _event_window(endpoint: str, event_id: str) -> tuple:
 
 
 def run(args) -> int:
-    from edge.drives import drive_resolution
+    from edge.drives import drive_resolution, source_drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
     from edge.replay.missing import missing_exit_status
     from edge.replay.sources import DEFAULT_KAFKA_TEMPLATE, open_source
@@ -178,10 +178,18 @@ def run(args) -> int:
     else:
         endpoint = resolve_endpoint(args)
     resolver = partial(_event_window if args.event else drive_resolution, endpoint) if endpoint else None
+    cloud = None
+    if args.kafka and args.drive:  # a drive from the cloud: the catalog the mirror shipped
+        cloud = open_source(kafka=args.kafka, vehicle=args.vehicle,
+                            template=args.kafka_template or DEFAULT_KAFKA_TEMPLATE)
     try:
-        spec = parse_window(args.start, args.end, drive=args.event or args.drive, resolver=resolver)
+        spec = parse_window(args.start, args.end, drive=args.event or args.drive,
+                            resolver=partial(source_drive_resolution, cloud) if cloud else resolver)
     except TimeSpecError as exc:
         raise ExportError(str(exc)) from None
+    finally:
+        if cloud is not None:
+            cloud.close()
     if args.end is None and args.drive is None and args.event is None:
         # Capture clocks are the sensors' (a file's timestamps may lie ahead of the host clock):
         # "now" would silently cut them, so the default end is the end of each partition's log.

@@ -157,7 +157,9 @@ def _control_keys(player, done: threading.Event) -> None:
 
 
 def run(args) -> int:
-    from edge.drives import drive_resolution
+    from functools import partial
+
+    from edge.drives import drive_resolution, source_drive_resolution
     from edge.replay import ReplayOptions, TopicNaming, open_source, parse_remap, parse_window, prepare_replay
     from edge.replay.missing import missing_exit_status
 
@@ -167,12 +169,19 @@ def run(args) -> int:
     if not patterns and not args.drive:
         print("edge replay: give --topics (or --drive for the drive's topics)", file=sys.stderr)
         return 2
+    cloud = None
+    if args.kafka and args.drive:  # a drive from the cloud: the catalog the mirror shipped
+        cloud = open_source(kafka=args.kafka, vehicle=args.vehicle, template=args.kafka_template)
     try:
         spec = parse_window(args.start, args.end, drive=args.drive,
-                            resolver=lambda name: drive_resolution(endpoint, name))
+                            resolver=partial(source_drive_resolution, cloud) if cloud
+                            else lambda name: drive_resolution(endpoint, name))
     except ValueError as exc:  # TimeSpecError: a time argument that is not one of the forms
         print(f"edge replay: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if cloud is not None:
+            cloud.close()
     source = open_source(endpoint=endpoint, kafka=args.kafka, vehicle=args.vehicle, template=args.kafka_template)
     from broker.base.units import parse_duration_ns
 

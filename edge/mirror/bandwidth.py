@@ -6,7 +6,7 @@ waits (a per-topic cap: the mirror ships other topics meanwhile)."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class TokenBucket:

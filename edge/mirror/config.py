@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.topic_config import DurationNs, Size
 
 from .reject import parse_policy, policy_for
+
+
+class TranscodeRule(BaseModel):
+    """What the uplink does to a topic's records before shipping (the vehicle keeps the originals)."""
+    model_config = ConfigDict(extra="forbid")
+
+    jpeg_quality: int | None = Field(None, ge=1, le=100, description="re-encode camera frames as JPEG at this quality")
+    scale: float | None = Field(None, gt=0, le=1, description="camera frames resized by this factor (0.5 = half)")
+    voxel_m: float | None = Field(None, gt=0, description="point clouds voxel-downsampled to this edge length (m)")
+
+    @model_validator(mode="after")
+    def _something(self) -> TranscodeRule:
+        if self.jpeg_quality is None and self.scale is None and self.voxel_m is None:
+            raise ValueError("a transcode rule needs jpeg_quality, scale or voxel_m")
+        if self.voxel_m is not None and (self.jpeg_quality is not None or self.scale is not None):
+            raise ValueError("voxel_m (point clouds) and jpeg_quality/scale (camera frames) do not mix in one rule")
+        return self
 
 
 class MirrorConfig(BaseModel):
@@ -20,8 +37,9 @@ class MirrorConfig(BaseModel):
     destination: str = Field("vehicles.{vehicle}.{topic}", description="cloud topic name template")
     shared_destination: bool = Field(False, description="the destination template has no {vehicle}: several "
                                      "vehicles write the same topics (resume still counts only this vehicle's)")
-    resume_scan_records: int = Field(10_000, ge=1, description="how far back (offsets) resume looks for this "
-                                     "vehicle's last record per destination partition before it trusts the local commit")
+    resume_scan_records: int = Field(10_000, ge=1, description=(
+        "how far back (offsets) resume looks for this vehicle's last record per destination partition before it "
+        "trusts the local commit"))
     create_topics: bool = Field(True, description="create missing destination topics (else a clear error)")
     replication_factor: int = Field(3, ge=1, le=10)
     kafka: dict[str, str | int | float | bool] = Field(
@@ -44,6 +62,15 @@ class MirrorConfig(BaseModel):
     stall_after: DurationNs = Field(10_000_000_000, description=(
         "status says stalled when nothing committed this long while records wait (at least 2 x transaction_interval)"))
     transaction_interval: DurationNs = Field(1_000_000_000, description="commit shipped records this often")
+    budget: Size | None = Field(None, description=(
+        "bytes this link may carry per budget_period (never exceeded; the spent counter survives restarts)"))
+    budget_period: Literal["day", "month"] = Field("day", description="the budget renews each UTC day or month")
+    live_window: DurationNs = Field(10_000_000_000, description=(
+        "a partition whose oldest unshipped record is newer than this is live (ships before backlog)"))
+    transcode: dict[str, TranscodeRule] = Field(default_factory=dict, description=(
+        "pattern -> what the uplink does to the topic's records (jpeg_quality, scale, voxel_m); originals stay"))
+    catalog: bool = Field(True, description=(
+        "ship the drive catalog (_drives) so replay/export --drive work from the cloud"))
     max_buffer_bytes: Size = Field(64 * 1024 * 1024, description="records held between local and cloud")
 
     @field_validator("destination")
@@ -58,7 +85,7 @@ class MirrorConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _vehicle_in_destination(self) -> "MirrorConfig":
+    def _vehicle_in_destination(self) -> MirrorConfig:
         if "{vehicle}" not in self.destination and not self.shared_destination:
             raise ValueError(f"destination {self.destination!r} has no {{vehicle}}: every vehicle would write the "
                              "same topics; add {vehicle} or declare shared_destination = true")
@@ -66,7 +93,7 @@ class MirrorConfig(BaseModel):
 
     @field_validator("on_reject", mode="before")
     @classmethod
-    def _policies(cls, value):
+    def _policies(cls, value: object) -> object:
         table = {"*": value} if isinstance(value, str) else value
         if isinstance(table, dict):
             for text in table.values():
@@ -91,7 +118,7 @@ class MirrorConfig(BaseModel):
 
     @field_validator("kafka")
     @classmethod
-    def _no_overrides(cls, value: dict) -> dict:
+    def _no_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
         owned = {"transactional.id", "enable.idempotence", "bootstrap.servers"}
         bad = owned & set(value)
         if bad:
@@ -121,6 +148,12 @@ class MirrorConfig(BaseModel):
 
     def is_latest_only(self, topic: str) -> bool:
         return any(fnmatch.fnmatchcase(topic, p) for p in self.latest_only)
+
+    def transcode_rule(self, topic: str) -> TranscodeRule | None:
+        for pattern, rule in self.transcode.items():
+            if fnmatch.fnmatchcase(topic, pattern):
+                return rule
+        return None
 
     def reject_policy(self, topic: str) -> tuple[str, str | None]:
         return policy_for(self.on_reject, topic)

@@ -16,9 +16,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+# ConfigResource: re-exported by confluent_kafka.admin without __all__, so mypy does not see it
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource  # type: ignore[attr-defined]
+from confluent_kafka.cimpl import NewTopic
 
 from broker.base.names import HEADER_EPOCH, HEADER_VEHICLE
 from broker.base.names import HEADER_SOURCE_OFFSET as HEADER_OFFSET
@@ -50,14 +54,14 @@ PRODUCER_ONLY = frozenset({
 })
 
 
-def kafka_settings(bootstrap: str, extra: dict) -> dict:
+def kafka_settings(bootstrap: str, extra: dict[str, Any]) -> dict[str, Any]:
     """librdkafka's own log goes through ours, rate-limited (edge/third_party_logs.py)."""
     from edge.third_party_logs import librdkafka_logger
 
-    return {"bootstrap.servers": bootstrap, "logger": librdkafka_logger(), **{k: v for k, v in extra.items()}}
+    return {"bootstrap.servers": bootstrap, "logger": librdkafka_logger(), **extra}
 
 
-def consumer_settings(settings: dict) -> dict:
+def consumer_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` without the producer-only properties."""
     return {k: v for k, v in settings.items() if k not in PRODUCER_ONLY}
 
@@ -65,7 +69,7 @@ def consumer_settings(settings: dict) -> dict:
 METADATA_SLICE_S = 1.0  # longest uninterruptible wait for the destination's metadata
 
 
-def cluster_metadata(admin: AdminClient, timeout: float, stop: threading.Event | None = None):
+def cluster_metadata(admin: AdminClient, timeout: float, stop: threading.Event | None = None) -> ClusterMetadata:
     """``admin.list_topics`` waited for in slices of ``METADATA_SLICE_S``: a signal handler only
     runs between them (librdkafka holds the main thread inside the call), so a SIGTERM while the
     destination is unreachable stops the mirror within a second, not after ``timeout`` (20 s seen)."""
@@ -112,11 +116,12 @@ def ensure_topics(admin: AdminClient, wanted: dict[str, int], *, create: bool, r
     for topic, count in wanted.items():
         have = len(metadata.topics[topic].partitions)
         if have < count:
-            raise MirrorError(f"destination {topic} has {have} partitions, the source has {count}: partitions must match")
+            raise MirrorError(f"destination {topic} has {have} partitions, the source has {count}: "
+                              "partitions must match")
     limits = {}
-    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
-    for resource, future in futures.items():
-        limits[resource.name] = DestinationLimits.from_configs(future.result(timeout))
+    described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
+    for resource, configs in described.items():
+        limits[resource.name] = DestinationLimits.from_configs(configs.result(timeout))
     return limits
 
 
@@ -161,26 +166,31 @@ def _last_source_offset(consumer: Consumer, dest_topic: str, dest_partition: int
             raise MirrorError(f"reading the tail of {dest_topic}[{dest_partition}] timed out")
         if msg.topic() != dest_topic or msg.partition() != dest_partition:
             continue  # not this read's partition (defensive: the consumer is fresh)
-        if msg.error():
-            if msg.error().code() == KafkaError._PARTITION_EOF:
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
                 return best
-            raise MirrorError(f"reading {dest_topic}[{dest_partition}]: {msg.error()}")
-        if msg.offset() >= end:
+            raise MirrorError(f"reading {dest_topic}[{dest_partition}]: {error}")
+        offset = msg.offset()
+        if offset is None or offset >= end:
             return best  # the part after ``end`` was read by an earlier window
-        if msg.offset() < start:
+        if offset < start:
             continue
-        headers = dict(msg.headers() or [])
+        raw = msg.headers() or []
+        pairs = raw.items() if isinstance(raw, dict) else raw  # librdkafka gives a list; its typing allows a dict
+        headers = {k: v if isinstance(v, bytes) else (v or "").encode() for k, v in pairs}
         if HEADER_VEHICLE not in headers and not shared:
             raise MirrorError(f"{dest_topic}[{dest_partition}] holds committed records without mirror headers "
-                              f"(offset {msg.offset()}): another writer? (one mirror per vehicle)")
+                              f"(offset {offset}): another writer? (one mirror per vehicle)")
         if identity.owns(headers) and headers.get(HEADER_TOPIC, b"").decode() == src_topic and \
                 headers.get(HEADER_PARTITION, b"").decode() == str(src_partition):
-            offset = int(headers[HEADER_OFFSET])
-            best = offset if best is None else max(best, offset)
+            source_offset = int(headers[HEADER_OFFSET])
+            best = source_offset if best is None else max(best, source_offset)
 
 
-def resume_offsets(settings: dict, partitions: list[tuple[str, int, str, int]], identity: Identity, *,
-                   shared: bool = False, scan_limit: int = 10_000, timeout: float = 30.0) -> dict:
+def resume_offsets(settings: dict[str, Any], partitions: list[tuple[str, int, str, int]], identity: Identity, *,
+                   shared: bool = False, scan_limit: int = 10_000,
+                   timeout: float = 30.0) -> dict[tuple[str, int], ResumeProbe]:
     """``partitions``: (dest topic, dest partition, source topic, source partition).
     Returns {(source topic, source partition): ResumeProbe}.
 

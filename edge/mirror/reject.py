@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError
 
@@ -60,13 +61,13 @@ class DestinationLimits:
     timestamp_before_ms: int | None
 
     @classmethod
-    def from_configs(cls, config: dict) -> "DestinationLimits":
+    def from_configs(cls, config: dict[str, Any]) -> DestinationLimits:
         def value(name: str) -> str | None:
             entry = config.get(name)
             return None if entry is None else entry.value
         log_append = value("message.timestamp.type") == "LogAppendTime"
         after, before = value("message.timestamp.after.max.ms"), value("message.timestamp.before.max.ms")
-        return cls(int(value("max.message.bytes")), "compact" in (value("cleanup.policy") or ""),
+        return cls(int(value("max.message.bytes") or 1_048_588), "compact" in (value("cleanup.policy") or ""),
                    None if log_append or after is None else int(after),
                    None if log_append or before is None else int(before))
 

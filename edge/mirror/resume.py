@@ -25,16 +25,19 @@ ever advanced after Kafka committed the transaction, so it never exceeds what wa
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.logs import log_event
 from broker.storage.layout import atomic_write
 
 from .destination import Identity, MirrorError, ResumeProbe
 
 EPOCH_FILE = "epoch.json"
+logger = logging.getLogger("edge.mirror")
 
 
 def load_or_create_identity(state_dir: Path, vehicle: str, *, shipped_before: bool) -> tuple[Identity, bool]:
@@ -85,3 +88,24 @@ def choose_start(probe: ResumeProbe | None, local_commit: int | None, scan_limit
     else:
         why = "the destination partition is empty (retention or DeleteRecords removed what was shipped)"
     return Start(local_commit, "local", why)
+
+
+def resume_position(tp: tuple[str, int], start: int, end: int, probe: ResumeProbe | None, local_commit: int | None,
+                    scan_limit: int, epoch: str) -> tuple[int, int | None]:
+    """(where ``tp`` resumes, within the local log's [start, end]; the first offset retention
+    deleted before it shipped, or None), logging a choice that is not the destination's."""
+    chosen = choose_start(probe, local_commit, scan_limit)
+    resume_at = start if chosen is None else chosen.offset
+    if chosen is not None and chosen.source != "destination":
+        log_event(logger, logging.WARNING, "mirror_resume_from_local", topic=tp[0], partition=tp[1],
+                  offset=chosen.offset, reason=chosen.reason)
+    if chosen is None and probe is not None and not probe.scanned_to_start:
+        log_event(logger, logging.WARNING, "mirror_resume_from_log_start", topic=tp[0], partition=tp[1],
+                  offset=start, reason=f"no local commit and none of this epoch's records in the last "
+                  f"{scan_limit} destination offsets: records shipped before may ship again")
+    if resume_at > end:
+        log_event(logger, logging.ERROR, "mirror_resume_beyond_local_end", topic=tp[0], partition=tp[1],
+                  resume=resume_at, local_end=end, epoch=epoch)
+    if resume_at < start:
+        return start, resume_at
+    return min(resume_at, end), None

@@ -14,7 +14,9 @@ How:
 - after an aborted transaction the local positions go back to the last commit; records
   Kafka refused (by error code) are remembered and handled by their topic's policy when they
   come again (edge/mirror/reject.py), so one bad record never blocks other partitions;
-- ``shipped_records``/``shipped_bytes`` count what Kafka committed.
+- ``shipped_records``/``shipped_bytes`` count what Kafka committed;
+- the uplink: order, caps, byte budget (uplink.py, budget.py), what a record becomes on the way
+  (decimate.py); the loop's link/transaction states and typed Kafka errors (states.py).
 Limits: one mirror per vehicle (the transactional id is the fence); records deleted by the
 vehicle's disk guard before they were shipped cannot be shipped: each gap is counted as it is
 met (``lost_to_retention``, ``lost_ranges``, ``event=mirror_lost_to_retention``);
@@ -43,36 +45,45 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer as KafkaProducer
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient
 
 from broker.base.names import (
-    HEADER_CAPTURE,
-    HEADER_EPOCH,
+    DRIVES_TOPIC,
     HEADER_REJECT_ERROR,
     HEADER_REJECT_TOPIC,
-    HEADER_VEHICLE,
     HEALTH_TOPIC,
     MIRROR_GROUP,
 )
-from broker.base.names import HEADER_SOURCE_OFFSET as HEADER_OFFSET
-from broker.base.names import HEADER_SOURCE_PARTITION as HEADER_PARTITION
-from broker.base.names import HEADER_SOURCE_TOPIC as HEADER_TOPIC
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
 from broker.logs import log_event
+from broker.records import Record
 from broker.storage.layout import atomic_write
 
 from .bandwidth import TokenBucket
+from .budget import UplinkBudget
 from .config import MirrorConfig
-from .destination import Identity, MirrorError, RecordTooLargeError, ensure_topics, kafka_settings, resume_offsets
-from .reject import RECORD_ERRORS
-from .resume import choose_start, load_or_create_identity
-from .uplink import UplinkPlan
+from .decimate import Outgoing, UplinkShaper
+from .destination import (
+    Identity,
+    MirrorError,
+    RecordTooLargeError,
+    ensure_topics,
+    kafka_settings,
+    resume_offsets,
+)
+from .reject import RECORD_ERRORS, DestinationLimits
+from .resume import load_or_create_identity, resume_position
+from .states import KafkaStateError, Link, LinkDown, TransactionAbortRequired, Txn, classify
+from .uplink import UplinkPlan, lag_by_partition
 
 logger = logging.getLogger("edge.mirror")
 HEALTH_INTERVAL_S = 1.0
 TP = tuple[str, int]
+Buffers = dict[TP, "collections.deque[Record]"]  # local records in hand per partition, oldest first
+Headers = list[tuple[str, bytes]]
 
 
 class MirrorService:
@@ -83,36 +94,41 @@ class MirrorService:
         self.state_dir = state_dir
         self.stop_event = threading.Event()
         self.bucket = TokenBucket(config.bandwidth) if config.bandwidth else None
-        self.uplink = UplinkPlan(config)  # events first, per-topic caps (uplink.py)
-        self.link = "starting"
+        self.uplink = UplinkPlan(config)  # events first, live before backlog, per-topic caps (uplink.py)
+        self.budget = UplinkBudget(config.budget, config.budget_period, state_dir) if config.budget else None
+        self.budget_warning: str | None = None  # the budget left is smaller than the complete events' backlog
+        self.link = Link.STARTING
+        self.txn = Txn.NONE
         self.shipped_records = 0
         self.shipped_bytes = 0
         self.skipped_too_large = 0
         self.sampled_out = 0
         self.lost_to_retention = 0
-        self.lost_ranges: collections.deque = collections.deque(maxlen=20)  # newest [topic, partition, first, last]
+        # the newest [topic, partition, first, last] deleted locally before they shipped
+        self.lost_ranges: collections.deque[list[Any]] = collections.deque(maxlen=20)
         self.identity: Identity | None = None
+        self.shaper = UplinkShaper(config, vehicle)  # what a record becomes on the uplink (decimate.py)
         self.state = "running"
         self.stop_reason: str | None = None
         self.last_commit_ns: int | None = None
         self.last_progress_ns: int | None = None  # last commit, or last moment nothing waited to be shipped
         self.retimed = 0  # sent with the producer's time: capture time beyond the destination's tolerance
         self.rejected = 0
-        self.rejections: collections.deque = collections.deque(maxlen=20)
-        self.stopped_partitions: dict[str, dict] = {}
+        self.rejections: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
+        self.stopped_partitions: dict[str, dict[str, Any]] = {}
         self._poison: dict[tuple[TP, int], tuple[int, str]] = {}  # refused by Kafka: policy applies next time
-        self._refused: list = []  # delivery reports of the open transaction with a per-record error
+        # delivery reports of the open transaction with a per-record error: (tp, offset, code, text)
+        self._refused: list[tuple[TP, int, int, str]] = []
         self._dead_lettered: set[tuple[TP, int]] = set()
         self._dead_letter_failed: set[tuple[TP, int]] = set()
         self._suspects: dict[TP, tuple[int, int]] = {}  # offsets refused in a batch: ship them one per batch
         self._txn_records = self._txn_bytes = 0
-        self._doomed = False  # a produce failed: the open transaction can only be aborted
         self._read_to: dict[TP, int] = {}
         self.sessions = 0
         self.last_error: str | None = None
         self.committed: dict[TP, int] = {}
         self.ends: dict[TP, tuple[int, int, int]] = {}  # log_start, next_offset, size_bytes
-        self._rate_window: collections.deque = collections.deque(maxlen=30)
+        self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=30)
         self._health = Producer(endpoint, linger_ms=0, on_full="fail", request_timeout_s=2.0)
         self._health_lock = threading.Lock()
         self._health_stop = threading.Event()
@@ -121,30 +137,32 @@ class MirrorService:
     # -- outside view --------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        partitions = {}
-        lag_records = lag_bytes = 0
-        for (topic, partition), (start, end, size) in self.ends.items():
-            position = max(self.committed.get((topic, partition), start), start)
-            lag = max(0, end - position)
-            held = max(1, end - start)
-            lag_b = int(size * lag / held)
-            partitions[f"{topic}/{partition}"] = {"shipped_to": position, "end": end, "lag_records": lag, "lag_bytes": lag_b}
-            lag_records += lag
-            lag_bytes += lag_b
+        partitions = lag_by_partition(self.ends, self.committed)
+        lag_records = sum(p["lag_records"] for p in partitions.values())
+        lag_bytes = sum(p["lag_bytes"] for p in partitions.values())
         window = list(self._rate_window)
-        rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 and window[-1][0] > window[0][0] else 0.0
-        return {"state": self.state, "stop_reason": self.stop_reason, "link": self.link, "vehicle": self.vehicle, "lag_records": lag_records,
+        rate = 0.0
+        if len(window) > 1 and window[-1][0] > window[0][0]:
+            rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        budget = self.budget.status() if self.budget else None
+        return {"state": self.state, "stop_reason": self.stop_reason, "link": self.link.value, "vehicle": self.vehicle,
+                "lag_records": lag_records,
                 "lag_bytes": lag_bytes, "partitions": partitions, "shipped_records": self.shipped_records,
                 "shipped_bytes": self.shipped_bytes, "throughput_bytes_per_s": round(rate, 1),
                 "skipped_too_large": self.skipped_too_large, "sampled_out": self.sampled_out,
                 "capped": self.uplink.capped, "event_partitions": len(self.uplink.event_partitions),
+                "event_backlog_bytes": self.uplink.event_backlog_bytes, "transcoded": self.shaper.transcoded,
+                "budget": budget, "budget_warning": self.budget_warning,
+                **({f"budget_{k}": budget[k] for k in ("limit_bytes", "spent_bytes", "remaining_bytes", "exhausted")}
+                   if budget else {}),
                 "lost_to_retention": self.lost_to_retention, "lost_ranges": list(self.lost_ranges),
                 "epoch": self.identity.epoch if self.identity else None, "retimed": self.retimed,
                 "rejected": self.rejected, "rejections": list(self.rejections),
                 "stopped_partitions": dict(self.stopped_partitions), "last_commit_ns": self.last_commit_ns,
                 "last_progress_ns": self.last_progress_ns,
                 "started_ns": self.started_ns, "stall_after_ns": self.config.stall_after_ns(),
-                "pid": os.getpid(), "host": socket.gethostname(), "sessions": self.sessions, "last_error": self.last_error,
+                "pid": os.getpid(), "host": socket.gethostname(), "sessions": self.sessions,
+                "last_error": self.last_error,
                 "time_ns": time.time_ns()}
 
     def publish_health(self) -> None:
@@ -188,11 +206,11 @@ class MirrorService:
                 backoff = 1.0
             except RecordTooLargeError as exc:
                 return self._final("stopped", f"too_large = stop: {exc}", code=1)
-            except MirrorError as exc:
+            except KafkaException as exc:  # a call outside the commit path: classified like the others
+                self._link_down(classify(exc))
+            except (MirrorError, BrokerError) as exc:  # typed: KafkaStateError, budget file, destination, local broker
                 self._link_down(exc)
-            except (KafkaException, BrokerError) as exc:
-                self._link_down(exc)
-            except Exception as exc:  # noqa: BLE001 - never die on an unexpected error: back off and retry
+            except Exception as exc:
                 log_event(logger, logging.ERROR, "mirror_session_failed", error=repr(exc))
                 self._link_down(exc)
             if self.stop_event.wait(backoff):
@@ -210,11 +228,14 @@ class MirrorService:
             self._health.close(timeout=2)
         return code
 
-    def _load_identity(self, *, shipped_before: bool) -> None:
+    def _load_identity(self, *, shipped_before: bool) -> Identity:
         if self.identity is None:
-            self.identity, created = load_or_create_identity(self.state_dir, self.vehicle, shipped_before=shipped_before)
-            log_event(logger, logging.INFO, "mirror_epoch", epoch=self.identity.epoch, created=created,
-                      adopts_unmarked=self.identity.adopts_unmarked)
+            identity, created = load_or_create_identity(self.state_dir, self.vehicle, shipped_before=shipped_before)
+            self.identity = identity
+            self.shaper.set_epoch(identity.epoch)
+            log_event(logger, logging.INFO, "mirror_epoch", epoch=identity.epoch, created=created,
+                      adopts_unmarked=identity.adopts_unmarked)
+        return self.identity
 
     def _count_lost(self, tp: TP, first: int, next_held: int) -> None:
         """Offsets [first, next_held) of ``tp`` were deleted locally before they were shipped."""
@@ -224,16 +245,18 @@ class MirrorService:
                   first_missing=first, last_missing=next_held - 1, records=next_held - first)
 
     def _link_down(self, exc: Exception) -> None:
-        self.link = "down"
+        self.link = Link.DOWN
         self.last_error = str(exc)
-        log_event(logger, logging.WARNING, "mirror_link_down", error=exc)
+        log_event(logger, logging.WARNING, "mirror_link_down", error=exc, kind=type(exc).__name__)
         self.publish_health()
 
     def _source_partitions(self, admin: Admin) -> dict[str, int]:
         topics = admin.list_topics()
+        ships = {t: info for t, info in topics.items()
+                 if self.config.selects(t) or (self.config.catalog and t == DRIVES_TOPIC)}  # the drive catalog too
         self.ends = {(t, p["partition"]): (p["log_start"], p["next_offset"], p["size_bytes"])
-                     for t, info in topics.items() if self.config.selects(t) for p in info["partitions"]}
-        return {t: len(info["partitions"]) for t, info in topics.items() if self.config.selects(t)}
+                     for t, info in ships.items() for p in info["partitions"]}
+        return {t: len(info["partitions"]) for t, info in ships.items()}
 
     def _session(self) -> None:
         cfg = self.config
@@ -241,46 +264,34 @@ class MirrorService:
         with Admin(self.endpoint) as admin:
             sources = self._source_partitions(admin)
         if not sources:
-            self.link = "idle"
+            self.link = Link.IDLE
             self.stop_event.wait(2.0)
             return
         dest = {t: cfg.destination_topic(self.vehicle, t) for t in sources}
         kadmin = AdminClient(settings)
-        wanted = {**{topic: 1 for topic in cfg.dead_letter_topics()}, **{dest[t]: n for t, n in sources.items()}}
+        wanted = {**dict.fromkeys(cfg.dead_letter_topics(), 1), **{dest[t]: n for t, n in sources.items()}}
         limits = ensure_topics(kadmin, wanted, create=cfg.create_topics, replication=cfg.replication_factor,
                                max_message_bytes=72 * 1024 * 1024, stop=self.stop_event)
         producer = KafkaProducer({
             **settings, "transactional.id": f"edge-mirror-{self.vehicle}", "enable.idempotence": True,
             "acks": "all", "compression.type": settings.get("compression.type", "zstd"),
-            "linger.ms": settings.get("linger.ms", 20), "message.max.bytes": max(l.max_message_bytes for l in limits.values()) + 1024,
+            "linger.ms": settings.get("linger.ms", 20),
+            "message.max.bytes": max(limit.max_message_bytes for limit in limits.values()) + 1024,
             "queue.buffering.max.kbytes": settings.get("queue.buffering.max.kbytes", 65536),
             "transaction.timeout.ms": settings.get("transaction.timeout.ms", 300_000),
         })
         producer.init_transactions(60)  # fences a previous mirror and aborts its open transaction
         with Admin(self.endpoint) as admin:
             local = admin.group_offsets(MIRROR_GROUP)
-        self._load_identity(shipped_before=bool(local))
+        identity = self._load_identity(shipped_before=bool(local))
         probes = resume_offsets(settings, [(dest[t], p, t, p) for t, n in sources.items() for p in range(n)],
-                                self.identity, shared=cfg.shared_destination, scan_limit=cfg.resume_scan_records)
+                                identity, shared=cfg.shared_destination, scan_limit=cfg.resume_scan_records)
         positions: dict[TP, int] = {}
         for tp, (start, end, _size) in self.ends.items():
-            chosen = choose_start(probes.get(tp), local.get(tp), cfg.resume_scan_records)
-            wanted = start if chosen is None else chosen.offset
-            if chosen is not None and chosen.source != "destination":
-                log_event(logger, logging.WARNING, "mirror_resume_from_local", topic=tp[0], partition=tp[1],
-                          offset=chosen.offset, reason=chosen.reason)
-            probe = probes.get(tp)
-            if chosen is None and probe is not None and not probe.scanned_to_start:
-                log_event(logger, logging.WARNING, "mirror_resume_from_log_start", topic=tp[0], partition=tp[1],
-                          offset=start, reason=f"no local commit and none of this epoch's records in the last "
-                          f"{cfg.resume_scan_records} destination offsets: records shipped before may ship again")
-            if wanted < start:
-                self._count_lost(tp, wanted, start)
-                wanted = start
-            if wanted > end:
-                log_event(logger, logging.ERROR, "mirror_resume_beyond_local_end", topic=tp[0], partition=tp[1],
-                          resume=wanted, local_end=end, epoch=self.identity.epoch)
-            positions[tp] = min(wanted, end)
+            positions[tp], lost_from = resume_position(tp, start, end, probes.get(tp), local.get(tp),
+                                                       cfg.resume_scan_records, identity.epoch)
+            if lost_from is not None:
+                self._count_lost(tp, lost_from, start)
         self.committed = dict(positions)
         self._read_to = dict(positions)  # next offset expected from the local consumer, per partition
         consumer = Consumer(self.endpoint, fetch_max_bytes=8 * 1024 * 1024, max_wait_ms=200)
@@ -290,24 +301,23 @@ class MirrorService:
             consumer.seek(t, p, positions[(t, p)])
         self._refused.clear()
         self._txn_records = self._txn_bytes = 0
-        self._doomed = False
+        self.txn = Txn.NONE
+        self.shaper.forget_all()
         log_event(logger, logging.INFO, "mirror_session", partitions=len(positions), bootstrap=cfg.bootstrap_servers)
         try:
             self._ship(producer, consumer, dest, limits, positions)
         finally:
             consumer.close()
 
-    def _ship(self, producer: KafkaProducer, consumer: Consumer, dest: dict[str, str], limits: dict[str, int],
-              positions: dict[TP, int]) -> None:
+    def _ship(self, producer: KafkaProducer, consumer: Consumer, dest: dict[str, str],
+              limits: dict[str, DestinationLimits], positions: dict[TP, int]) -> None:
         cfg = self.config
-        buffers: dict[TP, collections.deque] = collections.defaultdict(collections.deque)
+        buffers: Buffers = collections.defaultdict(collections.deque)
         buffered = 0
         pending: dict[TP, int] = {}
-        in_txn = False
         txn_started = time.monotonic()
         last_refresh = time.monotonic()
-        with Admin(self.endpoint) as admin:
-            self.uplink.note_events(admin.list_pins()["pins"], dict(self.committed))
+        self._note_events()
         order = self.uplink.order(positions)
         while True:
             stopping = self.stop_event.is_set()
@@ -327,76 +337,91 @@ class MirrorService:
                     buffered -= sum(len(r.value) for r in skipped)
                     pending[tp] = newest.offset  # skipped records count as passed over
                     buffers[tp] = collections.deque([newest])
-            # ship from the highest-priority partition with records, oldest first
+            # ship from the first partition in the plan's order with records, oldest first
             interval_s = cfg.transaction_interval / 1e9
-            capped = self.uplink.capped
+            waits = self.uplink.capped + (self.budget.passed_over if self.budget else 0)
             for tp in order:
                 queue = buffers[tp]
-                while queue and not self._doomed and not (in_txn and time.monotonic() - txn_started >= interval_s):
-                    if not self.uplink.admits(queue[0]):
-                        break  # over its topic's cap: other partitions ship meanwhile
+                while queue and self.txn is not Txn.DOOMED and not (
+                        self.txn is Txn.OPEN and time.monotonic() - txn_started >= interval_s):
+                    outgoing = self.shaper.outgoing(queue[0], limits[dest[tp[0]]])
+                    if outgoing is not None and not outgoing.too_large:
+                        if not self.uplink.admits(queue[0], outgoing.size):
+                            break  # over its topic's cap: other partitions ship meanwhile
+                        if self.budget is not None and not self.budget.try_spend(outgoing.size):
+                            break  # no budget left for it this period: it waits, protected locally
                     record = queue.popleft()
+                    self.shaper.forget(tp)
                     buffered -= len(record.value)
-                    if not in_txn:
+                    if outgoing is None:
+                        self.sampled_out += 1
+                        pending[tp] = record.offset + 1
+                        continue
+                    if self.txn is Txn.NONE:
                         producer.begin_transaction()
-                        in_txn, txn_started = True, time.monotonic()
-                    if not self._ship_one(producer, record, dest[tp[0]], limits):
+                        self.txn, txn_started = Txn.OPEN, time.monotonic()
+                    if not self._ship_one(producer, record, outgoing, dest[tp[0]], limits):
                         buffered -= sum(len(r.value) for r in queue)
                         queue.clear()
                         consumer.assign([p for p in consumer.assignment() if p != tp])
                         break  # partition stopped by its on_reject policy
                     pending[tp] = record.offset + 1
-            if self.uplink.capped != capped and buffered >= cfg.max_buffer_bytes:
-                time.sleep(0.005)  # only capped topics wait and no room to read more: do not spin
+            if waits != self.uplink.capped + (self.budget.passed_over if self.budget else 0) \
+                    and buffered >= cfg.max_buffer_bytes:
+                time.sleep(0.005)  # only capped or budget-bound partitions wait and no room to read more
             now = time.monotonic()
-            if in_txn and (now - txn_started >= cfg.transaction_interval / 1e9 or stopping or self._doomed):
+            if self.txn is not Txn.NONE and (now - txn_started >= interval_s or stopping or self.txn is Txn.DOOMED):
                 self._commit(producer, consumer, pending, buffers)
                 buffered = sum(len(r.value) for q in buffers.values() for r in q)
-                in_txn = False
-            if stopping and not in_txn:
+            if stopping and self.txn is Txn.NONE:
                 return
-            if not in_txn and not any(buffers.values()):
-                self.last_progress_ns = time.time_ns()  # caught up: nothing waits for a commit
+            if self.txn is Txn.NONE and (not any(buffers.values()) or (self.budget and self.budget.blocked)):
+                self.last_progress_ns = time.time_ns()  # caught up, or waiting for budget by design: not a stall
             if now - last_refresh >= 1.0:
                 last_refresh = now
                 with Admin(self.endpoint) as admin:
                     sources = self._source_partitions(admin)
-                    self.uplink.note_events(admin.list_pins()["pins"], {**self.committed, **pending})
-                order = self.uplink.order(positions)
+                self._note_events(pending)
+                heads = {tp: queue[0].timestamp for tp, queue in buffers.items() if queue}
+                order = self.uplink.order(positions, live=self.uplink.live(self.ends, heads, time.time_ns()))
                 self._seek_latest_only(consumer, positions)
                 self.publish_health()
                 if set(sources) - set(dest) or any(tp not in positions for tp in self.ends):
-                    if in_txn:
+                    if self.txn is not Txn.NONE:
                         self._commit(producer, consumer, pending, buffers)
                     return  # new topics or partitions: a new session picks them up
             producer.poll(0)
 
-    def _ship_one(self, producer: KafkaProducer, record, dest_topic: str, limits: dict) -> bool:
+    def _note_events(self, pending: dict[TP, int] | None = None) -> None:
+        """Complete events first; say so once when the budget left cannot carry their backlog."""
+        with Admin(self.endpoint) as admin:
+            pins = admin.list_pins()["pins"]
+        record_bytes = {tp: size / max(1, end - start) for tp, (start, end, size) in self.ends.items()}
+        self.uplink.note_events(pins, {**self.committed, **(pending or {})}, record_bytes)
+        if self.budget is not None:
+            self.budget_warning = self.budget.check_event_backlog(self.uplink.event_backlog_bytes)
+
+    def _ship_one(self, producer: KafkaProducer, record: Record, outgoing: Outgoing, dest_topic: str,
+                  limits: dict[str, DestinationLimits]) -> bool:
         """Ship (or pass over, by policy) one record; False: its partition is stopped."""
-        every = self.config.every(record.topic)
-        if every > 1 and record.offset % every:
-            self.sampled_out += 1
-            return True
-        value = bytes(record.value)
-        headers = [(HEADER_VEHICLE, self.vehicle.encode()), (HEADER_TOPIC, record.topic.encode()),
-                   (HEADER_PARTITION, str(record.partition).encode()), (HEADER_OFFSET, str(record.offset).encode()),
-                   (HEADER_CAPTURE, str(record.timestamp).encode()),
-                   (HEADER_EPOCH, self.identity.epoch.encode()), *((k, bytes(v)) for k, v in record.headers.items())]
+        value, headers = outgoing.value, outgoing.headers
         limit = limits[dest_topic]
-        size = limit.record_bytes(record.key, value, headers)
-        if size > limit.max_message_bytes:
+        if outgoing.too_large:
             self.skipped_too_large += 1
-            message = (f"record {record.topic}/{record.partition}@{record.offset} of {size} bytes with key, headers "
-                       f"and overhead is too large for {dest_topic} (max.message.bytes {limit.max_message_bytes})")
+            message = (f"record {record.topic}/{record.partition}@{record.offset} of {outgoing.size} bytes with key, "
+                       f"headers and overhead is too large for {dest_topic} "
+                       f"(max.message.bytes {limit.max_message_bytes})")
             log_event(logger, logging.ERROR, "mirror_record_too_large", topic=record.topic, partition=record.partition,
-                      offset=record.offset, bytes=size, limit=limit.max_message_bytes, action=self.config.too_large)
+                      offset=record.offset, bytes=outgoing.size, limit=limit.max_message_bytes,
+                      action=self.config.too_large)
             if self.config.too_large == "stop":
                 raise RecordTooLargeError(message)
             return True
         timestamp_ms = record.timestamp // 1_000_000
         tp = (record.topic, record.partition)
-        refusal = self._poison.get((tp, record.offset)) or limit.refusal(record.key, timestamp_ms, int(time.time() * 1000))
-        if refusal is not None and refusal[0] == KafkaError.INVALID_TIMESTAMP and (tp, record.offset) not in self._poison \
+        known = self._poison.get((tp, record.offset))
+        refusal = known or limit.refusal(record.key, timestamp_ms, int(time.time() * 1000))
+        if refusal is not None and refusal[0] == KafkaError.INVALID_TIMESTAMP and known is None \
                 and self.config.timestamp_out_of_range == "producer-time":
             timestamp_ms, refusal = 0, None  # librdkafka stamps it now; edge.capture_ns keeps the capture time
             self.retimed += 1
@@ -416,16 +441,17 @@ class MirrorService:
                 del self._suspects[tp]
         return True
 
-    def _produce(self, producer: KafkaProducer, topic: str, value: bytes, key, partition: int, timestamp_ms: int,
-                 headers: list, tp: TP, offset: int) -> tuple[int, str] | None:
+    def _produce(self, producer: KafkaProducer, topic: str, value: bytes, key: bytes | None, partition: int,
+                 timestamp_ms: int, headers: Headers, tp: TP, offset: int) -> tuple[int, str] | None:
         """Queue one record in the open transaction; returns (code, why) when librdkafka
         refuses the record itself (nothing queued, the transaction is intact)."""
-        def delivered(err, _msg, tp=tp, offset=offset):
+        def delivered(err: KafkaError | None, _msg: object, tp: TP = tp, offset: int = offset) -> None:
             if err is not None and err.code() in RECORD_ERRORS:
                 self._refused.append((tp, offset, err.code(), err.str()))
         while True:
             try:
-                producer.produce(topic, value, key=key, partition=partition, timestamp=timestamp_ms, headers=headers,
+                wire: list[tuple[str, str | bytes | None]] = [*headers]
+                producer.produce(topic, value, key=key, partition=partition, timestamp=timestamp_ms, headers=wire,
                                  on_delivery=delivered)
                 break
             except BufferError:
@@ -434,13 +460,14 @@ class MirrorService:
                 error = exc.args[0]
                 if error.code() in RECORD_ERRORS:
                     return error.code(), f"librdkafka refused it: {error.str()}"
-                self._doomed = True  # e.g. an earlier record failed: the transaction can only be aborted
+                self.txn = Txn.DOOMED  # e.g. an earlier record failed: the transaction can only be aborted
                 return None
         self._txn_records += 1
         self._txn_bytes += len(value)
         return None
 
-    def _apply_policy(self, producer: KafkaProducer, record, value: bytes, headers: list, limits: dict, code: int,
+    def _apply_policy(self, producer: KafkaProducer, record: Record, value: bytes, headers: Headers,
+                      limits: dict[str, DestinationLimits], code: int,
                       why: str) -> bool:
         tp = (record.topic, record.partition)
         action, dead_letter = self.config.reject_policy(record.topic)
@@ -451,7 +478,7 @@ class MirrorService:
                   kafka_error=code, error=why, action=action if dead_letter is None else f"dead-letter {dead_letter}")
         if action == "skip":
             return True
-        if action == "dead-letter" and (tp, record.offset) not in self._dead_letter_failed:
+        if action == "dead-letter" and dead_letter is not None and (tp, record.offset) not in self._dead_letter_failed:
             extra = [(HEADER_REJECT_ERROR, why.encode()), (HEADER_REJECT_TOPIC, self.config.destination_topic(
                 self.vehicle, tp[0]).encode())]
             if self._produce(producer, dead_letter, value, record.key, 0, 0, [*headers, *extra], tp,
@@ -464,8 +491,12 @@ class MirrorService:
                   error=why, remedy="fix the destination or set on_reject, then restart the mirror")
         return False
 
-    def _commit(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers) -> None:
-        if self._doomed:
+    def _commit(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers: Buffers) -> None:
+        """OPEN → NONE by a commit; DOOMED, or a commit Kafka says must be aborted, → NONE by an
+        abort (positions back to the last commit). LinkDown retries with backoff; any other
+        typed error ends the session (the transaction stays open: the next session's
+        init_transactions aborts it)."""
+        if self.txn is Txn.DOOMED:
             self._aborted(producer, consumer, pending, buffers, "a produce failed in this transaction")
             return
         delay = 1.0
@@ -474,19 +505,20 @@ class MirrorService:
                 producer.commit_transaction(30)
                 break
             except KafkaException as exc:
-                error = exc.args[0]
-                self.link = "down"
+                error: KafkaStateError = classify(exc)
+                self.link = Link.DOWN
                 self.last_error = str(error)
-                if error.txn_requires_abort():
+                if isinstance(error, TransactionAbortRequired):
                     self._aborted(producer, consumer, pending, buffers, error)
                     return
-                if not error.retriable():
-                    raise
+                if not isinstance(error, LinkDown):
+                    raise error from None
                 self.publish_health()
                 if self.stop_event.wait(delay) and delay > 8:
-                    raise
+                    raise error from None
                 delay = min(delay * 2, 30.0)
-        self.link = "up"
+        self.txn = Txn.NONE
+        self.link = Link.UP
         self.last_commit_ns = self.last_progress_ns = time.time_ns()
         self.shipped_records += self._txn_records  # what Kafka committed, not what was attempted
         self.shipped_bytes += self._txn_bytes
@@ -497,7 +529,8 @@ class MirrorService:
         self._rate_window.append((time.monotonic(), self.shipped_bytes))
         self._checkpoint()
 
-    def _aborted(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers, error) -> None:
+    def _aborted(self, producer: KafkaProducer, consumer: Consumer, pending: dict[TP, int], buffers: Buffers,
+                 error: object) -> None:
         """Abort the transaction, remember the records Kafka refused (their policy applies when
         they come again), and go back to the last commit."""
         producer.flush(10)  # the delivery reports of this transaction name the refused records
@@ -505,7 +538,7 @@ class MirrorService:
         self._refused.clear()
         log_event(logger, logging.WARNING, "mirror_transaction_aborted", error=error, refused_records=len(refused))
         self._abort(producer)
-        by_partition: dict[TP, list] = collections.defaultdict(list)
+        by_partition: dict[TP, list[tuple[int, int, str]]] = collections.defaultdict(list)
         for tp, offset, code, why in refused:
             by_partition[tp].append((offset, code, why))
         for tp, entries in by_partition.items():
@@ -522,7 +555,8 @@ class MirrorService:
             self._poison[(tp, offset)] = (code, f"Kafka refused it: {why}")
         self._dead_lettered.clear()
         self._txn_records = self._txn_bytes = 0
-        self._doomed = False
+        self.txn = Txn.NONE
+        self.shaper.forget_all()
         for (t, p), o in self.committed.items():
             if f"{t}/{p}" not in self.stopped_partitions:
                 consumer.seek(t, p, o)
@@ -537,8 +571,9 @@ class MirrorService:
                 producer.abort_transaction(30)
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable():
-                    raise
+                error = classify(exc)
+                if not isinstance(error, LinkDown):
+                    raise error from None
                 time.sleep(1.0)
 
     def _seek_latest_only(self, consumer: Consumer, positions: dict[TP, int]) -> None:
@@ -557,7 +592,7 @@ class MirrorService:
             log_event(logger, logging.WARNING, "mirror_local_commit_failed", error=exc)
 
 
-def run_mirror(app, endpoint: str) -> int:
+def run_mirror(app: Any, endpoint: str) -> int:
     from broker.base import sdnotify
 
     if app.mirror is None:

@@ -141,3 +141,69 @@ def test_dashboard_renders_live_camera_tiles(broker, data_dir):
         server.stop()
         feed.stop()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_dashboard_timeline_strip_marks_each_gap_and_a_stall(broker, data_dir):
+    """The continuity strip per topic (last 10 min) marks every gap the driver's continuity
+    health reports, where it happened, and a stall going on up to now; a topic no driver
+    reports on has no marks."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("Debian's chromium and chromium-driver are required (apt-get install chromium chromium-driver)")
+    import json
+
+    from broker.client import Admin, Producer
+    from tests.api.support import publish_health
+
+    now = time.time_ns()
+    with Admin(broker.endpoint) as admin:
+        admin.create_topic("_health", if_not_exists=True)
+    producer = Producer(broker.endpoint, linger_ms=0)
+
+    def health(last_gap, gaps, open_gap_ms=None):
+        continuity = {"gaps": gaps, "last_gap": last_gap, "open_gap_ms": open_gap_ms, "usual_interval_ms": 10.0}
+        body = {"sensor": "can", "kind": "other", "topic": "telemetry.can", "state": "running",
+                "time_ns": time.time_ns(), "continuity": continuity}
+        producer.send("_health", json.dumps(body).encode(), key=b"can", headers={"sensor": "can", "encoding": "json"})
+        producer.flush(10)
+
+    for i in range(5):  # the topics exist, recorded from 5 minutes ago
+        producer.send("telemetry.can", b"x", timestamp_ns=now - 300 * 10**9 + i)
+        producer.send("telemetry.gps", b"x", timestamp_ns=now - 300 * 10**9 + i)
+    publish_health(producer, "gps", "other", "telemetry.gps", 0, 10.0)  # a driver, but no continuity report
+    health({"start_ns": now - 240 * 10**9, "length_ms": 6000.0}, 1)  # a 6 s gap 4 minutes ago
+    mirror = {"state": "running", "link": "up", "time_ns": time.time_ns(), "budget_exhausted": True,
+              "budget_remaining_bytes": 0, "budget_warning": "uplink budget left this day (0 bytes) is smaller"}
+    producer.send("_health", json.dumps(mirror).encode(), key=b"mirror", headers={"sensor": "mirror"})
+    config = app_config(data_dir, broker.endpoint, [], lidar=None)
+    server = ApiServer(create_app(config, api=ApiConfig(status_interval=0.3))).start()
+    profile = tempfile.mkdtemp(prefix="edge-chromium-")
+    driver = _driver(profile)
+    strip = "document.querySelector('#topics tr[data-topic=\"telemetry.can\"] svg.timeline')"
+    try:
+        driver.get(server.url + "/")
+        _wait(driver, f"return {strip} && {strip}.dataset.gaps === '1'", 20, "the first gap was not marked")
+        health({"start_ns": now - 60 * 10**9, "length_ms": 3000.0}, 2, open_gap_ms=4500.0)  # another, and a stall
+        _wait(driver, f"return {strip}.dataset.gaps === '3'", 20, "the second gap and the stall were not marked")
+        marks = driver.execute_script(f"""return [...{strip}.querySelectorAll('rect.gap')].map(r =>
+            [Number(r.getAttribute('x')), Number(r.getAttribute('width')), r.getAttribute('class'),
+             Number(r.dataset.lengthMs)]);""")
+        (x1, w1, c1, l1), (x2, w2, c2, l2), (x3, w3, c3, l3) = marks
+        # 600 s wide: the 6 s gap 240 s ago sits at 360 less the seconds since (the strip moves with
+        # the clock), the 3 s one 180 s later, the stall ends now
+        assert c1 == c2 == "gap" and c3 == "gap open" and (l1, l2, l3) == (6000, 3000, 4500), marks
+        assert 340 < x1 <= 360.5 and abs(x2 - x1 - 180) < 0.5 and abs(w1 - 6) < 0.5 and abs(w2 - 3) < 0.5, marks
+        assert abs(x3 + w3 - 600) < 3, marks
+        assert "gap of 6.0 s" in driver.execute_script(f"return {strip}.querySelector('rect.gap title').textContent")
+        gps = "document.querySelector('#topics tr[data-topic=\"telemetry.gps\"] svg.timeline')"
+        assert driver.execute_script(f"return {gps}.dataset.gaps") == "0"
+        assert "unknown" in driver.execute_script(f"return {gps}.firstChild.getAttribute('class')")
+        _wait(driver, "return document.getElementById('mirror-state').textContent.includes('budget exhausted')", 10,
+              "the mirror panel did not say the uplink budget is exhausted")
+        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+        server.stop()
+        producer.close()
+        shutil.rmtree(profile, ignore_errors=True)

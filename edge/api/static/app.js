@@ -7,11 +7,12 @@
 const $ = (id) => document.getElementById(id);
 const S = {
   token: null, ws: null, backoff: 500, opened: false,
-  status: null, history: {}, jobs: [], statusAt: 0,
+  status: null, history: {}, gaps: {}, jobs: [], statusAt: 0,
   tiles: new Map(), pending: new Map(), lidarTopic: null, watchKey: "",
   fps: 10, rendered: {}, drawScheduled: false,
 };
 const HISTORY = 120;
+const TIMELINE_S = 600; // the continuity strip shows the last 10 minutes
 
 // -- formatting ----------------------------------------------------------------------
 function fmtBytes(n) {
@@ -279,7 +280,8 @@ function renderMirror(mirror) {
   const link = mirror.link ?? mirror.link_state ?? mirror.state ?? "?";
   const up = [true, "up", "connected", "online", "running"].includes(link);
   pill($("mirror-pill"), "mirror " + (up ? "up" : String(link)), up ? "ok" : "bad");
-  $("mirror-state").textContent = "link " + String(link);
+  $("mirror-state").textContent = "link " + String(link) + (mirror.budget_exhausted ? " · uplink budget exhausted" : "");
+  $("mirror-state").title = mirror.budget_warning || "";
   const facts = Object.entries(mirror).filter(([k, v]) => typeof v === "number" && k !== "time_ns")
     .map(([k, v]) => [k.replace(/_/g, " "), /bytes/.test(k) ? fmtBytes(v) + (/per_s|rate/.test(k) ? "/s" : "") : fmtNum(v, 1)]);
   $("mirror-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
@@ -358,13 +360,15 @@ function drawSpark(svg, values) {
 const KIND_ORDER = { camera: 0, lidar: 1, other: 2, json: 3, internal: 4 };
 function renderTopics(topics) {
   const names = Object.keys(topics).sort((a, b) => (KIND_ORDER[topics[a].kind] ?? 2) - (KIND_ORDER[topics[b].kind] ?? 2) || a.localeCompare(b));
-  keyedRows($("topics").tBodies[0], names.map((n) => [n, topics[n]]), 10, "No topics yet.",
+  keyedRows($("topics").tBodies[0], names.map((n) => [n, topics[n]]), 11, "No topics yet.",
     (name) => {
-      const tr = h("tr", { dataset: { topic: name } }, ...cells(10, [3, 4, 5, 6, 7, 8, 9]));
+      const tr = h("tr", { dataset: { topic: name } }, ...cells(11, [3, 4, 5, 6, 7, 8, 9]));
       tr.cells[0].className = "mono";
       tr.cells[1].append(h("span", { class: "kind" }));
       tr.cells[2].className = "spark-col";
       tr.cells[2].append(sparkline());
+      tr.cells[10].className = "timeline-col";
+      tr.cells[10].append(timelineStrip());
       return tr;
     },
     (tr, t, name) => {
@@ -381,7 +385,45 @@ function renderTopics(topics) {
       setAttr(c[9], "class", "num" + (t.open_gap_ms || t.gaps ? " warn" : ""));
       setAttr(c[9], "title", t.last_gap ? `last gap ${(t.last_gap.length_ms / 1000).toFixed(1)} s at ${fmtTime(t.last_gap.start_ns)}`
         : t.gaps == null ? "no driver reports on this topic" : "no gap");
+      drawTimeline(c[10].firstChild, name, t);
     });
+}
+// The continuity strip: the last TIMELINE_S seconds of a topic, gaps marked. Its data is the
+// continuity health each status carries (drivers/continuity.py): every distinct last_gap seen
+// since the page opened is kept (two gaps between two status updates show as the later one;
+// the gaps column counts them all), and a stall going on (open_gap_ms) runs up to now.
+function timelineStrip() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "timeline"); svg.setAttribute("viewBox", `0 0 ${TIMELINE_S} 10`); svg.setAttribute("preserveAspectRatio", "none");
+  const base = document.createElementNS(SVG, "rect");
+  base.setAttribute("class", "timeline-base"); base.setAttribute("y", "2"); base.setAttribute("height", "6");
+  svg.append(base);
+  return svg;
+}
+function drawTimeline(svg, name, t) {
+  const nowMs = Date.now(), fromMs = nowMs - TIMELINE_S * 1000;
+  const seen = S.gaps[name] || (S.gaps[name] = new Map());
+  if (t.last_gap && t.last_gap.start_ns) seen.set(String(t.last_gap.start_ns), t.last_gap.length_ms);
+  const gaps = [...seen].map(([start, length]) => ({ start: Number(start) / 1e6, length: Number(length), open: false }));
+  if (t.open_gap_ms) gaps.push({ start: nowMs - t.open_gap_ms, length: t.open_gap_ms, open: true });
+  const x = (ms) => Math.max(0, Math.min(TIMELINE_S, (ms - fromMs) / 1000));
+  const base = svg.firstChild;
+  const sinceMs = t.oldest_ns ? Math.max(fromMs, t.oldest_ns / 1e6) : nowMs;
+  setAttr(base, "x", x(sinceMs).toFixed(2)); setAttr(base, "width", (TIMELINE_S - x(sinceMs)).toFixed(2));
+  setAttr(base, "class", "timeline-base" + (t.gaps == null ? " unknown" : ""));
+  const shown = gaps.filter((g) => g.start + g.length >= fromMs);
+  for (const [start] of seen) if (Number(start) / 1e6 + seen.get(start) < fromMs) seen.delete(start); // out of the window
+  while (svg.childNodes.length - 1 > shown.length) svg.lastChild.remove();
+  shown.forEach((g, i) => {
+    let rect = svg.childNodes[i + 1];
+    if (!rect) { rect = document.createElementNS(SVG, "rect"); rect.setAttribute("y", "0"); rect.setAttribute("height", "10"); rect.append(document.createElementNS(SVG, "title")); svg.append(rect); }
+    const x0 = x(g.start), x1 = x(g.start + g.length);
+    setAttr(rect, "x", x0.toFixed(2)); setAttr(rect, "width", Math.max(1.5, x1 - x0).toFixed(2));
+    setAttr(rect, "class", g.open ? "gap open" : "gap");
+    rect.dataset.startMs = String(Math.round(g.start)); rect.dataset.lengthMs = String(g.length);
+    setText(rect.firstChild, `${g.open ? "stalled for" : "gap of"} ${(g.length / 1000).toFixed(1)} s at ${fmtTime(g.start * 1e6)}`);
+  });
+  svg.dataset.gaps = String(shown.length);
 }
 function jobsOfDrive(name) { return S.jobs.filter((j) => j.params && j.params.drive === name); }
 function progressBar(job) {

@@ -109,3 +109,19 @@ def mirror_setup(tmp_path, broker, kafka_cluster):
 def mirror_single(tmp_path, broker, kafka_single):
     """Like ``mirror_setup``, against the single-node Kafka."""
     yield from _mirrors(tmp_path, broker, kafka_single)
+
+
+def local_records(endpoint: str, partitions: list[tuple[str, int]], expected: int, timeout: float = 10.0) -> list:
+    """The vehicle broker's records of ``partitions`` from their start, until ``expected`` came
+    (or ``timeout``)."""
+    from broker.client import Consumer
+
+    consumer = Consumer(endpoint, max_wait_ms=100)
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        got.extend(consumer.poll(0.2))
+    consumer.close()
+    return got
