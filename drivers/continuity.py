@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import collections
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 WINDOW = 64
 WARMUP = 8

@@ -53,7 +53,7 @@ negative ``points``, a wrong ``encoding`` or a value whose length is not
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -70,7 +70,7 @@ POINT_DTYPE = np.dtype(
     ]
 )
 
-SENSOR_POINT_DTYPE = np.dtype(POINT_DTYPE.descr + [("laser", "<u2"), ("return_type", "u1")])
+SENSOR_POINT_DTYPE = np.dtype([*POINT_DTYPE.descr, ("laser", "<u2"), ("return_type", "u1")])
 RETURN_UNKNOWN, RETURN_STRONGEST, RETURN_LAST, RETURN_BOTH, RETURN_SECOND = 0, 1, 2, 3, 4
 AXES_REP103 = "REP-103"
 

@@ -16,11 +16,12 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from broker.base import sdnotify
 from broker.client import Producer
 from broker.logs import log_event
-from broker.base import sdnotify
 
 from .runtime import DriverRuntime, Sample, SensorError
 
@@ -41,7 +42,8 @@ def _producer(endpoint: str, codec: str = "none", *, live: bool = True) -> Produ
 def _is_file_source(source: str) -> bool:
     if source.startswith(("pcap:", "pcd-dir:")):
         return True
-    return not (source == "sim" or source.isdigit() or source.startswith(("/dev/", "rtsp://", "rtsps://", "http://", "https://", "udp://")))
+    live_prefixes = ("/dev/", "rtsp://", "rtsps://", "http://", "https://", "udp://")
+    return not (source == "sim" or source.isdigit() or source.startswith(live_prefixes))
 
 
 def _paced_by_broker(sensor: Any) -> bool:

@@ -34,8 +34,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from broker.errors import BrokerError, DeliveryUnknownError, DiskFullError
 from broker.logs import log_event
@@ -194,7 +195,8 @@ class DriverRuntime:
                     else:
                         raise SourceExhausted()
                 except SourceExhausted:
-                    log_event(logger, logging.INFO, "source_finished", sensor=self.name, captured=self.counters.captured)
+                    log_event(logger, logging.INFO, "source_finished", sensor=self.name,
+                              captured=self.counters.captured)
                     if not ever_captured:
                         self.counters.last_error = "source produced no data"
                         exit_code = 1
@@ -210,7 +212,8 @@ class DriverRuntime:
                     c.sensor_errors += 1
                     c.state = "sensor_lost"
                     c.last_error = str(exc)
-                    log_event(logger, logging.WARNING, "sensor_lost", sensor=self.name, error=exc, retry_in_s=f"{delay:.1f}")
+                    log_event(logger, logging.WARNING, "sensor_lost", sensor=self.name, error=exc,
+                              retry_in_s=f"{delay:.1f}")
                     if self._stop.wait(delay):
                         break
                     delay = min(delay * 2, self.reopen_backoff[1])
@@ -259,7 +262,7 @@ class DriverRuntime:
         c = self.counters
         try:
             value, headers = self.encode(sample.payload)
-        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the driver
+        except Exception as exc:  # one bad frame must not stop the driver
             c.drop("encode_error")
             c.last_error = f"encoding failed: {exc}"
             log_event(logger, logging.WARNING, "encode_failed", sensor=self.name, seq=sample.seq, error=exc)

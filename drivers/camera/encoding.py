@@ -23,7 +23,7 @@ headers, a length that does not match, bytes that do not decode.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import cv2
 import numpy as np

@@ -18,8 +18,8 @@ The errors subclass the driver runtime's ``SensorError``, so the runtime reports
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class CameraSource:
     def _should_stop(self) -> bool:
         return self._closed.is_set() or self._stop_requested.is_set()
 
-    def __enter__(self) -> "CameraSource":
+    def __enter__(self) -> CameraSource:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -391,7 +391,8 @@ class LiveCameraSource(CameraSource):
         self._closed.clear()
         self.opens += 1
         log_event(logger, logging.INFO, "camera_opened", source=self.name, kind=self.kind, opens=self.opens,
-                  width=f"{capture.get(cv2.CAP_PROP_FRAME_WIDTH):g}", height=f"{capture.get(cv2.CAP_PROP_FRAME_HEIGHT):g}",
+                  width=f"{capture.get(cv2.CAP_PROP_FRAME_WIDTH):g}",
+                  height=f"{capture.get(cv2.CAP_PROP_FRAME_HEIGHT):g}",
                   fps=f"{capture.get(cv2.CAP_PROP_FPS):g}", backend=capture.getBackendName())
 
     def _release(self) -> None:

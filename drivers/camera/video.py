@@ -27,7 +27,8 @@ the first keyframe are refused (``ValueError``, nothing decoded) and counted in
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,8 @@ class VideoDecoder:
         """Whether a keyframe has been decoded (delta frames are accepted from then on)."""
         return self._started
 
-    def decode(self, value: bytes | memoryview, headers: Mapping[str, Any], tag: Any = None) -> list[tuple[np.ndarray, Any]]:
+    def decode(self, value: bytes | memoryview, headers: Mapping[str, Any],
+               tag: Any = None) -> list[tuple[np.ndarray, Any]]:
         import av
 
         encoding = header_text(headers, "encoding")

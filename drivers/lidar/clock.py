@@ -42,7 +42,8 @@ TimeSource = Literal["auto", "sensor", "host"]
 
 
 class PacketClock:
-    def __init__(self, time_source: TimeSource = "auto", max_clock_skew_ns: int = 1_000_000_000, source: str = "velodyne"):
+    def __init__(self, time_source: TimeSource = "auto", max_clock_skew_ns: int = 1_000_000_000,
+                 source: str = "velodyne"):
         if time_source not in ("auto", "sensor", "host"):
             raise ValueError(f"time_source must be 'auto', 'sensor' or 'host', not {time_source!r}")
         self.time_source = time_source

@@ -43,8 +43,8 @@ from broker.logs import log_event
 
 from .calibration import LASERS_PER_MODEL, PACKET_LAYOUT
 from .clock import HOUR_US
-from .velodyne_ext import EXTERNAL_MODELS
 from .frame import LidarModelMismatchError
+from .velodyne_ext import EXTERNAL_MODELS
 
 logger = logging.getLogger("drivers.lidar.velodyne")
 
@@ -134,7 +134,8 @@ def identify_model(packets: np.ndarray, *, configured_model: str | None, calibra
     counted = {name: layout for name, layout in votes.items() if layout is not None}
     layout, decided_by = None, None
     if counted:
-        tally = {candidate: [n for n, l in counted.items() if l == candidate] for candidate in set(counted.values())}
+        tally = {candidate: [n for n, said in counted.items() if said == candidate]
+                 for candidate in set(counted.values())}
         top = max(len(names) for names in tally.values())
         leaders = [c for c, names in tally.items() if len(names) == top]
         if len(leaders) > 1:  # a tie: the packets' physics before the factory byte (dict order)
@@ -165,7 +166,7 @@ def identify_model(packets: np.ndarray, *, configured_model: str | None, calibra
             f"{source}: calibration {calibration_origin} has {calibration_lasers} lasers but the packets are from a "
             f"{model} ({lasers_of(model)} lasers; {decided_by}, product id "
             f"{evidence.product_id}, interval {interval or 0:.0f} µs): give the {model}'s calibration")
-    disagree = sorted(name for name, l in counted.items() if l != PACKET_LAYOUT.get(model))
+    disagree = sorted(name for name, said in counted.items() if said != PACKET_LAYOUT.get(model))
     log_event(logger, logging.WARNING if disagree else logging.INFO, "lidar_model_detected", source=source,
               model=model, decided_by=decided_by, overruled=",".join(disagree) or None,
               product_id=evidence.product_id, packet_interval_us=f"{interval:.0f}" if interval is not None else None,

@@ -44,6 +44,7 @@ decoder's; a metadata file that cannot be used raises ``CalibrationError`` namin
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -120,7 +121,8 @@ def load_ouster_metadata(path: str | os.PathLike) -> OusterMetadata:
             lidar_to_sensor=np.asarray(transform, np.float64).reshape(4, 4),
             udp_port_lidar=int(config.get("udp_port_lidar") or DEFAULT_OUSTER_PORT), origin=str(path))
     except (KeyError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"{path}: not a usable Ouster sensor metadata JSON ({type(exc).__name__}: {exc})") from None
+        raise CalibrationError(
+            f"{path}: not a usable Ouster sensor metadata JSON ({type(exc).__name__}: {exc})") from None
     if meta.profile not in PROFILES:
         raise CalibrationError(f"{path}: UDP lidar profile {meta.profile!r} is not decoded here "
                                f"(have: {', '.join(PROFILES)})")
@@ -221,7 +223,8 @@ class OusterDecoder:
     def decode(self, payloads: np.ndarray, arrival_ns: np.ndarray) -> list[LidarFrame]:
         payloads = np.asarray(payloads)
         if payloads.dtype != np.uint8 or payloads.ndim != 2 or payloads.shape[1] != self.packet_size:
-            raise ValueError(f"payloads must be an (N, {self.packet_size}) uint8 array, got {payloads.dtype} {payloads.shape}")
+            raise ValueError(
+                f"payloads must be an (N, {self.packet_size}) uint8 array, got {payloads.dtype} {payloads.shape}")
         arrival_ns = np.asarray(arrival_ns, np.int64).reshape(-1)
         n = payloads.shape[0]
         self.stats.packets += n
@@ -248,12 +251,12 @@ class OusterDecoder:
         starts = np.flatnonzero(np.concatenate(([self._frame_id is not None and frame_id[0] != self._frame_id],
                                                 frame_id[1:] != frame_id[:-1])))
         bounds = [0, *starts.tolist(), n]
-        for begin, end in zip(bounds[:-1], bounds[1:]):
+        for begin, end in itertools.pairwise(bounds):
             if begin == end:
                 continue
-            if begin > 0 or (self._frame_id is not None and frame_id[begin] != self._frame_id):
-                if self._pending_first is not None:
-                    frames.append(self._emit())
+            starts_new_frame = begin > 0 or (self._frame_id is not None and frame_id[begin] != self._frame_id)
+            if starts_new_frame and self._pending_first is not None:
+                frames.append(self._emit())
             self._frame_id = int(frame_id[begin])
             if self._pending_first is None:  # the frame's first valid column (an azimuth window leaves others empty)
                 valid = timestamp[begin:end][valid_column[begin:end]]

@@ -45,9 +45,10 @@ import mmap
 import os
 import struct
 from collections import Counter
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -144,7 +145,7 @@ class PcapReader:
         self.records_read = 0
         self.error: PcapError | None = None
         try:
-            self._file = open(self.path, "rb")
+            self._file = open(self.path, "rb")  # noqa: SIM115 - the reader owns the file until close()
         except OSError as exc:
             raise PcapError(f"cannot open pcap {self.path}: {exc.strerror or exc}", self.path, 0) from exc
         try:
@@ -175,7 +176,7 @@ class PcapReader:
             pass
         self._file.close()
 
-    def __enter__(self) -> "PcapReader":
+    def __enter__(self) -> PcapReader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -317,7 +318,9 @@ class PcapReader:
         for chunk in self._record_chunks():
             udp = self._locate_udp(chunk, ports)
             for ts, start, size, port in zip(
-                udp.timestamps_ns.tolist(), udp.payload_offsets.tolist(), udp.payload_lengths.tolist(), udp.dst_ports.tolist()
+                udp.timestamps_ns.tolist(), udp.payload_offsets.tolist(),
+                udp.payload_lengths.tolist(), udp.dst_ports.tolist(),
+                strict=True,
             ):
                 yield UdpPacket(ts, port, mm[start:start + size])
         self._raise_if_failed()

@@ -38,8 +38,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -49,9 +49,9 @@ from ..pointcloud import POINT_DTYPE
 from .calibration import Calibration, CalibrationError, resolve_calibration
 from .frame import LidarFrame, LidarInputError, LidarSourceError, LidarTimeoutError
 from .identify import ModelEvidence
+from .ouster import OusterDecoder, is_ouster_metadata, load_ouster_metadata
 from .pcap import PcapCorruptRecordError, PcapError, PcapReader, PcapTruncatedError
 from .sim import SyntheticScan
-from .ouster import OusterDecoder, is_ouster_metadata, load_ouster_metadata
 from .velodyne import DEFAULT_PORT, TimeSource, VelodyneDecoder, iter_pcap_frames
 
 logger = logging.getLogger("drivers.lidar")
@@ -79,7 +79,8 @@ class _Pacer:
     behind schedule (a slow consumer, a paused process) it starts over from now instead
     of bursting to catch up."""
 
-    def __init__(self, rate: str | float, stop: threading.Event | None, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: str | float, stop: threading.Event | None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.rate = rate
         self.stop = stop or threading.Event()
         self.monotonic = monotonic
@@ -120,7 +121,8 @@ def _calibration_or_error(calibration: Calibration | str | os.PathLike | None, m
     try:
         if is_ouster_metadata(calibration):
             if model is not None:
-                raise CalibrationError(f"{calibration} is Ouster metadata: the model comes from it, not --model {model}")
+                raise CalibrationError(
+                    f"{calibration} is Ouster metadata: the model comes from it, not --model {model}")
             load_ouster_metadata(calibration)
             return calibration
         if calibration is None:
@@ -295,8 +297,9 @@ class UdpSource(_PacketSource):
             raise LidarInputError(f"{self.name}: cannot listen: {exc.strerror or exc}") from None
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         if granted < self.receive_buffer_bytes:  # Linux reports twice what it grants
-            log_event(logger, logging.WARNING, "udp_receive_buffer_small", source=self.name, requested=self.receive_buffer_bytes,
-                      granted=granted, hint="raise net.core.rmem_max to absorb bursts")
+            log_event(logger, logging.WARNING, "udp_receive_buffer_small", source=self.name,
+                      requested=self.receive_buffer_bytes, granted=granted,
+                      hint="raise net.core.rmem_max to absorb bursts")
         self.bound_port = sock.getsockname()[1]
         self.name = f"udp://{self.host}:{self.bound_port}"
         return sock
@@ -336,7 +339,8 @@ class UdpSource(_PacketSource):
                 if count == 0:
                     silent = time.monotonic() - last_packet
                     if silent >= self.timeout_s:
-                        raise LidarTimeoutError(f"{self.name}: no packets for {silent:.1f} s (sensor gone or not sending here?)")
+                        raise LidarTimeoutError(
+                            f"{self.name}: no packets for {silent:.1f} s (sensor gone or not sending here?)")
                     continue
                 last_packet = time.monotonic()
                 right = sizes[:count] == packet_size

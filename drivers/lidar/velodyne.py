@@ -55,26 +55,26 @@ Channel i fires 2.304 µs (VLP-16) / 1.152 µs (HDL-32E) after channel i-1.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from broker.logs import log_event
 
-from ..pointcloud import (RETURN_BOTH, RETURN_LAST, RETURN_SECOND, RETURN_STRONGEST, RETURN_UNKNOWN,
-                          SENSOR_POINT_DTYPE)
+from ..pointcloud import RETURN_BOTH, RETURN_LAST, RETURN_SECOND, RETURN_STRONGEST, RETURN_UNKNOWN, SENSOR_POINT_DTYPE
 from .calibration import PACKET_LAYOUT, Calibration, calibration_laser_count, default_calibration, resolve_calibration
 from .clock import HOUR_US, PacketClock, TimeSource
 from .frame import LidarFrame
 from .identify import PACKET_SPAN_US, RETURN_MODE_DUAL, ModelEvidence, identify_model, unsupported_product
 from .loss import PacketLoss
-from .velodyne_ext import EXTERNAL_MODELS, ExternalVelodyneDecoder
 from .pcap import PcapError, PcapReader
+from .velodyne_ext import EXTERNAL_MODELS, ExternalVelodyneDecoder
 
 logger = logging.getLogger("drivers.lidar.velodyne")
 
@@ -172,7 +172,7 @@ class _ModelTables:
     packet_duration_ns: np.ndarray  # (2,) int64
 
     @classmethod
-    def build(cls, calibration: Calibration) -> "_ModelTables":
+    def build(cls, calibration: Calibration) -> _ModelTables:
         model = calibration.model
         channel_laser = np.arange(CHANNELS_PER_BLOCK) % calibration.num_lasers
 
@@ -182,7 +182,8 @@ class _ModelTables:
         vertical = np.deg2rad(calibration.vertical_deg)
         ring_of_laser = np.argsort(np.argsort(calibration.vertical_deg, kind="stable"), kind="stable")
         rotation = np.deg2rad(calibration.rotational_deg)
-        (single_times, single_ratio), (dual_times, dual_ratio) = _firing_times_us(model, False), _firing_times_us(model, True)
+        single_times, single_ratio = _firing_times_us(model, False)
+        dual_times, dual_ratio = _firing_times_us(model, True)
         times_us = np.stack([single_times, dual_times])
         block_offset_us = times_us[:, :, :1]
         period_us = 110.592 if PACKET_LAYOUT[model] == "VLP-16" else 46.08
@@ -315,7 +316,8 @@ class VelodyneDecoder:
         payloads = np.asarray(payloads)
         arrival_ns = np.asarray(arrival_ns, np.int64).reshape(-1)
         if payloads.dtype != np.uint8 or payloads.ndim != 2 or payloads.shape[1] != PACKET_SIZE:
-            raise ValueError(f"payloads must be an (N, {PACKET_SIZE}) uint8 array, got {payloads.dtype} {payloads.shape}")
+            raise ValueError(
+                f"payloads must be an (N, {PACKET_SIZE}) uint8 array, got {payloads.dtype} {payloads.shape}")
         if arrival_ns.shape[0] != payloads.shape[0]:
             raise ValueError(f"{payloads.shape[0]} payloads but {arrival_ns.shape[0]} arrival times")
         self.stats.packets += payloads.shape[0]
@@ -369,15 +371,13 @@ class VelodyneDecoder:
                 return np.zeros(packets.shape[0], bool)
         good_flags = any_bank if self._external is not None else np.all(blocks["flag"] == BLOCK_FLAG, axis=1)
         ok = good_flags & good_azimuth
-        if self._stream_product_id is not None:
-            same_model = product == self._stream_product_id
-        else:
-            same_model = np.ones_like(ok)
+        same_model = product == self._stream_product_id if self._stream_product_id is not None else np.ones_like(ok)
         if ok.all() and same_model.all():
             return None
         self._skip("bad_block_flag", int(np.count_nonzero(~good_flags)),
                   f"a block flag is not a Velodyne bank flag fitting a {self.model} data packet")
-        self._skip("bad_azimuth", int(np.count_nonzero(good_flags & ~good_azimuth)), "a block azimuth is over 36000 (360°)")
+        self._skip("bad_azimuth", int(np.count_nonzero(good_flags & ~good_azimuth)),
+                   "a block azimuth is over 36000 (360°)")
         other = ok & ~same_model
         if other.any():
             ids = sorted({f"0x{p:02x}" for p in product[other].tolist()})
@@ -392,9 +392,10 @@ class VelodyneDecoder:
         if packets.shape[0] == 0:
             return False
         given = self._given_calibration
+        origin = given.origin if given else self._calibration_file and str(self._calibration_file)
         evidence = identify_model(packets, configured_model=self._configured_model,
                                   calibration_lasers=self._calibration_lasers,
-                                  calibration_origin=given.origin if given else self._calibration_file and str(self._calibration_file),
+                                  calibration_origin=origin,
                                   source=self.source)
         if evidence is None:
             return False
@@ -448,7 +449,8 @@ class VelodyneDecoder:
             tables[row] = table
         return tables[inverse.reshape(-1)]
 
-    def _decode_chunk(self, packets: np.ndarray, packet_ns: np.ndarray, dual: np.ndarray, frames: list[LidarFrame]) -> None:
+    def _decode_chunk(self, packets: np.ndarray, packet_ns: np.ndarray, dual: np.ndarray,
+                      frames: list[LidarFrame]) -> None:
         t = self._tables
         n_packets = packets.shape[0]
         blocks = packets["blocks"]
@@ -467,7 +469,8 @@ class VelodyneDecoder:
         cos_a = _COS_AZIMUTH_65536.take(azimuth_index)
         sin_a = _SIN_AZIMUTH_65536.take(azimuth_index)
         if t.has_rotation:  # azimuth − rotational correction
-            cos_a, sin_a = cos_a * t.cos_rotation + sin_a * t.sin_rotation, sin_a * t.cos_rotation - cos_a * t.sin_rotation
+            cos_a, sin_a = (cos_a * t.cos_rotation + sin_a * t.sin_rotation,
+                            sin_a * t.cos_rotation - cos_a * t.sin_rotation)
 
         # dense (n, 12, 32) points in firing order, compressed once at the end
         dense = np.empty((n_packets, BLOCKS_PER_PACKET, CHANNELS_PER_BLOCK), SENSOR_POINT_DTYPE)
@@ -519,7 +522,7 @@ class VelodyneDecoder:
         points = dense.reshape(-1) if kept.shape[0] == returned.size else dense.reshape(-1).take(kept)
 
         bounds = np.searchsorted(kept >> 5, split_blocks).tolist()  # first point of each split block
-        for segment, (begin, end) in enumerate(zip([0, *bounds], [*bounds, points.shape[0]])):
+        for segment, (begin, end) in enumerate(itertools.pairwise([0, *bounds, points.shape[0]])):
             if segment > 0:
                 frames.append(self._emit(self._pending, self._pending_capture_ns))
                 self._pending, self._pending_capture_ns = [], int(segment_start_ns[segment])
@@ -542,7 +545,8 @@ class VelodyneDecoder:
         run_lengths = np.diff(np.append(run_starts, signs.shape[0]))
         splits = []
         last_slope = self._last_slope
-        for start, length, sign in zip(run_starts.tolist(), run_lengths.tolist(), signs[run_starts].tolist()):
+        for start, length, sign in zip(run_starts.tolist(), run_lengths.tolist(), signs[run_starts].tolist(),
+                                       strict=True):
             if last_slope == 0:
                 last_slope = sign
             elif sign != last_slope:

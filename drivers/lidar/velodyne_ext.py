@@ -56,7 +56,7 @@ def _laser_of_ring(calibration) -> np.ndarray:
     import yaml  # a dependency of velodyne_decoder
 
     lasers = yaml.safe_load(calibration.to_string())["lasers"]
-    vertical = np.array([laser["vert_correction"] for laser in sorted(lasers, key=lambda l: l["laser_id"])])
+    vertical = np.array([laser["vert_correction"] for laser in sorted(lasers, key=lambda laser: laser["laser_id"])])
     return np.argsort(vertical, kind="stable").astype(np.uint16)
 
 
@@ -72,7 +72,7 @@ class ExternalVelodyneDecoder:
     """Packet → rotation decoding of one stream through ``velodyne_decoder``; the
     ``decode`` / ``flush`` contract of ``VelodyneDecoder``, which owns it."""
 
-    def __init__(self, model: str, calibration: str | os.PathLike | None, stats: "DecoderStats", source: str):
+    def __init__(self, model: str, calibration: str | os.PathLike | None, stats: DecoderStats, source: str):
         reference = _import_reference()
         if model not in EXTERNAL_MODELS:
             raise LidarInputError(f"{source}: no external decoder for {model!r}")
@@ -142,7 +142,7 @@ class ExternalVelodyneDecoder:
         points["ring"] = cloud["ring"]
         points["laser"] = self._laser_of_ring[cloud["ring"]]
         points["return_type"] = _REFERENCE_RETURN[cloud["return_type"]]
-        capture_ns = int(round((stamp.host + first) * 1e9))
+        capture_ns = int(np.rint((stamp.host + first) * 1e9))  # numpy scalar: round() keeps its type on numpy 1.x
         frame = LidarFrame(capture_ns=capture_ns, points=points, model=self.model, seq=self._seq)
         self._seq += 1
         self.stats.frames += 1
