@@ -36,8 +36,8 @@ MS = 1e6
 
 
 class ContinuityTracker:
-    def __init__(self, nominal_hz: float | None = None, *, on_gap: Callable[[dict], None] | None = None,
-                 on_clock_step: Callable[[dict], None] | None = None):
+    def __init__(self, nominal_hz: float | None = None, *, on_gap: Callable[[dict[str, Any]], None] | None = None,
+                 on_clock_step: Callable[[dict[str, Any]], None] | None = None):
         self.nominal_hz = nominal_hz
         self.on_gap = on_gap
         self.on_clock_step = on_clock_step
@@ -62,7 +62,7 @@ class ContinuityTracker:
             return None
         return int(GAP_FACTOR * self._usual_ns)
 
-    def observe(self, capture_ns: int, clock_offset_ns: int | None = None) -> dict | None:
+    def observe(self, capture_ns: int, clock_offset_ns: int | None = None) -> dict[str, Any] | None:
         """Account one capture; returns the gap it closed, if any."""
         if clock_offset_ns is not None:
             if self.clock_offset_ns is not None and abs(clock_offset_ns - self.clock_offset_ns) > CLOCK_STEP_NS:

@@ -25,7 +25,7 @@ def parse_creation_time(text: str) -> int | None:
     return ns if ns > 0 else None  # 1904/1970 placeholders of muxers that had no clock
 
 
-def recorded_start_ns(path: str | os.PathLike) -> int | None:
+def recorded_start_ns(path: str | os.PathLike[str]) -> int | None:
     try:
         import av
     except ImportError:

@@ -28,13 +28,13 @@ the first keyframe are refused (``ValueError``, nothing decoded) and counted in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 VIDEO_ENCODINGS = ("h264", "h265")
 KEYFRAME_HEADER = "keyframe"
-FFMPEG_DECODERS = {"h264": "h264", "h265": "hevc"}
+FFMPEG_DECODERS: dict[str, Literal["h264", "hevc"]] = {"h264": "h264", "h265": "hevc"}  # literal: a video context
 ANNEX_B_START = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 SPS_NAL_TYPE = {"h264": 7, "h265": 33}
 

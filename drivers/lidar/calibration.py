@@ -37,6 +37,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -139,7 +140,7 @@ def _parse_xml(path: Path) -> ElementTree.Element:
         raise CalibrationError(f"calibration file {path} is not well-formed XML: {exc}") from None
 
 
-def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Calibration:
+def load_veloview_xml(path: str | os.PathLike[str], model: str | None = None) -> Calibration:
     """Read a VeloView calibration XML file (e.g. ``VLP-16.xml``)."""
     path = Path(path)
     root = _parse_xml(path)
@@ -201,11 +202,11 @@ def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Cali
     )
 
 
-def _is_yaml(path: str | os.PathLike) -> bool:
+def _is_yaml(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in (".yaml", ".yml")
 
 
-def _read_ros_yaml(path: Path) -> dict:
+def _read_ros_yaml(path: Path) -> dict[str, Any]:
     try:
         import yaml  # PyYAML (the 'velodyne' extra): only for YAML calibration files
     except ImportError:
@@ -220,7 +221,7 @@ def _read_ros_yaml(path: Path) -> dict:
     return document
 
 
-def calibration_laser_count(path: str | os.PathLike) -> int:
+def calibration_laser_count(path: str | os.PathLike[str]) -> int:
     """How many lasers a calibration file describes (VeloView XML: enabled ones; ROS YAML:
     its ``lasers`` entries), whatever the model: what the packets are checked against."""
     path = Path(path)
@@ -233,13 +234,13 @@ def calibration_laser_count(path: str | os.PathLike) -> int:
     return len(root.findall("DB/points_/item"))
 
 
-def load_ros_yaml(path: str | os.PathLike, model: str | None = None) -> Calibration:
+def load_ros_yaml(path: str | os.PathLike[str], model: str | None = None) -> Calibration:
     """Read a ROS velodyne_pointcloud YAML calibration (angles in radians, offsets in
     metres: ``lasers: [{laser_id, rot_correction, vert_correction, dist_correction,
     vert_offset_correction, horiz_offset_correction}]``, ``distance_resolution``)."""
     path = Path(path)
     document = _read_ros_yaml(path)
-    lasers: dict[int, dict] = {}
+    lasers: dict[int, dict[str, Any]] = {}
     for entry in document["lasers"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("laser_id"), int):
             raise CalibrationError(f"{path}: a laser entry has no integer laser_id: {entry!r}")
@@ -269,7 +270,8 @@ def load_ros_yaml(path: str | os.PathLike, model: str | None = None) -> Calibrat
                        origin=str(path))
 
 
-def resolve_calibration(calibration: Calibration | str | os.PathLike | None, model: str | None) -> Calibration | None:
+def resolve_calibration(calibration: Calibration | str | os.PathLike[str] | None,
+                        model: str | None) -> Calibration | None:
     """A Calibration from what a caller passed: an object, a file path (VeloView XML, or
     ROS YAML by its .yaml/.yml suffix), or nothing (then the model's built-in table, or
     None when the model is not known yet either)."""

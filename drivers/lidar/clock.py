@@ -77,7 +77,7 @@ class PacketClock:
         drift = np.round(sensor_ns * DRIFT).astype(np.int64)
         lowered = difference - drift
         paced = sensor_ns - sensor_ns // 100  # 99% of the sensor clock
-        times = np.empty_like(difference)
+        times: np.ndarray = np.empty_like(difference)
         start = 0
         while start < times.shape[0]:  # one pass unless the clocks jump apart
             segment = lowered[start:]

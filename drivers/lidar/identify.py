@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -72,14 +73,14 @@ class ModelEvidence:
     calibration_lasers: int | None
     calibration: str | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 def _interval_vote(timestamps_us: np.ndarray, dual: bool) -> tuple[float | None, str | None]:
     if timestamps_us.shape[0] < 2:
         return None, None
-    interval = float(np.median(np.diff(timestamps_us.astype(np.int64)) % HOUR_US))
+    interval = float(np.median(np.mod(np.diff(timestamps_us.astype(np.int64)), HOUR_US)))
     if interval <= 0:
         return interval, None
     expected = {layout: span / (2 if dual else 1) for layout, span in PACKET_SPAN_US.items()}
@@ -148,7 +149,7 @@ def identify_model(packets: np.ndarray, *, configured_model: str | None, calibra
         model, decided_by = configured_model, "configured"
     elif claimed in EXTERNAL_MODELS:  # a layout velodyne_ext.py decodes: its factory byte is the witness
         model, decided_by = claimed, "packets: product_id"
-    elif packet_model is not None:
+    elif packet_model is not None and decided_by is not None:  # both come from the packets' vote
         model = packet_model
     elif calibration_lasers is not None:
         model = {16: "VLP-16", 32: "HDL-32E"}[calibration_lasers]
