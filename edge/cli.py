@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         message = one_line(str(exc.code))  # `raise SystemExit("edge up: ...")`: one line, runtime
         print(message if message.startswith("edge ") else f"edge {args.command}: {message}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line, see failures.py
+    except Exception as exc:  # every failure becomes one line, see failures.py
         return report(args.command, exc, debug=args.debug)
 
 

@@ -84,7 +84,8 @@ class BrokerConfig(_Section):
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("ipc://", "tcp://")):
-            raise ValueError(f"expected an endpoint like ipc:///path/broker.sock or tcp://127.0.0.1:5555, got {value!r}")
+            raise ValueError(
+                f"expected an endpoint like ipc:///path/broker.sock or tcp://127.0.0.1:5555, got {value!r}")
         return value
 
     def resolved_endpoint(self) -> str:
@@ -121,7 +122,8 @@ class CameraConfig(_Section):
     width: int | None = Field(None, ge=16, le=16384)
     height: int | None = Field(None, ge=16, le=16384)
     encoding: Literal["jpeg", "png", "bgr8", "passthrough"] = Field(
-        "jpeg", description="passthrough: record the camera's H.264/H.265/MJPEG as sent (drivers/camera/passthrough.py)")
+        "jpeg",
+        description="passthrough: record the camera's H.264/H.265/MJPEG as sent (drivers/camera/passthrough.py)")
     quality: int = Field(85, ge=1, le=100, description="JPEG quality")
     rate: Rate = Field("recorded", description="file sources: recorded | max | Hz")
     loop: bool = False
@@ -216,7 +218,7 @@ class AppConfig(_Section):
             if lidar.name == name:
                 return lidar
         raise ConfigError(f"{self.source}: no [[lidars]] entry named {name!r} "
-                          f"(have: {', '.join(l.name for l in self.lidars) or 'none'})")
+                          f"(have: {', '.join(lidar.name for lidar in self.lidars) or 'none'})")
 
     def topic_config(self, name: str) -> TopicConfig:
         """The broker defaults with this topic's overrides applied."""
@@ -266,7 +268,7 @@ def parse_config(data: dict[str, Any], path: Path) -> AppConfig:
     return config
 
 
-def load_config(path: str | os.PathLike | None = None) -> AppConfig:
+def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     """Load and validate a config file (default: the embedded configs/sim.toml)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:

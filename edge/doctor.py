@@ -81,7 +81,8 @@ def check_disk(data_dir: Path, min_free_bytes: int) -> list[Check]:
             checks.append(Check("mount", WARN, f"{point} ({fstype}) {','.join(options)}: mount with noatime and "
                                                "without sync for write bandwidth"))
         else:
-            checks.append(Check("mount", PASS, f"{point} ({fstype}) {','.join(o for o in options if o in ('rw', 'noatime', 'relatime'))}"))
+            shown = ",".join(o for o in options if o in ("rw", "noatime", "relatime"))
+            checks.append(Check("mount", PASS, f"{point} ({fstype}) {shown}"))
     return checks
 
 
@@ -161,7 +162,7 @@ def _count_packets(sock: socket.socket, listen_s: float) -> int:
         try:
             sock.recv(65536)
             count += 1
-        except socket.timeout:
+        except TimeoutError:
             break
     return count
 

@@ -25,7 +25,7 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError, UnknownTopicError
@@ -106,7 +106,7 @@ def check_drive_name(name: str) -> str:
 
 
 def new_drive_name(now_ns: int | None = None) -> str:
-    moment = datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, tz=UTC)
     return moment.strftime("drive-%Y%m%d-%H%M%S")
 
 

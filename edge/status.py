@@ -28,6 +28,7 @@ from typing import Any
 from broker.client import Admin, Consumer
 from broker.errors import BrokerError, UnknownTopicError
 from drivers.runtime import HEALTH_TOPIC  # the one definition of the health topic's name
+
 HEALTH_LOOKBACK = 64  # records per partition read from the end of _health
 # broker stats (broker/limits.py BrokerStats) shown in the one-screen view when not zero
 REFUSAL_COUNTERS = ("clients_refused", "fetch_parked_refused", "reply_backlog_refused", "partitions_refused",

@@ -25,9 +25,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from broker.logs import log_event
 
@@ -145,16 +145,14 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         spec = child.spec
-        log_file = open(self.log_path(spec.name), "ab", buffering=0)
-        try:
+        with open(self.log_path(spec.name), "ab", buffering=0) as log_file:
             child.log_offset = log_file.seek(0, os.SEEK_END)
             os.fchmod(log_file.fileno(), LOG_FILE_MODE)  # also a log created 0644 by an older version
             child.proc = subprocess.Popen(
                 spec.argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env={**os.environ, **spec.env}, start_new_session=True, preexec_fn=die_with_parent_hook(),
+                env={**os.environ, **spec.env}, start_new_session=True,
+                preexec_fn=die_with_parent_hook(),  # noqa: PLW1509 - the hook only calls prctl and getppid
             )
-        finally:
-            log_file.close()
         child.started_at = time.monotonic()
         child.restart_at = None
         log_event(logger, logging.INFO, "child_started", child=spec.name, pid=child.proc.pid, restarts=child.restarts)

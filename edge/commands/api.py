@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--config", type=readable_file, help="appliance config file (default: configs/sim.toml)")
     parser.add_argument("--host", help="bind address (default: api.host, 127.0.0.1)")
     parser.add_argument("--port", type=tcp_port, help="TCP port (default: api.port, 8080)")
-    parser.add_argument("--endpoint", type=endpoint_arg, help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
+    parser.add_argument("--endpoint", type=endpoint_arg,
+                        help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
     parser.add_argument("--data-dir", help="override [broker] data_dir (exports go to <data_dir>/exports)")
     parser.add_argument("--print-url", action="store_true",
                         help="print the dashboard URL with the API token (the generated <data_dir>/.api-token "

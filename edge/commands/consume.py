@@ -55,7 +55,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--partition", type=non_negative_int, help="only this partition (default: all; one topic)")
     parser.add_argument("--from", dest="start", default="earliest", type=start_arg,
                         help="earliest | latest | OFFSET | ISO-8601 time | -DURATION (e.g. -10m)")
-    parser.add_argument("--group", help="consumer group to join: start at its committed offsets, commit what was printed")
+    parser.add_argument("--group",
+                        help="consumer group to join: start at its committed offsets, commit what was printed")
     parser.add_argument("--max-messages", "--limit", dest="limit", type=non_negative_int,
                         help="exit after this many records")
     parser.add_argument("--timeout", type=positive_float, help="exit after this many seconds without a new record")

@@ -85,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
         return runner(settings, endpoint, **triggers)
     except KeyboardInterrupt:
         return 0
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+    except Exception as exc:  # one clear line, not a traceback
         print(f"edge driver {args.kind} {args.name}: {exc}", file=sys.stderr)
         return 1

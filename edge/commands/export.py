@@ -9,8 +9,9 @@ of MP4 videos and PCD/PLY clouds.
 
 The format follows ``--out`` (``.mcap``: MCAP, anything else: a directory) unless
 ``--format`` says (``mp4`` and ``pcd`` name the directory export: MP4 videos, PCD clouds).
-``--event ID`` exports exactly the event's pinned offsets (its topics unless ``--topics``). Progress goes to stderr, the summary to stdout (``--json``: the
-result as JSON). Nothing appears under ``--out`` unless the export completed.
+``--event ID`` exports exactly the event's pinned offsets (its topics unless ``--topics``).
+Progress goes to stderr, the summary to stdout (``--json``: the result as JSON). Nothing
+appears under ``--out`` unless the export completed.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def summary(result: dict) -> str:
 def outside_window(source, plan, result: dict) -> int:
     """How many records of the chosen partitions the window left out (their capture times
     lie outside it): reported, so a window never drops records silently."""
-    from edge.replay.timespec import END_OF_LOG_NS, EARLIEST_NS
+    from edge.replay.timespec import EARLIEST_NS, END_OF_LOG_NS
 
     held = sum(source.count_between(tp, EARLIEST_NS, END_OF_LOG_NS) for tp in plan.partitions)
     return max(0, held - result["records"])
@@ -173,10 +174,7 @@ def run(args) -> int:
         raise ExportError("name the topics to export (--topics) or an event (--event)")
     fmt = infer_format(args.out, args.format)
     check_out_parent(args.out)
-    if args.kafka:
-        endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
-    else:
-        endpoint = resolve_endpoint(args)
+    endpoint = (args.endpoint or os.environ.get("EDGE_ENDPOINT")) if args.kafka else resolve_endpoint(args)
     resolver = partial(_event_window if args.event else drive_resolution, endpoint) if endpoint else None
     try:
         spec = parse_window(args.start, args.end, drive=args.event or args.drive, resolver=resolver)

@@ -35,9 +35,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from edge.mcap_import import McapImportError, import_mcap
-
     from broker.client import Admin
+    from edge.mcap_import import McapImportError, import_mcap
 
     endpoint = resolve_endpoint(args)
     with Admin(endpoint) as admin:

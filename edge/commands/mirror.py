@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_endpoint_args, log_level, load_app_config, resolve_endpoint
+from .common import add_endpoint_args, load_app_config, log_level, resolve_endpoint
 
 
 def add_parser(subparsers) -> None:

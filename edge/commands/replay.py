@@ -96,12 +96,13 @@ def _apply_line(player, line: str, out) -> bool:
             player.stop()
             return False
         elif cmd != "status":
-            raise ValueError(f"unknown command {cmd!r} (pause, resume, speed N|max, seek ±DUR|TIME, restart, status, stop)")
+            raise ValueError(
+                f"unknown command {cmd!r} (pause, resume, speed N|max, seek ±DUR|TIME, restart, status, stop)")
         time.sleep(0.05)  # let the player apply it before reporting
         out.write(json.dumps(player.status().to_json()) + "\n")
     except ValueError as exc:
         out.write(json.dumps({"error": str(exc)}) + "\n")
-    except Exception as exc:  # noqa: BLE001 - a bad command must not end the replay
+    except Exception as exc:  # a bad command must not end the replay
         out.write(json.dumps({"error": getattr(exc, "message", str(exc))}) + "\n")
     out.flush()
     return True

@@ -10,7 +10,8 @@ from .common import add_endpoint_args, add_format_arg, load_app_config, positive
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("status", help="topics, rates, drivers, disk, lag, mirror, drives")
     add_format_arg(parser)
-    parser.add_argument("--interval", type=positive_float, default=1.0, help="seconds between the two samples for rates")
+    parser.add_argument("--interval", type=positive_float, default=1.0,
+                        help="seconds between the two samples for rates")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
 

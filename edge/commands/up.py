@@ -29,7 +29,8 @@ from .failures import UsageError
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("up", help="run the whole appliance (broker, drivers, API, mirror)")
-    parser.add_argument("--config", type=readable_file, help="appliance config (default: the embedded configs/sim.toml)")
+    parser.add_argument("--config", type=readable_file,
+                        help="appliance config (default: the embedded configs/sim.toml)")
     parser.add_argument("--data-dir", help="override [broker] data_dir (and an ipc endpoint: its socket goes there)")
     parser.add_argument("--status-interval", type=positive_float, default=2.0, help="seconds between status refreshes")
     parser.add_argument("--no-status", action="store_true", help="do not print the live status")
@@ -96,7 +97,7 @@ def wait_for_broker(endpoint: str, supervisor, timeout_s: float = 30.0) -> None:
                 supervisor.poll()
                 if time.monotonic() > deadline:
                     raise SystemExit(f"edge up: the broker did not answer on {endpoint} within {timeout_s:.0f}s "
-                                     f"(see {supervisor.log_dir / 'broker.log'})")
+                                     f"(see {supervisor.log_dir / 'broker.log'})") from None
                 time.sleep(0.1)
 
 
