@@ -34,10 +34,13 @@ GAP_FACTOR = 3.0
 CLOCK_STEP_NS = 50_000_000  # 50 ms: more than any network jitter, less than a frame at 10 Hz
 MS = 1e6
 
+# told about a gap or clock step (a dict of its facts); what it returns is ignored
+GapCallback = Callable[[dict[str, Any]], object]
+
 
 class ContinuityTracker:
-    def __init__(self, nominal_hz: float | None = None, *, on_gap: Callable[[dict[str, Any]], None] | None = None,
-                 on_clock_step: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(self, nominal_hz: float | None = None, *, on_gap: GapCallback | None = None,
+                 on_clock_step: GapCallback | None = None):
         self.nominal_hz = nominal_hz
         self.on_gap = on_gap
         self.on_clock_step = on_clock_step

@@ -23,6 +23,7 @@ from broker.base import sdnotify
 from broker.client import Producer
 from broker.logs import log_event
 
+from .continuity import GapCallback
 from .runtime import DriverRuntime, Encoder, OverloadPolicy, Sample, SensorError
 
 if TYPE_CHECKING:  # the sensor packages load only in the driver that runs them
@@ -90,8 +91,8 @@ def _nominal_hz(rate: Any) -> float | None:
         return None  # "recorded", "max": no nominal rate
 
 
-def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict[str, Any]], None] | None = None,
-               on_clock_step: Callable[[dict[str, Any]], None] | None = None) -> int:
+def run_camera(camera: Any, endpoint: str, *, on_gap: GapCallback | None = None,
+               on_clock_step: GapCallback | None = None) -> int:
     """Run a camera driver for a ``CameraConfig`` until SIGTERM or the file ends."""
     from .camera.encoding import encode_frame
     from .camera.sources import CameraSourceError, open_camera_source
@@ -140,8 +141,8 @@ def _frame_headers(sensor: Any) -> dict[str, str]:
     return headers
 
 
-def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict[str, Any]], None] | None = None,
-              on_clock_step: Callable[[dict[str, Any]], None] | None = None) -> int:
+def run_lidar(lidar: Any, endpoint: str, *, on_gap: GapCallback | None = None,
+              on_clock_step: GapCallback | None = None) -> int:
     """Run a LiDAR driver for a ``LidarConfig`` until SIGTERM or the capture ends."""
     from .lidar.sources import open_lidar_source
     from .pointcloud import encode_cloud

@@ -41,7 +41,7 @@ from typing import Any, Literal
 from broker.errors import BrokerError, DeliveryUnknownError, DiskFullError
 from broker.logs import log_event
 
-from .continuity import ContinuityTracker
+from .continuity import ContinuityTracker, GapCallback
 
 logger = logging.getLogger("drivers.runtime")
 
@@ -104,8 +104,8 @@ class DriverRuntime:
         reopen_backoff: tuple[float, float] = (0.5, 10.0),
         extra_headers: dict[str, str] | None = None,
         nominal_hz: float | None = None,
-        on_gap: Callable[[dict[str, Any]], None] | None = None,
-        on_clock_step: Callable[[dict[str, Any]], None] | None = None,
+        on_gap: GapCallback | None = None,
+        on_clock_step: GapCallback | None = None,
     ):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
