@@ -22,6 +22,9 @@ from broker.logs import is_secret_key
 from broker.storage.layout import validate_topic_name
 from broker.storage.retention import DiskGuard
 from broker.topic_config import TopicConfig
+from edge.api.config import ApiConfig
+from edge.events import EventsConfig
+from edge.mirror.config import MirrorConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "sim.toml"
@@ -156,32 +159,14 @@ class LidarConfig(_Section):
         return self.topic or f"lidar.{self.name}"
 
 
-def _api_model():
-    from edge.api.config import ApiConfig
-
-    return ApiConfig
-
-
-def _events_model():
-    from edge.events import EventsConfig
-
-    return EventsConfig
-
-
-def _mirror_model():
-    from edge.mirror.config import MirrorConfig
-
-    return MirrorConfig
-
-
 class AppConfig(_Section):
     vehicle: VehicleConfig = Field(default_factory=VehicleConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
     lidars: list[LidarConfig] = Field(default_factory=list)
-    api: _api_model() | None = Field(None, description="HTTP API and dashboard (run by `edge up` when enabled)")
-    mirror: _mirror_model() | None = Field(None, description="ship topics to a cloud Kafka cluster")
-    events: _events_model() = Field(default_factory=_events_model(), description="defaults of events (edge/events.py)")
+    api: ApiConfig | None = Field(None, description="HTTP API and dashboard (run by `edge up` when enabled)")
+    mirror: MirrorConfig | None = Field(None, description="ship topics to a cloud Kafka cluster")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="defaults of events (edge/events.py)")
     topics: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-topic overrides of broker.defaults, by topic name"
     )
@@ -199,7 +184,7 @@ class AppConfig(_Section):
 
     @field_validator("cameras", "lidars")
     @classmethod
-    def _unique_names(cls, sensors: list) -> list:
+    def _unique_names(cls, sensors: list[CameraConfig] | list[LidarConfig]) -> list[CameraConfig] | list[LidarConfig]:
         names = [s.name for s in sensors]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

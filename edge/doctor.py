@@ -24,6 +24,10 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # doctor reads a loaded config; loading it is the caller's
+    from edge.config import AppConfig
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 TIME_ERROR = 5  # adjtimex(2) return: the clock is not synchronised
@@ -40,7 +44,7 @@ class Check:
     def line(self) -> str:
         return f"{self.status}  {self.name:<12} {self.detail}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"check": self.name, "status": self.status, "detail": self.detail}
 
 
@@ -218,7 +222,7 @@ def check_cloud(bootstrap: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Check:
     return Check("cloud", PASS, f"reached {', '.join(reached)}")
 
 
-def run_checks(config, endpoint: str, *, listen_s: float = UDP_LISTEN_S) -> list[Check]:
+def run_checks(config: AppConfig, endpoint: str, *, listen_s: float = UDP_LISTEN_S) -> list[Check]:
     data_dir = config.broker.data_dir
     secrets = [data_dir / ".api-token"]
     curve = config.broker.curve

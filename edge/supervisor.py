@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker.logs import log_event
 
@@ -37,7 +38,7 @@ LOG_FILE_MODE = 0o640
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _load_prctl():
+def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, loaded once in the supervisor (the child between fork and exec only
     calls it); None where there is no such call (not Linux)."""
     try:
@@ -85,7 +86,7 @@ class ChildSpec:
 @dataclass
 class Child:
     spec: ChildSpec
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
     backoff: float = 0.5
@@ -103,7 +104,7 @@ class Child:
             return "finished" if self.last_exit == 0 else "stopped"
         return "backoff" if self.restart_at is not None else "stopped"
 
-    def describe(self, now: float) -> dict:
+    def describe(self, now: float) -> dict[str, Any]:
         """State, pid, restarts, last exit, seconds to the next start and last error line."""
         return {"name": self.spec.name, "state": self.state, "pid": self.proc.pid if self.proc else None,
                 "restarts": self.restarts, "last_exit": self.last_exit,
@@ -199,7 +200,7 @@ class Supervisor:
                 child.restarts += 1
                 self._spawn(child)
 
-    def describe(self) -> list[dict]:
+    def describe(self) -> list[dict[str, Any]]:
         """Every child's state for ``edge up``'s view (see ``Child.describe``)."""
         now = time.monotonic()
         return [child.describe(now) for child in self.children.values()]

@@ -9,6 +9,7 @@ Progress goes to stderr. Ctrl-C stops cleanly (everything sent so far is flushed
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import select
@@ -16,13 +17,18 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, TextIO
 
+from . import Subparsers
 from .common import add_endpoint_args, resolve_endpoint
+
+if TYPE_CHECKING:  # the replay package loads when the command runs
+    from edge.replay.player import Player, ReplayStatus
 
 KEYS_HELP = "space pause/resume · +/- speed · ←/→ seek 10s · r restart · q quit"
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("replay", help="republish recorded topics at their recorded timing",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--topics", required=False, default="",
@@ -55,7 +61,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _progress_line(status) -> str:
+def _progress_line(status: ReplayStatus) -> str:
     from edge.replay.timespec import format_ns
 
     pct = "   ?%" if status.fraction is None else f"{status.fraction * 100:5.1f}%"
@@ -66,7 +72,7 @@ def _progress_line(status) -> str:
             f"{status.bytes / 1e6:.1f} MB  {status.rate_rps:.0f} rec/s  speed {speed}{eta}   ")
 
 
-def _apply_line(player, line: str, out) -> bool:
+def _apply_line(player: Player, line: str, out: TextIO) -> bool:
     """One pipe command; False when it asks to stop."""
     from broker.units import parse_duration_ns
     from edge.replay.timespec import parse_point
@@ -108,7 +114,7 @@ def _apply_line(player, line: str, out) -> bool:
     return True
 
 
-def _control_pipe(player, done: threading.Event) -> None:
+def _control_pipe(player: Player, done: threading.Event) -> None:
     fd = sys.stdin.fileno()
     buffer = b""
     while not done.is_set():
@@ -125,7 +131,7 @@ def _control_pipe(player, done: threading.Event) -> None:
                 return
 
 
-def _control_keys(player, done: threading.Event) -> None:
+def _control_keys(player: Player, done: threading.Event) -> None:
     import termios
     import tty
 
@@ -157,7 +163,7 @@ def _control_keys(player, done: threading.Event) -> None:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from edge.drives import drive_resolution
     from edge.replay import ReplayOptions, TopicNaming, open_source, parse_remap, parse_window, prepare_replay
     from edge.replay.missing import missing_exit_status
@@ -187,7 +193,7 @@ def run(args) -> int:
     err = sys.stderr
     show = not args.quiet
 
-    def on_progress(status) -> None:
+    def on_progress(status: ReplayStatus) -> None:
         if show and err.isatty():  # a log or a pipe gets the first and the last line only
             err.write(_progress_line(status))
             err.flush()
