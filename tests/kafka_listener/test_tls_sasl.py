@@ -23,7 +23,7 @@ def secured(tmp_path_factory):
     cert, key, users = base / "broker.pem", base / "broker.key", base / "users"
     out = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                           str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
-                          "subjectAltName=IP:127.0.0.1,DNS:localhost"], capture_output=True, timeout=60)
+                          "subjectAltName=IP:127.0.0.1,DNS:localhost"], capture_output=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     users.write_text("# user:password\nviz:s3cret-pass\n")
     users.chmod(0o600)
@@ -60,11 +60,11 @@ def test_right_password_over_tls_works_wrong_one_is_refused(secured):
 def test_requests_before_sasl_close_the_connection(secured):
     broker, cert = secured
     context = ssl.create_default_context(cafile=str(cert))
-    with socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as sock:
-            sock.sendall(encode_request(3, 12, 1, MetadataRequest(topics=None, allow_auto_topic_creation=False,
-                                                                  include_topic_authorized_operations=False)))
-            assert read_frame(sock) == b""
+    with socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(encode_request(3, 12, 1, MetadataRequest(topics=None, allow_auto_topic_creation=False,
+                                                              include_topic_authorized_operations=False)))
+        assert read_frame(sock) == b""
     assert "reason=unauthenticated" in broker.log()
     with socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=5) as raw:  # plaintext: no TLS
         raw.sendall(encode_request(3, 12, 1, MetadataRequest(topics=None, allow_auto_topic_creation=False,
