@@ -84,6 +84,13 @@ def test_source_kinds():
         "sim", "device", "device", "stream", "stream", "file"]
 
 
+@pytest.mark.parametrize("spec", ["", "  ", True, None, 1.5])
+def test_a_spec_that_is_not_a_source_is_a_value_error(spec):
+    # a bool is an int to Python but names no device; none of these may end in os.fspath's TypeError
+    with pytest.raises(ValueError, match="camera source spec must be a non-empty string"):
+        open_camera_source(spec)
+
+
 @pytest.mark.parametrize("spec", ["/dev/video99", "99", 99])
 def test_missing_device(spec):
     with pytest.raises(CameraUnavailableError, match="/dev/video99") as info:
