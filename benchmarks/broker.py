@@ -39,7 +39,7 @@ def start_broker(data_dir) -> tuple[subprocess.Popen, str]:
             with Admin(endpoint, timeout_s=0.5) as admin:
                 admin.ping()
             return proc, endpoint
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:  # not up yet
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
@@ -118,7 +118,8 @@ def _latency_producer(endpoint: str, topic: str, size: int, rate_mb_s: float, se
         producer.flush(60)
 
 
-def latency(endpoint: str, size: int = 64 * 1024, rate_mb_s: float = 100.0, seconds: float = 10.0) -> tuple[float, float, int]:
+def latency(endpoint: str, size: int = 64 * 1024, rate_mb_s: float = 100.0,
+            seconds: float = 10.0) -> tuple[float, float, int]:
     topic = f"latency-{size}-{rate_mb_s:g}"
     with Admin(endpoint) as admin:
         admin.create_topic(topic, config={"flush": "os"})
@@ -143,7 +144,7 @@ def rss_with_partitions(endpoint: str, proc: subprocess.Popen, partitions: int =
     with Admin(endpoint) as admin:
         admin.create_topic("wide", partitions=partitions, config={"flush": "os"})
     with Producer(endpoint, linger_ms=1) as producer:
-        for round_ in range(20):
+        for _ in range(20):
             for p in range(partitions):
                 producer.send("wide", os.urandom(16 * 1024), partition=p)
         producer.flush(60)

@@ -26,8 +26,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -86,16 +86,18 @@ def main() -> int:
         mean_size = sum(v.nbytes for v in values) / len(values)
         done, elapsed = repeat(args.seconds, lambda i, e=encoding: (
             encode_frame(frames[i % DISTINCT_FRAMES], e, args.quality), 1)[1])
-        label = f"encode {encoding}" + (f" q{args.quality}" if encoding == "jpeg" else " c1" if encoding == "png" else "")
+        setting = f" q{args.quality}" if encoding == "jpeg" else " c1" if encoding == "png" else ""
+        label = f"encode {encoding}{setting}"
         record(label, done, elapsed, raw_bytes, mean_size, CAMERA_FPS)
         results[label]["mean_size_kb"] = round(mean_size / 1e3, 1)
 
     results["encode bgr8"]["zero_copy"] = True  # a memoryview of the image: no byte moves
 
     with VideoFileSource(FOOTAGE, rate="max") as source:
-        footage = [frame.image for frame, _ in zip(source, range(DISTINCT_FRAMES))]
+        footage = [frame.image for frame, _ in zip(source, range(DISTINCT_FRAMES), strict=False)]  # the first N
     footage_jpeg_bytes = sum(encode_frame(f, "jpeg", args.quality)[0].nbytes for f in footage) / len(footage)
-    done, elapsed = repeat(args.seconds, lambda i: (encode_frame(footage[i % DISTINCT_FRAMES], "jpeg", args.quality), 1)[1])
+    done, elapsed = repeat(args.seconds,
+                           lambda i: (encode_frame(footage[i % DISTINCT_FRAMES], "jpeg", args.quality), 1)[1])
     label = f"encode jpeg q{args.quality}, real footage 768x432"
     record(label, done, elapsed, footage[0].nbytes, footage_jpeg_bytes, CAMERA_FPS)
     results[label]["mean_size_kb"] = round(footage_jpeg_bytes / 1e3, 1)

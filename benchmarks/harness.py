@@ -110,7 +110,7 @@ def producer_main(system: str, connection: dict, streams: list[Stream], stream_i
         client.close()
         results.put({"sent": sent, "skipped": skipped, "errors": errors, "bytes_sent": bytes_sent,
                      "started": started, "finished": finished})
-    except Exception:  # noqa: BLE001 - reported to the harness, which shows it
+    except Exception:  # reported to the harness, which shows it
         results.put({"error": traceback.format_exc()})
         if not announced:
             ready.put(False)  # the harness need not wait for this one
@@ -202,7 +202,7 @@ def consumer_main(system: str, connection: dict, topics: dict[str, int], ready, 
         lat = np.array(latencies, dtype=np.int64)
         results.put({"received": count, "bytes_received": nbytes, "assigned": started,
                      "first_ns": first, "last_ns": last, "latency_ns": lat})
-    except Exception:  # noqa: BLE001
+    except Exception:
         ready.set()
         results.put({"error": traceback.format_exc()})
 
@@ -242,7 +242,7 @@ class ResourceSampler:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
-    def __enter__(self) -> "ResourceSampler":
+    def __enter__(self) -> ResourceSampler:
         self._cpu0, self._t0 = self._cpu(), time.monotonic()
         self._sample()
         self._thread.start()
@@ -335,10 +335,7 @@ def _figures(phase: Phase, sent: list[dict], got: dict, sampler: ResourceSampler
     errors = sum(s["errors"] for s in sent)
     received = got["received"]
     lost = max(0, n_sent - errors - received)
-    if phase.replay_bytes:
-        start_ns = got["assigned"] * 1e9
-    else:
-        start_ns = min(s["started"] for s in sent) * 1e9
+    start_ns = got["assigned"] * 1e9 if phase.replay_bytes else min(s["started"] for s in sent) * 1e9
     elapsed_s = max((got["last_ns"] or start_ns) - start_ns, 1) / 1e9
     lat_ms = got["latency_ns"] / 1e6
     pct = (lambda q: float(np.percentile(lat_ms, q))) if len(lat_ms) else (lambda q: None)
@@ -384,7 +381,7 @@ def run_system(name: str, plan, base: Path, options: dict, results: dict) -> Non
         except SystemUnavailable as exc:
             _missing(name, phases, results, f"unavailable: {exc}")
             continue
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal to the run
+        except Exception as exc:  # reported, not fatal to the run
             _missing(name, phases, results, f"failed to start: {exc!r}"[:500])
             continue
         for mode in group:
@@ -394,13 +391,13 @@ def run_system(name: str, plan, base: Path, options: dict, results: dict) -> Non
         try:
             try:
                 run_phase(name, broker, replace(WARMUP, mode=group[0]))  # JIT, page cache, connections: not measured
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 print(f"  warm-up failed: {exc}"[:300], flush=True)
             for phase in phases:
                 t0 = time.monotonic()
                 try:
                     figures = run_phase(name, broker, phase)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     figures = {"error": str(exc)[-800:]}
                 results["phases"].setdefault(phase.key, {"workload": phase.workload, "name": phase.name,
                                                          "mode": phase.mode, "systems": {}})
@@ -428,7 +425,8 @@ def _remove(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short phases, durable mode for telemetry only, 512 MiB replay and dd (< 3 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="short phases, durable mode for telemetry only, 512 MiB replay and dd (< 3 minutes)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {','.join(WORKLOADS)}")
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help=f"comma list of {','.join(ALL_SYSTEMS)}")
     parser.add_argument("--profile-edge", metavar="DIR", help="run the edge broker under cProfile, .prof files to DIR")

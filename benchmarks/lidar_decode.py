@@ -10,8 +10,9 @@ UDP source feeds it live), and read + decode end to end. Also the synthetic scan
 rotations/s and ``encode_cloud``'s cost. The goal is ≥ 20× the sensor rate.
 
 Per sensor model ("× real time per sensor"): each real capture — the VLP-16 above, the
-HDL-32E cut of VeloView's Monterey sample ($EDGE_LIDAR_CAPTURES, else ../shared/data/lidar: see docs/LIDAR.md "Test captures"; 1,808 packets/s) and
-the two Ouster samples (OS2-32 at 1024x20 = 1,280 packets/s, OS0-32 at 1024x10 = 640) —
+HDL-32E cut of VeloView's Monterey sample ($EDGE_LIDAR_CAPTURES, else ../shared/data/lidar: see
+docs/LIDAR.md "Test captures"; 1,808 packets/s) and the two Ouster samples (OS2-32 at 1024x20 =
+1,280 packets/s, OS0-32 at 1024x10 = 640) —
 decoded end to end (pcap read, model identified from the packets, batches of 64) against
 that model's own packet rate; and, when installed, the independent reference decoder
 ``velodyne_decoder`` on the same files.
@@ -25,14 +26,16 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from drivers.lidar.pcap import read_udp_payloads  # noqa: E402
-from drivers.lidar.sim import SyntheticScan  # noqa: E402
 from drivers.lidar.ouster import OusterDecoder  # noqa: E402
+from drivers.lidar.pcap import PacketBatch, read_udp_payloads  # noqa: E402
+from drivers.lidar.sim import SyntheticScan  # noqa: E402
 from drivers.lidar.velodyne import VelodyneDecoder, decode_pcap  # noqa: E402
 from drivers.pointcloud import encode_cloud  # noqa: E402
 
@@ -71,18 +74,22 @@ def per_sensor(seconds: float) -> dict[str, dict[str, float]]:
 
         decoder = make_decoder(calibration)  # once per stream: identification, tables
 
-        def ours() -> None:
+        def ours(decoder: VelodyneDecoder | OusterDecoder = decoder, batch: PacketBatch = batch) -> None:
             for begin in range(0, len(batch), 64):
                 decoder.decode(batch.payloads[begin:begin + 64], batch.timestamps_ns[begin:begin + 64])
             decoder.flush()
 
-        runs, elapsed = repeat(seconds, lambda: (read_udp_payloads(capture, port=probe.port,
-                                                                   payload_size=probe.packet_size), ours()))
+        def read_and_decode(capture: Path = capture, probe: VelodyneDecoder | OusterDecoder = probe,
+                            ours: Callable[[], None] = ours) -> None:
+            read_udp_payloads(capture, port=probe.port, payload_size=probe.packet_size)
+            ours()
+
+        runs, elapsed = repeat(seconds, read_and_decode)
         rows[f"{model}: read + decode (ours)"] = {"x_real_time": round(runs * len(batch) / elapsed / sensor_rate, 1)}
         if velodyne_decoder is not None and calibration.suffix != ".json":
             config = velodyne_decoder.Config(model=getattr(velodyne_decoder.Model, model.replace("-", "")))
 
-            def reference() -> None:
+            def reference(capture: Path = capture, config: Any = config) -> None:  # velodyne_decoder.Config
                 for _ in velodyne_decoder.read_pcap(str(capture), config, as_pcl_structs=True):
                     pass
 
@@ -157,7 +164,8 @@ def main() -> int:
     encode_us = elapsed / runs * 1e6
 
     print(f"\nVelodyne VLP-16 decode, one core — {CAPTURE.name}: {packets} packets, {points:,} points, 52 rotations")
-    print(f"sensor rate: {SENSOR_PACKETS_PER_S} packets/s (~{SENSOR_PACKETS_PER_S * 384:,} point slots/s); goal ≥ 20×\n")
+    print(f"sensor rate: {SENSOR_PACKETS_PER_S} packets/s (~{SENSOR_PACKETS_PER_S * 384:,} point slots/s); "
+          "goal ≥ 20×\n")
     width = max(len(name) for name in results)
     print(f"  {'case':<{width}}  {'packets/s':>11}  {'points/s':>13}  {'× sensor':>8}")
     for name, row in results.items():

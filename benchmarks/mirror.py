@@ -20,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer as KafkaConsumer, Producer as KafkaProducer, TopicPartition
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import Producer as KafkaProducer
+from confluent_kafka import TopicPartition
 
 from broker.client import Producer
 
@@ -52,7 +54,7 @@ def committed_count(bootstrap: str, topic: str) -> int:
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         return high - low
-    except Exception:  # noqa: BLE001 - not created yet
+    except Exception:  # not created yet
         return 0
     finally:
         consumer.close()
@@ -72,8 +74,8 @@ def mirror_rate(bootstrap: str, endpoint: str, data_dir: Path, topic: str, size:
                       f'transaction_interval = "1s"\n[mirror.kafka]\n"compression.type" = "none"\n')
     dest = f"vehicles.{vehicle}.{topic}"
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "mirror", "--config", str(config), "--endpoint", endpoint,
-                             "--log-level", "WARNING"])
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "mirror", "--config", str(config),
+                             "--endpoint", endpoint, "--log-level", "WARNING"])
     first: tuple[float, int] | None = None
     try:
         while (done := committed_count(bootstrap, dest)) < count:

@@ -66,7 +66,8 @@ def summarise(raw_lines, top: int = 12) -> dict:
     total = max(1, sum(samples.values()))
     by_role: dict[str, dict] = {}
     for pid, n in samples.items():
-        entry = by_role.setdefault(roles.get(pid, "other"), {"processes": 0, "samples": 0, "functions": collections.Counter()})
+        entry = by_role.setdefault(roles.get(pid, "other"),
+                                   {"processes": 0, "samples": 0, "functions": collections.Counter()})
         entry["processes"] += 1
         entry["samples"] += n
         entry["functions"].update(per_pid[pid])
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                    "--workloads", args.workloads, "--no-charts", "--tag", "profiled"]
         if args.quick:
             command.append("--quick")
-        run = subprocess.run(command, capture_output=True, text=True)
+        run = subprocess.run(command, capture_output=True, text=True, check=False)
         phases = [line.strip() for line in run.stdout.splitlines() if PHASE_LINE.match(line)]
         if run.returncode != 0 or not raw.exists():
             print(run.stdout[-2000:] + run.stderr[-2000:], file=sys.stderr)

@@ -43,7 +43,8 @@ def record(endpoint: str, seconds: int) -> int:
             payload = os.urandom(size)
             for i in range(seconds * hz):
                 jitter = int(np.random.default_rng(i).integers(-2 * MS, 2 * MS))  # real capture jitter
-                producer.send(topic, payload, headers={"seq": str(i)}, timestamp_ns=T0 + phase + i * 10**9 // hz + jitter)
+                producer.send(topic, payload, headers={"seq": str(i)},
+                              timestamp_ns=T0 + phase + i * 10**9 // hz + jitter)
                 total += size
         producer.flush(120)
     return total

@@ -170,7 +170,7 @@ def charts(results: dict, json_path: Path) -> list[Path]:
     out = []
     fig, ax = plt.subplots(figsize=(12, 0.5 * len(phases) * 3 + 1.5))
     labels, width = [], 0.8 / len(ORDER)
-    for i, (key, phase) in enumerate(phases):
+    for i, (_key, phase) in enumerate(phases):
         labels.append(f"{phase['workload']}: {phase['name']} [{phase['mode']}]")
         for j, name in enumerate(ORDER):
             fig_ = phase["systems"].get(name, {})
@@ -197,7 +197,7 @@ def charts(results: dict, json_path: Path) -> list[Path]:
         cols = 3
         rows = (len(with_latency) + cols - 1) // cols
         fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-        for ax, (key, phase) in zip(axes.flat, with_latency):
+        for ax, (_key, phase) in zip(axes.flat, with_latency, strict=False):  # a grid may have spare axes
             for j, name in enumerate(ORDER):
                 samples = phase["systems"].get(name, {}).get("latency_ms_sorted")
                 if samples:

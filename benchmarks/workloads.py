@@ -121,14 +121,14 @@ def build_plan(workloads: list[str], quick: bool) -> Plan:
         if workload not in workloads:
             continue
         if workload == "camera":
-            for mode in ["written"] + full_only_durable:
+            for mode in ["written", *full_only_durable]:
                 add(Phase("camera", "8x30fps x 250KB", mode, camera_streams(), run))
         elif workload == "raw_camera":
             add(Phase("raw_camera", "6x24Hz x 3.75MB", "written", raw_streams(24.0), run))
-            for mode in ["written"] + full_only_durable:
+            for mode in ["written", *full_only_durable]:
                 add(Phase("raw_camera", "6 x 3.75MB max rate", mode, raw_streams(None), run, latency_matters=False))
         elif workload == "lidar":
-            for mode in ["written"] + full_only_durable:
+            for mode in ["written", *full_only_durable]:
                 add(Phase("lidar", "1x10Hz x 3.2MB + 4x25Hz x 160KB", mode, lidar_streams(), run))
             add(Phase("lidar", "packets 5x754/s x 1206B", "written", packet_streams(), run))
         elif workload == "telemetry":

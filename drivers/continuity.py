@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import collections
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 WINDOW = 64
 WARMUP = 8
@@ -33,10 +34,13 @@ GAP_FACTOR = 3.0
 CLOCK_STEP_NS = 50_000_000  # 50 ms: more than any network jitter, less than a frame at 10 Hz
 MS = 1e6
 
+# told about a gap or clock step (a dict of its facts); what it returns is ignored
+GapCallback = Callable[[dict[str, Any]], object]
+
 
 class ContinuityTracker:
-    def __init__(self, nominal_hz: float | None = None, *, on_gap: Callable[[dict], None] | None = None,
-                 on_clock_step: Callable[[dict], None] | None = None):
+    def __init__(self, nominal_hz: float | None = None, *, on_gap: GapCallback | None = None,
+                 on_clock_step: GapCallback | None = None):
         self.nominal_hz = nominal_hz
         self.on_gap = on_gap
         self.on_clock_step = on_clock_step
@@ -61,7 +65,7 @@ class ContinuityTracker:
             return None
         return int(GAP_FACTOR * self._usual_ns)
 
-    def observe(self, capture_ns: int, clock_offset_ns: int | None = None) -> dict | None:
+    def observe(self, capture_ns: int, clock_offset_ns: int | None = None) -> dict[str, Any] | None:
         """Account one capture; returns the gap it closed, if any."""
         if clock_offset_ns is not None:
             if self.clock_offset_ns is not None and abs(clock_offset_ns - self.clock_offset_ns) > CLOCK_STEP_NS:

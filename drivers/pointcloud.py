@@ -53,7 +53,7 @@ negative ``points``, a wrong ``encoding`` or a value whose length is not
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -70,7 +70,7 @@ POINT_DTYPE = np.dtype(
     ]
 )
 
-SENSOR_POINT_DTYPE = np.dtype(POINT_DTYPE.descr + [("laser", "<u2"), ("return_type", "u1")])
+SENSOR_POINT_DTYPE = np.dtype([*POINT_DTYPE.descr, ("laser", "<u2"), ("return_type", "u1")])
 RETURN_UNKNOWN, RETURN_STRONGEST, RETURN_LAST, RETURN_BOTH, RETURN_SECOND = 0, 1, 2, 3, 4
 AXES_REP103 = "REP-103"
 
@@ -127,11 +127,12 @@ def dtype_to_fields(dtype: np.dtype) -> str:
     Raises ValueError for dtypes the contract cannot carry (not structured, nested or
     sub-array fields, types other than float / signed / unsigned integers)."""
     dtype = np.dtype(dtype)
-    if dtype.names is None:
+    fields = dtype.fields
+    if dtype.names is None or fields is None:
         raise ValueError(f"a point cloud needs a structured dtype with named fields, got {dtype}")
     parts = []
-    for name in sorted(dtype.names, key=lambda n: dtype.fields[n][1]):
-        field_type = dtype.fields[name][0]
+    for name in sorted(dtype.names, key=lambda n: fields[n][1]):
+        field_type = fields[name][0]
         if field_type.names is not None or field_type.subdtype is not None:
             raise ValueError(f"field {name!r} is nested or an array ({field_type}); only scalar fields are allowed")
         if field_type.kind not in _ALLOWED_SIZES or field_type.itemsize not in _ALLOWED_SIZES[field_type.kind]:
@@ -156,14 +157,14 @@ def encode_cloud(points: np.ndarray, model: str | None = None) -> tuple[memoryvi
     wire_dtype = fields_to_dtype(fields)
     if points.dtype != wire_dtype:
         packed = np.empty(points.shape, dtype=wire_dtype)
-        for name in wire_dtype.names:
+        for name in wire_dtype.names or ():  # fields_to_dtype always names its fields
             packed[name] = points[name]
         points = packed
     points = np.ascontiguousarray(points)
     headers = {"encoding": ENCODING, "points": str(points.shape[0]), "fields": fields}
     if model is not None:
         headers["model"] = str(model)
-    return memoryview(points.view(np.uint8)), headers
+    return points.view(np.uint8).data, headers
 
 
 def _header_text(headers: Mapping[str, bytes | str], key: str) -> str:
@@ -193,6 +194,7 @@ def decode_cloud(value: bytes | bytearray | memoryview | np.ndarray, headers: Ma
         raise ValueError(f"points header {count_text!r} is not a non-negative integer")
     count = int(count_text)
     dtype = fields_to_dtype(_header_text(headers, "fields"))
+    buffer: np.ndarray | memoryview
     try:
         if isinstance(value, np.ndarray):
             buffer = np.ascontiguousarray(value).reshape(-1).view(np.uint8)

@@ -16,13 +16,18 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
+from broker.base import sdnotify
 from broker.client import Producer
 from broker.logs import log_event
-from broker.base import sdnotify
 
-from .runtime import DriverRuntime, Sample, SensorError
+from .continuity import GapCallback
+from .runtime import DriverRuntime, Encoder, OverloadPolicy, Sample, SensorError
+
+if TYPE_CHECKING:  # the sensor packages load only in the driver that runs them
+    from .lidar.frame import LidarFrame
 
 logger = logging.getLogger("drivers")
 
@@ -41,7 +46,8 @@ def _producer(endpoint: str, codec: str = "none", *, live: bool = True) -> Produ
 def _is_file_source(source: str) -> bool:
     if source.startswith(("pcap:", "pcd-dir:")):
         return True
-    return not (source == "sim" or source.isdigit() or source.startswith(("/dev/", "rtsp://", "rtsps://", "http://", "https://", "udp://")))
+    live_prefixes = ("/dev/", "rtsp://", "rtsps://", "http://", "https://", "udp://")
+    return not (source == "sim" or source.isdigit() or source.startswith(live_prefixes))
 
 
 def _paced_by_broker(sensor: Any) -> bool:
@@ -49,9 +55,10 @@ def _paced_by_broker(sensor: Any) -> bool:
     return _is_file_source(sensor.source) and sensor.rate == "max"
 
 
-def _overload_policy(sensor: Any) -> str:
+def _overload_policy(sensor: Any) -> OverloadPolicy:
     # Paced by the broker, not by a sensor: the queue and the producer wait, nothing is dropped.
-    return "block" if _paced_by_broker(sensor) else sensor.overload
+    policy: OverloadPolicy = "block" if _paced_by_broker(sensor) else sensor.overload
+    return policy
 
 
 def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]], *, finite: bool) -> int:
@@ -61,7 +68,7 @@ def _run(runtime: DriverRuntime, open_source: Callable[[], Iterable[Sample]], *,
     watchdog = sdnotify.Watchdog(alive=lambda: runtime.stopping or runtime.counters.state != "running"
                                  or time.monotonic() - last["t"] < 30).start()
 
-    def tracked():
+    def tracked() -> Iterator[Sample]:
         for sample in open_source():
             last["t"] = time.monotonic()
             yield sample
@@ -84,8 +91,8 @@ def _nominal_hz(rate: Any) -> float | None:
         return None  # "recorded", "max": no nominal rate
 
 
-def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None,
-               on_clock_step: Callable[[dict], None] | None = None) -> int:
+def run_camera(camera: Any, endpoint: str, *, on_gap: GapCallback | None = None,
+               on_clock_step: GapCallback | None = None) -> int:
     """Run a camera driver for a ``CameraConfig`` until SIGTERM or the file ends."""
     from .camera.encoding import encode_frame
     from .camera.sources import CameraSourceError, open_camera_source
@@ -96,7 +103,7 @@ def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | N
 
     passthrough = camera.encoding == "passthrough"  # record the camera's own compressed frames
 
-    def open_source():
+    def open_source() -> Iterator[Sample]:
         try:
             frames = open_camera_source(camera.source, fps=camera.fps, width=camera.width, height=camera.height,
                                         rate=camera.rate, loop=camera.loop, keep_timestamps=camera.keep_timestamps,
@@ -106,11 +113,14 @@ def run_camera(camera: Any, endpoint: str, *, on_gap: Callable[[dict], None] | N
         except CameraSourceError as exc:
             raise SensorError(str(exc)) from None
 
+    encode: Encoder
     if passthrough:
-        from .camera.passthrough import encode_passthrough as encode
+        from .camera.passthrough import encode_passthrough
+        encode = encode_passthrough
     else:
-        def encode(image):
+        def encode_image(image: Any) -> tuple[bytes | memoryview, dict[str, str]]:
             return encode_frame(image, camera.encoding, camera.quality)
+        encode = encode_image
 
     runtime = DriverRuntime(
         name=camera.name, kind="camera", topic=camera.resolved_topic(),
@@ -131,8 +141,8 @@ def _frame_headers(sensor: Any) -> dict[str, str]:
     return headers
 
 
-def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | None = None,
-              on_clock_step: Callable[[dict], None] | None = None) -> int:
+def run_lidar(lidar: Any, endpoint: str, *, on_gap: GapCallback | None = None,
+              on_clock_step: GapCallback | None = None) -> int:
     """Run a LiDAR driver for a ``LidarConfig`` until SIGTERM or the capture ends."""
     from .lidar.sources import open_lidar_source
     from .pointcloud import encode_cloud
@@ -142,7 +152,7 @@ def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | Non
         print(f"lidar {lidar.name}: {source!r} not found", file=sys.stderr)
         return 1
 
-    def open_source():
+    def open_source() -> Iterator[Sample]:
         try:
             frames = open_lidar_source(source, model=lidar.model, calibration=lidar.calibration,
                                        rate=lidar.rate, loop=lidar.loop, keep_timestamps=lidar.keep_timestamps)
@@ -157,7 +167,7 @@ def run_lidar(lidar: Any, endpoint: str, *, on_gap: Callable[[dict], None] | Non
         except (OSError, ValueError) as exc:
             raise SensorError(f"lidar {lidar.name} ({source}): {exc}") from None
 
-    def encode(frame):
+    def encode(frame: LidarFrame) -> tuple[memoryview, dict[str, str]]:
         value, headers = encode_cloud(frame.points)
         headers["model"] = frame.model
         if frame.axes:

@@ -34,14 +34,15 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from broker.base.names import HEALTH_TOPIC
 from broker.errors import BrokerError, DeliveryUnknownError, DiskFullError
 from broker.logs import log_event
 
-from .continuity import ContinuityTracker
+from .continuity import ContinuityTracker, GapCallback
 
 logger = logging.getLogger("drivers.runtime")
 
@@ -103,8 +104,8 @@ class DriverRuntime:
         reopen_backoff: tuple[float, float] = (0.5, 10.0),
         extra_headers: dict[str, str] | None = None,
         nominal_hz: float | None = None,
-        on_gap: Callable[[dict], None] | None = None,
-        on_clock_step: Callable[[dict], None] | None = None,
+        on_gap: GapCallback | None = None,
+        on_clock_step: GapCallback | None = None,
     ):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -194,7 +195,8 @@ class DriverRuntime:
                     else:
                         raise SourceExhausted()
                 except SourceExhausted:
-                    log_event(logger, logging.INFO, "source_finished", sensor=self.name, captured=self.counters.captured)
+                    log_event(logger, logging.INFO, "source_finished", sensor=self.name,
+                              captured=self.counters.captured)
                     if not ever_captured:
                         self.counters.last_error = "source produced no data"
                         exit_code = 1
@@ -210,7 +212,8 @@ class DriverRuntime:
                     c.sensor_errors += 1
                     c.state = "sensor_lost"
                     c.last_error = str(exc)
-                    log_event(logger, logging.WARNING, "sensor_lost", sensor=self.name, error=exc, retry_in_s=f"{delay:.1f}")
+                    log_event(logger, logging.WARNING, "sensor_lost", sensor=self.name, error=exc,
+                              retry_in_s=f"{delay:.1f}")
                     if self._stop.wait(delay):
                         break
                     delay = min(delay * 2, self.reopen_backoff[1])
@@ -259,7 +262,7 @@ class DriverRuntime:
         c = self.counters
         try:
             value, headers = self.encode(sample.payload)
-        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the driver
+        except Exception as exc:  # one bad frame must not stop the driver
             c.drop("encode_error")
             c.last_error = f"encoding failed: {exc}"
             log_event(logger, logging.WARNING, "encode_failed", sensor=self.name, seq=sample.seq, error=exc)

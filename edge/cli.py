@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from edge.commands.failures import USAGE, one_line, report
 
@@ -27,7 +28,7 @@ MODULES = {"import": "importer"}  # a command whose name is a Python keyword
 class EdgeArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the command, the problem and where help is."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         message = one_line(str(exc.code))  # `raise SystemExit("edge up: ...")`: one line, runtime
         print(message if message.startswith("edge ") else f"edge {args.command}: {message}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line, see failures.py
+    except Exception as exc:  # every failure becomes one line, see failures.py
         return report(args.command, exc, debug=args.debug)
 
 

@@ -22,6 +22,9 @@ from broker.logs import is_secret_key
 from broker.storage.layout import validate_topic_name
 from broker.storage.retention import DiskGuard
 from broker.topic_config import TopicConfig
+from edge.api.config import ApiConfig
+from edge.events import EventsConfig
+from edge.mirror.config import MirrorConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "sim.toml"
@@ -84,7 +87,8 @@ class BrokerConfig(_Section):
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("ipc://", "tcp://")):
-            raise ValueError(f"expected an endpoint like ipc:///path/broker.sock or tcp://127.0.0.1:5555, got {value!r}")
+            raise ValueError(
+                f"expected an endpoint like ipc:///path/broker.sock or tcp://127.0.0.1:5555, got {value!r}")
         return value
 
     def resolved_endpoint(self) -> str:
@@ -121,7 +125,8 @@ class CameraConfig(_Section):
     width: int | None = Field(None, ge=16, le=16384)
     height: int | None = Field(None, ge=16, le=16384)
     encoding: Literal["jpeg", "png", "bgr8", "passthrough"] = Field(
-        "jpeg", description="passthrough: record the camera's H.264/H.265/MJPEG as sent (drivers/camera/passthrough.py)")
+        "jpeg",
+        description="passthrough: record the camera's H.264/H.265/MJPEG as sent (drivers/camera/passthrough.py)")
     quality: int = Field(85, ge=1, le=100, description="JPEG quality")
     rate: Rate = Field("recorded", description="file sources: recorded | max | Hz")
     loop: bool = False
@@ -154,32 +159,14 @@ class LidarConfig(_Section):
         return self.topic or f"lidar.{self.name}"
 
 
-def _api_model():
-    from edge.api.config import ApiConfig
-
-    return ApiConfig
-
-
-def _events_model():
-    from edge.events import EventsConfig
-
-    return EventsConfig
-
-
-def _mirror_model():
-    from edge.mirror.config import MirrorConfig
-
-    return MirrorConfig
-
-
 class AppConfig(_Section):
     vehicle: VehicleConfig = Field(default_factory=VehicleConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
     lidars: list[LidarConfig] = Field(default_factory=list)
-    api: _api_model() | None = Field(None, description="HTTP API and dashboard (run by `edge up` when enabled)")
-    mirror: _mirror_model() | None = Field(None, description="ship topics to a cloud Kafka cluster")
-    events: _events_model() = Field(default_factory=_events_model(), description="defaults of events (edge/events.py)")
+    api: ApiConfig | None = Field(None, description="HTTP API and dashboard (run by `edge up` when enabled)")
+    mirror: MirrorConfig | None = Field(None, description="ship topics to a cloud Kafka cluster")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="defaults of events (edge/events.py)")
     topics: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-topic overrides of broker.defaults, by topic name"
     )
@@ -197,7 +184,7 @@ class AppConfig(_Section):
 
     @field_validator("cameras", "lidars")
     @classmethod
-    def _unique_names(cls, sensors: list) -> list:
+    def _unique_names(cls, sensors: list[CameraConfig] | list[LidarConfig]) -> list[CameraConfig] | list[LidarConfig]:
         names = [s.name for s in sensors]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -216,7 +203,7 @@ class AppConfig(_Section):
             if lidar.name == name:
                 return lidar
         raise ConfigError(f"{self.source}: no [[lidars]] entry named {name!r} "
-                          f"(have: {', '.join(l.name for l in self.lidars) or 'none'})")
+                          f"(have: {', '.join(lidar.name for lidar in self.lidars) or 'none'})")
 
     def topic_config(self, name: str) -> TopicConfig:
         """The broker defaults with this topic's overrides applied."""
@@ -266,7 +253,7 @@ def parse_config(data: dict[str, Any], path: Path) -> AppConfig:
     return config
 
 
-def load_config(path: str | os.PathLike | None = None) -> AppConfig:
+def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     """Load and validate a config file (default: the embedded configs/sim.toml)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:

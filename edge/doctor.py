@@ -24,6 +24,10 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # doctor reads a loaded config; loading it is the caller's
+    from edge.config import AppConfig
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 TIME_ERROR = 5  # adjtimex(2) return: the clock is not synchronised
@@ -40,7 +44,7 @@ class Check:
     def line(self) -> str:
         return f"{self.status}  {self.name:<12} {self.detail}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"check": self.name, "status": self.status, "detail": self.detail}
 
 
@@ -81,7 +85,8 @@ def check_disk(data_dir: Path, min_free_bytes: int) -> list[Check]:
             checks.append(Check("mount", WARN, f"{point} ({fstype}) {','.join(options)}: mount with noatime and "
                                                "without sync for write bandwidth"))
         else:
-            checks.append(Check("mount", PASS, f"{point} ({fstype}) {','.join(o for o in options if o in ('rw', 'noatime', 'relatime'))}"))
+            shown = ",".join(o for o in options if o in ("rw", "noatime", "relatime"))
+            checks.append(Check("mount", PASS, f"{point} ({fstype}) {shown}"))
     return checks
 
 
@@ -161,7 +166,7 @@ def _count_packets(sock: socket.socket, listen_s: float) -> int:
         try:
             sock.recv(65536)
             count += 1
-        except socket.timeout:
+        except TimeoutError:
             break
     return count
 
@@ -217,7 +222,7 @@ def check_cloud(bootstrap: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Check:
     return Check("cloud", PASS, f"reached {', '.join(reached)}")
 
 
-def run_checks(config, endpoint: str, *, listen_s: float = UDP_LISTEN_S) -> list[Check]:
+def run_checks(config: AppConfig, endpoint: str, *, listen_s: float = UDP_LISTEN_S) -> list[Check]:
     data_dir = config.broker.data_dir
     secrets = [data_dir / ".api-token"]
     curve = config.broker.curve

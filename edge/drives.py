@@ -32,8 +32,9 @@ from broker.base.names import DRIVES_TOPIC, is_internal
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError, UnknownTopicError
 
-if TYPE_CHECKING:  # edge.replay (the reading side) is loaded only by the commands that read
+if TYPE_CHECKING:  # the replay package loads only for a window or a read; its types are named here
     from edge.replay.sources import RecordSource
+    from edge.replay.timespec import DriveOffsets
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Drive:
     def window(self, now_ns: int | None = None) -> tuple[int, int]:
         return self.start_ns, self.end_ns if self.end_ns is not None else (now_ns or time.time_ns())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         body = asdict(self)
         body["duration_s"] = self.duration_s
         return body
@@ -69,10 +70,11 @@ class Drive:
         end = log_end if self.end_offsets is None else _offset_at(self.end_offsets, topic, partition, default=0)
         return min(start, log_end), min(max(start, end), log_end)
 
-    def offset_bounds(self, topics: dict[str, list[int]]) -> tuple[dict, dict] | None:
+    def offset_bounds(self, topics: dict[str, list[int]]) -> DriveOffsets | None:
         """Start and end offsets per (topic, partition) of ``topics`` (name -> log end per
         partition), as a window takes them; None when the events carry no offsets."""
-        starts, ends = {}, {}
+        starts: dict[tuple[str, int], int] = {}
+        ends: dict[tuple[str, int], int] = {}
         for name, log_ends in topics.items():
             for partition, log_end in enumerate(log_ends):
                 bounds = self.offset_range(name, partition, log_end)
@@ -119,16 +121,20 @@ def record_event(endpoint: str, event: str, name: str, *, reason: str = "", vehi
     if event not in ("start", "stop"):
         raise ValueError("event must be 'start' or 'stop'")
     check_drive_name(name)
-    body = {"event": event, "drive": name, "time_ns": time_ns or time.time_ns(), "reason": reason, "vehicle": vehicle}
+    event_ns = time_ns or time.time_ns()
+    body: dict[str, Any] = {"event": event, "drive": name, "time_ns": event_ns, "reason": reason, "vehicle": vehicle}
     if time_ns is None:  # an event of this moment; a given time (a backfill) is a time, not these offsets
         with Admin(endpoint, timeout_s=5.0) as admin:
             body["offsets"] = _log_ends(admin)
     with Producer(endpoint, acks="durable", linger_ms=0, request_timeout_s=5.0) as producer:
-        return producer.send(DRIVES_TOPIC, json.dumps(body).encode(), key=name.encode(),
-                             timestamp_ns=body["time_ns"]).result(10).offset
+        written = producer.send(DRIVES_TOPIC, json.dumps(body).encode(), key=name.encode(),
+                                timestamp_ns=event_ns).result(10)
+    if written.offset is None:  # acks=durable answers with the offset; None only with acks=none
+        raise BrokerError(f"drive {event} record of {name!r}: acknowledged without an offset")
+    return written.offset
 
 
-def _read_events(endpoint: str) -> list[dict]:
+def _read_events(endpoint: str) -> list[dict[str, Any]]:
     consumer = Consumer(endpoint, max_wait_ms=0)
     try:
         with Admin(endpoint) as admin:
@@ -221,7 +227,7 @@ def resolve_drive(endpoint: str, name: str) -> tuple[int, int]:
     return find_drive(endpoint, name).window()
 
 
-def drive_resolution(endpoint: str, name: str) -> tuple:
+def drive_resolution(endpoint: str, name: str) -> tuple[int, int, tuple[str, ...], DriveOffsets | None]:
     """``(start_ns, end_ns, topics, offsets)`` for edge.replay.timespec's resolver:
     ``offsets`` is ``(start_offsets, end_offsets)`` per (topic, partition), or None for a
     drive whose events carry no offsets."""

@@ -25,9 +25,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from broker.logs import log_event
 
@@ -37,7 +38,7 @@ LOG_FILE_MODE = 0o640
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _load_prctl():
+def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, loaded once in the supervisor (the child between fork and exec only
     calls it); None where there is no such call (not Linux)."""
     try:
@@ -85,7 +86,7 @@ class ChildSpec:
 @dataclass
 class Child:
     spec: ChildSpec
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
     backoff: float = 0.5
@@ -103,7 +104,7 @@ class Child:
             return "finished" if self.last_exit == 0 else "stopped"
         return "backoff" if self.restart_at is not None else "stopped"
 
-    def describe(self, now: float) -> dict:
+    def describe(self, now: float) -> dict[str, Any]:
         """State, pid, restarts, last exit, seconds to the next start and last error line."""
         return {"name": self.spec.name, "state": self.state, "pid": self.proc.pid if self.proc else None,
                 "restarts": self.restarts, "last_exit": self.last_exit,
@@ -145,16 +146,14 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         spec = child.spec
-        log_file = open(self.log_path(spec.name), "ab", buffering=0)
-        try:
+        with open(self.log_path(spec.name), "ab", buffering=0) as log_file:
             child.log_offset = log_file.seek(0, os.SEEK_END)
             os.fchmod(log_file.fileno(), LOG_FILE_MODE)  # also a log created 0644 by an older version
             child.proc = subprocess.Popen(
                 spec.argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env={**os.environ, **spec.env}, start_new_session=True, preexec_fn=die_with_parent_hook(),
+                env={**os.environ, **spec.env}, start_new_session=True,
+                preexec_fn=die_with_parent_hook(),  # noqa: PLW1509 - the hook only calls prctl and getppid
             )
-        finally:
-            log_file.close()
         child.started_at = time.monotonic()
         child.restart_at = None
         log_event(logger, logging.INFO, "child_started", child=spec.name, pid=child.proc.pid, restarts=child.restarts)
@@ -201,7 +200,7 @@ class Supervisor:
                 child.restarts += 1
                 self._spawn(child)
 
-    def describe(self) -> list[dict]:
+    def describe(self) -> list[dict[str, Any]]:
         """Every child's state for ``edge up``'s view (see ``Child.describe``)."""
         now = time.monotonic()
         return [child.describe(now) for child in self.children.values()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 
 from broker.logs import RateLimiter, format_event
 
@@ -25,7 +26,8 @@ _DIGITS = re.compile(r"\d+")
 class ThirdPartyLogFold(logging.Filter):
     """Rewrites a library's record into our event form and rate-limits its repeats."""
 
-    def __init__(self, library: str, interval_s: float = REPEAT_INTERVAL_S, clock=time.monotonic):
+    def __init__(self, library: str, interval_s: float = REPEAT_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self.library = library
         self.limiter = RateLimiter(interval_s, clock)

@@ -17,11 +17,12 @@ Durability modes, the same for every system:
 from __future__ import annotations
 
 import importlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 MODES = ("written", "durable")
 BROKER_SYSTEMS = ("edge", "kafka", "nats")
-ALL_SYSTEMS = BROKER_SYSTEMS + ("disk",)
+ALL_SYSTEMS = (*BROKER_SYSTEMS, "disk")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # raised limit given to every peer (raw frames are 3.75 MB)
 
 

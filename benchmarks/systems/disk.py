@@ -37,7 +37,8 @@ def measure(directory: Path, total_mb: int) -> dict[str, float]:
         "dsync_1mib_write_mb_s": _dd_mb_s(["dd", "if=/dev/zero", f"of={target}", "bs=1M",
                                            f"count={max(64, total_mb // 8)}", "oflag=dsync"]),
     }
-    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={total_mb}"], capture_output=True, check=True)
+    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={total_mb}"],
+                   capture_output=True, check=True)
     results["page_cache_read_mb_s"] = _dd_mb_s(["dd", f"if={target}", "of=/dev/null", "bs=1M"])
     target.unlink()
     return results

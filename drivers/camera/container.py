@@ -9,7 +9,7 @@ that cannot be read fails later, with its own clear error, where it is decoded.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def parse_creation_time(text: str) -> int | None:
@@ -19,13 +19,13 @@ def parse_creation_time(text: str) -> int | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
     return ns if ns > 0 else None  # 1904/1970 placeholders of muxers that had no clock
 
 
-def recorded_start_ns(path: str | os.PathLike) -> int | None:
+def recorded_start_ns(path: str | os.PathLike[str]) -> int | None:
     try:
         import av
     except ImportError:

@@ -23,7 +23,7 @@ headers, a length that does not match, bytes that do not decode.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -36,7 +36,7 @@ HeaderValue = str | bytes | bytearray | memoryview
 def _check_encoding(encoding: object) -> str:
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown camera encoding {encoding!r} (allowed: {', '.join(ENCODINGS)})")
-    return encoding  # type: ignore[return-value]
+    return encoding
 
 
 def _check_int_option(name: str, value: object, low: int, high: int) -> int:
@@ -63,7 +63,7 @@ def encode_frame(
         raise ValueError(f"camera frame is empty ({width}x{height})")
     headers = {"encoding": encoding, "width": str(width), "height": str(height)}
     if encoding == "bgr8":
-        return memoryview(np.ascontiguousarray(image)).cast("B"), headers
+        return np.ascontiguousarray(image).data.cast("B"), headers
     if encoding == "jpeg":
         params = [cv2.IMWRITE_JPEG_QUALITY, _check_int_option("JPEG quality", quality, 1, 100)]
         ok, buffer = cv2.imencode(".jpg", image, params)
@@ -72,7 +72,7 @@ def encode_frame(
         ok, buffer = cv2.imencode(".png", image, params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {width}x{height} frame as {encoding}")
-    return memoryview(buffer).cast("B"), headers
+    return buffer.data.cast("B"), headers
 
 
 def _header_text(headers: Mapping[str, HeaderValue], name: str) -> str:
@@ -108,11 +108,11 @@ def decode_frame(value: bytes | bytearray | memoryview, headers: Mapping[str, He
         expected = width * height * 3
         if size != expected:
             raise ValueError(f"bgr8 frame of {size} bytes does not match {width}x{height}x3 = {expected} bytes")
-        image = np.frombuffer(value, dtype=np.uint8).reshape(height, width, 3)
+        view = np.frombuffer(value, dtype=np.uint8).reshape(height, width, 3)
         if copy:
-            return image.copy()
-        image.flags.writeable = False  # a view of the record's buffer: never write through it
-        return image
+            return view.copy()
+        view.flags.writeable = False  # a view of the record's buffer: never write through it
+        return view
     buffer = np.frombuffer(value, dtype=np.uint8)
     if buffer.size == 0:
         raise ValueError(f"empty {encoding} frame")

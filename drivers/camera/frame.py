@@ -18,8 +18,9 @@ The errors subclass the driver runtime's ``SensorError``, so the runtime reports
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -67,7 +68,10 @@ class CameraUnavailableError(CameraSourceError):
     retryable = True
 
 
-class CameraSource:
+FrameT = TypeVar("FrameT")  # CameraFrame; a pass-through source's EncodedFrame (passthrough.py)
+
+
+class CameraSource(Generic[FrameT]):
     """Base of the camera sources: an iterator of ``CameraFrame``.
 
     Subclasses implement ``__next__``. ``close()`` may be called from any thread: it ends
@@ -82,10 +86,10 @@ class CameraSource:
         self._stop_requested = stop if stop is not None else threading.Event()
         self._closed = threading.Event()
 
-    def __iter__(self) -> Iterator[CameraFrame]:
+    def __iter__(self) -> Iterator[FrameT]:
         return self
 
-    def __next__(self) -> CameraFrame:  # pragma: no cover - every source overrides it
+    def __next__(self) -> FrameT:  # pragma: no cover - every source overrides it
         raise NotImplementedError
 
     def close(self) -> None:
@@ -98,7 +102,7 @@ class CameraSource:
     def _should_stop(self) -> bool:
         return self._closed.is_set() or self._stop_requested.is_set()
 
-    def __enter__(self) -> "CameraSource":
+    def __enter__(self) -> CameraSource[FrameT]:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

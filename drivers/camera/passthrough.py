@@ -73,7 +73,7 @@ def encode_passthrough(frame: EncodedFrame) -> tuple[memoryview, dict[str, str]]
     return memoryview(frame.data), headers
 
 
-class PassthroughSource(CameraSource):
+class PassthroughSource(CameraSource[EncodedFrame]):
     """Compressed frames of a file, device or stream, not decoded (see the module doc)."""
 
     def __init__(self, spec: str, *, kind: str, name: str, rate: str | float = "recorded",
@@ -93,11 +93,12 @@ class PassthroughSource(CameraSource):
         self._container = self._open(fps, width, height, open_timeout_s)
         self._stream = self._container.streams.video[0]
         codec = self._stream.codec_context.name
-        self.encoding = PASSTHROUGH_CODECS.get(codec)
-        if self.encoding is None:
+        encoding = PASSTHROUGH_CODECS.get(codec)
+        if encoding is None:
             self.close()
             raise CameraInputError(self.name, f"sends {codec} video, which cannot be recorded as it comes "
                                               f"(pass-through takes h264, hevc or mjpeg): use encoding jpeg")
+        self.encoding: str = encoding
         self.width, self.height = self._stream.codec_context.width, self._stream.codec_context.height
         self._time_base = self._stream.time_base
         extradata = self._stream.codec_context.extradata or b""

@@ -49,7 +49,7 @@ def _utc_text(capture_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1_000_000:03d}Z"
 
 
-class SimCameraSource(CameraSource):
+class SimCameraSource(CameraSource[CameraFrame]):
     """Synthetic frames at ``fps`` (see module doc)."""
 
     def __init__(

@@ -73,6 +73,7 @@ import re
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -83,6 +84,9 @@ from .container import recorded_start_ns
 from .frame import CameraFrame, CameraInputError, CameraSource, CameraSourceError, CameraUnavailableError
 from .pacing import FramePacer
 from .sim import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, SimCameraSource, check_size_and_fps
+
+if TYPE_CHECKING:  # passthrough.py (PyAV) loads only when a pass-through source is opened
+    from .passthrough import EncodedFrame
 
 __all__ = [
     "CameraFrame", "CameraInputError", "CameraSource", "CameraSourceError", "CameraUnavailableError",
@@ -150,12 +154,12 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 # -- video files ---------------------------------------------------------------------------
 
 
-class VideoFileSource(CameraSource):
+class VideoFileSource(CameraSource[CameraFrame]):
     """The frames of a video file, paced and stamped as the module doc says."""
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         rate: Rate = "recorded",
         loop: bool = False,
@@ -177,7 +181,7 @@ class VideoFileSource(CameraSource):
         self._last_media_ns: int | None = None
         self._frames_in_pass = 0
         self._finished = False
-        self._capture = self._open()
+        self._capture: cv2.VideoCapture | None = self._open()
         self.file_fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         if not 0 < self.file_fps <= 1000:
@@ -307,7 +311,7 @@ class VideoFileSource(CameraSource):
         elif self.rate == "max":
             due = not self._should_stop()
         else:
-            due = self._pacer.wait_until_due(seq / self.rate)
+            due = self._pacer.wait_until_due(seq / float(self.rate))
         if not due:
             self._release()
             raise StopIteration
@@ -319,7 +323,7 @@ class VideoFileSource(CameraSource):
 # -- live devices and streams --------------------------------------------------------------
 
 
-class LiveCameraSource(CameraSource):
+class LiveCameraSource(CameraSource[CameraFrame]):
     """A V4L2 device or a network stream; see the module doc for "sensor gone"."""
 
     def __init__(
@@ -391,7 +395,8 @@ class LiveCameraSource(CameraSource):
         self._closed.clear()
         self.opens += 1
         log_event(logger, logging.INFO, "camera_opened", source=self.name, kind=self.kind, opens=self.opens,
-                  width=f"{capture.get(cv2.CAP_PROP_FRAME_WIDTH):g}", height=f"{capture.get(cv2.CAP_PROP_FRAME_HEIGHT):g}",
+                  width=f"{capture.get(cv2.CAP_PROP_FRAME_WIDTH):g}",
+                  height=f"{capture.get(cv2.CAP_PROP_FRAME_HEIGHT):g}",
                   fps=f"{capture.get(cv2.CAP_PROP_FPS):g}", backend=capture.getBackendName())
 
     def _release(self) -> None:
@@ -444,7 +449,7 @@ class LiveCameraSource(CameraSource):
 
 
 def open_camera_source(
-    spec: str | int | os.PathLike,
+    spec: str | int | os.PathLike[str],
     *,
     fps: float | None = None,
     width: int | None = None,
@@ -455,7 +460,7 @@ def open_camera_source(
     epoch_ns: int | None = None,
     passthrough: bool = False,
     stop: threading.Event | None = None,
-) -> CameraSource:
+) -> CameraSource[Any]:  # of CameraFrame; of EncodedFrame with passthrough
     """Open the source named by ``spec`` (``sim``, ``N``, ``/dev/videoN``, a stream URL or
     a video file; see the module doc). Opening is eager: a missing file or device, a
     corrupt video or an unreachable stream raises CameraSourceError here.
@@ -468,7 +473,10 @@ def open_camera_source(
     ``passthrough``: a ``PassthroughSource`` (``passthrough.py``) that yields the
     camera's compressed frames (H.264/H.265, MJPEG) undecoded instead of images; not for
     ``sim``, not with ``loop``."""
-    spec = str(spec) if isinstance(spec, int) and not isinstance(spec, bool) else os.fspath(spec)
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = str(spec)
+    elif isinstance(spec, (str, os.PathLike)):
+        spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"camera source spec must be a non-empty string, not {spec!r}")
     kind = source_kind(spec)
@@ -496,7 +504,7 @@ def open_camera_source(
                            stop=stop)
 
 
-def _open_passthrough(spec: str, kind: str, *, rate: Rate, loop: bool, **options) -> CameraSource:
+def _open_passthrough(spec: str, kind: str, *, rate: Rate, loop: bool, **options: Any) -> CameraSource[EncodedFrame]:
     from .passthrough import PassthroughSource
 
     if kind == "sim":

@@ -27,14 +27,15 @@ the first keyframe are refused (``ValueError``, nothing decoded) and counted in
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 
 from broker.base.names import HEADER_KEYFRAME as KEYFRAME_HEADER
 from broker.base.names import VIDEO_ENCODINGS
 
-FFMPEG_DECODERS = {"h264": "h264", "h265": "hevc"}
+FFMPEG_DECODERS: dict[str, Literal["h264", "hevc"]] = {"h264": "h264", "h265": "hevc"}  # literal: a video context
 ANNEX_B_START = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 SPS_NAL_TYPE = {"h264": 7, "h265": 33}
 
@@ -88,7 +89,8 @@ class VideoDecoder:
         """Whether a keyframe has been decoded (delta frames are accepted from then on)."""
         return self._started
 
-    def decode(self, value: bytes | memoryview, headers: Mapping[str, Any], tag: Any = None) -> list[tuple[np.ndarray, Any]]:
+    def decode(self, value: bytes | memoryview, headers: Mapping[str, Any],
+               tag: Any = None) -> list[tuple[np.ndarray, Any]]:
         import av
 
         encoding = header_text(headers, "encoding")

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import logging
 import os
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -81,18 +82,21 @@ class Calibration:
 
     def __post_init__(self) -> None:
         if self.model not in SUPPORTED_MODELS:
-            raise CalibrationError(f"{self.origin}: model {self.model!r} is not supported ({', '.join(SUPPORTED_MODELS)})")
+            raise CalibrationError(
+                f"{self.origin}: model {self.model!r} is not supported ({', '.join(SUPPORTED_MODELS)})")
         lasers = LASERS_PER_MODEL[self.model]
         for name in ("vertical_deg", "rotational_deg", "distance_offset_m", "vertical_offset_m", "horizontal_offset_m"):
             column = np.asarray(getattr(self, name), dtype=np.float64)
             if column.shape != (lasers,) or not np.all(np.isfinite(column)):
                 raise CalibrationError(
-                    f"{self.origin}: {name} must hold {lasers} finite values for a {self.model}, got shape {column.shape}"
+                    f"{self.origin}: {name} must hold {lasers} finite values for a {self.model}, "
+                    f"got shape {column.shape}"
                 )
             column.setflags(write=False)
             object.__setattr__(self, name, column)
         if not (0 < self.distance_resolution_m < 1):
-            raise CalibrationError(f"{self.origin}: distance resolution {self.distance_resolution_m} m is not plausible")
+            raise CalibrationError(
+                f"{self.origin}: distance resolution {self.distance_resolution_m} m is not plausible")
 
 
 def default_calibration(model: str) -> Calibration:
@@ -125,7 +129,8 @@ def read_calibration_text(path: Path) -> str:
     except FileNotFoundError:
         raise CalibrationError(f"calibration file {path} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise CalibrationError(f"cannot read calibration file {path}: {reason}") from None
 
 
 def _parse_xml(path: Path) -> ElementTree.Element:
@@ -135,7 +140,7 @@ def _parse_xml(path: Path) -> ElementTree.Element:
         raise CalibrationError(f"calibration file {path} is not well-formed XML: {exc}") from None
 
 
-def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Calibration:
+def load_veloview_xml(path: str | os.PathLike[str], model: str | None = None) -> Calibration:
     """Read a VeloView calibration XML file (e.g. ``VLP-16.xml``)."""
     path = Path(path)
     root = _parse_xml(path)
@@ -144,7 +149,8 @@ def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Cali
         raise CalibrationError(f"{path} is not a VeloView calibration: no boost_serialization/DB element")
 
     distance_lsb = db.find("distLSB_")
-    resolution_m = (_number(distance_lsb, str(path), "distLSB_") / 100.0) if distance_lsb is not None else DEFAULT_DISTANCE_RESOLUTION_M
+    resolution_m = (_number(distance_lsb, str(path), "distLSB_") / 100.0 if distance_lsb is not None
+                    else DEFAULT_DISTANCE_RESOLUTION_M)
 
     lasers: dict[int, dict[str, float]] = {}
     for px in db.iter("px"):
@@ -153,7 +159,8 @@ def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Cali
             raise CalibrationError(f"{path}: laser id {laser_id} appears twice")
         lasers[laser_id] = {
             tag: (_number(px.find(tag), str(path), f"laser {laser_id} {tag}") if px.find(tag) is not None else 0.0)
-            for tag in ("rotCorrection_", "vertCorrection_", "distCorrection_", "vertOffsetCorrection_", "horizOffsetCorrection_")
+            for tag in ("rotCorrection_", "vertCorrection_", "distCorrection_", "vertOffsetCorrection_",
+                        "horizOffsetCorrection_")
         }
     if not lasers:
         raise CalibrationError(f"{path}: no laser corrections (points_/item/px) found")
@@ -167,7 +174,8 @@ def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Cali
         model = {16: "VLP-16", 32: "HDL-32E"}.get(count)
         if model is None:
             raise CalibrationError(
-                f"{path}: {count} enabled lasers; only VLP-16 (16) and HDL-32E (32) are supported (pass model= to override)"
+                f"{path}: {count} enabled lasers; only VLP-16 (16) and HDL-32E (32) are supported "
+                "(pass model= to override)"
             )
     elif model not in SUPPORTED_MODELS:
         raise CalibrationError(f"{path}: model {model!r} is not supported ({', '.join(SUPPORTED_MODELS)})")
@@ -194,11 +202,11 @@ def load_veloview_xml(path: str | os.PathLike, model: str | None = None) -> Cali
     )
 
 
-def _is_yaml(path: str | os.PathLike) -> bool:
+def _is_yaml(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in (".yaml", ".yml")
 
 
-def _read_ros_yaml(path: Path) -> dict:
+def _read_ros_yaml(path: Path) -> dict[str, Any]:
     try:
         import yaml  # PyYAML (the 'velodyne' extra): only for YAML calibration files
     except ImportError:
@@ -213,7 +221,7 @@ def _read_ros_yaml(path: Path) -> dict:
     return document
 
 
-def calibration_laser_count(path: str | os.PathLike) -> int:
+def calibration_laser_count(path: str | os.PathLike[str]) -> int:
     """How many lasers a calibration file describes (VeloView XML: enabled ones; ROS YAML:
     its ``lasers`` entries), whatever the model: what the packets are checked against."""
     path = Path(path)
@@ -221,16 +229,18 @@ def calibration_laser_count(path: str | os.PathLike) -> int:
         return len(_read_ros_yaml(path)["lasers"])
     root = _parse_xml(path)
     enabled = root.findall("DB/enabled_/item")
-    return sum(1 for item in enabled if (item.text or "").strip() == "1") if enabled else len(root.findall("DB/points_/item"))
+    if enabled:
+        return sum(1 for item in enabled if (item.text or "").strip() == "1")
+    return len(root.findall("DB/points_/item"))
 
 
-def load_ros_yaml(path: str | os.PathLike, model: str | None = None) -> Calibration:
+def load_ros_yaml(path: str | os.PathLike[str], model: str | None = None) -> Calibration:
     """Read a ROS velodyne_pointcloud YAML calibration (angles in radians, offsets in
     metres: ``lasers: [{laser_id, rot_correction, vert_correction, dist_correction,
     vert_offset_correction, horiz_offset_correction}]``, ``distance_resolution``)."""
     path = Path(path)
     document = _read_ros_yaml(path)
-    lasers: dict[int, dict] = {}
+    lasers: dict[int, dict[str, Any]] = {}
     for entry in document["lasers"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("laser_id"), int):
             raise CalibrationError(f"{path}: a laser entry has no integer laser_id: {entry!r}")
@@ -252,14 +262,16 @@ def load_ros_yaml(path: str | os.PathLike, model: str | None = None) -> Calibrat
             raise CalibrationError(f"{path}: a laser's {key} is not a number") from None
 
     return Calibration(model=model, vertical_deg=column("vert_correction", 180 / np.pi),
-                       rotational_deg=column("rot_correction", 180 / np.pi), distance_offset_m=column("dist_correction"),
+                       rotational_deg=column("rot_correction", 180 / np.pi),
+                       distance_offset_m=column("dist_correction"),
                        vertical_offset_m=column("vert_offset_correction"),
                        horizontal_offset_m=column("horiz_offset_correction"),
                        distance_resolution_m=float(document.get("distance_resolution", DEFAULT_DISTANCE_RESOLUTION_M)),
                        origin=str(path))
 
 
-def resolve_calibration(calibration: Calibration | str | os.PathLike | None, model: str | None) -> Calibration | None:
+def resolve_calibration(calibration: Calibration | str | os.PathLike[str] | None,
+                        model: str | None) -> Calibration | None:
     """A Calibration from what a caller passed: an object, a file path (VeloView XML, or
     ROS YAML by its .yaml/.yml suffix), or nothing (then the model's built-in table, or
     None when the model is not known yet either)."""

@@ -42,7 +42,8 @@ TimeSource = Literal["auto", "sensor", "host"]
 
 
 class PacketClock:
-    def __init__(self, time_source: TimeSource = "auto", max_clock_skew_ns: int = 1_000_000_000, source: str = "velodyne"):
+    def __init__(self, time_source: TimeSource = "auto", max_clock_skew_ns: int = 1_000_000_000,
+                 source: str = "velodyne"):
         if time_source not in ("auto", "sensor", "host"):
             raise ValueError(f"time_source must be 'auto', 'sensor' or 'host', not {time_source!r}")
         self.time_source = time_source
@@ -76,7 +77,7 @@ class PacketClock:
         drift = np.round(sensor_ns * DRIFT).astype(np.int64)
         lowered = difference - drift
         paced = sensor_ns - sensor_ns // 100  # 99% of the sensor clock
-        times = np.empty_like(difference)
+        times: np.ndarray = np.empty_like(difference)
         start = 0
         while start < times.shape[0]:  # one pass unless the clocks jump apart
             segment = lowered[start:]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,8 @@ from broker.logs import log_event
 
 from .calibration import LASERS_PER_MODEL, PACKET_LAYOUT
 from .clock import HOUR_US
-from .velodyne_ext import EXTERNAL_MODELS
 from .frame import LidarModelMismatchError
+from .velodyne_ext import EXTERNAL_MODELS
 
 logger = logging.getLogger("drivers.lidar.velodyne")
 
@@ -72,14 +73,14 @@ class ModelEvidence:
     calibration_lasers: int | None
     calibration: str | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 def _interval_vote(timestamps_us: np.ndarray, dual: bool) -> tuple[float | None, str | None]:
     if timestamps_us.shape[0] < 2:
         return None, None
-    interval = float(np.median(np.diff(timestamps_us.astype(np.int64)) % HOUR_US))
+    interval = float(np.median(np.mod(np.diff(timestamps_us.astype(np.int64)), HOUR_US)))
     if interval <= 0:
         return interval, None
     expected = {layout: span / (2 if dual else 1) for layout, span in PACKET_SPAN_US.items()}
@@ -134,7 +135,8 @@ def identify_model(packets: np.ndarray, *, configured_model: str | None, calibra
     counted = {name: layout for name, layout in votes.items() if layout is not None}
     layout, decided_by = None, None
     if counted:
-        tally = {candidate: [n for n, l in counted.items() if l == candidate] for candidate in set(counted.values())}
+        tally = {candidate: [n for n, said in counted.items() if said == candidate]
+                 for candidate in set(counted.values())}
         top = max(len(names) for names in tally.values())
         leaders = [c for c, names in tally.items() if len(names) == top]
         if len(leaders) > 1:  # a tie: the packets' physics before the factory byte (dict order)
@@ -147,7 +149,7 @@ def identify_model(packets: np.ndarray, *, configured_model: str | None, calibra
         model, decided_by = configured_model, "configured"
     elif claimed in EXTERNAL_MODELS:  # a layout velodyne_ext.py decodes: its factory byte is the witness
         model, decided_by = claimed, "packets: product_id"
-    elif packet_model is not None:
+    elif packet_model is not None and decided_by is not None:  # both come from the packets' vote
         model = packet_model
     elif calibration_lasers is not None:
         model = {16: "VLP-16", 32: "HDL-32E"}[calibration_lasers]
@@ -165,7 +167,7 @@ def identify_model(packets: np.ndarray, *, configured_model: str | None, calibra
             f"{source}: calibration {calibration_origin} has {calibration_lasers} lasers but the packets are from a "
             f"{model} ({lasers_of(model)} lasers; {decided_by}, product id "
             f"{evidence.product_id}, interval {interval or 0:.0f} µs): give the {model}'s calibration")
-    disagree = sorted(name for name, l in counted.items() if l != PACKET_LAYOUT.get(model))
+    disagree = sorted(name for name, said in counted.items() if said != PACKET_LAYOUT.get(model))
     log_event(logger, logging.WARNING if disagree else logging.INFO, "lidar_model_detected", source=source,
               model=model, decided_by=decided_by, overruled=",".join(disagree) or None,
               product_id=evidence.product_id, packet_interval_us=f"{interval:.0f}" if interval is not None else None,

@@ -55,5 +55,5 @@ class PacketLoss:
         self.lost = max(self.lost + int(np.sum(np.maximum(ahead - 1, 0))) - int(np.count_nonzero(late)), 0)
         self._furthest = float(max(furthest_before[-1], position[-1]))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
         return {"received": self.received, "lost": self.lost, "out_of_order": self.out_of_order}

@@ -44,10 +44,13 @@ decoder's; a metadata file that cannot be used raises ``CalibrationError`` namin
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
@@ -91,7 +94,7 @@ class OusterMetadata:
         return 32 + self.columns_per_packet * (12 + self.pixels_per_column * pixel) + 32
 
 
-def load_ouster_metadata(path: str | os.PathLike) -> OusterMetadata:
+def load_ouster_metadata(path: str | os.PathLike[str]) -> OusterMetadata:
     """Read an Ouster sensor metadata JSON (legacy flat or nested form)."""
     path = Path(path)
     text = read_calibration_text(path)
@@ -120,7 +123,8 @@ def load_ouster_metadata(path: str | os.PathLike) -> OusterMetadata:
             lidar_to_sensor=np.asarray(transform, np.float64).reshape(4, 4),
             udp_port_lidar=int(config.get("udp_port_lidar") or DEFAULT_OUSTER_PORT), origin=str(path))
     except (KeyError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"{path}: not a usable Ouster sensor metadata JSON ({type(exc).__name__}: {exc})") from None
+        raise CalibrationError(
+            f"{path}: not a usable Ouster sensor metadata JSON ({type(exc).__name__}: {exc})") from None
     if meta.profile not in PROFILES:
         raise CalibrationError(f"{path}: UDP lidar profile {meta.profile!r} is not decoded here "
                                f"(have: {', '.join(PROFILES)})")
@@ -140,7 +144,7 @@ def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([part.view(np.uint8) for part in parts]).view(SENSOR_POINT_DTYPE)
 
 
-def is_ouster_metadata(calibration: object) -> bool:
+def is_ouster_metadata(calibration: object) -> TypeGuard[str | os.PathLike[str]]:
     return isinstance(calibration, (str, os.PathLike)) and Path(calibration).suffix.lower() == ".json"
 
 
@@ -148,7 +152,7 @@ class OusterDecoder:
     """Stateful packet → rotation decoder for one Ouster stream; the ``decode`` /
     ``flush`` / ``stats`` / ``evidence`` contract of ``VelodyneDecoder``."""
 
-    def __init__(self, metadata: str | os.PathLike | OusterMetadata, *, source: str = "ouster",
+    def __init__(self, metadata: str | os.PathLike[str] | OusterMetadata, *, source: str = "ouster",
                  max_clock_skew_s: float = 1.0):
         from .velodyne import DecoderStats  # the shared counters
 
@@ -199,7 +203,7 @@ class OusterDecoder:
         self._pixel_bytes, self._returns, self._legacy = pixel_bytes, returns, legacy
         self._column_header = column_header
 
-    def decode_payloads(self, packets) -> list[LidarFrame]:
+    def decode_payloads(self, packets: Iterable[tuple[int, bytes | memoryview]]) -> list[LidarFrame]:
         times, chunks, wrong = [], [], 0
         for arrival_ns, payload in packets:
             if len(payload) == self.packet_size:
@@ -221,7 +225,8 @@ class OusterDecoder:
     def decode(self, payloads: np.ndarray, arrival_ns: np.ndarray) -> list[LidarFrame]:
         payloads = np.asarray(payloads)
         if payloads.dtype != np.uint8 or payloads.ndim != 2 or payloads.shape[1] != self.packet_size:
-            raise ValueError(f"payloads must be an (N, {self.packet_size}) uint8 array, got {payloads.dtype} {payloads.shape}")
+            raise ValueError(
+                f"payloads must be an (N, {self.packet_size}) uint8 array, got {payloads.dtype} {payloads.shape}")
         arrival_ns = np.asarray(arrival_ns, np.int64).reshape(-1)
         n = payloads.shape[0]
         self.stats.packets += n
@@ -248,27 +253,30 @@ class OusterDecoder:
         starts = np.flatnonzero(np.concatenate(([self._frame_id is not None and frame_id[0] != self._frame_id],
                                                 frame_id[1:] != frame_id[:-1])))
         bounds = [0, *starts.tolist(), n]
-        for begin, end in zip(bounds[:-1], bounds[1:]):
+        for begin, end in itertools.pairwise(bounds):
             if begin == end:
                 continue
-            if begin > 0 or (self._frame_id is not None and frame_id[begin] != self._frame_id):
-                if self._pending_first is not None:
-                    frames.append(self._emit())
+            starts_new_frame = begin > 0 or (self._frame_id is not None and frame_id[begin] != self._frame_id)
+            if starts_new_frame and self._pending_first is not None:
+                frames.append(self._emit(self._pending_first))
             self._frame_id = int(frame_id[begin])
-            if self._pending_first is None:  # the frame's first valid column (an azimuth window leaves others empty)
+            first = self._pending_first
+            if first is None:  # the frame's first valid column (an azimuth window leaves others empty)
                 valid = timestamp[begin:end][valid_column[begin:end]]
-                self._pending_first = (int(valid[0] if valid.size else timestamp[begin, 0]), int(arrival_ns[begin]))
-            self._pending.append(self._points(pixels[begin:end], timestamp[begin:end], measurement[begin:end],
-                                              valid_column[begin:end]))
+                first = self._pending_first = (int(valid[0] if valid.size else timestamp[begin, 0]),
+                                               int(arrival_ns[begin]))
+            self._pending.append(self._points(first[0], pixels[begin:end], timestamp[begin:end],
+                                              measurement[begin:end], valid_column[begin:end]))
         return frames
 
-    def _points(self, pixels: np.ndarray, timestamp: np.ndarray, measurement: np.ndarray,
+    def _points(self, first_ns: int, pixels: np.ndarray, timestamp: np.ndarray, measurement: np.ndarray,
                 valid_column: np.ndarray) -> np.ndarray:
-        """The returns of (n, C) columns: dense (n, C, H) arrays per return, compressed once."""
+        """The returns of (n, C) columns: dense (n, C, H) arrays per return, compressed once;
+        point times relative to the frame's first column at ``first_ns``."""
         n, columns, rows = pixels.shape[:3]
         direction = self._direction.take(measurement, axis=0, mode="clip")  # (n, C, H, 3); invalid ids masked below
         offset = self._offset_m.take(measurement, axis=0, mode="clip")
-        time_s = ((timestamp - self._pending_first[0]) * 1e-9).astype(np.float32)
+        time_s = ((timestamp - first_ns) * 1e-9).astype(np.float32)
         parts = []
         for offset_bytes, bits, unit_mm, reflectivity_at, return_type in self._returns:
             raw = np.ascontiguousarray(pixels[..., offset_bytes:offset_bytes + 4]).view("<u4")[..., 0]
@@ -288,12 +296,12 @@ class OusterDecoder:
         return _concatenate(parts)
 
     def flush(self) -> LidarFrame | None:
-        frame = self._emit() if self._pending_first is not None else None
+        frame = self._emit(self._pending_first) if self._pending_first is not None else None
         self._frame_id = None
         return frame
 
-    def _emit(self) -> LidarFrame:
-        sensor_ns, arrival_ns = self._pending_first
+    def _emit(self, first: tuple[int, int]) -> LidarFrame:
+        sensor_ns, arrival_ns = first
         capture_ns = sensor_ns if abs(sensor_ns - arrival_ns) <= self.max_clock_skew_ns else arrival_ns
         points = _concatenate(self._pending)
         frame = LidarFrame(capture_ns=capture_ns, points=points, model=self.meta.prod_line, seq=self._seq)

@@ -45,9 +45,10 @@ import mmap
 import os
 import struct
 from collections import Counter
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,7 +73,7 @@ IPPROTO_UDP = 17
 class PcapError(Exception):
     """A pcap file could not be read (further); names the file and byte offset."""
 
-    def __init__(self, message: str, path: str | os.PathLike, offset: int):
+    def __init__(self, message: str, path: str | os.PathLike[str], offset: int):
         super().__init__(message)
         self.path = str(path)
         self.offset = offset
@@ -137,14 +138,14 @@ class PcapReader:
     """A memory-mapped classic pcap file. Use as a context manager; iterate with
     ``udp_packets()`` (one datagram at a time) or ``udp_payload_batches()`` (stacked)."""
 
-    def __init__(self, path: str | os.PathLike, chunk_records: int = 4096):
+    def __init__(self, path: str | os.PathLike[str], chunk_records: int = 4096):
         self.path = Path(path)
         self.chunk_records = max(1, int(chunk_records))
         self.skipped: Counter[str] = Counter()
         self.records_read = 0
         self.error: PcapError | None = None
         try:
-            self._file = open(self.path, "rb")
+            self._file = open(self.path, "rb")  # noqa: SIM115 - the reader owns the file until close()
         except OSError as exc:
             raise PcapError(f"cannot open pcap {self.path}: {exc.strerror or exc}", self.path, 0) from exc
         try:
@@ -175,7 +176,7 @@ class PcapReader:
             pass
         self._file.close()
 
-    def __enter__(self) -> "PcapReader":
+    def __enter__(self) -> PcapReader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -269,10 +270,12 @@ class PcapReader:
         last = data.shape[0] - 1
 
         def u8(at: np.ndarray) -> np.ndarray:
-            return data[np.minimum(at, last)].astype(np.int64)
+            byte: np.ndarray = data[np.minimum(at, last)].astype(np.int64)
+            return byte
 
         def be16(at: np.ndarray) -> np.ndarray:
-            return (u8(at) << 8) | u8(at + 1)
+            word: np.ndarray = (u8(at) << 8) | u8(at + 1)
+            return word
 
         start, length = chunk.data_offsets, chunk.lengths
         end = start + length
@@ -317,7 +320,9 @@ class PcapReader:
         for chunk in self._record_chunks():
             udp = self._locate_udp(chunk, ports)
             for ts, start, size, port in zip(
-                udp.timestamps_ns.tolist(), udp.payload_offsets.tolist(), udp.payload_lengths.tolist(), udp.dst_ports.tolist()
+                udp.timestamps_ns.tolist(), udp.payload_offsets.tolist(),
+                udp.payload_lengths.tolist(), udp.dst_ports.tolist(),
+                strict=True,
             ):
                 yield UdpPacket(ts, port, mm[start:start + size])
         self._raise_if_failed()
@@ -343,14 +348,14 @@ class PcapReader:
         self._raise_if_failed()
 
 
-def iter_udp_packets(path: str | os.PathLike, ports: Collection[int] | None = None) -> Iterator[UdpPacket]:
+def iter_udp_packets(path: str | os.PathLike[str], ports: Collection[int] | None = None) -> Iterator[UdpPacket]:
     """``(timestamp_ns, dst_port, payload)`` for each UDP datagram of a pcap file."""
     with PcapReader(path) as reader:
         yield from reader.udp_packets(ports)
 
 
 def read_udp_payloads(
-    path: str | os.PathLike, port: int = 2368, payload_size: int = 1206, strict: bool = True
+    path: str | os.PathLike[str], port: int = 2368, payload_size: int = 1206, strict: bool = True
 ) -> PacketBatch:
     """All ``payload_size``-byte payloads sent to ``port`` in one (N, payload_size) array.
 

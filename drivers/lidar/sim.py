@@ -98,7 +98,7 @@ class SyntheticScan:
         self.model, self.rate_hz, self.seed, self.noise_m = model, float(rate_hz), seed, float(noise_m)
         calibration = default_calibration(model)
         self.lasers = lasers = calibration.num_lasers
-        self.firings = firings = int(round(1.0 / (rate_hz * FIRING_PERIOD_S[model])))
+        self.firings = firings = round(1.0 / (self.rate_hz * FIRING_PERIOD_S[model]))
 
         azimuth = np.deg2rad(np.arange(firings) * (360.0 / firings))  # clockwise from +y
         elevation = np.deg2rad(calibration.vertical_deg)
@@ -116,10 +116,12 @@ class SyntheticScan:
         self.static_surface = np.where(ground <= wall, 0, 1)
         for number, box in enumerate(PARKED_BOXES):
             self._cast_box(box, 2 + number, self.static_distance, self.static_surface)
-        self.surface_intensity = np.concatenate([[GROUND_INTENSITY, WALL_INTENSITY], PARKED_INTENSITY, [MOVING_INTENSITY]])
+        self.surface_intensity = np.concatenate(
+            [[GROUND_INTENSITY, WALL_INTENSITY], PARKED_INTENSITY, [MOVING_INTENSITY]])
         firing = np.repeat(np.arange(firings), lasers)
         self.laser = np.tile(np.arange(lasers), firings).astype(np.uint16)
-        self.ring = np.argsort(np.argsort(calibration.vertical_deg, kind="stable"), kind="stable").astype(np.uint16)[self.laser]
+        ring_of_laser = np.argsort(np.argsort(calibration.vertical_deg, kind="stable"), kind="stable").astype(np.uint16)
+        self.ring = ring_of_laser[self.laser]
         self.time_s = (firing * FIRING_PERIOD_S[model] + self.laser * CHANNEL_GAP_S[model]).astype(np.float32)
 
     @property

@@ -38,8 +38,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -47,12 +49,13 @@ from broker.logs import log_event
 
 from ..pointcloud import POINT_DTYPE
 from .calibration import Calibration, CalibrationError, resolve_calibration
+from .clock import TimeSource
 from .frame import LidarFrame, LidarInputError, LidarSourceError, LidarTimeoutError
 from .identify import ModelEvidence
+from .ouster import OusterDecoder, is_ouster_metadata, load_ouster_metadata
 from .pcap import PcapCorruptRecordError, PcapError, PcapReader, PcapTruncatedError
 from .sim import SyntheticScan
-from .ouster import OusterDecoder, is_ouster_metadata, load_ouster_metadata
-from .velodyne import DEFAULT_PORT, TimeSource, VelodyneDecoder, iter_pcap_frames
+from .velodyne import DEFAULT_PORT, DecoderStats, VelodyneDecoder, iter_pcap_frames
 
 logger = logging.getLogger("drivers.lidar")
 
@@ -79,7 +82,8 @@ class _Pacer:
     behind schedule (a slow consumer, a paused process) it starts over from now instead
     of bursting to catch up."""
 
-    def __init__(self, rate: str | float, stop: threading.Event | None, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: str | float, stop: threading.Event | None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.rate = rate
         self.stop = stop or threading.Event()
         self.monotonic = monotonic
@@ -98,6 +102,8 @@ class _Pacer:
             return not self.stop.is_set()
         now = self.monotonic()
         if self.rate == "recorded":
+            if recorded_ns is None:
+                raise ValueError("pacing at the recorded rate needs each frame's recorded time")
             if self._anchor_wall is None:
                 self._anchor_wall = now
             if self._anchor_recorded_ns is None:
@@ -113,14 +119,15 @@ class _Pacer:
         return not self.stop.is_set()
 
 
-def _calibration_or_error(calibration: Calibration | str | os.PathLike | None, model: str | None,
-                          source: str) -> Calibration | str | os.PathLike | None:
+def _calibration_or_error(calibration: Calibration | str | os.PathLike[str] | None, model: str | None,
+                          source: str) -> Calibration | str | os.PathLike[str] | None:
     """Check the calibration early (a clear error before any packet); Velodyne files are
     resolved again by the decoder, against the packets (identify.py)."""
     try:
         if is_ouster_metadata(calibration):
             if model is not None:
-                raise CalibrationError(f"{calibration} is Ouster metadata: the model comes from it, not --model {model}")
+                raise CalibrationError(
+                    f"{calibration} is Ouster metadata: the model comes from it, not --model {model}")
             load_ouster_metadata(calibration)
             return calibration
         if calibration is None:
@@ -133,7 +140,8 @@ def _calibration_or_error(calibration: Calibration | str | os.PathLike | None, m
         raise LidarInputError(f"{source}: {exc}") from None
 
 
-def _decoder(calibration, model: str | None, source: str, time_source: TimeSource) -> VelodyneDecoder | OusterDecoder:
+def _decoder(calibration: Calibration | str | os.PathLike[str] | None, model: str | None, source: str,
+             time_source: TimeSource) -> VelodyneDecoder | OusterDecoder:
     """The packet decoder a calibration calls for: Ouster metadata JSON → Ouster, else Velodyne."""
     if is_ouster_metadata(calibration):
         return OusterDecoder(calibration, source=source)
@@ -151,7 +159,7 @@ class _PacketSource:
         return self._decoder.evidence if self._decoder is not None else None
 
     @property
-    def packet_counts(self) -> dict | None:
+    def packet_counts(self) -> dict[str, Any] | None:
         """Packets received, lost and out of order (loss.py) and skipped (by reason)."""
         if self._decoder is None:
             return None
@@ -168,8 +176,8 @@ class PcapSource(_PacketSource):
 
     def __init__(
         self,
-        path: str | os.PathLike,
-        calibration: Calibration | str | os.PathLike | None = None,
+        path: str | os.PathLike[str],
+        calibration: Calibration | str | os.PathLike[str] | None = None,
         model: str | None = None,
         rate: Rate = "recorded",
         loop: bool = False,
@@ -192,7 +200,7 @@ class PcapSource(_PacketSource):
         self.calibration = _calibration_or_error(calibration, model, self.name)
         self.stop = stop
         self.clock_ns = clock_ns
-        self.stats = None  # DecoderStats of the playback in progress (all loops)
+        self.stats: DecoderStats | None = None  # of the playback in progress (all loops)
         self._decoder: VelodyneDecoder | OusterDecoder | None = None
         self._check_readable()
 
@@ -216,7 +224,8 @@ class PcapSource(_PacketSource):
         while True:
             self._check_readable()
             frames_before = decoder.stats.frames
-            first_ns = last_ns = None
+            first_ns: int | None = None
+            last_ns = 0  # set with first_ns
             frames = iter_pcap_frames(self.path, decoder, self.port)
             while True:
                 try:
@@ -256,7 +265,7 @@ class UdpSource(_PacketSource):
         self,
         host: str = "0.0.0.0",
         port: int = DEFAULT_PORT,
-        calibration: Calibration | str | os.PathLike | None = None,
+        calibration: Calibration | str | os.PathLike[str] | None = None,
         model: str | None = None,
         *,
         timeout_s: float = 2.0,
@@ -280,7 +289,7 @@ class UdpSource(_PacketSource):
         self.max_batch_delay_s = float(max_batch_delay_s)
         self.time_source = time_source
         self.stop = stop or threading.Event()
-        self.stats = None
+        self.stats: DecoderStats | None = None
         self._decoder: VelodyneDecoder | OusterDecoder | None = None
         self.bound_port: int | None = None  # the actual port (useful with port 0 in tests)
 
@@ -295,8 +304,9 @@ class UdpSource(_PacketSource):
             raise LidarInputError(f"{self.name}: cannot listen: {exc.strerror or exc}") from None
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         if granted < self.receive_buffer_bytes:  # Linux reports twice what it grants
-            log_event(logger, logging.WARNING, "udp_receive_buffer_small", source=self.name, requested=self.receive_buffer_bytes,
-                      granted=granted, hint="raise net.core.rmem_max to absorb bursts")
+            log_event(logger, logging.WARNING, "udp_receive_buffer_small", source=self.name,
+                      requested=self.receive_buffer_bytes, granted=granted,
+                      hint="raise net.core.rmem_max to absorb bursts")
         self.bound_port = sock.getsockname()[1]
         self.name = f"udp://{self.host}:{self.bound_port}"
         return sock
@@ -336,7 +346,8 @@ class UdpSource(_PacketSource):
                 if count == 0:
                     silent = time.monotonic() - last_packet
                     if silent >= self.timeout_s:
-                        raise LidarTimeoutError(f"{self.name}: no packets for {silent:.1f} s (sensor gone or not sending here?)")
+                        raise LidarTimeoutError(
+                            f"{self.name}: no packets for {silent:.1f} s (sensor gone or not sending here?)")
                     continue
                 last_packet = time.monotonic()
                 right = sizes[:count] == packet_size
@@ -358,7 +369,7 @@ class PcdDirSource:
 
     SUFFIXES = (".pcd", ".ply")
 
-    def __init__(self, path: str | os.PathLike, rate: Rate = 10.0, loop: bool = False, *, model: str = "pcd",
+    def __init__(self, path: str | os.PathLike[str], rate: Rate = 10.0, loop: bool = False, *, model: str = "pcd",
                  stop: threading.Event | None = None, clock_ns: Callable[[], int] = time.time_ns):
         self.path = Path(path)
         self.name = f"pcd-dir:{self.path}"
@@ -384,7 +395,7 @@ class PcdDirSource:
             raise LidarInputError(f"{self.name}: no .pcd or .ply files in the directory")
         return files
 
-    def _read(self, open3d, file: Path) -> np.ndarray | None:
+    def _read(self, open3d: ModuleType, file: Path) -> np.ndarray | None:
         try:
             cloud = open3d.t.io.read_point_cloud(str(file))
         except (RuntimeError, OSError, ValueError) as exc:
@@ -463,7 +474,7 @@ def open_lidar_source(
     source: str,
     *,
     model: str | None = None,
-    calibration: Calibration | str | os.PathLike | None = None,
+    calibration: Calibration | str | os.PathLike[str] | None = None,
     rate: Rate = "recorded",
     loop: bool = False,
     keep_timestamps: bool = False,

@@ -55,26 +55,30 @@ Channel i fires 2.304 µs (VLP-16) / 1.152 µs (HDL-32E) after channel i-1.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from broker.logs import log_event
 
-from ..pointcloud import (RETURN_BOTH, RETURN_LAST, RETURN_SECOND, RETURN_STRONGEST, RETURN_UNKNOWN,
-                          SENSOR_POINT_DTYPE)
+from ..pointcloud import RETURN_BOTH, RETURN_LAST, RETURN_SECOND, RETURN_STRONGEST, RETURN_UNKNOWN, SENSOR_POINT_DTYPE
 from .calibration import PACKET_LAYOUT, Calibration, calibration_laser_count, default_calibration, resolve_calibration
 from .clock import HOUR_US, PacketClock, TimeSource
-from .frame import LidarFrame
+from .frame import LidarFrame, LidarSourceError
 from .identify import PACKET_SPAN_US, RETURN_MODE_DUAL, ModelEvidence, identify_model, unsupported_product
 from .loss import PacketLoss
-from .velodyne_ext import EXTERNAL_MODELS, ExternalVelodyneDecoder
 from .pcap import PcapError, PcapReader
+from .velodyne_ext import EXTERNAL_MODELS, ExternalVelodyneDecoder
+
+if TYPE_CHECKING:  # ouster.py decodes its own packets; named here only as the other decoder a pcap feeds
+    from .ouster import OusterDecoder
 
 logger = logging.getLogger("drivers.lidar.velodyne")
 
@@ -133,7 +137,8 @@ _SINGLE_RETURN_TYPE[0x37], _SINGLE_RETURN_TYPE[0x38] = RETURN_STRONGEST, RETURN_
 
 def _round_half_away(values: np.ndarray) -> np.ndarray:
     """vtkMath::Round: halves away from zero."""
-    return np.trunc(values + np.where(values >= 0, 0.5, -0.5)).astype(np.int64)
+    rounded: np.ndarray = np.trunc(values + np.where(values >= 0, 0.5, -0.5)).astype(np.int64)
+    return rounded
 
 
 @dataclass
@@ -142,7 +147,7 @@ class DecoderStats:
     decoded: int = 0  # packets turned into points
     frames: int = 0
     points: int = 0
-    skipped: Counter = field(default_factory=Counter)  # reason -> packets
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> packets
 
 
 @dataclass
@@ -172,7 +177,7 @@ class _ModelTables:
     packet_duration_ns: np.ndarray  # (2,) int64
 
     @classmethod
-    def build(cls, calibration: Calibration) -> "_ModelTables":
+    def build(cls, calibration: Calibration) -> _ModelTables:
         model = calibration.model
         channel_laser = np.arange(CHANNELS_PER_BLOCK) % calibration.num_lasers
 
@@ -182,7 +187,8 @@ class _ModelTables:
         vertical = np.deg2rad(calibration.vertical_deg)
         ring_of_laser = np.argsort(np.argsort(calibration.vertical_deg, kind="stable"), kind="stable")
         rotation = np.deg2rad(calibration.rotational_deg)
-        (single_times, single_ratio), (dual_times, dual_ratio) = _firing_times_us(model, False), _firing_times_us(model, True)
+        single_times, single_ratio = _firing_times_us(model, False)
+        dual_times, dual_ratio = _firing_times_us(model, True)
         times_us = np.stack([single_times, dual_times])
         block_offset_us = times_us[:, :, :1]
         period_us = 110.592 if PACKET_LAYOUT[model] == "VLP-16" else 46.08
@@ -225,7 +231,7 @@ class VelodyneDecoder:
 
     def __init__(
         self,
-        calibration: Calibration | str | os.PathLike | None = None,
+        calibration: Calibration | str | os.PathLike[str] | None = None,
         model: str | None = None,
         *,
         source: str = "velodyne",
@@ -315,7 +321,8 @@ class VelodyneDecoder:
         payloads = np.asarray(payloads)
         arrival_ns = np.asarray(arrival_ns, np.int64).reshape(-1)
         if payloads.dtype != np.uint8 or payloads.ndim != 2 or payloads.shape[1] != PACKET_SIZE:
-            raise ValueError(f"payloads must be an (N, {PACKET_SIZE}) uint8 array, got {payloads.dtype} {payloads.shape}")
+            raise ValueError(
+                f"payloads must be an (N, {PACKET_SIZE}) uint8 array, got {payloads.dtype} {payloads.shape}")
         if arrival_ns.shape[0] != payloads.shape[0]:
             raise ValueError(f"{payloads.shape[0]} payloads but {arrival_ns.shape[0]} arrival times")
         self.stats.packets += payloads.shape[0]
@@ -369,21 +376,20 @@ class VelodyneDecoder:
                 return np.zeros(packets.shape[0], bool)
         good_flags = any_bank if self._external is not None else np.all(blocks["flag"] == BLOCK_FLAG, axis=1)
         ok = good_flags & good_azimuth
-        if self._stream_product_id is not None:
-            same_model = product == self._stream_product_id
-        else:
-            same_model = np.ones_like(ok)
+        same_model = product == self._stream_product_id if self._stream_product_id is not None else np.ones_like(ok)
         if ok.all() and same_model.all():
             return None
         self._skip("bad_block_flag", int(np.count_nonzero(~good_flags)),
                   f"a block flag is not a Velodyne bank flag fitting a {self.model} data packet")
-        self._skip("bad_azimuth", int(np.count_nonzero(good_flags & ~good_azimuth)), "a block azimuth is over 36000 (360°)")
+        self._skip("bad_azimuth", int(np.count_nonzero(good_flags & ~good_azimuth)),
+                   "a block azimuth is over 36000 (360°)")
         other = ok & ~same_model
         if other.any():
-            ids = sorted({f"0x{p:02x}" for p in product[other].tolist()})
+            other_ids = sorted({f"0x{p:02x}" for p in product[other].tolist()})
             self._skip("other_model", int(np.count_nonzero(other)),
-                      f"product id {', '.join(ids)} differs from the stream's 0x{self._stream_product_id:02x}")
-        return ok & same_model
+                      f"product id {', '.join(other_ids)} differs from the stream's 0x{self._stream_product_id:02x}")
+        decodable: np.ndarray = ok & same_model
+        return decodable
 
     def _identify(self, packets: np.ndarray) -> bool:
         """Decide the stream's model from its first valid packets (identify.py) and build
@@ -392,9 +398,11 @@ class VelodyneDecoder:
         if packets.shape[0] == 0:
             return False
         given = self._given_calibration
+        file = self._calibration_file
+        origin = given.origin if given else (str(file) if file is not None else None)
         evidence = identify_model(packets, configured_model=self._configured_model,
                                   calibration_lasers=self._calibration_lasers,
-                                  calibration_origin=given.origin if given else self._calibration_file and str(self._calibration_file),
+                                  calibration_origin=origin,
                                   source=self.source)
         if evidence is None:
             return False
@@ -416,40 +424,48 @@ class VelodyneDecoder:
 
     # -- time ---------------------------------------------------------------------------
 
-    def _packet_times_ns(self, packets: np.ndarray, arrival_ns: np.ndarray, dual: np.ndarray) -> np.ndarray:
+    def _identified(self) -> tuple[ModelEvidence, _ModelTables]:
+        """The stream's model and decode tables, which ``_identify`` sets together."""
+        if self.evidence is None or self._tables is None:
+            raise LidarSourceError(f"{self.source}: decoding before the stream's model is known")
+        return self.evidence, self._tables
+
+    def _packet_times_ns(self, tables: _ModelTables, packets: np.ndarray, arrival_ns: np.ndarray,
+                         dual: np.ndarray) -> np.ndarray:
         """Time of the first firing of each packet, ns since the epoch (see clock.py)."""
-        host_ns = arrival_ns - self._tables.packet_duration_ns[dual.astype(np.intp)]
+        host_ns = arrival_ns - tables.packet_duration_ns[dual.astype(np.intp)]
         return self._clock.times_ns(packets["timestamp_us"], host_ns)
 
     # -- the vectorised decode ----------------------------------------------------------
 
     def _decode_valid(self, packets: np.ndarray, arrival_ns: np.ndarray) -> list[LidarFrame]:
+        _, tables = self._identified()
         dual = packets["return_mode"] == RETURN_MODE_DUAL
-        packet_ns = self._packet_times_ns(packets, arrival_ns, dual)
+        packet_ns = self._packet_times_ns(tables, packets, arrival_ns, dual)
         frames: list[LidarFrame] = []
         for begin in range(0, packets.shape[0], CHUNK_PACKETS):  # chunks small enough to stay in cache
             end = begin + CHUNK_PACKETS
-            self._decode_chunk(packets[begin:end], packet_ns[begin:end], dual[begin:end], frames)
+            self._decode_chunk(tables, packets[begin:end], packet_ns[begin:end], dual[begin:end], frames)
         return frames
 
-    def _azimuth_adjustments(self, azimuth_step: np.ndarray, dual: np.ndarray) -> np.ndarray:
+    def _azimuth_adjustments(self, tables: _ModelTables, azimuth_step: np.ndarray, dual: np.ndarray) -> np.ndarray:
         """(n, 12, 32) azimuth added to each channel's block azimuth: VeloView's
         round(step × firing-time ratio), tabulated per distinct (step, return mode)."""
         keys = azimuth_step.astype(np.int64) * 2 + dual
         distinct, inverse = np.unique(keys, return_inverse=True)
-        tables = np.empty((distinct.shape[0], BLOCKS_PER_PACKET, CHANNELS_PER_BLOCK), np.int32)
+        adjustments = np.empty((distinct.shape[0], BLOCKS_PER_PACKET, CHANNELS_PER_BLOCK), np.int32)
         cache = self._adjustment_cache
         for row, key in enumerate(distinct.tolist()):  # a handful of distinct steps a chunk
             table = cache.get(key)
             if table is None:
                 if len(cache) > 4096:
                     cache.clear()
-                table = cache[key] = _round_half_away((key >> 1) * self._tables.azimuth_ratio[key & 1]).astype(np.int32)
-            tables[row] = table
-        return tables[inverse.reshape(-1)]
+                table = cache[key] = _round_half_away((key >> 1) * tables.azimuth_ratio[key & 1]).astype(np.int32)
+            adjustments[row] = table
+        return adjustments[inverse.reshape(-1)]
 
-    def _decode_chunk(self, packets: np.ndarray, packet_ns: np.ndarray, dual: np.ndarray, frames: list[LidarFrame]) -> None:
-        t = self._tables
+    def _decode_chunk(self, t: _ModelTables, packets: np.ndarray, packet_ns: np.ndarray, dual: np.ndarray,
+                      frames: list[LidarFrame]) -> None:
         n_packets = packets.shape[0]
         blocks = packets["blocks"]
         azimuth = blocks["azimuth"].astype(np.int32)  # (n, 12)
@@ -461,13 +477,14 @@ class VelodyneDecoder:
         # VeloView's azimuth step of a packet: element 6 of its 11 sorted block-to-block steps
         steps = (azimuth[:, 1:] - azimuth[:, :-1] + 54000) % 36000 - 18000
         azimuth_step = np.sort(steps, axis=1)[:, BLOCKS_PER_PACKET // 2]
-        azimuth_index = self._azimuth_adjustments(azimuth_step, dual)
+        azimuth_index = self._azimuth_adjustments(t, azimuth_step, dual)
         azimuth_index += azimuth[:, :, None]
         azimuth_index &= 0xFFFF  # VeloView's unsigned short; the tables repeat every 36000
         cos_a = _COS_AZIMUTH_65536.take(azimuth_index)
         sin_a = _SIN_AZIMUTH_65536.take(azimuth_index)
         if t.has_rotation:  # azimuth − rotational correction
-            cos_a, sin_a = cos_a * t.cos_rotation + sin_a * t.sin_rotation, sin_a * t.cos_rotation - cos_a * t.sin_rotation
+            cos_a, sin_a = (cos_a * t.cos_rotation + sin_a * t.sin_rotation,
+                            sin_a * t.cos_rotation - cos_a * t.sin_rotation)
 
         # dense (n, 12, 32) points in firing order, compressed once at the end
         dense = np.empty((n_packets, BLOCKS_PER_PACKET, CHANNELS_PER_BLOCK), SENSOR_POINT_DTYPE)
@@ -519,7 +536,7 @@ class VelodyneDecoder:
         points = dense.reshape(-1) if kept.shape[0] == returned.size else dense.reshape(-1).take(kept)
 
         bounds = np.searchsorted(kept >> 5, split_blocks).tolist()  # first point of each split block
-        for segment, (begin, end) in enumerate(zip([0, *bounds], [*bounds, points.shape[0]])):
+        for segment, (begin, end) in enumerate(itertools.pairwise([0, *bounds, points.shape[0]])):
             if segment > 0:
                 frames.append(self._emit(self._pending, self._pending_capture_ns))
                 self._pending, self._pending_capture_ns = [], int(segment_start_ns[segment])
@@ -542,7 +559,8 @@ class VelodyneDecoder:
         run_lengths = np.diff(np.append(run_starts, signs.shape[0]))
         splits = []
         last_slope = self._last_slope
-        for start, length, sign in zip(run_starts.tolist(), run_lengths.tolist(), signs[run_starts].tolist()):
+        for start, length, sign in zip(run_starts.tolist(), run_lengths.tolist(), signs[run_starts].tolist(),
+                                       strict=True):
             if last_slope == 0:
                 last_slope = sign
             elif sign != last_slope:
@@ -555,7 +573,8 @@ class VelodyneDecoder:
         # concatenated as bytes: numpy's structured concatenate copies field by field, ~40× slower
         points = (np.concatenate([c.view(np.uint8) for c in chunks]).view(SENSOR_POINT_DTYPE) if chunks
                   else np.empty(0, SENSOR_POINT_DTYPE))
-        frame = LidarFrame(capture_ns=int(capture_ns), points=points, model=self.evidence.model, seq=self._seq)
+        evidence, _ = self._identified()
+        frame = LidarFrame(capture_ns=int(capture_ns), points=points, model=evidence.model, seq=self._seq)
         self._seq += 1
         self.stats.frames += 1
         self.stats.points += points.shape[0]
@@ -563,7 +582,8 @@ class VelodyneDecoder:
 
 
 def iter_pcap_frames(
-    path: str | os.PathLike, decoder, port: int | None = None, batch_packets: int = 1024
+    path: str | os.PathLike[str], decoder: VelodyneDecoder | OusterDecoder, port: int | None = None,
+    batch_packets: int = 1024,
 ) -> Iterator[LidarFrame]:
     """Rotations of a pcap capture, the last (partial) one included. A damaged file
     yields everything readable, then raises its ``PcapError``. Datagrams to ``port`` of
@@ -597,8 +617,8 @@ def iter_pcap_frames(
 
 
 def decode_pcap(
-    path: str | os.PathLike,
-    calibration: Calibration | str | os.PathLike | None = None,
+    path: str | os.PathLike[str],
+    calibration: Calibration | str | os.PathLike[str] | None = None,
     model: str | None = None,
     port: int = DEFAULT_PORT,
     time_source: TimeSource = "auto",

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,28 +52,29 @@ _REFERENCE_RETURN = np.full(256, RETURN_UNKNOWN, np.uint8)
 _REFERENCE_RETURN[1], _REFERENCE_RETURN[2], _REFERENCE_RETURN[3] = RETURN_STRONGEST, RETURN_LAST, RETURN_BOTH
 
 
-def _laser_of_ring(calibration) -> np.ndarray:
+def _laser_of_ring(calibration: Any) -> np.ndarray:  # a velodyne_decoder.Calibration (untyped library)
     """Laser id of each ring (beam rank by elevation, 0 lowest) of a reference calibration."""
     import yaml  # a dependency of velodyne_decoder
 
     lasers = yaml.safe_load(calibration.to_string())["lasers"]
-    vertical = np.array([laser["vert_correction"] for laser in sorted(lasers, key=lambda l: l["laser_id"])])
+    vertical = np.array([laser["vert_correction"] for laser in sorted(lasers, key=lambda laser: laser["laser_id"])])
     return np.argsort(vertical, kind="stable").astype(np.uint16)
 
 
-def _import_reference():
+def _import_reference() -> ModuleType:
     try:
         import velodyne_decoder
     except ImportError as exc:
         raise LidarInputError(f"decoding this model needs the 'velodyne' extra (velodyne-decoder): {exc}") from None
-    return velodyne_decoder
+    module: ModuleType = velodyne_decoder  # untyped library: its attributes are Any
+    return module
 
 
 class ExternalVelodyneDecoder:
     """Packet → rotation decoding of one stream through ``velodyne_decoder``; the
     ``decode`` / ``flush`` contract of ``VelodyneDecoder``, which owns it."""
 
-    def __init__(self, model: str, calibration: str | os.PathLike | None, stats: "DecoderStats", source: str):
+    def __init__(self, model: str, calibration: str | os.PathLike[str] | None, stats: DecoderStats, source: str):
         reference = _import_reference()
         if model not in EXTERNAL_MODELS:
             raise LidarInputError(f"{source}: no external decoder for {model!r}")
@@ -142,7 +144,7 @@ class ExternalVelodyneDecoder:
         points["ring"] = cloud["ring"]
         points["laser"] = self._laser_of_ring[cloud["ring"]]
         points["return_type"] = _REFERENCE_RETURN[cloud["return_type"]]
-        capture_ns = int(round((stamp.host + first) * 1e9))
+        capture_ns = int(np.rint((stamp.host + first) * 1e9))  # numpy scalar: round() keeps its type on numpy 1.x
         frame = LidarFrame(capture_ns=capture_ns, points=points, model=self.model, seq=self._seq)
         self._seq += 1
         self.stats.frames += 1

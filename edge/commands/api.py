@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from . import Subparsers
 from .common import check_endpoint, endpoint_arg, load_app_config, readable_file, tcp_port
 
 
@@ -15,7 +17,7 @@ def dashboard_url(host: str, port: int, token: str) -> str:
     return f"http://{shown}:{port or '<port of api_ready in the API log>'}/#token={token}"
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "api", help="serve the HTTP API and the live dashboard",
         description="Serve the HTTP API and dashboard. Binds 127.0.0.1:8080 by default; any other bind "
@@ -24,7 +26,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--config", type=readable_file, help="appliance config file (default: configs/sim.toml)")
     parser.add_argument("--host", help="bind address (default: api.host, 127.0.0.1)")
     parser.add_argument("--port", type=tcp_port, help="TCP port (default: api.port, 8080)")
-    parser.add_argument("--endpoint", type=endpoint_arg, help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
+    parser.add_argument("--endpoint", type=endpoint_arg,
+                        help="broker endpoint (default: $EDGE_ENDPOINT, else from the config)")
     parser.add_argument("--data-dir", help="override [broker] data_dir (exports go to <data_dir>/exports)")
     parser.add_argument("--print-url", action="store_true",
                         help="print the dashboard URL with the API token (the generated <data_dir>/.api-token "
@@ -32,7 +35,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import os
 
     from edge.api.server import run_api

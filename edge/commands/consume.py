@@ -26,7 +26,11 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterable
+from types import FrameType
+from typing import TYPE_CHECKING
 
+from . import Subparsers
 from .common import (
     OFFSET_DIGITS_MAX,
     add_endpoint_args,
@@ -36,6 +40,10 @@ from .common import (
     resolve_endpoint,
 )
 from .failures import UsageError
+
+if TYPE_CHECKING:  # the broker client loads when a command runs, not when the parser is built
+    from broker.client import Admin, Consumer
+    from broker.records import Record
 
 ENDS_REFRESH_S = 0.5
 
@@ -51,7 +59,7 @@ def start_arg(text: str) -> str:
     return text
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("consume", help="print records of topics (names or patterns)")
     parser.add_argument("topics", nargs="*", metavar="TOPIC", help="topic names or shell patterns (camera.*)")
     parser.add_argument("--include", action="append", default=[], metavar="PATTERN",
@@ -61,7 +69,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--partition", type=non_negative_int, help="only this partition (default: all; one topic)")
     parser.add_argument("--from", dest="start", default="earliest", type=start_arg,
                         help="earliest | latest | OFFSET | ISO-8601 time | -DURATION (e.g. -10m)")
-    parser.add_argument("--group", help="consumer group to join: start at its committed offsets, commit what was printed")
+    parser.add_argument("--group",
+                        help="consumer group to join: start at its committed offsets, commit what was printed")
     parser.add_argument("--max-messages", "--limit", dest="limit", type=non_negative_int,
                         help="exit after this many records")
     parser.add_argument("--timeout", type=positive_float, help="exit after this many seconds without a new record")
@@ -73,7 +82,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def record_json(record) -> str:
+def record_json(record: Record) -> str:
     value = bytes(record.value)
     try:
         text, b64 = value.decode("utf-8"), None
@@ -100,7 +109,7 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-def _start_positions(consumer, args, partitions) -> None:
+def _start_positions(consumer: Consumer, args: argparse.Namespace, partitions: list[tuple[str, int]]) -> None:
     for tp in partitions:
         if args.start == "earliest":
             consumer.seek_to_beginning([tp])
@@ -112,7 +121,7 @@ def _start_positions(consumer, args, partitions) -> None:
             consumer.seek_to_time(parse_time_ns(args.start), [tp])
 
 
-def resolve_topics(admin, names: list[str], includes: list[str]) -> dict[str, int]:
+def resolve_topics(admin: Admin, names: list[str], includes: list[str]) -> dict[str, int]:
     """Partition count of every topic named or matched (internal ``_`` topics only by a
     pattern that starts with ``_``)."""
     from broker.errors import UnknownTopicError
@@ -136,16 +145,16 @@ class TimeMerge:
     """Holds polled records and lets them out in capture-time order: the earliest held record
     goes once every other assigned partition has a record held or is at its log end."""
 
-    def __init__(self, consumer, admin):
+    def __init__(self, consumer: Consumer, admin: Admin):
         self.consumer = consumer
         self.admin = admin
-        self.heap: list = []
+        self.heap: list[tuple[int, int, Record]] = []  # (capture time, arrival order, record)
         self.held_by: dict[tuple[str, int], int] = {}
         self.ends: dict[tuple[str, int], int] = {}
         self.ends_at = 0.0
         self.seq = 0
 
-    def add(self, records) -> None:
+    def add(self, records: Iterable[Record]) -> None:
         for record in records:
             self.seq += 1
             heapq.heappush(self.heap, (record.timestamp, self.seq, record))
@@ -161,7 +170,7 @@ class TimeMerge:
             self.ends = {p: self.admin.list_offset(p[0], p[1], "latest") for p in self.consumer.assignment()}
         return position >= self.ends.get(tp, 0)
 
-    def ready(self, flush: bool = False) -> list:
+    def ready(self, flush: bool = False) -> list[Record]:
         out = []
         while self.heap:
             record = self.heap[0][2]
@@ -174,11 +183,11 @@ class TimeMerge:
             out.append(record)
         return out
 
-    def held(self) -> list:
+    def held(self) -> list[Record]:
         return [entry[2] for entry in self.heap]
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from broker.client import Admin, Consumer
     from broker.errors import BrokerUnavailableError, OffsetOutOfRangeError
 
@@ -205,11 +214,11 @@ def run(args) -> int:
                         on_reset=lambda event: _say(event.describe()),
                         auto_commit_interval_ms=COMMIT_INTERVAL_MS if args.group else None)
     seen = 0
-    batch: list = []
+    batch: list[Record] = []
     printed_in_batch = 0
     stop: list[int] = []
 
-    def interrupted(signum, _frame) -> None:
+    def interrupted(signum: int, _frame: FrameType | None) -> None:
         if stop:
             raise KeyboardInterrupt  # a second Ctrl-C: at once
         stop.append(signum)  # checked between records, so a record is printed and counted whole

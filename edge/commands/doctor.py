@@ -3,12 +3,14 @@ when any check FAILs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
+from . import Subparsers
 from .common import add_endpoint_args, add_format_arg, load_app_config, positive_float, resolve_endpoint
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("doctor", help="check disk, mounts, permissions, clock, broker, sensors, cloud link")
     parser.add_argument("--listen", type=positive_float, default=2.0, metavar="SECONDS",
                         help="how long to wait for packets from a udp:// LiDAR (default 2)")
@@ -17,7 +19,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from edge.doctor import FAIL, run_checks
 
     config = load_app_config(args)

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
+from . import Subparsers
 from .common import add_endpoint_args, log_level, readable_file, resolve_endpoint
 from .failures import UsageError, pydantic_line
 
+if TYPE_CHECKING:  # the config, its models and the event triggers load when the driver starts
+    from edge.config import AppConfig, CameraConfig, LidarConfig
+    from edge.events import GapTrigger
 
-def add_parser(subparsers) -> None:
+
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("driver", help="run a sensor driver (camera or lidar)")
     kinds = parser.add_subparsers(dest="kind", required=True)
     camera = kinds.add_parser("camera", help="a camera: sim, V4L2 device, stream URL or video file")
@@ -42,13 +48,13 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _settings(args: argparse.Namespace):
+def _settings(args: argparse.Namespace) -> tuple[CameraConfig | LidarConfig, AppConfig | None]:
     from pydantic import ValidationError
 
     from edge.config import CameraConfig, ConfigError, LidarConfig, load_config
 
-    model = CameraConfig if args.kind == "camera" else LidarConfig
-    base: dict = {"name": args.name}
+    model: type[CameraConfig | LidarConfig] = CameraConfig if args.kind == "camera" else LidarConfig
+    base: dict[str, Any] = {"name": args.name}
     config = None
     if args.config or not args.source:
         config = load_config(args.config)
@@ -73,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, f"{args.kind}-{args.name}")
     endpoint = resolve_endpoint(args)
     runner = run_camera if args.kind == "camera" else run_lidar
-    triggers = {}
+    triggers: dict[str, GapTrigger] = {}
     if config is not None:
         from edge.events import GapTrigger
 
@@ -85,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
         return runner(settings, endpoint, **triggers)
     except KeyboardInterrupt:
         return 0
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+    except Exception as exc:  # one clear line, not a traceback
         print(f"edge driver {args.kind} {args.name}: {exc}", file=sys.stderr)
         return 1

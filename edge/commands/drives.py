@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from . import Subparsers
 from .common import add_endpoint_args, add_format_arg, resolve_endpoint
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("drives", help="list drives, or mark a drive's start/stop (ignition hooks)")
     parser.add_argument("action", nargs="?", choices=["list", "start", "stop"], default="list")
-    parser.add_argument("--name", type=drive_name_arg, help="drive name (start: default drive-<UTC time>; stop: default the open drive)")
+    parser.add_argument("--name", type=drive_name_arg,
+                        help="drive name (start: default drive-<UTC time>; stop: default the open drive)")
     parser.add_argument("--reason", default="manual", help="why (e.g. ignition)")
     add_format_arg(parser)
     add_endpoint_args(parser)
@@ -31,10 +33,10 @@ def drive_name_arg(text: str) -> str:
 def _when(ns: int | None) -> str:
     if ns is None:
         return "-"
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from edge.drives import list_drives, new_drive_name, record_event
 
     endpoint = resolve_endpoint(args)

@@ -9,13 +9,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from typing import TYPE_CHECKING
 
+from . import Subparsers
 from .common import add_endpoint_args, load_app_config, resolve_endpoint
 from .failures import UsageError
 
+if TYPE_CHECKING:  # the broker client loads when a command runs, not when the parser is built
+    from broker.client import Admin
 
-def add_parser(subparsers) -> None:
+
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("events", help="create, list, show or delete events (pinned windows)")
     parser.add_argument("action", choices=["create", "list", "show", "delete", "watch"],
                         help="watch: create events from [[events.triggers]] until stopped (edge up runs it)")
@@ -42,7 +48,7 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f}"
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from broker.client import Admin
 
     if args.action in ("show", "delete") and not args.id:
@@ -53,7 +59,7 @@ def run(args) -> int:
         return _run(args, admin)
 
 
-def _run(args, admin) -> int:
+def _run(args: argparse.Namespace, admin: Admin) -> int:
     from edge.events import create_event, delete_event, list_events, show_event
 
     if args.action == "create":
@@ -85,7 +91,7 @@ def _run(args, admin) -> int:
     return 0
 
 
-def _watch(args) -> int:
+def _watch(args: argparse.Namespace) -> int:
     import signal
     import threading
 

@@ -9,24 +9,33 @@ of MP4 videos and PCD/PLY clouds.
 
 The format follows ``--out`` (``.mcap``: MCAP, anything else: a directory) unless
 ``--format`` says (``mp4`` and ``pcd`` name the directory export: MP4 videos, PCD clouds).
-``--event ID`` exports exactly the event's pinned offsets (its topics unless ``--topics``). Progress goes to stderr, the summary to stdout (``--json``: the
-result as JSON). Nothing appears under ``--out`` unless the export completed.
+``--event ID`` exports exactly the event's pinned offsets (its topics unless ``--topics``).
+Progress goes to stderr, the summary to stdout (``--json``: the result as JSON). Nothing
+appears under ``--out`` unless the export completed.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING, Any, TextIO
 
+from . import Subparsers
 from .common import add_endpoint_args, resolve_endpoint
 from .failures import UsageError
 
+if TYPE_CHECKING:  # the export and replay packages load when the command runs
+    from edge.export.core import ExportPlan
+    from edge.replay.sources import RecordSource
 
-def add_parser(subparsers) -> None:
+
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("export", help="export a window of topics to MCAP (Foxglove) or MP4/PCD files")
     parser.add_argument("--topics",
                         help="comma-separated topic names or shell patterns (camera.front,lidar.* ; name:PARTITION)")
@@ -58,7 +67,8 @@ def add_parser(subparsers) -> None:
 class ProgressBar:
     """One self-rewriting line on a terminal; a line every ``interval_s`` otherwise."""
 
-    def __init__(self, stream=None, *, width: int = 28, interval_s: float = 5.0, clock=time.monotonic):
+    def __init__(self, stream: TextIO | None = None, *, width: int = 28, interval_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.stream = stream if stream is not None else sys.stderr
         self._clock = clock
         self._started = clock()
@@ -120,7 +130,7 @@ def check_out_parent(out: str) -> None:
                          f"(mkdir -p {parent}) or choose another path")
 
 
-def summary(result: dict) -> str:
+def summary(result: dict[str, Any]) -> str:
     topics = result.get("topics") or {}
     parts = []
     for topic, info in topics.items():
@@ -137,16 +147,17 @@ def summary(result: dict) -> str:
     return text
 
 
-def outside_window(source, plan, result: dict) -> int:
+def outside_window(source: RecordSource, plan: ExportPlan, result: dict[str, Any]) -> int:
     """How many records of the chosen partitions the window left out (their capture times
     lie outside it): reported, so a window never drops records silently."""
-    from edge.replay.timespec import END_OF_LOG_NS, EARLIEST_NS
+    from edge.replay.timespec import EARLIEST_NS, END_OF_LOG_NS
 
     held = sum(source.count_between(tp, EARLIEST_NS, END_OF_LOG_NS) for tp in plan.partitions)
-    return max(0, held - result["records"])
+    exported: int = result["records"]
+    return max(0, held - exported)
 
 
-def _event_window(endpoint: str, event_id: str) -> tuple:
+def _event_window(endpoint: str, event_id: str) -> tuple[Any, ...]:  # edge.events.event_resolution's answer
     from broker.errors import BrokerError
     from edge.events import event_resolution
     from edge.replay.timespec import TimeSpecError
@@ -157,7 +168,7 @@ def _event_window(endpoint: str, event_id: str) -> tuple:
         raise TimeSpecError(f"--event {event_id}: {exc.message}") from None
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from edge.drives import drive_resolution, source_drive_resolution
     from edge.export import ExportError, export_window, infer_format, plan_export
     from edge.replay.missing import missing_exit_status
@@ -173,10 +184,7 @@ def run(args) -> int:
         raise ExportError("name the topics to export (--topics) or an event (--event)")
     fmt = infer_format(args.out, args.format)
     check_out_parent(args.out)
-    if args.kafka:
-        endpoint = args.endpoint or os.environ.get("EDGE_ENDPOINT")
-    else:
-        endpoint = resolve_endpoint(args)
+    endpoint = (args.endpoint or os.environ.get("EDGE_ENDPOINT")) if args.kafka else resolve_endpoint(args)
     resolver = partial(_event_window if args.event else drive_resolution, endpoint) if endpoint else None
     cloud = None
     if args.kafka and args.drive:  # a drive from the cloud: the catalog the mirror shipped

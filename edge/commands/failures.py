@@ -13,6 +13,10 @@ from __future__ import annotations
 import re
 import sys
 import traceback
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # pydantic loads only when a failure is described
+    from pydantic import ValidationError
 
 USAGE = 2
 RUNTIME = 1
@@ -34,7 +38,7 @@ def one_line(text: str) -> str:
     return "; ".join(kept) if kept else str(text).strip() or "failed"
 
 
-def pydantic_line(exc) -> str:
+def pydantic_line(exc: ValidationError) -> str:
     """One line for a pydantic ValidationError: ``field: reason`` per error, no URLs, no types."""
     parts = []
     for error in exc.errors():
@@ -64,9 +68,10 @@ def describe(exc: BaseException) -> tuple[int, str]:
     try:
         from pydantic import ValidationError
     except ImportError:  # pragma: no cover - pydantic is a core dependency
-        ValidationError = ()
-    if ValidationError and isinstance(exc, ValidationError):
-        return USAGE, f"invalid {exc.title}: {pydantic_line(exc)}"
+        pass
+    else:
+        if isinstance(exc, ValidationError):
+            return USAGE, f"invalid {exc.title}: {pydantic_line(exc)}"
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         reason = exc.strerror or str(exc)
@@ -75,7 +80,7 @@ def describe(exc: BaseException) -> tuple[int, str]:
                      "(run `edge --debug ...` for the traceback and report it)")
 
 
-def report(command: str, exc: BaseException, *, debug: bool, stream=None) -> int:
+def report(command: str, exc: BaseException, *, debug: bool, stream: TextIO | None = None) -> int:
     """Print the one line for ``exc`` (and its traceback with ``debug``); return the exit status."""
     stream = stream if stream is not None else sys.stderr
     status, message = describe(exc)

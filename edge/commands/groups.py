@@ -15,14 +15,20 @@ offsets for are reset; with it, every partition of that topic.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
+from . import Subparsers
 from .common import OFFSET_DIGITS_MAX, add_endpoint_args, add_format_arg, parse_time_ns, resolve_endpoint
 from .failures import UsageError
 
+if TYPE_CHECKING:  # the broker client loads when a command runs, not when the parser is built
+    from broker.client import Admin
 
-def add_parser(subparsers) -> None:
+
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("groups", help="list, describe or reset consumer groups (offsets and lag)",
                                    description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
@@ -41,7 +47,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _lag_rows(group: dict, topics: dict) -> list[dict]:
+def _lag_rows(group: dict[str, Any], topics: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per partition the group committed or was handed: committed, end, lag, member."""
     committed = {(t, p): o for t, p, o in group.get("offsets", [])}
     owner = {(t, p): member for member, tps in group.get("members", {}).items() for t, p in tps}
@@ -56,20 +62,22 @@ def _lag_rows(group: dict, topics: dict) -> list[dict]:
     return rows
 
 
-def _show(value) -> str:
+def _show(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def _group(admin, name: str) -> dict:
+def _group(admin: Admin, name: str) -> dict[str, Any]:
     groups = admin.list_groups()
     if name not in groups:
         known = ", ".join(sorted(groups)) or "none yet"
         raise UsageError(f"no consumer group {name!r} (groups: {known})")
-    return groups[name]
+    group: dict[str, Any] = groups[name]
+    return group
 
 
-def _target(admin, spec: str, topic: str, partition: int, info: dict) -> int:
-    start, end = info["log_start"], info["next_offset"]
+def _target(admin: Admin, spec: str, topic: str, partition: int, info: dict[str, Any]) -> int:
+    start: int = info["log_start"]
+    end: int = info["next_offset"]
     if spec == "earliest":
         return start
     if spec == "latest":
@@ -79,7 +87,7 @@ def _target(admin, spec: str, topic: str, partition: int, info: dict) -> int:
     return admin.list_offset(topic, partition, "timestamp", parse_time_ns(spec))
 
 
-def _reset(admin, args) -> int:
+def _reset(admin: Admin, args: argparse.Namespace) -> int:
     group = _group(admin, args.group)
     topics = admin.list_topics()
     if args.topic is not None:
@@ -118,7 +126,7 @@ def _reset(admin, args) -> int:
     return 0
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from broker.client import Admin
 
     with Admin(resolve_endpoint(args)) as admin:
@@ -127,7 +135,7 @@ def run(args) -> int:
         if args.action == "list":
             groups = admin.list_groups()
             topics = admin.list_topics()
-            summary = {}
+            summary: dict[str, dict[str, Any]] = {}
             for name, group in sorted(groups.items()):
                 rows = _lag_rows(group, topics)
                 summary[name] = {"members": len(group.get("members", {})),

@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 
+from . import Subparsers
 from .common import add_endpoint_args, readable_file, resolve_endpoint
 from .failures import UsageError
 
@@ -23,7 +25,7 @@ def progress_line(records: int, done_bytes: int, total_bytes: int, elapsed_s: fl
             f"{rate / 1e6:.1f} MB/s  {eta}   ")
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("import", help="import an MCAP file (Foxglove or rosbag2) into topics",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("file", type=readable_file, help="the .mcap file")
@@ -34,10 +36,9 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from edge.mcap_import import McapImportError, import_mcap
-
+def run(args: argparse.Namespace) -> int:
     from broker.client import Admin
+    from edge.mcap_import import McapImportError, import_mcap
 
     endpoint = resolve_endpoint(args)
     with Admin(endpoint) as admin:

@@ -9,8 +9,12 @@ The broker's config names its ``.key_secret`` and the directory of client ``.key
 
 from __future__ import annotations
 
+import argparse
 
-def add_parser(subparsers) -> None:
+from . import Subparsers
+
+
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("keys", help="create a CURVE key pair (NAME.key, NAME.key_secret) for tcp",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", help="where to write the pair (created if missing)")
@@ -18,7 +22,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from broker.curve import CurveError, create_key_pair

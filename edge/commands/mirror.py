@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from .common import add_endpoint_args, log_level, load_app_config, resolve_endpoint
+import argparse
+
+from . import Subparsers
+from .common import add_endpoint_args, load_app_config, log_level, resolve_endpoint
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("mirror", help="mirror topics to a cloud Apache Kafka cluster ([mirror] config)")
     parser.add_argument("--log-level", type=log_level, default="INFO")
     parser.add_argument("--data-dir", help="override [broker] data_dir (where .mirror/ keeps its checkpoint)")
@@ -13,7 +16,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from broker.logs import setup_logging
     from edge.mirror.service import run_mirror
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from . import Subparsers
 from .common import add_endpoint_args, parse_key_values, readable_file, resolve_endpoint, time_arg
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("produce", help="produce records from stdin lines or a file")
     parser.add_argument("topic")
     parser.add_argument("--key", help="record key (UTF-8)")
@@ -23,7 +25,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from broker.client import Producer
     from broker.errors import BrokerError
 
@@ -45,12 +47,12 @@ def run(args) -> int:
         print(f"edge produce: {exc.message}", file=sys.stderr)
     finally:
         producer.close(timeout=1.0)
-    ok: dict[int, list[int]] = {}
-    failed = []
+    ok: dict[int, list[int | None]] = {}  # offsets are None with acks=none
+    failed: list[BaseException | None] = []
     for future in futures:
-        exc = future.exception() if future.done() else None
-        if not future.done() or exc is not None:
-            failed.append(exc)
+        error = future.exception() if future.done() else None
+        if not future.done() or error is not None:
+            failed.append(error)
             continue
         result = future.result()
         ok.setdefault(result.partition, []).append(result.offset)

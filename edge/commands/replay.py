@@ -9,6 +9,7 @@ Progress goes to stderr. Ctrl-C stops cleanly (everything sent so far is flushed
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import select
@@ -16,13 +17,18 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, TextIO
 
+from . import Subparsers
 from .common import add_endpoint_args, resolve_endpoint
+
+if TYPE_CHECKING:  # the replay package loads when the command runs
+    from edge.replay.player import Player, ReplayStatus
 
 KEYS_HELP = "space pause/resume · +/- speed · ←/→ seek 10s · r restart · q quit"
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("replay", help="republish recorded topics at their recorded timing",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--topics", required=False, default="",
@@ -55,7 +61,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _progress_line(status) -> str:
+def _progress_line(status: ReplayStatus) -> str:
     from edge.replay.timespec import format_ns
 
     pct = "   ?%" if status.fraction is None else f"{status.fraction * 100:5.1f}%"
@@ -66,7 +72,7 @@ def _progress_line(status) -> str:
             f"{status.bytes / 1e6:.1f} MB  {status.rate_rps:.0f} rec/s  speed {speed}{eta}   ")
 
 
-def _apply_line(player, line: str, out) -> bool:
+def _apply_line(player: Player, line: str, out: TextIO) -> bool:
     """One pipe command; False when it asks to stop."""
     from broker.base.units import parse_duration_ns
     from edge.replay.timespec import parse_point
@@ -96,18 +102,19 @@ def _apply_line(player, line: str, out) -> bool:
             player.stop()
             return False
         elif cmd != "status":
-            raise ValueError(f"unknown command {cmd!r} (pause, resume, speed N|max, seek ±DUR|TIME, restart, status, stop)")
+            raise ValueError(
+                f"unknown command {cmd!r} (pause, resume, speed N|max, seek ±DUR|TIME, restart, status, stop)")
         time.sleep(0.05)  # let the player apply it before reporting
         out.write(json.dumps(player.status().to_json()) + "\n")
     except ValueError as exc:
         out.write(json.dumps({"error": str(exc)}) + "\n")
-    except Exception as exc:  # noqa: BLE001 - a bad command must not end the replay
+    except Exception as exc:  # a bad command must not end the replay
         out.write(json.dumps({"error": getattr(exc, "message", str(exc))}) + "\n")
     out.flush()
     return True
 
 
-def _control_pipe(player, done: threading.Event) -> None:
+def _control_pipe(player: Player, done: threading.Event) -> None:
     fd = sys.stdin.fileno()
     buffer = b""
     while not done.is_set():
@@ -124,7 +131,7 @@ def _control_pipe(player, done: threading.Event) -> None:
                 return
 
 
-def _control_keys(player, done: threading.Event) -> None:
+def _control_keys(player: Player, done: threading.Event) -> None:
     import termios
     import tty
 
@@ -156,7 +163,7 @@ def _control_keys(player, done: threading.Event) -> None:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from functools import partial
 
     from edge.drives import drive_resolution, source_drive_resolution
@@ -195,7 +202,7 @@ def run(args) -> int:
     err = sys.stderr
     show = not args.quiet
 
-    def on_progress(status) -> None:
+    def on_progress(status: ReplayStatus) -> None:
         if show and err.isatty():  # a log or a pipe gets the first and the last line only
             err.write(_progress_line(status))
             err.flush()

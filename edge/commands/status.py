@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+from . import Subparsers
 from .common import add_endpoint_args, add_format_arg, load_app_config, positive_float, resolve_endpoint
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("status", help="topics, rates, drivers, disk, lag, mirror, drives")
     add_format_arg(parser)
-    parser.add_argument("--interval", type=positive_float, default=1.0, help="seconds between the two samples for rates")
+    parser.add_argument("--interval", type=positive_float, default=1.0,
+                        help="seconds between the two samples for rates")
     add_endpoint_args(parser)
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from edge.status import collect_status, format_status
 
     endpoint = resolve_endpoint(args)

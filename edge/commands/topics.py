@@ -9,12 +9,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from . import Subparsers
 from .common import add_endpoint_args, add_format_arg, parse_key_values, readable_file, resolve_endpoint
 from .failures import UsageError, pydantic_line
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("topics", help="list, describe, create or delete topics")
     sub = parser.add_subparsers(dest="action", required=True)
     ls = sub.add_parser("list", help="topics with partitions, records and bytes")
@@ -43,7 +45,8 @@ class ConfigFileOrDeprecatedSetting(argparse.Action):
     topic settings with it, so ``--config KEY=VALUE`` (not an existing file) is still read as
     ``--set KEY=VALUE``, noted as deprecated once the topic is created."""
 
-    def __call__(self, parser, namespace, value, option_string=None):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any,
+                 option_string: str | None = None) -> None:
         if "=" in value and not Path(value).exists():
             namespace.topic_config = [*(namespace.topic_config or []), value]
             namespace.deprecated_config_setting = True
@@ -68,11 +71,12 @@ def check_topic_settings(config: dict[str, str]) -> None:
         raise UsageError(f"--set: {pydantic_line(exc)} (settings: {valid})") from None
 
 
-def _records(topic: dict) -> int:
-    return sum(p["next_offset"] - p["log_start"] for p in topic["partitions"])
+def _records(topic: dict[str, Any]) -> int:
+    records: int = sum(p["next_offset"] - p["log_start"] for p in topic["partitions"])
+    return records
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from broker.client import Admin
 
     with Admin(resolve_endpoint(args)) as admin:

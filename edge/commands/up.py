@@ -22,14 +22,21 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from . import Subparsers
 from .common import ensure_data_dir, positive_float, readable_file
 from .failures import UsageError
 
+if TYPE_CHECKING:  # the config and the supervisor load when the command runs
+    from edge.config import AppConfig
+    from edge.supervisor import ChildSpec, Supervisor
 
-def add_parser(subparsers) -> None:
+
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("up", help="run the whole appliance (broker, drivers, API, mirror)")
-    parser.add_argument("--config", type=readable_file, help="appliance config (default: the embedded configs/sim.toml)")
+    parser.add_argument("--config", type=readable_file,
+                        help="appliance config (default: the embedded configs/sim.toml)")
     parser.add_argument("--data-dir", help="override [broker] data_dir (and an ipc endpoint: its socket goes there)")
     parser.add_argument("--status-interval", type=positive_float, default=2.0, help="seconds between status refreshes")
     parser.add_argument("--no-status", action="store_true", help="do not print the live status")
@@ -40,7 +47,7 @@ def _has_command(name: str) -> bool:
     return importlib.util.find_spec(f"edge.commands.{name}") is not None
 
 
-def build_specs(config, config_path: str, data_dir: Path, endpoint: str):
+def build_specs(config: AppConfig, config_path: str, data_dir: Path, endpoint: str) -> list[ChildSpec]:
     from edge.supervisor import LAYER_BROKER, LAYER_DRIVERS, LAYER_SERVICES, ChildSpec
 
     edge = [sys.executable, "-m", "edge.cli"]
@@ -62,7 +69,7 @@ def build_specs(config, config_path: str, data_dir: Path, endpoint: str):
     return specs
 
 
-def format_children(children: list[dict]) -> str:
+def format_children(children: list[dict[str, Any]]) -> str:
     """``processes: 3/4 up`` and a line per child: state, pid or next start, last error."""
     up = sum(1 for c in children if c["state"] == "running")
     restarts = sum(c["restarts"] for c in children)
@@ -82,7 +89,7 @@ def format_children(children: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def wait_for_broker(endpoint: str, supervisor, timeout_s: float = 30.0) -> None:
+def wait_for_broker(endpoint: str, supervisor: Supervisor, timeout_s: float = 30.0) -> None:
     from broker.client import Admin
     from broker.errors import BrokerError
 
@@ -96,7 +103,7 @@ def wait_for_broker(endpoint: str, supervisor, timeout_s: float = 30.0) -> None:
                 supervisor.poll()
                 if time.monotonic() > deadline:
                     raise SystemExit(f"edge up: the broker did not answer on {endpoint} within {timeout_s:.0f}s "
-                                     f"(see {supervisor.log_dir / 'broker.log'})")
+                                     f"(see {supervisor.log_dir / 'broker.log'})") from None
                 time.sleep(0.1)
 
 
@@ -132,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     # --data-dir moves the ipc socket with the data; a tcp endpoint (and its CURVE) is kept
     configured = config.broker.endpoint
     keep = configured and (configured.startswith("tcp://") or not args.data_dir)
-    endpoint = configured if keep else f"ipc://{data_dir}/broker.sock"
+    endpoint = configured if configured and keep else f"ipc://{data_dir}/broker.sock"
     setup_logging(config.broker.log_level, "edge-up")
     import logging
 
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     supervisor = Supervisor(build_specs(config, config_path, data_dir, endpoint), data_dir / "logs")
     stopping = {"flag": False}
 
-    def request_stop(*_):
+    def request_stop(*_: object) -> None:
         stopping["flag"] = True
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -175,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
     print("edge up: stopping drivers, then services, then the broker", flush=True)
 
-    def close_drive():
+    def close_drive() -> None:
         try:
             record_event(endpoint, "stop", drive, reason="edge up stopped", vehicle=config.vehicle.id)
         except BrokerError as exc:

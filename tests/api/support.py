@@ -91,10 +91,12 @@ def publish_health(producer: Producer, name: str, kind: str, topic: str, seq: in
 def publish_mirror_health(producer: Producer, topics: list[str], seq: int):
     """A mirror status record as the dashboard expects it (link, throughput, lag per partition)."""
     body = {"state": "running", "link": "up", "shipped_records": seq * len(topics), "bytes_per_s": 2.5e6,
-            "lag": [{"topic": t, "partition": 0, "records": 3 + i, "bytes": 250_000 * (3 + i), "oldest_age_s": 0.4 + i / 10}
+            "lag": [{"topic": t, "partition": 0, "records": 3 + i, "bytes": 250_000 * (3 + i),
+                     "oldest_age_s": 0.4 + i / 10}
                     for i, t in enumerate(topics)],
             "time_ns": time.time_ns()}
-    return producer.send("_health", json.dumps(body).encode(), key=b"mirror", headers={"sensor": "mirror", "encoding": "json"})
+    return producer.send("_health", json.dumps(body).encode(), key=b"mirror",
+                         headers={"sensor": "mirror", "encoding": "json"})
 
 
 class SensorFeed:
@@ -115,7 +117,7 @@ class SensorFeed:
         self.producer = Producer(endpoint, linger_ms=2)
         self.error: BaseException | None = None
 
-    def start(self, warmup_frames: int = 2) -> "SensorFeed":
+    def start(self, warmup_frames: int = 2) -> SensorFeed:
         with Admin(self.endpoint) as admin:
             for cam in self.cameras:
                 admin.create_topic(f"camera.{cam}", if_not_exists=True)
@@ -147,7 +149,7 @@ class SensorFeed:
         try:
             while not self._stop.wait(1.0 / self.fps):
                 self.step()
-        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+        except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
     def stop(self) -> None:
@@ -174,7 +176,7 @@ class ApiServer:
         self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.port = 0
 
-    def start(self, timeout: float = 15.0) -> "ApiServer":
+    def start(self, timeout: float = 15.0) -> ApiServer:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

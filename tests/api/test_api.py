@@ -161,7 +161,7 @@ def test_latest_camera_frame_is_jpeg(api_env):
 
 def test_latest_png_and_raw_frames_are_converted(api_env):
     image = np.full((48, 64, 3), (10, 200, 30), np.uint8)
-    ok, png = cv2.imencode(".png", image)
+    _, png = cv2.imencode(".png", image)
     _produce_known(api_env.endpoint, "camera.png", [png.tobytes()],
                    {"encoding": "png", "width": "64", "height": "48", "sensor": "p"})
     _produce_known(api_env.endpoint, "camera.raw", [image.tobytes()],
@@ -208,7 +208,8 @@ def test_metrics_are_valid_prometheus_text(api_env):
     assert samples[("edge_topic_records_total", (("topic", "camera.front"),))] > 0
     assert samples[("edge_partition_future_records_total", (("partition", "0"), ("topic", "camera.front")))] == 0
     assert samples[("edge_api_status_ok", ())] == 1.0
-    front = [v for (n, labels), v in samples.items() if n == "edge_driver_captured_total" and ("sensor", "front") in labels]
+    front = [v for (n, labels), v in samples.items() if n == "edge_driver_captured_total"
+             and ("sensor", "front") in labels]
     assert front and front[0] > 0
 
 
@@ -224,7 +225,8 @@ def test_metrics_count_fetch_positions_no_longer_in_the_log(api_env):
         time.sleep(0.3)
         for family in text_string_to_metric_families(api_env.get("/metrics").text):
             for sample in family.samples:
-                if sample.name == "edge_broker_fetch_position_errors_total" and sample.labels == {"error": "offset_out_of_range"}:
+                if (sample.name == "edge_broker_fetch_position_errors_total"
+                        and sample.labels == {"error": "offset_out_of_range"}):
                     counted = sample.value
     assert counted >= 1
 

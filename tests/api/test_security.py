@@ -72,7 +72,7 @@ def test_run_api_refuses_public_bind_without_token(monkeypatch, tmp_path):
 def test_edge_api_command_refuses_public_bind_without_token(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "EDGE_API_TOKEN"}
     proc = subprocess.run([EDGE, "api", "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
-                          timeout=30, env=env)
+                          timeout=30, env=env, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "needs a token" in proc.stderr
 
@@ -107,9 +107,8 @@ def test_websocket_needs_the_token(token_env):
     base = token_env.url.replace("http://", "ws://") + "/api/live"
     for url, headers in ((base, None), (base + "?token=wrong", None),
                          (base, {"Authorization": "Bearer nope-nope-nope-nope"})):
-        with pytest.raises(InvalidStatus) as info:
-            with connect(url, open_timeout=5, additional_headers=headers):
-                pass
+        with pytest.raises(InvalidStatus) as info, connect(url, open_timeout=5, additional_headers=headers):
+            pass
         assert info.value.response.status_code == 403
     with connect(base + f"?token={TOKEN}", open_timeout=5) as ws:
         assert '"hello"' in ws.recv(timeout=5)
@@ -191,13 +190,13 @@ def test_cross_origin_writes_and_websockets_refused(api_env):
     from websockets.sync.client import connect
 
     body = {"topics": ["camera.front"], "start": "-10s"}
-    _assert_json_refusal(api_env.post("/api/jobs/export", json=body, headers={"Origin": "https://evil.example.com"}), 403)
+    _assert_json_refusal(api_env.post("/api/jobs/export", json=body,
+                                      headers={"Origin": "https://evil.example.com"}), 403)
     host = api_env.url.removeprefix("http://")
     assert api_env.post("/api/jobs/export", json=body, headers={"Origin": f"http://{host}"}).status_code == 202
-    with pytest.raises(InvalidStatus):
-        with connect(api_env.url.replace("http://", "ws://") + "/api/live", open_timeout=5,
-                     origin="https://evil.example.com"):
-            pass
+    with pytest.raises(InvalidStatus), connect(api_env.url.replace("http://", "ws://") + "/api/live",
+                                               open_timeout=5, origin="https://evil.example.com"):
+        pass
 
 
 # -- injection -----------------------------------------------------------------------------

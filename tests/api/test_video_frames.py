@@ -18,9 +18,9 @@ def footage_frames(shared_data):
     """(records, decoded reference images) of the first 130 frames of the real footage."""
     path = shared_data / "car-detection.mp4"
     with open_camera_source(path, rate="max", passthrough=True) as source:
-        records = [encode_passthrough(frame) for _, frame in zip(range(130), source)]
+        records = [encode_passthrough(frame) for _, frame in zip(range(130), source, strict=False)]  # the first 130
     with av.open(str(path)) as container:
-        images = [f.to_ndarray(format="bgr24") for _, f in zip(range(130), container.decode(video=0))]
+        images = [f.to_ndarray(format="bgr24") for _, f in zip(range(130), container.decode(video=0), strict=False)]
     return records, images
 
 

@@ -23,7 +23,8 @@ def test_quick_plan_is_short_and_keeps_one_durable_phase():
 
 def test_profile_summary_attributes_samples_to_roles_and_skips_sleepers():
     raw = [
-        'process 10:"python -m broker.server";<module> (broker/server.py:579);Segment.append (broker/storage/segment.py:99) 30',
+        'process 10:"python -m broker.server";<module> (broker/server.py:579);'
+        'Segment.append (broker/storage/segment.py:99) 30',
         'process 10:"python -m broker.server";<module> (broker/server.py:579);Poller.poll (zmq/sugar/poll.py:106) 50',
         'process 11:"python -c from multiprocessing.spawn import spawn_main; spawn_main(pipe_handle=2)";'
         '<module> (benchmarks/harness.py:38) 5',

@@ -29,7 +29,8 @@ print(before, me.memory_info().rss // (1024 * 1024), first, again)
 
 
 def run_probe(mode: str) -> list[str]:
-    return subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run([sys.executable, "-c", PROBE, mode],
+                          capture_output=True, text=True, check=True).stdout.split()
 
 
 def test_trim_gives_freed_heap_back_once_per_interval():

@@ -51,6 +51,6 @@ def test_an_old_broker_means_no_idempotence_for_good():
 @pytest.mark.parametrize("count", [1, 1000])
 def test_sequences_wrap_at_2_pow_31(count):
     seqs = S.ProducerSequences(True, lambda: {"producer_id": 1, "producer_epoch": 0})
-    seqs._next[("t", 0)] = S.SEQUENCE_SPACE - count  # noqa: SLF001 - the wrap point
+    seqs._next[("t", 0)] = S.SEQUENCE_SPACE - count  # the wrap point
     assert seqs.take(("t", 0), count)[2] == S.SEQUENCE_SPACE - count
     assert seqs.take(("t", 0), 1)[2] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker import protocol as P
-from broker.errors import InvalidRequestError, UnsupportedVersionError, error_from_code, UnknownTopicError
+from broker.errors import InvalidRequestError, UnknownTopicError, UnsupportedVersionError, error_from_code
 
 
 def test_header_layout():

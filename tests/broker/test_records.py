@@ -193,7 +193,7 @@ record_strategy = st.tuples(
 @settings(max_examples=int(os.environ.get("EDGE_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(st.lists(record_strategy, min_size=1, max_size=20), st.sampled_from(["none", "gzip", "lz4", "zstd"]))
 def test_any_records_round_trip(records, codec):
-    values, ts, keys, headers = map(list, zip(*records))
+    values, ts, keys, headers = map(list, zip(*records, strict=True))
     batch = rec.encode_batch(values, ts, keys=keys, headers=headers, codec=codec)
     out = rec.decode_batch(batch)
     assert [bytes(r.value) for r in out] == values
@@ -206,7 +206,7 @@ def test_any_records_round_trip(records, codec):
 @given(st.lists(record_strategy, min_size=1, max_size=20), st.sampled_from(["none", "zstd"]),
        st.integers(min_value=0, max_value=25))
 def test_bulk_values_equal_decoded_records(records, codec, min_offset):
-    values, ts, keys, headers = map(list, zip(*records))
+    values, ts, keys, headers = map(list, zip(*records, strict=True))
     batch = bytearray(rec.encode_batch(values, ts, keys=keys, headers=headers, codec=codec))
     rec.stamp_batch(batch, 3)
     expected = [r for r in rec.decode_batch(batch) if r.offset >= min_offset]
@@ -235,7 +235,8 @@ header_maps = st.dictionaries(st.text(min_size=0, max_size=6), st.binary(max_siz
 
 
 @settings(max_examples=int(os.environ.get("EDGE_FUZZ_EXAMPLES", "150")), deadline=None)
-@given(st.lists(st.tuples(header_maps, st.integers(0, 400), st.integers(0, 255), st.booleans()), min_size=1, max_size=30))
+@given(st.lists(st.tuples(header_maps, st.integers(0, 400), st.integers(0, 255), st.booleans()),
+                min_size=1, max_size=30))
 def test_bulk_headers_check_agrees_with_the_decoder(blocks):
     """The produce check (numpy over all records' headers) refuses a batch exactly when the
     per-record decoder fails on it, for intact records and records with a changed byte."""

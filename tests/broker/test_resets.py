@@ -21,7 +21,8 @@ def test_below_the_log_start_skips_to_where_the_policy_says(policy, to, skipped)
 @pytest.mark.parametrize("policy", ["earliest", "latest"])
 def test_a_truncation_goes_back_to_where_the_log_goes_on_whatever_the_policy(policy):
     beyond_end = reset_for(OUT_OF_RANGE, 1000, policy)
-    assert (beyond_end.reason, beyond_end.to_offset, beyond_end.taken_back, beyond_end.skipped) == ("truncated", 900, 100, 0)
+    assert (beyond_end.reason, beyond_end.to_offset, beyond_end.taken_back, beyond_end.skipped) == (
+        "truncated", 900, 100, 0)
     epoch_ended = reset_for({**OUT_OF_RANGE, "error": LogTruncatedError.code, "truncated_to": 850}, 880, policy)
     assert (epoch_ended.reason, epoch_ended.to_offset, epoch_ended.taken_back) == ("truncated", 850, 30)
 

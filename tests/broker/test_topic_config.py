@@ -10,7 +10,6 @@ from broker.errors import InvalidConfigError
 from broker.storage import Storage
 from broker.topic_config import RANGES, TopicConfig
 
-
 FIELDS = {"segment_age": "segment_ns", "retention_age": "retention_ns", "flush_interval": "flush_interval_ns",
           "max_future_skew": "max_future_skew_ns"}
 

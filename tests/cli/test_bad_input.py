@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -126,7 +125,7 @@ def test_endpoint_without_scheme_is_refused_by_every_command(in_process, tmp_pat
 
 def _run(argv: list[str], env: dict, timeout: float = 30) -> tuple[list[str], int, str]:
     try:
-        done = subprocess.run([*EDGE, *argv], input=b"x\n", capture_output=True, env=env, timeout=timeout)
+        done = subprocess.run([*EDGE, *argv], input=b"x\n", capture_output=True, env=env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return argv, -1, f"no exit within {timeout:.0f}s"
     return argv, done.returncode, done.stderr.decode("utf-8", "replace")
@@ -183,7 +182,7 @@ def test_the_reported_cases(tmp_path):
         (["drives", "start", "--name", "2026/11/22"], 2, "drive name '2026/11/22' is not usable"),
     ]
     results = _run_all([argv for argv, _, _ in expected], env)
-    for (argv, rc, err), (_, want_rc, text) in zip(results, expected):
+    for (argv, rc, err), (_, want_rc, text) in zip(results, expected, strict=True):
         line = assert_one_clear_line(err, rc, want_rc, " ".join(argv))
         assert text in line and "validation error" not in line and "pydantic" not in line, line
 
@@ -198,8 +197,8 @@ def test_bad_environment_endpoint_is_named(tmp_path):
 def test_debug_shows_the_traceback_and_version_is_printed():
     env = {**os.environ}
     debug = subprocess.run([*EDGE, "--debug", "up", "--data-dir", "/proc/edge-data"], capture_output=True,
-                           env=env, timeout=30, text=True)
+                           env=env, timeout=30, text=True, check=False)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
     assert debug.stderr.strip().splitlines()[-1].startswith("edge up: data directory")
-    version = subprocess.run([*EDGE, "--version"], capture_output=True, env=env, timeout=30, text=True)
+    version = subprocess.run([*EDGE, "--version"], capture_output=True, env=env, timeout=30, text=True, check=False)
     assert version.returncode == 0 and version.stdout.startswith("edge ") and version.stdout.strip() != "edge"

@@ -21,7 +21,7 @@ def cli(data_dir):
         env = {**os.environ, "EDGE_ENDPOINT": broker.endpoint}
 
         def run(*args, stdin: bytes | None = None, check: bool = True):
-            result = subprocess.run([EDGE, *args], input=stdin, capture_output=True, env=env, timeout=60)
+            result = subprocess.run([EDGE, *args], input=stdin, capture_output=True, env=env, timeout=60, check=False)
             if check and result.returncode != 0:
                 raise AssertionError(f"edge {' '.join(args)} -> {result.returncode}\n{result.stderr.decode()}")
             return result
@@ -47,19 +47,21 @@ def test_topics_create_describe_list_delete(cli):
 
 def test_topics_create_config_key_value_is_a_deprecated_alias_of_set(cli):
     old = cli("topics", "create", "cam.old", "--config", "codec=zstd", "--set", "retention_age=2h")
-    assert old.stderr.decode().splitlines() == ["edge topics create: --config KEY=VALUE is deprecated, use --set KEY=VALUE"]
+    assert old.stderr.decode().splitlines() == [
+        "edge topics create: --config KEY=VALUE is deprecated, use --set KEY=VALUE"]
     described = json.loads(cli("topics", "describe", "cam.old", "--format", "json").stdout)
     assert described["config"]["codec"] == "zstd" and described["config"]["retention_age"] == "2h"
 
 
 def test_produce_lines_and_file_then_consume_json(cli, tmp_path):
-    result = cli("produce", "t", "--key", "k1", "--header", "sensor=cli", "--acks", "durable", stdin=b"one\ntwo\nthree\n")
+    result = cli("produce", "t", "--key", "k1", "--header", "sensor=cli", "--acks", "durable",
+                 stdin=b"one\ntwo\nthree\n")
     assert b"produced 3 record(s) to t partition 0 offsets 0..2" in result.stderr
     blob = tmp_path / "blob.bin"
     blob.write_bytes(bytes(range(256)))
     cli("produce", "t", "--value-file", str(blob))
-    lines = [json.loads(l) for l in cli("consume", "t", "--limit", "4").stdout.splitlines()]
-    assert [l["value"] for l in lines[:3]] == ["one", "two", "three"]
+    lines = [json.loads(line) for line in cli("consume", "t", "--limit", "4").stdout.splitlines()]
+    assert [line["value"] for line in lines[:3]] == ["one", "two", "three"]
     assert lines[0]["key"] == "k1" and lines[0]["headers"] == {"sensor": "cli"} and lines[0]["size"] == 3
     assert lines[3]["value"] is None and len(lines[3]["value_b64"]) > 300 and lines[3]["offset"] == 3
     values = cli("consume", "t", "--from", "1", "--limit", "2", "--format", "value").stdout
@@ -78,6 +80,7 @@ def test_consume_group_continues_where_it_stopped(cli):
 
 def test_produce_fails_clearly_without_broker(tmp_path):
     env = {**os.environ, "EDGE_ENDPOINT": f"ipc://{tmp_path}/none.sock"}
-    result = subprocess.run([EDGE, "produce", "t", "--timeout", "1"], input=b"x\n", capture_output=True, env=env, timeout=30)
+    result = subprocess.run([EDGE, "produce", "t", "--timeout", "1"], input=b"x\n",
+                            capture_output=True, env=env, timeout=30, check=False)
     assert result.returncode == 1
     assert b"not acknowledged" in result.stderr and b"not reachable" in result.stderr

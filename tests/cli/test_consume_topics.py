@@ -26,8 +26,8 @@ def produce_interleaved(endpoint: str) -> None:
 def test_patterns_and_merge_by_time(cli):  # noqa: F811
     cli("topics", "create", "camera.b", "--partitions", "2")
     produce_interleaved(cli.endpoint)
-    merged = [json.loads(line) for line in
-              cli("consume", "camera.*", "--include", "lidar.*", "--merge-by-time", "--timeout", "1").stdout.splitlines()]
+    printed = cli("consume", "camera.*", "--include", "lidar.*", "--merge-by-time", "--timeout", "1").stdout
+    merged = [json.loads(line) for line in printed.splitlines()]
     assert [r["value"] for r in merged] == [f"r{i}" for i in range(12)]
     assert {r["topic"] for r in merged} == {"camera.a", "camera.b", "lidar.c"}
     some = cli("consume", "camera.a", "lidar.c", "--timeout", "1", "--format", "value").stdout.split()

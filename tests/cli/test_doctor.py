@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from edge.doctor import FAIL, PASS, WARN, check_camera, check_cloud, check_disk, check_lidar, check_permissions
 
@@ -65,7 +64,7 @@ def test_cloud_link_and_camera_device(tmp_path):
 def test_disk_and_permissions(tmp_path):
     data = tmp_path / "data"
     data.mkdir(mode=0o750)
-    assert [c.status for c in check_disk(data, 1)][0] == PASS
+    assert next(c.status for c in check_disk(data, 1)) == PASS
     assert check_disk(data, 1 << 62)[0].status == FAIL  # more than any disk has free
     token = data / ".api-token"
     token.write_text("t")
@@ -83,7 +82,7 @@ def test_doctor_command_lines_and_exit_status(tmp_path):
     config.write_text(f'[broker]\ndata_dir = "data"\n\n[[lidars]]\nname = "top"\nsource = "udp://127.0.0.1:{port}"\n')
     env = {**os.environ, "EDGE_ENDPOINT": f"ipc://{tmp_path}/nobody.sock"}
     done = subprocess.run([sys.executable, "-m", "edge.cli", "doctor", "--config", str(config), "--listen", "0.3",
-                           "--format", "json"], capture_output=True, text=True, env=env, timeout=60)
+                           "--format", "json"], capture_output=True, text=True, env=env, timeout=60, check=False)
     checks = {c["check"]: c for c in json.loads(done.stdout)}
     assert done.returncode == 1 and checks["lidar top"]["status"] == FAIL  # no packets: not ready
     assert checks["broker"]["status"] == WARN and {"disk", "permissions", "clock"} <= set(checks)

@@ -18,7 +18,7 @@ RUN_HERE = {"producer.py", "consumer.py", "kafka_producer_consumer.py"}
 def run_example(name: str, endpoint: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "EDGE_ENDPOINT": endpoint}
     done = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          env=env, timeout=60)
+                          env=env, timeout=60, check=False)
     assert done.returncode == 0, f"{name}: exit {done.returncode}\n{done.stderr}"
     return done
 

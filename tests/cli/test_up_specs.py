@@ -34,6 +34,7 @@ def test_children_apply_the_data_dir_override(tmp_path):
 def test_the_event_watcher_runs_only_when_triggers_are_configured(tmp_path):
     assert "events" not in {s.name for s in build_specs(load_config(SIM), str(SIM), tmp_path, "ipc:///x")}
     config_path = tmp_path / "with-triggers.toml"
-    config_path.write_text(SIM.read_text() + '\n[[events.triggers]]\ntopic = "vehicle.can"\nheader = "event=hard_brake"\n')
+    config_path.write_text(SIM.read_text()
+                           + '\n[[events.triggers]]\ntopic = "vehicle.can"\nheader = "event=hard_brake"\n')
     specs = {s.name: s.argv for s in build_specs(load_config(config_path), str(config_path), tmp_path, "ipc:///x")}
     assert specs["events"][-6:] == ["events", "watch", "--config", str(config_path), "--endpoint", "ipc:///x"]

@@ -135,7 +135,8 @@ def test_sensor_layout_extends_the_default_and_old_records_still_decode():
     back = decode_cloud(bytes(value), headers)
     assert back["laser"].tolist() == [7, 8, 9] and back["return_type"].tolist() == [1, 2, 3]
     # a record written before the sensor layout (22-byte points, no axes header) decodes as it was
-    old_headers = {"encoding": "pointcloud", "points": "2", "fields": "x=<f4,y=<f4,z=<f4,intensity=<f4,ring=<u2,time=<f4",
+    old_headers = {"encoding": "pointcloud", "points": "2",
+                   "fields": "x=<f4,y=<f4,z=<f4,intensity=<f4,ring=<u2,time=<f4",
                    "model": "VLP-16"}
     old = np.zeros(2, POINT_DTYPE)
     old["y"] = [5.0, 6.0]

@@ -10,8 +10,6 @@ import threading
 import time
 from concurrent.futures import Future
 
-import pytest
-
 from broker.errors import BrokerUnavailableError, DeliveryUnknownError, DiskFullError
 from drivers.runtime import HEALTH_TOPIC, DriverRuntime, Sample, SensorError
 

@@ -108,7 +108,8 @@ def test_sensor_mounting_becomes_its_record_headers():
     camera = CameraConfig(name="front", mounting={"xyz": [2.0, 0.1, 1.5], "rpy_deg": [0, 10, 0]})
     headers = _frame_headers(camera)
     assert headers["frame"] == "front"
-    assert json.loads(headers["mounting"]) == {"parent": "base_link", "xyz": [2.0, 0.1, 1.5], "rpy_deg": [0.0, 10.0, 0.0]}
+    assert json.loads(headers["mounting"]) == {"parent": "base_link", "xyz": [2.0, 0.1, 1.5],
+                                               "rpy_deg": [0.0, 10.0, 0.0]}
     assert _frame_headers(LidarConfig(name="roof")) == {"frame": "roof"}  # no mounting configured
     with pytest.raises(ValidationError, match="xyz"):
         LidarConfig(name="roof", mounting={"xyz": [1, 2]})

@@ -137,13 +137,14 @@ def test_unread_replies_are_bounded_and_answered_with_errors(broker):
         assert ping_s(broker.endpoint) < 1.0
         data, busy = 0, 0
         for _ in range(n):  # every request is answered: data first, then errors, no silence
-            header, meta, sizes = recv(lazy, 10)
+            header, meta, _sizes = recv(lazy, 10)
             if header.status == 0:
                 data += 1
             else:
                 assert header.status == BrokerBusyError.code and "unread" in meta["message"], meta
                 busy += 1
-        print(f"\n{n} unread fetches: peak broker RSS +{peak / MiB:.0f} MiB, {data} answered with data, {busy} BrokerBusy")
+        print(f"\n{n} unread fetches: peak broker RSS +{peak / MiB:.0f} MiB, {data} answered with data, "
+              f"{busy} BrokerBusy")
         assert busy > 0 and data + busy == n
         assert data * MiB <= 2 * MAX_FETCH_REPLY_BYTES
     finally:

@@ -64,7 +64,7 @@ BAD_BATCHES = {
     "count below the records": lambda: crafted(TWO, count=1),
     "value overruns its record": lambda: crafted([record(), record(offset_delta=1, value_len=500)]),
     "record length past the section": lambda: crafted([record(length=400)]),
-    "trailing bytes after the records": lambda: crafted(TWO + [b"\x00" * 5]),
+    "trailing bytes after the records": lambda: crafted([*TWO, b"\x00" * 5]),
     "key length below -1": lambda: crafted([record(key_len=-7)]),
     "malformed headers": lambda: crafted([record(headers=b"\x02\x09ab" + b"\x02v")]),
     "headers count beyond the record": lambda: crafted([record(headers=b"\x7e")]),

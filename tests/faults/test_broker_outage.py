@@ -264,7 +264,8 @@ def test_live_drivers_ride_out_the_broker_gone(tmp_path, mode):
                 # a hung broker costs nothing now: the idempotent producer holds and resends
                 # what timed out, and the broker acknowledges each batch once
                 assert noticed > 0 or mode == "hung", \
-                    f"{sensor}: no broker drops or unknown deliveries across a {outage_s:.0f} s outage: {before} -> {now}"
+                    (f"{sensor}: no broker drops or unknown deliveries across a {outage_s:.0f} s outage: "
+                     f"{before} -> {now}")
 
             # ---- memory bounded ------------------------------------------------------------
             rss = {}
@@ -283,7 +284,7 @@ def test_live_drivers_ride_out_the_broker_gone(tmp_path, mode):
             sampler.stop()
             stop_codes = stop_drivers(drivers)
 
-        assert stop_codes == {n: 0 for n in drivers}, f"drivers did not stop cleanly: {stop_codes}\n{logs()}"
+        assert stop_codes == dict.fromkeys(drivers, 0), f"drivers did not stop cleanly: {stop_codes}\n{logs()}"
 
         # ---- every captured frame is in the log or counted as dropped -----------------------
         final = {b["sensor"]: b for b in health_records(endpoint) if b.get("state") == "stopped"}

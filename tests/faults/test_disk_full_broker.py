@@ -57,9 +57,9 @@ def test_broker_stays_up_on_a_full_disk_and_writes_resume(small_disk, tmp_path):
             with pytest.raises(DiskFullError):  # an offset commit is a write too: refused, typed
                 admin.commit_offsets("readers", {("camera.front", 0): 5})
             assert admin.group_offsets("readers") == {("camera.front", 0): 0}  # unchanged
-        with Producer(broker.endpoint, linger_ms=0, request_timeout_s=5) as producer:
-            with pytest.raises(DiskFullError) as refused:
-                producer.send("camera.front", b"x" * 100_000).result(10)
+        with Producer(broker.endpoint, linger_ms=0, request_timeout_s=5) as producer, \
+                pytest.raises(DiskFullError) as refused:
+            producer.send("camera.front", b"x" * 100_000).result(10)
         assert refused.value.kafka_error == "KAFKA_STORAGE_ERROR" and refused.value.retriable
 
         # drivers count what the broker refused as disk_full
@@ -71,7 +71,8 @@ def test_broker_stays_up_on_a_full_disk_and_writes_resume(small_disk, tmp_path):
         assert runtime.counters.dropped["disk_full"] == 5 and runtime.counters.acknowledged == 0
 
         status = StatusTracker(broker.endpoint, include_drives=False).sample()
-        assert status["disk"]["full"] and status["broker"]["stats"]["disk_full_refusals"] >= 3  # per request: commit, produce, driver batches
+        # per request: commit, produce, driver batches
+        assert status["disk"]["full"] and status["broker"]["stats"]["disk_full_refusals"] >= 3
         assert status["broker"]["stats"]["background_errors"], "the failed timer writes are counted"
         assert "DISK FULL" in format_status(status)
         metrics = render(build_registry(lambda: {**status, "ok": True})).decode()
@@ -86,7 +87,8 @@ def test_broker_stays_up_on_a_full_disk_and_writes_resume(small_disk, tmp_path):
             meta = admin.metadata()
         assert meta["broker"]["disk_full"] is False
         assert broker.proc.poll() is None
-        print(f"\nfull disk: {len(acked)} acked before full, refusals {status['broker']['stats']['disk_full_refusals']}, "
+        print(f"\nfull disk: {len(acked)} acked before full, "
+              f"refusals {status['broker']['stats']['disk_full_refusals']}, "
               f"background errors {status['broker']['stats']['background_errors']}, driver drops "
               f"{runtime.counters.dropped}, next offset after space came back {offset}")
         use_every_byte(small_disk)  # and full again when it is stopped: a clean exit all the same

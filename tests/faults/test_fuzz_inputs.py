@@ -36,7 +36,7 @@ def capture_head(shared_data) -> bytes:
 @pytest.fixture(scope="module")
 def real_packets(shared_data) -> np.ndarray:
     with PcapReader(shared_data / CAPTURE) as reader:
-        payloads = [bytes(p.payload) for p, _ in zip(reader.udp_packets(), range(200))]
+        payloads = [bytes(p.payload) for p, _ in zip(reader.udp_packets(), range(200), strict=False)]  # the first 200
     return np.frombuffer(b"".join(p for p in payloads if len(p) == 1206), np.uint8).reshape(-1, 1206)
 
 

@@ -81,7 +81,7 @@ class DurableWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="durable-writer", daemon=True)
 
-    def start(self) -> "DurableWriter":
+    def start(self) -> DurableWriter:
         self._thread.start()
         return self
 
@@ -164,7 +164,7 @@ def test_power_cuts_lose_nothing_acknowledged(tmp_path):
             assert offsets.get(("camera.front", 0)) == committed[("camera.front", 0)], offsets
             assert committed[("camera.front", 0)] <= end
             # sensors record again, with offsets continuing from what survived
-            wait_for(lambda: topic_ends(endpoint)["camera.front"] > end + 3, 30, "camera.front to record again")
+            wait_for(lambda end=end: topic_ends(endpoint)["camera.front"] > end + 3, 30, "camera.front to record again")
         time.sleep(1.0)
     finally:
         writer.stop()

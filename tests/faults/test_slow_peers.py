@@ -107,4 +107,5 @@ def test_requests_wait_in_the_producers_not_in_the_broker(broker):
     print(f"read-ahead: broker RSS {baseline:.0f} -> max {peak:.0f} MiB while {3 * per_producer} MiB waited")
     assert stored == 3 * per_producer, f"{stored} of {3 * per_producer} records stored"
     # read-ahead bound: 3 clients x 8 requests x 1 MiB, plus the loop's own working set
-    assert peak - baseline < 64, f"broker RSS {baseline:.0f} -> {peak:.0f} MiB while {3 * per_producer} MiB waited to be written"
+    assert peak - baseline < 64, (f"broker RSS {baseline:.0f} -> {peak:.0f} MiB while {3 * per_producer} MiB "
+                                  "waited to be written")

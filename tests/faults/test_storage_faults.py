@@ -262,7 +262,7 @@ def test_enospc_rounds_on_a_small_tmpfs(small_disk):
         size = rng.choice([rng.randint(60, 300), rng.randint(300, 6_000)])
         next_value = 0
 
-        def append_one():
+        def append_one(log: PartitionLog = log, size: int = size) -> None:
             nonlocal next_value
             count = rng.randint(1, 4)
             result = log.append(make_batch(next_value, count, size=size, ts=rng.randint(0, 10**6)))

@@ -15,7 +15,7 @@ from broker.errors import BrokerError, InvalidRequestError
 from broker.records import encode_batch
 
 header_st = st.builds(
-    lambda magic, version, kind, rid, status: P.HEADER.pack(magic, version, kind, rid, status),
+    P.HEADER.pack,
     st.sampled_from([P.MAGIC, 0, 0xFFFF]), st.sampled_from([P.VERSION, 0, 2, 255]),
     st.integers(0, 255), st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1),
 )

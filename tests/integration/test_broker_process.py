@@ -20,7 +20,8 @@ from tests.support.broker_process import BrokerProcess, free_tcp_port
 
 def produce_values(endpoint, topic, values, **kw):
     with Producer(endpoint, linger_ms=1, **kw) as producer:
-        futures = [producer.send(topic, v, headers={"i": str(i)}, timestamp_ns=1_000_000 + i) for i, v in enumerate(values)]
+        futures = [producer.send(topic, v, headers={"i": str(i)}, timestamp_ns=1_000_000 + i)
+                   for i, v in enumerate(values)]
         producer.flush(10)
         return [f.result().offset for f in futures]
 
@@ -185,7 +186,8 @@ def test_producer_rides_through_broker_sigkill(data_dir):
             while not stop.is_set():
                 try:
                     future = producer.send("k", str(i).encode())
-                    future.add_done_callback(lambda f, i=i: acked.append(i) if f.exception() is None else errors.append(i))
+                    future.add_done_callback(
+                        lambda f, i=i: acked.append(i) if f.exception() is None else errors.append(i))
                 except BrokerError:
                     errors.append(i)
                 i += 1
@@ -253,6 +255,6 @@ def test_offset_out_of_range_and_unreachable_broker(broker, tmp_path):
     reply = conn.request(P.FETCH, {"partitions": [["r", 0, 50]], "max_bytes": 1000})
     assert reply.meta["partitions"][0]["error"] == OffsetOutOfRangeError.code
     conn.close()
-    with Admin(f"ipc://{tmp_path}/nobody.sock", timeout_s=0.5) as nobody:
-        with pytest.raises(BrokerUnavailableError, match="not reachable|no reply"):
-            nobody.ping()
+    with Admin(f"ipc://{tmp_path}/nobody.sock", timeout_s=0.5) as nobody, \
+            pytest.raises(BrokerUnavailableError, match=r"not reachable|no reply"):
+        nobody.ping()

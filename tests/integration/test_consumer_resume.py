@@ -21,7 +21,7 @@ SMALL_SEGMENTS = {"segment_bytes": 2048}
 
 
 def test_consumer_resumes_by_itself_after_a_broker_kill_mid_stream(broker):
-    produce_numbers(broker.endpoint, "s", range(0, 1000))
+    produce_numbers(broker.endpoint, "s", range(1000))
     consumer = Consumer(broker.endpoint, fetch_max_bytes=4096, timeout_s=3.0)
     consumer.assign([("s", 0)])
     got = read_numbers(consumer, 300)
@@ -203,7 +203,7 @@ def test_a_seek_after_recovery_is_not_mistaken_for_a_truncation(data_dir):
 
 
 def test_a_fetch_reply_lost_to_a_hung_broker_does_not_strand_the_consumer(broker):
-    produce_numbers(broker.endpoint, "hung", range(0, 500))
+    produce_numbers(broker.endpoint, "hung", range(500))
     consumer = Consumer(broker.endpoint, fetch_max_bytes=4096, timeout_s=1.0)
     consumer.assign([("hung", 0)])
     got = read_numbers(consumer, 100)[:100]

@@ -83,11 +83,11 @@ def test_dashboard_renders_live_camera_tiles(broker, data_dir):
               f"{len(CAMERAS)} camera tiles did not appear")
         _wait(driver, "return [...document.querySelectorAll('.cam-tile')].every(t => Number(t.dataset.frames) >= 3)",
               20, "not every camera tile drew live frames")
-        first = driver.execute_script(
-            "return Object.fromEntries([...document.querySelectorAll('.cam-tile')].map(t => [t.dataset.topic, Number(t.dataset.offset)]))")
+        offsets_script = ("return Object.fromEntries([...document.querySelectorAll('.cam-tile')]"
+                          ".map(t => [t.dataset.topic, Number(t.dataset.offset)]))")
+        first = driver.execute_script(offsets_script)
         time.sleep(1.5)
-        later = driver.execute_script(
-            "return Object.fromEntries([...document.querySelectorAll('.cam-tile')].map(t => [t.dataset.topic, Number(t.dataset.offset)]))")
+        later = driver.execute_script(offsets_script)
         assert all(later[t] > first[t] for t in first), (first, later)
         # the tiles show pictures, not blank canvases
         lit = driver.execute_script("""
@@ -115,7 +115,8 @@ def test_dashboard_renders_live_camera_tiles(broker, data_dir):
         # Mark event pins the live topics; the event is listed with its pinned size, then deleted
         driver.execute_script("document.getElementById('event-label').value = 'browser'; "
                               "document.getElementById('event-create').click()")
-        _wait(driver, "return [...document.querySelectorAll('#events tr[data-event]')].some(r => r.textContent.includes('browser'))",
+        _wait(driver, "return [...document.querySelectorAll('#events tr[data-event]')]"
+                      ".some(r => r.textContent.includes('browser'))",
               20, "the marked event was not listed")
         assert "pinned" in driver.execute_script("return document.getElementById('events-summary').textContent")
         driver.execute_script("document.querySelector('#events tr[data-event] button').click()")

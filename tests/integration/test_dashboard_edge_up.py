@@ -58,7 +58,8 @@ def test_dashboard_of_a_live_edge_up_exports_its_drive(tmp_path):
         url = _api_url(data_dir / "logs" / "api.log", proc)
         # edge up prints the dashboard link with the generated token once (writes need it)
         deadline = time.monotonic() + 30
-        while not (printed := re.search(r"edge up: dashboard http://.*?/#token=(\S+)", log.read_text(errors="replace"))):
+        while not (printed := re.search(r"edge up: dashboard http://.*?/#token=(\S+)",
+                                        log.read_text(errors="replace"))):
             assert time.monotonic() < deadline and proc.poll() is None, log.read_text(errors="replace")[-2000:]
             time.sleep(0.2)
         assert printed.group(1) == (data_dir / ".api-token").read_text().strip()

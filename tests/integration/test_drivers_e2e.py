@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from broker.client import Admin, Consumer
+from tests.drivers.lidar.captures import HDL32E, HDL32E_CALIBRATION, HDL32E_CAPTURE, OUSTER_DUAL, needs
 
 EDGE = [sys.executable, "-m", "edge.cli"]
 
@@ -34,7 +35,7 @@ def read_topic(endpoint, topic, count, timeout=10.0):
 def test_camera_driver_records_the_real_footage(broker, shared_data):
     video = shared_data / "car-detection.mp4"
     result = subprocess.run([*EDGE, "driver", "camera", "--name", "park", "--source", str(video), "--rate", "max",
-                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=120)
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     with Admin(broker.endpoint) as admin:
         assert admin.describe_topic("camera.park")["partitions"][0]["next_offset"] == 377
@@ -57,7 +58,7 @@ def test_camera_driver_keeps_recorded_timestamps(broker, shared_data):
     video = shared_data / "car-detection.mp4"
     result = subprocess.run([*EDGE, "driver", "camera", "--name", "kt", "--source", str(video), "--rate", "max",
                              "--keep-timestamps", "--endpoint", broker.endpoint], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_topic(broker.endpoint, "camera.kt", 377)
     gaps = np.diff([r.timestamp for r in records]) / 1e6
@@ -67,7 +68,7 @@ def test_camera_driver_keeps_recorded_timestamps(broker, shared_data):
 
 def test_missing_video_fails_clearly(broker, tmp_path):
     result = subprocess.run([*EDGE, "driver", "camera", "--name", "x", "--source", str(tmp_path / "none.mp4"),
-                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1 and "not found" in result.stderr
 
 
@@ -75,7 +76,7 @@ def test_corrupt_video_exits_nonzero_with_the_reason(broker, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x01garbage" * 1000)
     result = subprocess.run([*EDGE, "driver", "camera", "--name", "bad", "--source", str(bad),
-                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "bad.mp4" in result.stderr and ("cannot open" in result.stderr or "no decodable" in result.stderr)
 
@@ -84,7 +85,7 @@ def test_lidar_driver_records_the_real_capture(broker, shared_data):
     pcap = shared_data / "vlp16-90deg-50frames.pcap"
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "top", "--source", f"pcap:{pcap}", "--rate", "max",
                              "--calibration", str(shared_data / "VLP-16.xml"), "--endpoint", broker.endpoint],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_topic(broker.endpoint, "lidar.top", 52)
     from drivers.pointcloud import decode_cloud
@@ -98,11 +99,8 @@ def test_lidar_driver_refuses_a_non_pcap(broker, tmp_path):
     bad = tmp_path / "x.pcap"
     bad.write_bytes(b"not a capture at all" * 10)
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "x", "--source", f"pcap:{bad}",
-                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60)
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1 and "x.pcap" in result.stderr
-
-
-from tests.drivers.lidar.captures import HDL32E, HDL32E_CALIBRATION, HDL32E_CAPTURE, OUSTER_DUAL, needs
 
 
 @HDL32E
@@ -111,7 +109,7 @@ def test_lidar_driver_identifies_an_hdl32e_given_only_its_calibration(broker):
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "roof", "--source",
                              f"pcap:{HDL32E_CAPTURE}", "--rate", "max",
                              "--calibration", str(HDL32E_CALIBRATION), "--endpoint", broker.endpoint],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_topic(broker.endpoint, "lidar.roof", 4)
     from drivers.pointcloud import decode_cloud
@@ -129,7 +127,7 @@ def test_lidar_driver_refuses_a_calibration_for_another_model(broker, shared_dat
     result = subprocess.run([*EDGE, "driver", "lidar", "--name", "roof", "--source",
                              f"pcap:{HDL32E_CAPTURE}", "--rate", "max",
                              "--calibration", str(shared_data / "VLP-16.xml"), "--endpoint", broker.endpoint],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert "VLP-16.xml has 16 lasers but the packets are from a HDL-32E" in result.stderr
     assert "Traceback" not in result.stderr
@@ -138,9 +136,9 @@ def test_lidar_driver_refuses_a_calibration_for_another_model(broker, shared_dat
 @needs(OUSTER_DUAL)
 def test_lidar_driver_records_an_ouster_capture_with_its_metadata(broker):
     base = OUSTER_DUAL
-    result = subprocess.run([*EDGE, "driver", "lidar", "--name", "os0", "--source", f"pcap:{base}.pcap", "--rate", "max",
-                             "--calibration", f"{base}.json", "--endpoint", broker.endpoint],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*EDGE, "driver", "lidar", "--name", "os0", "--source", f"pcap:{base}.pcap",
+                             "--rate", "max", "--calibration", f"{base}.json", "--endpoint", broker.endpoint],
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     from drivers.pointcloud import decode_cloud
 
@@ -162,7 +160,7 @@ rate = "max"
 mounting = {{ parent = "base_link", xyz = [1.2, 0.0, 1.9], rpy_deg = [0.0, 0.0, 90.0] }}
 """)
     result = subprocess.run([*EDGE, "driver", "lidar", "--config", str(config), "--name", "roof",
-                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=120)
+                             "--endpoint", broker.endpoint], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     record = read_topic(broker.endpoint, "lidar.roof", 1)[0]
     assert json.loads(record.header("mounting")) == {"parent": "base_link", "xyz": [1.2, 0.0, 1.9],
@@ -211,7 +209,7 @@ def test_h264_passthrough_recorded_and_exported_to_mp4(broker, shared_data, tmp_
     video = shared_data / "car-detection.mp4"
     result = subprocess.run([*EDGE, "driver", "camera", "--name", "h264", "--source", str(video), "--rate", "max",
                              "--encoding", "passthrough", "--endpoint", broker.endpoint], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_topic(broker.endpoint, "camera.h264", 377)
     assert {(r.header("encoding"), r.header("width"), r.header("height")) for r in records} == {("h264", "768", "432")}

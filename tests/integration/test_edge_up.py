@@ -37,9 +37,9 @@ def sim_config(tmp: Path) -> Path:
 
 def start_up(data_dir: Path) -> subprocess.Popen:
     config = sim_config(data_dir.parent)
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "up", "--config", str(config), "--data-dir", str(data_dir),
-                             "--status-interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "up", "--config", str(config),
+                             "--data-dir", str(data_dir), "--status-interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def topic_ends(endpoint: str) -> dict[str, int]:
@@ -80,7 +80,7 @@ def test_edge_up_runs_restarts_and_stops_cleanly(tmp_path):
     endpoint = f"ipc://{data_dir}/broker.sock"
     proc = start_up(data_dir)
     try:
-        first = wait_for(lambda: (e := topic_ends(endpoint)) and SENSOR_TOPICS <= set(e) and e, 30, "sensor topics")
+        first = wait_for(lambda: (e := topic_ends(endpoint)) and set(e) >= SENSOR_TOPICS and e, 30, "sensor topics")
         grown = wait_for(lambda: (e := topic_ends(endpoint)) and all(e[t] > first[t] for t in SENSOR_TOPICS) and e,
                          20, "every sensor topic to grow")
         assert grown["_drives"] >= 1
@@ -135,7 +135,7 @@ def test_api_port_in_use_is_named_and_backed_off(tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         time.sleep(8)
-        code, out = stop(proc)
+        _, out = stop(proc)
     finally:
         holder.close()
         if proc.poll() is None:

@@ -59,7 +59,7 @@ def read_all(endpoint: str, topic: str, partitions: int = 1):
 
 def edge(*args, endpoint, timeout=120, **kwargs):
     return subprocess.run([*EDGE, *args, "--endpoint", endpoint], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+                          timeout=timeout, **kwargs, check=False)
 
 
 def test_replay_at_2x_keeps_records_order_headers_and_timing(broker):
@@ -227,7 +227,7 @@ def test_records_deleted_by_retention_are_reported_and_fail_the_export_and_repla
 
     def edge(*args):
         return subprocess.run([sys.executable, "-m", "edge.cli", *args, "--endpoint", ep],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
 
     window = ["--topics", "camera.front", "--start", str(T0), "--end", str(T0 + 1200 * 1_000_000)]
     done = edge("export", *window, "--out", str(tmp_path / "w"), "--quiet")
@@ -235,7 +235,8 @@ def test_records_deleted_by_retention_are_reported_and_fail_the_export_and_repla
     assert f"camera.front:0 (log starts at {log_start})" in done.stderr and "incomplete" in done.stderr
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert manifest["records"] == 1200 - log_start
-    assert manifest["missing"]["before_log_start"] == [{"topic": "camera.front", "partition": 0, "log_start": log_start}]
+    assert manifest["missing"]["before_log_start"] == [
+        {"topic": "camera.front", "partition": 0, "log_start": log_start}]
     done = edge("export", *window, "--out", str(tmp_path / "w2.mcap"), "--quiet", "--allow-gaps")
     assert done.returncode == 0 and "warning" in done.stderr, done.stderr
     with open(tmp_path / "w2.mcap", "rb") as fh:

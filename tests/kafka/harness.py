@@ -65,13 +65,14 @@ def kafka_libs(version: str = KAFKA_VERSION) -> Path:
         if marker.exists():
             return libs
         if shutil.which("mvn") is None or shutil.which("java") is None:
-            raise KafkaHarnessError("Java and Maven are needed to fetch Apache Kafka (Debian: openjdk-17-jre-headless maven)")
+            raise KafkaHarnessError("Java and Maven are needed to fetch Apache Kafka "
+                                    "(Debian: openjdk-17-jre-headless maven)")
         with tempfile.TemporaryDirectory(dir=home) as work:
             (Path(work) / "pom.xml").write_text(POM.format(kafka=version, log4j=LOG4J_VERSION))
             staging = Path(work) / "libs"
             result = subprocess.run(
                 ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
-                 "-DincludeScope=runtime"], cwd=work, capture_output=True, text=True, timeout=900)
+                 "-DincludeScope=runtime"], cwd=work, capture_output=True, text=True, timeout=900, check=False)
             if result.returncode != 0:
                 raise KafkaHarnessError(f"fetching Apache Kafka {version} from Maven Central failed:\n"
                                         f"{(result.stdout + result.stderr)[-3000:]}")
@@ -124,13 +125,14 @@ class KafkaCluster:
         self.controller_ports = ports[nodes:2 * nodes]
         self.sasl_ports = ports[2 * nodes:]
         self.cluster_id = self._random_uuid()
-        self.procs: dict[int, subprocess.Popen | None] = {i: None for i in range(nodes)}
+        self.procs: dict[int, subprocess.Popen | None] = dict.fromkeys(range(nodes))
         atexit.register(self.stop)
 
     # -- setup ---------------------------------------------------------------------------
 
     def _java(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(["java", "-cp", f"{self.libs}/*", *args], capture_output=True, text=True, **kw)
+        return subprocess.run(["java", "-cp", f"{self.libs}/*", *args], capture_output=True, text=True, check=False,
+                              **kw)
 
     def _random_uuid(self) -> str:
         # Kafka cluster ids are 16 random bytes, base64url without padding; like Kafka's own
@@ -216,15 +218,15 @@ class KafkaCluster:
     def start_node(self, i: int) -> None:
         if self.procs.get(i) is not None and self.procs[i].poll() is None:
             return
-        log = open(self.node_dir(i) / "server.log", "ab")
         env = {**os.environ, "KAFKA_HEAP_OPTS": f"-Xmx{self.heap}"}
-        self.procs[i] = subprocess.Popen(
-            ["java", f"-Xms128m", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-             "-Djava.awt.headless=true", "-cp", f"{self.libs}/*", "kafka.Kafka", str(self.node_dir(i) / "server.properties")],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        log.close()
+        with open(self.node_dir(i) / "server.log", "ab") as log:
+            self.procs[i] = subprocess.Popen(
+                ["java", "-Xms128m", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                 "-Djava.awt.headless=true", "-cp", f"{self.libs}/*", "kafka.Kafka",
+                 str(self.node_dir(i) / "server.properties")],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
-    def start(self, timeout: float = 120.0) -> "KafkaCluster":
+    def start(self, timeout: float = 120.0) -> KafkaCluster:
         for i in range(self.nodes):
             self._format(i)
         for i in range(self.nodes):
@@ -246,11 +248,12 @@ class KafkaCluster:
                 brokers = admin.list_topics(timeout=2).brokers
                 if len(brokers) >= want:
                     return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:  # not up yet
                 pass
             if time.monotonic() > deadline:
                 raise KafkaHarnessError(
-                    f"Kafka cluster not ready after {timeout:.0f}s:\n" + "\n".join(self.log_tail(i) for i in self.procs))
+                    f"Kafka cluster not ready after {timeout:.0f}s:\n"
+                    + "\n".join(self.log_tail(i) for i in self.procs))
             time.sleep(0.5)
 
     def log_tail(self, i: int, chars: int = 1500) -> str:
@@ -309,7 +312,7 @@ class KafkaCluster:
         futures = admin.create_topics([NewTopic(name, partitions, rf, config=config or {})], operation_timeout=timeout)
         futures[name].result(timeout)
 
-    def __enter__(self) -> "KafkaCluster":
+    def __enter__(self) -> KafkaCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -14,7 +14,8 @@ partition = st.fixed_dictionaries({
     "high_watermark": st.integers(-1, 2**62), "last_stable_offset": st.integers(-1, 2**62),
     "log_start_offset": st.integers(-1, 2**62), "aborted_transactions": st.none(),
     "preferred_read_replica": st.just(-1), "records": st.binary(max_size=300)})
-topic = st.fixed_dictionaries({"topic": st.text(min_size=1, max_size=20), "partitions": st.lists(partition, max_size=4)})
+topic = st.fixed_dictionaries({"topic": st.text(min_size=1, max_size=20),
+                               "partitions": st.lists(partition, max_size=4)})
 answer = st.fixed_dictionaries({"error_code": st.just(0), "session_id": st.just(0),
                                 "responses": st.lists(topic, max_size=3)})
 

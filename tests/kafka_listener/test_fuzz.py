@@ -1,7 +1,7 @@
 """Fuzz the Kafka request decoder and handlers in-process: random bytes, and request frames
 captured from real clients (librdkafka via confluent-kafka, and Kafka's Java console and
-admin tools: captured_frames.json, one per API and version they sent) mutated by hypothesis. Every frame must end as an answer or a
-closed connection with a reason; no handler may fail on a frame that decodes.
+admin tools: captured_frames.json, one per API and version they sent) mutated by hypothesis.
+Every frame must end as an answer or a closed connection with a reason; no handler may fail on a frame that decodes.
 
 EDGE_FUZZ_EXAMPLES raises the number of examples (scripts/faults long runs)."""
 

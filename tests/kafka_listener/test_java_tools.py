@@ -11,7 +11,7 @@ from tests.kafka.harness import kafka_libs
 
 def kafka_tool(main_class: str, *args: str) -> str:
     out = subprocess.run(["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{kafka_libs()}/*",
-                          main_class, *args], capture_output=True, text=True, timeout=90)
+                          main_class, *args], capture_output=True, text=True, timeout=90, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
@@ -47,7 +47,7 @@ def test_console_producer_and_consumer_with_a_group(kafka_broker):
     out = subprocess.run(["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{kafka_libs()}/*",
                           "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", kafka_broker.bootstrap,
                           "--topic", "java.console"], input="\n".join(lines) + "\n", capture_output=True, text=True,
-                         timeout=90)
+                         timeout=90, check=False)
     assert out.returncode == 0, out.stderr
     read = kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", kafka_broker.bootstrap,
                       "--topic", "java.console", "--group", "java.viz2", "--from-beginning", "--max-messages", "5",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import ConfigError, load_config
 from broker.client import Admin
+from edge.config import ConfigError, load_config
 from tests.support.broker_process import EDGE, BrokerProcess, free_tcp_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_broker(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([EDGE, "broker", "--data-dir", str(tmp_path / "data"), *args], capture_output=True,
-                          text=True, timeout=30)
+                          text=True, timeout=30, check=False)
 
 
 def test_non_loopback_kafka_listener_is_refused_without_insecure(tmp_path):

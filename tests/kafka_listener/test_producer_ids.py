@@ -46,11 +46,12 @@ def test_init_producer_id_and_offset_for_leader_epoch_on_the_wire(kafka_broker):
     with Admin(kafka_broker.endpoint) as native:
         native.create_topic("pid.t", partitions=1)
     with Producer(kafka_broker.endpoint) as producer:
-        for i in range(3):
+        for _ in range(3):
             producer.send("pid.t", b"x", partition=0)
         producer.flush()
     with socket.create_connection(("127.0.0.1", kafka_broker.kafka_port), timeout=5) as sock:
-        new = InitProducerIdRequest(transactional_id=None, transaction_timeout=timedelta(seconds=60), producer_id=-1, producer_epoch=-1)
+        new = InitProducerIdRequest(transactional_id=None, transaction_timeout=timedelta(seconds=60),
+                                    producer_id=-1, producer_epoch=-1)
         a = _call(sock, 22, 4, 1, new, InitProducerIdResponse)
         b = _call(sock, 22, 4, 2, new, InitProducerIdResponse)
         assert a.error_code == b.error_code == ErrorCode.none and a.producer_id != b.producer_id

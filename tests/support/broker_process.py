@@ -34,14 +34,13 @@ class BrokerProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
 
-    def start(self, timeout: float = 15.0) -> "BrokerProcess":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [EDGE, "broker", "--data-dir", str(self.data_dir), "--endpoint", self.endpoint, *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-            preexec_fn=None if self.fd_limit is None else self._limit_fds,
-        )
-        log.close()
+    def start(self, timeout: float = 15.0) -> BrokerProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [EDGE, "broker", "--data-dir", str(self.data_dir), "--endpoint", self.endpoint, *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+                preexec_fn=None if self.fd_limit is None else self._limit_fds,  # noqa: PLW1509 - only setrlimit
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -80,7 +79,7 @@ class BrokerProcess:
             self.proc.wait(10)
             self.proc = None
 
-    def __enter__(self) -> "BrokerProcess":
+    def __enter__(self) -> BrokerProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -20,7 +20,8 @@ def main() -> None:
     data_dir, flush = sys.argv[1], sys.argv[2]
     storage = Storage(data_dir)
     if not storage.has_topic("crash"):
-        storage.create_topic("crash", TopicConfig(partitions=2, segment_bytes=64 * 1024, flush=flush, index_interval_bytes=512))
+        storage.create_topic("crash", TopicConfig(partitions=2, segment_bytes=64 * 1024, flush=flush,
+                                                  index_interval_bytes=512))
     rng = random.Random()
     while True:
         partition = rng.randrange(2)

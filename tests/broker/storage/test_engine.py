@@ -21,7 +21,8 @@ from broker.topic_config import TopicConfig
 from .helpers import make_batch, read_all, values_of
 
 
-@pytest.mark.parametrize("name", ["", "..", ".", "../etc", "a/b", "a\\b", "-x", ".hidden", "x" * 201, "a b", "_groups", "t.deleted-1", 5])
+@pytest.mark.parametrize("name", ["", "..", ".", "../etc", "a/b", "a\\b", "-x", ".hidden", "x" * 201, "a b", "_groups",
+                                  "t.deleted-1", 5])
 def test_unsafe_topic_names_are_refused(data_dir, name):
     storage = Storage(data_dir)
     with pytest.raises(InvalidTopicError):
@@ -35,7 +36,7 @@ def test_create_persist_configure_delete(data_dir):
     with pytest.raises(TopicExistsError):
         storage.create_topic("camera.front")
     storage.log("camera.front", 1).append(make_batch(0, 3))
-    with pytest.raises(UnknownPartitionError, match="0..1"):
+    with pytest.raises(UnknownPartitionError, match=r"0..1"):
         storage.log("camera.front", 2)
     with pytest.raises(UnknownTopicError):
         storage.log("nope", 0)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections import namedtuple
-
-import pytest
 
 from broker.storage import DiskGuard, Storage
 from broker.storage.partition_log import PartitionLog
@@ -127,7 +124,7 @@ def test_disk_guard_deletes_shipped_data_before_unshipped_whatever_the_priority(
     a high-priority topic still has shipped segments; unshipped deletions are reported."""
     caplog.set_level("INFO", logger="broker.retention")
     storage = Storage(data_dir, disk_guard=DiskGuard(min_free="10MB", critical_free="8MB"))
-    unshipped = fill(storage, "telemetry", 30, priority=1)
+    fill(storage, "telemetry", 30, priority=1)  # unshipped
     shipped = fill(storage, "camera", 30, priority=9)
     storage.set_protected_offset("telemetry", 0, 0)  # mirrored, nothing shipped yet
     storage.set_protected_offset("camera", 0, shipped.segments[3].base_offset)  # 3 segments shipped

@@ -10,7 +10,7 @@ import time
 from broker.storage import Storage
 from broker.topic_config import TopicConfig
 
-from .helpers import make_batch, values_of, read_all
+from .helpers import make_batch, read_all, values_of
 
 RECORDED_2018_NS = 1_524_177_960_000_000_000  # car-detection.mp4's creation_time
 HOUR_NS = 3_600 * 10**9

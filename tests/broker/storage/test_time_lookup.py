@@ -44,7 +44,7 @@ def test_lookup_is_record_precise_and_independent_of_batching(tmp_path):
     # the first offset at or after each time, by the largest time so far: 20..39 never answer
     assert answers[0] == [0, 0, 10, 40, 40, 50]
     assert answers[1] == answers[0] and answers[2] == answers[0]
-    assert all(kafka_answer(stamps, t) == a for t, a in zip(targets, answers[0]) if a not in (40, 50))
+    assert all(kafka_answer(stamps, t) == a for t, a in zip(targets, answers[0], strict=True) if a not in (40, 50))
 
 
 def test_far_future_stamp_is_flagged_counted_and_never_hides_later_records(tmp_path):

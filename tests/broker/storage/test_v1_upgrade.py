@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.records import CAPTURE_HEADER, decode_batches, iter_batches
+from broker.records import CAPTURE_HEADER, decode_batches, encode_batch, iter_batches
 from broker.storage import Storage
 from broker.storage.v1_upgrade import is_v1_segment, upgrade_partition
-from broker.records import encode_batch
 
 FIXTURE = Path(__file__).parent / "data" / "v1"
 

@@ -123,7 +123,7 @@ def test_undecodable_and_mislabelled_images(sim_frame):
 
 def test_bad_images_and_options(sim_frame):
     for bad in (sim_frame[:, :, 0], sim_frame.astype(np.float32), sim_frame[:0], [[1, 2, 3]]):
-        with pytest.raises(ValueError, match="HxWx3 uint8|empty"):
+        with pytest.raises(ValueError, match=r"HxWx3 uint8|empty"):
             encode_frame(bad, "jpeg")
     for quality in (0, 101, 90.5):
         with pytest.raises(ValueError, match="JPEG quality"):

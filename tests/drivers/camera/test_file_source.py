@@ -60,7 +60,7 @@ def test_plays_the_whole_file_as_fast_as_possible(footage):
 def test_recorded_rate_keeps_the_file_pace(footage):
     source = open_camera_source(footage, rate="recorded")
     released, started = [], time.monotonic()
-    for frame in source:
+    for _frame in source:
         released.append(time.time_ns())
         if time.monotonic() - started >= 1.0:
             break

@@ -125,7 +125,7 @@ def test_mjpeg_is_recorded_as_jpeg_records(footage, tmp_path):
 
 def test_uncompressed_or_other_codecs_are_refused_by_name(footage, tmp_path):
     path = reencode(footage, tmp_path / "part2.mkv", "mpeg4", "yuv420p", 3)
-    with pytest.raises(CameraInputError, match="mpeg4.*use encoding jpeg") as info:
+    with pytest.raises(CameraInputError, match=r"mpeg4.*use encoding jpeg") as info:
         open_camera_source(path, passthrough=True)
     assert str(path) in str(info.value)
     with pytest.raises(CameraInputError, match="not found"):

@@ -3,6 +3,7 @@ devices, unreachable streams, a stream that stops delivering and is reopened."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_sim_frames_move_at_the_requested_size_and_rate():
     offsets_ms = (stamps - stamps[0]) / 1e6 - 25 * np.arange(10)
     assert offsets_ms.min() > -2, offsets_ms  # never early
     assert 20 <= np.median(np.diff(stamps)) / 1e6 <= 40, offsets_ms  # late only by scheduling jitter
-    for a, b in zip(frames, frames[1:]):
+    for a, b in itertools.pairwise(frames):
         below_text = (slice(60, None), slice(None))  # the scene, not the time stamp line
         change = np.abs(a.image[below_text].astype(np.int16) - b.image[below_text]).mean()
         assert change > 1.0
@@ -81,6 +82,13 @@ def test_sim_rejects_bad_sizes_and_rates():
 def test_source_kinds():
     assert [source_kind(s) for s in ("sim", "0", "/dev/video2", "rtsp://cam/1", "HTTP://cam/mjpg", "a.mp4")] == [
         "sim", "device", "device", "stream", "stream", "file"]
+
+
+@pytest.mark.parametrize("spec", ["", "  ", True, None, 1.5])
+def test_a_spec_that_is_not_a_source_is_a_value_error(spec):
+    # a bool is an int to Python but names no device; none of these may end in os.fspath's TypeError
+    with pytest.raises(ValueError, match="camera source spec must be a non-empty string"):
+        open_camera_source(spec)
 
 
 @pytest.mark.parametrize("spec", ["/dev/video99", "99", 99])

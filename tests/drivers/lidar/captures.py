@@ -28,7 +28,8 @@ def needs(*paths: Path) -> pytest.MarkDecorator:
     """Skip unless every path exists (a capture base name stands for its .pcap and .json)."""
     missing = []
     for path in paths:
-        wanted = [path] if path.suffix in (".pcap", ".xml", ".json", ".yaml") else [path.with_name(path.name + ".pcap"), path.with_name(path.name + ".json")]
+        wanted = ([path] if path.suffix in (".pcap", ".xml", ".json", ".yaml")
+                  else [path.with_name(path.name + ".pcap"), path.with_name(path.name + ".json")])
         missing += [str(p) for p in wanted if not p.exists()]
     return pytest.mark.skipif(bool(missing), reason=f"real capture not present: {', '.join(missing)} "
                               "(docs/LIDAR.md 'Test captures' says where it comes from; set EDGE_LIDAR_CAPTURES)")

@@ -18,7 +18,6 @@ from drivers.lidar.sources import PcapSource
 from drivers.lidar.velodyne import VelodyneDecoder, decode_pcap
 
 from .builders import CALIBRATION, CAPTURE, build_packet, veloview_xyz
-
 from .captures import HDL32E, HDL32E_CALIBRATION, HDL32E_CAPTURE
 
 # VeloView's Testing/monterey.test, frame 8 of the full capture = frame 1 of the cut:
@@ -97,7 +96,8 @@ def test_vlp16_reporting_the_hdl32e_product_id_is_overruled_by_its_packets(share
 @pytest.mark.parametrize("capture, calibration, packets_say", [
     ("hdl32e", "vlp16", "HDL-32E"), ("vlp16", "hdl32e", "VLP-16")])
 def test_a_calibration_for_another_model_is_a_typed_error(shared_data, capture, calibration, packets_say):
-    paths = {"hdl32e": (HDL32E_CAPTURE, HDL32E_CALIBRATION), "vlp16": (shared_data / CAPTURE, shared_data / CALIBRATION)}
+    paths = {"hdl32e": (HDL32E_CAPTURE, HDL32E_CALIBRATION),
+             "vlp16": (shared_data / CAPTURE, shared_data / CALIBRATION)}
     with pytest.raises(LidarModelMismatchError) as caught:
         decode_pcap(paths[capture][0], paths[calibration][1])
     message = str(caught.value)

@@ -17,7 +17,6 @@ from drivers.lidar.sources import UdpSource
 from drivers.lidar.velodyne import VelodyneDecoder
 
 from .builders import CALIBRATION, CAPTURE, send_when_bound
-
 from .captures import HDL32E, HDL32E_CALIBRATION, HDL32E_CAPTURE, OUSTER_LEGACY, needs
 
 
@@ -100,7 +99,8 @@ def test_metrics_export_the_packet_counts():
     from edge.api.metrics import build_registry, render
 
     health = {"kind": "lidar", "topic": "lidar.roof", "state": "running",
-              "details": {"lidar_packets": {"received": 397, "lost": 3, "out_of_order": 1, "skipped": {"wrong_size": 2}}}}
+              "details": {"lidar_packets": {"received": 397, "lost": 3, "out_of_order": 1,
+                                            "skipped": {"wrong_size": 2}}}}
     text = render(build_registry(lambda: {"drivers": {"roof": health}})).decode()
     for outcome, value in (("received", 397), ("lost", 3), ("out_of_order", 1), ("skipped", 2)):
         assert (f'edge_lidar_packets_total{{kind="lidar",outcome="{outcome}",sensor="roof",topic="lidar.roof"}} '

@@ -20,8 +20,9 @@ from drivers.lidar.sources import PcapSource, UdpSource
 from drivers.pointcloud import RETURN_SECOND, RETURN_STRONGEST, SENSOR_POINT_DTYPE
 
 from .builders import send_when_bound
-
-from .captures import OUSTER_BOTH, OUSTER_DUAL as DUAL, OUSTER_LEGACY as LEGACY
+from .captures import OUSTER_BOTH
+from .captures import OUSTER_DUAL as DUAL
+from .captures import OUSTER_LEGACY as LEGACY
 
 pytestmark = OUSTER_BOTH
 
@@ -29,7 +30,8 @@ pytestmark = OUSTER_BOTH
 # few (row, column) pixels, RANGE (mm), the XYZ it computes (sensor frame, metres), REFLECTIVITY
 REFERENCE = {
     LEGACY: {"returns": 28541, "second": 0, "pixels": [
-        (5, 100, 12795, (-10.627905, 6.925204, 1.747006), 135), (31, 1000, 11191, (-10.819043, -2.012003, -1.958757), 235)]},
+        (5, 100, 12795, (-10.627905, 6.925204, 1.747006), 135),
+        (31, 1000, 11191, (-10.819043, -2.012003, -1.958757), 235)]},
     DUAL: {"returns": 21631, "second": 172, "pixels": [
         (0, 0, 5979, (-4.311854, -0.217027, 4.161346), 18), (5, 100, 5671, (-4.179582, 2.662806, 2.785893), 30),
         (16, 512, 20643, (20.604515, 1.009976, -0.715646), 20)]},
@@ -55,7 +57,7 @@ def test_ouster_pcap_matches_ouster_sdk(base):
     assert np.count_nonzero(points["return_type"] == RETURN_STRONGEST) == reference["returns"]
     assert np.count_nonzero(points["return_type"] == RETURN_SECOND) == reference["second"]
     strongest = points[points["return_type"] == RETURN_STRONGEST]
-    for row, _column, range_mm, xyz, reflectivity in reference["pixels"]:
+    for row, _column, _range_mm, xyz, reflectivity in reference["pixels"]:
         beam = strongest[strongest["laser"] == row]
         distance = np.sqrt((beam["x"] - xyz[0]) ** 2 + (beam["y"] - xyz[1]) ** 2 + (beam["z"] - xyz[2]) ** 2)
         nearest = int(np.argmin(distance))
@@ -86,7 +88,8 @@ def test_ouster_sdk_agrees_on_every_point():
         rows, columns = np.nonzero(has_return)
         order = np.lexsort((rows, columns))  # ours: column by column, beams in order
         ours = frames[0].points[frames[0].points["return_type"] == RETURN_STRONGEST]
-        np.testing.assert_allclose(np.stack([ours["x"], ours["y"], ours["z"]], axis=1), xyz[has_return][order], atol=5e-5)
+        np.testing.assert_allclose(np.stack([ours["x"], ours["y"], ours["z"]], axis=1),
+                                   xyz[has_return][order], atol=5e-5)
 
 
 def test_ouster_live_udp():
@@ -113,9 +116,9 @@ def test_ouster_live_udp():
 def test_bad_ouster_metadata_is_a_clear_error(tmp_path):
     broken = tmp_path / "meta.json"
     broken.write_text('{"beam_altitude_angles": [1, 2]}')
-    with pytest.raises(CalibrationError, match="meta.json: not a usable Ouster sensor metadata JSON"):
+    with pytest.raises(CalibrationError, match=r"meta.json: not a usable Ouster sensor metadata JSON"):
         OusterDecoder(broken)
-    with pytest.raises(LidarInputError, match="meta.json"):
+    with pytest.raises(LidarInputError, match=r"meta.json"):
         PcapSource(_file(LEGACY, ".pcap"), broken)
     with pytest.raises(LidarInputError, match="Ouster metadata: the model comes from it"):
         PcapSource(_file(LEGACY, ".pcap"), _file(LEGACY, ".json"), model="VLP-16")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ def test_real_capture_datagrams(shared_data):
     assert len(data) == 1902 and {len(p.payload) for p in data} == {1206}
     assert len(positions) == 367 and {len(p.payload) for p in positions} == {512}
     assert packets[0].timestamp_ns == FIRST_RECORD_NS
-    assert all(a.timestamp_ns <= b.timestamp_ns for a, b in zip(packets, packets[1:]))
+    assert all(a.timestamp_ns <= b.timestamp_ns for a, b in itertools.pairwise(packets))
     assert bytes(data[0].payload[:2]) == b"\xff\xee"
 
 
@@ -103,7 +105,7 @@ def test_stacked_read_of_a_damaged_file(small_capture, tmp_path):
 def test_wrong_magic(tmp_path, small_capture):
     bad = tmp_path / "bad-magic.pcap"
     bad.write_bytes(b"\x00\x01\x02\x03" + small_capture.read_bytes()[4:])
-    with pytest.raises(PcapFormatError, match="not a pcap file.*byte offset 0") as caught:
+    with pytest.raises(PcapFormatError, match=r"not a pcap file.*byte offset 0") as caught:
         PcapReader(bad)
     assert str(bad) in str(caught.value) and caught.value.offset == 0
 
@@ -117,7 +119,7 @@ def test_pcapng_short_and_missing_files(tmp_path):
     short.write_bytes(b"\xd4\xc3\xb2\xa1")
     with pytest.raises(PcapFormatError, match="shorter than the 24-byte header"):
         PcapReader(short)
-    with pytest.raises(PcapError, match="cannot open pcap .*missing.pcap"):
+    with pytest.raises(PcapError, match=r"cannot open pcap .*missing.pcap"):
         PcapReader(tmp_path / "missing.pcap")
 
 

@@ -13,7 +13,6 @@ The reference interpolates each firing's azimuth in floating point, VeloView rou
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -22,11 +21,11 @@ from drivers.lidar.pcap import read_udp_payloads
 from drivers.lidar.velodyne import VelodyneDecoder
 
 from .builders import CALIBRATION, CAPTURE, ros_yaml
+from .captures import HDL32E, HDL32E_CALIBRATION, HDL32E_CAPTURE
 
 velodyne_decoder = pytest.importorskip("velodyne_decoder", reason="the reference decoder (velodyne-decoder, "
                                                                    "dev extra) is not installed")
 
-from .captures import HDL32E, HDL32E_CALIBRATION, HDL32E_CAPTURE
 
 
 def _reference_points(payloads: np.ndarray, times_ns: np.ndarray, model: str, calibration: Calibration):
@@ -35,7 +34,7 @@ def _reference_points(payloads: np.ndarray, times_ns: np.ndarray, model: str, ca
                                      calibration=velodyne_decoder.Calibration.from_string(ros_yaml(calibration)))
     decoder = velodyne_decoder.ScanDecoder(config)
     per_packet = []
-    for payload, time_ns in zip(payloads, times_ns):
+    for payload, time_ns in zip(payloads, times_ns, strict=True):
         packets = velodyne_decoder.PacketVector()
         packets.append(velodyne_decoder.VelodynePacket(time_ns / 1e9, payload.tobytes()))
         per_packet.append(decoder.decode(packets, as_pcl_structs=True)[1])

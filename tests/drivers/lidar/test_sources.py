@@ -20,7 +20,6 @@ from drivers.runtime import SensorError
 
 from .builders import CALIBRATION, CAPTURE, copy_records, ethernet_udp_frame, send_when_bound, write_pcap
 
-
 # -- pcap --------------------------------------------------------------------------------
 
 def test_pcap_source_as_fast_as_possible(shared_data):
@@ -83,18 +82,18 @@ def test_pcap_source_truncated_file_plays_what_is_readable(shared_data, tmp_path
 
 
 def test_pcap_source_bad_input(tmp_path, shared_data):
-    with pytest.raises(LidarInputError, match="missing.pcap: file not found"):
+    with pytest.raises(LidarInputError, match=r"missing.pcap: file not found"):
         PcapSource(tmp_path / "missing.pcap")
     not_pcap = tmp_path / "notes.pcap"
     not_pcap.write_text("these are not packets, just some text long enough")
-    with pytest.raises(LidarInputError, match="notes.pcap.*not a pcap file"):
+    with pytest.raises(LidarInputError, match=r"notes.pcap.*not a pcap file"):
         PcapSource(not_pcap)
-    with pytest.raises(LidarInputError, match="calibration file .*nope.xml not found"):
+    with pytest.raises(LidarInputError, match=r"calibration file .*nope.xml not found"):
         PcapSource(shared_data / CAPTURE, tmp_path / "nope.xml")
     with pytest.raises(LidarInputError, match="rate"):
         PcapSource(shared_data / CAPTURE, rate="fast")
     positions_only = write_pcap(tmp_path / "gps.pcap", [(1000, ethernet_udp_frame(b"\x00" * 512, dst_port=8308))])
-    with pytest.raises(LidarInputError, match="gps.pcap: no Velodyne data packets"):
+    with pytest.raises(LidarInputError, match=r"gps.pcap: no Velodyne data packets"):
         list(PcapSource(positions_only, model="VLP-16", rate="max"))
     assert issubclass(LidarInputError, SensorError)
 
@@ -122,7 +121,7 @@ def test_udp_source_assembles_rotations_from_packets(shared_data):
 def test_udp_source_times_out_without_packets():
     source = UdpSource("127.0.0.1", 0, model="VLP-16", timeout_s=0.3)
     started = time.monotonic()
-    with pytest.raises(LidarTimeoutError, match="no packets for 0.[3-9] s"):
+    with pytest.raises(LidarTimeoutError, match=r"no packets for 0.[3-9] s"):
         next(iter(source))
     assert time.monotonic() - started < 2
     assert issubclass(LidarTimeoutError, SensorError)
@@ -187,12 +186,12 @@ def test_pcd_dir_source_bad_input(open3d, tmp_path):
         PcdDirSource(tmp_path / "missing")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(LidarInputError, match="empty: no .pcd or .ply files"):
+    with pytest.raises(LidarInputError, match=r"empty: no .pcd or .ply files"):
         PcdDirSource(empty)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "x.pcd").write_text("garbage")
-    with pytest.raises(LidarInputError, match="none of the 1 .pcd/.ply files could be read"):
+    with pytest.raises(LidarInputError, match=r"none of the 1 .pcd/.ply files could be read"):
         list(PcdDirSource(broken, rate="max"))
 
 
@@ -205,7 +204,7 @@ def test_sim_source_vlp16_rotation():
         points = frame.points
         assert 27_500 <= points.shape[0] <= 28_928  # 1,808 firings × 16 lasers, minus misses
         assert set(np.unique(points["ring"]).tolist()) == set(range(16))
-        assert 0 <= points["time"].min() and points["time"].max() < 0.1
+        assert points["time"].min() >= 0 and points["time"].max() < 0.1
         assert np.all(np.diff(points["time"]) >= 0)
     z = frames[0].points["z"]
     assert z.min() > -SENSOR_HEIGHT_M - 0.05  # nothing below the ground plane (1 cm range noise)

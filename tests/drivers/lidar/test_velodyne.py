@@ -168,7 +168,7 @@ def test_zero_distances_are_dropped():
     decoder.decode_payloads([(0, packet)])
     points = decoder.flush().points
     assert points.shape[0] == 12 * 16
-    assert set(points["laser"].tolist()) == {l for l in range(16) if l % 2 == 1}
+    assert set(points["laser"].tolist()) == {laser for laser in range(16) if laser % 2 == 1}
     assert set(points["ring"].tolist()) == set(range(8, 16))  # the odd lasers are the upper half
 
 
@@ -325,11 +325,11 @@ def test_bad_calibration_files_name_the_file(tmp_path):
         load_veloview_xml(tmp_path / "missing.xml")
     broken = tmp_path / "broken.xml"
     broken.write_text("<boost_serialization><DB><points_>")
-    with pytest.raises(CalibrationError, match="broken.xml.*not well-formed"):
+    with pytest.raises(CalibrationError, match=r"broken.xml.*not well-formed"):
         load_veloview_xml(broken)
     empty = tmp_path / "empty.xml"
     empty.write_text("<boost_serialization><DB></DB></boost_serialization>")
-    with pytest.raises(CalibrationError, match="empty.xml: no laser corrections"):
+    with pytest.raises(CalibrationError, match=r"empty.xml: no laser corrections"):
         load_veloview_xml(empty)
     with pytest.raises(CalibrationError, match="no built-in calibration"):
         default_calibration("HDL-64E")
@@ -347,5 +347,5 @@ def test_ros_yaml_calibration_decodes_like_the_xml(tmp_path, shared_data, captur
     np.testing.assert_array_equal(from_yaml[16].points["ring"], frames[16].points["ring"])
     broken = tmp_path / "broken.yaml"
     broken.write_text("lasers: [ {laser_id: 0")
-    with pytest.raises(CalibrationError, match="broken.yaml is not valid YAML"):
+    with pytest.raises(CalibrationError, match=r"broken.yaml is not valid YAML"):
         decode_pcap(shared_data / CAPTURE, broken)

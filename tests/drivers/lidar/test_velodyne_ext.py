@@ -18,7 +18,8 @@ from drivers.pointcloud import RETURN_STRONGEST, SENSOR_POINT_DTYPE
 
 from .builders import build_packet
 
-velodyne_decoder = pytest.importorskip("velodyne_decoder", reason="the 'velodyne' extra (velodyne-decoder) is not installed")
+velodyne_decoder = pytest.importorskip("velodyne_decoder",
+                                       reason="the 'velodyne' extra (velodyne-decoder) is not installed")
 yaml = pytest.importorskip("yaml")
 
 VLP32C_PACKET_US = 12 * 55.296
@@ -49,10 +50,11 @@ def test_vlp32c_identified_from_its_product_id_and_decoded():
     assert points.dtype == SENSOR_POINT_DTYPE and points.shape[0] == 20 * 12
     assert set(points["laser"].tolist()) == {5}
     assert set(points["return_type"].tolist()) == {RETURN_STRONGEST}
-    lasers = yaml.safe_load(velodyne_decoder.Calibration.default_calibs[velodyne_decoder.Model.VLP32C].to_string())["lasers"]
-    vertical = sorted((l["vert_correction"], l["laser_id"]) for l in lasers)
+    lasers = yaml.safe_load(velodyne_decoder.Calibration.default_calibs[velodyne_decoder.Model.VLP32C]
+                            .to_string())["lasers"]
+    vertical = sorted((laser["vert_correction"], laser["laser_id"]) for laser in lasers)
     assert points["ring"][0] == [laser for _, laser in vertical].index(5)  # rank by elevation
-    laser5 = next(l for l in lasers if l["laser_id"] == 5)
+    laser5 = next(laser for laser in lasers if laser["laser_id"] == 5)
     assert np.allclose(np.hypot(np.hypot(points["x"], points["y"]), points["z"]), 20.0, atol=0.01)
     assert np.allclose(points["z"], 20.0 * math.sin(laser5["vert_correction"]), atol=0.01)
     # near azimuth 0 (forward) the points lie ahead: +x, a little to the side by the laser's azimuth offset

@@ -77,7 +77,7 @@ def test_ctrl_c_leaves_no_file(recorded, tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([*EDGE, "export", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*EDGE, "export", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_bad_arguments_fail_clearly(recorded, tmp_path):

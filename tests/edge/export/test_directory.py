@@ -44,7 +44,7 @@ def test_directory_export_videos_and_clouds(recorded, tmp_path, capsys):
     assert [int(r["points"]) for r in index] == lidar.points
     files = sorted(p.name for p in (out / "lidar.top").glob("*.pcd"))
     assert files == sorted(r["file"] for r in index) and len(files) == len(lidar.timestamps)
-    assert all(str(ts) in name for ts, name in zip(lidar.timestamps, (r["file"] for r in index)))
+    assert all(str(ts) in name for ts, name in zip(lidar.timestamps, (r["file"] for r in index), strict=True))
     cloud = o3d.io.read_point_cloud(str(out / "lidar.top" / index[2]["file"]))
     assert len(cloud.points) == lidar.points[2] == 13898
     attributes = o3d.t.io.read_point_cloud(str(out / "lidar.top" / index[2]["file"])).point

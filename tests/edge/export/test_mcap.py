@@ -45,7 +45,7 @@ def test_mcap_export_matches_the_records(recorded, tmp_path, capsys):
 
         seen = {"camera.front": [], "lidar.top": []}
         decoded_image = False
-        for schema, channel, message, proto in reader.iter_decoded_messages():
+        for _schema, channel, message, proto in reader.iter_decoded_messages():
             topic = channel.topic
             seen[topic].append(message.log_time)
             assert message.publish_time == message.log_time

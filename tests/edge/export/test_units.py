@@ -92,7 +92,8 @@ def test_record_kinds_and_camera_checks():
 
 
 def test_format_from_the_path():
-    assert infer_format("a/b.MCAP") == "mcap" and infer_format("a/b") == "dir" and infer_format("x.mcap", "dir") == "dir"
+    assert infer_format("a/b.MCAP") == "mcap" and infer_format("a/b") == "dir"
+    assert infer_format("x.mcap", "dir") == "dir"
     with pytest.raises(ExportError, match="unknown export format"):
         infer_format("x", "zip")
 
@@ -107,10 +108,9 @@ def test_atomic_file_commit_and_discard(tmp_path):
     assert final.read_bytes() == b"done" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
     with pytest.raises(ExportError, match="already exists"):
         AtomicOutput(final, is_dir=False).open()
-    with pytest.raises(RuntimeError):
-        with AtomicOutput(final, is_dir=False, overwrite=True) as output:
-            output.temp.write_bytes(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), AtomicOutput(final, is_dir=False, overwrite=True) as output:
+        output.temp.write_bytes(b"half")
+        raise RuntimeError("boom")
     assert final.read_bytes() == b"done" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
     with AtomicOutput(final, is_dir=False, overwrite=True) as output:
         output.temp.write_bytes(b"new")

@@ -3,7 +3,6 @@ condition, without Kafka."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -22,7 +21,8 @@ from edge.status import format_mirror, mirror_condition
 
 
 def mirror_config(**mirror):
-    return parse_config({"mirror": {"bootstrap_servers": "k:9092", "topics": ["camera.*"], **mirror}}, Path("/x/e.toml"))
+    return parse_config({"mirror": {"bootstrap_servers": "k:9092", "topics": ["camera.*"], **mirror}},
+                        Path("/x/e.toml"))
 
 
 def test_destination_without_vehicle_is_refused_unless_declared_shared():

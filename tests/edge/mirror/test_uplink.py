@@ -69,6 +69,6 @@ def test_try_acquire_never_waits_and_lets_a_record_larger_than_the_bucket_throug
 def test_bad_topic_caps_are_named(tmp_path):
     with pytest.raises(Exception, match="topic_bandwidth"):
         config(topic_bandwidth={"camera.*": "0"})
-    with pytest.raises(ConfigError, match="mirror.topic_bandwidth"):
+    with pytest.raises(ConfigError, match=r"mirror.topic_bandwidth"):
         parse_config({"mirror": {"bootstrap_servers": "k:9092", "topics": ["*"],
                                  "topic_bandwidth": {"camera.*": "fast"}}}, tmp_path / "edge.toml")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-import broker.client as client
+from broker import client
 from broker.errors import OffsetOutOfRangeError
 from broker.records import Record
 from edge.replay.errors import SourceError
@@ -66,7 +66,7 @@ class FakeConsumer:
         self.positions = {}
 
     def assign(self, tps):
-        self.positions = {tp: 0 for tp in tps}
+        self.positions = dict.fromkeys(tps, 0)
 
     def seek(self, topic, partition, offset):
         self.positions[(topic, partition)] = offset

@@ -5,6 +5,7 @@ one); the clock is real, so timing is measured as it will be on a vehicle."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -86,7 +87,7 @@ def test_timing_follows_the_recording(speed):
     status = make_player(parts, sink, speed=speed).run()
     out = sink.out
     errors_ms = []
-    for (r0, _h0, _s0, t0), (r1, _h1, _s1, t1) in zip(out, out[1:]):
+    for (r0, _h0, _s0, t0), (r1, _h1, _s1, t1) in itertools.pairwise(out):
         recorded = (r1.timestamp - r0.timestamp) / 1e9 / speed
         errors_ms.append(abs((t1 - t0) - recorded) * 1e3)
     errors_ms.sort()
@@ -124,7 +125,7 @@ def test_pause_resume_speed_and_seek_from_another_thread():
         time.sleep(0.2)
         after_seek = [r.timestamp for r, _h, _s, _t in sink.out[-5:]]
         assert min(after_seek) >= T0 + 15 * 10**9
-        with pytest.raises(ReplayError, match="outside 0.1–10"):
+        with pytest.raises(ReplayError, match=r"outside 0.1–10"):
             player.set_speed(50)
     finally:
         player.stop()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 EDGE = [sys.executable, "-m", "edge.cli"]
 
 
@@ -24,7 +23,7 @@ class MirrorProcess:
         self._notify: socket.socket | None = None
         self._ready = False
 
-    def start(self) -> "MirrorProcess":
+    def start(self) -> MirrorProcess:
         # the mirror says READY=1 over $NOTIFY_SOCKET (as to systemd) once its SIGTERM handler is
         # in place; stop() waits for that, or a SIGTERM during start-up kills it with -15
         self._close_notify()
@@ -32,10 +31,10 @@ class MirrorProcess:
         address = f"edge-test-mirror-{uuid.uuid4().hex}"
         self._notify.bind("\0" + address)
         self._ready = False
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([*EDGE, "mirror", "--config", str(self.config_path), "--endpoint", self.endpoint],
-                                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NOTIFY_SOCKET": "@" + address})
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*EDGE, "mirror", "--config", str(self.config_path), "--endpoint", self.endpoint],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NOTIFY_SOCKET": "@" + address})
         return self
 
     def _close_notify(self) -> None:

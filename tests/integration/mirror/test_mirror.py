@@ -3,13 +3,13 @@ SIGKILLs of the mirror and the loss of a Kafka node, bandwidth cap, sampling, pr
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer as KafkaConsumer, TopicPartition
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import TopicPartition
 
 from broker.client import Admin, Producer
 

@@ -132,8 +132,8 @@ def test_two_vehicles_share_a_destination_through_mirror_kills_and_a_kafka_node_
     topics at once; vehicle A's mirror is SIGKILLed and a Kafka node killed meanwhile. Per
     vehicle and partition: every offset once, in order, unaltered."""
     dest = f"fleet{uuid.uuid4().hex[:6]}.{{topic}}"
-    settings = dict(topics='["lidar.*"]', transaction_interval='"300ms"', destination=f'"{dest}"',
-                    shared_destination="true")
+    settings = {"topics": '["lidar.*"]', "transaction_interval": '"300ms"', "destination": f'"{dest}"',
+                    "shared_destination": "true"}
     (tmp_path / "b").mkdir()
     with BrokerProcess(tmp_path / "b" / "data") as broker_b:
         brokers = {"a": broker, "b": broker_b}
@@ -176,7 +176,7 @@ def test_own_records_beyond_the_scan_bound_fall_back_to_the_local_commit(tmp_pat
     only 20: A resumes from its `_mirror` commit (logged with the reason), ships nothing twice."""
     make_a, vehicle_a = mirror_single
     dest = f"fleet{uuid.uuid4().hex[:6]}.{{topic}}"
-    settings = dict(destination=f'"{dest}"', shared_destination="true", resume_scan_records="20")
+    settings = {"destination": f'"{dest}"', "shared_destination": "true", "resume_scan_records": "20"}
     produce_local(broker.endpoint, "camera.front", 50)
     ship(make_a, dest.format(topic="camera.front"), 50, kafka_single, **settings)
     (tmp_path / "b").mkdir()

@@ -88,7 +88,7 @@ def test_refused_records_follow_their_policy_and_block_no_other_partition(broker
         assert mirror.stop() == 0, mirror.log()
     # before: every transaction aborted, 0 of these records shipped, link "down" without an offset
     assert source_offsets(keys) == [i for i in range(100) if i != 50], mirror.log()
-    ahead = [m for m in keys if dict(m.headers())["edge.source.offset"] == b"60"][0]
+    ahead = next(m for m in keys if dict(m.headers())["edge.source.offset"] == b"60")
     assert dict(ahead.headers())["edge.capture_ns"] == str(BASE_NS + 60_000 + 3 * 3600 * 10**9).encode()
     assert abs(ahead.timestamp()[1] / 1000 - time.time()) < 600, "sent with the producer's time"
     assert source_offsets(camera) == list(range(200)), "other partitions never blocked"

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from confluent_kafka import Consumer as KafkaConsumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import KafkaError, TopicPartition
 
 from broker.client import Admin, Producer
 from broker.errors import BrokerError
@@ -143,7 +144,7 @@ def cloud_copy(bootstrap: str, topic: str, want: dict[int, int], timeout: float)
                               "isolation.level": "read_committed", "enable.partition.eof": True})
     consumer.assign([TopicPartition(topic, p, 0) for p in want])
     seen: dict[tuple[int, int], tuple] = {}
-    top = {p: -1 for p in want}
+    top = dict.fromkeys(want, -1)
     at_end: set[int] = set()
     deadline = time.monotonic() + timeout
     try:
@@ -192,7 +193,8 @@ def test_power_cuts_with_the_mirror_running_ship_everything_exactly_once(tmp_pat
         for round_no in range(ROUNDS):
             # the mirror (restarted after the last cut) ships again: its commit moves on
             floor = shipped_at_cut
-            wait_for(lambda: mirror_position(endpoint) > floor, 60, f"the mirror to ship in round {round_no}")
+            wait_for(lambda floor=floor: mirror_position(endpoint) > floor, 60,
+                     f"the mirror to ship in round {round_no}")
             names = [" ".join(p.cmdline()) for p in appliance_processes(proc, config)]
             assert any(" mirror " in n for n in names), f"no mirror process under edge up: {names}"
             time.sleep(rng.uniform(0.3, 2.0))
@@ -243,7 +245,8 @@ def test_power_cuts_with_the_mirror_running_ship_everything_exactly_once(tmp_pat
         twice = sorted(k for k, n in counts.items() if n > 1)
         duplicates += len(twice)
         missing = sorted({(p, o) for p, o, _ in expected} - set(counts))
-        foreign = [h for *_, h in cloud[topic] if (h["edge.vehicle"], h["edge.source.topic"], h["edge.source.partition"])
+        foreign = [h for *_, h in cloud[topic]
+                   if (h["edge.vehicle"], h["edge.source.topic"], h["edge.source.partition"])
                    != (vehicle.encode(), topic.encode(), b"0")]
         if len(expected) < MIN_SAMPLED:
             problems.append(f"{topic}: only {len(expected)} records to ship")
@@ -267,7 +270,8 @@ def test_power_cuts_with_the_mirror_running_ship_everything_exactly_once(tmp_pat
         problems.append(f"{len(lost)} acknowledged-durable records not in Kafka, e.g. {lost[:5]}")
     print(f"\npower cuts with the mirror: {ROUNDS} rounds (seed {seed}), {at_risk} durable acks before the last cut "
           f"({len(writer.acked)} in all); in the local log but not yet committed to Kafka at each cut: "
-          f"{unshipped_at_cuts}; {len(local[SEQ_TOPIC])} {SEQ_TOPIC} records in the local log, {len(in_cloud)} in Kafka; "
+          f"{unshipped_at_cuts}; {len(local[SEQ_TOPIC])} {SEQ_TOPIC} records in the local log, "
+          f"{len(in_cloud)} in Kafka; "
           f"{len(lost)} lost, {duplicates} duplicates; cloud records: "
           + ", ".join(f"{t} {len(cloud[t])}" for t in MIRRORED) + f"; {time.monotonic() - started:.0f} s")
     assert not problems, "\n".join(problems)

@@ -8,7 +8,8 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer as KafkaConsumer, TopicPartition
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import TopicPartition
 
 from broker.client import Admin
 
