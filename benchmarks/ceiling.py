@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from . import perfparse
 
@@ -55,7 +56,8 @@ def dd_mb_s(directory: Path, job: str, size_mib: int) -> float:
     return perfparse.parse_dd(result.stderr)["mb_s"]
 
 
-def measure(directory: Path, size_mib: int, repetitions: int, skipped: list[dict[str, str]]) -> dict[str, dict]:
+def measure(directory: Path, size_mib: int, repetitions: int,
+            skipped: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
     """Summaries per ceiling figure; fio failures are appended to ``skipped``."""
     directory.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[float]] = {}

@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from typing import Any
 
 from . import perfparse
 
@@ -36,6 +36,7 @@ RDKAFKA_LATENCY = {"acks": "all", "linger.ms": 0, "compression.type": "none"}
 RDKAFKA_CONSUMER = {"enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.max.bytes": 64 * MiB,
                     "max.partition.fetch.bytes": 17 * MiB, "receive.message.max.bytes": 80 * MiB}
 WAIT_S = 60.0
+RECORD_WAIT_S = 10.0  # e2e: a record not back by then is reported, not waited for
 
 
 def _percentiles(latencies_ms: list[float]) -> dict[str, float]:
@@ -53,7 +54,7 @@ def _rates(records: int, record_bytes: int, seconds: float) -> dict[str, float]:
 
 # -- librdkafka ----------------------------------------------------------------------------
 
-def _rdkafka_consumer(bootstrap: str, topic: str):
+def _rdkafka_consumer(bootstrap: str, topic: str) -> Any:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{os.getpid()}", **RDKAFKA_CONSUMER})
@@ -67,7 +68,10 @@ def rdkafka_produce(args: argparse.Namespace) -> dict[str, float]:
 
     producer = Producer({"bootstrap.servers": args.target, **RDKAFKA_THROUGHPUT})
     value, failed = os.urandom(args.record_bytes), []
-    on_delivery: Callable = lambda err, msg: err is not None and failed.append(err)  # noqa: E731 - a callback
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(err)
     started = time.perf_counter()
     for _ in range(args.records):
         while True:
@@ -103,14 +107,16 @@ def rdkafka_e2e(args: argparse.Namespace) -> dict[str, float]:
     # skip what is already in the topic (earlier repetitions) before timing
     while consumer.poll(0.5) is not None:
         pass
-    value, latencies = os.urandom(args.record_bytes), []
+    value, latencies = os.urandom(args.record_bytes), list[float]()
     for _ in range(args.records):
         sent = time.perf_counter()
         producer.produce(args.topic, value, partition=0)
         producer.flush(WAIT_S)
-        message = None
+        message, deadline = None, time.monotonic() + RECORD_WAIT_S
         while message is None or message.error() is not None:
-            message = consumer.poll(WAIT_S)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"record {len(latencies) + 1} not consumed within {RECORD_WAIT_S:.0f} s")
+            message = consumer.poll(1.0)
         latencies.append((time.perf_counter() - sent) * 1000)
     consumer.close()
     return _percentiles(latencies)
@@ -118,7 +124,7 @@ def rdkafka_e2e(args: argparse.Namespace) -> dict[str, float]:
 
 # -- the native client -----------------------------------------------------------------------
 
-def _native_producer(args: argparse.Namespace, linger_ms: float):
+def _native_producer(args: argparse.Namespace, linger_ms: float) -> Any:
     from broker.client import Producer
 
     return Producer(args.target, linger_ms=linger_ms, max_batch_bytes=MiB, acks=args.acks, max_in_flight=8,
@@ -162,13 +168,15 @@ def native_e2e(args: argparse.Namespace) -> dict[str, float]:
     consumer.assign([(args.topic, 0)])
     while consumer.poll_values(0.5):  # earlier repetitions' records
         pass
-    value, latencies = os.urandom(args.record_bytes), []
+    value, latencies = os.urandom(args.record_bytes), list[float]()
     for _ in range(args.records):
         sent = time.perf_counter()
         producer.send(args.topic, value, partition=0)
         producer.flush(WAIT_S)
-        while not consumer.poll_values(WAIT_S):
-            pass
+        deadline = time.monotonic() + RECORD_WAIT_S
+        while not consumer.poll_values(1.0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"record {len(latencies) + 1} not consumed within {RECORD_WAIT_S:.0f} s")
         latencies.append((time.perf_counter() - sent) * 1000)
     producer.close()
     consumer.close()

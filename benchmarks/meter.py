@@ -27,7 +27,7 @@ def _own_cpu_s() -> float:
 
 def _busy_cpu_s() -> float:
     times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 class MachineWatch:
@@ -90,5 +90,5 @@ class BrokerMeter:
         self._stop.set()
         self._thread.join()
         gigabytes = self.bytes_moved / 1e9
-        return {"peak_rss_mb": self.peak_rss / 1e6, "cpu_s": round(self.cpu_s, 2), "gb_moved": round(gigabytes, 3),
-                "cpu_s_per_gb": round(self.cpu_s / gigabytes, 2) if gigabytes else 0.0}
+        return {"peak_rss_mb": round(self.peak_rss / 1e6, 1), "cpu_s": round(self.cpu_s, 2),
+                "gb_moved": round(gigabytes, 3), "cpu_s_per_gb": round(self.cpu_s / gigabytes, 2) if gigabytes else 0.0}

@@ -122,7 +122,7 @@ class EdgePeer(Peer):
     def __init__(self, base_dir: Path, port: int | None = None):
         super().__init__(base_dir)
         self.port = port or free_port()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -200,7 +200,7 @@ class NatsPeer(Peer):
         super().__init__(base_dir)
         self.mode = mode
         self.port = free_port()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:

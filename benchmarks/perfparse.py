@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MiB = 1024 * 1024
@@ -201,10 +201,11 @@ def quiet_verdict(cpus: int, load_before: list[float], foreign_cpu_s: float, wal
 _TOP_LEVEL = {"schema": str, "started": str, "finished": str, "quick": bool, "repetitions": int,
               "machine": dict, "skipped": list, "ceiling": dict, "rows": list, "resources": dict, "ratios": list}
 _MACHINE = {"cpus": int, "load_before": list, "load_after": list, "quiet": bool, "quiet_note": str}
+_RESOURCES = {"peak_rss_mb": float, "cpu_s": float, "gb_moved": float, "cpu_s_per_gb": float}
 _ROW = {"section": str, "system": str, "client": str, "case": dict, "metrics": dict}
 
 
-def _check_fields(where: str, obj: Any, fields: dict[str, type], problems: list[str]) -> None:
+def _check_fields(where: str, obj: Any, fields: Mapping[str, type], problems: list[str]) -> None:
     if not isinstance(obj, dict):
         problems.append(f"{where} is not an object")
         return
@@ -235,6 +236,8 @@ def validate_run(doc: Any) -> None:
             _check_fields(f"run.skipped[{i}]", skip, {"what": str, "reason": str}, problems)
         for name, summary in doc["ceiling"].items():
             _check_summary(f"run.ceiling.{name}", summary, problems)
+        for name, used in doc["resources"].items():
+            _check_fields(f"run.resources.{name}", used, _RESOURCES, problems)
         for i, row in enumerate(doc["rows"]):
             _check_fields(f"run.rows[{i}]", row, _ROW, problems)
             for metric, summary in (row.get("metrics") or {}).items():

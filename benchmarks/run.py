@@ -60,13 +60,13 @@ class Plan:
     small_records: int  # 100-byte records per producer run
     e2e_records: int
     curve_bytes: int  # bytes per curve point
-    every_case: bool  # False (--quick): no durable consumer, no 100-byte client rows
+    every_case: bool  # False (--quick): consumers of 1 MB written records only, no 100-byte client rows
     sizes: list[int] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     producers: list[int] = field(default_factory=list)
 
 
-QUICK = Plan(3, 1, 128, 60, 200_000, 200, 20 * MB, False, [100, 1000, MiB], [1, 16], [1, 2])
+QUICK = Plan(3, 1, 128, 60, 100_000, 200, 20 * MB, False, [100, 1000, MiB], [1, 16], [1, 2])
 FULL = Plan(3, 3, 2048, 1000, 2_000_000, 2000, 300 * MB, True, [100, 1000, 10_000, 100_000, MiB, 8 * MiB],
             [1, 4, 16, 64], [1, 2, 4, 8])
 
@@ -98,7 +98,8 @@ class Run:
         print(f"  skipped {what}: {reason}", flush=True)
         self.doc["skipped"].append({"what": what, "reason": reason})
 
-    def add_row(self, section: str, system: str, client: str, case: dict[str, Any], runs: list[dict[str, float]]) -> None:
+    def add_row(self, section: str, system: str, client: str, case: dict[str, Any],
+                runs: list[dict[str, float]]) -> None:
         if runs:
             self.doc["rows"].append({"section": section, "system": system, "client": client, "case": case,
                                      "metrics": perfparse.summarize_runs(runs)})
@@ -183,8 +184,8 @@ def kafka_tools_section(run: Run, side: KafkaSide) -> None:
              ("100B", 100, plan.small_records, "written")]
     for label, size, records, mode in cases:
         topics = {peer.name: side.topic(peer, f"perf-{label}-{mode}", 1, mode) for peer in side.peers}
-        produced: dict[str, list] = {peer.name: [] for peer in side.peers}
-        consumed: dict[str, list] = {peer.name: [] for peer in side.peers}
+        produced: dict[str, list[dict[str, float]]] = {peer.name: [] for peer in side.peers}
+        consumed: dict[str, list[dict[str, float]]] = {peer.name: [] for peer in side.peers}
         for rep in range(plan.repetitions):  # interleaved: kafka, edge, kafka, edge ...
             for peer in side.peers:
                 print(f"  {peer.name}: producer-perf-test {label} {mode} rep {rep + 1}", flush=True)
@@ -192,7 +193,7 @@ def kafka_tools_section(run: Run, side: KafkaSide) -> None:
                     produced[peer.name] += _repeat(run, f"{peer.name} producer-perf-test {label} {mode}", 1,
                                                    kafka_tools.producer_perf, libs, peer.bootstrap, topics[peer.name],
                                                    records, size)
-        for _ in range(plan.repetitions if plan.every_case or mode == "written" else 0):
+        for _ in range(plan.repetitions if plan.every_case or (mode, size) == ("written", MB) else 0):
             for peer in side.peers:
                 with side.meters[peer.name].case(records * size):
                     consumed[peer.name] += _repeat(run, f"{peer.name} consumer-perf-test {label} {mode}", 1,
@@ -203,7 +204,7 @@ def kafka_tools_section(run: Run, side: KafkaSide) -> None:
             run.add_row("producer", peer.name, "kafka-producer-perf-test", case, produced[peer.name])
             run.add_row("consumer", peer.name, "kafka-consumer-perf-test", case, consumed[peer.name])
         run.save()
-    latencies: dict[str, list] = {peer.name: [] for peer in side.peers}
+    latencies: dict[str, list[dict[str, float]]] = {peer.name: [] for peer in side.peers}
     topics = {peer.name: side.topic(peer, "e2e-1KB", 1, "written") for peer in side.peers}
     for rep in range(plan.repetitions):
         for peer in side.peers:
@@ -251,11 +252,13 @@ def clients_section(run: Run, side: KafkaSide) -> None:
         print(f"  {peer.name}: {kind} e2e", flush=True)
         runs = _repeat(run, f"{peer.name} {kind} e2e", plan.repetitions,
                        _client, kind, "e2e", target, topic, plan.e2e_records, 1024)
-        run.add_row("e2e", peer.name, kind, {"record_bytes": 1024, "records": plan.e2e_records, "mode": "written"}, runs)
+        run.add_row("e2e", peer.name, kind, {"record_bytes": 1024, "records": plan.e2e_records, "mode": "written"},
+                    runs)
         run.save()
 
 
-def _producers_perf(libs: Path, bootstrap: str, topic: str, records: int, size: int, producers: int) -> dict[str, float]:
+def _producers_perf(libs: Path, bootstrap: str, topic: str, records: int, size: int,
+                    producers: int) -> dict[str, float]:
     """``producers`` producer-perf-test processes at once: rates summed, latencies the worst."""
     if producers == 1:
         return kafka_tools.producer_perf(libs, bootstrap, topic, records, size)
@@ -274,8 +277,9 @@ def curves_section(run: Run, side: KafkaSide) -> None:
     plan, libs = run.plan, side.libs
     # the 1 KB, 1 partition, 1 producer point is on all three axes: measured once
     points = [("record_bytes", size, size, 1, 1) for size in plan.sizes]
-    points += [("partitions", parts, 1000, parts, 1) for parts in plan.partitions if parts != 1 or 1000 not in plan.sizes]
-    points += [("producers", count, 1000, 1, count) for count in plan.producers if count != 1 or 1000 not in plan.sizes]
+    shared = 1000 in plan.sizes
+    points += [("partitions", parts, 1000, parts, 1) for parts in plan.partitions if parts != 1 or not shared]
+    points += [("producers", count, 1000, 1, count) for count in plan.producers if count != 1 or not shared]
     for axis, x, size, partitions, producers in points:
         records = max(20, min(3_000_000, plan.curve_bytes // size))
         for peer in side.peers:
@@ -312,7 +316,8 @@ def _nats_bench(binary: str, server: str, args: list[str]) -> dict[str, float]:
 def nats_section(run: Run, base: Path) -> None:
     binary = natscli_binary()
     if binary is None:
-        run.skip("nats bench", "natscli not found: go install github.com/nats-io/natscli/nats@v0.5.0 (scripts/bench-run)")
+        run.skip("nats bench", "natscli not found: go install github.com/nats-io/natscli/nats@v0.5.0 "
+                               "(scripts/bench-run does)")
         return
     plan = run.plan
     for mode in ("written", "durable"):
@@ -377,7 +382,8 @@ def _guarded(run: Run, name: str, section: Callable[..., None], *args: Any) -> N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke of every case (a few minutes)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--peers", default="kafka,edge", help="Kafka-protocol peers to run (kafka, edge)")
     parser.add_argument("--repetitions", type=int, help="repetitions per figure (default 3; at least 3 to quote)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/run-<date>[-quick].json)")
@@ -397,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "-quick" if args.quick else ""
     path = args.output or RESULTS / f"run-{time.strftime('%Y-%m-%d')}{suffix}.json"
     run = Run(plan, args.quick, path)
-    signal.signal(signal.SIGTERM, _interrupt)  # a killed run still stops its brokers and writes its JSON
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # killed: still stops its brokers, writes its JSON
     base = WORK_DIR / "run"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
@@ -424,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.save(complete=not any(s["what"] == "run" for s in run.doc["skipped"]))
         shutil.rmtree(base, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous_handler)
     charts = run_report.charts(run.doc, path.with_name(path.stem + "-curves.png"))
     print(run_report.render(run.doc, charts))
     return 0

@@ -65,10 +65,10 @@ def ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(_goal("100 B producer records/s, edge/kafka (producer-perf-test both)",
                      _median(doc, "producer", "edge", TOOL_PRODUCER, "records_s", record_bytes=100),
                      _median(doc, "producer", "kafka", TOOL_PRODUCER, "records_s", record_bytes=100), 1.0, True))
-    out.append(_goal("1 MB consumer fetch MB/s, edge/kafka (consumer-perf-test both)",
-                     _median(doc, "consumer", "edge", TOOL_CONSUMER, "fetch_mb_s", record_bytes=1_000_000, mode="written"),
-                     _median(doc, "consumer", "kafka", TOOL_CONSUMER, "fetch_mb_s", record_bytes=1_000_000, mode="written"),
-                     1.0, True))
+    consumed = {system: _median(doc, "consumer", system, TOOL_CONSUMER, "fetch_mb_s", record_bytes=1_000_000,
+                                mode="written") for system in ("edge", "kafka")}
+    out.append(_goal("1 MB consumer fetch MB/s, edge/kafka (consumer-perf-test both)", consumed["edge"],
+                     consumed["kafka"], 1.0, True))
     out.append(_goal("e2e p99 ms, edge/kafka (kafka-e2e-latency both, 1 KB)",
                      _median(doc, "e2e", "edge", TOOL_E2E, "p99_ms"), _median(doc, "e2e", "kafka", TOOL_E2E, "p99_ms"),
                      1.0, False))
@@ -101,7 +101,8 @@ def render(doc: dict[str, Any], charts: str) -> str:
     machine = doc["machine"]
     lines = [f"#### benchmarks.run {'--quick ' if doc['quick'] else ''}{doc['started']} .. {doc['finished']}"
              f"{'' if doc['complete'] else ' (PARTIAL)'}",
-             f"  {machine['cpus']} CPUs, {machine.get('filesystem', '?')}, {machine.get('wall_s', 0):.0f} s; load average "
+             f"  {machine['cpus']} CPUs, {machine.get('filesystem', '?')}, {machine.get('wall_s', 0):.0f} s; "
+             "load average "
              f"before {machine['load_before']}, after {machine['load_after']}; other processes' CPU "
              f"{machine.get('foreign_cpu_s', 0):.0f} s: {machine['quiet_note']}",
              "  figures: median (min–max) of the repetitions; MB = 10^6 bytes"]
@@ -151,6 +152,7 @@ def charts(doc: dict[str, Any], path: Path) -> str:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
     except ImportError as exc:
         return f"charts: not drawn, matplotlib missing ({exc}; the bench extra installs it)"
     axes_names = ("record_bytes", "partitions", "producers")
@@ -169,12 +171,14 @@ def charts(doc: dict[str, Any], path: Path) -> str:
                 high = [m[metric]["max"] - m[metric]["median"] for _, m in points]
                 ax.errorbar(xs, medians, yerr=[low, high], marker="o", capsize=3, label=system)
                 ax.set_xscale("log", base=2 if axis != "record_bytes" else 10)
+                ax.xaxis.set_major_formatter(ScalarFormatter())
                 ax.set_xlabel(axis.replace("_", " "))
                 ax.set_ylabel("producer MB/s" if metric == "mb_s" else "producer p99 ms (send to ack)")
                 ax.grid(True, alpha=0.3)
                 ax.legend()
-    quiet = doc["machine"]["quiet_note"]
-    figure.suptitle(f"kafka-producer-perf-test against each broker, {doc['started'][:16]} ({quiet[:60]})")
+    quiet = "quiet machine" if doc["machine"]["quiet"] else "NOT quiet: noisy, machine shared"
+    runs = "1 run per point" if doc.get("quick") else "median and min-max of the repetitions"
+    figure.suptitle(f"kafka-producer-perf-test against each broker, {doc['started'][:16]} ({quiet}; {runs})")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)

@@ -22,7 +22,7 @@ from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient, S
 MiB = 1024 * 1024
 
 
-def bench_cluster_class():
+def bench_cluster_class() -> tuple[type, type[Exception]]:
     try:
         from tests.kafka.harness import KafkaCluster, KafkaHarnessError
     except ImportError as exc:  # the harness is missing on this checkout
