@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import perfparse
@@ -99,6 +100,20 @@ def rdkafka_consume(args: argparse.Namespace) -> dict[str, float]:
     return _rates(seen, args.record_bytes, seconds)
 
 
+def _ping_pong(records: int, send_one: Callable[[], None], arrived: Callable[[], bool]) -> dict[str, float]:
+    """Latency of each record: ``send_one`` (sends and flushes one), then ``arrived`` until it is back."""
+    latencies: list[float] = []
+    for _ in range(records):
+        sent = time.perf_counter()
+        send_one()
+        deadline = time.monotonic() + RECORD_WAIT_S
+        while not arrived():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"record {len(latencies) + 1} not consumed within {RECORD_WAIT_S:.0f} s")
+        latencies.append((time.perf_counter() - sent) * 1000)
+    return _percentiles(latencies)
+
+
 def rdkafka_e2e(args: argparse.Namespace) -> dict[str, float]:
     from confluent_kafka import Producer
 
@@ -107,19 +122,19 @@ def rdkafka_e2e(args: argparse.Namespace) -> dict[str, float]:
     # skip what is already in the topic (earlier repetitions) before timing
     while consumer.poll(0.5) is not None:
         pass
-    value, latencies = os.urandom(args.record_bytes), list[float]()
-    for _ in range(args.records):
-        sent = time.perf_counter()
+    value = os.urandom(args.record_bytes)
+
+    def send_one() -> None:
         producer.produce(args.topic, value, partition=0)
         producer.flush(WAIT_S)
-        message, deadline = None, time.monotonic() + RECORD_WAIT_S
-        while message is None or message.error() is not None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"record {len(latencies) + 1} not consumed within {RECORD_WAIT_S:.0f} s")
-            message = consumer.poll(1.0)
-        latencies.append((time.perf_counter() - sent) * 1000)
+
+    def arrived() -> bool:
+        message = consumer.poll(1.0)
+        return message is not None and message.error() is None
+
+    result = _ping_pong(args.records, send_one, arrived)
     consumer.close()
-    return _percentiles(latencies)
+    return result
 
 
 # -- the native client -----------------------------------------------------------------------
@@ -168,19 +183,16 @@ def native_e2e(args: argparse.Namespace) -> dict[str, float]:
     consumer.assign([(args.topic, 0)])
     while consumer.poll_values(0.5):  # earlier repetitions' records
         pass
-    value, latencies = os.urandom(args.record_bytes), list[float]()
-    for _ in range(args.records):
-        sent = time.perf_counter()
+    value = os.urandom(args.record_bytes)
+
+    def send_one() -> None:
         producer.send(args.topic, value, partition=0)
         producer.flush(WAIT_S)
-        deadline = time.monotonic() + RECORD_WAIT_S
-        while not consumer.poll_values(1.0):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"record {len(latencies) + 1} not consumed within {RECORD_WAIT_S:.0f} s")
-        latencies.append((time.perf_counter() - sent) * 1000)
+
+    result = _ping_pong(args.records, send_one, lambda: bool(consumer.poll_values(1.0)))
     producer.close()
     consumer.close()
-    return _percentiles(latencies)
+    return result
 
 
 RUNS = {("rdkafka", "produce"): rdkafka_produce, ("rdkafka", "consume"): rdkafka_consume,

@@ -20,13 +20,13 @@ binary missing, exited at start with its last log lines); the run records it and
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from .common import stop_process
 from .systems import MAX_MESSAGE_BYTES, SystemUnavailable
 
 MiB = 1024 * 1024
@@ -105,10 +105,9 @@ class KafkaPeer(Peer):
         return [proc.pid for proc in self.cluster.procs.values() if proc is not None]
 
     def create_topic(self, topic: str, partitions: int, mode: str) -> None:
-        config = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "segment.bytes": str(512 * MiB)}
-        if mode == "durable":
-            config["flush.messages"] = "1"
-        self.cluster.create_topic(topic, partitions=partitions, replication=1, config=config)
+        from .systems.kafka import topic_config
+
+        self.cluster.create_topic(topic, partitions=partitions, replication=1, config=topic_config(mode))
 
     def describe(self) -> str:
         from tests.kafka.harness import KAFKA_VERSION
@@ -162,14 +161,8 @@ class EdgePeer(Peer):
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, 60.0)
 
     def pids(self) -> list[int]:
         return [self.process.pid] if self.process is not None else []
@@ -229,13 +222,8 @@ class NatsPeer(Peer):
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, 30.0)
 
     def pids(self) -> list[int]:
         return [self.process.pid] if self.process is not None else []

@@ -46,6 +46,14 @@ def bench_cluster_class() -> tuple[type, type[Exception]]:
     return BenchKafkaCluster, KafkaHarnessError
 
 
+def topic_config(mode: str) -> dict[str, str]:
+    """Raised size limits; durable: fsync per message set appended (``flush.messages=1``)."""
+    config = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "segment.bytes": str(512 * MiB)}
+    if mode == "durable":
+        config["flush.messages"] = "1"
+    return config
+
+
 class quiet_stderr:
     def __enter__(self):
         self.saved = os.dup(2)
@@ -78,10 +86,7 @@ class KafkaBroker(BrokerSystem):
         return [proc.pid for proc in self.cluster.procs.values() if proc is not None]
 
     def create_topic(self, topic: str, partitions: int, mode: str) -> None:
-        config = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "segment.bytes": str(512 * MiB)}
-        if mode == "durable":
-            config["flush.messages"] = "1"
-        self.cluster.create_topic(topic, partitions=partitions, replication=1, config=config)
+        self.cluster.create_topic(topic, partitions=partitions, replication=1, config=topic_config(mode))
 
     def connection(self, mode: str) -> dict:
         return {"bootstrap": self.cluster.bootstrap_servers}
