@@ -53,6 +53,18 @@ def _rates(records: int, record_bytes: int, seconds: float) -> dict[str, float]:
             "mb_s": records * record_bytes / seconds / 1e6}
 
 
+def _consume_wait_s(records: int) -> float:
+    """How long a consumer may take for ``records`` before the run calls it stuck (10k records/s)."""
+    return max(WAIT_S, records / 10_000)
+
+
+def _consumed(seen: int, args: argparse.Namespace, seconds: float) -> dict[str, float]:
+    """Rates of a consumer that got every record; fewer is an error, never a partial figure."""
+    if seen < args.records:
+        raise TimeoutError(f"consumed {seen} of {args.records} records in {seconds:.0f} s")
+    return _rates(args.records, args.record_bytes, seconds)
+
+
 # -- librdkafka ----------------------------------------------------------------------------
 
 def _rdkafka_consumer(bootstrap: str, topic: str) -> Any:
@@ -90,14 +102,14 @@ def rdkafka_produce(args: argparse.Namespace) -> dict[str, float]:
 def rdkafka_consume(args: argparse.Namespace) -> dict[str, float]:
     consumer = _rdkafka_consumer(args.target, args.topic)
     # the clock starts at the first poll after the assignment, as ConsumerPerformance's fetch time
-    seen, started, deadline = 0, time.perf_counter(), time.monotonic() + WAIT_S
+    seen, started, deadline = 0, time.perf_counter(), time.monotonic() + _consume_wait_s(args.records)
     while seen < args.records and time.monotonic() < deadline:
         message = consumer.poll(1.0)
         if message is not None and message.error() is None:
             seen += 1
     seconds = time.perf_counter() - started
     consumer.close()
-    return _rates(seen, args.record_bytes, seconds)
+    return _consumed(seen, args, seconds)
 
 
 def _ping_pong(records: int, send_one: Callable[[], None], arrived: Callable[[], bool]) -> dict[str, float]:
@@ -167,12 +179,12 @@ def native_consume(args: argparse.Namespace) -> dict[str, float]:
 
     consumer = Consumer(args.target, fetch_max_bytes=64 * MiB, max_wait_ms=100)
     consumer.assign([(args.topic, 0)])
-    seen, started, deadline = 0, time.perf_counter(), time.monotonic() + WAIT_S
+    seen, started, deadline = 0, time.perf_counter(), time.monotonic() + _consume_wait_s(args.records)
     while seen < args.records and time.monotonic() < deadline:
         seen += sum(map(len, consumer.poll_values(1.0)))
     seconds = time.perf_counter() - started
     consumer.close()
-    return _rates(min(seen, args.records), args.record_bytes, seconds)
+    return _consumed(seen, args, seconds)
 
 
 def native_e2e(args: argparse.Namespace) -> dict[str, float]:
