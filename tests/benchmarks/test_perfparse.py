@@ -7,6 +7,8 @@ Outputs are verbatim from the tool versions the run uses (Kafka 4.1.1's perf too
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +41,7 @@ FIO = ('note: both iodepth >= 1 and synchronous I/O engine are selected\n{"fio v
 DD = "2048+0 records in\n2048+0 records out\n2147483648 bytes (2.1 GB, 2.0 GiB) copied, 2.5 s, 859 MB/s\n"
 
 
-def test_kafka_tool_outputs_are_read_as_the_tools_print_them():
+def test_kafka_tool_outputs_are_read_as_the_tools_print_them() -> None:
     producer = perfparse.parse_producer_perf(PRODUCER)
     assert producer["records_s"] == 10005.0 and producer["p99_ms"] == 962 and producer["p999_ms"] == 964
     assert producer["mb_s"] == pytest.approx(9.54 * 1024 * 1024 / 1e6)  # the tool's MB is 2^20 bytes
@@ -54,7 +56,7 @@ def test_kafka_tool_outputs_are_read_as_the_tools_print_them():
             parse(text)
 
 
-def test_nats_fio_dd_and_client_outputs():
+def test_nats_fio_dd_and_client_outputs() -> None:
     nats = perfparse.parse_nats_bench(NATS_PUB)
     assert nats["records_s"] == 38297 and nats["p99_ms"] == pytest.approx(67.00436)
     assert nats["p999_ms"] == pytest.approx(115.12481) and nats["p50_ms"] == pytest.approx(7.4427)
@@ -67,7 +69,7 @@ def test_nats_fio_dd_and_client_outputs():
         parse_output('{"error": "TimeoutError: record 3 not consumed within 10 s"}')
 
 
-def test_spread_is_median_with_min_and_max():
+def test_spread_is_median_with_min_and_max() -> None:
     summary = perfparse.summarize([30.0, 10.0, 20.0, 100.0])
     assert (summary["median"], summary["min"], summary["max"], summary["n"]) == (25.0, 10.0, 100.0, 4)
     runs = perfparse.summarize_runs([{"mb_s": 3.0, "p99_ms": 9.0}, {"mb_s": 1.0}, {"mb_s": 2.0}])
@@ -77,7 +79,7 @@ def test_spread_is_median_with_min_and_max():
         perfparse.summarize([])
 
 
-def test_a_run_on_a_shared_machine_is_never_called_quiet():
+def test_a_run_on_a_shared_machine_is_never_called_quiet() -> None:
     assert perfparse.quiet_verdict(2, [0.2, 0.3, 0.1], foreign_cpu_s=5.0, wall_s=100.0) == (True, "quiet")
     quiet, note = perfparse.quiet_verdict(2, [6.8, 4.9, 2.7], foreign_cpu_s=5.0, wall_s=100.0)
     assert not quiet and "noisy, machine shared" in note and "6.80" in note
@@ -85,21 +87,23 @@ def test_a_run_on_a_shared_machine_is_never_called_quiet():
     assert not quiet and "30%" in note
 
 
-def _doc() -> dict:
-    row = lambda system, value: {  # noqa: E731 - a table of rows
-        "section": "producer", "system": system, "client": "kafka-producer-perf-test",
-        "case": {"record_bytes": 1_000_000, "mode": "written"}, "metrics": {"mb_s": perfparse.summarize(value)}}
+def _row(system: str, values: list[float]) -> dict[str, Any]:
+    return {"section": "producer", "system": system, "client": "kafka-producer-perf-test",
+            "case": {"record_bytes": 1_000_000, "mode": "written"}, "metrics": {"mb_s": perfparse.summarize(values)}}
+
+
+def _doc() -> dict[str, Any]:
     return {"schema": perfparse.SCHEMA, "started": "s", "finished": "f", "quick": True, "repetitions": 3,
             "machine": {"cpus": 2, "load_before": [0.1, 0.1, 0.1], "load_after": [1.0, 1.0, 1.0], "quiet": True,
                         "quiet_note": "quiet"},
             "skipped": [{"what": "peer nats (written)", "reason": "no nats-server"}],
             "ceiling": {"fio_write_buffered": perfparse.summarize([1000.0, 1200.0, 800.0])},
-            "rows": [row("edge", [300.0, 310.0, 290.0]), row("kafka", [200.0, 190.0, 210.0])],
+            "rows": [_row("edge", [300.0, 310.0, 290.0]), _row("kafka", [200.0, 190.0, 210.0])],
             "resources": {name: {"peak_rss_mb": rss, "cpu_s": 2.0, "gb_moved": 1.0, "cpu_s_per_gb": 2.0}
                           for name, rss in (("edge", 80.0), ("kafka", 1000.0))}, "ratios": []}
 
 
-def test_schema_accepts_a_run_and_names_what_is_wrong():
+def test_schema_accepts_a_run_and_names_what_is_wrong() -> None:
     doc = _doc()
     perfparse.validate_run(doc)
     broken = copy.deepcopy(doc)
@@ -114,7 +118,7 @@ def test_schema_accepts_a_run_and_names_what_is_wrong():
     assert "run.skipped[1].reason missing" in message and "run.resources.kafka.cpu_s_per_gb missing" in message
 
 
-def test_ratios_and_ceiling_shares_come_from_the_medians():
+def test_ratios_and_ceiling_shares_come_from_the_medians() -> None:
     doc = _doc()
     goals = {goal["what"]: goal for goal in run_report.ratios(doc)}
     written = goals["1 MB producer MB/s, edge/kafka (written, producer-perf-test both)"]
@@ -127,7 +131,7 @@ def test_ratios_and_ceiling_shares_come_from_the_medians():
     assert "SKIPPED peer nats (written): no nats-server" in text and "(PARTIAL)" in text
 
 
-def test_a_peer_that_cannot_start_is_skipped_with_the_reason(tmp_path):
+def test_a_peer_that_cannot_start_is_skipped_with_the_reason(tmp_path: Path) -> None:
     """Port taken: the broker's own error line is the reason; nothing is left running."""
     import socket
 
@@ -143,7 +147,8 @@ def test_a_peer_that_cannot_start_is_skipped_with_the_reason(tmp_path):
     assert peer.process is not None and peer.process.poll() is not None
 
 
-def test_a_run_missing_a_tool_still_writes_its_json(tmp_path, monkeypatch, capsys):
+def test_a_run_missing_a_tool_still_writes_its_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
     from benchmarks import run
