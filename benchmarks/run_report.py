@@ -142,6 +142,15 @@ def render(doc: dict[str, Any], charts: str) -> str:
     return "\n".join(lines)
 
 
+def _tick(value: float, _position: object = None) -> str:
+    """Axis labels: 100, 1k, 100k, 1 MiB, 8 MiB; counts as plain integers."""
+    if value >= 1024 * 1024:
+        return f"{value / (1024 * 1024):g} MiB"
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
+
+
 def charts(doc: dict[str, Any], path: Path) -> str:
     """Throughput and p99 against record size, partitions and producers, one line per system."""
     rows = [row for row in doc["rows"] if row["section"] == "curve"]
@@ -152,7 +161,7 @@ def charts(doc: dict[str, Any], path: Path) -> str:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import ScalarFormatter
+        from matplotlib.ticker import FuncFormatter
     except ImportError as exc:
         return f"charts: not drawn, matplotlib missing ({exc}; the bench extra installs it)"
     axes_names = ("record_bytes", "partitions", "producers")
@@ -171,7 +180,7 @@ def charts(doc: dict[str, Any], path: Path) -> str:
                 high = [m[metric]["max"] - m[metric]["median"] for _, m in points]
                 ax.errorbar(xs, medians, yerr=[low, high], marker="o", capsize=3, label=system)
                 ax.set_xscale("log", base=2 if axis != "record_bytes" else 10)
-                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_major_formatter(FuncFormatter(_tick))
                 ax.set_xlabel(axis.replace("_", " "))
                 ax.set_ylabel("producer MB/s" if metric == "mb_s" else "producer p99 ms (send to ack)")
                 ax.grid(True, alpha=0.3)
