@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 WORK_DIR = Path(os.environ.get("EDGE_BENCH_DIR", Path(__file__).resolve().parent / ".work"))
 
@@ -35,6 +36,18 @@ def dd_write_mb_s(directory: Path, total_mb: int = 2048, fdatasync: bool = False
     if match:
         return int(match.group(1)) / float(match.group(2)) / 1e6
     return total_mb * 1024 * 1024 / elapsed / 1e6
+
+
+def stop_process(process: subprocess.Popen[Any], timeout_s: float = 60.0) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL if it has not exited within ``timeout_s``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def drop_file(path: Path) -> None:

@@ -10,7 +10,6 @@ With the ``profile_dir`` option the broker runs under cProfile and writes
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Sequence
 
 from broker.client import Admin, Consumer, Producer
 
+from ..common import stop_process
 from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient
 
 MiB = 1024 * 1024
@@ -51,12 +51,7 @@ class EdgeBroker(BrokerSystem):
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 60.0)
 
     def broker_pids(self) -> list[int]:
         return [self.process.pid]

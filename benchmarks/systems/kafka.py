@@ -22,7 +22,7 @@ from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient, S
 MiB = 1024 * 1024
 
 
-def _cluster_class():
+def bench_cluster_class() -> tuple[type, type[Exception]]:
     try:
         from tests.kafka.harness import KafkaCluster, KafkaHarnessError
     except ImportError as exc:  # the harness is missing on this checkout
@@ -46,7 +46,15 @@ def _cluster_class():
     return BenchKafkaCluster, KafkaHarnessError
 
 
-class _quiet_stderr:
+def topic_config(mode: str) -> dict[str, str]:
+    """Raised size limits; durable: fsync per message set appended (``flush.messages=1``)."""
+    config = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "segment.bytes": str(512 * MiB)}
+    if mode == "durable":
+        config["flush.messages"] = "1"
+    return config
+
+
+class quiet_stderr:
     def __enter__(self):
         self.saved = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -63,10 +71,10 @@ class KafkaBroker(BrokerSystem):
     modes_per_topic = True  # flush.messages is a topic config
 
     def start(self) -> None:
-        cluster_class, harness_error = _cluster_class()
+        cluster_class, harness_error = bench_cluster_class()
         try:
             self.cluster = cluster_class(nodes=1, base_dir=self.base_dir, heap="1g")
-            with _quiet_stderr():  # librdkafka logs every refused connect while the JVM starts
+            with quiet_stderr():  # librdkafka logs every refused connect while the JVM starts
                 self.cluster.start(timeout=120)
         except harness_error as exc:
             raise SystemUnavailable(str(exc)[:500]) from exc
@@ -78,10 +86,7 @@ class KafkaBroker(BrokerSystem):
         return [proc.pid for proc in self.cluster.procs.values() if proc is not None]
 
     def create_topic(self, topic: str, partitions: int, mode: str) -> None:
-        config = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "segment.bytes": str(512 * MiB)}
-        if mode == "durable":
-            config["flush.messages"] = "1"
-        self.cluster.create_topic(topic, partitions=partitions, replication=1, config=config)
+        self.cluster.create_topic(topic, partitions=partitions, replication=1, config=topic_config(mode))
 
     def connection(self, mode: str) -> dict:
         return {"bootstrap": self.cluster.bootstrap_servers}
@@ -150,8 +155,18 @@ class KafkaConsumer(ConsumerClient):
         self.consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, n in topics.items() for p in range(n)])
 
     def poll(self, timeout: float) -> list:
-        messages = self.consumer.consume(num_messages=2000, timeout=timeout)
-        return [m.value() for m in messages if m.error() is None]
+        # one record per poll(): poll returns as soon as a record is there, where
+        # consume(num_messages, timeout) waited out its timeout when fewer had arrived (the
+        # ~100 ms Kafka latency of the old results was that wait, issue 24)
+        values: list = []
+        message = self.consumer.poll(timeout)
+        while message is not None:
+            if message.error() is None:
+                values.append(message.value())
+            if len(values) >= 2000:
+                break
+            message = self.consumer.poll(0)
+        return values
 
     def close(self) -> None:
         self.consumer.close()

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from ..common import stop_process
 from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient, SystemUnavailable
 
 MiB = 1024 * 1024
@@ -109,12 +110,7 @@ class NatsServer(BrokerSystem):
         return f"nats://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 30.0)
 
     def broker_pids(self) -> list[int]:
         return [self.process.pid]
