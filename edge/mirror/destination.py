@@ -20,8 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-# ConfigResource: re-exported by confluent_kafka.admin without __all__, so mypy does not see it
-from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from broker.base.names import HEADER_EPOCH, HEADER_VEHICLE
