@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
