@@ -38,6 +38,8 @@ from .captures import (
     NEBULA_VLP32C_PCD,
     NEBULA_VLS128,
     NEBULA_VLS128_BAG,
+    NEBULA_VLS128_CALIBRATION,
+    NEBULA_VLS128_PCD,
 )
 from .rosbag2_packets import read_pcd, read_velodyne_scans
 from .test_reference_decoder import _reference_points
@@ -226,3 +228,24 @@ def test_vls128_matches_the_reference_decoder() -> None:
     for name in ("x", "y", "z", "intensity", "ring"):
         np.testing.assert_array_equal(ours[name], reference[name])
     assert ours["ring"].max() == 127 and set(ours["return_type"].tolist()) == {RETURN_STRONGEST}
+
+
+@NEBULA_VLS128
+def test_vls128_with_nebulas_calibration_matches_nebulas_cloud() -> None:
+    # nebula's VLS128.yaml states distance_resolution 0.007: ranges would come out 1.75x long
+    payloads, stamps = _packets(NEBULA_VLS128_BAG)
+    _, frames = _decode(payloads, stamps, NEBULA_VLS128_CALIBRATION)
+    ours = frames[1].points  # nebula's cloud is the second message's rotation: our frame 1
+    nebula = read_pcd(NEBULA_VLS128_PCD)
+    assert nebula.shape[0] == 208680 and ours.shape[0] == 209907
+    ranges = np.linalg.norm(_xyz(ours), axis=1)
+    nebula_ranges = np.linalg.norm(_xyz(nebula), axis=1)
+    assert np.median(ranges) == pytest.approx(np.median(nebula_ranges), rel=0.002)
+    sample = nebula[::10]  # every 10th point: the lookups stay well under a second
+    near = _nearest_within(_xyz(sample), _xyz(ours), 0.2)
+    assert (near >= 0).mean() > 0.97  # nebula places VLS-128 azimuths otherwise: cm sideways at range
+    exact = _nearest_within(_xyz(sample), _xyz(ours), 0.002)
+    found = exact >= 0
+    assert found.sum() > 1500
+    np.testing.assert_array_equal(ours["z"][exact[found]], sample["z"][found])  # heights bit for bit
+    assert float(ours["z"][exact[0]]) == float(nebula["z"][0]) == pytest.approx(-1.7924726)
