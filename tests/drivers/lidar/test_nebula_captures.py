@@ -187,19 +187,28 @@ def test_vlp16_dual_return_matches_nebulas_cloud() -> None:
         (0.96583873, -0.00522574, 0.01685902), abs=1e-7)
 
 
-@NEBULA_VLP32C
-def test_vlp32c_matches_the_reference_decoder_and_nebula() -> None:
-    payloads, stamps = _packets(NEBULA_VLP32C_BAG)
-    assert set(payloads[:, 1204:1206].reshape(-1, 2).view(">u2").ravel().tolist()) == {0x3728}  # strongest, VLP-32C
+def _check_external_model(bag: Path, factory: int, model: str, frame_points: list[int]) -> np.ndarray:
+    """Decode a capture of a model velodyne_ext.py handles: its factory bytes, the model
+    identified, the per-frame counts, and every point as the reference decoder gives it;
+    returns our points."""
+    payloads, stamps = _packets(bag)
+    assert set(payloads[:, 1204:1206].reshape(-1, 2).view(">u2").ravel().tolist()) == {factory}
     decoder, frames = _decode(payloads, stamps)
-    assert decoder.model == "VLP-32C"
-    assert [frame.points.shape[0] for frame in frames] == [14120, 26315, 26330, 25970, 26325, 12245]
+    assert decoder.model == model
+    assert [frame.points.shape[0] for frame in frames] == frame_points
     ours = np.concatenate([frame.points for frame in frames])
-    reference = _reference_per_packet(payloads, stamps, velodyne_decoder.Model.VLP32C)
+    reference = _reference_per_packet(payloads, stamps, getattr(velodyne_decoder.Model, model.replace("-", "")))
     assert ours.shape[0] == reference.shape[0]
     for name in ("x", "y", "z", "intensity", "ring"):
         np.testing.assert_array_equal(ours[name], reference[name])
     assert set(ours["return_type"].tolist()) == {RETURN_STRONGEST}
+    return ours
+
+
+@NEBULA_VLP32C
+def test_vlp32c_matches_the_reference_decoder_and_nebula() -> None:
+    _check_external_model(NEBULA_VLP32C_BAG, 0x3728, "VLP-32C", [14120, 26315, 26330, 25970, 26325, 12245])
+    payloads, stamps = _packets(NEBULA_VLP32C_BAG)
 
     # nebula's cloud, decoded with nebula's calibration: its points are ours, in our order
     _, frames = _decode(payloads, stamps, NEBULA_VLP32C_CALIBRATION)
@@ -217,17 +226,8 @@ def test_vlp32c_matches_the_reference_decoder_and_nebula() -> None:
 
 @NEBULA_VLS128
 def test_vls128_matches_the_reference_decoder() -> None:
-    payloads, stamps = _packets(NEBULA_VLS128_BAG)
-    assert set(payloads[:, 1204:1206].reshape(-1, 2).view(">u2").ravel().tolist()) == {0x37A1}  # strongest, VLS-128
-    decoder, frames = _decode(payloads, stamps)
-    assert decoder.model == "VLS-128"
-    assert [frame.points.shape[0] for frame in frames] == [135787, 209907, 209916, 209951, 371]
-    ours = np.concatenate([frame.points for frame in frames])
-    reference = _reference_per_packet(payloads, stamps, velodyne_decoder.Model.VLS128)
-    assert ours.shape[0] == reference.shape[0]
-    for name in ("x", "y", "z", "intensity", "ring"):
-        np.testing.assert_array_equal(ours[name], reference[name])
-    assert ours["ring"].max() == 127 and set(ours["return_type"].tolist()) == {RETURN_STRONGEST}
+    ours = _check_external_model(NEBULA_VLS128_BAG, 0x37A1, "VLS-128", [135787, 209907, 209916, 209951, 371])
+    assert ours["ring"].max() == 127
 
 
 @NEBULA_VLS128
