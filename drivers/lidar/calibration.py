@@ -272,7 +272,7 @@ def resolve_calibration(calibration: Calibration | str | os.PathLike | None, mod
     return default_calibration(model) if model is not None else None
 
 
-def read_ros_yaml_table(path: str | os.PathLike) -> dict:
+def read_ros_yaml_table(path: str | os.PathLike[str]) -> dict[str, object]:
     """A ROS velodyne YAML calibration as its parsed table (a ``lasers`` list checked), for a
     decoder that takes the table itself; ``CalibrationError`` naming the file otherwise."""
     return _read_ros_yaml(Path(path))

@@ -89,7 +89,8 @@ class ExternalVelodyneDecoder:
 
             try:
                 table = read_ros_yaml_table(calibration)  # CalibrationError (a ValueError) naming the file
-                table.setdefault("num_lasers", len(table["lasers"]))
+                lasers = table["lasers"]  # a non-empty list (checked by read_ros_yaml_table)
+                table.setdefault("num_lasers", len(lasers) if isinstance(lasers, list) else 0)
                 stated = table.get("distance_resolution")
                 table["distance_resolution"] = FIXED_DISTANCE_RESOLUTION_M.get(model, stated or 0.002)
                 if stated is not None and stated != table["distance_resolution"]:
