@@ -28,10 +28,8 @@ def needs(*paths: Path) -> pytest.MarkDecorator:
     """Skip unless every path exists (a capture base name stands for its .pcap and .json)."""
     missing = []
     for path in paths:
-        if path.suffix in (".pcap", ".xml", ".json", ".yaml", ".db3", ".pcd"):
-            wanted = [path]
-        else:
-            wanted = [path.with_name(path.name + ".pcap"), path.with_name(path.name + ".json")]
+        wanted = ([path] if path.suffix in (".pcap", ".xml", ".json", ".yaml")
+                  else [path.with_name(path.name + ".pcap"), path.with_name(path.name + ".json")])
         missing += [str(p) for p in wanted if not p.exists()]
     return pytest.mark.skipif(bool(missing), reason=f"real capture not present: {', '.join(missing)} "
                               "(docs/LIDAR.md 'Test captures' says where it comes from; set EDGE_LIDAR_CAPTURES)")
@@ -50,6 +48,15 @@ NEBULA_VLP32C_CALIBRATION = NEBULA / "VLP32.yaml"
 NEBULA_VLS128_BAG = NEBULA / "vls128/1614315746471294674/1614315746471294674_0.db3"
 NEBULA_VLS128_PCD = NEBULA / "vls128/1585897255376374245.pcd"
 NEBULA_VLS128_CALIBRATION = NEBULA / "VLS128.yaml"
-NEBULA_VLP16_DUAL = needs(NEBULA_VLP16_DUAL_BAG, NEBULA_VLP16_DUAL_PCD)
-NEBULA_VLP32C = needs(NEBULA_VLP32C_BAG, NEBULA_VLP32C_PCD, NEBULA_VLP32C_CALIBRATION)
-NEBULA_VLS128 = needs(NEBULA_VLS128_BAG, NEBULA_VLS128_PCD, NEBULA_VLS128_CALIBRATION)
+
+
+def needs_files(*paths: Path) -> pytest.MarkDecorator:
+    """Skip unless every one of these files exists (names as given: bags, PCD files)."""
+    missing = [str(path) for path in paths if not path.exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"real capture not present: {', '.join(missing)} "
+                              "(docs/LIDAR.md 'Test captures' says where it comes from; set EDGE_LIDAR_CAPTURES)")
+
+
+NEBULA_VLP16_DUAL = needs_files(NEBULA_VLP16_DUAL_BAG, NEBULA_VLP16_DUAL_PCD)
+NEBULA_VLP32C = needs_files(NEBULA_VLP32C_BAG, NEBULA_VLP32C_PCD, NEBULA_VLP32C_CALIBRATION)
+NEBULA_VLS128 = needs_files(NEBULA_VLS128_BAG, NEBULA_VLS128_PCD, NEBULA_VLS128_CALIBRATION)
