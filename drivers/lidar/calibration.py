@@ -282,3 +282,9 @@ def resolve_calibration(calibration: Calibration | str | os.PathLike[str] | None
     if calibration is not None:
         return load_ros_yaml(calibration, model) if _is_yaml(calibration) else load_veloview_xml(calibration, model)
     return default_calibration(model) if model is not None else None
+
+
+def read_ros_yaml_table(path: str | os.PathLike[str]) -> dict[str, object]:
+    """A ROS velodyne YAML calibration as its parsed table (a ``lasers`` list checked), for a
+    decoder that takes the table itself; ``CalibrationError`` naming the file otherwise."""
+    return _read_ros_yaml(Path(path))

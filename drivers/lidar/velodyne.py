@@ -22,7 +22,8 @@ whose laser count contradicts the packets raises ``LidarModelMismatchError``. Gu
   (VeloView's axes: x_vv = −y, y_vv = x.) ``ring``: beam rank by elevation (0 lowest, as
   ROS numbers it); ``laser``: laser id; ``return_type``: the mode byte's strongest / last,
   or in dual return last / both (the last was the strongest; an identical twin dropped) /
-  strongest / second (strongest other than the last), judged by reflectivity.
+  strongest / second (strongest other than the last), judged by reflectivity; a lone return
+  (the pair's other slot empty) is both.
 - every packet is decoded in batches: one numpy expression per step over all packets of a
   batch, a Python loop only over the (few) azimuth runs when splitting frames.
 - packets that cannot be decoded are skipped and counted by reason in ``stats.skipped``,
@@ -529,9 +530,12 @@ class VelodyneDecoder:
             first, second = returns[dual, 0::2], returns[dual, 1::2]
             same = (first["distance"] == second["distance"]) & (first["reflectivity"] == second["reflectivity"])
             returned[dual, 1::2] &= ~same  # a second return identical to the first is the same point
-            last_is_strongest = same | (first["reflectivity"] > second["reflectivity"])
+            # an empty slot (distance 0) still carries a reflectivity byte: a lone return is both
+            lone_last, lone_strongest = second["distance"] == 0, first["distance"] == 0
+            last_is_strongest = same | lone_last | (first["reflectivity"] > second["reflectivity"])
             return_type[dual, 0::2] = np.where(last_is_strongest, RETURN_BOTH, RETURN_LAST)
-            return_type[dual, 1::2] = np.where(last_is_strongest, RETURN_SECOND, RETURN_STRONGEST)
+            return_type[dual, 1::2] = np.where(lone_strongest, RETURN_BOTH,
+                                               np.where(last_is_strongest, RETURN_SECOND, RETURN_STRONGEST))
         kept = np.flatnonzero(returned)  # firing order: packet, block, channel
         points = dense.reshape(-1) if kept.shape[0] == returned.size else dense.reshape(-1).take(kept)
 

@@ -47,6 +47,9 @@ logger = logging.getLogger("drivers.lidar.velodyne")
 EXTERNAL_MODELS = {"VLP-32C": ("VLP32C", 32), "HDL-64E S2": ("HDL64E_S2", 64), "HDL-64E S3": ("HDL64E_S3", 64),
                    "VLS-128": ("VLS128", 128), "Alpha Prime": ("AlphaPrime", 128)}
 MIN_RANGE_M, MAX_RANGE_M = 0.0, 1000.0
+# the distance unit fixed by these models' packet format, whatever a calibration table says
+# (ROS and Autoware drivers hard-code it too; nebula's VLS128.yaml says 0.007: ranges 1.75x long)
+FIXED_DISTANCE_RESOLUTION_M = {"VLP-32C": 0.004, "VLS-128": 0.004, "Alpha Prime": 0.004}
 # velodyne_decoder's ReturnMode values (STRONGEST 1, LAST 2, BOTH 3) -> ours (the same codes)
 _REFERENCE_RETURN = np.full(256, RETURN_UNKNOWN, np.uint8)
 _REFERENCE_RETURN[1], _REFERENCE_RETURN[2], _REFERENCE_RETURN[3] = RETURN_STRONGEST, RETURN_LAST, RETURN_BOTH
@@ -82,8 +85,21 @@ class ExternalVelodyneDecoder:
         config = reference.Config(model=getattr(reference.Model, EXTERNAL_MODELS[model][0]),
                                   min_range=MIN_RANGE_M, max_range=MAX_RANGE_M)
         if calibration is not None:
+            import yaml  # a dependency of velodyne_decoder
+
+            from .calibration import read_ros_yaml_table
+
             try:
-                config.calibration = reference.Calibration.read(str(calibration))
+                table = read_ros_yaml_table(calibration)  # CalibrationError (a ValueError) naming the file
+                lasers = table["lasers"]  # a non-empty list (checked by read_ros_yaml_table)
+                table.setdefault("num_lasers", len(lasers) if isinstance(lasers, list) else 0)
+                stated = table.get("distance_resolution")
+                table["distance_resolution"] = FIXED_DISTANCE_RESOLUTION_M.get(model, stated or 0.002)
+                if stated is not None and stated != table["distance_resolution"]:
+                    log_event(logger, logging.WARNING, "lidar_calibration_overridden", source=source,
+                              calibration=str(calibration), field="distance_resolution", stated=stated,
+                              used=table["distance_resolution"], reason=f"fixed by the {model} packet format")
+                config.calibration = reference.Calibration.from_string(yaml.safe_dump(table))
             except (RuntimeError, ValueError, OSError) as exc:
                 raise LidarInputError(f"{source}: calibration {calibration} is not a ROS velodyne YAML the "
                                       f"{model} decoder reads: {exc}") from None

@@ -37,3 +37,26 @@ def needs(*paths: Path) -> pytest.MarkDecorator:
 
 HDL32E = needs(HDL32E_CAPTURE, HDL32E_CALIBRATION)
 OUSTER_BOTH = needs(OUSTER_LEGACY, OUSTER_DUAL)
+
+# tier4/nebula's decoder regression data (rosbag2 of VelodyneScan + nebula's own output as PCD)
+NEBULA = CAPTURES / "nebula"
+NEBULA_VLP16_DUAL_BAG = NEBULA / "vlp16/1673400471837873222/1673400471837873222_0.db3"
+NEBULA_VLP16_DUAL_PCD = NEBULA / "vlp16/1673400472138016708.pcd"
+NEBULA_VLP32C_BAG = NEBULA / "vlp32/1713492677464078412/1713492677464078412_0.db3"
+NEBULA_VLP32C_PCD = NEBULA / "vlp32/1713492677464078412.pcd"
+NEBULA_VLP32C_CALIBRATION = NEBULA / "VLP32.yaml"
+NEBULA_VLS128_BAG = NEBULA / "vls128/1614315746471294674/1614315746471294674_0.db3"
+NEBULA_VLS128_PCD = NEBULA / "vls128/1585897255376374245.pcd"
+NEBULA_VLS128_CALIBRATION = NEBULA / "VLS128.yaml"
+
+
+def needs_files(*paths: Path) -> pytest.MarkDecorator:
+    """Skip unless every one of these files exists (names as given: bags, PCD files)."""
+    missing = [str(path) for path in paths if not path.exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"real capture not present: {', '.join(missing)} "
+                              "(docs/LIDAR.md 'Test captures' says where it comes from; set EDGE_LIDAR_CAPTURES)")
+
+
+NEBULA_VLP16_DUAL = needs_files(NEBULA_VLP16_DUAL_BAG, NEBULA_VLP16_DUAL_PCD)
+NEBULA_VLP32C = needs_files(NEBULA_VLP32C_BAG, NEBULA_VLP32C_PCD, NEBULA_VLP32C_CALIBRATION)
+NEBULA_VLS128 = needs_files(NEBULA_VLS128_BAG, NEBULA_VLS128_PCD, NEBULA_VLS128_CALIBRATION)

@@ -249,6 +249,25 @@ def test_return_type_of_every_point():
         assert set(single.flush().points["return_type"].tolist()) == {expected}
 
 
+def test_dual_return_lone_return_is_both_whatever_the_empty_slot_says():
+    # real sensors (nebula's VLP-16 dual capture) leave a reflectivity byte in an empty slot
+    azimuths = np.repeat(np.arange(6) * 40, 2)
+    distances = np.full((12, 32), 2000)
+    distances[1::2, :16] = 0  # channels 0..15: no second return in the strongest block
+    distances[0::2, 16:] = 0  # channels 16..31: no last return, only a strongest one
+    reflectivity = np.full((12, 32), 9)
+    reflectivity[1::2, :16] = 40  # the empty slot's stale byte, above the lone return's
+    reflectivity[0::2, 16:] = 40
+    packet = build_packet(azimuths, distances, reflectivity, return_mode=0x39, product_id=0x22)
+    decoder = VelodyneDecoder(model="VLP-16")
+    decoder.decode_payloads([(0, packet)])
+    points = decoder.flush().points
+    from drivers.pointcloud import RETURN_BOTH
+
+    assert points.shape[0] == 6 * 32
+    assert set(points["return_type"].tolist()) == {RETURN_BOTH}
+
+
 def test_sensor_time_is_used_when_synchronised():
     hour_ns = 3_600_000_000_000
     base = 1_700_000_000 * 1_000_000_000 // hour_ns * hour_ns  # a top of the hour

@@ -132,3 +132,18 @@ def test_random_packets_of_external_models_decode_or_are_dropped(product_id):
         tail = decoder.flush()
         for frame in [*frames, *([tail] if tail is not None else [])]:
             assert np.isfinite(frame.points["x"]).all() and np.isfinite(frame.points["z"]).all()
+
+
+def test_a_calibration_cannot_change_the_distance_unit_of_the_packet_format(tmp_path, caplog):
+    # nebula's (Autoware's) VLS128.yaml says distance_resolution 0.007, and tables may omit
+    # num_lasers: the VLP-32C / VLS-128 unit is 4 mm whatever the table says (warned about)
+    table = yaml.safe_load(velodyne_decoder.Calibration.default_calibs[velodyne_decoder.Model.VLP32C].to_string())
+    table["distance_resolution"] = 0.007
+    del table["num_lasers"]
+    path = tmp_path / "vlp32c.yaml"
+    path.write_text(yaml.safe_dump(table))
+    decoder = VelodyneDecoder(path, source="test")
+    decoder.decode_payloads(_vlp32c_packets(20))
+    points = decoder.flush().points
+    assert np.allclose(np.hypot(np.hypot(points["x"], points["y"]), points["z"]), 20.0, atol=0.01)  # 5000 × 4 mm
+    assert "lidar_calibration_overridden" in caplog.text and "stated=0.007" in caplog.text
