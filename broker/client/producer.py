@@ -288,14 +288,16 @@ class Producer:
         futures: list[Future] = []
         n = len(values)
         # chunk boundaries from the cumulative sizes: no per-record Python loop
-        ends = np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=n) + RECORD_OVERHEAD)
+        value_lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        ends = np.cumsum(value_lens + RECORD_OVERHEAD)
         start = 0
         while start < n:
             base = int(ends[start - 1]) if start else 0
             end = max(start + 1, int(np.searchsorted(ends, base + self.max_batch_bytes, side="right")))
             chunk_ts = now if timestamps is None else (
                 timestamps if isinstance(timestamps, int) else timestamps[start:end])
-            data = encode_batch(values[start:end], chunk_ts, codec=self.codec_of(topic))
+            data = encode_batch(values[start:end], chunk_ts, codec=self.codec_of(topic),
+                                value_lens=value_lens[start:end])
             future: Future = Future()
             with self._cond:
                 self._reserve(len(data))

@@ -66,6 +66,23 @@ def test_bulk_path_equals_general_path():
     assert bulk == general
 
 
+def test_bulk_equal_records_built_in_place_equal_the_general_path_and_stamp_in_place():
+    # the producer's small-record path: equal values, one capture time, header room reserved,
+    # value lengths given, producer fields stamped in place; bytes identical to record by record
+    values = [b"v" * 100] * 300
+    ts = 1_700_000_000_123_456_789
+    lens = np.full(300, 100, dtype=np.int64)
+    bulk = rec.encode_batch(values, ts, value_lens=lens)
+    general = rec.encode_batch(values, ts, keys=[None] * 300, headers=[None] * 300)
+    assert bytes(bulk) == general
+    copied = rec.with_producer(general, 7, 1, 42)
+    stamped = rec.with_producer(bulk, 7, 1, 42)
+    assert stamped is bulk and bytes(stamped) == copied
+    assert rec.validate_batch(stamped).record_count == 300
+    assert bytes(rec.encode_batch(values, ts, codec="zstd", value_lens=lens)) == rec.encode_batch(
+        values, ts, keys=[None] * 300, headers=[None] * 300, codec="zstd")
+
+
 def test_stamp_keeps_crc_valid():
     batch = bytearray(rec.encode_batch([b"a", b"b"], 10))
     rec.stamp_batch(batch, 12345)
