@@ -86,7 +86,7 @@ class Admin:
     def close(self) -> None:
         self.connection.close()
 
-    def __enter__(self) -> "Admin":
+    def __enter__(self) -> Admin:
         return self
 
     def __exit__(self, *exc: object) -> None:

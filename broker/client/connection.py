@@ -19,6 +19,7 @@ Not thread-safe (ZeroMQ sockets are not): one owner thread per Connection.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
@@ -142,7 +143,8 @@ class Connection:
         meta = P.decode_metadata(frames[1].bytes) if len(frames) > 1 else {}
         return Reply(header, meta, [f.buffer for f in frames[2:]])
 
-    def request(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, timeout_s: float | None = None) -> Reply:
+    def request(self, kind: int, meta: dict[str, Any], payloads: Sequence[Any] = (), *,
+                timeout_s: float | None = None) -> Reply:
         """Send and wait for the matching reply; raises the broker's typed error."""
         import time
 

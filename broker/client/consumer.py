@@ -40,7 +40,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import protocol as P
 from ..batch_checks import find_damaged_batch
@@ -273,7 +274,8 @@ class Consumer:
                     self._prefetch = (rid, snapshot)
                 rid, snapshot = self._prefetch
                 self._prefetch = None  # taken: a reply lost from here on is never awaited again
-                reply = self._await(rid, max(deadline - time.monotonic(), 0) + wait_ms / 1000 + self.connection.timeout_s)
+                reply = self._await(
+                    rid, max(deadline - time.monotonic(), 0) + wait_ms / 1000 + self.connection.timeout_s)
             except BrokerUnavailableError as exc:
                 if not exc.retriable:
                     raise
@@ -321,7 +323,8 @@ class Consumer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.connection.reset()
-                raise BrokerUnavailableError(f"no fetch reply from the broker at {self.endpoint} within {timeout_s:.1f}s")
+                raise BrokerUnavailableError(
+                    f"no fetch reply from the broker at {self.endpoint} within {timeout_s:.1f}s")
             reply = self.connection.recv(min(remaining, DISCONNECT_CHECK_S))
             if reply is None:
                 if self.connection.take_disconnect():
@@ -335,7 +338,7 @@ class Consumer:
     def _apply_fetch(self, reply, snapshot: dict[TopicPartition, int], columns: bool) -> list:
         out: list = []
         topic_ids, problems = self._topic_ids, []
-        for entry, data in zip(reply.meta["partitions"], reply.payloads):
+        for entry, payload in zip(reply.meta["partitions"], reply.payloads, strict=False):
             tp = (entry["topic"], entry["partition"])
             if tp not in self.positions or self.positions[tp] != snapshot.get(tp):
                 continue  # seeked or revoked meanwhile
@@ -348,6 +351,7 @@ class Consumer:
                 continue
             if "log_epoch" in entry:
                 self._log_epochs[tp] = entry["log_epoch"]
+            data = payload
             if self.skip_corrupt and len(data):
                 data = self._without_damage(tp, data, snapshot[tp])
             if not len(data):
@@ -383,7 +387,8 @@ class Consumer:
 
     def _skip_corrupt(self, tp: TopicPartition, first: int, resume: int, reason: str) -> None:
         if resume <= first:
-            raise CorruptBatchError(f"{tp[0]}/{tp[1]}: corrupt batch at offset {first} and no offset to resume at: {reason}")
+            raise CorruptBatchError(
+                f"{tp[0]}/{tp[1]}: corrupt batch at offset {first} and no offset to resume at: {reason}")
         self.skipped_corrupt.append((tp[0], tp[1], first, resume, reason))
         log_event(logging.getLogger("broker.client"), logging.ERROR, "corrupt_batch_skipped", topic=tp[0],
                   partition=tp[1], first_offset=first, resume_offset=resume, reason=reason)
@@ -496,7 +501,7 @@ class Consumer:
                 pass
         self.connection.close()
 
-    def __enter__(self) -> "Consumer":
+    def __enter__(self) -> Consumer:
         return self
 
     def __exit__(self, *exc: Any) -> None:

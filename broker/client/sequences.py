@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import BrokerUnavailableError, InvalidRequestError, UnsupportedVersionError
 from ..logs import log_event

@@ -116,7 +116,7 @@ class Storage:
             try:
                 validate_topic_name(entry)
                 config = TopicConfig.model_validate_json(config_path.read_text())
-            except Exception as exc:  # noqa: BLE001 - one bad topic must not stop the broker
+            except Exception as exc:
                 log_event(logger, logging.ERROR, "topic_skipped", topic=entry, path=config_path, reason=exc)
                 continue
             self._configs[entry] = config
@@ -222,9 +222,7 @@ class Storage:
         atomic_write(topic_dir(self.data_dir, name) / TOPIC_CONFIG_FILE, new.model_dump_json(by_alias=True).encode())
         logs = self._logs[name]
         for log in logs:
-            log.config = new
-            for seg in log.segments:
-                seg.index_interval_bytes = max(1, new.index_interval_bytes)
+            log.config = new  # its segments take the new index interval and future skew
         for p in range(old.partitions, new.partitions):
             logs.append(self._open_partition(name, p, new, None, created=True))
         self._configs[name] = new

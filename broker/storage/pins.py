@@ -33,9 +33,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import InvalidRequestError
 from ..logs import log_event
@@ -85,7 +85,7 @@ class Pin:
                 "lost": [list(x) for x in self.lost]}
 
     @classmethod
-    def from_json(cls, raw: dict) -> "Pin":
+    def from_json(cls, raw: dict) -> Pin:
         return cls(str(raw["id"]), str(raw.get("label", "")), int(raw["start_ns"]), int(raw["end_ns"]),
                    int(raw["created_ns"]), [str(t) for t in raw["topics"]],
                    [PinRange(str(t), int(p), int(a), None if b is None else int(b)) for t, p, a, b in raw["ranges"]],

@@ -74,7 +74,8 @@ class ProducerStateTable:
             return None
         if header.producer_epoch < entry.epoch:
             raise ProducerFencedError(
-                f"{where}: producer {header.producer_id} epoch {header.producer_epoch} is fenced by epoch {entry.epoch}")
+                f"{where}: producer {header.producer_id} epoch {header.producer_epoch} "
+                f"is fenced by epoch {entry.epoch}")
         first, last = header.base_sequence, last_sequence(header)
         if header.producer_epoch > entry.epoch:
             if first != 0:
@@ -119,7 +120,7 @@ class ProducerStateTable:
         return True
 
     @classmethod
-    def read_snapshot(cls, directory: Path, log_start: int, next_offset: int) -> tuple["ProducerStateTable", int]:
+    def read_snapshot(cls, directory: Path, log_start: int, next_offset: int) -> tuple[ProducerStateTable, int]:
         """(table, offset to scan from): the snapshot's when it is readable and lies inside the
         log, else an empty table and ``log_start`` (the whole log is scanned)."""
         path = directory / SNAPSHOT_FILE

@@ -1,36 +1,82 @@
-"""Sparse time index of one segment: ``<base:020d>.timeindex``.
+"""Sparse time index of one segment: ``<base:020d>.timeindex`` (Kafka's TimeIndex).
 
 Format: fixed-width 12-byte little-endian entries, back to back, no header::
 
     timestamp        i64   largest capture timestamp (ns) seen in the segment so far
     relative_offset  u32   base offset (minus segment base) of the batch that raised it
 
-Invariants: file size a multiple of 12; timestamps and relative offsets strictly increase.
-Entries are written together with offset-index entries, only when the running maximum
-grew, and once more when the segment is closed. Because the running maximum is monotonic
-even when capture clocks step backwards, "the first batch whose max timestamp >= T" is the
-batch after the last entry whose timestamp < T, found by a short scan of batch headers.
+Invariants (checked on load, CorruptIndexError otherwise): file size a multiple of 12;
+timestamps and relative offsets strictly increase. Entries are written together with
+offset-index entries, only when the running maximum grew, and once more when the segment
+is closed. Because the running maximum is monotonic even when capture clocks step
+backwards, "the first batch whose max timestamp >= T" is the batch after the last entry
+whose timestamp < T, found by a short scan of batch headers. The file itself (entries,
+mmap, append, truncation) is an ``IndexFile``, shared with the offset index.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import CorruptIndexError
-from .offset_index import OffsetIndex
+from .index_file import IndexFile
 
 ENTRY_DTYPE = np.dtype([("timestamp", "<i8"), ("relative_offset", "<u4")])
 ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 12
+_U32_MAX = 0xFFFFFFFF
 
 
-class TimeIndex(OffsetIndex):
-    entry_dtype = ENTRY_DTYPE
-    key_field = "timestamp"
+class TimeIndex:
+    def __init__(self, path: Path, base_offset: int):
+        self.base_offset = base_offset
+        self._file = IndexFile(path, ENTRY_DTYPE)
 
-    def _check_positions(self, arr: np.ndarray, log_size: int) -> None:
-        rel = arr["relative_offset"].astype(np.int64)
-        if np.any(np.diff(rel) <= 0):
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self, log_size: int) -> None:
+        """Read the entries from disk and check the invariants (``log_size`` is unused: a
+        time index holds no positions; the argument keeps both indexes loaded alike)."""
+        self._file.load()
+        arr = self.entries()
+        if not len(arr):
+            return
+        if np.any(np.diff(arr["timestamp"].astype(np.int64)) <= 0):
+            raise CorruptIndexError(f"{self.path.name}: entries not strictly increasing")
+        if np.any(np.diff(arr["relative_offset"].astype(np.int64)) <= 0):
             raise CorruptIndexError(f"{self.path.name}: offsets not strictly increasing")
+
+    def check_closed(self, log_size: int) -> None:
+        """Cheap check of a closed segment's index (no full read)."""
+        self._file.check_file_size(log_size > 0)
+
+    def load_unchecked(self) -> None:
+        self._file.load_unchecked()
+
+    def map_readonly(self) -> None:
+        self._file.map_readonly()
+
+    def reset(self) -> None:
+        self._file.reset()
+
+    # -- access --------------------------------------------------------------------------
+
+    def entries(self) -> npt.NDArray[np.void]:
+        return self._file.entries()
+
+    def __len__(self) -> int:
+        return len(self._file)
+
+    def entries_at_or_below(self, offset: int) -> int:
+        """How many entries were raised by batches starting at or below ``offset``."""
+        rel = self.entries()["relative_offset"].astype(np.int64)
+        return int((rel + self.base_offset <= offset).sum())
 
     def last_timestamp(self) -> int | None:
         arr = self.entries()
@@ -49,8 +95,23 @@ class TimeIndex(OffsetIndex):
             return self.base_offset
         return self.base_offset + int(arr["relative_offset"][i])
 
+    # -- writing -------------------------------------------------------------------------
+
     def append_time(self, timestamp: int, offset: int) -> None:
         rel = offset - self.base_offset
-        if not 0 <= rel <= 0xFFFFFFFF:
+        if not 0 <= rel <= _U32_MAX:
             raise CorruptIndexError(f"{self.path.name}: offset {offset} out of range")
-        self._write((timestamp, rel))
+        self._file.append((timestamp, rel))
+
+    def truncate_entries(self, count: int) -> None:
+        """Keep the first ``count`` entries (used by recovery and log truncation)."""
+        self._file.truncate_entries(count)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def delete(self) -> None:
+        self._file.delete()
