@@ -153,7 +153,14 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
             if bool((positions >= end).any()):
                 raise CorruptBatchError("a record varint runs past its record")
             v = first.astype(np.int64)
-            return (v >> 1) ^ -(v & 1), np.ones(n, dtype=np.int64)
+            return (v >> 1) ^ -(v & 1), np.broadcast_to(_ONE, n)
+        if int(first.min()) >= 0x80 and int(positions.max()) + 1 < len(raw):
+            second = raw[positions + 1]
+            if int(second.max()) < 0x80:  # two bytes each: e.g. equal values of 64 B .. 8 KiB
+                if bool((positions + 1 >= end).any()):
+                    raise CorruptBatchError("a record varint runs past its record")
+                z2 = (first.astype(np.int64) & 0x7F) | (second.astype(np.int64) << 7)
+                return (z2 >> 1) ^ -(z2 & 1), np.broadcast_to(_TWO, n)
     z = np.zeros(n, dtype=np.uint64)
     sizes = np.zeros(n, dtype=np.int64)
     going = np.ones(n, dtype=bool)
@@ -174,6 +181,10 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
     if not long and (int(values.min(initial=0)) < -(1 << 31) or int(values.max(initial=0)) >= 1 << 31):
         raise CorruptBatchError("a record varint is outside int32")
     return values, sizes
+
+
+_ONE = np.int64(1)
+_TWO = np.int64(2)
 
 
 def read_varint(buf, pos: int, end: int, what: str = "record length") -> tuple[int, int]:

@@ -97,10 +97,20 @@ class Producer:
             raise ValueError(f"acks must be one of {', '.join(P.ACKS)}, not {acks!r}")
         if on_full not in ("block", "fail"):
             raise ValueError(f"on_full must be 'block' or 'fail', not {on_full!r}")
+        # the configuration, as given (read by callers that size things after it)
         self.endpoint = endpoint
-        self.codec = codec
+        self.linger_s = linger_ms / 1000
         self.max_batch_bytes = max_batch_bytes
+        self.acks = P.ACKS[acks]
+        self.max_in_flight = max(1, max_in_flight)
+        self.codec = codec
+        self.partitioner = partitioner
+        self.buffer_bytes = buffer_bytes
+        self.on_full = on_full
+        self.block_timeout_s = block_timeout_s
         self.request_timeout_s = request_timeout_s
+        self.idempotent = idempotent
+        self.delivery_timeout_s = max(delivery_timeout_s, request_timeout_s)
         self._metadata = TopicMetadata(endpoint)
         self._partitioner = Partitioner(self._metadata, partitioner, learn_codec=codec is None)
         self._acc = RecordAccumulator(
@@ -109,9 +119,8 @@ class Producer:
         # (producer id, epoch) from INIT_PRODUCER_ID, (-1, -1) without idempotence; per
         # partition the sequence of the next record (I/O thread only)
         sequences = ProducerSequences(idempotent, self._init_producer_id)
-        self._sender = Sender(endpoint, self._acc, sequences, acks=P.ACKS[acks], request_timeout_s=request_timeout_s,
-                              delivery_timeout_s=max(delivery_timeout_s, request_timeout_s),
-                              codec_of=self._codec_for_sending)
+        self._sender = Sender(endpoint, self._acc, sequences, acks=self.acks, request_timeout_s=request_timeout_s,
+                              delivery_timeout_s=self.delivery_timeout_s, codec_of=self._codec_for_sending)
         self._closed = False
         self._sender.start()
 

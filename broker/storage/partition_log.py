@@ -158,7 +158,7 @@ class PartitionLog:
         bases = segment_base_offsets(self.directory)
         interval = self.config.index_interval_bytes
         if not bases:
-            self._add_segment(Segment.create(self.directory, 0, interval, self.config.max_future_skew_ns))
+            self._add_segment(self._created(0))
             fsync_dir(self.directory)
             return report
         skew = self.config.max_future_skew_ns
@@ -195,6 +195,11 @@ class PartitionLog:
                 if header.next_offset > offset:
                     table.record(header, header.base_offset)
         return table
+
+    def _created(self, base_offset: int) -> Segment:
+        seg = Segment.create(self.directory, base_offset, self.config.index_interval_bytes)
+        seg.set_future_skew(self.config.max_future_skew_ns)
+        return seg
 
     def _add_segment(self, seg: Segment) -> None:
         self.segments.append(seg)
@@ -264,8 +269,7 @@ class PartitionLog:
         # find a newer segment after an old one whose tail was still in the page cache.
         old.close_for_append()
         try:
-            new = Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes,
-                                 self.config.max_future_skew_ns)
+            new = self._created(old.next_offset)
         except BaseException:
             old.reopen_for_append()
             raise

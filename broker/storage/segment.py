@@ -135,9 +135,9 @@ class Segment:
     # -- files ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, index_interval_bytes: int,
-               future_skew_ns: int = DEFAULT_FUTURE_SKEW_NS) -> Segment:
-        seg = cls(directory, base_offset, index_interval_bytes, future_skew_ns)
+    def create(cls, directory: Path, base_offset: int, index_interval_bytes: int) -> Segment:
+        """A new, empty segment (its files created; the log exclusively)."""
+        seg = cls(directory, base_offset, index_interval_bytes)
         try:
             seg._fd = os.open(seg.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640)
             seg._offset_index.reset()
