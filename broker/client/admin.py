@@ -23,10 +23,12 @@ class Admin:
         return self._call(P.METADATA, {"topics": topics})
 
     def list_topics(self) -> dict[str, Any]:
-        return self.metadata()["topics"]
+        topics: dict[str, Any] = self.metadata()["topics"]
+        return topics
 
     def describe_topic(self, name: str) -> dict[str, Any]:
-        return self.metadata([name])["topics"][name]
+        topic: dict[str, Any] = self.metadata([name])["topics"][name]
+        return topic
 
     def create_topic(self, name: str, partitions: int | None = None, config: dict[str, Any] | None = None,
                      *, if_not_exists: bool = False) -> dict[str, Any]:
@@ -39,7 +41,8 @@ class Admin:
         self._call(P.DELETE_TOPIC, {"topic": name})
 
     def configure_topic(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
-        return self._call(P.CONFIGURE_TOPIC, {"topic": name, "config": config})["config"]
+        applied: dict[str, Any] = self._call(P.CONFIGURE_TOPIC, {"topic": name, "config": config})["config"]
+        return applied
 
     def list_offset(self, topic: str, partition: int, spec: str = "latest", timestamp: int | None = None) -> int:
         """Offset for ``spec`` earliest / latest / timestamp (first batch with capture time
@@ -47,10 +50,11 @@ class Admin:
         meta: dict[str, Any] = {"topic": topic, "partition": partition, "spec": spec}
         if timestamp is not None:
             meta["timestamp"] = int(timestamp)
-        return self._call(P.LIST_OFFSETS, meta)["offset"]
+        return int(self._call(P.LIST_OFFSETS, meta)["offset"])
 
     def list_groups(self) -> dict[str, Any]:
-        return self._call(P.LIST_GROUPS, {})["groups"]
+        groups: dict[str, Any] = self._call(P.LIST_GROUPS, {})["groups"]
+        return groups
 
     def group_offsets(self, group: str) -> dict[tuple[str, int], int]:
         raw = self._call(P.FETCH_OFFSETS, {"group": group})["offsets"]
@@ -73,8 +77,10 @@ class Admin:
 
     def set_pin(self, pin_id: str, topics: list[str], start_ns: int, end_ns: int, label: str = "") -> dict[str, Any]:
         """Pin ``topics`` for the window (an event; broker/storage/pins.py): the pin's JSON."""
-        return self._call(P.PINS, {"action": "set", "id": pin_id, "label": label, "topics": list(topics),
-                                   "start_ns": int(start_ns), "end_ns": int(end_ns)})["pin"]
+        pin: dict[str, Any] = self._call(P.PINS, {"action": "set", "id": pin_id, "label": label,
+                                                  "topics": list(topics), "start_ns": int(start_ns),
+                                                  "end_ns": int(end_ns)})["pin"]
+        return pin
 
     def clear_pin(self, pin_id: str) -> None:
         self._call(P.PINS, {"action": "clear", "id": pin_id})

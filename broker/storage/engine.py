@@ -30,6 +30,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ..errors import (
     InvalidConfigError,
@@ -69,8 +70,8 @@ class Storage:
     def __init__(self, data_dir: str | Path, defaults: TopicConfig | None = None, disk_guard: DiskGuard | None = None):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.defaults = defaults or TopicConfig()
-        self.disk_guard = disk_guard or DiskGuard()
+        self.defaults = defaults or TopicConfig.model_validate({})
+        self.disk_guard = disk_guard or DiskGuard.model_validate({})
         self._configs: dict[str, TopicConfig] = {}
         self._logs: dict[str, list[PartitionLog]] = {}
         self._topic_ids: dict[str, str] = {}
@@ -209,7 +210,7 @@ class Storage:
         self.pins.forget_topic(name)
         log_event(logger, logging.INFO, "topic_deleted", topic=name)
 
-    def configure_topic(self, name: str, overrides: dict) -> TopicConfig:
+    def configure_topic(self, name: str, overrides: dict[str, Any]) -> TopicConfig:
         old = self.topic_config(name)
         try:
             new = old.merged(overrides)
@@ -375,7 +376,7 @@ class Storage:
     def total_pinned_bytes(self) -> int:
         return self.pinned_bytes([r for pin in self.pins.all() for r in pin.ranges])
 
-    def pins_report(self) -> dict:
+    def pins_report(self) -> dict[str, Any]:
         """Every pin with the bytes it holds, and the total (overlaps counted once)."""
         pins = []
         for pin in self.pins.all():

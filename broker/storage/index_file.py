@@ -77,11 +77,12 @@ class IndexFile:
         if size % self.entry_size or (log_has_data and not size):
             raise CorruptIndexError(f"{self.path.name}: size {size} is invalid")
 
-    def last_entry_on_disk(self) -> npt.NDArray[np.void]:
+    def last_entry_on_disk(self) -> np.void:
         """The file's last entry, read without loading the rest (the file is not empty)."""
         with open(self.path, "rb") as f:
             f.seek(-self.entry_size, os.SEEK_END)
-            return np.frombuffer(f.read(self.entry_size), dtype=self.dtype)[0]
+            entry: np.void = np.frombuffer(f.read(self.entry_size), dtype=self.dtype)[0]
+        return entry
 
     def map_readonly(self) -> None:
         """Closed segment: drop the in-memory copy and serve lookups from an mmap of the file."""

@@ -36,6 +36,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import records as rec
 from ..batch_checks import check_batch_records
@@ -43,9 +44,13 @@ from ..errors import CorruptBatchError, OffsetOutOfRangeError
 from ..logs import log_event
 from ..topic_config import TopicConfig
 from .layout import CLEAN_SHUTDOWN_FILE, fsync_dir, segment_base_offsets
+from .pins import PinRange
 from .producer_state import ProducerStateTable
 from .segment import Segment, SegmentRecovery
 from .v1_upgrade import upgrade_partition
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 logger = logging.getLogger("broker.storage")
 
@@ -97,7 +102,7 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self._bases: list[int] = []
         self.protected_offset: int | None = None
-        self.pin_ranges: list = []  # events' pinned offset ranges (storage.pins.PinRange), set by the engine
+        self.pin_ranges: list[PinRange] = []  # events' pinned offset ranges (storage.pins.PinRange), set by the engine
         self.future_records = 0  # future-stamped records appended since open (segment.py): kept, flagged
         self.corrupt_batches = 0
         self._reported_damage: set[int] = set()
@@ -207,7 +212,7 @@ class PartitionLog:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, batch, append_time_ns: int | None = None) -> AppendResult:
+    def append(self, batch: Buffer, append_time_ns: int | None = None) -> AppendResult:
         """Append one Kafka RecordBatch v2 exactly as a client sent it (the native Producer or
         any Kafka client's Produce: one batch per partition): header, CRC and records are
         validated, idempotence is checked, the base offset (and LogAppendTime) is written in

@@ -42,6 +42,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from .. import records as rec
 from ..errors import CorruptBatchError, CorruptIndexError, DiskFullError, StorageError
@@ -50,7 +54,15 @@ from .layout import LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, segment_
 from .offset_index import OffsetIndex
 from .time_index import TimeIndex
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
+
 DEFAULT_FUTURE_SKEW_NS = 3600 * 10**9  # TopicConfig.max_future_skew's default
+
+
+# what an append may have to undo: index entry counts, running maximum, bytes since the
+# last index entry, last batch offset, next offset, future-stamped records
+_IndexState = tuple[int, int, int | None, int, int, int, int]
 
 
 @dataclass(slots=True)
@@ -240,7 +252,7 @@ class Segment:
         """Write a validated batch with its new base offset; return the position written at."""
         position = self._size
         prefix, rest = rec.stamped_prefix(batch, header, base_offset, append_time, log_append_time)
-        parts = [prefix, batch[rest : header.batch_length]]
+        parts: list[Buffer] = [prefix, batch[rest : header.batch_length]]
         if log_append_time:
             header = rec.parse_header(prefix)
         written = 0
@@ -250,8 +262,7 @@ class Segment:
                 if written == 0:
                     n = os.pwritev(self.fd, parts, position)
                 else:
-                    rest = memoryview(b"".join(parts))[written:]
-                    n = os.pwrite(self.fd, rest, position + written)
+                    n = os.pwrite(self.fd, memoryview(b"".join(parts))[written:], position + written)
                 if n <= 0:
                     raise OSError(errno.EIO, "write returned 0")
                 written += n
@@ -290,11 +301,11 @@ class Segment:
                 self._last_append_ns = self.append_time_of(found[1])
         return self._last_append_ns
 
-    def _index_state(self) -> tuple:
+    def _index_state(self) -> _IndexState:
         return (len(self._offset_index), len(self._time_index), self._max_timestamp,
                 self._bytes_since_index_entry, self._last_batch_offset, self._next_offset, self._future_records)
 
-    def _restore_index_state(self, state: tuple) -> None:
+    def _restore_index_state(self, state: _IndexState) -> None:
         offset_entries, time_entries, max_ts, since_entry, last_batch, next_offset, self._future_records = state
         self._offset_index.truncate_entries(offset_entries)
         self._time_index.truncate_entries(time_entries)
@@ -308,14 +319,14 @@ class Segment:
         """Maintain the sparse indexes and the running maximum for a batch at ``position``.
         ``append_time`` is given for a new append (``header`` is then the producer's)
         and counts its future-stamped records; a rescan reads it from the stored header."""
-        batch_max = header.max_timestamp
         limit = self.append_time_of(header, append_time) + self._future_skew_ns
-        if batch_max > limit:
+        batch_max: int | None = header.max_timestamp
+        if header.max_timestamp > limit:
             try:
                 timestamps = self._batch_timestamps(position, header)
+                honest = timestamps[timestamps <= limit]
             except CorruptBatchError:
-                timestamps = None  # a reader gets the error; the index just leaves it out
-            honest = timestamps[timestamps <= limit] if timestamps is not None else ()
+                honest = np.zeros(0, dtype=np.int64)  # a reader gets the error; the index just leaves it out
             batch_max = int(honest.max()) if len(honest) else None
             if append_time is not None:
                 self._future_records += header.record_count - len(honest)
@@ -325,7 +336,7 @@ class Segment:
             self._offset_index.append(base_offset, position)
             self._bytes_since_index_entry = 0
             last_ts = self._time_index.last_timestamp()
-            if last_ts is None or self._max_timestamp > last_ts:
+            if self._max_timestamp is not None and (last_ts is None or self._max_timestamp > last_ts):
                 self._time_index.append_time(self._max_timestamp, base_offset)
         self._bytes_since_index_entry += header.batch_length
         self._last_batch_offset = base_offset
@@ -581,9 +592,10 @@ class Segment:
                 return header.base_offset + index, int(timestamps[index])
         return None
 
-    def _batch_timestamps(self, position: int, header: rec.BatchHeader):
+    def _batch_timestamps(self, position: int, header: rec.BatchHeader) -> npt.NDArray[np.int64]:
         """Timestamp (ns) of each record of the batch at ``position`` (numpy int64)."""
-        return rec.batch_timestamps(os.pread(self.fd, header.batch_length, position))
+        timestamps: npt.NDArray[np.int64] = rec.batch_timestamps(os.pread(self.fd, header.batch_length, position))
+        return timestamps
 
     def append_time_of(self, header: rec.BatchHeader, append_time: int | None = None) -> int:
         """A batch's append time: given at append; on a rescan the one the batch carries
