@@ -161,6 +161,10 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
                     raise CorruptBatchError("a record varint runs past its record")
                 z2 = (first.astype(np.int64) & 0x7F) | (second.astype(np.int64) << 7)
                 return (z2 >> 1) ^ -(z2 & 1), np.broadcast_to(_TWO, n)
+        if int(positions.max()) + 2 < len(raw):
+            short = _up_to_three_bytes(raw, positions, end, first)
+            if short is not None:
+                return short
     z = np.zeros(n, dtype=np.uint64)
     sizes = np.zeros(n, dtype=np.int64)
     going = np.ones(n, dtype=bool)
@@ -185,6 +189,26 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
 
 _ONE = np.int64(1)
 _TWO = np.int64(2)
+
+
+def _up_to_three_bytes(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, first: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``read_varints`` for a column of 1- to 3-byte varints of mixed sizes (offset deltas
+    of up to a million records, lengths up to a megabyte), with int64 arithmetic and three
+    gathers; None when some varint is longer (the general loop decides)."""
+    second = raw[positions + 1]
+    third = raw[positions + 2]
+    more1 = first >= 0x80
+    more2 = more1 & (second >= 0x80)
+    if bool((more2 & (third >= 0x80)).any()):
+        return None
+    sizes = 1 + more1.astype(np.int64) + more2
+    if bool((positions + sizes > end).any()):
+        raise CorruptBatchError("a record varint runs past its record")
+    z = ((first & 0x7F).astype(np.int64)
+         | np.where(more1, (second & 0x7F).astype(np.int64) << 7, 0)
+         | np.where(more2, third.astype(np.int64) << 14, 0))
+    return (z >> 1) ^ -(z & 1), sizes
 
 
 def read_varint(buf, pos: int, end: int, what: str = "record length") -> tuple[int, int]:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from crc32c import crc32c
 
 from broker import batch_checks as checks
+from broker import record_codec as rc
 from broker import records as rec
 from broker.errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
 
@@ -286,3 +287,19 @@ def test_records_with_many_headers_are_checked_one_by_one_and_agree():
     rec.CRC.pack_into(batch, rec.CRC_OFFSET, crc32c(bytes(batch[rec.CRC_START :])))
     with pytest.raises(CorruptBatchError, match="record 1"):
         checks.check_batch_records(batch, max_record_bytes=1 << 20, max_section_bytes=1 << 22)
+
+
+@pytest.mark.parametrize("values", [
+    list(range(20_000)),                 # offset deltas: 1, 2 and 3 bytes in runs
+    [100] * 500,                         # equal 2-byte lengths
+    [-1, 0, 63, -64, 64, 8191, -8192, 8192, 1 << 19, -(1 << 20), (1 << 20) - 1, 1 << 20, (1 << 31) - 1, -(1 << 31)],
+])
+def test_read_varints_fast_paths_agree_with_the_scalar_decoder(values):
+    encoded = [rc.varint_bytes(v) for v in values]
+    raw = np.frombuffer(b"".join(encoded) + b"\x00\x00\x00", dtype=np.uint8)
+    starts = np.cumsum([0] + [len(e) for e in encoded[:-1]]).astype(np.int64)
+    ends = starts + np.array([len(e) for e in encoded], dtype=np.int64)
+    decoded, sizes = rc.read_varints(raw, starts, ends)
+    assert decoded.tolist() == values and sizes.tolist() == [len(e) for e in encoded]
+    with pytest.raises(CorruptBatchError, match="runs past"):
+        rc.read_varints(raw, starts, np.maximum(ends - 1, starts + 1) if max(map(len, encoded)) > 1 else starts)
