@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 import zstandard
 
 from .errors import CorruptBatchError, UnknownCodecError
+
+BytesLike = bytes | bytearray | memoryview  # what the codecs and scalar decoders accept
 
 CODEC_NONE, CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD = 0, 1, 2, 3, 4
 CODECS = {"none": CODEC_NONE, "gzip": CODEC_GZIP, "snappy": CODEC_SNAPPY, "lz4": CODEC_LZ4, "zstd": CODEC_ZSTD}
@@ -101,7 +105,7 @@ def runs(keys: np.ndarray) -> list[tuple[int, int, int]] | None:
     if len(change) >= _MAX_RUNS:
         return None
     bounds = [0, *change.tolist(), len(keys)]
-    return [(a, b, int(keys[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(a, b, int(keys[a])) for a, b in itertools.pairwise(bounds)]
 
 
 _MAX_RUNS = 32
@@ -211,7 +215,7 @@ def _up_to_three_bytes(raw: np.ndarray, positions: np.ndarray, end: np.ndarray |
     return (z >> 1) ^ -(z & 1), sizes
 
 
-def read_varint(buf, pos: int, end: int, what: str = "record length") -> tuple[int, int]:
+def read_varint(buf: BytesLike, pos: int, end: int, what: str = "record length") -> tuple[int, int]:
     """One zigzag varint (at most 5 bytes) at ``pos``: (value, position after it)."""
     z = shift = 0
     start = pos
@@ -280,7 +284,7 @@ def record_starts(section: memoryview, count: int) -> tuple[np.ndarray, np.ndarr
 
 # -- compression ---------------------------------------------------------------------------
 
-def _cramjam():
+def _cramjam() -> Any:
     try:
         import cramjam
     except ImportError:
@@ -307,13 +311,14 @@ def compress(codec: int, data: bytes) -> bytes:
         return bytes(_cramjam().snappy.compress_raw(data))
     if codec == CODEC_LZ4:
         import lz4.frame
-        return lz4.frame.compress(data, content_checksum=False)
+        compressed: bytes = lz4.frame.compress(data, content_checksum=False)
+        return compressed
     if codec == CODEC_ZSTD:
         return _zstd_compressor.compress(data)
     raise UnknownCodecError(f"unknown codec {codec}")
 
 
-def inflate(codec: int, body, max_bytes: int, where: str) -> bytes:
+def inflate(codec: int, body: BytesLike, max_bytes: int, where: str) -> bytes:
     """Decompress a records section, never beyond ``max_bytes`` (CorruptBatchError)."""
     try:
         if codec == CODEC_GZIP:
@@ -322,7 +327,7 @@ def inflate(codec: int, body, max_bytes: int, where: str) -> bytes:
             return _inflate_snappy(bytes(body), max_bytes, where)
         if codec == CODEC_LZ4:
             import lz4.frame
-            out = lz4.frame.LZ4FrameDecompressor().decompress(bytes(body), max_length=max_bytes + 1)
+            out: bytes = lz4.frame.LZ4FrameDecompressor().decompress(bytes(body), max_length=max_bytes + 1)
             if len(out) > max_bytes:
                 raise CorruptBatchError(f"{where} inflates beyond the bound of {max_bytes} bytes")
             return out
@@ -339,7 +344,7 @@ def inflate(codec: int, body, max_bytes: int, where: str) -> bytes:
     raise UnknownCodecError(f"unknown codec {codec}")
 
 
-def _inflate_gzip(body, max_bytes: int, where: str) -> bytes:
+def _inflate_gzip(body: BytesLike, max_bytes: int, where: str) -> bytes:
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = inflater.decompress(bytes(body), max_bytes + 1)
     if len(out) > max_bytes:
@@ -374,7 +379,7 @@ def _inflate_snappy(body: bytes, max_bytes: int, where: str) -> bytes:
 
 def _snappy_declared(block: bytes) -> int:
     value = shift = 0
-    for i, b in enumerate(block[:5]):
+    for b in block[:5]:
         value |= (b & 0x7F) << shift
         if b < 0x80:
             return value
@@ -382,7 +387,7 @@ def _snappy_declared(block: bytes) -> int:
     raise CorruptBatchError("snappy block without a length")
 
 
-def _inflate_zstd(body, max_bytes: int, where: str) -> bytes:
+def _inflate_zstd(body: BytesLike, max_bytes: int, where: str) -> bytes:
     declared = zstandard.frame_content_size(body)
     if declared > max_bytes:
         raise CorruptBatchError(f"{where} declares {declared} bytes, above the bound of {max_bytes}")

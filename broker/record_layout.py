@@ -16,15 +16,26 @@ capture header stays visible in ``Record.headers``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import record_codec as rc
 from .errors import CorruptBatchError
 from .records import (
-    _CAPTURE_KEY, CAPTURE_HEADER, DEFAULT_MAX_SECTION_BYTES, NS_PER_MS, BatchHeader, Record, iter_batches,
-    parse_header, records_section,
+    _CAPTURE_KEY,
+    CAPTURE_HEADER,
+    DEFAULT_MAX_SECTION_BYTES,
+    NS_PER_MS,
+    BatchHeader,
+    Record,
+    iter_batches,
+    parse_header,
+    records_section,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 _CAPTURE_PREFIX = np.frombuffer(rc.varint_bytes(len(_CAPTURE_KEY)) + _CAPTURE_KEY, dtype=np.uint8)
 _MAX_DIGITS = 20
@@ -97,7 +108,7 @@ class RecordLayout:
         return ts, used
 
 
-def record_layout(batch, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> RecordLayout:
+def record_layout(batch: Buffer, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> RecordLayout:
     """The layout of every record of a batch (CRC already checked by the caller)."""
     header = parse_header(batch)
     section = records_section(batch, header, max_bytes=max_section_bytes)
@@ -154,12 +165,12 @@ def decode_headers(section: memoryview, start: int, end: int, count: int) -> dic
     return out
 
 
-def batch_timestamps(batch) -> np.ndarray:
+def batch_timestamps(batch: Buffer) -> np.ndarray:
     """Each record's timestamp (ns) of a batch."""
     return record_layout(batch).capture_times()[0]
 
 
-def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
+def decode_batch(batch: Buffer, *, topic: str = "", partition: int = 0) -> list[Record]:
     """Decode every record of a validated batch. Values are views into the batch (or into
     the decompressed section); keys and headers are copied because they are small."""
     lay = record_layout(batch)
@@ -170,12 +181,13 @@ def decode_batch(batch, *, topic: str = "", partition: int = 0) -> list[Record]:
     plain = (lay.header_counts == 0) | (used & (lay.header_counts == 1))
     base = lay.header.base_offset
     ends = np.maximum(lay.value_starts + lay.value_lens, lay.value_starts).tolist()
-    keys = [None] * len(ends)
+    keys: list[bytes | None] = [None] * len(ends)
     for i in np.flatnonzero(lay.key_lens >= 0).tolist():
         start = int(lay.key_starts[i])
         keys[i] = bytes(section[start : start + int(lay.key_lens[i])])
     out = [Record(base + i, ts, key, section[vs:ve], {}, topic, partition)
-           for i, (ts, key, vs, ve) in enumerate(zip(timestamps.tolist(), keys, lay.value_starts.tolist(), ends))]
+           for i, (ts, key, vs, ve) in enumerate(
+               zip(timestamps.tolist(), keys, lay.value_starts.tolist(), ends, strict=True))]
     for i in np.flatnonzero(~plain).tolist():
         headers = decode_headers(section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
         if used[i]:
@@ -213,15 +225,15 @@ class BatchValues:
 
     def values(self) -> list[memoryview]:
         section = self.section
-        return [section[s : s + n] for s, n in zip(self.starts.tolist(), self.lengths.tolist())]
+        return [section[s : s + n] for s, n in zip(self.starts.tolist(), self.lengths.tolist(), strict=True)]
 
-    def select(self, keep: np.ndarray) -> "BatchValues":
+    def select(self, keep: np.ndarray) -> BatchValues:
         """The records where the boolean mask ``keep`` is set."""
         return BatchValues(self.topic, self.partition, self.section, self.offsets[keep], self.timestamps[keep],
                            self.starts[keep], self.lengths[keep])
 
 
-def decode_batch_values(batch, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> BatchValues:
+def decode_batch_values(batch: Buffer, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> BatchValues:
     """The values of a validated batch as columns (see BatchValues), from ``min_offset`` on."""
     lay = record_layout(batch)
     header = lay.header
@@ -232,7 +244,7 @@ def decode_batch_values(batch, *, topic: str = "", partition: int = 0, min_offse
                        np.maximum(lay.value_lens[skip:], 0))
 
 
-def decode_batches(buf, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[Record]:
+def decode_batches(buf: Buffer, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[Record]:
     """Validate and decode a buffer of consecutive batches, dropping records below ``min_offset``."""
     out: list[Record] = []
     for header, batch in iter_batches(buf):
@@ -245,7 +257,8 @@ def decode_batches(buf, *, topic: str = "", partition: int = 0, min_offset: int 
     return out
 
 
-def decode_batches_values(buf, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[BatchValues]:
+def decode_batches_values(buf: Buffer, *, topic: str = "", partition: int = 0, min_offset: int = 0
+                          ) -> list[BatchValues]:
     """``decode_batches`` as columns: one BatchValues per batch holding records at or above ``min_offset``."""
     out: list[BatchValues] = []
     for header, batch in iter_batches(buf):
