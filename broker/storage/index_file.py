@@ -1,8 +1,8 @@
 """What both sparse indexes of a segment share: a file of fixed-width entries (Kafka's AbstractIndex).
 
 Format: entries of one numpy structured dtype (little-endian, no header), back to back;
-each kind of index (``offset_index``, ``time_index``) names its dtype, its checks and its
-lookups, and holds one ``IndexFile`` (composition: neither index is a kind of the other).
+each kind of index (``offset_index``, ``time_index``) is a small subclass naming its dtype,
+its load checks, its lookups and its append (siblings: neither index is a kind of the other).
 
 Invariants kept here: the in-memory entries are the file's entries; an append writes
 exactly one entry at the end of the file (O_APPEND); a closed segment's index is mapped
@@ -28,8 +28,9 @@ _MIN_CAPACITY = 64
 class IndexFile:
     """The entries of one index file: in memory (active segment) or mmapped (closed)."""
 
-    def __init__(self, path: Path, dtype: np.dtype[np.void]):
+    def __init__(self, path: Path, base_offset: int, dtype: np.dtype[np.void]):
         self.path = path
+        self.base_offset = base_offset
         self.dtype = dtype
         self._fd: int | None = None
         # active segment: entries in a growable numpy array (count used of its capacity)
@@ -43,7 +44,7 @@ class IndexFile:
 
     # -- loading -------------------------------------------------------------------------
 
-    def load(self) -> None:
+    def _read_entries(self) -> None:
         """Read every entry from disk; CorruptIndexError when missing or of a bad size."""
         try:
             with open(self.path, "rb") as f:
@@ -117,7 +118,7 @@ class IndexFile:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, entry: tuple[int, int]) -> None:
+    def _append_entry(self, entry: tuple[int, int]) -> None:
         if self._mmap is not None:
             raise CorruptIndexError(f"{self.path.name}: append to a closed segment's index")
         if self._fd is None:

@@ -13,7 +13,7 @@ scans at most that many bytes of batch headers. Entries always point at the star
 
 Closed segments map the file read-only (mmap) and search it with numpy; the active
 segment keeps its entries in memory too and appends each new entry to the file. The file
-itself (entries, mmap, append, truncation) is an ``IndexFile``, shared with the time index.
+itself (entries, mmap, append, truncation) is the ``IndexFile`` base, shared with the time index.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import CorruptIndexError
 from .index_file import IndexFile
@@ -31,20 +30,15 @@ ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 8
 _U32_MAX = 0xFFFFFFFF
 
 
-class OffsetIndex:
+class OffsetIndex(IndexFile):
     def __init__(self, path: Path, base_offset: int):
-        self.base_offset = base_offset
-        self._file = IndexFile(path, ENTRY_DTYPE)
-
-    @property
-    def path(self) -> Path:
-        return self._file.path
+        super().__init__(path, base_offset, ENTRY_DTYPE)
 
     # -- loading -------------------------------------------------------------------------
 
     def load(self, log_size: int) -> None:
         """Read the entries from disk and check the invariants against ``log_size``."""
-        self._file.load()
+        self._read_entries()
         arr = self.entries()
         if not len(arr):
             return
@@ -58,29 +52,14 @@ class OffsetIndex:
     def check_closed(self, log_size: int, next_offset: int) -> None:
         """Cheap check of a closed segment's index (no full read): a whole number of
         entries, not empty for a non-empty log, the last entry inside the log."""
-        self._file.check_file_size(log_size > 0)
+        self.check_file_size(log_size > 0)
         if not log_size:
             return
-        last = self._file.last_entry_on_disk()
+        last = self.last_entry_on_disk()
         if int(last["position"]) >= log_size or self.base_offset + int(last["relative_offset"]) >= next_offset:
             raise CorruptIndexError(f"{self.path.name}: last entry points past the log")
 
-    def load_unchecked(self) -> None:
-        self._file.load_unchecked()
-
-    def map_readonly(self) -> None:
-        self._file.map_readonly()
-
-    def reset(self) -> None:
-        self._file.reset()
-
     # -- access --------------------------------------------------------------------------
-
-    def entries(self) -> npt.NDArray[np.void]:
-        return self._file.entries()
-
-    def __len__(self) -> int:
-        return len(self._file)
 
     def entries_at_or_below(self, offset: int) -> int:
         """How many entries point at batches starting at or below ``offset``."""
@@ -120,17 +99,5 @@ class OffsetIndex:
         rel = offset - self.base_offset
         if not 0 <= rel <= _U32_MAX or not 0 <= position <= _U32_MAX:
             raise CorruptIndexError(f"{self.path.name}: entry ({offset}, {position}) out of range")
-        self._file.append((rel, position))
+        self._append_entry((rel, position))
 
-    def truncate_entries(self, count: int) -> None:
-        """Keep the first ``count`` entries (used by recovery and log truncation)."""
-        self._file.truncate_entries(count)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def delete(self) -> None:
-        self._file.delete()

@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import CorruptIndexError
 from .index_file import IndexFile
@@ -29,21 +28,16 @@ ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 12
 _U32_MAX = 0xFFFFFFFF
 
 
-class TimeIndex:
+class TimeIndex(IndexFile):
     def __init__(self, path: Path, base_offset: int):
-        self.base_offset = base_offset
-        self._file = IndexFile(path, ENTRY_DTYPE)
-
-    @property
-    def path(self) -> Path:
-        return self._file.path
+        super().__init__(path, base_offset, ENTRY_DTYPE)
 
     # -- loading -------------------------------------------------------------------------
 
     def load(self, log_size: int) -> None:
         """Read the entries from disk and check the invariants (``log_size`` is unused: a
         time index holds no positions; the argument keeps both indexes loaded alike)."""
-        self._file.load()
+        self._read_entries()
         arr = self.entries()
         if not len(arr):
             return
@@ -54,24 +48,9 @@ class TimeIndex:
 
     def check_closed(self, log_size: int) -> None:
         """Cheap check of a closed segment's index (no full read)."""
-        self._file.check_file_size(log_size > 0)
-
-    def load_unchecked(self) -> None:
-        self._file.load_unchecked()
-
-    def map_readonly(self) -> None:
-        self._file.map_readonly()
-
-    def reset(self) -> None:
-        self._file.reset()
+        self.check_file_size(log_size > 0)
 
     # -- access --------------------------------------------------------------------------
-
-    def entries(self) -> npt.NDArray[np.void]:
-        return self._file.entries()
-
-    def __len__(self) -> int:
-        return len(self._file)
 
     def entries_at_or_below(self, offset: int) -> int:
         """How many entries were raised by batches starting at or below ``offset``."""
@@ -101,17 +80,5 @@ class TimeIndex:
         rel = offset - self.base_offset
         if not 0 <= rel <= _U32_MAX:
             raise CorruptIndexError(f"{self.path.name}: offset {offset} out of range")
-        self._file.append((timestamp, rel))
+        self._append_entry((timestamp, rel))
 
-    def truncate_entries(self, count: int) -> None:
-        """Keep the first ``count`` entries (used by recovery and log truncation)."""
-        self._file.truncate_entries(count)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def delete(self) -> None:
-        self._file.delete()
