@@ -23,6 +23,7 @@ import numpy.typing as npt
 from ..errors import CorruptIndexError
 
 _MIN_CAPACITY = 64
+U32_MAX = 0xFFFFFFFF  # relative offsets and positions are u32
 
 
 class IndexFile:

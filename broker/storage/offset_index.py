@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptIndexError
-from .index_file import IndexFile
+from .index_file import U32_MAX, IndexFile
 
 ENTRY_DTYPE = np.dtype([("relative_offset", "<u4"), ("position", "<u4")])
 ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 8
-_U32_MAX = 0xFFFFFFFF
 
 
 class OffsetIndex(IndexFile):
@@ -88,7 +87,7 @@ class OffsetIndex(IndexFile):
         rel = offset - self.base_offset
         if not len(arr) or rel < 0:
             return self.base_offset, 0
-        i = int(np.searchsorted(arr["relative_offset"], min(rel, _U32_MAX), side="right")) - 1
+        i = int(np.searchsorted(arr["relative_offset"], min(rel, U32_MAX), side="right")) - 1
         if i < 0:
             return self.base_offset, 0
         return self.base_offset + int(arr["relative_offset"][i]), int(arr["position"][i])
@@ -97,7 +96,7 @@ class OffsetIndex(IndexFile):
 
     def append(self, offset: int, position: int) -> None:
         rel = offset - self.base_offset
-        if not 0 <= rel <= _U32_MAX or not 0 <= position <= _U32_MAX:
+        if not 0 <= rel <= U32_MAX or not 0 <= position <= U32_MAX:
             raise CorruptIndexError(f"{self.path.name}: entry ({offset}, {position}) out of range")
         self._append_entry((rel, position))
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptIndexError
-from .index_file import IndexFile
+from .index_file import U32_MAX, IndexFile
 
 ENTRY_DTYPE = np.dtype([("timestamp", "<i8"), ("relative_offset", "<u4")])
 ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 12
-_U32_MAX = 0xFFFFFFFF
 
 
 class TimeIndex(IndexFile):
@@ -78,7 +77,7 @@ class TimeIndex(IndexFile):
 
     def append_time(self, timestamp: int, offset: int) -> None:
         rel = offset - self.base_offset
-        if not 0 <= rel <= _U32_MAX:
+        if not 0 <= rel <= U32_MAX:
             raise CorruptIndexError(f"{self.path.name}: offset {offset} out of range")
         self._append_entry((timestamp, rel))
 
