@@ -151,21 +151,22 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
     Raises CorruptBatchError for one that runs past ``end`` or beyond its maximum size."""
     limit = _MAX_VARLONG_BYTES if long else _MAX_VARINT_BYTES
     n = len(positions)
-    if n and int(positions.max()) < len(raw):
+    top = int(positions.max()) if n else len(raw)
+    if top < len(raw):
         first = raw[positions]
         if int(first.max()) < 0x80:  # one byte each: the common case for small fields
             if bool((positions >= end).any()):
                 raise CorruptBatchError("a record varint runs past its record")
             v = first.astype(np.int64)
             return (v >> 1) ^ -(v & 1), np.broadcast_to(_ONE, n)
-        if int(first.min()) >= 0x80 and int(positions.max()) + 1 < len(raw):
+        if int(first.min()) >= 0x80 and top + 1 < len(raw):
             second = raw[positions + 1]
             if int(second.max()) < 0x80:  # two bytes each: e.g. equal values of 64 B .. 8 KiB
                 if bool((positions + 1 >= end).any()):
                     raise CorruptBatchError("a record varint runs past its record")
                 z2 = (first.astype(np.int64) & 0x7F) | (second.astype(np.int64) << 7)
                 return (z2 >> 1) ^ -(z2 & 1), np.broadcast_to(_TWO, n)
-        if int(positions.max()) + 2 < len(raw):
+        if top + 2 < len(raw):
             short = _up_to_three_bytes(raw, positions, end, first)
             if short is not None:
                 return short
