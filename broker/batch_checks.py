@@ -59,7 +59,7 @@ def check_batch_records(batch, *, max_record_bytes: int, max_section_bytes: int)
         raise CorruptBatchError(
             f"{where}: maxTimestamp {header.max_timestamp_ms} does not match baseTimestamp {base} "
             f"plus the record deltas ({low}..{high})")
-    bad = _first_bad_headers(lay)
+    bad = None if lay.headers_checked else _first_bad_headers(lay)
     if bad is not None:
         i = int(bad)
         try:

@@ -57,6 +57,7 @@ class RecordLayout:
     value_lens: np.ndarray   # -1: null
     header_counts: np.ndarray
     headers_starts: np.ndarray
+    headers_checked: bool = False  # every record's headers are known to decode (``_uniform_layout``)
 
     def capture_times(self) -> tuple[np.ndarray, np.ndarray]:
         """(ns timestamps, mask of records whose time came from their capture header)."""
@@ -116,6 +117,9 @@ def record_layout(batch: Buffer, max_section_bytes: int = DEFAULT_MAX_SECTION_BY
     try:
         bodies, lengths = rc.record_starts(section, header.record_count)
         raw = np.frombuffer(section, dtype=np.uint8)
+        uniform = _uniform_layout(header, section, raw, bodies, lengths)
+        if uniform is not None:
+            return uniform
         ends = bodies + lengths
         pos = bodies + 1  # record attributes: one byte, unused
         if int((pos > ends).sum()):
@@ -141,6 +145,119 @@ def record_layout(batch: Buffer, max_section_bytes: int = DEFAULT_MAX_SECTION_BY
         raise CorruptBatchError(f"{where}: record {i}'s key and value run past the record")
     return RecordLayout(header, section, raw, ends, ts_deltas, offset_deltas, key_starts, key_lens,
                         value_starts, value_lens, header_counts, headers_starts)
+
+
+def _uniform_layout(header: BatchHeader, section: memoryview, raw: np.ndarray, bodies: np.ndarray,
+                    lengths: np.ndarray) -> RecordLayout | None:
+    """The layout of a batch whose records come in a few runs of one shape (a bulk send,
+    a sensor stream), or None (the general walk decides, and names any damage).
+
+    Per run of equal body lengths at a fixed stride, the first record is decoded field by
+    field; every other record of the run must hold the same bytes everywhere except its
+    key, value and header-value bytes (opaque) and its offset delta, which must be the
+    canonical varint of its index, of the same size. Then every record decodes exactly as
+    the first one with its own offset delta, and its headers decode as the first one's
+    do: a few column comparisons per run instead of a numpy pass per field."""
+    found = rc.runs(lengths)
+    n = len(bodies)
+    if found is None or n < 2 * _RUN_MIN:
+        return None
+    columns: dict[str, np.ndarray] = {name: np.empty(n, dtype=np.int64) for name in _LAYOUT_COLUMNS}
+    for a, b, length in found:
+        shape = _template(section, int(bodies[a]), int(bodies[a]) + length)
+        if shape is None:
+            return None
+        fields, constant, offset_at, offset_size = shape
+        k = b - a
+        stride = int(bodies[a + 1] - bodies[a]) if k > 1 else length
+        if k > 1 and not bool((np.diff(bodies[a:b]) == stride).all()):
+            return None
+        # varint sizes grow with the value: the first and last offset delta bound the run's
+        if len(rc.varint_bytes(a)) != offset_size or len(rc.varint_bytes(b - 1)) != offset_size:
+            return None
+        rows = np.lib.stride_tricks.as_strided(raw[int(bodies[a]):], shape=(k, length), strides=(stride, 1),
+                                               writeable=False)
+        # one gather of the columns that must be equal (a pass per slice would walk the rows again each time)
+        if not bool((rows[:, constant] == rows[0, constant]).all()):
+            return None
+        z = 2 * np.arange(a, b, dtype=np.int64)  # zigzag of the non-negative offset deltas
+        for j in range(offset_size):
+            want = (z >> (7 * j)) & 0x7F | (0x80 if j < offset_size - 1 else 0)
+            if not bool((rows[:, offset_at + j] == want).all()):
+                return None
+        base = bodies[a:b]
+        for name, value in fields.items():
+            columns[name][a:b] = value if name in _PER_RECORD_CONSTANT else base + value
+        columns["offset_deltas"][a:b] = np.arange(a, b)
+    return RecordLayout(header, section, raw, columns["ends"], columns["ts_deltas"], columns["offset_deltas"],
+                        columns["key_starts"], columns["key_lens"], columns["value_starts"], columns["value_lens"],
+                        columns["header_counts"], columns["headers_starts"], headers_checked=True)
+
+
+_RUN_MIN = 4  # below this many records the general walk is as cheap
+_LAYOUT_COLUMNS = ("ends", "ts_deltas", "offset_deltas", "key_starts", "key_lens", "value_starts", "value_lens",
+                   "header_counts", "headers_starts")
+_PER_RECORD_CONSTANT = ("ts_deltas", "key_lens", "value_lens", "header_counts")  # the others: body + value
+
+
+def _template(section: memoryview, body: int, end: int
+              ) -> tuple[dict[str, int], np.ndarray, int, int] | None:
+    """Decode one record body field by field: (its fields, the columns that must be equal in
+    every record of its shape, where its offset delta starts, that varint's size), all
+    relative to the body start; None when it does not decode."""
+    try:
+        pos = body + 1  # attributes
+        ts_delta, after_ts = _scalar_varlong(section, pos, end)
+        if not -(1 << 63) <= ts_delta < 1 << 63:
+            return None
+        offset_delta, after_offset = rc.read_varint(section, after_ts, end, "offset delta")
+        key_len, key_start = rc.read_varint(section, after_offset, end, "key length")
+        if key_len < -1 or key_start + max(key_len, 0) > end:
+            return None
+        value_len, value_start = rc.read_varint(section, key_start + max(key_len, 0), end, "value length")
+        if value_len < -1 or value_start + max(value_len, 0) > end:
+            return None
+        count, headers_start = rc.read_varint(section, value_start + max(value_len, 0), end, "headers count")
+        if count < 0 or count > _TEMPLATE_MAX_HEADERS:
+            return None
+        opaque = [(key_start, key_start + max(key_len, 0)), (value_start, value_start + max(value_len, 0))]
+        pos = headers_start
+        for _ in range(count):
+            name_len, name_at = rc.read_varint(section, pos, end, "record header")
+            if name_len < 0 or name_at + name_len > end:
+                return None
+            header_value_len, header_value_at = rc.read_varint(section, name_at + name_len, end, "record header")
+            if header_value_len < -1 or header_value_at + max(header_value_len, 0) > end:
+                return None
+            pos = header_value_at + max(header_value_len, 0)
+            opaque.append((header_value_at, pos))
+        if pos != end:
+            return None
+    except CorruptBatchError:
+        return None
+    constant = np.ones(end - body, dtype=bool)
+    for start, stop in [*opaque, (after_ts, after_offset)]:
+        constant[start - body : stop - body] = False
+    fields = {"ends": end - body, "ts_deltas": ts_delta, "key_starts": key_start - body, "key_lens": key_len,
+              "value_starts": value_start - body, "value_lens": value_len, "header_counts": count,
+              "headers_starts": headers_start - body}
+    del offset_delta  # checked per record by the caller
+    return fields, np.flatnonzero(constant), after_ts - body, after_offset - after_ts
+
+
+_TEMPLATE_MAX_HEADERS = 16
+
+
+def _scalar_varlong(section: memoryview, pos: int, end: int) -> tuple[int, int]:
+    """One zigzag varlong (at most 10 bytes) at ``pos``: (value, position after it)."""
+    z = shift = 0
+    for at in range(pos, min(pos + 10, end)):
+        byte = section[at]
+        z |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (z >> 1) ^ -(z & 1), at + 1
+        shift += 7
+    raise CorruptBatchError("a record timestamp varlong runs past its record or is too long")
 
 
 def decode_headers(section: memoryview, start: int, end: int, count: int) -> dict[str, bytes]:

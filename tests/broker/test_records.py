@@ -303,3 +303,49 @@ def test_read_varints_fast_paths_agree_with_the_scalar_decoder(values):
     assert decoded.tolist() == values and sizes.tolist() == [len(e) for e in encoded]
     with pytest.raises(CorruptBatchError, match="runs past"):
         rc.read_varints(raw, starts, np.maximum(ends - 1, starts + 1) if max(map(len, encoded)) > 1 else starts)
+
+
+def _layouts_agree(batch, monkeypatch):
+    """record_layout with the run-template shortcut and without it: both refuse, or both give
+    the same arrays; check_batch_records likewise."""
+    from broker import record_layout as rl
+
+    def outcome(fast):
+        if not fast:
+            monkeypatch.setattr(rl, "_uniform_layout", lambda *a: None)
+        try:
+            lay = rl.record_layout(batch)
+            arrays = [getattr(lay, f).tolist() for f in ("ends", "ts_deltas", "offset_deltas", "key_starts",
+                                                          "key_lens", "value_starts", "value_lens", "header_counts",
+                                                          "headers_starts")]
+            try:
+                checks.check_batch_records(batch, max_record_bytes=1 << 20, max_section_bytes=1 << 24)
+                checked = "ok"
+            except CorruptBatchError as exc:
+                checked = exc.message
+            return arrays, checked, lay.headers_checked
+        except CorruptBatchError:
+            return "corrupt", None, None
+        finally:
+            monkeypatch.undo()
+
+    fast, slow = outcome(True), outcome(False)
+    assert fast[:2] == slow[:2]
+    return fast[2]
+
+
+def test_run_template_layout_agrees_with_the_field_walk_on_damaged_bytes(monkeypatch):
+    # 70 equal records: two runs (1- and 2-byte offset deltas), a capture header each
+    batch = bytearray(rec.encode_batch([b"x" * 30] * 70, 1_700_000_000_123_456_789))
+    assert _layouts_agree(batch, monkeypatch) is True  # the shortcut applies to the intact batch
+    for pos in range(rec.HEADER_SIZE, len(batch), 3):
+        for flip in (0x80, 0x01):
+            damaged = bytearray(batch)
+            damaged[pos] ^= flip
+            _layouts_agree(damaged, monkeypatch)
+
+
+def test_run_template_layout_with_keys_and_headers_agrees(monkeypatch):
+    values = [b"v" * 10] * 40 + [b"w" * 300] * 30
+    batch = rec.encode_batch(values, 5_000_000, keys=[b"k"] * 70, headers=[{"a": b"1", "b": None}] * 70)
+    assert _layouts_agree(batch, monkeypatch) is True
