@@ -1,16 +1,15 @@
 """One segment: a ``.log`` file of record batches back to back, plus its two sparse indexes.
 
-The segment owns its three files, their recovery (``open_closed``, ``open_active``) and
-their invariants: its state (size, next offset, running maximum, sealed or not) changes
-only through its own methods; the partition asks, never sets (Kafka's LogSegment).
+It owns its three files, their recovery (``open_closed``, ``open_active``) and invariants:
+its state changes only through its own methods; the partition asks (Kafka's LogSegment).
 
 Guarantees:
 - An append is all or nothing: a failed or partial write of the batch, or a failed write
   of its index entries, cuts the log (``ftruncate``) and the indexes back to what they
   held before and raises (DiskFullError for ENOSPC); the segment's size and next offset
   only move once the batch is written and indexed, so an error never leaves a batch on
-  disk that the next append would shadow. (A crash mid-write can leave a half batch;
-  recovery in ``partition_log`` cuts it.)
+  disk that the next append would shadow. (A crash mid-write can leave a half batch:
+  ``open_active`` cuts it.)
 - The broker-assigned base offset and partition leader epoch are written with
   ``os.pwritev`` as a new 16-byte prefix in front of the producer's bytes (for a
   LogAppendTime topic the whole 61-byte header, re-checksummed as Kafka does): the payload
@@ -29,7 +28,7 @@ Guarantees:
   cannot hide every later record from lookups. The rule reads only stored bytes (capture
   and append times), so a rebuilt index applies it identically. Only a batch whose header
   maximum breaks the rule is decoded (rare); every other batch is indexed from its header.
-- ``offset_for_time(T)`` is Kafka's rule: the first offset whose (not future-stamped)
+- ``record_at_time(T)`` is Kafka's rule: the first offset whose (not future-stamped)
   timestamp is >= T, at record precision, whatever the batch layout.
 
 Not thread-safe: the broker's single event loop owns every segment.
@@ -570,15 +569,9 @@ class Segment:
                     f"the next segment starts at {expected_next_offset}")
         return ""
 
-    def offset_for_time(self, timestamp: int) -> int | None:
-        """The first offset whose timestamp is >= ``timestamp`` (future-stamped records
-        left out, see the module docstring), or None."""
-        found = self.record_at_time(timestamp)
-        return None if found is None else found[0]
-
     def record_at_time(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, its record's timestamp) of the first record whose timestamp is >=
-        ``timestamp``, as ``offset_for_time``, or None. Only the answer's batch, and a
+        ``timestamp`` (Kafka's rule, see the module docstring), or None. Only the answer's batch, and a
         future-stamped batch passed on the way, are decoded."""
         start_offset = self._time_index.lookup_time(timestamp)
         entry_offset, start = self._offset_index.lookup(start_offset)
