@@ -8,6 +8,7 @@ never with ``assert`` (which vanishes under ``python -O``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 class BrokerError(Exception):
@@ -70,7 +71,7 @@ class OffsetOutOfRangeError(BrokerError):
     """
 
     code = 7
-    reset = None
+    reset: Any = None  # the refused broker.client.resets.OffsetReset (a lower layer cannot name it)
 
 
 class RecordTooLargeError(BrokerError):

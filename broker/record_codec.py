@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 import zstandard
 
 from .errors import CorruptBatchError, UnknownCodecError
+
+BytesLike = bytes | bytearray | memoryview  # what the codecs and scalar decoders accept
 
 CODEC_NONE, CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD = 0, 1, 2, 3, 4
 CODECS = {"none": CODEC_NONE, "gzip": CODEC_GZIP, "snappy": CODEC_SNAPPY, "lz4": CODEC_LZ4, "zstd": CODEC_ZSTD}
@@ -101,7 +105,7 @@ def runs(keys: np.ndarray) -> list[tuple[int, int, int]] | None:
     if len(change) >= _MAX_RUNS:
         return None
     bounds = [0, *change.tolist(), len(keys)]
-    return [(a, b, int(keys[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(a, b, int(keys[a])) for a, b in itertools.pairwise(bounds)]
 
 
 _MAX_RUNS = 32
@@ -147,13 +151,25 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
     Raises CorruptBatchError for one that runs past ``end`` or beyond its maximum size."""
     limit = _MAX_VARLONG_BYTES if long else _MAX_VARINT_BYTES
     n = len(positions)
-    if n and int(positions.max()) < len(raw):
+    top = int(positions.max()) if n else len(raw)
+    if top < len(raw):
         first = raw[positions]
         if int(first.max()) < 0x80:  # one byte each: the common case for small fields
             if bool((positions >= end).any()):
                 raise CorruptBatchError("a record varint runs past its record")
             v = first.astype(np.int64)
-            return (v >> 1) ^ -(v & 1), np.ones(n, dtype=np.int64)
+            return (v >> 1) ^ -(v & 1), np.broadcast_to(_ONE, n)
+        if int(first.min()) >= 0x80 and top + 1 < len(raw):
+            second = raw[positions + 1]
+            if int(second.max()) < 0x80:  # two bytes each: e.g. equal values of 64 B .. 8 KiB
+                if bool((positions + 1 >= end).any()):
+                    raise CorruptBatchError("a record varint runs past its record")
+                z2 = (first.astype(np.int64) & 0x7F) | (second.astype(np.int64) << 7)
+                return (z2 >> 1) ^ -(z2 & 1), np.broadcast_to(_TWO, n)
+        if top + 2 < len(raw):
+            short = _up_to_three_bytes(raw, positions, end, first)
+            if short is not None:
+                return short
     z = np.zeros(n, dtype=np.uint64)
     sizes = np.zeros(n, dtype=np.int64)
     going = np.ones(n, dtype=bool)
@@ -176,7 +192,31 @@ def read_varints(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, 
     return values, sizes
 
 
-def read_varint(buf, pos: int, end: int, what: str = "record length") -> tuple[int, int]:
+_ONE = np.int64(1)
+_TWO = np.int64(2)
+
+
+def _up_to_three_bytes(raw: np.ndarray, positions: np.ndarray, end: np.ndarray | int, first: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``read_varints`` for a column of 1- to 3-byte varints of mixed sizes (offset deltas
+    of up to a million records, lengths up to a megabyte), with int64 arithmetic and three
+    gathers; None when some varint is longer (the general loop decides)."""
+    second = raw[positions + 1]
+    third = raw[positions + 2]
+    more1 = first >= 0x80
+    more2 = more1 & (second >= 0x80)
+    if bool((more2 & (third >= 0x80)).any()):
+        return None
+    sizes = 1 + more1.astype(np.int64) + more2
+    if bool((positions + sizes > end).any()):
+        raise CorruptBatchError("a record varint runs past its record")
+    z = ((first & 0x7F).astype(np.int64)
+         | np.where(more1, (second & 0x7F).astype(np.int64) << 7, 0)
+         | np.where(more2, third.astype(np.int64) << 14, 0))
+    return (z >> 1) ^ -(z & 1), sizes
+
+
+def read_varint(buf: BytesLike, pos: int, end: int, what: str = "record length") -> tuple[int, int]:
     """One zigzag varint (at most 5 bytes) at ``pos``: (value, position after it)."""
     z = shift = 0
     start = pos
@@ -245,7 +285,7 @@ def record_starts(section: memoryview, count: int) -> tuple[np.ndarray, np.ndarr
 
 # -- compression ---------------------------------------------------------------------------
 
-def _cramjam():
+def _cramjam() -> Any:
     try:
         import cramjam
     except ImportError:
@@ -272,13 +312,14 @@ def compress(codec: int, data: bytes | memoryview) -> bytes | memoryview:
         return bytes(_cramjam().snappy.compress_raw(data))
     if codec == CODEC_LZ4:
         import lz4.frame
-        return lz4.frame.compress(data, content_checksum=False)
+        compressed: bytes = lz4.frame.compress(data, content_checksum=False)
+        return compressed
     if codec == CODEC_ZSTD:
         return _zstd_compressor.compress(data)
     raise UnknownCodecError(f"unknown codec {codec}")
 
 
-def inflate(codec: int, body, max_bytes: int, where: str) -> bytes:
+def inflate(codec: int, body: BytesLike, max_bytes: int, where: str) -> bytes:
     """Decompress a records section, never beyond ``max_bytes`` (CorruptBatchError)."""
     try:
         if codec == CODEC_GZIP:
@@ -287,7 +328,7 @@ def inflate(codec: int, body, max_bytes: int, where: str) -> bytes:
             return _inflate_snappy(bytes(body), max_bytes, where)
         if codec == CODEC_LZ4:
             import lz4.frame
-            out = lz4.frame.LZ4FrameDecompressor().decompress(bytes(body), max_length=max_bytes + 1)
+            out: bytes = lz4.frame.LZ4FrameDecompressor().decompress(bytes(body), max_length=max_bytes + 1)
             if len(out) > max_bytes:
                 raise CorruptBatchError(f"{where} inflates beyond the bound of {max_bytes} bytes")
             return out
@@ -304,7 +345,7 @@ def inflate(codec: int, body, max_bytes: int, where: str) -> bytes:
     raise UnknownCodecError(f"unknown codec {codec}")
 
 
-def _inflate_gzip(body, max_bytes: int, where: str) -> bytes:
+def _inflate_gzip(body: BytesLike, max_bytes: int, where: str) -> bytes:
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = inflater.decompress(bytes(body), max_bytes + 1)
     if len(out) > max_bytes:
@@ -339,7 +380,7 @@ def _inflate_snappy(body: bytes, max_bytes: int, where: str) -> bytes:
 
 def _snappy_declared(block: bytes) -> int:
     value = shift = 0
-    for i, b in enumerate(block[:5]):
+    for b in block[:5]:
         value |= (b & 0x7F) << shift
         if b < 0x80:
             return value
@@ -347,7 +388,7 @@ def _snappy_declared(block: bytes) -> int:
     raise CorruptBatchError("snappy block without a length")
 
 
-def _inflate_zstd(body, max_bytes: int, where: str) -> bytes:
+def _inflate_zstd(body: BytesLike, max_bytes: int, where: str) -> bytes:
     declared = zstandard.frame_content_size(body)
     if declared > max_bytes:
         raise CorruptBatchError(f"{where} declares {declared} bytes, above the bound of {max_bytes}")

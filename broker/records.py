@@ -246,9 +246,14 @@ PRODUCER_FIELDS = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequen
 PRODUCER_FIELDS_OFFSET = 43
 
 
-def with_producer(batch: ByteBuffer, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
-    """A copy of ``batch`` with an idempotent producer's id, epoch and first sequence, and
-    its CRC recomputed (those fields are inside the CRC)."""
+def with_producer(batch: ByteBuffer, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes | bytearray:
+    """``batch`` with an idempotent producer's id, epoch and first sequence, and its CRC
+    recomputed (those fields are inside the CRC): a bytearray (``encode_batch``'s, owned by
+    the caller) is stamped in place, anything else copied."""
+    if isinstance(batch, bytearray):
+        PRODUCER_FIELDS.pack_into(batch, PRODUCER_FIELDS_OFFSET, producer_id, producer_epoch, base_sequence)
+        CRC.pack_into(batch, CRC_OFFSET, crc32c(memoryview(batch)[CRC_START:]))
+        return batch
     view = memoryview(batch)
     head = bytearray(view[:HEADER_SIZE])
     PRODUCER_FIELDS.pack_into(head, PRODUCER_FIELDS_OFFSET, producer_id, producer_epoch, base_sequence)
@@ -303,16 +308,21 @@ def encode_batch(
     producer_id: int = -1,
     producer_epoch: int = -1,
     base_sequence: int = -1,
-) -> bytes:
+    value_lens: np.ndarray | None = None,
+) -> bytes | bytearray:
     """Build one Kafka v2 batch (base offset 0) from columns of records.
 
     ``timestamps`` is one capture time for all records or one per record (ns since the
-    epoch). Without keys and headers the records are laid out with numpy (``record_codec``)."""
+    epoch). Without keys and headers the records are laid out with numpy (``record_codec``);
+    uncompressed, the batch is then built in one bytearray (header and records, no second
+    copy), which ``with_producer`` may stamp in place. ``value_lens`` (each value's length,
+    int64) spares a caller that already has them a second pass over the values."""
     n = len(values)
     if n == 0:
         raise ValueError("a batch needs at least one record")
     codec = rc.codec_id(codec)
-    value_lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    if value_lens is None or len(value_lens) != n:
+        value_lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
     if isinstance(timestamps, (int, np.integer)):
         ts = np.full(n, int(timestamps), dtype=np.int64)
     else:
@@ -327,7 +337,13 @@ def encode_batch(
         if int(value_lens[big]) > max_record_bytes:
             raise RecordTooLargeError(
                 f"record {big} is {int(value_lens[big])} bytes, above the limit of {max_record_bytes}")
-        section = _bulk_records(values, value_lens, ts, ms - base_ms, needs_capture)
+        reserve = HEADER_SIZE if codec == CODEC_NONE else 0
+        section = _bulk_records(values, value_lens, ts, ms - base_ms, needs_capture, reserve)
+        if reserve and isinstance(section, bytearray):  # records laid out behind room for the header
+            HEADER.pack_into(section, 0, 0, len(section) - LENGTH_FIELD_END, LEADER_EPOCH_VALUE, MAGIC, 0,
+                             codec, n - 1, base_ms, max_ms, producer_id, producer_epoch, base_sequence, n)
+            CRC.pack_into(section, CRC_OFFSET, crc32c(memoryview(section)[CRC_START:]))
+            return section
     else:
         parts = []
         deltas = (ms - base_ms).tolist()
@@ -399,7 +415,9 @@ def _uniform_heads(n: int, value_len: int, tail_len: int) -> tuple[np.ndarray, n
 
 
 def _bulk_records(values: Sequence[ByteBuffer], value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.ndarray,
-                  needs_capture: np.ndarray) -> bytes | memoryview:
+                  needs_capture: np.ndarray, reserve: int = 0) -> bytes | bytearray:
+    """The records section; with ``reserve``, equal-sized records are laid out in a
+    bytearray after that many free bytes (the batch header's room); others come as bytes."""
     n = len(values)
     tails, tail_lens = _capture_tails(ts, needs_capture)
     length = int(value_lens[0])
@@ -413,7 +431,8 @@ def _bulk_records(values: Sequence[ByteBuffer], value_lens: np.ndarray, ts: np.n
         # equal values (sensor streams, bulk sends): records come in a few runs of one
         # layout; each run is a 2-D view of the output, filled by three slice copies
         value_matrix = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(n, length)
-        out = np.empty(int((head_lens + tail_lens).sum()) + n * length, dtype=np.uint8)
+        buffer = bytearray(reserve + int((head_lens + tail_lens).sum()) + n * length)
+        out = np.frombuffer(buffer, dtype=np.uint8)[reserve:]
         pos = 0
         for a, b, _ in runs:
             h, t = int(head_lens[a]), int(tail_lens[a])
@@ -423,7 +442,7 @@ def _bulk_records(values: Sequence[ByteBuffer], value_lens: np.ndarray, ts: np.n
             rows[:, h : h + length] = value_matrix[a:b]
             rows[:, h + length :] = tails[a:b, :t]
             pos += (b - a) * width
-        return out.data
+        return buffer if reserve else out.data
     head_b, tail_b = rc.compact_rows(heads, head_lens), rc.compact_rows(tails, tail_lens)
     head_ends, tail_ends = np.cumsum(head_lens).tolist(), np.cumsum(tail_lens).tolist()
     parts: list[ByteBuffer] = []

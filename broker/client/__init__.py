@@ -13,4 +13,4 @@ from .consumer import Consumer
 from .producer import DeliveryResult, Producer
 from .resets import RESET_POLICIES, OffsetReset
 
-__all__ = ["Admin", "Connection", "Consumer", "DeliveryResult", "OffsetReset", "Producer", "RESET_POLICIES"]
+__all__ = ["RESET_POLICIES", "Admin", "Connection", "Consumer", "DeliveryResult", "OffsetReset", "Producer"]

@@ -23,10 +23,12 @@ class Admin:
         return self._call(M.MetadataRequest(topics=topics)).to_meta()
 
     def list_topics(self) -> dict[str, Any]:
-        return self.metadata()["topics"]
+        topics: dict[str, Any] = self.metadata()["topics"]
+        return topics
 
     def describe_topic(self, name: str) -> dict[str, Any]:
-        return self.metadata([name])["topics"][name]
+        topic: dict[str, Any] = self.metadata([name])["topics"][name]
+        return topic
 
     def create_topic(self, name: str, partitions: int | None = None, config: dict[str, Any] | None = None,
                      *, if_not_exists: bool = False) -> dict[str, Any]:
@@ -83,7 +85,7 @@ class Admin:
     def close(self) -> None:
         self.connection.close()
 
-    def __enter__(self) -> "Admin":
+    def __enter__(self) -> Admin:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,6 +21,7 @@ Not thread-safe (ZeroMQ sockets are not): one owner thread per Connection.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
@@ -38,7 +39,7 @@ AUTH_FAILURE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAI
 class Reply:
     __slots__ = ("header", "meta", "payloads")
 
-    def __init__(self, header: P.Header, meta: dict[str, Any], payloads: list):
+    def __init__(self, header: P.Header, meta: dict[str, Any], payloads: list[Any]):
         self.header = header
         self.meta = meta
         self.payloads = payloads
@@ -49,21 +50,21 @@ class Reply:
 
 
 class Connection:
-    def __init__(self, endpoint: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, context: zmq.Context | None = None,
+    def __init__(self, endpoint: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, context: zmq.Context[Any] | None = None,
                  curve: ClientCurve | None = None, watch_disconnects: bool = False):
         self.endpoint = endpoint
         self.watch_disconnects = watch_disconnects
         self._dropped = False
-        self._auth_event: dict | None = None
+        self._auth_event: dict[str, Any] | None = None
         self.timeout_s = timeout_s
         self.context = context or zmq.Context.instance()
         self.curve = curve if curve is not None or not endpoint.startswith("tcp://") else ClientCurve.from_env()
-        self._monitor: zmq.Socket | None = None
+        self._monitor: zmq.Socket[Any] | None = None
         self._ids = itertools.count(1)
         self.socket = self._open()
 
-    def _open(self) -> zmq.Socket:
-        sock = self.context.socket(zmq.DEALER)
+    def _open(self) -> zmq.Socket[Any]:
+        sock: zmq.Socket[Any] = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 1000)
@@ -89,7 +90,7 @@ class Connection:
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 self._dropped = True
             elif self._auth_event is None:
-                self._auth_event = event
+                self._auth_event = dict(event)
 
     def take_disconnect(self) -> bool:
         """True (once) when the connection dropped since the last call: replies to requests
@@ -123,7 +124,7 @@ class Connection:
         self._dropped = False  # the old connection's news
         self.socket = self._open()
 
-    def send(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, wait_s: float = 0.0) -> int:
+    def send(self, kind: int, meta: dict[str, Any], payloads: Sequence[Any] = (), *, wait_s: float = 0.0) -> int:
         """Send a request; returns its id. Raises BrokerUnavailableError when not connected
         (after waiting up to ``wait_s`` for the connection to come up)."""
         request_id = next(self._ids)
@@ -145,7 +146,8 @@ class Connection:
         meta = P.decode_metadata(frames[1].bytes) if len(frames) > 1 else {}
         return Reply(header, meta, [f.buffer for f in frames[2:]])
 
-    def request(self, kind: int, meta: dict[str, Any], payloads: tuple | list = (), *, timeout_s: float | None = None) -> Reply:
+    def request(self, kind: int, meta: dict[str, Any], payloads: Sequence[Any] = (), *,
+                timeout_s: float | None = None) -> Reply:
         """Send and wait for the matching reply; raises the broker's typed error."""
         import time
 

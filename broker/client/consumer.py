@@ -40,7 +40,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import protocol_messages as M
 from ..batch_checks import find_damaged_batch
@@ -57,7 +58,7 @@ from ..errors import (
 )
 from ..logs import log_event
 from ..records import BatchValues, Record, decode_batches, decode_batches_values
-from .connection import Connection
+from .connection import Connection, Reply
 from .resets import RESET_POLICIES, OffsetReset, reset_for
 
 logger = logging.getLogger("broker.client.consumer")
@@ -154,7 +155,7 @@ class Consumer:
         self.member_id = joined.member_id
         self._apply_assignment(joined.generation, list(joined.assignment))
 
-    def _apply_assignment(self, generation: int, assignment: list) -> None:
+    def _apply_assignment(self, generation: int, assignment: list[list[Any]]) -> None:
         self.generation = -1  # until applied: if this fails, the next heartbeat gets the assignment again
         new = [(t, p) for t, p in assignment]
         revoked = {tp: pos for tp, pos in self.positions.items() if tp not in new}
@@ -251,7 +252,7 @@ class Consumer:
         with no Python object per record; the consumer to use for many small records."""
         return self._poll(timeout, columns=True)
 
-    def _poll(self, timeout: float, columns: bool) -> list:
+    def _poll(self, timeout: float, columns: bool) -> list[Any]:
         if self._pending_error is not None:
             error, self._pending_error = self._pending_error, None
             raise error
@@ -271,7 +272,8 @@ class Consumer:
                     self._prefetch = (rid, snapshot)
                 rid, snapshot = self._prefetch
                 self._prefetch = None  # taken: a reply lost from here on is never awaited again
-                reply = self._await(rid, max(deadline - time.monotonic(), 0) + wait_ms / 1000 + self.connection.timeout_s)
+                reply = self._await(
+                    rid, max(deadline - time.monotonic(), 0) + wait_ms / 1000 + self.connection.timeout_s)
             except BrokerUnavailableError as exc:
                 if not exc.retriable:
                     raise
@@ -308,18 +310,20 @@ class Consumer:
                       effect="retrying from the current positions")
 
     def _found_broker(self) -> None:
+        lost_s = 0.0 if self.broker_lost_since is None else time.monotonic() - self.broker_lost_since
         log_event(logger, logging.INFO, "consumer_broker_back", endpoint=self.endpoint,
-                  seconds=f"{time.monotonic() - self.broker_lost_since:.2f}", retries=self.stats["fetch_retries"])
+                  seconds=f"{lost_s:.2f}", retries=self.stats["fetch_retries"])
         self.broker_lost_since = None
         self._backoff_s = RETRY_BACKOFF_MIN_S
 
-    def _await(self, request_id: int, timeout_s: float):
+    def _await(self, request_id: int, timeout_s: float) -> Reply:
         deadline = time.monotonic() + timeout_s
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.connection.reset()
-                raise BrokerUnavailableError(f"no fetch reply from the broker at {self.endpoint} within {timeout_s:.1f}s")
+                raise BrokerUnavailableError(
+                    f"no fetch reply from the broker at {self.endpoint} within {timeout_s:.1f}s")
             reply = self.connection.recv(min(remaining, DISCONNECT_CHECK_S))
             if reply is None:
                 if self.connection.take_disconnect():
@@ -330,10 +334,10 @@ class Consumer:
                 reply.raise_for_error()
                 return reply
 
-    def _apply_fetch(self, reply, snapshot: dict[TopicPartition, int], columns: bool) -> list:
-        out: list = []
+    def _apply_fetch(self, reply: Reply, snapshot: dict[TopicPartition, int], columns: bool) -> list[Any]:
+        out: list[Any] = []
         topic_ids, problems = self._topic_ids, []
-        for entry, data in zip(reply.meta["partitions"], reply.payloads):
+        for entry, payload in zip(reply.meta["partitions"], reply.payloads, strict=False):
             tp = (entry["topic"], entry["partition"])
             if tp not in self.positions or self.positions[tp] != snapshot.get(tp):
                 continue  # seeked or revoked meanwhile
@@ -346,6 +350,7 @@ class Consumer:
                 continue
             if "log_epoch" in entry:
                 self._log_epochs[tp] = entry["log_epoch"]
+            data = payload
             if self.skip_corrupt and len(data):
                 data = self._without_damage(tp, data, snapshot[tp])
             if not len(data):
@@ -368,7 +373,7 @@ class Consumer:
                 self._pending_error = error  # deliver what the others brought first
         return out
 
-    def _without_damage(self, tp: TopicPartition, data, position: int):
+    def _without_damage(self, tp: TopicPartition, data: Any, position: int) -> Any:
         """The batches before the first damaged one; a damaged first batch is skipped."""
         found = find_damaged_batch(data)
         if found is None:
@@ -381,7 +386,8 @@ class Consumer:
 
     def _skip_corrupt(self, tp: TopicPartition, first: int, resume: int, reason: str) -> None:
         if resume <= first:
-            raise CorruptBatchError(f"{tp[0]}/{tp[1]}: corrupt batch at offset {first} and no offset to resume at: {reason}")
+            raise CorruptBatchError(
+                f"{tp[0]}/{tp[1]}: corrupt batch at offset {first} and no offset to resume at: {reason}")
         self.skipped_corrupt.append((tp[0], tp[1], first, resume, reason))
         log_event(logging.getLogger("broker.client"), logging.ERROR, "corrupt_batch_skipped", topic=tp[0],
                   partition=tp[1], first_offset=first, resume_offset=resume, reason=reason)
@@ -389,7 +395,7 @@ class Consumer:
             self.on_corrupt(tp[0], tp[1], first, resume, reason)
         self.positions[tp] = resume
 
-    def _handle_problems(self, entries: list[dict]) -> BrokerError | None:
+    def _handle_problems(self, entries: list[dict[str, Any]]) -> BrokerError | None:
         """Resets, lost topics and other per-partition errors of one fetch reply; returns the
         first error to raise (after the records of the other partitions are delivered)."""
         first_error: BrokerError | None = None
@@ -397,7 +403,7 @@ class Consumer:
         for entry in entries:
             tp = (entry["topic"], entry["partition"])
             code = entry["error"]
-            topic_id = entry.get("topic_id")
+            topic_id: str | None = entry.get("topic_id")
             # a changed id explains any position error too (the old position means nothing now)
             recreated = topic_id is not None and self._topic_ids.get(tp[0], topic_id) != topic_id
             if code in GONE_ERRORS:
@@ -407,10 +413,11 @@ class Consumer:
                 self.stats["topics_lost"] += 1
                 log_event(logger, logging.WARNING, "consumer_partition_gone", topic=tp[0], partition=tp[1],
                           reason=entry.get("message", ""), effect="removed from the assignment")
-                error = error_from_code(code, f"{tp[0]}/{tp[1]}: {entry.get('message', 'unknown topic')} "
-                                              "(removed from this consumer's assignment)")
+                error: BrokerError | None = error_from_code(
+                    code, f"{tp[0]}/{tp[1]}: {entry.get('message', 'unknown topic')} "
+                    "(removed from this consumer's assignment)")
             elif code in POSITION_ERRORS or recreated:
-                if recreated:
+                if recreated and topic_id is not None:
                     new_ids[tp[0]] = topic_id
                 event = reset_for(entry, self.positions[tp], self.auto_offset_reset, recreated=recreated)
                 error = self._reset(tp, event)
@@ -494,7 +501,7 @@ class Consumer:
                 pass
         self.connection.close()
 
-    def __enter__(self) -> "Consumer":
+    def __enter__(self) -> Consumer:
         return self
 
     def __exit__(self, *exc: Any) -> None:

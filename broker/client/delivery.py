@@ -4,6 +4,8 @@ Guarantees:
 - One ``concurrent.futures.Future`` per batch, resolved once by the producer's I/O thread
   with the batch's DeliveryResult (first offset, record count) or its typed error; every
   record of the batch shares it, so settling a batch costs the same for 1 or 10,000 records.
+- ``settle`` resolves a batch's future once: a result, or its typed error (a future already
+  resolved, e.g. failed by ``close``, is left as it is).
 - ``RecordFuture`` is the per-record view of that batch future: ``result`` gives the
   record's own DeliveryResult (offset = the batch's first offset + its index), and it has
   the Future methods the appliance uses (result, exception, done, cancelled,
@@ -14,9 +16,10 @@ Guarantees:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +36,7 @@ class RecordFuture:
 
     __slots__ = ("_batch", "_index")
 
-    def __init__(self, batch: Future, index: int):
+    def __init__(self, batch: Future[Any], index: int):
         self._batch = batch
         self._index = index
 
@@ -51,8 +54,18 @@ class RecordFuture:
     def cancelled(self) -> bool:
         return self._batch.cancelled()
 
-    def add_done_callback(self, fn: Callable[["RecordFuture"], object]) -> None:
+    def add_done_callback(self, fn: Callable[[RecordFuture], object]) -> None:
         self._batch.add_done_callback(lambda _batch: fn(self))
 
     def __repr__(self) -> str:
         return f"<RecordFuture #{self._index} of {self._batch!r}>"
+
+
+def settle(future: Future[Any], topic: str, partition: int, count: int, base_offset: int | None,
+           durable_offset: int | None, error: BaseException | None) -> None:
+    """Resolve a batch's future with its DeliveryResult, or with ``error``."""
+    if error is not None:
+        if not future.done():
+            future.set_exception(error)
+        return
+    future.set_result(DeliveryResult(topic, partition, base_offset, count, durable_offset))

@@ -18,6 +18,7 @@ Kafka's ``none``) moves nothing and raises the typed error carrying the event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import LogTruncatedError, OffsetOutOfRangeError, TopicRecreatedError
 
@@ -57,7 +58,7 @@ class OffsetReset:
         return err
 
 
-def reset_for(entry: dict, position: int, policy: str, *, recreated: bool = False) -> OffsetReset:
+def reset_for(entry: dict[str, Any], position: int, policy: str, *, recreated: bool = False) -> OffsetReset:
     """The reset a fetch reply entry calls for (an OFFSET_OUT_OF_RANGE or LOG_TRUNCATED
     error, or a changed topic id) at ``position`` under ``policy``."""
     topic, partition = entry["topic"], entry["partition"]

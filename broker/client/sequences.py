@@ -17,7 +17,8 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import BrokerUnavailableError, InvalidRequestError, UnsupportedVersionError
 from ..logs import log_event
@@ -30,11 +31,11 @@ INIT_RETRY_S = 1.0  # after INIT_PRODUCER_ID found no broker, batches go unnumbe
 
 
 class ProducerSequences:
-    def __init__(self, enabled: bool, init: Callable[[], dict]):
+    def __init__(self, enabled: bool, init: Callable[[], dict[str, Any]]):
         self._enabled = enabled
         self._init = init
         self._identity: tuple[int, int] | None = None if enabled else (-1, -1)
-        self._next: collections.Counter = collections.Counter()
+        self._next: collections.Counter[tuple[str, int]] = collections.Counter()
         self._init_retry_at = 0.0
         self.unnumbered_batches = 0  # sent without a producer id because none could be had yet
 
@@ -48,7 +49,7 @@ class ProducerSequences:
                 self._identity = (-1, -1)  # an older broker: no idempotence
         return self._identity
 
-    def take(self, partition_key, count: int) -> tuple[int, int, int]:
+    def take(self, partition_key: tuple[str, int], count: int) -> tuple[int, int, int]:
         """(producer id, epoch, first sequence) for the next ``count`` records of a
         partition; NO_PRODUCER without idempotence, or while no producer id can be had."""
         if self._identity is None and time.monotonic() < self._init_retry_at:

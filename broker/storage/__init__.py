@@ -14,9 +14,11 @@ Public API (the server, the tests and the benchmarks use only this)::
     storage.set_protected_offset(topic, partition, offset)
     storage.close()                               # flush + clean-shutdown markers
 
-Modules: ``layout`` (file names), ``offset_index`` / ``time_index`` (sparse indexes),
-``segment`` (one .log file and its indexes), ``partition_log`` (the segments of one
-partition, recovery), ``retention`` (named deletion predicates, disk guard), ``engine``
+Modules, one per on-disk thing (as Kafka's storage layer): ``layout`` (file names),
+``index_file`` (what both sparse indexes share) with ``offset_index`` / ``time_index``,
+``batch_chain`` (walking batch headers in a .log), ``segment`` (one .log file and its
+indexes, their recovery), ``partition_log`` (the segments of one partition; recovery
+tiers, producer state), ``retention`` (named deletion predicates, disk guard), ``engine``
 (topics, partitions, flush scheduling).
 """
 

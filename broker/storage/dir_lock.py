@@ -32,7 +32,7 @@ from ..logs import log_event
 BROKER_LOCK_FILE = ".broker.lock"
 SUPERVISOR_LOCK_FILE = ".edge-up.lock"
 
-_held: dict[Path, "DirLock"] = {}
+_held: dict[Path, DirLock] = {}
 
 
 class DataDirLockedError(BrokerError):
@@ -47,7 +47,7 @@ class DirLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, path: Path, what: str) -> "DirLock":
+    def acquire(cls, path: Path, what: str) -> DirLock:
         """Lock ``path`` (created 0640 if missing) or raise DataDirLockedError; ``what``
         names the holder kind in the message ("broker", "edge up")."""
         try:

@@ -30,6 +30,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ..errors import (
     InvalidConfigError,
@@ -69,8 +70,8 @@ class Storage:
     def __init__(self, data_dir: str | Path, defaults: TopicConfig | None = None, disk_guard: DiskGuard | None = None):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.defaults = defaults or TopicConfig()
-        self.disk_guard = disk_guard or DiskGuard()
+        self.defaults = defaults or TopicConfig.model_validate({})
+        self.disk_guard = disk_guard or DiskGuard.model_validate({})
         self._configs: dict[str, TopicConfig] = {}
         self._logs: dict[str, list[PartitionLog]] = {}
         self._topic_ids: dict[str, str] = {}
@@ -116,7 +117,7 @@ class Storage:
             try:
                 validate_topic_name(entry)
                 config = TopicConfig.model_validate_json(config_path.read_text())
-            except Exception as exc:  # noqa: BLE001 - one bad topic must not stop the broker
+            except Exception as exc:
                 log_event(logger, logging.ERROR, "topic_skipped", topic=entry, path=config_path, reason=exc)
                 continue
             self._configs[entry] = config
@@ -209,7 +210,7 @@ class Storage:
         self.pins.forget_topic(name)
         log_event(logger, logging.INFO, "topic_deleted", topic=name)
 
-    def configure_topic(self, name: str, overrides: dict) -> TopicConfig:
+    def configure_topic(self, name: str, overrides: dict[str, Any]) -> TopicConfig:
         old = self.topic_config(name)
         try:
             new = old.merged(overrides)
@@ -222,9 +223,7 @@ class Storage:
         atomic_write(topic_dir(self.data_dir, name) / TOPIC_CONFIG_FILE, new.model_dump_json(by_alias=True).encode())
         logs = self._logs[name]
         for log in logs:
-            log.config = new
-            for seg in log.segments:
-                seg.index_interval_bytes = max(1, new.index_interval_bytes)
+            log.config = new  # its segments take the new index interval and future skew
         for p in range(old.partitions, new.partitions):
             logs.append(self._open_partition(name, p, new, None, created=True))
         self._configs[name] = new
@@ -377,7 +376,7 @@ class Storage:
     def total_pinned_bytes(self) -> int:
         return self.pinned_bytes([r for pin in self.pins.all() for r in pin.ranges])
 
-    def pins_report(self) -> dict:
+    def pins_report(self) -> dict[str, Any]:
         """Every pin with the bytes it holds, and the total (overlaps counted once)."""
         pins = []
         for pin in self.pins.all():

@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -43,7 +44,7 @@ class LogEpochs:
         try:
             raw = json.loads(self.path.read_text())["epochs"]
             pairs = [(int(e), int(s)) for e, s in raw]
-            if not pairs or any(b[0] <= a[0] or b[1] < a[1] for a, b in zip(pairs, pairs[1:])):
+            if not pairs or any(b[0] <= a[0] or b[1] < a[1] for a, b in itertools.pairwise(pairs)):
                 raise ValueError("epochs must be a non-empty ascending list")
         except FileNotFoundError:
             pairs = [(0, 0)]
@@ -59,15 +60,15 @@ class LogEpochs:
         return self._epochs[-1]
 
     def save(self) -> None:
-        body = {"epochs": [[e, s] for e, s in zip(self._epochs, self._starts)]}
+        body = {"epochs": [[e, s] for e, s in zip(self._epochs, self._starts, strict=True)]}
         atomic_write(self.path, json.dumps(body).encode())
 
     def bump(self, start_offset: int) -> int:
         """Start a new epoch at ``start_offset`` (the recovered log end); returns it."""
         epoch = self.current + 1
         keep = bisect.bisect_left(self._starts, start_offset)
-        self._epochs = self._epochs[:keep][-(MAX_EPOCH_ENTRIES - 1):] + [epoch]
-        self._starts = self._starts[:keep][-(MAX_EPOCH_ENTRIES - 1):] + [start_offset]
+        self._epochs = [*self._epochs[:keep][-(MAX_EPOCH_ENTRIES - 1):], epoch]
+        self._starts = [*self._starts[:keep][-(MAX_EPOCH_ENTRIES - 1):], start_offset]
         self.save()
         return epoch
 

@@ -36,16 +36,21 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import records as rec
 from ..batch_checks import check_batch_records
-from ..errors import CorruptBatchError, CorruptIndexError, OffsetOutOfRangeError
+from ..errors import CorruptBatchError, OffsetOutOfRangeError
 from ..logs import log_event
 from ..topic_config import TopicConfig
 from .layout import CLEAN_SHUTDOWN_FILE, fsync_dir, segment_base_offsets
+from .pins import PinRange
 from .producer_state import ProducerStateTable
-from .segment import Segment
+from .segment import Segment, SegmentRecovery
 from .v1_upgrade import upgrade_partition
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 logger = logging.getLogger("broker.storage")
 
@@ -76,9 +81,20 @@ class RecoveryReport:
     def lost_anything(self) -> bool:
         return self.truncated_bytes > 0
 
+    def add(self, segment_name: str, found: SegmentRecovery) -> None:
+        """Count what opening one segment found."""
+        self.scanned_bytes += found.scanned_bytes
+        self.truncated_bytes += found.truncated_bytes
+        if found.rebuilt_index:
+            self.rebuilt_indexes.append(segment_name)
+        self.reasons.extend(found.reasons)
+        if found.dropped is not None:
+            self.dropped.append(found.dropped)
+
 
 class PartitionLog:
-    def __init__(self, directory: Path, topic: str, partition: int, config: TopicConfig, *, recovery_point: int | None = None):
+    def __init__(self, directory: Path, topic: str, partition: int, config: TopicConfig, *,
+                 recovery_point: int | None = None):
         self.directory = directory
         self.topic = topic
         self.partition = partition
@@ -86,7 +102,7 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self._bases: list[int] = []
         self.protected_offset: int | None = None
-        self.pin_ranges: list = []  # events' pinned offset ranges (storage.pins.PinRange), set by the engine
+        self.pin_ranges: list[PinRange] = []  # events' pinned offset ranges (storage.pins.PinRange), set by the engine
         self.future_records = 0  # future-stamped records appended since open (segment.py): kept, flagged
         self.corrupt_batches = 0
         self._reported_damage: set[int] = set()
@@ -108,7 +124,8 @@ class PartitionLog:
         # a reconfigured max_future_skew applies to the next appends and lookups (FORMAT.md)
         self._config = value
         for seg in getattr(self, "segments", ()):
-            self._configured(seg)
+            seg.set_future_skew(value.max_future_skew_ns)
+            seg.set_index_interval(value.index_interval_bytes)
 
     @property
     def active(self) -> Segment:
@@ -146,16 +163,17 @@ class PartitionLog:
         bases = segment_base_offsets(self.directory)
         interval = self.config.index_interval_bytes
         if not bases:
-            self._add_segment(self._configured(Segment.create(self.directory, 0, interval)))
+            self._add_segment(self._created(0))
             fsync_dir(self.directory)
             return report
+        skew = self.config.max_future_skew_ns
         for i, base in enumerate(bases):
-            seg = self._configured(Segment(self.directory, base, interval))
-            seg.size = os.path.getsize(seg.log_path)
             if i < len(bases) - 1:
-                self._load_closed(seg, bases[i + 1], report)
+                seg, found = Segment.open_closed(self.directory, base, interval, skew, bases[i + 1])
             else:
-                self._recover_active(seg, clean, recovery_point, report)
+                seg, found = Segment.open_active(self.directory, base, interval, skew,
+                                                 clean=clean, recovery_point=recovery_point)
+            report.add(seg.log_path.name, found)
             self._add_segment(seg)
         report.segments = len(self.segments)
         report.seconds = time.perf_counter() - started
@@ -171,83 +189,6 @@ class PartitionLog:
             )
         return report
 
-    def _load_closed(self, seg: Segment, next_base: int, report: RecoveryReport) -> None:
-        seg.next_offset = next_base
-        try:
-            self._check_index_files(seg)
-            seg.offset_index.map_readonly()
-            seg.time_index.map_readonly()
-            damage = seg.check_tail(next_base)  # tier 1: the chain from the last index entry
-            if not damage:
-                seg.max_timestamp = seg.time_index.last_timestamp()
-                seg.closed = True
-                return
-            report.reasons.append(damage)
-        except CorruptIndexError as exc:
-            report.rebuilt_indexes.append(seg.log_path.name)
-            report.reasons.append(str(exc))
-        # Tier 2: rebuild from the log with every CRC checked; cut at the last valid batch.
-        seg.offset_index.reset()
-        seg.time_index.reset()
-        cut, _kept, reason = seg.rebuild_tail(0, validate_crc=True)
-        report.scanned_bytes += seg.size + cut
-        if cut:
-            report.truncated_bytes += cut
-            report.reasons.append(f"{seg.log_path.name}: {reason}; cut {cut} bytes at position {seg.size}")
-        if seg.next_offset < next_base:
-            report.dropped.append((seg.next_offset, next_base))
-        seg.close_for_append()
-
-    @staticmethod
-    def _check_index_files(seg: Segment) -> None:
-        """Cheap structural check of a closed segment's indexes (no full read)."""
-        for index in (seg.offset_index, seg.time_index):
-            try:
-                size = os.path.getsize(index.path)
-            except FileNotFoundError:
-                raise CorruptIndexError(f"{index.path.name}: missing") from None
-            if size % index.entry_dtype.itemsize or (seg.size and not size):
-                raise CorruptIndexError(f"{index.path.name}: size {size} is invalid")
-        if not seg.size:
-            return
-        with open(seg.offset_index.path, "rb") as f:
-            f.seek(-8, os.SEEK_END)
-            last_rel, last_pos = int.from_bytes(f.read(4), "little"), int.from_bytes(f.read(4), "little")
-        if last_pos >= seg.size or seg.base_offset + last_rel >= seg.next_offset:
-            raise CorruptIndexError(f"{seg.offset_index.path.name}: last entry points past the log")
-
-    def _recover_active(self, seg: Segment, clean: bool, recovery_point: int | None, report: RecoveryReport) -> None:
-        keep = 0
-        try:
-            seg.offset_index.load(seg.size)
-            seg.time_index.load(seg.size)
-            entries = seg.offset_index.entries()
-            if clean:
-                keep = len(entries)
-            elif recovery_point is not None and len(entries):
-                rel = recovery_point - seg.base_offset
-                keep = int((entries["relative_offset"].astype(int) <= rel).sum())
-        except CorruptIndexError as exc:
-            report.rebuilt_indexes.append(seg.log_path.name)
-            report.reasons.append(str(exc))
-            seg.offset_index.reset()
-            seg.time_index.reset()
-            keep = 0
-        start = int(seg.offset_index.entries()["position"][keep - 1]) if keep else 0
-        cut, _kept, reason = seg.rebuild_tail(keep, validate_crc=not clean)
-        report.scanned_bytes += seg.size + cut - start
-        if cut:
-            report.truncated_bytes += cut
-            report.reasons.append(f"{seg.log_path.name}: {reason}; cut {cut} bytes at position {seg.size}")
-        if seg.size:
-            seg.first_append_ns = seg.append_time_of(rec.parse_header(os.pread(seg.fd, rec.HEADER_SIZE, 0)))
-        if not clean:
-            seg.flush()  # what survived the crash is now durable
-
-    def _configured(self, seg: Segment) -> Segment:
-        seg.future_skew_ns = self.config.max_future_skew_ns
-        return seg
-
     def _load_producers(self) -> ProducerStateTable:
         """Producer state: the snapshot plus the batch headers after it (the log tail)."""
         table, offset = ProducerStateTable.read_snapshot(self.directory, self.log_start_offset, self.next_offset)
@@ -255,11 +196,15 @@ class PartitionLog:
         for seg in self.segments[i:]:
             if seg.next_offset <= offset:
                 continue
-            entry_offset, start = seg.offset_index.lookup(max(offset, seg.base_offset))
-            for _position, header in seg.scan(start, expect_offset=entry_offset):
+            for header in seg.headers_from(offset):
                 if header.next_offset > offset:
                     table.record(header, header.base_offset)
         return table
+
+    def _created(self, base_offset: int) -> Segment:
+        seg = Segment.create(self.directory, base_offset, self.config.index_interval_bytes)
+        seg.set_future_skew(self.config.max_future_skew_ns)
+        return seg
 
     def _add_segment(self, seg: Segment) -> None:
         self.segments.append(seg)
@@ -267,7 +212,7 @@ class PartitionLog:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, batch, append_time_ns: int | None = None) -> AppendResult:
+    def append(self, batch: Buffer, append_time_ns: int | None = None) -> AppendResult:
         """Append one Kafka RecordBatch v2 exactly as a client sent it (the native Producer or
         any Kafka client's Produce: one batch per partition): header, CRC and records are
         validated, idempotence is checked, the base offset (and LogAppendTime) is written in
@@ -329,7 +274,7 @@ class PartitionLog:
         # find a newer segment after an old one whose tail was still in the page cache.
         old.close_for_append()
         try:
-            new = self._configured(Segment.create(self.directory, old.next_offset, self.config.index_interval_bytes))
+            new = self._created(old.next_offset)
         except BaseException:
             old.reopen_for_append()
             raise
@@ -364,7 +309,8 @@ class PartitionLog:
         fsync_dir(self.directory)
         self.durable_offset = min(self.durable_offset, self.next_offset)
         self.producers = self._load_producers()  # batches past the cut no longer count
-        log_event(logger, logging.WARNING, "partition_truncated", topic=self.topic, partition=self.partition, offset=offset)
+        log_event(logger, logging.WARNING, "partition_truncated", topic=self.topic, partition=self.partition,
+                  offset=offset)
 
     def delete_oldest_segment(self) -> Segment:
         """Remove the oldest closed segment (retention); never the active one."""
@@ -432,8 +378,7 @@ class PartitionLog:
     def close(self, *, clean: bool = True) -> None:
         self.flush()
         for seg in self.segments:
-            seg.offset_index.flush()
-            seg.time_index.flush()
+            seg.flush_indexes()
             seg.close()
         if clean:
             self.producers.write_snapshot(self.directory, self.next_offset)

@@ -33,9 +33,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from ..errors import InvalidRequestError
 from ..logs import log_event
@@ -76,16 +77,16 @@ class Pin:
     topics: list[str]
     ranges: list[PinRange]
     closed: bool = False
-    lost: list[list] = field(default_factory=list)
+    lost: list[list[Any]] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "label": self.label, "start_ns": self.start_ns, "end_ns": self.end_ns,
                 "created_ns": self.created_ns, "topics": list(self.topics), "closed": self.closed,
                 "ranges": [[r.topic, r.partition, r.first, r.next] for r in self.ranges],
                 "lost": [list(x) for x in self.lost]}
 
     @classmethod
-    def from_json(cls, raw: dict) -> "Pin":
+    def from_json(cls, raw: dict[str, Any]) -> Pin:
         return cls(str(raw["id"]), str(raw.get("label", "")), int(raw["start_ns"]), int(raw["end_ns"]),
                    int(raw["created_ns"]), [str(t) for t in raw["topics"]],
                    [PinRange(str(t), int(p), int(a), None if b is None else int(b)) for t, p, a, b in raw["ranges"]],
@@ -193,7 +194,7 @@ class PinStore:
             self._save()
 
 
-def shipped_progress(pin: Pin, committed: dict[tuple[str, int], int]) -> dict:
+def shipped_progress(pin: Pin, committed: dict[tuple[str, int], int]) -> dict[str, Any]:
     """How much of ``pin`` the mirror has shipped, from its committed offsets: records shipped of
     records pinned (a closed pin only: an open one is still growing) and whether all went."""
     total = shipped = 0

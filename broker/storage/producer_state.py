@@ -27,6 +27,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import OutOfOrderSequenceError, ProducerFencedError
 from ..logs import log_event
@@ -50,7 +51,7 @@ class ProducerEntry:
     # (first sequence, last sequence, base offset, last offset), oldest first
     batches: list[tuple[int, int, int, int]] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "batches": [list(b) for b in self.batches]}
 
 
@@ -74,7 +75,8 @@ class ProducerStateTable:
             return None
         if header.producer_epoch < entry.epoch:
             raise ProducerFencedError(
-                f"{where}: producer {header.producer_id} epoch {header.producer_epoch} is fenced by epoch {entry.epoch}")
+                f"{where}: producer {header.producer_id} epoch {header.producer_epoch} "
+                f"is fenced by epoch {entry.epoch}")
         first, last = header.base_sequence, last_sequence(header)
         if header.producer_epoch > entry.epoch:
             if first != 0:
@@ -119,7 +121,7 @@ class ProducerStateTable:
         return True
 
     @classmethod
-    def read_snapshot(cls, directory: Path, log_start: int, next_offset: int) -> tuple["ProducerStateTable", int]:
+    def read_snapshot(cls, directory: Path, log_start: int, next_offset: int) -> tuple[ProducerStateTable, int]:
         """(table, offset to scan from): the snapshot's when it is readable and lies inside the
         log, else an empty table and ``log_start`` (the whole log is scanned)."""
         path = directory / SNAPSHOT_FILE
@@ -131,7 +133,7 @@ class ProducerStateTable:
                 raise ValueError(f"snapshot offset {offset} outside the log [{log_start}, {next_offset}]")
             for pid, entry in data["producers"].items():
                 table._producers[int(pid)] = ProducerEntry(
-                    int(entry["epoch"]), [tuple(int(x) for x in b) for b in entry["batches"]][-RECENT_BATCHES:])
+                    int(entry["epoch"]), [_batch_entry(b) for b in entry["batches"]][-RECENT_BATCHES:])
             return table, offset
         except FileNotFoundError:
             return cls(), log_start
@@ -169,3 +171,9 @@ class ProducerIdAllocator:
             self._next, self._limit = start, start + _ID_BLOCK
         self._next += 1
         return self._next - 1
+
+
+def _batch_entry(raw: list[Any]) -> tuple[int, int, int, int]:
+    """One snapshot batch entry: (first sequence, last sequence, base offset, last offset)."""
+    first, last, base, last_offset = (int(x) for x in raw)
+    return first, last, base, last_offset

@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,8 +45,6 @@ SegmentPredicate = Callable[[PartitionLog, Segment, int], bool]
 
 
 class DiskGuard(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
     min_free_bytes: Size = Field(1024**3, alias="min_free", description="start deleting below this free space")
     critical_free_bytes: Size = Field(
         256 * 1024**2, alias="critical_free", description="below this, unshipped data may go too"

@@ -1,36 +1,60 @@
-"""Sparse time index of one segment: ``<base:020d>.timeindex``.
+"""Sparse time index of one segment: ``<base:020d>.timeindex`` (Kafka's TimeIndex).
 
 Format: fixed-width 12-byte little-endian entries, back to back, no header::
 
     timestamp        i64   largest capture timestamp (ns) seen in the segment so far
     relative_offset  u32   base offset (minus segment base) of the batch that raised it
 
-Invariants: file size a multiple of 12; timestamps and relative offsets strictly increase.
-Entries are written together with offset-index entries, only when the running maximum
-grew, and once more when the segment is closed. Because the running maximum is monotonic
-even when capture clocks step backwards, "the first batch whose max timestamp >= T" is the
-batch after the last entry whose timestamp < T, found by a short scan of batch headers.
+Invariants (checked on load, CorruptIndexError otherwise): file size a multiple of 12;
+timestamps and relative offsets strictly increase. Entries are written together with
+offset-index entries, only when the running maximum grew, and once more when the segment
+is closed. Because the running maximum is monotonic even when capture clocks step
+backwards, "the first batch whose max timestamp >= T" is the batch after the last entry
+whose timestamp < T, found by a short scan of batch headers. The file itself (entries,
+mmap, append, truncation) is an ``IndexFile``, shared with the offset index.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import CorruptIndexError
-from .offset_index import OffsetIndex
+from .index_file import U32_MAX, IndexFile
 
 ENTRY_DTYPE = np.dtype([("timestamp", "<i8"), ("relative_offset", "<u4")])
 ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 12
 
 
-class TimeIndex(OffsetIndex):
-    entry_dtype = ENTRY_DTYPE
-    key_field = "timestamp"
+class TimeIndex(IndexFile):
+    def __init__(self, path: Path, base_offset: int):
+        super().__init__(path, base_offset, ENTRY_DTYPE)
 
-    def _check_positions(self, arr: np.ndarray, log_size: int) -> None:
-        rel = arr["relative_offset"].astype(np.int64)
-        if np.any(np.diff(rel) <= 0):
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self, log_size: int) -> None:
+        """Read the entries from disk and check the invariants (``log_size`` is unused: a
+        time index holds no positions; the argument keeps both indexes loaded alike)."""
+        self._read_entries()
+        arr = self.entries()
+        if not len(arr):
+            return
+        if np.any(np.diff(arr["timestamp"].astype(np.int64)) <= 0):
+            raise CorruptIndexError(f"{self.path.name}: entries not strictly increasing")
+        if np.any(np.diff(arr["relative_offset"].astype(np.int64)) <= 0):
             raise CorruptIndexError(f"{self.path.name}: offsets not strictly increasing")
+
+    def check_closed(self, log_size: int) -> None:
+        """Cheap check of a closed segment's index (no full read)."""
+        self.check_file_size(log_size > 0)
+
+    # -- access --------------------------------------------------------------------------
+
+    def entries_at_or_below(self, offset: int) -> int:
+        """How many entries were raised by batches starting at or below ``offset``."""
+        rel = self.entries()["relative_offset"].astype(np.int64)
+        return int((rel + self.base_offset <= offset).sum())
 
     def last_timestamp(self) -> int | None:
         arr = self.entries()
@@ -49,8 +73,11 @@ class TimeIndex(OffsetIndex):
             return self.base_offset
         return self.base_offset + int(arr["relative_offset"][i])
 
+    # -- writing -------------------------------------------------------------------------
+
     def append_time(self, timestamp: int, offset: int) -> None:
         rel = offset - self.base_offset
-        if not 0 <= rel <= 0xFFFFFFFF:
+        if not 0 <= rel <= U32_MAX:
             raise CorruptIndexError(f"{self.path.name}: offset {offset} out of range")
-        self._write((timestamp, rel))
+        self._append_entry((timestamp, rel))
+

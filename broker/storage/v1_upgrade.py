@@ -33,8 +33,15 @@ from crc32c import crc32c
 
 from .. import records as rec
 from ..logs import log_event
-from .layout import (LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, atomic_write, fsync_dir,
-                     segment_base_offsets, segment_path)
+from .layout import (
+    LOG_SUFFIX,
+    OFFSET_INDEX_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    atomic_write,
+    fsync_dir,
+    segment_base_offsets,
+    segment_path,
+)
 
 logger = logging.getLogger("broker.storage")
 
@@ -110,7 +117,7 @@ def _v2_batch(body: memoryview, base_offset: int, codec: int, count: int, first_
     pos = count * V1_ENTRY.itemsize
     values, keys, headers = [], [], []
     for key_len, headers_len, value_len in zip(table["key_len"].tolist(), table["headers_len"].tolist(),
-                                               table["value_len"].tolist()):
+                                               table["value_len"].tolist(), strict=True):
         keys.append(bytes(section[pos : pos + key_len]) if key_len >= 0 else None)
         pos += max(key_len, 0)
         headers.append(_v1_headers(section[pos : pos + headers_len]))

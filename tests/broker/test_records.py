@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from crc32c import crc32c
 
 from broker import batch_checks as checks
+from broker import record_codec as rc
 from broker import records as rec
 from broker.errors import CorruptBatchError, RecordTooLargeError, UnknownCodecError
 
@@ -64,6 +65,23 @@ def test_bulk_path_equals_general_path():
     bulk = rec.encode_batch(values, ts)
     general = rec.encode_batch(values, ts, keys=[None] * 50, headers=[None] * 50)
     assert bulk == general
+
+
+def test_bulk_equal_records_built_in_place_equal_the_general_path_and_stamp_in_place():
+    # the producer's small-record path: equal values, one capture time, header room reserved,
+    # value lengths given, producer fields stamped in place; bytes identical to record by record
+    values = [b"v" * 100] * 300
+    ts = 1_700_000_000_123_456_789
+    lens = np.full(300, 100, dtype=np.int64)
+    bulk = rec.encode_batch(values, ts, value_lens=lens)
+    general = rec.encode_batch(values, ts, keys=[None] * 300, headers=[None] * 300)
+    assert bytes(bulk) == general
+    copied = rec.with_producer(general, 7, 1, 42)
+    stamped = rec.with_producer(bulk, 7, 1, 42)
+    assert stamped is bulk and bytes(stamped) == copied
+    assert rec.validate_batch(stamped).record_count == 300
+    assert bytes(rec.encode_batch(values, ts, codec="zstd", value_lens=lens)) == rec.encode_batch(
+        values, ts, keys=[None] * 300, headers=[None] * 300, codec="zstd")
 
 
 def test_stamp_keeps_crc_valid():
@@ -285,3 +303,65 @@ def test_record_timestamps_past_int64_are_refused_as_overflow(log_append_time):
     rec.CRC.pack_into(batch, rec.CRC_OFFSET, crc32c(bytes(batch[rec.CRC_START :])))
     with pytest.raises(CorruptBatchError, match="record timestamps overflow int64"):
         checks.check_batch_records(batch, max_record_bytes=1 << 20, max_section_bytes=1 << 22)
+
+
+@pytest.mark.parametrize("values", [
+    list(range(20_000)),                 # offset deltas: 1, 2 and 3 bytes in runs
+    [100] * 500,                         # equal 2-byte lengths
+    [-1, 0, 63, -64, 64, 8191, -8192, 8192, 1 << 19, -(1 << 20), (1 << 20) - 1, 1 << 20, (1 << 31) - 1, -(1 << 31)],
+])
+def test_read_varints_fast_paths_agree_with_the_scalar_decoder(values):
+    encoded = [rc.varint_bytes(v) for v in values]
+    raw = np.frombuffer(b"".join(encoded) + b"\x00\x00\x00", dtype=np.uint8)
+    starts = np.cumsum([0] + [len(e) for e in encoded[:-1]]).astype(np.int64)
+    ends = starts + np.array([len(e) for e in encoded], dtype=np.int64)
+    decoded, sizes = rc.read_varints(raw, starts, ends)
+    assert decoded.tolist() == values and sizes.tolist() == [len(e) for e in encoded]
+    with pytest.raises(CorruptBatchError, match="runs past"):
+        rc.read_varints(raw, starts, np.maximum(ends - 1, starts + 1) if max(map(len, encoded)) > 1 else starts)
+
+
+def _layouts_agree(batch, monkeypatch):
+    """record_layout with the run-template shortcut and without it: both refuse, or both give
+    the same arrays; check_batch_records likewise."""
+    from broker import record_layout as rl
+
+    def outcome(fast):
+        if not fast:
+            monkeypatch.setattr(rl, "_uniform_layout", lambda *a: None)
+        try:
+            lay = rl.record_layout(batch)
+            arrays = [getattr(lay, f).tolist() for f in ("ends", "ts_deltas", "offset_deltas", "key_starts",
+                                                          "key_lens", "value_starts", "value_lens", "header_counts",
+                                                          "headers_starts")]
+            try:
+                checks.check_batch_records(batch, max_record_bytes=1 << 20, max_section_bytes=1 << 24)
+                checked = "ok"
+            except CorruptBatchError as exc:
+                checked = exc.message
+            return arrays, checked, lay.headers_checked
+        except CorruptBatchError:
+            return "corrupt", None, None
+        finally:
+            monkeypatch.undo()
+
+    fast, slow = outcome(True), outcome(False)
+    assert fast[:2] == slow[:2]
+    return fast[2]
+
+
+def test_run_template_layout_agrees_with_the_field_walk_on_damaged_bytes(monkeypatch):
+    # 70 equal records: two runs (1- and 2-byte offset deltas), a capture header each
+    batch = bytearray(rec.encode_batch([b"x" * 30] * 70, 1_700_000_000_123_456_789))
+    assert _layouts_agree(batch, monkeypatch) is True  # the shortcut applies to the intact batch
+    for pos in range(rec.HEADER_SIZE, len(batch), 3):
+        for flip in (0x80, 0x01):
+            damaged = bytearray(batch)
+            damaged[pos] ^= flip
+            _layouts_agree(damaged, monkeypatch)
+
+
+def test_run_template_layout_with_keys_and_headers_agrees(monkeypatch):
+    values = [b"v" * 10] * 40 + [b"w" * 300] * 30
+    batch = rec.encode_batch(values, 5_000_000, keys=[b"k"] * 70, headers=[{"a": b"1", "b": None}] * 70)
+    assert _layouts_agree(batch, monkeypatch) is True

@@ -87,11 +87,11 @@ def test_close_while_the_io_thread_still_waits_leaves_its_fd_to_it(broker):
         assert time.monotonic() - started < 2
         with pytest.raises(BrokerError):
             future.result(5)
-        fd = producer._wake_fd
+        fd = producer._sender.wake_fd
         deadline = time.monotonic() + 5
-        while producer._thread.is_alive() and time.monotonic() < deadline:
+        while producer._sender.thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not producer._thread.is_alive()
+        assert not producer._sender.thread.is_alive()
         with pytest.raises(OSError):  # closed by the thread on its way out, exactly once
             os.fstat(fd)
     finally:
@@ -103,13 +103,13 @@ def test_a_partition_count_refresh_does_not_stall_send_on_a_hung_broker(broker):
         admin.create_topic("meta")
     with Producer(broker.endpoint, linger_ms=0, request_timeout_s=1.0) as producer:
         producer.send("meta", b"x").result(10)  # caches the partition count (1)
-        count, _ = producer._partition_counts["meta"]
-        producer._partition_counts["meta"] = (count, time.monotonic() - 60)  # due for a refresh
+        count, _ = producer._metadata._partition_counts["meta"]
+        producer._metadata._partition_counts["meta"] = (count, time.monotonic() - 60)  # due for a refresh
         os.kill(broker.proc.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
             producer.send("meta", b"y")  # refresh fails fast, the cached count is used
             assert time.monotonic() - started < 0.6
-            assert producer._partition_counts["meta"][0] == count
+            assert producer._metadata._partition_counts["meta"][0] == count
         finally:
             os.kill(broker.proc.pid, signal.SIGCONT)
