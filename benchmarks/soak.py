@@ -185,7 +185,8 @@ def main() -> None:
     quarters = [points[i * len(points) // 4:(i + 1) * len(points) // 4] for i in range(4)]
     summary = {
         "duration_s": points[-1]["t_s"], "samples": len(points),
-        "rss_mb_first_last": [points[0]["rss_mb"], points[-1]["rss_mb"]], "rss_mb_max": max(p["rss_mb"] for p in points),
+        "rss_mb_first_last": [points[0]["rss_mb"], points[-1]["rss_mb"]],
+        "rss_mb_max": max(p["rss_mb"] for p in points),
         "rss_mb_per_hour_second_half": rss_slope,
         "fds_min_max": [min(p["fds"] for p in points), max(p["fds"] for p in points)],
         "fds_change_second_half": half[-1]["fds"] - half[0]["fds"],

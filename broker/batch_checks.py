@@ -65,9 +65,9 @@ def check_batch_records(batch: ByteBuffer, *, max_record_bytes: int, max_section
         raise CorruptBatchError(
             f"{where}: maxTimestamp {header.max_timestamp_ms} does not match baseTimestamp {base} "
             f"plus the record deltas ({low}..{high})")
-    bad = None if lay.headers_checked else _first_bad_headers(lay)
-    if bad is not None:
-        i = int(bad)
+    first_bad = None if lay.headers_checked else _first_bad_headers(lay)
+    if first_bad is not None:
+        i = first_bad
         try:
             decode_headers(lay.section, int(lay.headers_starts[i]), int(lay.ends[i]), int(lay.header_counts[i]))
             reason = "malformed headers"

@@ -303,7 +303,7 @@ def codec_id(codec: int | str) -> int:
     return codec
 
 
-def compress(codec: int, data: bytes | memoryview) -> bytes | memoryview:
+def compress(codec: int, data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
     if codec == CODEC_NONE:
         return data
     if codec == CODEC_GZIP:

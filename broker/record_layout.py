@@ -16,26 +16,23 @@ capture header stays visible in ``Record.headers``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import record_codec as rc
+from .base.names import HEADER_CAPTURE as CAPTURE_HEADER
 from .errors import CorruptBatchError
 from .records import (
     _CAPTURE_KEY,
-    CAPTURE_HEADER,
     DEFAULT_MAX_SECTION_BYTES,
     NS_PER_MS,
     BatchHeader,
+    ByteBuffer,
     Record,
     iter_batches,
     parse_header,
     records_section,
 )
-
-if TYPE_CHECKING:
-    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 _CAPTURE_PREFIX = np.frombuffer(rc.varint_bytes(len(_CAPTURE_KEY)) + _CAPTURE_KEY, dtype=np.uint8)
 _MAX_DIGITS = 20
@@ -109,7 +106,7 @@ class RecordLayout:
         return ts, used
 
 
-def record_layout(batch: Buffer, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> RecordLayout:
+def record_layout(batch: ByteBuffer, max_section_bytes: int = DEFAULT_MAX_SECTION_BYTES) -> RecordLayout:
     """The layout of every record of a batch (CRC already checked by the caller)."""
     header = parse_header(batch)
     section = records_section(batch, header, max_bytes=max_section_bytes)
@@ -282,12 +279,12 @@ def decode_headers(section: memoryview, start: int, end: int, count: int) -> dic
     return out
 
 
-def batch_timestamps(batch: Buffer) -> np.ndarray:
+def batch_timestamps(batch: ByteBuffer) -> np.ndarray:
     """Each record's timestamp (ns) of a batch."""
     return record_layout(batch).capture_times()[0]
 
 
-def decode_batch(batch: Buffer, *, topic: str = "", partition: int = 0) -> list[Record]:
+def decode_batch(batch: ByteBuffer, *, topic: str = "", partition: int = 0) -> list[Record]:
     """Decode every record of a validated batch. Values are views into the batch (or into
     the decompressed section); keys and headers are copied because they are small."""
     lay = record_layout(batch)
@@ -350,7 +347,7 @@ class BatchValues:
                            self.starts[keep], self.lengths[keep])
 
 
-def decode_batch_values(batch: Buffer, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> BatchValues:
+def decode_batch_values(batch: ByteBuffer, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> BatchValues:
     """The values of a validated batch as columns (see BatchValues), from ``min_offset`` on."""
     lay = record_layout(batch)
     header = lay.header
@@ -361,7 +358,7 @@ def decode_batch_values(batch: Buffer, *, topic: str = "", partition: int = 0, m
                        np.maximum(lay.value_lens[skip:], 0))
 
 
-def decode_batches(buf: Buffer, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[Record]:
+def decode_batches(buf: ByteBuffer, *, topic: str = "", partition: int = 0, min_offset: int = 0) -> list[Record]:
     """Validate and decode a buffer of consecutive batches, dropping records below ``min_offset``."""
     out: list[Record] = []
     for header, batch in iter_batches(buf):
@@ -374,7 +371,7 @@ def decode_batches(buf: Buffer, *, topic: str = "", partition: int = 0, min_offs
     return out
 
 
-def decode_batches_values(buf: Buffer, *, topic: str = "", partition: int = 0, min_offset: int = 0
+def decode_batches_values(buf: ByteBuffer, *, topic: str = "", partition: int = 0, min_offset: int = 0
                           ) -> list[BatchValues]:
     """``decode_batches`` as columns: one BatchValues per batch holding records at or above ``min_offset``."""
     out: list[BatchValues] = []

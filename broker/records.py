@@ -338,7 +338,8 @@ def encode_batch(
             raise RecordTooLargeError(
                 f"record {big} is {int(value_lens[big])} bytes, above the limit of {max_record_bytes}")
         reserve = HEADER_SIZE if codec == CODEC_NONE else 0
-        section = _bulk_records(values, value_lens, ts, ms - base_ms, needs_capture, reserve)
+        section: bytes | bytearray | memoryview = _bulk_records(values, value_lens, ts, ms - base_ms,
+                                                                needs_capture, reserve)
         if reserve and isinstance(section, bytearray):  # records laid out behind room for the header
             HEADER.pack_into(section, 0, 0, len(section) - LENGTH_FIELD_END, LEADER_EPOCH_VALUE, MAGIC, 0,
                              codec, n - 1, base_ms, max_ms, producer_id, producer_epoch, base_sequence, n)
@@ -415,7 +416,7 @@ def _uniform_heads(n: int, value_len: int, tail_len: int) -> tuple[np.ndarray, n
 
 
 def _bulk_records(values: Sequence[ByteBuffer], value_lens: np.ndarray, ts: np.ndarray, ts_deltas: np.ndarray,
-                  needs_capture: np.ndarray, reserve: int = 0) -> bytes | bytearray:
+                  needs_capture: np.ndarray, reserve: int = 0) -> bytes | bytearray | memoryview:
     """The records section; with ``reserve``, equal-sized records are laid out in a
     bytearray after that many free bytes (the batch header's room); others come as bytes."""
     n = len(values)
@@ -453,7 +454,7 @@ def _bulk_records(values: Sequence[ByteBuffer], value_lens: np.ndarray, ts: np.n
     return b"".join(parts)
 
 
-def encode_records(records: Iterable[Record], *, codec: int | str = CODEC_NONE) -> bytes:
+def encode_records(records: Iterable[Record], *, codec: int | str = CODEC_NONE) -> bytes | bytearray:
     """Build a batch from Record objects (convenience for tests and small producers)."""
     recs = list(records)
     return encode_batch([r.value for r in recs], [r.timestamp for r in recs], keys=[r.key for r in recs],

@@ -13,13 +13,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from broker.client import Admin, Consumer, Producer
 
 from ..common import stop_process
-from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient
+from . import MAX_MESSAGE_BYTES, BrokerSystem, ConsumerClient, ProducerClient
 
 MiB = 1024 * 1024
 
@@ -37,15 +37,15 @@ class EdgeBroker(BrokerSystem):
         profile_dir = self.options.get("profile_dir")
         if profile_dir:
             Path(profile_dir).mkdir(parents=True, exist_ok=True)
-            server = ["-m", "cProfile", "-o", str(Path(profile_dir) / "edge.prof")] + server
-        self.process = subprocess.Popen([sys.executable] + server)
+            server = ["-m", "cProfile", "-o", str(Path(profile_dir) / "edge.prof"), *server]
+        self.process = subprocess.Popen([sys.executable, *server])
         deadline = time.monotonic() + 20
         while True:
             try:
                 with Admin(self.endpoint, timeout_s=0.5) as admin:
                     admin.ping()
                 return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise
                 time.sleep(0.05)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
-from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient, SystemUnavailable
+from . import MAX_MESSAGE_BYTES, BrokerSystem, ConsumerClient, ProducerClient, SystemUnavailable
 
 MiB = 1024 * 1024
 
@@ -34,14 +34,13 @@ def bench_cluster_class() -> tuple[type, type[Exception]]:
         def start_node(self, i: int) -> None:
             if self.procs.get(i) is not None and self.procs[i].poll() is None:
                 return
-            log = open(self.node_dir(i) / "server.log", "ab")
-            self.procs[i] = subprocess.Popen(
-                ["java", f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                 "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-                 "-Djava.awt.headless=true", "-cp", f"{self.libs}/*", "kafka.Kafka",
-                 str(self.node_dir(i) / "server.properties")],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            log.close()
+            with open(self.node_dir(i) / "server.log", "ab") as log:  # the child keeps its own descriptor
+                self.procs[i] = subprocess.Popen(
+                    ["java", f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                     "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+                     "-Djava.awt.headless=true", "-cp", f"{self.libs}/*", "kafka.Kafka",
+                     str(self.node_dir(i) / "server.properties")],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     return BenchKafkaCluster, KafkaHarnessError
 

@@ -23,11 +23,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..common import stop_process
-from . import BrokerSystem, ConsumerClient, MAX_MESSAGE_BYTES, ProducerClient, SystemUnavailable
+from . import MAX_MESSAGE_BYTES, BrokerSystem, ConsumerClient, ProducerClient, SystemUnavailable
 
 MiB = 1024 * 1024
 PENDING_BYTES = 256 * MiB
@@ -40,7 +40,7 @@ def server_binary() -> str | None:
 
 
 def server_version(binary: str) -> tuple[int, ...]:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
     digits = out.strip().rsplit("v", 1)[-1]
     return tuple(int(x) for x in digits.split(".")[:3] if x.isdigit())
 
@@ -73,10 +73,11 @@ class NatsServer(BrokerSystem):
         sync = "\n  sync_interval: always" if self.mode == "durable" else ""
         (base / "nats.conf").write_text(
             f"listen: 127.0.0.1:{self.port}\nmax_payload: {MAX_MESSAGE_BYTES}\nmax_pending: {512 * MiB}\n"
-            f"jetstream {{\n  store_dir: \"{base / 'store'}\"\n  max_file_store: 40GB\n  max_memory_store: 256MB{sync}\n}}\n")
-        log = open(base / "nats.log", "ab")
-        self.process = subprocess.Popen([binary, "-c", str(base / "nats.conf")], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+            f"jetstream {{\n  store_dir: \"{base / 'store'}\"\n  max_file_store: 40GB\n"
+            f"  max_memory_store: 256MB{sync}\n}}\n")
+        with open(base / "nats.log", "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen([binary, "-c", str(base / "nats.conf")], stdout=log,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not self._ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -102,7 +103,7 @@ class NatsServer(BrokerSystem):
         try:
             asyncio.run(check())
             return True
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             return False
 
     @property
@@ -179,7 +180,7 @@ class NatsProducer(ProducerClient):
         size = len(value)
         try:
             ack = await self.js.publish_async(subject, value, wait_stall=60)
-        except Exception:  # noqa: BLE001 - refused before sending: counted as an error
+        except Exception:
             self._release(size, True)
             return
         ack.add_done_callback(lambda f: self._release(size, f.cancelled() or f.exception() is not None))
@@ -268,7 +269,7 @@ class NatsConsumer(ConsumerClient):
             for sub in self.subscriptions:
                 try:
                     await sub.unsubscribe()
-                except Exception:  # noqa: BLE001 - closing anyway
+                except Exception:
                     pass
             await self.nc.close()
 

@@ -149,13 +149,15 @@ class Consumer:
         self._join()
 
     def _join(self) -> None:
+        if self.group is None:
+            raise ValueError("joining needs a consumer group (Consumer(group=...))")
         joined = self._call(M.JoinGroupRequest(group=self.group, member_id=self.member_id,
                                                topics=tuple(self.subscription),
                                                session_timeout_ms=self.session_timeout_ms))
         self.member_id = joined.member_id
         self._apply_assignment(joined.generation, list(joined.assignment))
 
-    def _apply_assignment(self, generation: int, assignment: list[list[Any]]) -> None:
+    def _apply_assignment(self, generation: int, assignment: list[tuple[str, int]]) -> None:
         self.generation = -1  # until applied: if this fails, the next heartbeat gets the assignment again
         new = [(t, p) for t, p in assignment]
         revoked = {tp: pos for tp, pos in self.positions.items() if tp not in new}

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
+from crc32c import crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from crc32c import crc32c
 
 from broker import batch_checks as checks
 from broker import record_codec as rc
@@ -18,7 +18,8 @@ from broker.errors import CorruptBatchError, RecordTooLargeError, UnknownCodecEr
 
 def test_header_layout_matches_format_doc():
     assert rec.HEADER_SIZE == 61
-    assert (rec.BASE_OFFSET_OFFSET, rec.BATCH_LENGTH_OFFSET, rec.LEADER_EPOCH_OFFSET, rec.MAGIC_OFFSET) == (0, 8, 12, 16)
+    offsets = (rec.BASE_OFFSET_OFFSET, rec.BATCH_LENGTH_OFFSET, rec.LEADER_EPOCH_OFFSET, rec.MAGIC_OFFSET)
+    assert offsets == (0, 8, 12, 16)
     assert (rec.CRC_OFFSET, rec.CRC_START, rec.LAST_OFFSET_DELTA_OFFSET, rec.RECORD_COUNT_OFFSET) == (17, 21, 23, 57)
 
 
