@@ -215,7 +215,7 @@ def validate_batch(buf: ByteBuffer, pos: int = 0, *, max_batch_bytes: int | None
 
 
 def stamped_prefix(batch: ByteBuffer, header: BatchHeader, base_offset: int, append_time_ns: int,
-                   log_append_time: bool = False) -> tuple[bytes, int]:
+                   log_append_time: bool = False, leader_epoch: int = LEADER_EPOCH_VALUE) -> tuple[bytes, int]:
     """What the broker writes in front of ``batch[rest:]`` for an append: (prefix, rest).
 
     Always baseOffset and partitionLeaderEpoch (outside the CRC, as in Kafka); for a
@@ -224,8 +224,8 @@ def stamped_prefix(batch: ByteBuffer, header: BatchHeader, base_offset: int, app
     view = memoryview(batch)
     if not log_append_time:
         return (BASE_OFFSET.pack(base_offset) + BATCH_LENGTH.pack(header.batch_length - LENGTH_FIELD_END)
-                + LEADER_EPOCH.pack(LEADER_EPOCH_VALUE), STAMPED_PREFIX_SIZE)
-    fields = [base_offset, header.batch_length - LENGTH_FIELD_END, LEADER_EPOCH_VALUE, MAGIC, 0,
+                + LEADER_EPOCH.pack(leader_epoch), STAMPED_PREFIX_SIZE)
+    fields = [base_offset, header.batch_length - LENGTH_FIELD_END, leader_epoch, MAGIC, 0,
               header.attributes | ATTR_LOG_APPEND_TIME, header.last_offset_delta, header.base_timestamp_ms,
               append_time_ns // NS_PER_MS, header.producer_id, header.producer_epoch, header.base_sequence,
               header.record_count]

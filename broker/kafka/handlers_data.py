@@ -23,6 +23,7 @@ from ..errors import BrokerError
 from .codec import RequestBody, millis
 from .errors import CORRUPT_MESSAGE, INVALID_RECORD, NONE, UNKNOWN_TOPIC_OR_PARTITION, code_for
 from .fetch_encode import FetchPartitionValues, FetchResponseValues
+from .handlers_topics import check_current_epoch
 
 if TYPE_CHECKING:  # the listener and the broker import these handlers
     from .broker import KafkaBroker
@@ -97,9 +98,11 @@ def _produce_partition(broker: KafkaBroker, topic: str, partition: int,
 # -- fetch ------------------------------------------------------------------------------------
 
 
-def fetch_partitions(body: RequestBody) -> list[tuple[str, int, int, int]]:
-    """(topic, partition, offset, partition max bytes) for every partition asked."""
-    return [(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes) for t in body.topics for p in t.partitions]
+def fetch_partitions(body: RequestBody) -> list[tuple[str, int, int, int, int]]:
+    """(topic, partition, offset, partition max bytes, current leader epoch or -1) for every
+    partition asked."""
+    return [(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes, getattr(p, "current_leader_epoch", -1))
+            for t in body.topics for p in t.partitions]
 
 
 def read_fetch(broker: KafkaBroker, body: RequestBody) -> tuple[FetchResponseValues, int]:
@@ -107,12 +110,17 @@ def read_fetch(broker: KafkaBroker, body: RequestBody) -> tuple[FetchResponseVal
     budget = max(body.max_bytes, 1)
     total = 0
     topics: dict[str, list[FetchPartitionValues]] = {}
-    for topic, partition, offset, part_max in fetch_partitions(body):
+    for topic, partition, offset, part_max, client_epoch in fetch_partitions(body):
         entry: FetchPartitionValues = {"partition_index": partition, "error_code": NONE, "high_watermark": -1,
                  "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
                  "preferred_read_replica": -1, "records": b""}
         try:
             log = broker.storage.log(topic, partition)
+            entry["error_code"] = check_current_epoch(client_epoch, broker.storage.log_epochs(topic, partition).current)
+            if entry["error_code"] != NONE:  # the client's view is stale: it refreshes metadata, then validates
+                total += 1
+                topics.setdefault(topic, []).append(entry)
+                continue
             entry["high_watermark"] = entry["last_stable_offset"] = log.next_offset
             entry["log_start_offset"] = log.log_start_offset
             if budget > 0:  # a read returns at least one whole batch, even above the limits (KIP-74)
@@ -141,4 +149,4 @@ def fetch(broker: KafkaBroker, call: Call) -> None:
     if total >= max(call.body.min_bytes, 1) or wait_ms == 0:
         call.respond_fetch(values)
         return
-    broker.park_fetch(call, wait_ms / 1000, {(t, p) for t, p, _, _ in fetch_partitions(call.body)})
+    broker.park_fetch(call, wait_ms / 1000, {(t, p) for t, p, *_ in fetch_partitions(call.body)})

@@ -5,8 +5,10 @@ Each handler takes the ``KafkaBroker`` (broker/kafka/broker.py) and the decoded 
 (any supported version; fields a version lacks are read with defaults) and returns plain
 values that ``codec.build`` turns into the response of the request's version.
 
-This broker is a cluster of one: node 0 leads every partition at leader epoch 0, with a
-replica set of [0].
+This broker is a cluster of one: node 0 leads every partition, with a replica set of [0].
+The leader epoch of a partition is its storage log epoch (broker/storage/log_epochs.py,
+bumped at every unclean open, stamped into every batch appended under it), so Kafka
+clients detect truncation by recovery as KIP-320 consumers do (OffsetForLeaderEpoch).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from ..errors import BrokerError
 from ..logs import log_event
 from .codec import RequestBody, ResponseValues, millis
 from .errors import (
+    FENCED_LEADER_EPOCH,
     INVALID_CONFIG,
     INVALID_PARTITIONS,
     INVALID_REPLICATION_FACTOR,
     INVALID_REQUEST,
     NONE,
+    UNKNOWN_LEADER_EPOCH,
     UNKNOWN_TOPIC_ID,
     UNKNOWN_TOPIC_OR_PARTITION,
     UNSUPPORTED_VERSION,
@@ -38,7 +42,6 @@ if TYPE_CHECKING:  # the broker imports these handlers
 
 logger = logging.getLogger("broker.kafka")
 
-LEADER_EPOCH = 0
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
 SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
@@ -53,7 +56,8 @@ _READ_ONLY = {"message.timestamp.type", "cleanup.policy"}
 
 
 def _partitions(broker: KafkaBroker, name: str) -> list[dict[str, object]]:
-    return [{"error_code": NONE, "partition_index": p, "leader_id": broker.node_id, "leader_epoch": LEADER_EPOCH,
+    return [{"error_code": NONE, "partition_index": p, "leader_id": broker.node_id,
+             "leader_epoch": broker.storage.log_epochs(name, p).current,
              "replica_nodes": [broker.node_id], "isr_nodes": [broker.node_id], "offline_replicas": []}
             for p in range(broker.storage.topic_config(name).partitions)]
 
@@ -242,9 +246,16 @@ def list_offsets(broker: KafkaBroker, body: RequestBody, version: int) -> Respon
         parts: list[dict[str, object]] = []
         for part in topic.partitions:
             entry: dict[str, object] = {"partition_index": part.partition_index, "error_code": NONE,
-                                        "timestamp": -1, "offset": -1, "leader_epoch": LEADER_EPOCH}
+                                        "timestamp": -1, "offset": -1, "leader_epoch": -1}
             try:
-                entry.update(_list_offset(broker.storage.log(topic.name, part.partition_index), millis(part.timestamp)))
+                log = broker.storage.log(topic.name, part.partition_index)
+                found = _list_offset(log, millis(part.timestamp))
+                entry.update(found)
+                epochs = broker.storage.log_epochs(topic.name, part.partition_index)
+                offset = found.get("offset", -1)
+                # the epoch of the record found (Kafka); the log end belongs to the current epoch
+                entry["leader_epoch"] = -1 if offset < 0 else (
+                    epochs.current if offset >= log.next_offset else epochs.epoch_at(offset))
             except BrokerError as exc:
                 entry["error_code"] = code_for(exc)
             parts.append(entry)
@@ -274,15 +285,28 @@ def offset_for_leader_epoch(broker: KafkaBroker, body: RequestBody, version: int
     for topic in body.topics:
         parts: list[dict[str, object]] = []
         for part in topic.partitions:
-            entry: dict[str, object] = {"partition": part.partition, "error_code": NONE, "leader_epoch": LEADER_EPOCH,
+            entry: dict[str, object] = {"partition": part.partition, "error_code": NONE, "leader_epoch": -1,
                                         "end_offset": -1}
             try:
-                entry["end_offset"] = broker.storage.log(topic.topic, part.partition).next_offset
+                log = broker.storage.log(topic.topic, part.partition)
+                epochs = broker.storage.log_epochs(topic.topic, part.partition)
+                entry["error_code"] = check_current_epoch(getattr(part, "current_leader_epoch", -1), epochs.current)
+                found = epochs.floor(part.leader_epoch) if entry["error_code"] == NONE else None
+                if found is not None:  # Kafka: the largest epoch <= the one asked, and where it ended
+                    entry.update(leader_epoch=found, end_offset=epochs.end_offset(found, log.next_offset))
             except BrokerError as exc:
                 entry["error_code"] = code_for(exc)
             parts.append(entry)
         topics.append({"topic": topic.topic, "partitions": parts})
     return {"topics": topics}
+
+
+def check_current_epoch(client_epoch: int, current: int) -> int:
+    """Kafka's check of a request's current_leader_epoch (-1: not given): an older one is
+    FENCED_LEADER_EPOCH (the client refreshes metadata), a newer one UNKNOWN_LEADER_EPOCH."""
+    if client_epoch < 0 or client_epoch == current:
+        return NONE
+    return FENCED_LEADER_EPOCH if client_epoch < current else UNKNOWN_LEADER_EPOCH
 
 
 def init_producer_id(broker: KafkaBroker, body: RequestBody, version: int) -> ResponseValues:

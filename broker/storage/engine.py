@@ -156,6 +156,7 @@ class Storage:
             log_event(logger, logging.INFO, "log_epoch_bumped", topic=topic, partition=partition, epoch=epoch,
                       start_offset=log.next_offset, reason="unclean open")
         self._epochs[(topic, partition)] = epochs
+        log.leader_epoch = epochs.current
         return log
 
     # -- topics --------------------------------------------------------------------------

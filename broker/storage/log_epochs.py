@@ -72,6 +72,16 @@ class LogEpochs:
         self.save()
         return epoch
 
+    def floor(self, epoch: int) -> int | None:
+        """The largest epoch in the history that is <= ``epoch`` (None: older than all)."""
+        i = bisect.bisect_right(self._epochs, epoch)
+        return self._epochs[i - 1] if i else None
+
+    def epoch_at(self, offset: int) -> int:
+        """The epoch under which ``offset`` was written (the first one for older offsets)."""
+        i = bisect.bisect_right(self._starts, offset)
+        return self._epochs[max(i - 1, 0)]
+
     def end_offset(self, epoch: int, log_end: int) -> int:
         """First offset not written under ``epoch`` or before (``log_end`` for the current)."""
         i = bisect.bisect_right(self._epochs, epoch)

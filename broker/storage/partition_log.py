@@ -105,6 +105,7 @@ class PartitionLog:
         self.pin_ranges: list[PinRange] = []  # events' pinned offset ranges (storage.pins.PinRange), set by the engine
         self.future_records = 0  # future-stamped records appended since open (segment.py): kept, flagged
         self.corrupt_batches = 0
+        self.leader_epoch = 0  # the log epoch stamped into appended batches (set by the engine at open)
         self._reported_damage: set[int] = set()
         directory.mkdir(parents=True, exist_ok=True)
         self.report = self._load(recovery_point)
@@ -244,7 +245,8 @@ class PartitionLog:
         base = self.next_offset
         future_before = self.active.future_records
         self.active.append(view, header, base, now,
-                           log_append_time=self.config.timestamp_type == "LogAppendTime")
+                           log_append_time=self.config.timestamp_type == "LogAppendTime",
+                           leader_epoch=self.leader_epoch)
         self.producers.record(header, base)
         future = self.active.future_records - future_before
         if future:

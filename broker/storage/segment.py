@@ -247,10 +247,10 @@ class Segment:
     # -- writing -------------------------------------------------------------------------
 
     def append(self, batch: memoryview, header: rec.BatchHeader, base_offset: int, append_time: int,
-               *, log_append_time: bool = False) -> int:
+               *, log_append_time: bool = False, leader_epoch: int = 0) -> int:
         """Write a validated batch with its new base offset; return the position written at."""
         position = self._size
-        prefix, rest = rec.stamped_prefix(batch, header, base_offset, append_time, log_append_time)
+        prefix, rest = rec.stamped_prefix(batch, header, base_offset, append_time, log_append_time, leader_epoch)
         parts: list[Buffer] = [prefix, batch[rest : header.batch_length]]
         if log_append_time:
             header = rec.parse_header(prefix)
