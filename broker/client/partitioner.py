@@ -19,11 +19,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import Any
 
 from crc32c import crc32c
 
-from .. import protocol as P
+from .. import protocol_messages as M
 from ..errors import BrokerError, UnknownTopicError
 from .connection import Connection
 
@@ -40,16 +39,15 @@ class TopicMetadata:
         self._partition_counts: dict[str, tuple[int, float]] = {}  # topic: (count, when learnt)
         self._codecs: dict[str, str] = {}  # each topic's configured codec (compression.type)
 
-    def request(self, kind: int, meta: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
-        """One request on the metadata connection (also INIT_PRODUCER_ID): its reply's meta."""
+    def call(self, request: M.Request[M.ReplyT], timeout_s: float | None) -> M.ReplyT:
+        """One request on the metadata connection (also INIT_PRODUCER_ID): its typed reply."""
         with self._lock:
-            return self._request_locked(kind, meta, timeout_s)
+            return self._call_locked(request, timeout_s)
 
-    def _request_locked(self, kind: int, meta: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+    def _call_locked(self, request: M.Request[M.ReplyT], timeout_s: float | None) -> M.ReplyT:
         if self._conn is None:
             self._conn = Connection(self._endpoint, timeout_s=2.0)
-        reply: dict[str, Any] = self._conn.request(kind, meta, timeout_s=timeout_s).meta
-        return reply
+        return self._conn.call(request, timeout_s=timeout_s)
 
     def partitions_of(self, topic: str) -> int:
         cached = self._partition_counts.get(topic)
@@ -58,9 +56,9 @@ class TopicMetadata:
         with self._lock:
             try:
                 wait = METADATA_REFRESH_TIMEOUT_S if cached is not None else None
-                meta = self._request_locked(P.METADATA, {"topics": [topic]}, wait)
-                count = len(meta["topics"][topic]["partitions"])
-                self._codecs[topic] = meta["topics"][topic].get("config", {}).get("codec", "none")
+                topics = self._call_locked(M.MetadataRequest(topics=[topic]), wait).topics
+                count = len(topics[topic]["partitions"])
+                self._codecs[topic] = topics[topic].get("config", {}).get("codec", "none")
             except UnknownTopicError:
                 count = 1
             except BrokerError:

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from .. import protocol as P
+from .. import protocol_messages as M
 from ..errors import BrokerError, BrokerUnavailableError
 from ..records import encode_batch
 from .accumulator import ProducerBatch, RecordAccumulator
@@ -156,7 +157,8 @@ class Producer:
         return self.codec if self.codec is not None else self._metadata.cached_codec(topic)
 
     def _init_producer_id(self) -> dict[str, Any]:
-        return self._metadata.request(P.INIT_PRODUCER_ID, {}, self.request_timeout_s)
+        reply = self._metadata.call(M.InitProducerIdRequest(), self.request_timeout_s)
+        return {"producer_id": reply.producer_id, "producer_epoch": reply.producer_epoch}
 
     # -- sending -------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 from .. import protocol as P
+from .. import protocol_messages as M
 from ..errors import BrokerError, BrokerUnavailableError, DeliveryUnknownError
 from ..records import encode_batch, with_producer
 from .accumulator import ProducerBatch, RecordAccumulator
@@ -154,10 +155,10 @@ class Sender:
         try:
             if batch.sequence is None and batch.first_sent_at is None:
                 self._stamp(batch)
-            meta = {"topic": batch.topic, "partition": batch.partition, "acks": self._acks}
+            request = M.ProduceRequest(topic=batch.topic, partition=batch.partition, acks=self._acks)
             # a fresh socket needs a moment for its handshake: the first send waits for it
             # (up to CONNECT_GRACE_S) so a producer made just before sending does not fail
-            request_id = conn.send(P.PRODUCE, meta, [batch.data], wait_s=0.0 if self._connected else CONNECT_GRACE_S)
+            request_id = conn.send_request(request, [batch.data], wait_s=0.0 if self._connected else CONNECT_GRACE_S)
             self._connected = True
         except BrokerError as exc:
             if (isinstance(exc, BrokerUnavailableError) and batch.sequence is not None
@@ -252,7 +253,7 @@ class Sender:
             return
         self._fence_ping_at = now
         try:
-            self._fence_ping = conn.send(P.PING, {})
+            self._fence_ping = conn.send_request(M.PingRequest())
         except BrokerUnavailableError:
             self._lift_fence()  # no connection: what was queued on the old one is gone with it
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from broker import protocol as P
+from broker import protocol_messages as M
 from broker.client import Admin
 from broker.errors import BrokerError, BrokerUnavailableError, UnknownPartitionError
 from broker.records import Record, decode_batches, parse_header
@@ -93,8 +93,9 @@ class BrokerGateway:
     def fetch_raw(self, topic: str, partition: int, offset: int, max_bytes: int) -> tuple[dict[str, Any], memoryview]:
         """One fetch (no wait): the partition's reply entry and whole batches from ``offset``."""
         with self.admin() as admin:
-            reply = admin.connection.request(
-                P.FETCH, {"partitions": [[topic, partition, offset]], "max_bytes": max_bytes, "max_wait_ms": 0})
+            request = M.FetchRequest(partitions=(M.FetchPosition(topic, partition, offset),), max_bytes=max_bytes,
+                                     max_wait_ms=0)
+            reply = admin.connection.request(request.KIND, request.to_meta())  # its batches come as payloads
         entry = reply.meta["partitions"][0]
         if entry.get("error"):
             from broker.errors import error_from_code
