@@ -45,7 +45,7 @@ def test_clean_close_skips_the_scan(tmp_path):
     assert not (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
 
 
-@pytest.mark.parametrize("garbage", [b"\x00" * 40, os.urandom(100), b"EDGB" * 30])
+@pytest.mark.parametrize("garbage", [b"\x00" * 40, os.urandom(100), b"EDGB" * 30], ids=["zeros", "random", "magic"])
 def test_garbage_tail_is_cut_and_reported(tmp_path, garbage, caplog):
     log = filled_log(tmp_path)
     log.flush()
