@@ -61,7 +61,7 @@ def power_cut(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
     proc.wait(10)
-    psutil.wait_procs([p for p in map(_process, family) if p is not None], timeout=10)
+    wait_dead([p for p in map(_process, family) if p is not None], 10)
 
 
 def _process(pid: int) -> psutil.Process | None:
@@ -69,6 +69,24 @@ def _process(pid: int) -> psutil.Process | None:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+def wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Until every process is gone or a zombie. A zombie holds no files and no locks any more
+    (its data directory's flock is released); waiting for someone else to reap it (init:
+    up to 2 s per cut here, psutil.wait_procs waits for that) tests nothing of ours."""
+    deadline = time.monotonic() + timeout
+    while alive := [p for p in procs if _running(p)]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running {timeout:.0f} s after SIGKILL: {[p.pid for p in alive]}")
+        time.sleep(0.01)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class DurableWriter:
