@@ -33,6 +33,7 @@ import pytest
 
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
+from tests.faults.test_second_instance import alive
 from tests.integration.test_edge_up import sim_config, topic_ends, wait_for
 
 ROUNDS = int(os.environ.get("EDGE_FAULT_ROUNDS", "4"))
@@ -76,17 +77,10 @@ def wait_dead(procs: list[psutil.Process], timeout: float) -> None:
     (its data directory's flock is released); waiting for someone else to reap it (init:
     up to 2 s per cut here, psutil.wait_procs waits for that) tests nothing of ours."""
     deadline = time.monotonic() + timeout
-    while alive := [p for p in procs if _running(p)]:
+    while running := [p for p in procs if alive(p)]:
         if time.monotonic() > deadline:
-            raise AssertionError(f"still running {timeout:.0f} s after SIGKILL: {[p.pid for p in alive]}")
+            raise AssertionError(f"still running {timeout:.0f} s after SIGKILL: {[p.pid for p in running]}")
         time.sleep(0.01)
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 class DurableWriter:
