@@ -58,7 +58,7 @@ def wait_for(predicate, timeout: float, what: str):
                 return value
         except BrokerError as exc:
             last_error = exc
-        time.sleep(0.25)
+        time.sleep(0.1)  # 0.25 s wasted 0.125 s on average per wait, in every edge up test
     raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
 
 
