@@ -144,6 +144,8 @@ def test_the_broker_refuses_a_bad_batch_and_the_consumer_skips_damage_on_request
     data_dir = tmp_path / "data"
     broker = BrokerProcess(data_dir).start()
     try:
+        with Admin(broker.endpoint) as admin:  # flush=batch: each durable ack at its own fsync, not the 200 ms interval
+            admin.create_topic("t", config={"flush": "batch"})
         with Producer(broker.endpoint, linger_ms=0, acks="durable") as producer:
             for i in range(20):
                 producer.send("t", f"{i:012d}".encode().ljust(400, b"."), partition=0).result(10)

@@ -24,7 +24,9 @@ STAMPS = ([T0 + i * 50 * MS for i in range(20)] + [T0 - 1000 * MS + i * 50 * MS 
 
 def record_stepped_clock(endpoint: str, *, one_batch: bool = False) -> None:
     with Admin(endpoint) as admin:
-        admin.create_topic("camera.front", 1)
+        # flush=batch: a durable ack at the batch's own fsync, not at the next 200 ms interval
+        # flush (60 single-record batches waited 12 s for the interval)
+        admin.create_topic("camera.front", 1, config={"flush": "batch"})
     with Producer(endpoint, linger_ms=1000 if one_batch else 0, acks="durable") as producer:
         pending = []
         for i, ts in enumerate(STAMPS):

@@ -33,6 +33,7 @@ import pytest
 
 from broker.client import Admin, Consumer, Producer
 from broker.errors import BrokerError
+from tests.faults.test_second_instance import alive
 from tests.integration.test_edge_up import sim_config, topic_ends, wait_for
 
 ROUNDS = int(os.environ.get("EDGE_FAULT_ROUNDS", "4"))
@@ -61,7 +62,7 @@ def power_cut(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
     proc.wait(10)
-    psutil.wait_procs([p for p in map(_process, family) if p is not None], timeout=10)
+    wait_dead([p for p in map(_process, family) if p is not None], 10)
 
 
 def _process(pid: int) -> psutil.Process | None:
@@ -69,6 +70,17 @@ def _process(pid: int) -> psutil.Process | None:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+def wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Until every process is gone or a zombie. A zombie holds no files and no locks any more
+    (its data directory's flock is released); waiting for someone else to reap it (init:
+    up to 2 s per cut here, psutil.wait_procs waits for that) tests nothing of ours."""
+    deadline = time.monotonic() + timeout
+    while running := [p for p in procs if alive(p)]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running {timeout:.0f} s after SIGKILL: {[p.pid for p in running]}")
+        time.sleep(0.01)
 
 
 class DurableWriter:

@@ -193,19 +193,26 @@ def test_producer_rides_through_broker_sigkill(data_dir):
                 i += 1
                 time.sleep(0.001)
 
+    def until(predicate, timeout: float) -> None:  # polled, not slept: the sleeps were 2.5 s in all
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     thread = threading.Thread(target=produce)
     thread.start()
-    time.sleep(1.0)
+    until(lambda: len(acked) >= 50, 10)
     broker.kill()
     killed_at = len(acked)
-    time.sleep(1.0)
+    time.sleep(1.0)  # down longer than the producer's request timeout: sends in this window fail
     broker.start()
-    time.sleep(1.5)
+    until(lambda: len(acked) >= killed_at + 50, 10)
     stop.set()
     thread.join(20)
     assert killed_at > 0 and len(acked) > killed_at, "the producer resumed after the restart"
     assert errors, "records sent while the broker was down must fail, not vanish"
-    records = consume_all(broker.endpoint, "k", expected=None, timeout=3)
+    with Admin(broker.endpoint) as admin:  # everything in the log (reading for a fixed 3 s took 3 s)
+        end = admin.list_offset("k", 0, "latest")
+    records = consume_all(broker.endpoint, "k", expected=end, timeout=10)
     values = [int(bytes(r.value)) for r in records]
     assert [r.offset for r in records] == list(range(len(records)))
     assert len(values) == len(set(values)), "no record twice"

@@ -42,6 +42,13 @@ class BrokerProcess:
                 preexec_fn=None if self.fd_limit is None else self._limit_fds,  # noqa: PLW1509 - only setrlimit
             )
         deadline = time.monotonic() + timeout
+        # an ipc endpoint: wait for its socket file first (polled every 10 ms); a ping before the
+        # broker binds waits out its whole timeout, which cost ~0.5 s of every start
+        socket_file = Path(self.endpoint[len("ipc://"):]) if self.endpoint.startswith("ipc://") else None
+        while socket_file is not None and not socket_file.exists() and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.01)
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
