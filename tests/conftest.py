@@ -28,13 +28,3 @@ def data_dir(tmp_path: Path) -> Path:
 
 # The real Kafka cluster (session-scoped, shared by every directory that uses it).
 from tests.kafka.fixtures import kafka_cluster, kafka_single  # noqa: E402,F401
-
-KAFKA_FIXTURES = {"kafka_cluster", "kafka_single"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``-n 2 --dist loadgroup``): every test of the real Kafka clusters runs
-    in one worker, so the session's clusters start once, not once per worker."""
-    for item in items:
-        if KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("kafka"))
