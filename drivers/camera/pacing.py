@@ -52,6 +52,17 @@ class FramePacer:
         """Forget the anchor: the next frame is due at once and anchors the schedule."""
         self._anchor = None
 
+    def frame_due(self, rate: float | str, seq: int, media_ns: int) -> bool:
+        """Whether a file source's frame ``seq`` (at ``media_ns`` into the file) may be released
+        now, after waiting for it: at its recorded time (``"recorded"``), at once (``"max"``:
+        nothing is live, so nothing is dropped) or at ``rate`` frames per second. False once the
+        source is closed or stopped."""
+        if rate == "recorded":
+            return self.wait_until_due(media_ns / 1e9)
+        if rate == "max":
+            return not (self.closed.is_set() or self.stop.is_set())
+        return self.wait_until_due(seq / float(rate))
+
     def wait_until_due(self, offset_s: float) -> bool:
         """Sleep until the frame at ``offset_s`` in the schedule is due.
 

@@ -216,13 +216,7 @@ class PassthroughSource(CameraSource[EncodedFrame]):
         seq = self._seq
         media_ns = self._media_ns(packet)
         if self.kind == "file":
-            if self.rate == "recorded":
-                due = self._pacer.wait_until_due(media_ns / 1e9)
-            elif self.rate == "max":
-                due = not self._should_stop()
-            else:
-                due = self._pacer.wait_until_due(seq / float(self.rate))
-            if not due:
+            if not self._pacer.frame_due(self.rate, seq, media_ns):
                 self.close()
                 raise StopIteration
             capture_ns, source_ts_ns = self.epoch_ns + media_ns, media_ns

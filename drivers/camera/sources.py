@@ -306,13 +306,7 @@ class VideoFileSource(CameraSource[CameraFrame]):
         media_ns = self._media_ns(position_ns)
         self._frames_in_pass += 1
         seq = self._seq
-        if self.rate == "recorded":
-            due = self._pacer.wait_until_due(media_ns / 1e9)
-        elif self.rate == "max":
-            due = not self._should_stop()
-        else:
-            due = self._pacer.wait_until_due(seq / float(self.rate))
-        if not due:
+        if not self._pacer.frame_due(self.rate, seq, media_ns):
             self._release()
             raise StopIteration
         capture_ns = self.epoch_ns + media_ns
