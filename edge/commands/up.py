@@ -94,6 +94,12 @@ def wait_for_broker(endpoint: str, supervisor: Supervisor, timeout_s: float = 30
     from broker.errors import BrokerError
 
     deadline = time.monotonic() + timeout_s
+    # an ipc endpoint: wait for its socket file first; a ping sent before the broker listens
+    # waits out its whole 0.5 s timeout (a stale file from a killed broker only skips this)
+    socket_file = Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+    while socket_file is not None and not socket_file.exists() and time.monotonic() < deadline:
+        supervisor.poll()
+        time.sleep(0.01)
     with Admin(endpoint, timeout_s=0.5) as admin:
         while True:
             try:
