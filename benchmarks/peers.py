@@ -19,6 +19,7 @@ binary missing, exited at start with its last log lines); the run records it and
 
 from __future__ import annotations
 
+import abc
 import shutil
 import socket
 import subprocess
@@ -45,7 +46,7 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-class Peer:
+class Peer(abc.ABC):
     """A broker of the run: started once, measured by several tools, stopped."""
 
     name = ""
@@ -55,20 +56,21 @@ class Peer:
         self.base_dir = Path(base_dir)
 
     @property
-    def bootstrap(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def bootstrap(self) -> str: ...
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> None: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stop(self) -> None: ...
 
-    def pids(self) -> list[int]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def pids(self) -> list[int]: ...
 
     def create_topic(self, topic: str, partitions: int, mode: str) -> None:
-        raise NotImplementedError
+        # Kafka-protocol peers only: NATS keeps streams, created by `nats bench` itself
+        raise SystemUnavailable(f"{self.name}: no Kafka topics to create")
 
     def describe(self) -> str:
         return self.name

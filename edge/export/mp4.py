@@ -31,6 +31,7 @@ Errors: a missing PyAV, or FFmpeg refusing to open, encode, parse or write, rais
 
 from __future__ import annotations
 
+import abc
 import io
 import statistics
 from fractions import Fraction
@@ -87,7 +88,7 @@ class FrameTimer:
         return max(1, int(statistics.median(self._durations))) if self._durations else DEFAULT_FRAME_TICKS
 
 
-class _HeldBackMp4:
+class _HeldBackMp4(abc.ABC):
     """What both writers share: the container, the frame held back until its successor
     gives its duration, the facts of the finished file."""
 
@@ -115,10 +116,11 @@ class _HeldBackMp4:
             self._write(self._held[0], self._held[1], pts - self._held[1])
         self._held = (item, pts)
 
+    @abc.abstractmethod
     def _write(self, item: Any, pts: int, duration: int) -> None:
-        raise NotImplementedError
+        """Put ``item`` into the container at ``pts`` lasting ``duration`` (time base units)."""
 
-    def _flush(self) -> None:
+    def _flush(self) -> None:  # noqa: B027 - an optional hook: writers that hold nothing keep this no-op
         """Whatever the writer still holds after the last frame went out."""
 
     def finish(self) -> dict[str, Any]:
